@@ -1,0 +1,199 @@
+//! Attribute definitions: what a value means, how it is shown, which values are allowed.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::i18n::LocalizedText;
+use crate::options::AttributeOption;
+use crate::rules::ValidationRules;
+
+/// A name that is not one of an enum's variants, with the accepted ones for the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} '{given}' (expected one of: {accepted})")]
+pub struct UnknownVariant {
+    pub what: &'static str,
+    pub given: String,
+    pub accepted: String,
+}
+
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownVariant;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let wanted = s.trim().to_ascii_lowercase();
+                Self::ALL.iter().copied().find(|v| v.as_str() == wanted).ok_or_else(|| UnknownVariant {
+                    what: $what,
+                    given: s.to_owned(),
+                    accepted: Self::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", "),
+                })
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// The nine value types of the unified model. `color` and `size` come from the B2C
+    /// variant axes; the C2C system had the other seven.
+    AttributeType, "attribute type" {
+        Text => "text",
+        Textarea => "textarea",
+        Number => "number",
+        Boolean => "boolean",
+        Select => "select",
+        Multiselect => "multiselect",
+        Date => "date",
+        Color => "color",
+        Size => "size",
+    }
+);
+
+named_enum!(
+    /// Where an attribute is used: on listings/products, as a variant axis, or both.
+    Purpose, "purpose" {
+        Regular => "regular",
+        Variant => "variant",
+        Both => "both",
+    }
+);
+
+impl AttributeType {
+    /// Types whose values must be one (or several) of the attribute's options when it has any.
+    pub fn uses_options(self) -> bool {
+        matches!(
+            self,
+            AttributeType::Select
+                | AttributeType::Multiselect
+                | AttributeType::Color
+                | AttributeType::Size
+        )
+    }
+}
+
+/// How an attribute is presented; free-form settings the frontend interprets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UiSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_component: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon: Option<String>,
+    #[serde(default)]
+    pub show_in_list: bool,
+}
+
+/// One attribute definition. `id` is the public id: attributes that came from the C2C
+/// system keep their legacy id in the unified table, so clients see the same id in both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attribute {
+    pub id: i64,
+    /// Stable machine name (`year`, `car_make`): the identity of an attribute across stores.
+    pub code: String,
+    pub name: LocalizedText,
+    pub display_name: LocalizedText,
+    pub attribute_type: AttributeType,
+    pub purpose: Purpose,
+    pub options: Vec<AttributeOption>,
+    pub rules: ValidationRules,
+    pub ui: UiSettings,
+    pub is_searchable: bool,
+    pub is_filterable: bool,
+    pub is_required: bool,
+    pub is_variant_compatible: bool,
+    pub affects_stock: bool,
+    pub affects_price: bool,
+    pub show_in_card: bool,
+    pub sort_order: i32,
+    pub is_active: bool,
+}
+
+impl Attribute {
+    /// A definition with the legacy defaults (filterable, shown in cards, active).
+    pub fn new(id: i64, code: impl Into<String>, attribute_type: AttributeType) -> Self {
+        Self {
+            id,
+            code: code.into(),
+            name: LocalizedText::new(),
+            display_name: LocalizedText::new(),
+            attribute_type,
+            purpose: Purpose::Regular,
+            options: Vec::new(),
+            rules: ValidationRules::default(),
+            ui: UiSettings::default(),
+            is_searchable: false,
+            is_filterable: true,
+            is_required: false,
+            is_variant_compatible: false,
+            affects_stock: false,
+            affects_price: false,
+            show_in_card: true,
+            sort_order: 0,
+            is_active: true,
+        }
+    }
+}
+
+/// Turns a legacy machine name or label into a unified code: lower case, words joined by `_`.
+/// `Car Make`, `car-make` and `CAR_MAKE` all become `car_make`.
+pub fn normalize_code(name: &str) -> String {
+    let mut code = String::with_capacity(name.len());
+    for c in name.trim().chars().flat_map(char::to_lowercase) {
+        if c.is_alphanumeric() {
+            code.push(c);
+        } else if !code.is_empty() && !code.ends_with('_') {
+            code.push('_');
+        }
+    }
+    while code.ends_with('_') {
+        code.pop();
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_parses_from_its_own_name() {
+        for t in AttributeType::ALL {
+            assert_eq!(t.as_str().parse::<AttributeType>(), Ok(*t));
+        }
+        assert_eq!(AttributeType::ALL.len(), 9);
+    }
+
+    #[test]
+    fn an_unknown_type_names_the_accepted_ones() {
+        let err = "checkbox".parse::<AttributeType>().unwrap_err();
+        assert!(err.to_string().contains("text, textarea, number"));
+    }
+
+    #[test]
+    fn codes_are_normalized_from_names_and_labels() {
+        assert_eq!(normalize_code("Car Make"), "car_make");
+        assert_eq!(normalize_code(" car-make "), "car_make");
+        assert_eq!(normalize_code("CAR__MAKE!"), "car_make");
+        assert_eq!(normalize_code("Veličina"), "veličina");
+    }
+}

@@ -1,0 +1,22 @@
+//! The attribute model of the marketplace, shared by every other crate.
+//!
+//! Pure: types, parsing and validation only. Nothing here knows about SQL, HTTP or the
+//! legacy tables' layout; the storage crate translates rows into these types.
+
+pub mod attribute;
+pub mod entity;
+pub mod i18n;
+pub mod options;
+pub mod rules;
+pub mod schema;
+pub mod validate;
+pub mod value;
+
+pub use attribute::{Attribute, AttributeType, Purpose, UnknownVariant};
+pub use entity::{EntityKind, EntityRef};
+pub use i18n::{Language, LocalizedText};
+pub use options::{AttributeOption, ParsedOptions, parse_legacy_options};
+pub use rules::{Pattern, ValidationRules};
+pub use schema::{CategoryBinding, EffectiveAttribute, EffectiveSchema};
+pub use validate::{FieldError, FieldErrorKind, validate_replacement};
+pub use value::{EntityValues, TypedValue, Value};

@@ -1,0 +1,179 @@
+//! Allowed values of select-like attributes, in one normalized form, and the parser that
+//! reads every shape the legacy `options` column came in.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::i18n::LocalizedText;
+
+/// One allowed value: the machine value stored in values, and its labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttributeOption {
+    pub value: String,
+    pub label: LocalizedText,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color_hex: Option<String>,
+}
+
+impl AttributeOption {
+    /// An option whose Serbian label is its value, as the legacy string lists had it.
+    pub fn plain(value: impl Into<String>) -> Self {
+        let value = value.into();
+        Self {
+            label: LocalizedText::serbian(value.clone()),
+            value,
+            color_hex: None,
+        }
+    }
+}
+
+/// What the legacy parser found: the options, and the stray keys a few rows carried.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParsedOptions {
+    pub options: Vec<AttributeOption>,
+    /// `min`/`max` that some rows kept in `options` instead of `validation_rules`.
+    pub min: Option<Json>,
+    pub max: Option<Json>,
+    /// Anything the parser skipped, said in words, so the backfill can report it.
+    pub warnings: Vec<String>,
+}
+
+/// Reads a legacy `options` value in any of its four shapes:
+/// `{"values": [..]}`, `{}`, a plain array of strings, and an array of `{label, value}`.
+/// `null` means no options. Keys such as `default` and `placeholder` are ignored.
+pub fn parse_legacy_options(raw: &Json) -> ParsedOptions {
+    let mut parsed = ParsedOptions::default();
+    match raw {
+        Json::Null => {}
+        Json::Array(items) => parse_items(items, &mut parsed),
+        Json::Object(map) => {
+            for (key, value) in map {
+                match key.as_str() {
+                    "values" | "options" => match value {
+                        Json::Array(items) => parse_items(items, &mut parsed),
+                        other => parsed
+                            .warnings
+                            .push(format!("'{key}' is not an array: {other}")),
+                    },
+                    "min" => parsed.min = Some(value.clone()),
+                    "max" => parsed.max = Some(value.clone()),
+                    "default" | "placeholder" => {}
+                    other => parsed.warnings.push(format!("unknown key '{other}'")),
+                }
+            }
+        }
+        // A bare string is a single option only by accident; keep it visible.
+        Json::String(s) => {
+            parsed.warnings.push(format!("options is a string: {s:?}"));
+        }
+        other => parsed
+            .warnings
+            .push(format!("options of unexpected shape: {other}")),
+    }
+    parsed
+}
+
+fn parse_items(items: &[Json], parsed: &mut ParsedOptions) {
+    for item in items {
+        let option = match item {
+            Json::String(value) => Some(AttributeOption::plain(value.trim())),
+            Json::Number(n) => Some(AttributeOption::plain(n.to_string())),
+            Json::Object(obj) => {
+                let value = obj.get("value").and_then(json_scalar_text);
+                let label = obj.get("label").and_then(json_scalar_text);
+                value
+                    .or_else(|| label.clone())
+                    .map(|value| AttributeOption {
+                        label: LocalizedText::serbian(label.unwrap_or_else(|| value.clone())),
+                        color_hex: obj
+                            .get("color_hex")
+                            .and_then(Json::as_str)
+                            .map(str::to_owned),
+                        value,
+                    })
+            }
+            _ => None,
+        };
+        match option {
+            Some(option) if option.value.is_empty() => {
+                parsed.warnings.push("empty option value skipped".into())
+            }
+            Some(option) if parsed.options.iter().any(|o| o.value == option.value) => parsed
+                .warnings
+                .push(format!("duplicate option '{}' skipped", option.value)),
+            Some(option) => parsed.options.push(option),
+            None => parsed
+                .warnings
+                .push(format!("option of unexpected shape skipped: {item}")),
+        }
+    }
+}
+
+fn json_scalar_text(value: &Json) -> Option<String> {
+    match value {
+        Json::String(s) => Some(s.trim().to_owned()),
+        Json::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn values(parsed: &ParsedOptions) -> Vec<&str> {
+        parsed.options.iter().map(|o| o.value.as_str()).collect()
+    }
+
+    #[test]
+    fn the_values_object_shape_is_read() {
+        let parsed = parse_legacy_options(&json!({"values": ["new", "used"]}));
+        assert_eq!(values(&parsed), ["new", "used"]);
+        assert!(parsed.warnings.is_empty());
+    }
+
+    #[test]
+    fn empty_object_and_empty_array_mean_no_options() {
+        assert!(parse_legacy_options(&json!({})).options.is_empty());
+        assert!(parse_legacy_options(&json!([])).options.is_empty());
+        assert!(parse_legacy_options(&Json::Null).options.is_empty());
+    }
+
+    #[test]
+    fn a_plain_string_array_is_read() {
+        let parsed = parse_legacy_options(&json!(["petrol", "diesel"]));
+        assert_eq!(values(&parsed), ["petrol", "diesel"]);
+    }
+
+    #[test]
+    fn label_value_objects_keep_their_labels() {
+        let parsed = parse_legacy_options(&json!([
+            {"label": "Automatski", "value": "automatic"},
+            {"label": "Manuelni", "value": "manual"}
+        ]));
+        assert_eq!(values(&parsed), ["automatic", "manual"]);
+        assert_eq!(
+            parsed.options[0].label.exact(crate::Language::Sr),
+            Some("Automatski")
+        );
+    }
+
+    #[test]
+    fn stray_min_max_are_kept_and_placeholders_ignored() {
+        let parsed = parse_legacy_options(&json!({
+            "values": [], "min": 1950, "max": 2026, "placeholder": "Izaberite", "default": 2020
+        }));
+        assert_eq!(parsed.min, Some(json!(1950)));
+        assert_eq!(parsed.max, Some(json!(2026)));
+        assert!(parsed.warnings.is_empty());
+    }
+
+    #[test]
+    fn duplicates_and_junk_are_skipped_with_a_warning() {
+        let parsed = parse_legacy_options(&json!(["a", "a", true, ""]));
+        assert_eq!(values(&parsed), ["a"]);
+        assert_eq!(parsed.warnings.len(), 3);
+    }
+}

@@ -1,0 +1,286 @@
+//! The check of submitted values against a category's effective schema, with one reason per
+//! field so that a form can show every problem at once.
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+use crate::attribute::AttributeType;
+use crate::schema::{EffectiveAttribute, EffectiveSchema};
+use crate::value::{EntityValues, TypedValue, Value};
+
+/// Why one field was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldErrorKind {
+    #[error("no such attribute in this category")]
+    UnknownAttribute,
+    #[error("expected a value of type {expected}")]
+    WrongType { expected: AttributeType },
+    #[error("{0}")]
+    InvalidValueShape(String),
+    #[error(
+        "numbers are kept with at most {max_integer_digits} integer and {max_fraction_digits} fraction digits"
+    )]
+    TooPrecise {
+        max_integer_digits: u32,
+        max_fraction_digits: u32,
+    },
+    #[error("option '{0}' is chosen twice")]
+    DuplicateOption(String),
+    #[error("'{given}' is not one of the allowed options ({})", allowed.join(", "))]
+    OptionNotAllowed { given: String, allowed: Vec<String> },
+    #[error("must be at least {min}")]
+    BelowMinimum { min: Decimal },
+    #[error("must be at most {max}")]
+    AboveMaximum { max: Decimal },
+    #[error("must have at least {min_length} characters")]
+    TooShort { min_length: u32 },
+    #[error("must have at most {max_length} characters")]
+    TooLong { max_length: u32 },
+    #[error("must match the pattern {pattern}")]
+    PatternMismatch { pattern: String },
+    #[error("a colour is a hex code like #1a2b3c")]
+    InvalidColor,
+    #[error("this attribute is required in this category")]
+    Required,
+}
+
+impl FieldErrorKind {
+    /// The stable i18n key the frontend translates.
+    pub fn i18n_key(&self) -> &'static str {
+        match self {
+            FieldErrorKind::UnknownAttribute => "errors.unknownAttribute",
+            FieldErrorKind::WrongType { .. } => "errors.invalidValueType",
+            FieldErrorKind::InvalidValueShape(_) => "errors.invalidValueShape",
+            FieldErrorKind::TooPrecise { .. } => "errors.numberTooPrecise",
+            FieldErrorKind::DuplicateOption(_) => "errors.duplicateOption",
+            FieldErrorKind::OptionNotAllowed { .. } => "errors.optionNotAllowed",
+            FieldErrorKind::BelowMinimum { .. } => "errors.valueBelowMinimum",
+            FieldErrorKind::AboveMaximum { .. } => "errors.valueAboveMaximum",
+            FieldErrorKind::TooShort { .. } => "errors.valueTooShort",
+            FieldErrorKind::TooLong { .. } => "errors.valueTooLong",
+            FieldErrorKind::PatternMismatch { .. } => "errors.valuePatternMismatch",
+            FieldErrorKind::InvalidColor => "errors.invalidColor",
+            FieldErrorKind::Required => "errors.requiredAttributeMissing",
+        }
+    }
+}
+
+/// One refused field: the attribute code, the i18n key and a human reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub key: &'static str,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, kind: &FieldErrorKind) -> Self {
+        Self {
+            field: field.into(),
+            key: kind.i18n_key(),
+            reason: kind.to_string(),
+        }
+    }
+}
+
+/// Checks a full replacement of an entity's values (`{code: value}`) against the effective
+/// schema of its category. Every field is checked; all problems are returned together.
+pub fn validate_replacement(
+    schema: &EffectiveSchema,
+    input: &Map<String, Json>,
+) -> Result<EntityValues, Vec<FieldError>> {
+    let mut values = EntityValues::new();
+    let mut errors = Vec::new();
+    for (code, raw) in input {
+        let Some(attribute) = schema.get(code) else {
+            errors.push(FieldError::new(code, &FieldErrorKind::UnknownAttribute));
+            continue;
+        };
+        match check_value(attribute, raw) {
+            Ok(value) => {
+                values.insert(code.clone(), value);
+            }
+            Err(kind) => errors.push(FieldError::new(code, &kind)),
+        }
+    }
+    for attribute in schema.attributes.iter().filter(|a| a.is_required) {
+        if !input.contains_key(&attribute.attribute.code) {
+            errors.push(FieldError::new(
+                &attribute.attribute.code,
+                &FieldErrorKind::Required,
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(values)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Parses one value and checks it against the attribute's options and rules.
+pub fn check_value(
+    attribute: &EffectiveAttribute,
+    raw: &Json,
+) -> Result<TypedValue, FieldErrorKind> {
+    let attribute_type = attribute.attribute.attribute_type;
+    let typed = TypedValue::from_json(attribute_type, raw)?;
+    let rules = &attribute.attribute.rules;
+    match &typed.value {
+        Value::Number(number) => {
+            if let Some(min) = rules.min.filter(|min| number < min) {
+                return Err(FieldErrorKind::BelowMinimum {
+                    min: min.normalize(),
+                });
+            }
+            if let Some(max) = rules.max.filter(|max| number > max) {
+                return Err(FieldErrorKind::AboveMaximum {
+                    max: max.normalize(),
+                });
+            }
+        }
+        Value::Text(text) => {
+            let length = text.chars().count();
+            if let Some(min_length) = rules.min_length.filter(|min| length < *min as usize) {
+                return Err(FieldErrorKind::TooShort { min_length });
+            }
+            if let Some(max_length) = rules.max_length.filter(|max| length > *max as usize) {
+                return Err(FieldErrorKind::TooLong { max_length });
+            }
+            if let Some(pattern) = rules.pattern.as_ref().filter(|p| !p.matches(text)) {
+                return Err(FieldErrorKind::PatternMismatch {
+                    pattern: pattern.as_str().to_owned(),
+                });
+            }
+        }
+        Value::Color(hex) if attribute.options.is_empty() && !is_hex_colour(hex) => {
+            return Err(FieldErrorKind::InvalidColor);
+        }
+        _ => {}
+    }
+    if attribute_type.uses_options() && !attribute.options.is_empty() {
+        for chosen in typed.value.chosen_options() {
+            if !attribute.options.iter().any(|o| o.value == chosen) {
+                return Err(FieldErrorKind::OptionNotAllowed {
+                    given: chosen.to_owned(),
+                    allowed: attribute.options.iter().map(|o| o.value.clone()).collect(),
+                });
+            }
+        }
+    }
+    Ok(typed)
+}
+
+fn is_hex_colour(text: &str) -> bool {
+    text.len() == 7 && text.starts_with('#') && text[1..].chars().all(|c| c.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::attribute::Attribute;
+    use crate::options::AttributeOption;
+    use crate::rules::{Pattern, ValidationRules};
+    use crate::schema::CategoryBinding;
+
+    fn schema() -> EffectiveSchema {
+        let mut year = Attribute::new(2202, "year", AttributeType::Number);
+        year.rules = ValidationRules {
+            min: Some(Decimal::from(1950)),
+            max: Some(Decimal::from(2026)),
+            ..Default::default()
+        };
+        let mut transmission = Attribute::new(2205, "transmission", AttributeType::Select);
+        transmission.options = vec![
+            AttributeOption::plain("automatic"),
+            AttributeOption::plain("manual"),
+        ];
+        let mut vin = Attribute::new(2206, "vin", AttributeType::Text);
+        vin.rules.pattern = Some(Pattern::new("[A-HJ-NPR-Z0-9]{17}").expect("valid"));
+        let mut color = Attribute::new(2004, "color", AttributeType::Multiselect);
+        color.options = vec![
+            AttributeOption::plain("red"),
+            AttributeOption::plain("blue"),
+        ];
+        let paint = Attribute::new(2401, "paint", AttributeType::Color);
+        let attributes = [year, transmission, vin, color, paint];
+        let bindings: Vec<_> = attributes
+            .iter()
+            .map(|a| CategoryBinding {
+                is_required: Some(a.code == "year"),
+                ..CategoryBinding::new(1301, a.id, 0)
+            })
+            .collect();
+        EffectiveSchema::resolve(&[1301], &bindings, &attributes)
+    }
+
+    fn errors_for(input: Json) -> Vec<(String, &'static str)> {
+        let input = input.as_object().expect("object").clone();
+        match validate_replacement(&schema(), &input) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.into_iter().map(|e| (e.field, e.key)).collect(),
+        }
+    }
+
+    #[test]
+    fn valid_values_are_accepted_and_typed() {
+        let input =
+            json!({"year": 2015, "transmission": "manual", "color": ["red"], "paint": "#a1b2c3"});
+        let values =
+            validate_replacement(&schema(), input.as_object().expect("object")).expect("valid");
+        assert_eq!(values["year"].value, Value::Number(Decimal::from(2015)));
+        assert_eq!(
+            values["color"].value,
+            Value::Multiselect(vec!["red".into()])
+        );
+    }
+
+    #[test]
+    fn each_problem_is_reported_on_its_field() {
+        let errors = errors_for(json!({
+            "year": 1, "transmission": "Automatic", "vin": "short", "color": ["green"],
+            "paint": "blue", "doors": 4
+        }));
+        assert!(errors.contains(&("year".into(), "errors.valueBelowMinimum")));
+        assert!(errors.contains(&("transmission".into(), "errors.optionNotAllowed")));
+        assert!(errors.contains(&("vin".into(), "errors.valuePatternMismatch")));
+        assert!(errors.contains(&("color".into(), "errors.optionNotAllowed")));
+        assert!(errors.contains(&("paint".into(), "errors.invalidColor")));
+        assert!(errors.contains(&("doors".into(), "errors.unknownAttribute")));
+        assert_eq!(errors.len(), 6);
+    }
+
+    #[test]
+    fn a_missing_required_attribute_is_reported() {
+        assert_eq!(
+            errors_for(json!({"transmission": "manual"})),
+            [("year".to_string(), "errors.requiredAttributeMissing")]
+        );
+    }
+
+    #[test]
+    fn above_maximum_is_reported() {
+        assert_eq!(
+            errors_for(json!({"year": 2027})),
+            [("year".to_string(), "errors.valueAboveMaximum")]
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn a_number_passes_exactly_when_it_is_within_min_and_max(year in -10_000i64..10_000) {
+            let result = validate_replacement(&schema(), json!({"year": year}).as_object().expect("object"));
+            prop_assert_eq!(result.is_ok(), (1950..=2026).contains(&year));
+        }
+
+        #[test]
+        fn validation_never_panics_on_arbitrary_text(text in ".*") {
+            let input = json!({"year": text.clone(), "vin": text.clone(), "transmission": text});
+            let _ = validate_replacement(&schema(), input.as_object().expect("object"));
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The guardrails: flag combinations that could lose or hide data are refused, with the
+//! rule that was broken. One function decides, for start-up and for runtime changes alike.
+
+use serde::Serialize;
+
+use crate::Flags;
+
+/// Facts about the data that the flags alone cannot tell, persisted by the storage layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MigrationState {
+    /// The legacy tables were moved to the archive.
+    pub archived: bool,
+    /// Writes reached only the unified store, and no reverse sync has run since.
+    pub unified_only_writes_pending_sync: bool,
+}
+
+/// The migration phases of the product spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Legacy = 0,
+    DualWrite = 1,
+    Canary = 2,
+    Unified = 3,
+    Archived = 4,
+}
+
+impl Phase {
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+}
+
+/// A broken rule. The message says why it is unsafe and what to set instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardrailViolation {
+    #[error(
+        "the legacy tables are archived, so nothing may read or write them: keep \
+         USE_UNIFIED_ATTRIBUTES=true, UNIFIED_ATTRIBUTES_PERCENT=100, DUAL_WRITE_ATTRIBUTES=false \
+         and UNIFIED_ATTRIBUTES_FALLBACK=false, or run restore-archive first"
+    )]
+    LegacyUsedAfterArchive,
+    #[error(
+        "writes have reached only the unified store since the last reverse sync, so legacy is \
+         behind: reads from legacy (percentage below 100, fallback, or USE_UNIFIED_ATTRIBUTES=false) \
+         would hide them; run sync-legacy first"
+    )]
+    LegacyReadsBeforeReverseSync,
+    #[error(
+        "DUAL_WRITE_ATTRIBUTES=false while UNIFIED_ATTRIBUTES_PERCENT is below 100: users still \
+         reading legacy would not see new writes; keep dual-write on until the percentage is 100"
+    )]
+    DualWriteOffWhileLegacyServesReads,
+    #[error(
+        "UNIFIED_ATTRIBUTES_FALLBACK=true with DUAL_WRITE_ATTRIBUTES=false: the fallback would \
+         answer from a legacy store that no longer receives writes; turn fallback off first"
+    )]
+    FallbackToStaleLegacy,
+}
+
+impl GuardrailViolation {
+    /// A stable name of the rule, for logs and API answers.
+    pub fn rule(self) -> &'static str {
+        match self {
+            GuardrailViolation::LegacyUsedAfterArchive => "legacy_used_after_archive",
+            GuardrailViolation::LegacyReadsBeforeReverseSync => "legacy_reads_before_reverse_sync",
+            GuardrailViolation::DualWriteOffWhileLegacyServesReads => {
+                "dual_write_off_while_legacy_serves_reads"
+            }
+            GuardrailViolation::FallbackToStaleLegacy => "fallback_to_stale_legacy",
+        }
+    }
+}
+
+impl Flags {
+    /// The phase these flags mean given the state of the data, or the rule they break.
+    pub fn check(&self, state: &MigrationState) -> Result<Phase, GuardrailViolation> {
+        if state.archived {
+            if self.reads_legacy() || self.dual_write {
+                return Err(GuardrailViolation::LegacyUsedAfterArchive);
+            }
+            return Ok(Phase::Archived);
+        }
+        if state.unified_only_writes_pending_sync && self.reads_legacy() {
+            return Err(GuardrailViolation::LegacyReadsBeforeReverseSync);
+        }
+        if !self.dual_write && self.use_unified && self.unified_percent < 100 {
+            return Err(GuardrailViolation::DualWriteOffWhileLegacyServesReads);
+        }
+        if self.fallback && self.use_unified && !self.dual_write {
+            return Err(GuardrailViolation::FallbackToStaleLegacy);
+        }
+        Ok(match (self.dual_write, self.use_unified) {
+            (false, false) => Phase::Legacy,
+            (true, false) => Phase::DualWrite,
+            (true, true) => Phase::Canary,
+            (false, true) => Phase::Unified,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(dual_write: bool, use_unified: bool, unified_percent: u8, fallback: bool) -> Flags {
+        Flags {
+            use_unified,
+            unified_percent,
+            fallback,
+            dual_write,
+            shadow_percent: 0,
+        }
+    }
+
+    const FRESH: MigrationState = MigrationState {
+        archived: false,
+        unified_only_writes_pending_sync: false,
+    };
+
+    #[test]
+    fn the_phases_of_the_product_spec_are_recognised() {
+        assert_eq!(
+            flags(false, false, 100, false).check(&FRESH),
+            Ok(Phase::Legacy)
+        );
+        assert_eq!(
+            flags(true, false, 100, false).check(&FRESH),
+            Ok(Phase::DualWrite)
+        );
+        for percent in [10, 25, 50, 100] {
+            assert_eq!(
+                flags(true, true, percent, true).check(&FRESH),
+                Ok(Phase::Canary)
+            );
+        }
+        assert_eq!(
+            flags(false, true, 100, false).check(&FRESH),
+            Ok(Phase::Unified)
+        );
+        let archived = MigrationState {
+            archived: true,
+            ..FRESH
+        };
+        assert_eq!(
+            flags(false, true, 100, false).check(&archived),
+            Ok(Phase::Archived)
+        );
+    }
+
+    #[test]
+    fn dual_write_off_with_a_partial_rollout_is_refused() {
+        assert_eq!(
+            flags(false, true, 50, false).check(&FRESH),
+            Err(GuardrailViolation::DualWriteOffWhileLegacyServesReads)
+        );
+    }
+
+    #[test]
+    fn fallback_without_dual_write_is_refused() {
+        assert_eq!(
+            flags(false, true, 100, true).check(&FRESH),
+            Err(GuardrailViolation::FallbackToStaleLegacy)
+        );
+    }
+
+    #[test]
+    fn after_archive_legacy_may_not_be_used_at_all() {
+        let archived = MigrationState {
+            archived: true,
+            ..FRESH
+        };
+        for bad in [
+            flags(false, true, 100, true),
+            flags(true, true, 100, false),
+            flags(false, false, 100, false),
+            flags(true, true, 50, false),
+        ] {
+            assert_eq!(
+                bad.check(&archived),
+                Err(GuardrailViolation::LegacyUsedAfterArchive)
+            );
+        }
+    }
+
+    #[test]
+    fn legacy_reads_wait_for_the_reverse_sync() {
+        let pending = MigrationState {
+            unified_only_writes_pending_sync: true,
+            ..FRESH
+        };
+        for bad in [
+            flags(false, false, 100, false),
+            flags(true, false, 100, false),
+            flags(true, true, 50, false),
+            flags(true, true, 100, true),
+        ] {
+            assert_eq!(
+                bad.check(&pending),
+                Err(GuardrailViolation::LegacyReadsBeforeReverseSync)
+            );
+        }
+        assert_eq!(
+            flags(true, true, 100, false).check(&pending),
+            Ok(Phase::Canary)
+        );
+        assert_eq!(
+            flags(false, true, 100, false).check(&pending),
+            Ok(Phase::Unified)
+        );
+    }
+
+    #[test]
+    fn every_rule_has_a_distinct_name() {
+        let names = [
+            GuardrailViolation::LegacyUsedAfterArchive.rule(),
+            GuardrailViolation::LegacyReadsBeforeReverseSync.rule(),
+            GuardrailViolation::DualWriteOffWhileLegacyServesReads.rule(),
+            GuardrailViolation::FallbackToStaleLegacy.rule(),
+        ];
+        let unique: std::collections::HashSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len());
+    }
+}

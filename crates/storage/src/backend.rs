@@ -1,0 +1,527 @@
+//! The operations each backend provides. Every operation runs on a connection it is handed
+//! (a pooled connection or an open transaction), so the router decides where transactions
+//! begin and commit, and a dual-write is atomic by construction.
+
+use std::future::Future;
+
+use domain::{EffectiveSchema, EntityRef, EntityValues};
+use flags::MigrationState;
+
+use crate::demo::Dataset;
+use crate::error::Result;
+use crate::rows::SchemaParts;
+
+pub(crate) type Conn<B> = <<B as Backend>::Db as sqlx::Database>::Connection;
+
+pub(crate) trait Backend: Send + Sync + 'static {
+    type Db: sqlx::Database;
+
+    fn pool(&self) -> &sqlx::Pool<Self::Db>;
+
+    /// Starts a transaction that will write. (SQLite takes the write lock up front, so a
+    /// read-then-write transaction cannot fail to upgrade its lock.)
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>>> + Send;
+
+    fn migrate(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// How many of the embedded migrations are not applied yet.
+    fn pending_migrations(&self) -> impl Future<Output = Result<usize>> + Send;
+
+    /// The category an entity belongs to; `None` when the entity does not exist.
+    fn entity_category(
+        conn: &mut Conn<Self>,
+        entity: EntityRef,
+    ) -> impl Future<Output = Result<Option<i64>>> + Send;
+
+    /// The legacy definitions and bindings along the category's chain; an empty chain means
+    /// the category does not exist.
+    fn legacy_schema(
+        conn: &mut Conn<Self>,
+        category_id: i64,
+    ) -> impl Future<Output = Result<SchemaParts>> + Send;
+
+    fn unified_schema(
+        conn: &mut Conn<Self>,
+        category_id: i64,
+    ) -> impl Future<Output = Result<SchemaParts>> + Send;
+
+    /// `None` when the entity does not exist.
+    fn legacy_values(
+        conn: &mut Conn<Self>,
+        entity: EntityRef,
+    ) -> impl Future<Output = Result<Option<EntityValues>>> + Send;
+
+    fn unified_values(
+        conn: &mut Conn<Self>,
+        entity: EntityRef,
+    ) -> impl Future<Output = Result<Option<EntityValues>>> + Send;
+
+    /// Replaces all legacy values of the entity. `schema` is the legacy schema the values
+    /// were validated against; it gives each code's legacy id.
+    fn legacy_replace_values(
+        conn: &mut Conn<Self>,
+        entity: EntityRef,
+        values: &EntityValues,
+        schema: &EffectiveSchema,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Replaces all unified values of the entity; every code must have a unified definition.
+    fn unified_replace_values(
+        conn: &mut Conn<Self>,
+        entity: EntityRef,
+        values: &EntityValues,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Creates the unified definitions of the schema's attributes that the unified table
+    /// lacks, keeping their legacy ids, so a dual-write can land before the backfill ran.
+    fn unified_ensure_attributes(
+        conn: &mut Conn<Self>,
+        schema: &EffectiveSchema,
+        values: &EntityValues,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Notes that a write reached only the unified store (legacy is now behind).
+    fn record_unified_only_write(conn: &mut Conn<Self>) -> impl Future<Output = Result<()>> + Send;
+
+    fn migration_state(
+        conn: &mut Conn<Self>,
+    ) -> impl Future<Output = Result<MigrationState>> + Send;
+
+    fn count_legacy_definitions(conn: &mut Conn<Self>) -> impl Future<Output = Result<i64>> + Send;
+
+    /// Loads a dataset in legacy form, with the defects of the real legacy data.
+    fn seed_legacy(
+        conn: &mut Conn<Self>,
+        dataset: &Dataset,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Loads the same dataset's definitions, bindings and values in unified form (the
+    /// categories and entities must already exist).
+    fn seed_unified(
+        conn: &mut Conn<Self>,
+        dataset: &Dataset,
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The body of [`Backend`] for one sqlx database. Both backends run the same Rust; what
+/// differs between them is the SQL module `$sql` (aggregates and casts) and the few methods
+/// the backend module writes by hand (`pool`, `begin_write`, `migrate`).
+macro_rules! backend_operations {
+    ($sql:ident) => {
+        async fn entity_category(conn: &mut Conn<Self>, entity: EntityRef) -> Result<Option<i64>> {
+            let statement = match entity.kind {
+                EntityKind::Listing => sql::LISTING_CATEGORY,
+                EntityKind::Product => sql::PRODUCT_CATEGORY,
+                EntityKind::ProductVariant => sql::VARIANT_CATEGORY,
+            };
+            let category: Option<i32> = sqlx::query_scalar(statement)
+                .bind(entity.id)
+                .fetch_optional(conn)
+                .await?;
+            Ok(category.map(i64::from))
+        }
+
+        async fn legacy_schema(conn: &mut Conn<Self>, category_id: i64) -> Result<SchemaParts> {
+            let rows: Vec<rows::LegacySchemaRow> = sqlx::query_as($sql::LEGACY_SCHEMA)
+                .bind(category_id)
+                .fetch_all(conn)
+                .await?;
+            Ok(rows::legacy_schema_parts(&rows))
+        }
+
+        async fn unified_schema(conn: &mut Conn<Self>, category_id: i64) -> Result<SchemaParts> {
+            let rows: Vec<rows::UnifiedSchemaRow> = sqlx::query_as(sql::UNIFIED_SCHEMA)
+                .bind(category_id)
+                .fetch_all(conn)
+                .await?;
+            rows::unified_schema_parts(&rows)
+        }
+
+        async fn legacy_values(
+            conn: &mut Conn<Self>,
+            entity: EntityRef,
+        ) -> Result<Option<EntityValues>> {
+            match entity.kind {
+                EntityKind::Listing => {
+                    let mut rows: Vec<rows::ValueRow> = sqlx::query_as(sql::LEGACY_LISTING_VALUES)
+                        .bind(entity.id)
+                        .fetch_all(conn)
+                        .await?;
+                    for row in &mut rows {
+                        row.code = row.code.as_deref().map(domain::attribute::normalize_code);
+                    }
+                    Ok((!rows.is_empty()).then(|| rows::entity_values(&rows)))
+                }
+                EntityKind::Product | EntityKind::ProductVariant => {
+                    let statement = if entity.kind == EntityKind::Product {
+                        sql::PRODUCT_DOCUMENT
+                    } else {
+                        sql::VARIANT_DOCUMENT
+                    };
+                    let document: Option<sqlx::types::Json<serde_json::Value>> =
+                        sqlx::query_scalar(statement)
+                            .bind(entity.id)
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                    let Some(document) = document else {
+                        return Ok(None);
+                    };
+                    let vocabulary: Vec<crate::legacy::VocabularyRow> =
+                        sqlx::query_as($sql::LEGACY_VOCABULARY)
+                            .fetch_all(conn)
+                            .await?;
+                    Ok(Some(crate::legacy::document_values(
+                        entity.kind,
+                        &document.0,
+                        &vocabulary,
+                    )))
+                }
+            }
+        }
+
+        async fn unified_values(
+            conn: &mut Conn<Self>,
+            entity: EntityRef,
+        ) -> Result<Option<EntityValues>> {
+            let statement = match entity.kind {
+                EntityKind::Listing => sql::UNIFIED_LISTING_VALUES,
+                EntityKind::Product => sql::UNIFIED_PRODUCT_VALUES,
+                EntityKind::ProductVariant => sql::UNIFIED_VARIANT_VALUES,
+            };
+            let rows: Vec<rows::ValueRow> = sqlx::query_as(statement)
+                .bind(entity.id)
+                .bind(entity.kind.as_str())
+                .fetch_all(conn)
+                .await?;
+            Ok((!rows.is_empty()).then(|| rows::entity_values(&rows)))
+        }
+
+        async fn legacy_replace_values(
+            conn: &mut Conn<Self>,
+            entity: EntityRef,
+            values: &EntityValues,
+            schema: &EffectiveSchema,
+        ) -> Result<()> {
+            match entity.kind {
+                EntityKind::Listing => {
+                    sqlx::query(sql::DELETE_LEGACY_LISTING_VALUES)
+                        .bind(entity.id)
+                        .execute(&mut *conn)
+                        .await?;
+                    for (code, typed) in values {
+                        let attribute_id =
+                            schema.get(code).map(|a| a.attribute.id).ok_or_else(|| {
+                                StorageError::CorruptData(format!(
+                                    "'{code}' is not in the legacy schema"
+                                ))
+                            })?;
+                        let columns = rows::ValueColumns::legacy(typed);
+                        insert_legacy_listing_value(&mut *conn, entity.id, attribute_id, &columns)
+                            .await?;
+                    }
+                    Ok(())
+                }
+                EntityKind::Product | EntityKind::ProductVariant => {
+                    let document = crate::legacy::document_for(entity.kind, values, schema)?;
+                    let statement = if entity.kind == EntityKind::Product {
+                        sql::UPDATE_PRODUCT_DOCUMENT
+                    } else {
+                        sql::UPDATE_VARIANT_DOCUMENT
+                    };
+                    sqlx::query(statement)
+                        .bind(entity.id)
+                        .bind(sqlx::types::Json(&document))
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                }
+            }
+        }
+
+        async fn unified_replace_values(
+            conn: &mut Conn<Self>,
+            entity: EntityRef,
+            values: &EntityValues,
+        ) -> Result<()> {
+            sqlx::query(sql::DELETE_UNIFIED_VALUES)
+                .bind(entity.kind.as_str())
+                .bind(entity.id)
+                .execute(&mut *conn)
+                .await?;
+            for (code, typed) in values {
+                let columns = rows::ValueColumns::unified(typed);
+                let inserted = sqlx::query($sql::INSERT_UNIFIED_VALUE)
+                    .bind(entity.kind.as_str())
+                    .bind(entity.id)
+                    .bind(code)
+                    .bind(&columns.text_value)
+                    .bind(&columns.numeric_value)
+                    .bind(columns.boolean_value)
+                    .bind(&columns.date_value)
+                    .bind(columns.json_value.as_ref().map(sqlx::types::Json))
+                    .bind(&columns.unit)
+                    .execute(&mut *conn)
+                    .await?;
+                if inserted.rows_affected() != 1 {
+                    return Err(StorageError::CorruptData(format!(
+                        "no unified definition for '{code}'"
+                    )));
+                }
+            }
+            Ok(())
+        }
+
+        async fn unified_ensure_attributes(
+            conn: &mut Conn<Self>,
+            schema: &EffectiveSchema,
+            values: &EntityValues,
+        ) -> Result<()> {
+            for code in values.keys() {
+                if let Some(effective) = schema.get(code) {
+                    insert_unified_attribute(
+                        &mut *conn,
+                        &effective.attribute,
+                        Some(effective.attribute.id),
+                        None,
+                    )
+                    .await?;
+                }
+            }
+            Ok(())
+        }
+
+        async fn record_unified_only_write(conn: &mut Conn<Self>) -> Result<()> {
+            sqlx::query(sql::RECORD_UNIFIED_ONLY_WRITE)
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+
+        async fn migration_state(conn: &mut Conn<Self>) -> Result<MigrationState> {
+            let (archived, unified_only_writes_pending_sync): (bool, bool) =
+                sqlx::query_as(sql::MIGRATION_STATE).fetch_one(conn).await?;
+            Ok(MigrationState {
+                archived,
+                unified_only_writes_pending_sync,
+            })
+        }
+
+        async fn count_legacy_definitions(conn: &mut Conn<Self>) -> Result<i64> {
+            Ok(sqlx::query_scalar(sql::COUNT_LEGACY_DEFINITIONS)
+                .fetch_one(conn)
+                .await?)
+        }
+
+        async fn seed_legacy(conn: &mut Conn<Self>, dataset: &Dataset) -> Result<()> {
+            for category in &dataset.categories {
+                sqlx::query(sql::INSERT_CATEGORY)
+                    .bind(category.id)
+                    .bind(category.parent_id)
+                    .bind(&category.name)
+                    .bind(&category.slug)
+                    .bind(category.level)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            for row in crate::legacy::encode_definitions(dataset) {
+                sqlx::query(sql::INSERT_LEGACY_ATTRIBUTE)
+                    .bind(row.id)
+                    .bind(&row.name)
+                    .bind(&row.display_name)
+                    .bind(&row.attribute_type)
+                    .bind(sqlx::types::Json(&row.options))
+                    .bind(sqlx::types::Json(&row.validation_rules))
+                    .bind(row.is_searchable)
+                    .bind(row.is_filterable)
+                    .bind(row.is_required)
+                    .bind(row.sort_order)
+                    .bind(&row.custom_component)
+                    .bind(row.show_in_card)
+                    .bind(row.show_in_list)
+                    .bind(&row.icon)
+                    .bind(row.affects_stock)
+                    .bind(row.is_variant_compatible)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            for binding in &dataset.bindings {
+                sqlx::query(sql::INSERT_LEGACY_BINDING)
+                    .bind(binding.category_id)
+                    .bind(binding.attribute_id)
+                    .bind(binding.is_enabled)
+                    .bind(binding.is_required)
+                    .bind(binding.sort_order)
+                    .bind(&binding.custom_component)
+                    .bind(binding.show_in_card)
+                    .bind(binding.show_in_list)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            for axis in &dataset.variant_axes {
+                sqlx::query(sql::INSERT_VARIANT_AXIS)
+                    .bind(axis.legacy_id)
+                    .bind(&axis.attribute.code)
+                    .bind(
+                        axis.attribute
+                            .display_name
+                            .get(domain::Language::Sr)
+                            .unwrap_or(&axis.attribute.code),
+                    )
+                    .bind(axis.attribute.attribute_type.as_str())
+                    .bind(axis.attribute.is_required)
+                    .bind(axis.attribute.sort_order)
+                    .bind(axis.attribute.affects_stock)
+                    .execute(&mut *conn)
+                    .await?;
+                for (position, option) in axis.attribute.options.iter().enumerate() {
+                    sqlx::query(sql::INSERT_VARIANT_AXIS_OPTION)
+                        .bind(axis.legacy_id)
+                        .bind(&option.value)
+                        .bind(option.label.get(domain::Language::Sr))
+                        .bind(&option.color_hex)
+                        .bind(position as i32)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+            for row in crate::legacy::encode_translations(dataset) {
+                sqlx::query(sql::INSERT_TRANSLATION)
+                    .bind(row.entity_type)
+                    .bind(row.entity_id)
+                    .bind(row.language.as_str())
+                    .bind(&row.field_name)
+                    .bind(&row.text)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            for listing in &dataset.listings {
+                sqlx::query(sql::INSERT_LISTING)
+                    .bind(listing.id)
+                    .bind(listing.category_id)
+                    .bind(&listing.title)
+                    .execute(&mut *conn)
+                    .await?;
+                for (attribute_id, columns) in
+                    crate::legacy::encode_listing_values(dataset, listing)
+                {
+                    insert_legacy_listing_value(&mut *conn, listing.id, attribute_id, &columns)
+                        .await?;
+                }
+            }
+            for product in &dataset.products {
+                let schema = dataset.schema(product.category_id);
+                let document =
+                    crate::legacy::document_for(EntityKind::Product, &product.values, &schema)?;
+                sqlx::query(sql::INSERT_PRODUCT)
+                    .bind(product.id)
+                    .bind(product.category_id)
+                    .bind(sqlx::types::Json(&document))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            for variant in &dataset.variants {
+                let document = crate::legacy::variant_document_with_mixed_keys(dataset, variant);
+                sqlx::query(sql::INSERT_VARIANT)
+                    .bind(variant.id)
+                    .bind(variant.product_id)
+                    .bind(sqlx::types::Json(&document))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(())
+        }
+
+        async fn seed_unified(conn: &mut Conn<Self>, dataset: &Dataset) -> Result<()> {
+            for (attribute, legacy_c2c_id, legacy_variant_id) in dataset.unified_attributes() {
+                insert_unified_attribute(&mut *conn, &attribute, legacy_c2c_id, legacy_variant_id)
+                    .await?;
+            }
+            for binding in &dataset.bindings {
+                sqlx::query(sql::INSERT_UNIFIED_BINDING)
+                    .bind(binding.category_id)
+                    .bind(binding.attribute_id)
+                    .bind(binding.is_enabled)
+                    .bind(binding.is_required)
+                    .bind(binding.is_filterable)
+                    .bind(binding.is_searchable)
+                    .bind(binding.show_in_card)
+                    .bind(binding.show_in_list)
+                    .bind(&binding.custom_component)
+                    .bind(binding.sort_order)
+                    .bind(
+                        binding
+                            .category_specific_options
+                            .as_ref()
+                            .map(sqlx::types::Json),
+                    )
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            for (entity, values) in dataset.entities() {
+                Self::unified_replace_values(&mut *conn, entity, values).await?;
+            }
+            Ok(())
+        }
+    };
+}
+pub(crate) use backend_operations;
+
+/// Helpers the operations share, written once per backend by the same macro.
+macro_rules! backend_helpers {
+    ($db:ty, $sql:ident) => {
+        async fn insert_legacy_listing_value(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            listing_id: i64,
+            attribute_id: i64,
+            columns: &rows::ValueColumns,
+        ) -> Result<()> {
+            sqlx::query($sql::INSERT_LEGACY_LISTING_VALUE)
+                .bind(listing_id)
+                .bind(attribute_id)
+                .bind(&columns.text_value)
+                .bind(&columns.numeric_value)
+                .bind(columns.boolean_value)
+                .bind(columns.json_value.as_ref().map(sqlx::types::Json))
+                .bind(&columns.unit)
+                .bind(columns.legacy_value_type)
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+
+        async fn insert_unified_attribute(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            attribute: &domain::Attribute,
+            legacy_c2c_id: Option<i64>,
+            legacy_variant_id: Option<i64>,
+        ) -> Result<()> {
+            sqlx::query(sql::INSERT_UNIFIED_ATTRIBUTE)
+                .bind(attribute.id)
+                .bind(&attribute.code)
+                .bind(sqlx::types::Json(&attribute.name))
+                .bind(sqlx::types::Json(&attribute.display_name))
+                .bind(attribute.attribute_type.as_str())
+                .bind(attribute.purpose.as_str())
+                .bind(sqlx::types::Json(&attribute.options))
+                .bind(sqlx::types::Json(&attribute.rules))
+                .bind(sqlx::types::Json(&attribute.ui))
+                .bind(attribute.is_searchable)
+                .bind(attribute.is_filterable)
+                .bind(attribute.is_required)
+                .bind(attribute.is_variant_compatible)
+                .bind(attribute.affects_stock)
+                .bind(attribute.affects_price)
+                .bind(attribute.show_in_card)
+                .bind(attribute.sort_order)
+                .bind(attribute.is_active)
+                .bind(legacy_c2c_id)
+                .bind(legacy_variant_id)
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+    };
+}
+pub(crate) use backend_helpers;

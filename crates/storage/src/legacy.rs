@@ -1,0 +1,351 @@
+//! The legacy side's encodings that are not plain columns: the B2C JSON documents, and the
+//! legacy form of the demo dataset with the defects of the real data.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use domain::attribute::normalize_code;
+use domain::{
+    Attribute, AttributeType, EffectiveSchema, EntityKind, EntityValues, Language, LocalizedText,
+    Value,
+};
+use serde_json::{Map, Value as Json, json};
+use sqlx::types::Json as SqlJson;
+
+use crate::demo::{Dataset, Listing, Variant};
+use crate::error::{Result, StorageError};
+use crate::rows::{ValueColumns, json_document_value, typed_from_document};
+
+/// A definition a B2C document may refer to: a C2C attribute (`source = 'attribute'`) or a
+/// variant axis (`source = 'product_variant_attribute'`).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct VocabularyRow {
+    pub id: i32,
+    pub name: String,
+    pub display_name: String,
+    pub attribute_type: String,
+    pub source: String,
+    pub translations: Option<SqlJson<Json>>,
+}
+
+impl VocabularyRow {
+    fn is_c2c(&self) -> bool {
+        self.source == "attribute"
+    }
+
+    fn labels(&self) -> impl Iterator<Item = &str> {
+        let translated = self
+            .translations
+            .as_ref()
+            .and_then(|t| t.0.as_object())
+            .into_iter()
+            .flat_map(|map| map.iter())
+            .filter(|(key, _)| key.ends_with(":display_name"))
+            .filter_map(|(_, text)| text.as_str());
+        std::iter::once(self.name.as_str())
+            .chain(std::iter::once(self.display_name.as_str()))
+            .chain(translated)
+    }
+}
+
+/// Reads a B2C document: products are keyed by C2C attribute id (`"2004"`), variants by
+/// attribute name or label in any case or language (`Color`, `Veličina`, `Цвет`). A key no
+/// definition explains is skipped (and logged), never guessed.
+pub(crate) fn document_values(
+    kind: EntityKind,
+    document: &Json,
+    vocabulary: &[VocabularyRow],
+) -> EntityValues {
+    let Some(document) = document.as_object() else {
+        tracing::warn!(%kind, "B2C attribute document is not an object; no values read");
+        return EntityValues::new();
+    };
+    // A C2C definition decides the type of a code that is also a variant axis.
+    let mut type_of: HashMap<String, AttributeType> = HashMap::new();
+    for row in vocabulary
+        .iter()
+        .filter(|r| r.is_c2c())
+        .chain(vocabulary.iter().filter(|r| !r.is_c2c()))
+    {
+        if let Ok(attribute_type) = AttributeType::from_str(&row.attribute_type) {
+            type_of
+                .entry(normalize_code(&row.name))
+                .or_insert(attribute_type);
+        }
+    }
+    let code_of_key: HashMap<String, String> = match kind {
+        EntityKind::Product => vocabulary
+            .iter()
+            .filter(|r| r.is_c2c())
+            .map(|r| (r.id.to_string(), normalize_code(&r.name)))
+            .collect(),
+        _ => {
+            let mut index = HashMap::new();
+            for row in vocabulary {
+                for label in row.labels() {
+                    index
+                        .entry(normalize_code(label))
+                        .or_insert_with(|| normalize_code(&row.name));
+                }
+            }
+            index
+        }
+    };
+    let mut values = EntityValues::new();
+    for (key, raw) in document {
+        let lookup = if kind == EntityKind::Product {
+            key.clone()
+        } else {
+            normalize_code(key)
+        };
+        let Some(code) = code_of_key.get(&lookup) else {
+            tracing::debug!(%kind, key, "document key matches no definition; skipped");
+            continue;
+        };
+        let Some(attribute_type) = type_of.get(code) else {
+            continue;
+        };
+        match typed_from_document(*attribute_type, raw) {
+            Some(typed) => {
+                values.insert(code.clone(), typed);
+            }
+            None => tracing::debug!(%kind, key, "document value unreadable; skipped"),
+        }
+    }
+    values
+}
+
+/// The B2C document that legacy readers expect for these values.
+pub(crate) fn document_for(
+    kind: EntityKind,
+    values: &EntityValues,
+    schema: &EffectiveSchema,
+) -> Result<Json> {
+    let mut document = Map::new();
+    for (code, typed) in values {
+        let key = match kind {
+            EntityKind::Product => schema
+                .get(code)
+                .map(|a| a.attribute.id.to_string())
+                .ok_or_else(|| {
+                    StorageError::CorruptData(format!("'{code}' is not in the legacy schema"))
+                })?,
+            _ => code.clone(),
+        };
+        document.insert(key, json_document_value(typed));
+    }
+    Ok(Json::Object(document))
+}
+
+/// One `category_attributes` row as the legacy system wrote it.
+#[derive(Debug)]
+pub(crate) struct LegacyDefinitionRow {
+    pub id: i64,
+    pub name: String,
+    pub display_name: String,
+    pub attribute_type: String,
+    pub options: Json,
+    pub validation_rules: Json,
+    pub is_searchable: bool,
+    pub is_filterable: bool,
+    pub is_required: bool,
+    pub sort_order: i32,
+    pub custom_component: Option<String>,
+    pub show_in_card: bool,
+    pub show_in_list: bool,
+    pub icon: Option<String>,
+    pub affects_stock: bool,
+    pub is_variant_compatible: bool,
+}
+
+/// Encodes definitions the way the legacy tables hold them, rotating through the four shapes
+/// of `options` and, for some numbers, keeping min/max among the options.
+pub(crate) fn encode_definitions(dataset: &Dataset) -> Vec<LegacyDefinitionRow> {
+    dataset.attributes.iter().map(encode_definition).collect()
+}
+
+fn encode_definition(attribute: &Attribute) -> LegacyDefinitionRow {
+    let labelled = attribute
+        .options
+        .iter()
+        .any(|o| o.label.exact(Language::Sr) != Some(o.value.as_str()) || o.color_hex.is_some());
+    let values: Vec<&str> = attribute.options.iter().map(|o| o.value.as_str()).collect();
+    let mut rules = serde_json::to_value(&attribute.rules).unwrap_or_else(|_| json!({}));
+    let options = if labelled {
+        Json::Array(
+            attribute
+                .options
+                .iter()
+                .map(|o| {
+                    let mut item = json!({"label": o.label.exact(Language::Sr).unwrap_or(&o.value), "value": o.value});
+                    if let Some(hex) = &o.color_hex {
+                        item["color_hex"] = json!(hex);
+                    }
+                    item
+                })
+                .collect(),
+        )
+    } else if !values.is_empty() {
+        if attribute.id % 2 == 0 {
+            json!({"values": values})
+        } else {
+            json!(values)
+        }
+    } else if attribute.attribute_type == AttributeType::Number && attribute.id % 3 == 0 {
+        // Defect: min/max (and a placeholder) kept in `options`, not in the rules.
+        let min = rules.as_object_mut().and_then(|r| r.remove("min"));
+        let max = rules.as_object_mut().and_then(|r| r.remove("max"));
+        json!({"min": min, "max": max, "placeholder": "Unesite broj"})
+    } else if attribute.id % 2 == 0 {
+        json!({})
+    } else {
+        json!([])
+    };
+    LegacyDefinitionRow {
+        id: attribute.id,
+        name: attribute.code.clone(),
+        display_name: attribute
+            .display_name
+            .exact(Language::Sr)
+            .unwrap_or(&attribute.code)
+            .to_owned(),
+        attribute_type: attribute.attribute_type.as_str().to_owned(),
+        options,
+        validation_rules: rules,
+        is_searchable: attribute.is_searchable,
+        is_filterable: attribute.is_filterable,
+        is_required: attribute.is_required,
+        sort_order: attribute.sort_order,
+        custom_component: attribute.ui.custom_component.clone(),
+        show_in_card: attribute.show_in_card,
+        show_in_list: attribute.ui.show_in_list,
+        icon: attribute.ui.icon.clone(),
+        affects_stock: attribute.affects_stock,
+        is_variant_compatible: attribute.is_variant_compatible,
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct TranslationRow {
+    pub entity_type: &'static str,
+    pub entity_id: i64,
+    pub language: Language,
+    pub field_name: String,
+    pub text: String,
+}
+
+/// English and Russian labels of definitions, options and variant axes.
+pub(crate) fn encode_translations(dataset: &Dataset) -> Vec<TranslationRow> {
+    let mut rows = Vec::new();
+    let mut push = |entity_type, entity_id, field: String, labels: &LocalizedText| {
+        for language in [Language::En, Language::Ru] {
+            if let Some(text) = labels.exact(language) {
+                rows.push(TranslationRow {
+                    entity_type,
+                    entity_id,
+                    language,
+                    field_name: field.clone(),
+                    text: text.to_owned(),
+                });
+            }
+        }
+    };
+    for attribute in &dataset.attributes {
+        push(
+            "attribute",
+            attribute.id,
+            "display_name".into(),
+            &attribute.display_name,
+        );
+        for option in &attribute.options {
+            push(
+                "attribute",
+                attribute.id,
+                format!("option.{}", option.value),
+                &option.label,
+            );
+        }
+    }
+    for axis in &dataset.variant_axes {
+        push(
+            "product_variant_attribute",
+            axis.legacy_id,
+            "display_name".into(),
+            &axis.attribute.display_name,
+        );
+    }
+    rows
+}
+
+/// A listing's `listing_attribute_values` rows, with the defects of the real data: numbers
+/// tagged 'text' in `text_value`, multiselect as one comma-separated string, and now and
+/// then a row whose value columns are all empty.
+pub(crate) fn encode_listing_values(
+    dataset: &Dataset,
+    listing: &Listing,
+) -> Vec<(i64, ValueColumns)> {
+    let schema = dataset.schema(listing.category_id);
+    let mut rows = Vec::new();
+    for (code, typed) in &listing.values {
+        let Some(effective) = schema.get(code) else {
+            continue;
+        };
+        let mut columns = ValueColumns::legacy(typed);
+        match &typed.value {
+            Value::Number(_) if listing.id % 3 == 0 => {
+                columns.text_value = columns.numeric_value.take();
+                columns.legacy_value_type = "text";
+            }
+            Value::Multiselect(_) => columns.json_value = None,
+            _ => {}
+        }
+        rows.push((effective.attribute.id, columns));
+    }
+    if listing.id % 7 == 0 {
+        if let Some(unset) = schema
+            .attributes
+            .iter()
+            .find(|a| !listing.values.contains_key(&a.attribute.code))
+        {
+            rows.push((
+                unset.attribute.id,
+                ValueColumns {
+                    legacy_value_type: "text",
+                    ..ValueColumns::default()
+                },
+            ));
+        }
+    }
+    rows
+}
+
+/// A variant's document keyed the way the B2C system wrote them: by label or name, in mixed
+/// case and language; a single colour as a bare string.
+pub(crate) fn variant_document_with_mixed_keys(dataset: &Dataset, variant: &Variant) -> Json {
+    let mut document = Map::new();
+    for (code, typed) in &variant.values {
+        let axis = dataset
+            .variant_axes
+            .iter()
+            .find(|a| &a.attribute.code == code);
+        let labels = axis.map(|a| &a.attribute.display_name);
+        let key = match (variant.id % 4, labels) {
+            (0, Some(l)) => l.exact(Language::Sr).unwrap_or(code).to_owned(),
+            (1, Some(l)) => l.exact(Language::Ru).unwrap_or(code).to_owned(),
+            (2, _) => code.to_uppercase(),
+            _ => {
+                let mut chars = code.chars();
+                chars
+                    .next()
+                    .map(|c| c.to_uppercase().chain(chars).collect())
+                    .unwrap_or_default()
+            }
+        };
+        let value = match &typed.value {
+            Value::Multiselect(items) if items.len() == 1 => json!(items[0]),
+            _ => json_document_value(typed),
+        };
+        document.insert(key, value);
+    }
+    Json::Object(document)
+}

@@ -1,0 +1,177 @@
+//! All SQL of the service: the legacy and unified tables on PostgreSQL and SQLite, and the
+//! flag-routed reads and writes above them.
+//!
+//! [`Storage`] is the door: it picks the backend from the database URL and exposes routed
+//! operations. Backends only provide SQL operations on a connection they are handed; the
+//! router owns every transaction.
+
+mod backend;
+pub mod demo;
+mod error;
+mod legacy;
+mod postgres;
+mod router;
+mod rows;
+mod sql;
+mod sqlite;
+
+use domain::{EffectiveSchema, EntityRef, EntityValues};
+use flags::{MigrationState, WriteMode};
+use serde_json::{Map, Value as Json};
+use sqlx::migrate::{Migrate, Migrator};
+
+pub use error::{Result, StorageError};
+pub use router::{FallbackReason, Read, ReadRoute, ServedBy};
+
+use backend::Backend;
+use postgres::PgBackend;
+use router::Router;
+use sqlite::SqliteBackend;
+
+/// The database the service runs on, picked from the URL scheme.
+#[derive(Debug)]
+pub struct Storage(Backends);
+
+#[derive(Debug)]
+enum Backends {
+    Postgres(Router<PgBackend>),
+    Sqlite(Router<SqliteBackend>),
+}
+
+/// Runs the same expression on whichever router the storage holds.
+macro_rules! on_router {
+    ($storage:expr, $router:ident => $body:expr) => {
+        match &$storage.0 {
+            Backends::Postgres($router) => $body,
+            Backends::Sqlite($router) => $body,
+        }
+    };
+}
+
+impl Storage {
+    /// Connects to `postgres://…` or `sqlite://…` (the SQLite file is created if missing).
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Storage(Backends::Postgres(Router::new(
+                PgBackend::connect(url, max_connections).await?,
+            ))))
+        } else if url.starts_with("sqlite:") {
+            Ok(Storage(Backends::Sqlite(Router::new(
+                SqliteBackend::connect(url, max_connections).await?,
+            ))))
+        } else {
+            Err(StorageError::UnsupportedUrl(
+                url.split("://").next().unwrap_or(url).to_owned(),
+            ))
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.0 {
+            Backends::Postgres(_) => "postgres",
+            Backends::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Applies the schema migrations that are not applied yet.
+    pub async fn migrate(&self) -> Result<()> {
+        on_router!(self, router => router.backend().migrate().await)
+    }
+
+    /// Readiness: the database answers and every migration is applied.
+    pub async fn ready(&self) -> Result<bool> {
+        Ok(on_router!(self, router => router.backend().pending_migrations().await)? == 0)
+    }
+
+    pub async fn category_schema(
+        &self,
+        category_id: i64,
+        route: ReadRoute,
+    ) -> Result<Read<EffectiveSchema>> {
+        on_router!(self, router => router.category_schema(category_id, route).await)
+    }
+
+    pub async fn entity_values(
+        &self,
+        entity: EntityRef,
+        route: ReadRoute,
+    ) -> Result<Read<EntityValues>> {
+        on_router!(self, router => router.entity_values(entity, route).await)
+    }
+
+    /// Validates and replaces all values of an entity in the stores `mode` names, atomically.
+    pub async fn replace_values(
+        &self,
+        entity: EntityRef,
+        input: &Map<String, Json>,
+        mode: WriteMode,
+    ) -> Result<EntityValues> {
+        on_router!(self, router => router.replace_values(entity, input, mode).await)
+    }
+
+    pub async fn migration_state(&self) -> Result<MigrationState> {
+        on_router!(self, router => router.migration_state().await)
+    }
+
+    /// Whether the legacy tables hold any attribute definition.
+    pub async fn has_legacy_definitions(&self) -> Result<bool> {
+        on_router!(self, router => {
+            let mut conn = router.backend().pool().acquire().await?;
+            Ok(backend_count(router, &mut conn).await? > 0)
+        })
+    }
+
+    /// Loads `dataset` in legacy form (with the real data's defects), in one transaction.
+    pub async fn seed_legacy(&self, dataset: &demo::Dataset) -> Result<()> {
+        on_router!(self, router => {
+            let mut tx = router.backend().begin_write().await?;
+            seed_legacy_on(router, &mut tx, dataset).await?;
+            Ok(tx.commit().await?)
+        })
+    }
+
+    /// Loads `dataset`'s definitions, bindings and values in unified form, in one
+    /// transaction; its categories and entities must already exist.
+    pub async fn seed_unified(&self, dataset: &demo::Dataset) -> Result<()> {
+        on_router!(self, router => {
+            let mut tx = router.backend().begin_write().await?;
+            seed_unified_on(router, &mut tx, dataset).await?;
+            Ok(tx.commit().await?)
+        })
+    }
+}
+
+async fn backend_count<B: Backend>(_: &Router<B>, conn: &mut backend::Conn<B>) -> Result<i64> {
+    B::count_legacy_definitions(conn).await
+}
+
+async fn seed_legacy_on<B: Backend>(
+    _: &Router<B>,
+    conn: &mut backend::Conn<B>,
+    dataset: &demo::Dataset,
+) -> Result<()> {
+    B::seed_legacy(conn, dataset).await
+}
+
+async fn seed_unified_on<B: Backend>(
+    _: &Router<B>,
+    conn: &mut backend::Conn<B>,
+    dataset: &demo::Dataset,
+) -> Result<()> {
+    B::seed_unified(conn, dataset).await
+}
+
+/// How many of `migrator`'s up-migrations the database has not applied.
+async fn pending_migrations<DB>(migrator: &Migrator, pool: &sqlx::Pool<DB>) -> Result<usize>
+where
+    DB: sqlx::Database,
+    DB::Connection: Migrate,
+{
+    let mut conn = pool.acquire().await?;
+    let applied = conn.list_applied_migrations().await?;
+    Ok(migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .filter(|m| !applied.iter().any(|a| a.version == m.version))
+        .count())
+}

@@ -1,0 +1,74 @@
+//! The PostgreSQL backend: the production database.
+
+use std::time::Duration;
+
+use domain::{EffectiveSchema, EntityKind, EntityRef, EntityValues};
+use flags::MigrationState;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+
+use crate::backend::{Backend, Conn, backend_helpers, backend_operations};
+use crate::demo::Dataset;
+use crate::error::{Result, StorageError};
+use crate::rows::{self, SchemaParts};
+use crate::sql;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+mod pg_sql {
+    pub(super) const LEGACY_SCHEMA: &str = crate::sql::legacy_schema_sql!(
+        "jsonb_object_agg(t.language || ':' || t.field_name, t.translated_text)"
+    );
+    pub(super) const LEGACY_VOCABULARY: &str = crate::sql::legacy_vocabulary_sql!(
+        "jsonb_object_agg(t.language || ':' || t.field_name, t.translated_text)"
+    );
+    // Decimals and dates travel as text and are cast here, so they stay exact.
+    pub(super) const INSERT_LEGACY_LISTING_VALUE: &str = "INSERT INTO listing_attribute_values
+            (listing_id, attribute_id, text_value, numeric_value, boolean_value, json_value, unit, value_type)
+        VALUES ($1, $2, $3, CAST($4 AS NUMERIC), $5, $6, $7, $8)";
+    pub(super) const INSERT_UNIFIED_VALUE: &str = "INSERT INTO unified_attribute_values
+            (entity_type, entity_id, attribute_id, text_value, numeric_value, boolean_value,
+             date_value, json_value, unit)
+        SELECT $1, $2, a.id, $4, CAST($5 AS NUMERIC), $6, CAST($7 AS DATE), $8, $9
+        FROM unified_attributes a WHERE a.code = $3";
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct PgBackend {
+    pool: PgPool,
+}
+
+impl PgBackend {
+    pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        Ok(Self { pool })
+    }
+}
+
+backend_helpers!(Postgres, pg_sql);
+
+impl Backend for PgBackend {
+    type Db = Postgres;
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        Ok(MIGRATOR.run(&self.pool).await?)
+    }
+
+    async fn pending_migrations(&self) -> Result<usize> {
+        crate::pending_migrations(&MIGRATOR, &self.pool).await
+    }
+
+    backend_operations!(pg_sql);
+}

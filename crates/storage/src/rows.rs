@@ -1,0 +1,479 @@
+//! Row shapes shared by both backends, and their translation into domain objects.
+//!
+//! Both backends select decimals and dates as text (PostgreSQL casts, SQLite stores text),
+//! so one set of rows and one translation serve both, and `numeric(20,5)` stays exact.
+
+use std::str::FromStr;
+
+use chrono::NaiveDate;
+use domain::attribute::{UiSettings, normalize_code};
+use domain::{
+    Attribute, AttributeOption, AttributeType, CategoryBinding, EntityValues, Language,
+    LocalizedText, Purpose, TypedValue, ValidationRules, Value, parse_legacy_options,
+};
+use rust_decimal::Decimal;
+use serde_json::Value as Json;
+use sqlx::types::Json as SqlJson;
+
+use crate::error::{Result, StorageError};
+
+/// The attributes and bindings that apply along a category chain, before resolution.
+#[derive(Debug, Default)]
+pub(crate) struct SchemaParts {
+    pub chain: Vec<i64>,
+    pub bindings: Vec<CategoryBinding>,
+    pub attributes: Vec<Attribute>,
+}
+
+/// One row of the legacy schema query: a category of the chain, joined with one of its
+/// bindings and that binding's definition (all `None` when the category binds nothing).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct LegacySchemaRow {
+    pub chain_id: i32,
+    pub attribute_id: Option<i32>,
+    pub b_is_enabled: Option<bool>,
+    pub b_is_required: Option<bool>,
+    pub b_sort_order: Option<i32>,
+    pub b_custom_component: Option<String>,
+    pub b_show_in_card: Option<bool>,
+    pub b_show_in_list: Option<bool>,
+    pub name: Option<String>,
+    pub display_name: Option<String>,
+    pub attribute_type: Option<String>,
+    pub options: Option<SqlJson<Json>>,
+    pub validation_rules: Option<SqlJson<Json>>,
+    pub is_searchable: Option<bool>,
+    pub is_filterable: Option<bool>,
+    pub is_required: Option<bool>,
+    pub sort_order: Option<i32>,
+    pub custom_component: Option<String>,
+    pub show_in_card: Option<bool>,
+    pub show_in_list: Option<bool>,
+    pub icon: Option<String>,
+    pub affects_stock: Option<bool>,
+    pub is_variant_compatible: Option<bool>,
+    /// A B2C variant axis has the same name: the unified attribute serves both purposes.
+    pub has_variant_axis: Option<bool>,
+    /// `{"en:display_name": "Year", "ru:option.automatic": "Автомат", …}`.
+    pub translations: Option<SqlJson<Json>>,
+}
+
+/// Legacy translations are keyed `language:field`; `display_name` labels the attribute and
+/// `option.{value}` labels one option.
+fn legacy_labels(translations: Option<&Json>, field: &str, source: &str) -> LocalizedText {
+    let mut labels = LocalizedText::serbian(source);
+    if let Some(Json::Object(map)) = translations {
+        for language in Language::ALL {
+            if let Some(text) = map
+                .get(&format!("{language}:{field}"))
+                .and_then(Json::as_str)
+            {
+                labels.set(language, text);
+            }
+        }
+    }
+    labels
+}
+
+impl LegacySchemaRow {
+    fn binding(&self) -> Option<CategoryBinding> {
+        Some(CategoryBinding {
+            category_id: self.chain_id.into(),
+            attribute_id: self.attribute_id?.into(),
+            is_enabled: self.b_is_enabled.unwrap_or(true),
+            is_required: self.b_is_required,
+            is_filterable: None,
+            is_searchable: None,
+            show_in_card: self.b_show_in_card,
+            show_in_list: self.b_show_in_list,
+            custom_component: self.b_custom_component.clone(),
+            sort_order: self.b_sort_order.unwrap_or(0),
+            category_specific_options: None,
+        })
+    }
+
+    /// The domain definition of this row's attribute. Defects in legacy data are coped with
+    /// (and logged); only an unknown type makes the definition unusable.
+    fn attribute(&self) -> Option<Attribute> {
+        let id = i64::from(self.attribute_id?);
+        let name = self.name.as_deref()?;
+        let attribute_type = match AttributeType::from_str(self.attribute_type.as_deref()?) {
+            Ok(t) => t,
+            Err(err) => {
+                tracing::warn!(attribute_id = id, %err, "legacy attribute skipped");
+                return None;
+            }
+        };
+        let translations = self.translations.as_ref().map(|j| &j.0);
+        let display = self.display_name.as_deref().unwrap_or(name);
+        let labels = legacy_labels(translations, "display_name", display);
+        let parsed = parse_legacy_options(self.options.as_ref().map_or(&Json::Null, |j| &j.0));
+        let (mut rules, rule_warnings) = ValidationRules::from_legacy_json(
+            self.validation_rules.as_ref().map_or(&Json::Null, |j| &j.0),
+        );
+        // A few rows kept min/max among the options; the rules column wins when both exist.
+        rules.min = rules.min.or_else(|| {
+            parsed
+                .min
+                .as_ref()
+                .and_then(domain::rules::decimal_from_json)
+        });
+        rules.max = rules.max.or_else(|| {
+            parsed
+                .max
+                .as_ref()
+                .and_then(domain::rules::decimal_from_json)
+        });
+        for warning in parsed.warnings.iter().chain(&rule_warnings) {
+            tracing::debug!(attribute_id = id, warning, "legacy attribute data defect");
+        }
+        let options = parsed
+            .options
+            .into_iter()
+            .map(|option| {
+                let label_text = option
+                    .label
+                    .get(Language::Sr)
+                    .unwrap_or(&option.value)
+                    .to_owned();
+                AttributeOption {
+                    label: legacy_labels(
+                        translations,
+                        &format!("option.{}", option.value),
+                        &label_text,
+                    ),
+                    ..option
+                }
+            })
+            .collect();
+        Some(Attribute {
+            id,
+            code: normalize_code(name),
+            name: labels.clone(),
+            display_name: labels,
+            attribute_type,
+            purpose: if self.has_variant_axis == Some(true) {
+                Purpose::Both
+            } else {
+                Purpose::Regular
+            },
+            options,
+            rules,
+            ui: UiSettings {
+                custom_component: self.custom_component.clone(),
+                icon: self.icon.clone(),
+                show_in_list: self.show_in_list.unwrap_or(false),
+            },
+            is_searchable: self.is_searchable.unwrap_or(false),
+            is_filterable: self.is_filterable.unwrap_or(true),
+            is_required: self.is_required.unwrap_or(false),
+            is_variant_compatible: self.is_variant_compatible.unwrap_or(false),
+            affects_stock: self.affects_stock.unwrap_or(false),
+            affects_price: false,
+            show_in_card: self.show_in_card.unwrap_or(true),
+            sort_order: self.sort_order.unwrap_or(0),
+            is_active: true,
+        })
+    }
+}
+
+/// Collects the chain (in query order: the category first), bindings and definitions.
+pub(crate) fn legacy_schema_parts(rows: &[LegacySchemaRow]) -> SchemaParts {
+    let mut parts = SchemaParts::default();
+    for row in rows {
+        let category = i64::from(row.chain_id);
+        if parts.chain.last() != Some(&category) {
+            parts.chain.push(category);
+        }
+        if let (Some(binding), Some(attribute)) = (row.binding(), row.attribute()) {
+            parts.bindings.push(binding);
+            if !parts.attributes.iter().any(|a| a.id == attribute.id) {
+                parts.attributes.push(attribute);
+            }
+        }
+    }
+    parts
+}
+
+/// One row of the unified schema query, shaped like [`LegacySchemaRow`].
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct UnifiedSchemaRow {
+    pub chain_id: i32,
+    pub attribute_id: Option<i32>,
+    pub b_is_enabled: Option<bool>,
+    pub b_is_required: Option<bool>,
+    pub b_is_filterable: Option<bool>,
+    pub b_is_searchable: Option<bool>,
+    pub b_show_in_card: Option<bool>,
+    pub b_show_in_list: Option<bool>,
+    pub b_custom_component: Option<String>,
+    pub b_sort_order: Option<i32>,
+    pub b_category_specific_options: Option<SqlJson<Vec<AttributeOption>>>,
+    pub code: Option<String>,
+    pub name: Option<SqlJson<LocalizedText>>,
+    pub display_name: Option<SqlJson<LocalizedText>>,
+    pub attribute_type: Option<String>,
+    pub purpose: Option<String>,
+    pub options: Option<SqlJson<Vec<AttributeOption>>>,
+    pub validation_rules: Option<SqlJson<ValidationRules>>,
+    pub ui_settings: Option<SqlJson<UiSettings>>,
+    pub is_searchable: Option<bool>,
+    pub is_filterable: Option<bool>,
+    pub is_required: Option<bool>,
+    pub is_variant_compatible: Option<bool>,
+    pub affects_stock: Option<bool>,
+    pub affects_price: Option<bool>,
+    pub show_in_card: Option<bool>,
+    pub sort_order: Option<i32>,
+    pub is_active: Option<bool>,
+}
+
+impl UnifiedSchemaRow {
+    fn binding(&self) -> Option<CategoryBinding> {
+        Some(CategoryBinding {
+            category_id: self.chain_id.into(),
+            attribute_id: self.attribute_id?.into(),
+            is_enabled: self.b_is_enabled.unwrap_or(true),
+            is_required: self.b_is_required,
+            is_filterable: self.b_is_filterable,
+            is_searchable: self.b_is_searchable,
+            show_in_card: self.b_show_in_card,
+            show_in_list: self.b_show_in_list,
+            custom_component: self.b_custom_component.clone(),
+            sort_order: self.b_sort_order.unwrap_or(0),
+            category_specific_options: self.b_category_specific_options.clone().map(|j| j.0),
+        })
+    }
+
+    fn attribute(&self) -> Result<Option<Attribute>> {
+        let (Some(id), Some(code), Some(attribute_type)) = (
+            self.attribute_id,
+            self.code.as_ref(),
+            self.attribute_type.as_deref(),
+        ) else {
+            return Ok(None);
+        };
+        let corrupt = |e: domain::UnknownVariant| {
+            StorageError::CorruptData(format!("unified attribute {id}: {e}"))
+        };
+        Ok(Some(Attribute {
+            id: id.into(),
+            code: code.clone(),
+            name: self.name.clone().map(|j| j.0).unwrap_or_default(),
+            display_name: self.display_name.clone().map(|j| j.0).unwrap_or_default(),
+            attribute_type: attribute_type.parse().map_err(corrupt)?,
+            purpose: self
+                .purpose
+                .as_deref()
+                .unwrap_or("regular")
+                .parse()
+                .map_err(corrupt)?,
+            options: self.options.clone().map(|j| j.0).unwrap_or_default(),
+            rules: self
+                .validation_rules
+                .clone()
+                .map(|j| j.0)
+                .unwrap_or_default(),
+            ui: self.ui_settings.clone().map(|j| j.0).unwrap_or_default(),
+            is_searchable: self.is_searchable.unwrap_or(false),
+            is_filterable: self.is_filterable.unwrap_or(true),
+            is_required: self.is_required.unwrap_or(false),
+            is_variant_compatible: self.is_variant_compatible.unwrap_or(false),
+            affects_stock: self.affects_stock.unwrap_or(false),
+            affects_price: self.affects_price.unwrap_or(false),
+            show_in_card: self.show_in_card.unwrap_or(true),
+            sort_order: self.sort_order.unwrap_or(0),
+            is_active: self.is_active.unwrap_or(true),
+        }))
+    }
+}
+
+pub(crate) fn unified_schema_parts(rows: &[UnifiedSchemaRow]) -> Result<SchemaParts> {
+    let mut parts = SchemaParts::default();
+    for row in rows {
+        let category = i64::from(row.chain_id);
+        if parts.chain.last() != Some(&category) {
+            parts.chain.push(category);
+        }
+        if let (Some(binding), Some(attribute)) = (row.binding(), row.attribute()?) {
+            parts.bindings.push(binding);
+            if !parts.attributes.iter().any(|a| a.id == attribute.id) {
+                parts.attributes.push(attribute);
+            }
+        }
+    }
+    Ok(parts)
+}
+
+/// One value row, from either store; `code` is `None` on the row that only proves the
+/// entity exists (the entity has no values, or none that join to a definition).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ValueRow {
+    pub code: Option<String>,
+    pub attribute_type: Option<String>,
+    pub text_value: Option<String>,
+    pub numeric_value: Option<String>,
+    pub boolean_value: Option<bool>,
+    pub date_value: Option<String>,
+    pub json_value: Option<SqlJson<Json>>,
+    pub unit: Option<String>,
+}
+
+/// The columns one value is stored in, in both stores' value tables.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct ValueColumns {
+    pub text_value: Option<String>,
+    pub numeric_value: Option<String>,
+    pub boolean_value: Option<bool>,
+    pub date_value: Option<String>,
+    pub json_value: Option<Json>,
+    pub unit: Option<String>,
+    /// Legacy's `value_type`: 'numeric' for numbers, else 'text'.
+    pub legacy_value_type: &'static str,
+}
+
+impl ValueColumns {
+    /// Unified columns: each type in its own column, multiselect as a JSON array.
+    pub fn unified(typed: &TypedValue) -> Self {
+        let mut columns = Self {
+            unit: typed.unit.clone(),
+            legacy_value_type: "text",
+            ..Self::default()
+        };
+        match &typed.value {
+            Value::Text(s) | Value::Select(s) | Value::Color(s) | Value::Size(s) => {
+                columns.text_value = Some(s.clone())
+            }
+            Value::Number(d) => {
+                columns.numeric_value = Some(d.normalize().to_string());
+                columns.legacy_value_type = "numeric";
+            }
+            Value::Boolean(b) => columns.boolean_value = Some(*b),
+            Value::Date(d) => columns.date_value = Some(d.format("%Y-%m-%d").to_string()),
+            Value::Multiselect(_) => columns.json_value = Some(typed.value.to_json()),
+        }
+        columns
+    }
+
+    /// Legacy columns, as the legacy readers expect: dates and choices in `text_value`,
+    /// multiselect also joined into `text_value` (the legacy frontend reads only that).
+    pub fn legacy(typed: &TypedValue) -> Self {
+        let mut columns = Self::unified(typed);
+        if let Some(date) = columns.date_value.take() {
+            columns.text_value = Some(date);
+        }
+        if let Value::Multiselect(items) = &typed.value {
+            columns.text_value = Some(items.join(","));
+        }
+        columns
+    }
+}
+
+impl ValueRow {
+    /// The typed value of a row, read as the attribute's type says. Legacy defects are
+    /// coped with: numbers tagged 'text', multiselect kept as one comma-separated string,
+    /// booleans as text. A row that holds no usable value gives `None`.
+    pub fn typed_value(&self) -> Option<(String, TypedValue)> {
+        let code = self.code.clone()?;
+        let attribute_type = AttributeType::from_str(self.attribute_type.as_deref()?).ok()?;
+        let text = self
+            .text_value
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        let json = self
+            .json_value
+            .as_ref()
+            .map(|j| &j.0)
+            .filter(|j| !j.is_null());
+        let value = match attribute_type {
+            AttributeType::Text | AttributeType::Textarea => {
+                text.map(|t| Value::Text(t.to_owned()))
+            }
+            AttributeType::Number => self
+                .numeric_value
+                .as_deref()
+                .or(text)
+                .and_then(|n| Decimal::from_str(n.trim()).ok())
+                .map(Value::Number),
+            AttributeType::Boolean => self
+                .boolean_value
+                .or_else(|| text.and_then(parse_bool))
+                .map(Value::Boolean),
+            AttributeType::Date => self
+                .date_value
+                .as_deref()
+                .or(text)
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+                .map(Value::Date),
+            AttributeType::Select => text.map(|t| Value::Select(t.to_owned())),
+            AttributeType::Color => text.map(|t| Value::Color(t.to_owned())),
+            AttributeType::Size => text.map(|t| Value::Size(t.to_owned())),
+            AttributeType::Multiselect => match json {
+                Some(Json::Array(items)) => Some(Value::Multiselect(
+                    items
+                        .iter()
+                        .filter_map(|i| i.as_str().map(str::to_owned))
+                        .collect(),
+                )),
+                _ => text.map(|t| Value::Multiselect(split_list(t))),
+            },
+        };
+        if value.is_none() {
+            tracing::debug!(code, "value row without a usable value skipped");
+        }
+        Some((
+            code,
+            TypedValue {
+                value: value?,
+                unit: self.unit.clone(),
+            },
+        ))
+    }
+}
+
+pub(crate) fn entity_values(rows: &[ValueRow]) -> EntityValues {
+    rows.iter().filter_map(ValueRow::typed_value).collect()
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "da" => Some(true),
+        "false" | "0" | "no" | "ne" => Some(false),
+        _ => None,
+    }
+}
+
+/// Splits a legacy multiselect string (`"red,blue"`, `"red, blue"`) into options.
+pub(crate) fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A value as the B2C JSON columns hold it: bare JSON, or `{"value", "unit"}` with a unit.
+pub(crate) fn json_document_value(typed: &TypedValue) -> Json {
+    match &typed.unit {
+        None => typed.value.to_json(),
+        Some(unit) => serde_json::json!({"value": typed.value.to_json(), "unit": unit}),
+    }
+}
+
+/// Reads a value from a B2C JSON document for an attribute of the given type.
+pub(crate) fn typed_from_document(attribute_type: AttributeType, raw: &Json) -> Option<TypedValue> {
+    let (raw, unit) = match raw {
+        Json::Object(obj) if obj.contains_key("value") => (
+            &obj["value"],
+            obj.get("unit").and_then(Json::as_str).map(str::to_owned),
+        ),
+        other => (other, None),
+    };
+    // Variant documents hold one colour as a string where the unified type is a list.
+    let value = match (attribute_type, raw) {
+        (AttributeType::Multiselect, Json::String(s)) => Value::Multiselect(split_list(s)),
+        _ => Value::from_json(attribute_type, raw).ok()?,
+    };
+    Some(TypedValue { value, unit })
+}

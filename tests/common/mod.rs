@@ -1,0 +1,150 @@
+//! Test support shared by the integration suites: a fresh database per test on either
+//! backend, and direct SQL access that bypasses the code under test.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
+use storage::Storage;
+use tempfile::TempDir;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// The server that holds the test databases. PostgreSQL is required: a test that cannot
+/// reach it fails, it is never skipped.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database of its own for one test.
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    _dir: Option<TempDir>,
+}
+
+impl TestDb {
+    pub async fn fresh(backend: Backend) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .subsec_nanos();
+        let name = format!(
+            "ua_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            nanos
+        );
+        match backend {
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url();
+                let mut admin = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+                    panic!("PostgreSQL is required for this test ({admin_url}): {e}")
+                });
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create test database");
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map_or(admin_url.as_str(), |(base, _)| base);
+                Self {
+                    backend,
+                    url: format!("{base}/{name}"),
+                    _dir: None,
+                }
+            }
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}/{name}.db", dir.path().display());
+                Self {
+                    backend,
+                    url,
+                    _dir: Some(dir),
+                }
+            }
+        }
+    }
+
+    /// The storage under test, connected and migrated.
+    pub async fn storage(&self) -> Storage {
+        let storage = Storage::connect(&self.url, 5)
+            .await
+            .expect("connect storage");
+        storage.migrate().await.expect("migrate");
+        storage
+    }
+
+    /// Plain SQL on the test database, bypassing the code under test.
+    pub async fn raw(&self) -> Raw {
+        match self.backend {
+            Backend::Postgres => {
+                Raw::Postgres(PgPool::connect(&self.url).await.expect("raw postgres"))
+            }
+            Backend::Sqlite => {
+                Raw::Sqlite(SqlitePool::connect(&self.url).await.expect("raw sqlite"))
+            }
+        }
+    }
+}
+
+pub enum Raw {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+impl Raw {
+    pub async fn execute(&self, sql: &str) {
+        match self {
+            Raw::Postgres(pool) => sqlx::raw_sql(sql).execute(pool).await.map(drop),
+            Raw::Sqlite(pool) => sqlx::raw_sql(sql).execute(pool).await.map(drop),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        match self {
+            Raw::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            Raw::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Every row of a one-column query as text (`NULL` as `None`).
+    pub async fn texts(&self, sql: &str) -> Vec<Option<String>> {
+        match self {
+            Raw::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+            Raw::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Makes every insert into `table` fail, to force one half of a dual-write to fail.
+    pub async fn fail_inserts_into(&self, table: &str) {
+        match self {
+            Raw::Postgres(_) => {
+                self.execute(&format!(
+                    "CREATE FUNCTION injected_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+                     BEGIN RAISE EXCEPTION 'injected fault'; END $$;
+                     CREATE TRIGGER injected_fault BEFORE INSERT OR UPDATE ON {table}
+                     FOR EACH ROW EXECUTE FUNCTION injected_fault();"
+                ))
+                .await
+            }
+            Raw::Sqlite(_) => {
+                self.execute(&format!(
+                    "CREATE TRIGGER injected_fault BEFORE INSERT ON {table}
+                     BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"
+                ))
+                .await
+            }
+        }
+    }
+}
