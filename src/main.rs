@@ -1,1 +1,129 @@
-fn main() {}
+//! The `unified-attributes` binary: loads settings, starts telemetry, runs one subcommand.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use api::{Application, Settings, telemetry};
+use clap::{Args, Parser, Subcommand};
+use storage::Storage;
+use storage::demo::Dataset;
+
+/// Moves marketplace product attributes from the legacy tables to one unified model without
+/// downtime, and serves them.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// A TOML settings file, layered over the defaults and under the environment.
+    #[arg(long, global = true, env = "APP_CONFIG_FILE")]
+    config: Option<PathBuf>,
+    /// `postgres://…` or `sqlite://…` (default: an SQLite file in the working directory).
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve(ServeArgs),
+    /// Apply the schema migrations that are not applied yet.
+    Migrate,
+    /// Load the demo marketplace, in legacy form, into an empty database.
+    SeedDemo(SeedArgs),
+}
+
+#[derive(Debug, Args, Default)]
+struct ServeArgs {
+    /// `host:port` to listen on; port 0 picks a free port.
+    #[arg(long)]
+    bind: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct SeedArgs {
+    /// How many listings (products: a tenth, three variants each).
+    #[arg(long, default_value_t = 500)]
+    listings: usize,
+    /// The same seed always gives the same data.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut settings = Settings::load(cli.config.as_deref()).context("invalid settings")?;
+    telemetry::init(&settings.telemetry);
+    if let Some(url) = cli.database_url {
+        settings.database.url = Some(url.into());
+    }
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => {
+            if let Some(bind) = args.bind {
+                settings.server.bind = bind;
+            }
+            let application = Application::build(&settings).await?;
+            application
+                .run_until_stopped()
+                .await
+                .context("server stopped with an error")
+        }
+        Command::Migrate => {
+            let storage = connect(&settings).await?;
+            storage.migrate().await.context("migration failed")?;
+            tracing::info!(database = storage.backend_name(), "schema is up to date");
+            Ok(())
+        }
+        Command::SeedDemo(args) => {
+            let storage = connect(&settings).await?;
+            storage.migrate().await.context("migration failed")?;
+            if storage.has_legacy_definitions().await? {
+                bail!(
+                    "the database already holds legacy attribute definitions; seed-demo loads into an empty database"
+                );
+            }
+            let dataset = Dataset::marketplace(args.listings, args.seed);
+            storage
+                .seed_legacy(&dataset)
+                .await
+                .context("seeding failed")?;
+            tracing::info!(
+                listings = dataset.listings.len(),
+                products = dataset.products.len(),
+                variants = dataset.variants.len(),
+                "demo marketplace loaded in legacy form"
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<Storage> {
+    let url = settings.database.url();
+    Storage::connect(&url, settings.database.max_connections)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database ({})",
+                url.split('@').next_back().unwrap_or(&url)
+            )
+        })
+}

@@ -185,7 +185,9 @@ mod tests {
 
     #[test]
     fn an_unknown_type_names_the_accepted_ones() {
-        let err = "checkbox".parse::<AttributeType>().unwrap_err();
+        let err = "checkbox"
+            .parse::<AttributeType>()
+            .expect_err("must be refused");
         assert!(err.to_string().contains("text, textarea, number"));
     }
 

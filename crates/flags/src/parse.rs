@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn a_sentence_is_not_a_boolean() {
-        let err = parse(&[("USE_UNIFIED_ATTRIBUTES", "yes please")]).unwrap_err();
+        let err = parse(&[("USE_UNIFIED_ATTRIBUTES", "yes please")]).expect_err("must be refused");
         assert_eq!(err.variable, "USE_UNIFIED_ATTRIBUTES");
         assert!(err.to_string().contains("expected true or false"), "{err}");
     }
@@ -149,7 +149,7 @@ mod tests {
     #[test]
     fn percentages_above_100_or_fractional_are_refused() {
         for bad in ["150", "-1", "12.5", ""] {
-            let err = parse(&[("UNIFIED_ATTRIBUTES_PERCENT", bad)]).unwrap_err();
+            let err = parse(&[("UNIFIED_ATTRIBUTES_PERCENT", bad)]).expect_err("must be refused");
             assert_eq!(err.variable, "UNIFIED_ATTRIBUTES_PERCENT");
             assert!(err.to_string().contains("0 to 100"));
         }

@@ -301,20 +301,18 @@ pub(crate) fn encode_listing_values(
         }
         rows.push((effective.attribute.id, columns));
     }
-    if listing.id % 7 == 0 {
-        if let Some(unset) = schema
-            .attributes
-            .iter()
-            .find(|a| !listing.values.contains_key(&a.attribute.code))
-        {
-            rows.push((
-                unset.attribute.id,
-                ValueColumns {
-                    legacy_value_type: "text",
-                    ..ValueColumns::default()
-                },
-            ));
-        }
+    let unset = schema
+        .attributes
+        .iter()
+        .find(|a| !listing.values.contains_key(&a.attribute.code));
+    if let (0, Some(unset)) = (listing.id % 7, unset) {
+        rows.push((
+            unset.attribute.id,
+            ValueColumns {
+                legacy_value_type: "text",
+                ..ValueColumns::default()
+            },
+        ));
     }
     rows
 }

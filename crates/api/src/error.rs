@@ -1,0 +1,140 @@
+//! The one error contract of the API: every failure answers with the right HTTP status, a
+//! stable i18n key, a human detail and, for refused values, one reason per field.
+//! Internal detail is logged, never sent.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use domain::FieldError;
+use serde::Serialize;
+use storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("'{given}' is not a valid {what} id: ids are positive whole numbers")]
+    InvalidId { what: &'static str, given: String },
+    #[error("{what} {id} does not exist")]
+    NotFound { what: &'static str, id: i64 },
+    #[error("the request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("the request body must be JSON (Content-Type: application/json)")]
+    UnsupportedContentType,
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the request body must be a JSON object mapping attribute codes to values")]
+    ExpectedObject,
+    #[error("some values were refused; see fields")]
+    InvalidValues(Vec<FieldError>),
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    #[error("no route for this path")]
+    RouteNotFound,
+    #[error("this method is not allowed here")]
+    MethodNotAllowed,
+    #[error("the database is not reachable")]
+    StorageUnavailable(#[source] StorageError),
+    #[error("internal error")]
+    Internal(#[source] StorageError),
+}
+
+impl ApiError {
+    /// The stable key the frontend translates.
+    pub fn i18n_key(&self) -> &'static str {
+        match self {
+            ApiError::InvalidId {
+                what: "category", ..
+            } => "errors.invalidCategoryId",
+            ApiError::InvalidId {
+                what: "listing", ..
+            } => "errors.invalidListingId",
+            ApiError::InvalidId { .. } => "errors.invalidId",
+            ApiError::NotFound {
+                what: "category", ..
+            } => "errors.categoryNotFound",
+            ApiError::NotFound {
+                what: "listing", ..
+            } => "errors.listingNotFound",
+            ApiError::NotFound { .. } => "errors.notFound",
+            ApiError::MalformedJson(_) => "errors.malformedJson",
+            ApiError::UnsupportedContentType => "errors.unsupportedContentType",
+            ApiError::PayloadTooLarge { .. } => "errors.payloadTooLarge",
+            ApiError::ExpectedObject => "errors.expectedObject",
+            ApiError::InvalidValues(_) => "errors.validationFailed",
+            ApiError::Unauthorized => "errors.unauthorized",
+            ApiError::RouteNotFound => "errors.routeNotFound",
+            ApiError::MethodNotAllowed => "errors.methodNotAllowed",
+            ApiError::StorageUnavailable(_) => "errors.storageUnavailable",
+            ApiError::Internal(_) => "errors.internal",
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::NotFound { what, id } => ApiError::NotFound { what, id },
+            StorageError::InvalidValues(fields) => ApiError::InvalidValues(fields),
+            StorageError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+                ApiError::StorageUnavailable(err)
+            }
+            other => ApiError::Internal(other),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    success: bool,
+    error: &'static str,
+    detail: String,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    fields: &'a [FieldError],
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidId { .. } | ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound { .. } | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::ExpectedObject | ApiError::InvalidValues(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(cause) | ApiError::StorageUnavailable(cause) = self {
+            // The cause chain goes to the log only.
+            tracing::error!(error = ?cause, "request failed");
+        }
+        let fields = match self {
+            ApiError::InvalidValues(fields) => fields.as_slice(),
+            _ => &[],
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unauthorized) {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.json(ErrorBody {
+            success: false,
+            error: self.i18n_key(),
+            detail: self.to_string(),
+            fields,
+        })
+    }
+}
+
+/// Maps actix-web's JSON body errors into the contract.
+pub fn json_error(err: actix_web::error::JsonPayloadError, limit: usize) -> ApiError {
+    use actix_web::error::JsonPayloadError as E;
+    match err {
+        E::ContentType => ApiError::UnsupportedContentType,
+        E::Overflow { .. } | E::OverflowKnownLength { .. } => ApiError::PayloadTooLarge { limit },
+        other => ApiError::MalformedJson(other.to_string()),
+    }
+}

@@ -1,0 +1,226 @@
+//! Typed settings, layered: built-in defaults → optional TOML file → `APP__SECTION__KEY`
+//! environment variables → the plain variables ops already use (`DATABASE_URL`, the flag
+//! variables, the API tokens). Unknown keys and malformed values are errors.
+
+use std::path::Path;
+
+use config::{Config, Environment, File, FileFormat};
+use flags::{Flags, RawFlags, vars};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Used when no database is configured: an SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://unified-attributes.db";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    #[serde(default)]
+    pub auth: AuthSettings,
+    #[serde(default)]
+    pub flags: FlagSettings,
+    pub telemetry: TelemetrySettings,
+    #[serde(default)]
+    pub demo: DemoSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// `host:port`; port 0 picks a free port (tests).
+    pub bind: String,
+    pub workers: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://…` or `sqlite://…`; secret because it may hold a password.
+    pub url: Option<SecretString>,
+    pub max_connections: u32,
+    /// Apply pending schema migrations when the service starts.
+    pub migrate_on_start: bool,
+}
+
+impl DatabaseSettings {
+    pub fn url(&self) -> String {
+        self.url.as_ref().map_or_else(
+            || DEFAULT_DATABASE_URL.to_owned(),
+            |u| u.expose_secret().to_owned(),
+        )
+    }
+}
+
+/// Bearer tokens, comma-separated to allow rotation. None configured: those routes answer 401.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub writer_tokens: Option<SecretString>,
+    pub admin_tokens: Option<SecretString>,
+}
+
+impl AuthSettings {
+    pub fn writer_tokens(&self) -> Vec<SecretString> {
+        split_tokens(self.writer_tokens.as_ref())
+    }
+
+    pub fn admin_tokens(&self) -> Vec<SecretString> {
+        split_tokens(self.admin_tokens.as_ref())
+    }
+}
+
+fn split_tokens(raw: Option<&SecretString>) -> Vec<SecretString> {
+    raw.map(|r| {
+        r.expose_secret()
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| SecretString::from(t.to_owned()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The flag values as text; parsed strictly by the flags crate.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagSettings {
+    pub use_unified_attributes: Option<String>,
+    pub unified_attributes_percent: Option<String>,
+    pub unified_attributes_fallback: Option<String>,
+    pub dual_write_attributes: Option<String>,
+    pub unified_attributes_shadow_percent: Option<String>,
+}
+
+impl FlagSettings {
+    pub fn parse(&self) -> Result<Flags, flags::FlagError> {
+        RawFlags {
+            use_unified: self.use_unified_attributes.clone(),
+            unified_percent: self.unified_attributes_percent.clone(),
+            fallback: self.unified_attributes_fallback.clone(),
+            dual_write: self.dual_write_attributes.clone(),
+            shadow_percent: self.unified_attributes_shadow_percent.clone(),
+        }
+        .parse()
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub format: LogFormat,
+    /// `tracing` filter directives; `RUST_LOG` overrides them.
+    pub filter: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoSettings {
+    /// Load the demo dataset into an empty database on start. Defaults to on only for the
+    /// built-in SQLite database, so a fresh machine serves data with no set-up.
+    pub seed_on_first_start: Option<bool>,
+    pub listings: Option<usize>,
+}
+
+impl Settings {
+    /// Loads settings from the layers described above; `file` is an optional TOML file.
+    pub fn load(file: Option<&Path>) -> Result<Self, config::ConfigError> {
+        Self::load_from(file, |name| std::env::var(name).ok())
+    }
+
+    /// Like [`Settings::load`], with the plain variables read through `lookup` (tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, config::ConfigError> {
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        if let Some(file) = file {
+            builder = builder.add_source(File::from(file).format(FileFormat::Toml).required(true));
+        }
+        builder = builder
+            .add_source(
+                Environment::with_prefix("APP")
+                    .prefix_separator("__")
+                    .separator("__"),
+            )
+            .set_override_option("database.url", lookup("DATABASE_URL"))?
+            .set_override_option("auth.writer_tokens", lookup("WRITER_API_TOKEN"))?
+            .set_override_option("auth.admin_tokens", lookup("ADMIN_API_TOKEN"))?;
+        for variable in vars::ALL {
+            builder = builder.set_override_option(
+                format!("flags.{}", variable.to_ascii_lowercase()),
+                lookup(variable),
+            )?;
+        }
+        builder.build()?.try_deserialize()
+    }
+}
+
+const DEFAULTS: &str = r#"
+[server]
+bind = "127.0.0.1:8080"
+
+[database]
+max_connections = 10
+migrate_on_start = true
+
+[telemetry]
+format = "pretty"
+filter = "info"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, config::ConfigError> {
+        let env: HashMap<&str, &str> = pairs.iter().copied().collect();
+        Settings::load_from(None, |name| env.get(name).map(|v| (*v).to_owned()))
+    }
+
+    #[test]
+    fn defaults_use_the_embedded_sqlite_file_and_phase_zero() {
+        let settings = load(&[]).expect("defaults load");
+        assert_eq!(settings.database.url(), DEFAULT_DATABASE_URL);
+        assert_eq!(settings.flags.parse(), Ok(Flags::default()));
+        assert!(settings.auth.writer_tokens().is_empty());
+    }
+
+    #[test]
+    fn plain_variables_override_the_layers() {
+        let settings = load(&[
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("WRITER_API_TOKEN", "new-token, old-token"),
+            ("USE_UNIFIED_ATTRIBUTES", "true"),
+            ("DUAL_WRITE_ATTRIBUTES", "true"),
+            ("UNIFIED_ATTRIBUTES_PERCENT", "25"),
+        ])
+        .expect("settings load");
+        assert_eq!(settings.database.url(), "postgres://u@h/db");
+        assert_eq!(settings.auth.writer_tokens().len(), 2);
+        let flags = settings.flags.parse().expect("flags parse");
+        assert!(flags.use_unified && flags.dual_write);
+        assert_eq!(flags.unified_percent, 25);
+    }
+
+    #[test]
+    fn a_malformed_flag_names_the_variable() {
+        let settings = load(&[("UNIFIED_ATTRIBUTES_PERCENT", "150")]).expect("settings load");
+        let err = settings.flags.parse().expect_err("must be refused");
+        assert!(
+            err.to_string().contains("UNIFIED_ATTRIBUTES_PERCENT"),
+            "{err}"
+        );
+    }
+}

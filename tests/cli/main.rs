@@ -1,0 +1,152 @@
+//! The binary as a user runs it: `serve` on a fresh machine with no set-up, and the
+//! `migrate` / `seed-demo` subcommands against PostgreSQL.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{Backend, TestDb};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_unified-attributes");
+
+/// Kills the service when the test ends, passed or not.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `unified-attributes serve` with no variables at all in `dir`, and returns the
+/// address it printed.
+fn serve_with_no_setup(dir: &std::path::Path) -> (Running, String) {
+    let mut child = Command::new(BINARY)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env_clear()
+        .env("NO_COLOR", "1")
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let running = Running(child);
+    loop {
+        let line = received
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the service prints its address within a minute");
+        if let Some(start) = line.find("http://127.0.0.1:") {
+            let address: String = line[start..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect();
+            return (running, address);
+        }
+    }
+}
+
+#[actix_web::test]
+async fn the_run_command_serves_demo_data_with_no_environment_and_no_setup() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_service, address) = serve_with_no_setup(dir.path());
+    let client = awc::Client::default();
+    let mut response = client
+        .get(format!(
+            "{address}/api/v2/marketplace/categories/1311/attributes"
+        ))
+        .send()
+        .await
+        .expect("the service answers");
+    assert_eq!(response.status().as_u16(), 200);
+    let body: serde_json::Value = response.json().await.expect("json");
+    let bound_on: Vec<i64> = body["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|a| a["bound_on"].as_i64())
+        .collect();
+    // 1311 → 1310 → 1301 → 1003: attributes bound two and three levels up are inherited.
+    assert!(
+        bound_on.contains(&1301) && bound_on.contains(&1003),
+        "{bound_on:?}"
+    );
+    assert!(
+        dir.path().join("unified-attributes.db").exists(),
+        "the embedded SQLite file is created"
+    );
+}
+
+#[test]
+fn seed_demo_loads_the_marketplace_into_postgres_and_refuses_a_second_time() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDb::fresh(Backend::Postgres));
+    let run = |args: &[&str]| {
+        Command::new(BINARY)
+            .args(args)
+            .args(["--database-url", &db.url])
+            .env_clear()
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("the binary runs")
+    };
+    let migrated = run(&["migrate"]);
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    let seeded = run(&["seed-demo", "--listings", "40"]);
+    assert!(
+        seeded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    let counts = runtime.block_on(async {
+        let raw = db.raw().await;
+        (
+            raw.count("SELECT COUNT(*) FROM marketplace_listings").await,
+            raw.count("SELECT COUNT(*) FROM category_attributes").await,
+            raw.count("SELECT COUNT(*) FROM storefront_product_variants")
+                .await,
+        )
+    });
+    assert_eq!(counts, (40, 18, 12));
+    let again = run(&["seed-demo"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&again.stderr)
+            .contains("already holds legacy attribute definitions")
+    );
+}
+
+#[test]
+fn a_malformed_flag_stops_the_binary_with_a_message_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(BINARY)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env_clear()
+        .env("UNIFIED_ATTRIBUTES_PERCENT", "150")
+        .current_dir(dir.path())
+        .output()
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("UNIFIED_ATTRIBUTES_PERCENT") && stderr.contains("0 to 100"),
+        "{stderr}"
+    );
+}
