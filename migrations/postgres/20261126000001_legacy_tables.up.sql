@@ -92,6 +92,8 @@ CREATE TABLE IF NOT EXISTS product_variant_attributes (
     created_at    timestamptz NOT NULL DEFAULT now(),
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
+-- Definitions are matched to variant axes by name, case-insensitively.
+CREATE INDEX IF NOT EXISTS product_variant_attributes_name_idx ON product_variant_attributes (lower(name));
 
 CREATE TABLE IF NOT EXISTS product_variant_attribute_values (
     id           serial PRIMARY KEY,

@@ -295,7 +295,26 @@ async fn each_phase_reads_and_writes_the_stores_it_names(db: TestDb) {
         stored_years(&db, listing).await,
         (Some("2002".into()), Some("2002".into()))
     );
-    assert_eq!(phase1.read_store("any"), Store::Legacy);
+    raw.execute(&format!(
+        "UPDATE unified_attribute_values SET numeric_value = 1980 WHERE entity_id = {listing} AND attribute_id = 2202"
+    ))
+    .await;
+    for key in keys_around(50)
+        .0
+        .chars()
+        .take(1)
+        .map(String::from)
+        .chain(["user-7".into()])
+    {
+        let read = storage
+            .entity_values(entity, ReadRoute::new(phase1.read_store(&key), false))
+            .await
+            .expect("read");
+        assert_eq!(
+            (read.served_by, year_of(&read.data)),
+            (ServedBy::Legacy, Some(Decimal::from(2002)))
+        );
+    }
 
     // Phase 2: canary at 50 %: both stores written, each user sticks to one store.
     let phase2 = flags(true, true, 50);
