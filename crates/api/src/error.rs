@@ -26,6 +26,12 @@ pub enum ApiError {
     InvalidValues(Vec<FieldError>),
     #[error("a valid bearer token is required")]
     Unauthorized,
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    #[error("invalid request body: {0}")]
+    InvalidBody(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("no route for this path")]
     RouteNotFound,
     #[error("this method is not allowed here")]
@@ -34,12 +40,16 @@ pub enum ApiError {
     StorageUnavailable(#[source] StorageError),
     #[error("internal error")]
     Internal(#[source] StorageError),
+    /// One error shared by every request that waited on the same cache load.
+    #[error(transparent)]
+    Shared(std::sync::Arc<ApiError>),
 }
 
 impl ApiError {
     /// The stable key the frontend translates.
     pub fn i18n_key(&self) -> &'static str {
         match self {
+            ApiError::Shared(inner) => inner.i18n_key(),
             ApiError::InvalidId {
                 what: "category", ..
             } => "errors.invalidCategoryId",
@@ -60,6 +70,9 @@ impl ApiError {
             ApiError::ExpectedObject => "errors.expectedObject",
             ApiError::InvalidValues(_) => "errors.validationFailed",
             ApiError::Unauthorized => "errors.unauthorized",
+            ApiError::InvalidQuery(_) => "errors.invalidQuery",
+            ApiError::InvalidBody(_) => "errors.invalidBody",
+            ApiError::Conflict(_) => "errors.conflict",
             ApiError::RouteNotFound => "errors.routeNotFound",
             ApiError::MethodNotAllowed => "errors.methodNotAllowed",
             ApiError::StorageUnavailable(_) => "errors.storageUnavailable",
@@ -73,6 +86,7 @@ impl From<StorageError> for ApiError {
         match err {
             StorageError::NotFound { what, id } => ApiError::NotFound { what, id },
             StorageError::InvalidValues(fields) => ApiError::InvalidValues(fields),
+            StorageError::Conflict(message) => ApiError::Conflict(message),
             StorageError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
                 ApiError::StorageUnavailable(err)
             }
@@ -93,7 +107,12 @@ struct ErrorBody<'a> {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::InvalidId { .. } | ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::Shared(inner) => inner.status_code(),
+            ApiError::InvalidId { .. } | ApiError::MalformedJson(_) | ApiError::InvalidQuery(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::InvalidBody(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NotFound { .. } | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -108,6 +127,9 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let ApiError::Shared(inner) = self {
+            return inner.error_response();
+        }
         if let ApiError::Internal(cause) | ApiError::StorageUnavailable(cause) = self {
             // The cause chain goes to the log only.
             tracing::error!(error = ?cause, "request failed");
@@ -137,4 +159,27 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, limit: usize) -> ApiE
         E::Overflow { .. } | E::OverflowKnownLength { .. } => ApiError::PayloadTooLarge { limit },
         other => ApiError::MalformedJson(other.to_string()),
     }
+}
+
+/// The error body's schema, for the OpenAPI document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorView {
+    /// Always false.
+    pub success: bool,
+    /// Stable i18n key, e.g. `errors.invalidCategoryId`.
+    pub error: String,
+    /// A human explanation.
+    pub detail: String,
+    /// One entry per refused field, for `errors.validationFailed`.
+    #[serde(default)]
+    pub fields: Vec<FieldErrorView>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct FieldErrorView {
+    pub field: String,
+    pub key: String,
+    pub reason: String,
 }

@@ -1,24 +1,37 @@
 //! The HTTP API of the unified attributes service, as a library: [`Application::build`]
-//! prepares everything from [`Settings`] (database, migrations, guardrails, listener) and
-//! [`Application::run_until_stopped`] serves. The binary only loads settings and calls these.
+//! prepares everything from [`Settings`] (database, migrations, guardrails, caches, metrics,
+//! listeners) and [`Application::run_until_stopped`] serves. The binary only loads settings
+//! and calls these.
 
 pub mod auth;
 pub mod error;
+pub mod http_cache;
+pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod settings;
 pub mod telemetry;
+pub mod views;
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use cache::AttributeCaches;
+use domain::{Attribute, EntityKind, Invalidation};
 use flags::{Flags, GuardrailViolation, Phase};
 use secrecy::SecretString;
-use storage::Storage;
 use storage::demo::Dataset;
+use storage::{ListenerEvent, ReadRoute, Storage};
 use tracing_actix_web::TracingLogger;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::{ApiError, json_error};
+use crate::metrics::Metrics;
 pub use crate::settings::Settings;
 
 /// Largest request body accepted (a full replacement of one entity's values).
@@ -31,8 +44,33 @@ const DEMO_LISTINGS: usize = 500;
 pub struct AppState {
     pub storage: Storage,
     pub flags: Flags,
+    pub caches: AttributeCaches,
+    pub metrics: Metrics,
     pub writer_tokens: Vec<SecretString>,
     pub admin_tokens: Vec<SecretString>,
+}
+
+impl AppState {
+    /// Drops what a committed write made stale in this process. (Other replicas hear it
+    /// through the database.)
+    pub async fn invalidate(&self, invalidations: &[Invalidation]) {
+        for invalidation in invalidations {
+            self.caches.apply(invalidation).await;
+        }
+    }
+
+    /// The attribute catalog of the routed store, cached whole.
+    pub async fn catalog(&self, route: ReadRoute) -> Result<Arc<Vec<Attribute>>, ApiError> {
+        let (catalog, _) = self
+            .caches
+            .catalog(route.store, async {
+                let read = self.storage.catalog(route).await?;
+                Ok::<_, ApiError>(Arc::new(read.data))
+            })
+            .await
+            .map_err(ApiError::Shared)?;
+        Ok(catalog)
+    }
 }
 
 /// Why the service refused to start.
@@ -56,6 +94,7 @@ pub enum StartupError {
 
 pub struct Application {
     port: u16,
+    metrics_port: Option<u16>,
     phase: Phase,
     server: Server,
 }
@@ -64,14 +103,20 @@ impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Application")
             .field("port", &self.port)
+            .field("metrics_port", &self.metrics_port)
             .field("phase", &self.phase)
             .finish_non_exhaustive()
     }
 }
 
+fn bind_error(bind: &str) -> impl FnOnce(std::io::Error) -> StartupError {
+    let bind = bind.to_owned();
+    move |source| StartupError::Bind { bind, source }
+}
+
 impl Application {
     /// Connects and migrates the database, seeds the demo data where configured, refuses
-    /// unsafe flags, and binds the listener (port 0 picks a free one).
+    /// unsafe flags, and binds the listeners (port 0 picks a free one).
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
         let flags = settings.flags.parse()?;
         let url = settings.database.url();
@@ -105,59 +150,93 @@ impl Application {
                 .await
                 .map_err(storage_error)?;
         }
-        let state = storage.migration_state().await.map_err(storage_error)?;
-        let phase = flags.check(&state)?;
+        let migration_state = storage.migration_state().await.map_err(storage_error)?;
+        let phase = flags.check(&migration_state)?;
 
         let listener =
-            TcpListener::bind(&settings.server.bind).map_err(|source| StartupError::Bind {
-                bind: settings.server.bind.clone(),
-                source,
-            })?;
+            TcpListener::bind(&settings.server.bind).map_err(bind_error(&settings.server.bind))?;
         let port = listener
             .local_addr()
-            .map_err(|source| StartupError::Bind {
-                bind: settings.server.bind.clone(),
-                source,
-            })?
+            .map_err(bind_error(&settings.server.bind))?
             .port();
+        let metrics = Metrics::new();
+        metrics.set_flags(&flags, phase);
         let state = web::Data::new(AppState {
+            caches: AttributeCaches::new(settings.cache.to_cache_settings()),
+            metrics,
             storage,
             flags,
             writer_tokens: settings.auth.writer_tokens(),
             admin_tokens: settings.auth.admin_tokens(),
         });
+        listen_for_invalidations(&state).await;
+
+        let metrics_elsewhere = settings.metrics.bind.is_some();
+        let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(metrics::track))
                 .wrap(TracingLogger::default())
-                .app_data(state.clone())
+                .app_data(app_state.clone())
                 .app_data(
                     web::JsonConfig::default()
                         .limit(MAX_BODY_BYTES)
                         .error_handler(|err, _| json_error(err, MAX_BODY_BYTES).into()),
                 )
-                .configure(routes_config)
+                .app_data(
+                    web::QueryConfig::default()
+                        .error_handler(|err, _| ApiError::InvalidQuery(err.to_string()).into()),
+                )
+                .configure(|config| routes_config(config, !metrics_elsewhere))
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(ApiError::RouteNotFound)
                 }))
         })
         .listen(listener)
-        .map_err(|source| StartupError::Bind {
-            bind: settings.server.bind.clone(),
-            source,
-        })?;
+        .map_err(bind_error(&settings.server.bind))?;
         if let Some(workers) = settings.server.workers {
             server = server.workers(workers);
+        }
+        let server = server.shutdown_timeout(30).run();
+
+        // Prometheus on its own listener, so the network can keep it inside the cluster.
+        let mut metrics_port = None;
+        if let Some(bind) = &settings.metrics.bind {
+            let metrics_listener = TcpListener::bind(bind).map_err(bind_error(bind))?;
+            metrics_port = Some(
+                metrics_listener
+                    .local_addr()
+                    .map_err(bind_error(bind))?
+                    .port(),
+            );
+            let metrics_state = state.clone();
+            let metrics_server = HttpServer::new(move || {
+                App::new()
+                    .app_data(metrics_state.clone())
+                    .route("/metrics", web::get().to(metrics::scrape))
+            })
+            .workers(1)
+            .listen(metrics_listener)
+            .map_err(bind_error(bind))?
+            .run();
+            tokio::spawn(metrics_server);
         }
         tracing::info!(address = %format!("http://{}:{port}", host(&settings.server.bind)), ?phase, "listening");
         Ok(Self {
             port,
+            metrics_port,
             phase,
-            server: server.run(),
+            server,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the separate metrics listener, when one is configured.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
     }
 
     pub fn phase(&self) -> Phase {
@@ -170,32 +249,130 @@ impl Application {
     }
 }
 
+/// Applies other replicas' invalidations (PostgreSQL `LISTEN`). A lost connection may have
+/// missed some, so it flushes the whole cache before listening again.
+async fn listen_for_invalidations(state: &web::Data<AppState>) {
+    let mut listener = match state.storage.invalidation_listener().await {
+        Ok(Some(listener)) => listener,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::error!(error = ?err, "cannot listen for other replicas' invalidations; caching only locally");
+            return;
+        }
+    };
+    let state = state.clone();
+    tokio::spawn(async move {
+        loop {
+            match listener.next().await {
+                Ok(ListenerEvent::Invalidate(invalidations)) => {
+                    state.invalidate(&invalidations).await
+                }
+                Ok(ListenerEvent::ConnectionLost) => {
+                    tracing::warn!("invalidation listener lost its connection; flushing the cache");
+                    state.metrics.listener_reconnected();
+                    state.caches.flush();
+                }
+                Err(err) => {
+                    tracing::warn!(error = ?err, "invalidation listener failed; flushing the cache and retrying");
+                    state.metrics.listener_reconnected();
+                    state.caches.flush();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+}
+
 /// Every route of the service; a path with a route but the wrong method answers 405.
-fn routes_config(config: &mut web::ServiceConfig) {
+fn routes_config(config: &mut web::ServiceConfig, metrics_here: bool) {
+    use routes::{admin, attributes, categories, health, v1, values};
     let method_not_allowed =
         || web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed) });
+    let entity_values = |path: &str, kind: EntityKind| {
+        web::resource(path)
+            .app_data(web::Data::new(kind))
+            .route(web::get().to(values::get))
+            .route(web::put().to(values::put))
+            .route(web::patch().to(values::patch))
+            .default_service(method_not_allowed())
+    };
+    let get = |path: &str, handler| {
+        web::resource(path)
+            .route(handler)
+            .default_service(method_not_allowed())
+    };
     config
+        .service(get("/health/live", web::get().to(health::live)))
+        .service(get("/health/ready", web::get().to(health::ready)))
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::ApiDoc::openapi()))
+        .service(get(
+            "/api/v2/marketplace/categories/{id}/attributes",
+            web::get().to(categories::attributes),
+        ))
+        .service(get(
+            "/api/v2/marketplace/categories/{id}/attributes/detailed",
+            web::get().to(categories::detailed),
+        ))
+        .service(get(
+            "/api/v2/marketplace/categories/{id}/variant-attributes",
+            web::get().to(categories::variant_attributes),
+        ))
+        .service(get(
+            "/api/v2/marketplace/categories/{id}/attribute-ranges",
+            web::get().to(categories::ranges),
+        ))
+        .service(get(
+            "/api/v2/marketplace/listings/attributes",
+            web::get().to(values::batch),
+        ))
+        .service(entity_values(
+            "/api/v2/marketplace/listings/{id}/attributes",
+            EntityKind::Listing,
+        ))
+        .service(entity_values(
+            "/api/v2/marketplace/products/{id}/attributes",
+            EntityKind::Product,
+        ))
+        .service(entity_values(
+            "/api/v2/marketplace/variants/{id}/attributes",
+            EntityKind::ProductVariant,
+        ))
+        .service(get("/api/v2/attributes", web::get().to(attributes::list)))
+        .service(get(
+            "/api/v2/attributes/{id_or_code}",
+            web::get().to(attributes::one),
+        ))
+        .service(get(
+            "/api/v2/admin/attributes",
+            web::post().to(admin::create_attribute),
+        ))
         .service(
-            web::resource("/health/live")
-                .route(web::get().to(routes::health::live))
+            web::resource("/api/v2/admin/attributes/{id}")
+                .route(web::put().to(admin::update_attribute))
+                .route(web::delete().to(admin::delete_attribute))
                 .default_service(method_not_allowed()),
         )
+        .service(get(
+            "/api/v2/admin/categories/{id}/attributes",
+            web::post().to(admin::create_binding),
+        ))
         .service(
-            web::resource("/health/ready")
-                .route(web::get().to(routes::health::ready))
+            web::resource("/api/v2/admin/categories/{id}/attributes/{attribute_id}")
+                .route(web::put().to(admin::update_binding))
+                .route(web::delete().to(admin::delete_binding))
                 .default_service(method_not_allowed()),
         )
-        .service(
-            web::resource("/api/v2/marketplace/categories/{id}/attributes")
-                .route(web::get().to(routes::categories::attributes))
-                .default_service(method_not_allowed()),
-        )
-        .service(
-            web::resource("/api/v2/marketplace/listings/{id}/attributes")
-                .route(web::get().to(routes::values::get_listing))
-                .route(web::put().to(routes::values::put_listing))
-                .default_service(method_not_allowed()),
-        );
+        .service(get(
+            "/api/v1/marketplace/categories/{id}/attributes",
+            web::get().to(v1::attributes),
+        ))
+        .service(get(
+            "/api/v1/marketplace/categories/{id}/attribute-ranges",
+            web::get().to(v1::ranges),
+        ));
+    if metrics_here {
+        config.service(get("/metrics", web::get().to(metrics::scrape)));
+    }
 }
 
 fn host(bind: &str) -> &str {

@@ -24,6 +24,36 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     #[serde(default)]
     pub demo: DemoSettings,
+    pub cache: CacheConfig,
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// Bound of the response cache, in bytes.
+    pub max_bytes: u64,
+    /// Backstop lifetime of an entry, in seconds; writes drop entries long before.
+    pub ttl_seconds: u64,
+}
+
+impl CacheConfig {
+    pub fn to_cache_settings(&self) -> cache::CacheSettings {
+        cache::CacheSettings {
+            enabled: self.enabled,
+            max_bytes: self.max_bytes,
+            ttl: std::time::Duration::from_secs(self.ttl_seconds),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Serve `/metrics` on its own listener (`host:port`); unset: on the main listener.
+    pub bind: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,6 +206,11 @@ migrate_on_start = true
 [telemetry]
 format = "pretty"
 filter = "info"
+
+[cache]
+enabled = true
+max_bytes = 67108864
+ttl_seconds = 300
 "#;
 
 #[cfg(test)]

@@ -1,1 +1,600 @@
-//! cache
+//! In-process caches of the service (moka: TinyLFU admission, TTL backstop, single-flight
+//! loads, bounded by bytes) and their exact invalidation. Knows no HTTP and no SQL.
+//!
+//! [`AttributeCaches`] holds pre-serialized responses (what the API sends, with its ETag)
+//! and the attribute catalog per store. Keys enumerate every variant of a scope (view, store,
+//! language), so dropping a category or an entity drops exactly its entries.
+
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use domain::{Attribute, EntityKind, Invalidation, Language};
+use flags::Store;
+use moka::future::Cache;
+use moka::notification::RemovalCause;
+
+/// Limits of one cache.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    /// Off: every lookup loads (for measuring the database path).
+    pub enabled: bool,
+    /// Upper bound of the weighted size (bytes for responses).
+    pub max_bytes: u64,
+    /// A backstop: entries are dropped this long after insertion even if no invalidation came.
+    pub ttl: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_bytes: 64 * 1024 * 1024,
+            ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Hits, misses and evictions of one cache since start.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
+}
+
+/// A copy of the counters and the current size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub entries: u64,
+    pub weighted_size: u64,
+}
+
+/// Whether a lookup was answered from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    Hit,
+    Miss,
+}
+
+/// One moka cache with counters; built only through [`BoundedCache::new`], the one factory.
+#[derive(Clone)]
+pub struct BoundedCache<K, V> {
+    inner: Cache<K, V>,
+    stats: Arc<CacheStats>,
+    enabled: bool,
+}
+
+impl<K, V> std::fmt::Debug for BoundedCache<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundedCache")
+            .field("enabled", &self.enabled)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> BoundedCache<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    pub fn new(settings: CacheSettings, weigher: fn(&K, &V) -> u32) -> Self {
+        let stats = Arc::new(CacheStats::default());
+        let evictions = Arc::clone(&stats);
+        let inner = Cache::builder()
+            .max_capacity(settings.max_bytes)
+            .weigher(weigher)
+            .time_to_live(settings.ttl)
+            .support_invalidation_closures()
+            .eviction_listener(move |_key, _value, cause| {
+                // Explicit invalidation is not an eviction; size and TTL pressure are.
+                if matches!(cause, RemovalCause::Size | RemovalCause::Expired) {
+                    evictions.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .build();
+        Self {
+            inner,
+            stats,
+            enabled: settings.enabled,
+        }
+    }
+
+    /// The cached value, or the one `load` produces. Concurrent misses on one key run `load`
+    /// once; the others wait for it and count as hits (they cause no load).
+    pub async fn get_or_try_load<E, F>(&self, key: K, load: F) -> Result<(V, Lookup), Arc<E>>
+    where
+        F: Future<Output = Result<V, E>>,
+        E: Send + Sync + 'static,
+    {
+        if !self.enabled {
+            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            return load.await.map(|v| (v, Lookup::Miss)).map_err(Arc::new);
+        }
+        let entry = self.inner.entry(key).or_try_insert_with(load).await?;
+        let lookup = if entry.is_fresh() {
+            Lookup::Miss
+        } else {
+            Lookup::Hit
+        };
+        let counter = if lookup == Lookup::Hit {
+            &self.stats.hits
+        } else {
+            &self.stats.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok((entry.into_value(), lookup))
+    }
+
+    /// The cached value, counting a hit or a miss.
+    pub async fn get(&self, key: &K) -> Option<V> {
+        let found = if self.enabled {
+            self.inner.get(key).await
+        } else {
+            None
+        };
+        let counter = if found.is_some() {
+            &self.stats.hits
+        } else {
+            &self.stats.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    pub async fn insert(&self, key: K, value: V) {
+        if self.enabled {
+            self.inner.insert(key, value).await;
+        }
+    }
+
+    pub async fn invalidate(&self, key: &K) {
+        self.inner.invalidate(key).await;
+    }
+
+    fn invalidate_if(&self, predicate: impl Fn(&K) -> bool + Send + Sync + 'static) {
+        // Only fails when closures are not enabled, and the factory enables them.
+        let _ = self
+            .inner
+            .invalidate_entries_if(move |key, _| predicate(key));
+    }
+
+    pub fn invalidate_all(&self) {
+        self.inner.invalidate_all();
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            hits: self.stats.hits.load(Ordering::Relaxed),
+            misses: self.stats.misses.load(Ordering::Relaxed),
+            evictions: self.stats.evictions.load(Ordering::Relaxed),
+            entries: self.inner.entry_count(),
+            weighted_size: self.inner.weighted_size(),
+        }
+    }
+}
+
+/// What a cached response is about; invalidations name scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Reads derived from a category's effective schema.
+    Category(i64),
+    /// A category's value ranges.
+    Ranges(i64),
+    /// One entity's values.
+    Entity(EntityKind, i64),
+}
+
+/// The representations of a scope that are cached separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum View {
+    Attributes,
+    DetailedAttributes,
+    VariantAttributes,
+    V1Attributes,
+    Ranges,
+    V1Ranges,
+    Values,
+}
+
+impl View {
+    fn of(scope: Scope) -> &'static [View] {
+        match scope {
+            Scope::Category(_) => &[
+                View::Attributes,
+                View::DetailedAttributes,
+                View::VariantAttributes,
+                View::V1Attributes,
+            ],
+            Scope::Ranges(_) => &[View::Ranges, View::V1Ranges],
+            Scope::Entity(..) => &[View::Values],
+        }
+    }
+}
+
+/// One cached response: scope, view, the store that answered (reads differ per store
+/// during a canary) and the label language (`None` where labels are not part of it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ResponseKey {
+    pub scope: Scope,
+    pub view: View,
+    pub store: Store,
+    pub language: Option<Language>,
+}
+
+/// A response body as sent, with its validator and the store that produced it.
+#[derive(Debug, Clone)]
+pub struct CachedResponse {
+    pub body: Bytes,
+    pub etag: Arc<str>,
+    pub served_by: &'static str,
+}
+
+/// Generations per scope, striped: bumped before every drop, so a load that ran across a
+/// write can tell and not leave its stale answer behind.
+#[derive(Debug)]
+struct Generations {
+    stripes: Vec<AtomicU64>,
+    /// Bumped by drops that reach every scope (all values, all ranges, everything, catalog).
+    global: AtomicU64,
+}
+
+const GENERATION_STRIPES: usize = 1024;
+
+impl Generations {
+    fn new() -> Self {
+        Self {
+            stripes: (0..GENERATION_STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            global: AtomicU64::new(0),
+        }
+    }
+
+    fn stripe(&self, scope: &Scope) -> &AtomicU64 {
+        use std::hash::Hasher;
+        let mut hasher = std::hash::DefaultHasher::new();
+        scope.hash(&mut hasher);
+        &self.stripes[(hasher.finish() % GENERATION_STRIPES as u64) as usize]
+    }
+
+    fn current(&self, scope: Option<&Scope>) -> (u64, u64) {
+        let global = self.global.load(Ordering::Acquire);
+        (
+            scope.map_or(0, |s| self.stripe(s).load(Ordering::Acquire)),
+            global,
+        )
+    }
+
+    fn bump(&self, scope: &Scope) {
+        self.stripe(scope).fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn bump_global(&self) {
+        self.global.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Every cache of the service.
+#[derive(Debug, Clone)]
+pub struct AttributeCaches {
+    pub responses: BoundedCache<ResponseKey, CachedResponse>,
+    pub catalogs: BoundedCache<Store, Arc<Vec<Attribute>>>,
+    generations: Arc<Generations>,
+}
+
+impl AttributeCaches {
+    pub fn new(settings: CacheSettings) -> Self {
+        Self {
+            // Weight = body bytes plus a rough per-entry overhead, so the bound is in bytes.
+            responses: BoundedCache::new(settings, |_, response| {
+                u32::try_from(response.body.len() + response.etag.len() + 96).unwrap_or(u32::MAX)
+            }),
+            catalogs: BoundedCache::new(settings, |_, catalog| {
+                u32::try_from(catalog.len().saturating_mul(1024)).unwrap_or(u32::MAX)
+            }),
+            generations: Arc::new(Generations::new()),
+        }
+    }
+
+    /// A cached response, or the one `load` produces (single-flight). When a drop of the
+    /// key's scope happened while `load` ran, the fresh entry is dropped again: it may
+    /// predate the write that caused the drop.
+    pub async fn response<E, F>(
+        &self,
+        key: ResponseKey,
+        load: F,
+    ) -> Result<(CachedResponse, Lookup), Arc<E>>
+    where
+        F: Future<Output = Result<CachedResponse, E>>,
+        E: Send + Sync + 'static,
+    {
+        let before = self.generations.current(Some(&key.scope));
+        let (response, lookup) = self.responses.get_or_try_load(key, load).await?;
+        if lookup == Lookup::Miss && self.generations.current(Some(&key.scope)) != before {
+            self.responses.invalidate(&key).await;
+        }
+        Ok((response, lookup))
+    }
+
+    /// Stores a response loaded outside [`AttributeCaches::response`] (batch reads), unless
+    /// its scope was dropped since `generation` was taken.
+    pub async fn store_response(
+        &self,
+        key: ResponseKey,
+        response: CachedResponse,
+        generation: (u64, u64),
+    ) {
+        self.responses.insert(key, response).await;
+        if self.generations.current(Some(&key.scope)) != generation {
+            self.responses.invalidate(&key).await;
+        }
+    }
+
+    /// The generation to hand to [`AttributeCaches::store_response`], taken before loading.
+    pub fn generation(&self, scope: &Scope) -> (u64, u64) {
+        self.generations.current(Some(scope))
+    }
+
+    /// The catalog of a store, loaded once for concurrent misses; guarded like responses.
+    pub async fn catalog<E, F>(
+        &self,
+        store: Store,
+        load: F,
+    ) -> Result<(Arc<Vec<Attribute>>, Lookup), Arc<E>>
+    where
+        F: Future<Output = Result<Arc<Vec<Attribute>>, E>>,
+        E: Send + Sync + 'static,
+    {
+        let before = self.generations.current(None);
+        let (catalog, lookup) = self.catalogs.get_or_try_load(store, load).await?;
+        if lookup == Lookup::Miss && self.generations.current(None) != before {
+            self.catalogs.invalidate(&store).await;
+        }
+        Ok((catalog, lookup))
+    }
+
+    /// Drops exactly what `invalidation` names.
+    pub async fn apply(&self, invalidation: &Invalidation) {
+        match invalidation {
+            Invalidation::Entity { kind, id } => self.drop_scope(Scope::Entity(*kind, *id)).await,
+            Invalidation::Categories { ids } => {
+                for id in ids {
+                    self.drop_scope(Scope::Category(*id)).await;
+                }
+            }
+            Invalidation::Ranges { ids } => {
+                for id in ids {
+                    self.drop_scope(Scope::Ranges(*id)).await;
+                }
+            }
+            Invalidation::Catalog => {
+                self.generations.bump_global();
+                self.catalogs.invalidate_all();
+                // Variant attributes include axes bound to no category: they come from the catalog.
+                self.responses
+                    .invalidate_if(|key| key.view == View::VariantAttributes);
+            }
+            Invalidation::AllValues => {
+                self.generations.bump_global();
+                self.responses
+                    .invalidate_if(|key| matches!(key.scope, Scope::Entity(..)));
+            }
+            Invalidation::AllRanges => {
+                self.generations.bump_global();
+                self.responses
+                    .invalidate_if(|key| matches!(key.scope, Scope::Ranges(_)));
+            }
+            Invalidation::Everything => self.flush(),
+        }
+    }
+
+    pub fn flush(&self) {
+        self.generations.bump_global();
+        self.responses.invalidate_all();
+        self.catalogs.invalidate_all();
+    }
+
+    async fn drop_scope(&self, scope: Scope) {
+        self.generations.bump(&scope);
+        let languages = [
+            None,
+            Some(Language::Sr),
+            Some(Language::En),
+            Some(Language::Ru),
+        ];
+        for view in View::of(scope) {
+            for store in [Store::Legacy, Store::Unified] {
+                for language in languages {
+                    self.responses
+                        .invalidate(&ResponseKey {
+                            scope,
+                            view: *view,
+                            store,
+                            language,
+                        })
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    fn response(text: &str) -> CachedResponse {
+        CachedResponse {
+            body: Bytes::from(text.to_owned()),
+            etag: Arc::from("\"x\""),
+            served_by: "legacy",
+        }
+    }
+
+    fn key(scope: Scope, view: View, language: Option<Language>) -> ResponseKey {
+        ResponseKey {
+            scope,
+            view,
+            store: Store::Unified,
+            language,
+        }
+    }
+
+    async fn cached(caches: &AttributeCaches, key: ResponseKey) -> bool {
+        caches.responses.inner.get(&key).await.is_some()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_load_once() {
+        let caches = AttributeCaches::new(CacheSettings::default());
+        let loads = Arc::new(AtomicUsize::new(0));
+        let k = key(Scope::Category(1311), View::Attributes, Some(Language::En));
+        let mut lookups = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let (loads, caches) = (Arc::clone(&loads), caches.clone());
+            lookups.spawn(async move {
+                caches
+                    .responses
+                    .get_or_try_load(k, async move {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok::<_, ()>(response("schema"))
+                    })
+                    .await
+                    .is_ok()
+            });
+        }
+        assert!(lookups.join_all().await.into_iter().all(|ok| ok));
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        let stats = caches.responses.stats();
+        assert_eq!((stats.hits, stats.misses), (15, 1));
+    }
+
+    #[tokio::test]
+    async fn dropping_a_category_drops_every_view_and_language_of_it_and_nothing_else() {
+        let caches = AttributeCaches::new(CacheSettings::default());
+        let mine = [
+            key(Scope::Category(1311), View::Attributes, Some(Language::En)),
+            key(Scope::Category(1311), View::V1Attributes, None),
+            key(
+                Scope::Category(1311),
+                View::DetailedAttributes,
+                Some(Language::Ru),
+            ),
+        ];
+        let other = key(Scope::Category(1301), View::Attributes, Some(Language::En));
+        let entity = key(Scope::Entity(EntityKind::Listing, 6), View::Values, None);
+        for k in mine.iter().chain([&other, &entity]) {
+            caches.responses.insert(*k, response("x")).await;
+        }
+        caches
+            .apply(&Invalidation::Categories { ids: vec![1311] })
+            .await;
+        for k in mine {
+            assert!(!cached(&caches, k).await, "{k:?} survived");
+        }
+        assert!(cached(&caches, other).await && cached(&caches, entity).await);
+    }
+
+    #[tokio::test]
+    async fn an_entity_write_drops_that_entity_only() {
+        let caches = AttributeCaches::new(CacheSettings::default());
+        let six = key(Scope::Entity(EntityKind::Listing, 6), View::Values, None);
+        let seven = key(Scope::Entity(EntityKind::Listing, 7), View::Values, None);
+        let product_six = key(Scope::Entity(EntityKind::Product, 6), View::Values, None);
+        for k in [six, seven, product_six] {
+            caches.responses.insert(k, response("x")).await;
+        }
+        caches
+            .apply(&Invalidation::Entity {
+                kind: EntityKind::Listing,
+                id: 6,
+            })
+            .await;
+        assert!(!cached(&caches, six).await);
+        assert!(cached(&caches, seven).await && cached(&caches, product_six).await);
+        caches.apply(&Invalidation::AllValues).await;
+        assert!(!cached(&caches, seven).await && !cached(&caches, product_six).await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_load_that_ran_across_a_write_is_not_kept() {
+        let caches = AttributeCaches::new(CacheSettings::default());
+        let k = key(Scope::Entity(EntityKind::Listing, 6), View::Values, None);
+        let (started, start) = tokio::sync::oneshot::channel();
+        let (finish, finished) = tokio::sync::oneshot::channel::<()>();
+        let loader = {
+            let caches = caches.clone();
+            tokio::spawn(async move {
+                caches
+                    .response(k, async move {
+                        let _ = started.send(());
+                        let _ = finished.await;
+                        Ok::<_, ()>(response("read before the write committed"))
+                    })
+                    .await
+                    .is_ok()
+            })
+        };
+        start.await.expect("the load started");
+        caches
+            .apply(&Invalidation::Entity {
+                kind: EntityKind::Listing,
+                id: 6,
+            })
+            .await;
+        finish.send(()).expect("the load is waiting");
+        assert!(loader.await.expect("joined"));
+        assert!(
+            !cached(&caches, k).await,
+            "a stale load survived the write's invalidation"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_disabled_cache_always_loads() {
+        let caches = AttributeCaches::new(CacheSettings {
+            enabled: false,
+            ..CacheSettings::default()
+        });
+        let k = key(Scope::Category(1), View::Attributes, None);
+        for _ in 0..3 {
+            let (_, lookup) = caches
+                .responses
+                .get_or_try_load(k, async { Ok::<_, ()>(response("x")) })
+                .await
+                .expect("loads");
+            assert_eq!(lookup, Lookup::Miss);
+        }
+        assert_eq!(caches.responses.stats().misses, 3);
+    }
+
+    #[tokio::test]
+    async fn the_byte_bound_evicts() {
+        let caches = AttributeCaches::new(CacheSettings {
+            max_bytes: 10_000,
+            ..CacheSettings::default()
+        });
+        for id in 0..200 {
+            caches
+                .responses
+                .insert(
+                    key(Scope::Entity(EntityKind::Listing, id), View::Values, None),
+                    response(&"x".repeat(500)),
+                )
+                .await;
+        }
+        caches.responses.inner.run_pending_tasks().await;
+        let stats = caches.responses.stats();
+        assert!(stats.weighted_size <= 10_000, "{stats:?}");
+        assert!(stats.evictions > 0, "{stats:?}");
+    }
+}

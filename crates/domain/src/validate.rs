@@ -119,6 +119,44 @@ pub fn validate_replacement(
     }
 }
 
+/// Checks a partial update (`PATCH`): each given value is checked, `null` removes a value,
+/// untouched values stay. The merged result must still hold every required attribute.
+pub fn validate_patch(
+    schema: &EffectiveSchema,
+    current: &EntityValues,
+    input: &Map<String, Json>,
+) -> Result<EntityValues, Vec<FieldError>> {
+    let mut merged = current.clone();
+    let mut errors = Vec::new();
+    for (code, raw) in input {
+        let Some(attribute) = schema.get(code) else {
+            errors.push(FieldError::new(code, &FieldErrorKind::UnknownAttribute));
+            continue;
+        };
+        if raw.is_null() {
+            merged.remove(code);
+            continue;
+        }
+        match check_value(attribute, raw) {
+            Ok(value) => {
+                merged.insert(code.clone(), value);
+            }
+            Err(kind) => errors.push(FieldError::new(code, &kind)),
+        }
+    }
+    for attribute in schema.attributes.iter().filter(|a| a.is_required) {
+        let code = &attribute.attribute.code;
+        if !merged.contains_key(code) && !errors.iter().any(|e| &e.field == code) {
+            errors.push(FieldError::new(code, &FieldErrorKind::Required));
+        }
+    }
+    if errors.is_empty() {
+        Ok(merged)
+    } else {
+        Err(errors)
+    }
+}
+
 /// Parses one value and checks it against the attribute's options and rules.
 pub fn check_value(
     attribute: &EffectiveAttribute,
@@ -260,6 +298,33 @@ mod tests {
             errors_for(json!({"transmission": "manual"})),
             [("year".to_string(), "errors.requiredAttributeMissing")]
         );
+    }
+
+    #[test]
+    fn a_patch_merges_removes_with_null_and_keeps_required_ones() {
+        let current = validate_replacement(
+            &schema(),
+            json!({"year": 2010, "transmission": "manual"})
+                .as_object()
+                .expect("object"),
+        )
+        .expect("valid");
+        let patched = validate_patch(
+            &schema(),
+            &current,
+            json!({"transmission": null, "color": ["blue"]})
+                .as_object()
+                .expect("object"),
+        )
+        .expect("valid patch");
+        assert_eq!(patched.keys().collect::<Vec<_>>(), ["color", "year"]);
+        let errors = validate_patch(
+            &schema(),
+            &current,
+            json!({"year": null}).as_object().expect("object"),
+        )
+        .expect_err("year is required");
+        assert_eq!(errors[0].key, "errors.requiredAttributeMissing");
     }
 
     #[test]

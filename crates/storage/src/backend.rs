@@ -4,12 +4,15 @@
 
 use std::future::Future;
 
-use domain::{EffectiveSchema, EntityRef, EntityValues};
-use flags::MigrationState;
+use std::collections::HashMap;
+
+use domain::{Attribute, CategoryBinding, EffectiveSchema, EntityRef, EntityValues};
+use flags::{MigrationState, Store};
 
 use crate::demo::Dataset;
 use crate::error::Result;
-use crate::rows::SchemaParts;
+use crate::invalidation::Invalidation;
+use crate::rows::{AttributeRange, SchemaParts};
 
 pub(crate) type Conn<B> = <<B as Backend>::Db as sqlx::Database>::Connection;
 
@@ -91,6 +94,106 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     fn count_legacy_definitions(conn: &mut Conn<Self>) -> impl Future<Output = Result<i64>> + Send;
 
+    /// Values of many listings in one statement; listings that do not exist are absent.
+    fn listing_values_batch(
+        conn: &mut Conn<Self>,
+        store: Store,
+        ids: &[i64],
+    ) -> impl Future<Output = Result<HashMap<i64, EntityValues>>> + Send;
+
+    /// Every definition of the store (legacy: C2C definitions and variant-only axes).
+    fn catalog(
+        conn: &mut Conn<Self>,
+        store: Store,
+    ) -> impl Future<Output = Result<Vec<Attribute>>> + Send;
+
+    /// min/max/count of number attributes over the listings of the category's subtree.
+    fn ranges(
+        conn: &mut Conn<Self>,
+        store: Store,
+        category_id: i64,
+    ) -> impl Future<Output = Result<Vec<AttributeRange>>> + Send;
+
+    fn category_exists(
+        conn: &mut Conn<Self>,
+        category_id: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The category and all its descendants.
+    fn category_subtree(
+        conn: &mut Conn<Self>,
+        category_id: i64,
+    ) -> impl Future<Output = Result<Vec<i64>>> + Send;
+
+    /// Categories whose effective schema includes the attribute, in either store.
+    fn categories_using_attribute(
+        conn: &mut Conn<Self>,
+        attribute_id: i64,
+    ) -> impl Future<Output = Result<Vec<i64>>> + Send;
+
+    /// Whether another attribute (not `except_id`) has this code in the store.
+    fn code_taken(
+        conn: &mut Conn<Self>,
+        store: Store,
+        code: &str,
+        except_id: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The code of attribute `id` in the store; `None` when it does not exist there.
+    fn attribute_code(
+        conn: &mut Conn<Self>,
+        store: Store,
+        id: i64,
+    ) -> impl Future<Output = Result<Option<String>>> + Send;
+
+    /// Inserts a legacy definition (with its translations); the legacy sequence assigns the id.
+    fn legacy_insert_attribute(
+        conn: &mut Conn<Self>,
+        attribute: &Attribute,
+    ) -> impl Future<Output = Result<i64>> + Send;
+
+    /// Rewrites the legacy definition `attribute.id` and its translations.
+    fn legacy_update_attribute(
+        conn: &mut Conn<Self>,
+        attribute: &Attribute,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The id of a new attribute that exists only in the unified store.
+    fn unified_next_id(conn: &mut Conn<Self>) -> impl Future<Output = Result<i64>> + Send;
+
+    fn unified_upsert_attribute(
+        conn: &mut Conn<Self>,
+        attribute: &Attribute,
+        legacy_c2c_id: Option<i64>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Deletes a definition with its bindings and values; the number of rows deleted.
+    fn delete_attribute(
+        conn: &mut Conn<Self>,
+        store: Store,
+        id: i64,
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    fn upsert_binding(
+        conn: &mut Conn<Self>,
+        store: Store,
+        binding: &CategoryBinding,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    fn delete_binding(
+        conn: &mut Conn<Self>,
+        store: Store,
+        category_id: i64,
+        attribute_id: i64,
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Tells other replicas what to drop once the transaction commits (PostgreSQL `NOTIFY`;
+    /// nothing on SQLite, which one process owns).
+    fn notify(
+        conn: &mut Conn<Self>,
+        invalidations: &[Invalidation],
+    ) -> impl Future<Output = Result<()>> + Send;
+
     /// Loads a dataset in legacy form, with the defects of the real legacy data.
     fn seed_legacy(
         conn: &mut Conn<Self>,
@@ -111,6 +214,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
 macro_rules! backend_operations {
     ($sql:ident) => {
         async fn entity_category(conn: &mut Conn<Self>, entity: EntityRef) -> Result<Option<i64>> {
+            record_queries(1);
             let statement = match entity.kind {
                 EntityKind::Listing => sql::LISTING_CATEGORY,
                 EntityKind::Product => sql::PRODUCT_CATEGORY,
@@ -124,6 +228,7 @@ macro_rules! backend_operations {
         }
 
         async fn legacy_schema(conn: &mut Conn<Self>, category_id: i64) -> Result<SchemaParts> {
+            record_queries(1);
             let rows: Vec<rows::LegacySchemaRow> = sqlx::query_as($sql::LEGACY_SCHEMA)
                 .bind(category_id)
                 .fetch_all(conn)
@@ -132,6 +237,7 @@ macro_rules! backend_operations {
         }
 
         async fn unified_schema(conn: &mut Conn<Self>, category_id: i64) -> Result<SchemaParts> {
+            record_queries(1);
             let rows: Vec<rows::UnifiedSchemaRow> = sqlx::query_as(sql::UNIFIED_SCHEMA)
                 .bind(category_id)
                 .fetch_all(conn)
@@ -230,6 +336,7 @@ macro_rules! backend_operations {
                     } else {
                         sql::UPDATE_VARIANT_DOCUMENT
                     };
+                    record_queries(1);
                     sqlx::query(statement)
                         .bind(entity.id)
                         .bind(sqlx::types::Json(&document))
@@ -293,6 +400,7 @@ macro_rules! backend_operations {
         }
 
         async fn record_unified_only_write(conn: &mut Conn<Self>) -> Result<()> {
+            record_queries(1);
             sqlx::query(sql::RECORD_UNIFIED_ONLY_WRITE)
                 .execute(conn)
                 .await?;
@@ -300,6 +408,7 @@ macro_rules! backend_operations {
         }
 
         async fn migration_state(conn: &mut Conn<Self>) -> Result<MigrationState> {
+            record_queries(1);
             let (archived, unified_only_writes_pending_sync): (bool, bool) =
                 sqlx::query_as(sql::MIGRATION_STATE).fetch_one(conn).await?;
             Ok(MigrationState {
@@ -314,6 +423,265 @@ macro_rules! backend_operations {
                 .await?)
         }
 
+        async fn listing_values_batch(
+            conn: &mut Conn<Self>,
+            store: Store,
+            ids: &[i64],
+        ) -> Result<HashMap<i64, EntityValues>> {
+            record_queries(1);
+            let statement = match store {
+                Store::Legacy => $sql::LEGACY_LISTING_VALUES_BATCH,
+                Store::Unified => $sql::UNIFIED_LISTING_VALUES_BATCH,
+            };
+            let rows: Vec<rows::BatchValueRow> = $sql::bind_ids(sqlx::query_as(statement), ids)
+                .fetch_all(conn)
+                .await?;
+            Ok(rows::batch_values(rows, store == Store::Legacy))
+        }
+
+        async fn catalog(conn: &mut Conn<Self>, store: Store) -> Result<Vec<domain::Attribute>> {
+            match store {
+                Store::Legacy => {
+                    record_queries(2);
+                    let rows: Vec<rows::LegacySchemaRow> = sqlx::query_as($sql::LEGACY_CATALOG)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    let mut catalog = rows::legacy_catalog(&rows);
+                    let axes: Vec<rows::VariantAxisRow> = sqlx::query_as($sql::LEGACY_VARIANT_AXES)
+                        .fetch_all(conn)
+                        .await?;
+                    catalog.extend(axes.iter().filter_map(rows::VariantAxisRow::attribute));
+                    Ok(catalog)
+                }
+                Store::Unified => {
+                    record_queries(1);
+                    let rows: Vec<rows::UnifiedSchemaRow> =
+                        sqlx::query_as(sql::UNIFIED_CATALOG).fetch_all(conn).await?;
+                    rows::unified_catalog(&rows)
+                }
+            }
+        }
+
+        async fn ranges(
+            conn: &mut Conn<Self>,
+            store: Store,
+            category_id: i64,
+        ) -> Result<Vec<rows::AttributeRange>> {
+            record_queries(1);
+            let statement = match store {
+                Store::Legacy => $sql::LEGACY_RANGES,
+                Store::Unified => $sql::UNIFIED_RANGES,
+            };
+            let rows: Vec<rows::RangeRow> = sqlx::query_as(statement)
+                .bind(category_id)
+                .fetch_all(conn)
+                .await?;
+            Ok(rows::ranges(rows))
+        }
+
+        async fn category_exists(conn: &mut Conn<Self>, category_id: i64) -> Result<bool> {
+            record_queries(1);
+            let count: i64 = sqlx::query_scalar(sql::CATEGORY_EXISTS)
+                .bind(category_id)
+                .fetch_one(conn)
+                .await?;
+            Ok(count > 0)
+        }
+
+        async fn category_subtree(conn: &mut Conn<Self>, category_id: i64) -> Result<Vec<i64>> {
+            record_queries(1);
+            let ids: Vec<i32> = sqlx::query_scalar(sql::CATEGORY_SUBTREE)
+                .bind(category_id)
+                .fetch_all(conn)
+                .await?;
+            Ok(ids.into_iter().map(i64::from).collect())
+        }
+
+        async fn categories_using_attribute(
+            conn: &mut Conn<Self>,
+            attribute_id: i64,
+        ) -> Result<Vec<i64>> {
+            record_queries(1);
+            let ids: Vec<i32> = sqlx::query_scalar(sql::CATEGORIES_USING_ATTRIBUTE)
+                .bind(attribute_id)
+                .fetch_all(conn)
+                .await?;
+            Ok(ids.into_iter().map(i64::from).collect())
+        }
+
+        async fn code_taken(
+            conn: &mut Conn<Self>,
+            store: Store,
+            code: &str,
+            except_id: i64,
+        ) -> Result<bool> {
+            record_queries(1);
+            let statement = match store {
+                Store::Legacy => sql::LEGACY_CODE_TAKEN,
+                Store::Unified => sql::UNIFIED_CODE_TAKEN,
+            };
+            let count: i64 = sqlx::query_scalar(statement)
+                .bind(code)
+                .bind(except_id)
+                .fetch_one(conn)
+                .await?;
+            Ok(count > 0)
+        }
+
+        async fn attribute_code(
+            conn: &mut Conn<Self>,
+            store: Store,
+            id: i64,
+        ) -> Result<Option<String>> {
+            record_queries(1);
+            let statement = match store {
+                Store::Legacy => sql::LEGACY_ATTRIBUTE_CODE,
+                Store::Unified => sql::UNIFIED_ATTRIBUTE_CODE,
+            };
+            let code: Option<String> = sqlx::query_scalar(statement)
+                .bind(id)
+                .fetch_optional(conn)
+                .await?;
+            Ok(code.map(|c| domain::attribute::normalize_code(&c)))
+        }
+
+        async fn legacy_insert_attribute(
+            conn: &mut Conn<Self>,
+            attribute: &domain::Attribute,
+        ) -> Result<i64> {
+            let row = crate::legacy::encode_definition(attribute, false);
+            record_queries(1);
+            let id: i32 = bind_legacy_definition(
+                sqlx::query_scalar(sql::INSERT_LEGACY_ATTRIBUTE_AUTO_ID),
+                &row,
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+            let stored = domain::Attribute {
+                id: id.into(),
+                ..attribute.clone()
+            };
+            write_legacy_translations(conn, &stored).await?;
+            Ok(id.into())
+        }
+
+        async fn legacy_update_attribute(
+            conn: &mut Conn<Self>,
+            attribute: &domain::Attribute,
+        ) -> Result<()> {
+            let row = crate::legacy::encode_definition(attribute, false);
+            record_queries(1);
+            bind_legacy_definition(sqlx::query(sql::UPDATE_LEGACY_ATTRIBUTE), &row)
+                .execute(&mut *conn)
+                .await?;
+            write_legacy_translations(conn, attribute).await
+        }
+
+        async fn unified_next_id(conn: &mut Conn<Self>) -> Result<i64> {
+            record_queries(1);
+            let id: i64 = sqlx::query_scalar(sql::NEXT_UNIFIED_ONLY_ID)
+                .fetch_one(conn)
+                .await?;
+            Ok(id)
+        }
+
+        async fn unified_upsert_attribute(
+            conn: &mut Conn<Self>,
+            attribute: &domain::Attribute,
+            legacy_c2c_id: Option<i64>,
+        ) -> Result<()> {
+            record_queries(1);
+            bind_unified_definition(
+                sqlx::query(sql::UPSERT_UNIFIED_ATTRIBUTE),
+                attribute,
+                legacy_c2c_id,
+                None,
+            )
+            .execute(conn)
+            .await?;
+            Ok(())
+        }
+
+        async fn delete_attribute(conn: &mut Conn<Self>, store: Store, id: i64) -> Result<u64> {
+            match store {
+                Store::Legacy => {
+                    record_queries(2);
+                    sqlx::query(sql::DELETE_LEGACY_TRANSLATIONS)
+                        .bind(id)
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(sqlx::query(sql::DELETE_LEGACY_ATTRIBUTE)
+                        .bind(id)
+                        .execute(conn)
+                        .await?
+                        .rows_affected())
+                }
+                Store::Unified => {
+                    record_queries(1);
+                    Ok(sqlx::query(sql::DELETE_UNIFIED_ATTRIBUTE)
+                        .bind(id)
+                        .execute(conn)
+                        .await?
+                        .rows_affected())
+                }
+            }
+        }
+
+        async fn upsert_binding(
+            conn: &mut Conn<Self>,
+            store: Store,
+            binding: &domain::CategoryBinding,
+        ) -> Result<()> {
+            record_queries(1);
+            match store {
+                Store::Legacy => {
+                    sqlx::query(sql::UPSERT_LEGACY_BINDING)
+                        .bind(binding.category_id)
+                        .bind(binding.attribute_id)
+                        .bind(binding.is_enabled)
+                        .bind(binding.is_required)
+                        .bind(binding.sort_order)
+                        .bind(&binding.custom_component)
+                        .bind(binding.show_in_card)
+                        .bind(binding.show_in_list)
+                        .execute(conn)
+                        .await?
+                }
+                Store::Unified => {
+                    bind_unified_binding(sqlx::query(sql::UPSERT_UNIFIED_BINDING), binding)
+                        .execute(conn)
+                        .await?
+                }
+            };
+            Ok(())
+        }
+
+        async fn delete_binding(
+            conn: &mut Conn<Self>,
+            store: Store,
+            category_id: i64,
+            attribute_id: i64,
+        ) -> Result<u64> {
+            record_queries(1);
+            let statement = match store {
+                Store::Legacy => sql::DELETE_LEGACY_BINDING,
+                Store::Unified => sql::DELETE_UNIFIED_BINDING,
+            };
+            Ok(sqlx::query(statement)
+                .bind(category_id)
+                .bind(attribute_id)
+                .execute(conn)
+                .await?
+                .rows_affected())
+        }
+
+        async fn notify(
+            conn: &mut Conn<Self>,
+            invalidations: &[crate::invalidation::Invalidation],
+        ) -> Result<()> {
+            $sql::notify(conn, invalidations).await
+        }
+
         async fn seed_legacy(conn: &mut Conn<Self>, dataset: &Dataset) -> Result<()> {
             for category in &dataset.categories {
                 sqlx::query(sql::INSERT_CATEGORY)
@@ -325,24 +693,9 @@ macro_rules! backend_operations {
                     .execute(&mut *conn)
                     .await?;
             }
-            for row in crate::legacy::encode_definitions(dataset) {
-                sqlx::query(sql::INSERT_LEGACY_ATTRIBUTE)
-                    .bind(row.id)
-                    .bind(&row.name)
-                    .bind(&row.display_name)
-                    .bind(&row.attribute_type)
-                    .bind(sqlx::types::Json(&row.options))
-                    .bind(sqlx::types::Json(&row.validation_rules))
-                    .bind(row.is_searchable)
-                    .bind(row.is_filterable)
-                    .bind(row.is_required)
-                    .bind(row.sort_order)
-                    .bind(&row.custom_component)
-                    .bind(row.show_in_card)
-                    .bind(row.show_in_list)
-                    .bind(&row.icon)
-                    .bind(row.affects_stock)
-                    .bind(row.is_variant_compatible)
+            for attribute in &dataset.attributes {
+                let row = crate::legacy::encode_definition(attribute, true);
+                bind_legacy_definition(sqlx::query(sql::INSERT_LEGACY_ATTRIBUTE), &row)
                     .execute(&mut *conn)
                     .await?;
             }
@@ -497,7 +850,26 @@ macro_rules! backend_helpers {
             legacy_c2c_id: Option<i64>,
             legacy_variant_id: Option<i64>,
         ) -> Result<()> {
-            sqlx::query(sql::INSERT_UNIFIED_ATTRIBUTE)
+            record_queries(1);
+            bind_unified_definition(
+                sqlx::query(sql::INSERT_UNIFIED_ATTRIBUTE),
+                attribute,
+                legacy_c2c_id,
+                legacy_variant_id,
+            )
+            .execute(conn)
+            .await?;
+            Ok(())
+        }
+
+        /// Binds `$1…$20` of a unified definition insert or upsert.
+        fn bind_unified_definition<'q>(
+            query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+            attribute: &'q domain::Attribute,
+            legacy_c2c_id: Option<i64>,
+            legacy_variant_id: Option<i64>,
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
+            query
                 .bind(attribute.id)
                 .bind(&attribute.code)
                 .bind(sqlx::types::Json(&attribute.name))
@@ -518,10 +890,108 @@ macro_rules! backend_helpers {
                 .bind(attribute.is_active)
                 .bind(legacy_c2c_id)
                 .bind(legacy_variant_id)
-                .execute(conn)
+        }
+
+        /// Binds `$1…$16` of a legacy definition insert or update (`$1` is the id).
+        fn bind_legacy_definition<'q, O>(query: O, row: &'q crate::legacy::LegacyDefinitionRow) -> O
+        where
+            O: crate::backend::BindArgs<'q, $db>,
+        {
+            query
+                .bind_arg(row.id)
+                .bind_arg(row.name.as_str())
+                .bind_arg(row.display_name.as_str())
+                .bind_arg(row.attribute_type.as_str())
+                .bind_arg(sqlx::types::Json(&row.options))
+                .bind_arg(sqlx::types::Json(&row.validation_rules))
+                .bind_arg(row.is_searchable)
+                .bind_arg(row.is_filterable)
+                .bind_arg(row.is_required)
+                .bind_arg(row.sort_order)
+                .bind_arg(row.custom_component.as_deref())
+                .bind_arg(row.show_in_card)
+                .bind_arg(row.show_in_list)
+                .bind_arg(row.icon.as_deref())
+                .bind_arg(row.affects_stock)
+                .bind_arg(row.is_variant_compatible)
+        }
+
+        /// Binds `$1…$11` of a unified binding insert or upsert.
+        fn bind_unified_binding<'q>(
+            query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+            binding: &'q domain::CategoryBinding,
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
+            query
+                .bind(binding.category_id)
+                .bind(binding.attribute_id)
+                .bind(binding.is_enabled)
+                .bind(binding.is_required)
+                .bind(binding.is_filterable)
+                .bind(binding.is_searchable)
+                .bind(binding.show_in_card)
+                .bind(binding.show_in_list)
+                .bind(binding.custom_component.as_deref())
+                .bind(binding.sort_order)
+                .bind(
+                    binding
+                        .category_specific_options
+                        .as_ref()
+                        .map(sqlx::types::Json),
+                )
+        }
+
+        /// Replaces the English and Russian labels of a legacy definition.
+        async fn write_legacy_translations(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            attribute: &domain::Attribute,
+        ) -> Result<()> {
+            record_queries(1);
+            sqlx::query(sql::DELETE_LEGACY_TRANSLATIONS)
+                .bind(attribute.id)
+                .execute(&mut *conn)
                 .await?;
+            for row in crate::legacy::attribute_translations(attribute) {
+                record_queries(1);
+                sqlx::query(sql::INSERT_TRANSLATION)
+                    .bind(row.entity_type)
+                    .bind(row.entity_id)
+                    .bind(row.language.as_str())
+                    .bind(&row.field_name)
+                    .bind(&row.text)
+                    .execute(&mut *conn)
+                    .await?;
+            }
             Ok(())
         }
     };
+}
+
+/// `bind` on both `Query` and `QueryScalar`, so one helper binds a statement either way.
+pub(crate) trait BindArgs<'q, DB: sqlx::Database>: Sized {
+    fn bind_arg<T>(self, value: T) -> Self
+    where
+        T: 'q + sqlx::Encode<'q, DB> + sqlx::Type<DB>;
+}
+
+impl<'q, DB: sqlx::Database> BindArgs<'q, DB>
+    for sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+{
+    fn bind_arg<T>(self, value: T) -> Self
+    where
+        T: 'q + sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
+        self.bind(value)
+    }
+}
+
+impl<'q, DB: sqlx::Database, O> BindArgs<'q, DB>
+    for sqlx::query::QueryScalar<'q, DB, O, <DB as sqlx::Database>::Arguments<'q>>
+{
+    fn bind_arg<T>(self, value: T) -> Self
+    where
+        T: 'q + sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
+        self.bind(value)
+    }
 }
 pub(crate) use backend_helpers;

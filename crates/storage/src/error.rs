@@ -8,6 +8,8 @@ use domain::FieldError;
 pub enum StorageError {
     #[error("{what} {id} does not exist")]
     NotFound { what: &'static str, id: i64 },
+    #[error("{0}")]
+    Conflict(String),
     #[error("{} value(s) were refused", .0.len())]
     InvalidValues(Vec<FieldError>),
     #[error("unsupported database URL '{0}': use postgres://… or sqlite://…")]

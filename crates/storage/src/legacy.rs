@@ -158,17 +158,14 @@ pub(crate) struct LegacyDefinitionRow {
     pub is_variant_compatible: bool,
 }
 
-/// Encodes definitions the way the legacy tables hold them, rotating through the four shapes
-/// of `options` and, for some numbers, keeping min/max among the options.
-pub(crate) fn encode_definitions(dataset: &Dataset) -> Vec<LegacyDefinitionRow> {
-    dataset.attributes.iter().map(encode_definition).collect()
-}
-
-fn encode_definition(attribute: &Attribute) -> LegacyDefinitionRow {
-    let labelled = attribute
-        .options
-        .iter()
-        .any(|o| o.label.exact(Language::Sr) != Some(o.value.as_str()) || o.color_hex.is_some());
+/// Encodes a definition the way the legacy tables hold it. With `defects`, as the real data
+/// came: rotating through the four shapes of `options` and, for some numbers, keeping min/max
+/// among the options; without, in the clean `[{label, value}]` shape the service writes.
+pub(crate) fn encode_definition(attribute: &Attribute, defects: bool) -> LegacyDefinitionRow {
+    let labelled = !defects
+        || attribute.options.iter().any(|o| {
+            o.label.exact(Language::Sr) != Some(o.value.as_str()) || o.color_hex.is_some()
+        });
     let values: Vec<&str> = attribute.options.iter().map(|o| o.value.as_str()).collect();
     let mut rules = serde_json::to_value(&attribute.rules).unwrap_or_else(|_| json!({}));
     let options = if labelled {
@@ -191,6 +188,8 @@ fn encode_definition(attribute: &Attribute) -> LegacyDefinitionRow {
         } else {
             json!(values)
         }
+    } else if !defects {
+        json!([])
     } else if attribute.attribute_type == AttributeType::Number && attribute.id % 3 == 0 {
         // Defect: min/max (and a placeholder) kept in `options`, not in the rules.
         let min = rules.as_object_mut().and_then(|r| r.remove("min"));
@@ -206,7 +205,7 @@ fn encode_definition(attribute: &Attribute) -> LegacyDefinitionRow {
         name: attribute.code.clone(),
         display_name: attribute
             .display_name
-            .exact(Language::Sr)
+            .get(Language::Sr)
             .unwrap_or(&attribute.code)
             .to_owned(),
         attribute_type: attribute.attribute_type.as_str().to_owned(),
@@ -234,10 +233,14 @@ pub(crate) struct TranslationRow {
     pub text: String,
 }
 
-/// English and Russian labels of definitions, options and variant axes.
-pub(crate) fn encode_translations(dataset: &Dataset) -> Vec<TranslationRow> {
+/// English and Russian labels of one definition and its options (Serbian lives in the row).
+fn translations_of(
+    entity_type: &'static str,
+    entity_id: i64,
+    attribute: &Attribute,
+) -> Vec<TranslationRow> {
     let mut rows = Vec::new();
-    let mut push = |entity_type, entity_id, field: String, labels: &LocalizedText| {
+    let mut push = |field: String, labels: &LocalizedText| {
         for language in [Language::En, Language::Ru] {
             if let Some(text) = labels.exact(language) {
                 rows.push(TranslationRow {
@@ -250,31 +253,33 @@ pub(crate) fn encode_translations(dataset: &Dataset) -> Vec<TranslationRow> {
             }
         }
     };
-    for attribute in &dataset.attributes {
-        push(
-            "attribute",
-            attribute.id,
-            "display_name".into(),
-            &attribute.display_name,
-        );
-        for option in &attribute.options {
-            push(
-                "attribute",
-                attribute.id,
-                format!("option.{}", option.value),
-                &option.label,
-            );
-        }
-    }
-    for axis in &dataset.variant_axes {
-        push(
-            "product_variant_attribute",
-            axis.legacy_id,
-            "display_name".into(),
-            &axis.attribute.display_name,
-        );
+    push("display_name".into(), &attribute.display_name);
+    for option in &attribute.options {
+        push(format!("option.{}", option.value), &option.label);
     }
     rows
+}
+
+pub(crate) fn attribute_translations(attribute: &Attribute) -> Vec<TranslationRow> {
+    translations_of("attribute", attribute.id, attribute)
+}
+
+/// Translations of the dataset's definitions and variant axes.
+pub(crate) fn encode_translations(dataset: &Dataset) -> Vec<TranslationRow> {
+    let definitions = dataset.attributes.iter().flat_map(attribute_translations);
+    let axes = dataset
+        .variant_axes
+        .iter()
+        .filter(|axis| {
+            !dataset
+                .attributes
+                .iter()
+                .any(|a| a.code == axis.attribute.code)
+        })
+        .flat_map(|axis| {
+            translations_of("product_variant_attribute", axis.legacy_id, &axis.attribute)
+        });
+    definitions.chain(axes).collect()
 }
 
 /// A listing's `listing_attribute_values` rows, with the defects of the real data: numbers

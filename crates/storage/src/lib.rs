@@ -8,20 +8,30 @@
 mod backend;
 pub mod demo;
 mod error;
+pub mod invalidation;
 mod legacy;
 mod postgres;
 mod router;
 mod rows;
 mod sql;
 mod sqlite;
+mod stats;
 
-use domain::{EffectiveSchema, EntityRef, EntityValues};
+use std::collections::HashMap;
+
+use domain::{
+    Attribute, AttributeDraft, BindingDraft, CategoryBinding, EffectiveSchema, EntityRef,
+    EntityValues,
+};
 use flags::{MigrationState, WriteMode};
 use serde_json::{Map, Value as Json};
 use sqlx::migrate::{Migrate, Migrator};
 
 pub use error::{Result, StorageError};
-pub use router::{FallbackReason, Read, ReadRoute, ServedBy};
+pub use invalidation::Invalidation;
+pub use router::{FallbackReason, Read, ReadRoute, ServedBy, ValuesChange, Written};
+pub use rows::{AttributeRange, VARIANT_AXIS_ID_OFFSET};
+pub use stats::queries_executed;
 
 use backend::Backend;
 use postgres::PgBackend;
@@ -106,7 +116,104 @@ impl Storage {
         input: &Map<String, Json>,
         mode: WriteMode,
     ) -> Result<EntityValues> {
-        on_router!(self, router => router.replace_values(entity, input, mode).await)
+        Ok(self
+            .write_values(entity, ValuesChange::Replace(input), mode)
+            .await?
+            .data)
+    }
+
+    /// Replaces or merges an entity's values in the stores `mode` names, atomically.
+    pub async fn write_values(
+        &self,
+        entity: EntityRef,
+        change: ValuesChange<'_>,
+        mode: WriteMode,
+    ) -> Result<Written<EntityValues>> {
+        on_router!(self, router => router.write_values(entity, change, mode).await)
+    }
+
+    /// Values of many listings at once (one statement); unknown ids are absent.
+    pub async fn listing_values_batch(
+        &self,
+        ids: &[i64],
+        route: ReadRoute,
+    ) -> Result<Read<HashMap<i64, EntityValues>>> {
+        on_router!(self, router => router.listing_values_batch(ids, route).await)
+    }
+
+    /// Every attribute definition of the routed store.
+    pub async fn catalog(&self, route: ReadRoute) -> Result<Read<Vec<Attribute>>> {
+        on_router!(self, router => router.catalog(route).await)
+    }
+
+    /// min/max/count of number attributes over the listings of a category's subtree.
+    pub async fn ranges(
+        &self,
+        category_id: i64,
+        route: ReadRoute,
+    ) -> Result<Read<Vec<AttributeRange>>> {
+        on_router!(self, router => router.ranges(category_id, route).await)
+    }
+
+    pub async fn create_attribute(
+        &self,
+        draft: AttributeDraft,
+        mode: WriteMode,
+    ) -> Result<Written<Attribute>> {
+        on_router!(self, router => router.create_attribute(draft, mode).await)
+    }
+
+    pub async fn update_attribute(
+        &self,
+        id: i64,
+        draft: AttributeDraft,
+        mode: WriteMode,
+    ) -> Result<Written<Attribute>> {
+        on_router!(self, router => router.update_attribute(id, draft, mode).await)
+    }
+
+    pub async fn delete_attribute(&self, id: i64, mode: WriteMode) -> Result<Written<()>> {
+        on_router!(self, router => router.delete_attribute(id, mode).await)
+    }
+
+    pub async fn put_binding(
+        &self,
+        category_id: i64,
+        draft: BindingDraft,
+        mode: WriteMode,
+    ) -> Result<Written<CategoryBinding>> {
+        on_router!(self, router => router.put_binding(category_id, draft, mode).await)
+    }
+
+    pub async fn delete_binding(
+        &self,
+        category_id: i64,
+        attribute_id: i64,
+        mode: WriteMode,
+    ) -> Result<Written<()>> {
+        on_router!(self, router => router.delete_binding(category_id, attribute_id, mode).await)
+    }
+
+    /// Connections of the pool: (open, idle).
+    pub fn pool_connections(&self) -> (u32, usize) {
+        on_router!(self, router => {
+            let pool = router.backend().pool();
+            (pool.size(), pool.num_idle())
+        })
+    }
+
+    /// A listener for other replicas' invalidations (PostgreSQL); `None` on SQLite, which
+    /// one process owns.
+    pub async fn invalidation_listener(&self) -> Result<Option<InvalidationListener>> {
+        match &self.0 {
+            Backends::Postgres(router) => {
+                let mut listener =
+                    sqlx::postgres::PgListener::connect_with(router.backend().pool()).await?;
+                listener.listen(invalidation::CHANNEL).await?;
+                Ok(Some(InvalidationListener { listener }))
+            }
+            Backends::Sqlite(_) => Ok(None),
+        }
     }
 
     pub async fn migration_state(&self) -> Result<MigrationState> {
@@ -137,6 +244,31 @@ impl Storage {
             let mut tx = router.backend().begin_write().await?;
             seed_unified_on(router, &mut tx, dataset).await?;
             Ok(tx.commit().await?)
+        })
+    }
+}
+
+/// Receives the invalidations other replicas committed.
+#[derive(Debug)]
+pub struct InvalidationListener {
+    listener: sqlx::postgres::PgListener,
+}
+
+/// What the listener heard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenerEvent {
+    Invalidate(Vec<Invalidation>),
+    /// The connection dropped: notifications may have been missed. The next call reconnects.
+    ConnectionLost,
+}
+
+impl InvalidationListener {
+    pub async fn next(&mut self) -> Result<ListenerEvent> {
+        Ok(match self.listener.try_recv().await? {
+            Some(notification) => {
+                ListenerEvent::Invalidate(invalidation::parse_payload(notification.payload()))
+            }
+            None => ListenerEvent::ConnectionLost,
         })
     }
 }

@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use domain::{EffectiveSchema, EntityKind, EntityRef, EntityValues};
-use flags::MigrationState;
+use flags::{MigrationState, Store};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
@@ -12,6 +14,7 @@ use crate::demo::Dataset;
 use crate::error::{Result, StorageError};
 use crate::rows::{self, SchemaParts};
 use crate::sql;
+use crate::stats::record_queries;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -31,6 +34,45 @@ mod pg_sql {
              date_value, json_value, unit)
         SELECT $1, $2, a.id, $4, CAST($5 AS NUMERIC), $6, CAST($7 AS DATE), $8, $9
         FROM unified_attributes a WHERE a.code = $3";
+    pub(super) const LEGACY_CATALOG: &str = crate::sql::legacy_catalog_sql!(
+        "jsonb_object_agg(t.language || ':' || t.field_name, t.translated_text)"
+    );
+    pub(super) const LEGACY_VARIANT_AXES: &str = crate::sql::legacy_variant_axes_sql!(
+        "jsonb_object_agg(t.language || ':' || t.field_name, t.translated_text)",
+        "COALESCE(jsonb_agg(jsonb_build_object('value', o.value, 'label', o.display_name,
+            'color_hex', o.color_hex) ORDER BY o.sort_order, o.id), '[]')"
+    );
+    pub(super) const LEGACY_RANGES: &str = crate::sql::legacy_ranges_sql!(
+        "COALESCE(v.numeric_value, CASE WHEN v.text_value ~ '^-?[0-9]+(\\.[0-9]+)?$'
+            THEN CAST(v.text_value AS NUMERIC) END)"
+    );
+    pub(super) const UNIFIED_RANGES: &str = crate::sql::unified_ranges_sql!("v.numeric_value");
+    pub(super) const LEGACY_LISTING_VALUES_BATCH: &str =
+        crate::sql::legacy_listing_values_batch_sql!("= ANY($1)");
+    pub(super) const UNIFIED_LISTING_VALUES_BATCH: &str =
+        crate::sql::unified_listing_values_batch_sql!("= ANY($1)");
+
+    /// Binds the ids of a batch statement as one `bigint[]`.
+    pub(super) fn bind_ids<'q, O>(
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+        ids: &[i64],
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        query.bind(ids.to_vec())
+    }
+
+    /// `NOTIFY` inside the transaction: PostgreSQL delivers it only if the transaction commits.
+    pub(super) async fn notify(
+        conn: &mut sqlx::PgConnection,
+        invalidations: &[crate::invalidation::Invalidation],
+    ) -> crate::error::Result<()> {
+        crate::stats::record_queries(1);
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::invalidation::CHANNEL)
+            .bind(crate::invalidation::payload(invalidations))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -2,16 +2,21 @@
 //! the backends. The router opens and commits every write transaction itself, so a
 //! dual-write lands in both stores or in neither.
 
+use std::collections::HashMap;
 use std::future::Future;
 
-use domain::{EffectiveSchema, EntityRef, EntityValues, validate_replacement};
+use domain::{
+    Attribute, AttributeDraft, BindingDraft, CategoryBinding, EffectiveSchema, EntityKind,
+    EntityRef, EntityValues, validate_patch, validate_replacement,
+};
 use flags::{MigrationState, Store, WriteMode};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
 use crate::backend::{Backend, Conn};
 use crate::error::{Result, StorageError};
-use crate::rows::SchemaParts;
+use crate::invalidation::Invalidation;
+use crate::rows::{AttributeRange, SchemaParts};
 
 /// Where a read should go, as the flags decided for this request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +67,22 @@ pub struct Read<T> {
     pub served_by: ServedBy,
 }
 
+/// A committed write's result and what it made stale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written<T> {
+    pub data: T,
+    pub invalidations: Vec<Invalidation>,
+}
+
+/// How a value write changes an entity's values.
+#[derive(Debug, Clone, Copy)]
+pub enum ValuesChange<'a> {
+    /// `PUT`: the input is the new full set.
+    Replace(&'a Map<String, Json>),
+    /// `PATCH`: the input is merged in; `null` removes a value.
+    Merge(&'a Map<String, Json>),
+}
+
 /// What a routed read may find empty, so that fallback can tell "nothing" apart.
 trait MaybeEmpty {
     fn is_empty(&self) -> bool;
@@ -76,6 +97,12 @@ impl MaybeEmpty for EffectiveSchema {
 impl MaybeEmpty for EntityValues {
     fn is_empty(&self) -> bool {
         EntityValues::is_empty(self)
+    }
+}
+
+impl<T> MaybeEmpty for Vec<T> {
+    fn is_empty(&self) -> bool {
+        <[T]>::is_empty(self)
     }
 }
 
@@ -113,14 +140,97 @@ impl<B: Backend> Router<B> {
             .await
     }
 
-    /// Replaces all values of an entity after validating them against the effective schema
+    /// Values of many listings; listings that do not exist are absent from the answer. With
+    /// fallback, a listing the unified store has nothing for is answered from legacy.
+    pub(crate) async fn listing_values_batch(
+        &self,
+        ids: &[i64],
+        route: ReadRoute,
+    ) -> Result<Read<HashMap<i64, EntityValues>>> {
+        let read = |store| async move {
+            let mut conn = self.backend.pool().acquire().await?;
+            B::listing_values_batch(&mut conn, store, ids).await
+        };
+        if route.store == Store::Legacy {
+            return Ok(Read {
+                data: read(Store::Legacy).await?,
+                served_by: ServedBy::Legacy,
+            });
+        }
+        match read(Store::Unified).await {
+            Ok(mut data) if route.fallback => {
+                let empty: Vec<i64> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| data.get(id).is_none_or(|v| v.is_empty()))
+                    .collect();
+                if empty.is_empty() {
+                    return Ok(Read {
+                        data,
+                        served_by: ServedBy::Unified,
+                    });
+                }
+                let mut conn = self.backend.pool().acquire().await?;
+                let legacy = B::listing_values_batch(&mut conn, Store::Legacy, &empty).await?;
+                let mut served_by = ServedBy::Unified;
+                for (id, values) in legacy.into_iter().filter(|(_, v)| !v.is_empty()) {
+                    data.insert(id, values);
+                    served_by = ServedBy::Fallback(FallbackReason::UnifiedEmpty);
+                }
+                Ok(Read { data, served_by })
+            }
+            Ok(data) => Ok(Read {
+                data,
+                served_by: ServedBy::Unified,
+            }),
+            Err(err) if route.fallback => {
+                tracing::warn!(error = ?err, "unified batch read failed; answered from legacy");
+                Ok(Read {
+                    data: read(Store::Legacy).await?,
+                    served_by: ServedBy::Fallback(FallbackReason::UnifiedError),
+                })
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Every attribute definition of the routed store.
+    pub(crate) async fn catalog(&self, route: ReadRoute) -> Result<Read<Vec<Attribute>>> {
+        self.routed(route, |store| async move {
+            let mut conn = self.backend.pool().acquire().await?;
+            B::catalog(&mut conn, store).await
+        })
+        .await
+    }
+
+    /// Ranges of number attributes over the listings of a category subtree.
+    pub(crate) async fn ranges(
+        &self,
+        category_id: i64,
+        route: ReadRoute,
+    ) -> Result<Read<Vec<AttributeRange>>> {
+        self.routed(route, |store| async move {
+            let mut conn = self.backend.pool().acquire().await?;
+            let ranges = B::ranges(&mut conn, store, category_id).await?;
+            if ranges.is_empty() && !B::category_exists(&mut conn, category_id).await? {
+                return Err(StorageError::NotFound {
+                    what: "category",
+                    id: category_id,
+                });
+            }
+            Ok(ranges)
+        })
+        .await
+    }
+
+    /// Changes an entity's values after validating the result against the effective schema
     /// of its category, in the stores `mode` names, in one transaction.
-    pub(crate) async fn replace_values(
+    pub(crate) async fn write_values(
         &self,
         entity: EntityRef,
-        input: &Map<String, Json>,
+        change: ValuesChange<'_>,
         mode: WriteMode,
-    ) -> Result<EntityValues> {
+    ) -> Result<Written<EntityValues>> {
         let mut tx = self.backend.begin_write().await?;
         let category_id =
             B::entity_category(&mut tx, entity)
@@ -129,9 +239,20 @@ impl<B: Backend> Router<B> {
                     what: entity.kind.as_str(),
                     id: entity.id,
                 })?;
-        let parts = schema_parts::<B>(&mut tx, mode.authoritative(), category_id).await?;
+        let authoritative = mode.authoritative();
+        let parts = schema_parts::<B>(&mut tx, authoritative, category_id).await?;
         let schema = EffectiveSchema::resolve(&parts.chain, &parts.bindings, &parts.attributes);
-        let values = validate_replacement(&schema, input).map_err(StorageError::InvalidValues)?;
+        let values = match change {
+            ValuesChange::Replace(input) => validate_replacement(&schema, input),
+            ValuesChange::Merge(input) => {
+                let current = match authoritative {
+                    Store::Legacy => B::legacy_values(&mut tx, entity).await?,
+                    Store::Unified => B::unified_values(&mut tx, entity).await?,
+                };
+                validate_patch(&schema, &current.unwrap_or_default(), input)
+            }
+        }
+        .map_err(StorageError::InvalidValues)?;
         if mode.writes(Store::Legacy) {
             B::legacy_replace_values(&mut tx, entity, &values, &schema).await?;
         }
@@ -141,11 +262,198 @@ impl<B: Backend> Router<B> {
             }
             B::unified_replace_values(&mut tx, entity, &values).await?;
         }
-        if mode == WriteMode::UnifiedOnly {
-            B::record_unified_only_write(&mut tx).await?;
+        let mut invalidations = vec![Invalidation::entity(entity)];
+        if entity.kind == EntityKind::Listing {
+            invalidations.push(Invalidation::Ranges {
+                ids: parts.chain.clone(),
+            });
         }
-        tx.commit().await?;
-        Ok(values)
+        finish::<B>(tx, mode, &invalidations).await?;
+        Ok(Written {
+            data: values,
+            invalidations,
+        })
+    }
+
+    /// Creates an attribute. While legacy is written, the legacy sequence assigns the id and
+    /// the unified definition keeps it; unified-only attributes get ids from 1,000,000.
+    pub(crate) async fn create_attribute(
+        &self,
+        draft: AttributeDraft,
+        mode: WriteMode,
+    ) -> Result<Written<Attribute>> {
+        let mut attribute = draft
+            .into_attribute(0)
+            .map_err(StorageError::InvalidValues)?;
+        let mut tx = self.backend.begin_write().await?;
+        ensure_code_free::<B>(&mut tx, mode, &attribute.code, 0).await?;
+        attribute.id = if mode.writes(Store::Legacy) {
+            B::legacy_insert_attribute(&mut tx, &attribute).await?
+        } else {
+            B::unified_next_id(&mut tx).await?
+        };
+        if mode.writes(Store::Unified) {
+            let legacy_id = mode.writes(Store::Legacy).then_some(attribute.id);
+            B::unified_upsert_attribute(&mut tx, &attribute, legacy_id).await?;
+        }
+        let invalidations = vec![Invalidation::Catalog];
+        finish::<B>(tx, mode, &invalidations).await?;
+        Ok(Written {
+            data: attribute,
+            invalidations,
+        })
+    }
+
+    /// Rewrites attribute `id`; every category whose schema includes it is invalidated.
+    pub(crate) async fn update_attribute(
+        &self,
+        id: i64,
+        draft: AttributeDraft,
+        mode: WriteMode,
+    ) -> Result<Written<Attribute>> {
+        let attribute = draft
+            .into_attribute(id)
+            .map_err(StorageError::InvalidValues)?;
+        let mut tx = self.backend.begin_write().await?;
+        let old_code = B::attribute_code(&mut tx, mode.authoritative(), id)
+            .await?
+            .ok_or(StorageError::NotFound {
+                what: "attribute",
+                id,
+            })?;
+        ensure_code_free::<B>(&mut tx, mode, &attribute.code, id).await?;
+        if mode.writes(Store::Legacy) {
+            B::legacy_update_attribute(&mut tx, &attribute).await?;
+        }
+        if mode.writes(Store::Unified) {
+            let legacy_id = mode.writes(Store::Legacy).then_some(id);
+            B::unified_upsert_attribute(&mut tx, &attribute, legacy_id).await?;
+        }
+        let affected = B::categories_using_attribute(&mut tx, id).await?;
+        let mut invalidations = vec![
+            Invalidation::Catalog,
+            Invalidation::Categories { ids: affected },
+        ];
+        if old_code != attribute.code {
+            // Values are keyed by code: every entity holding this attribute now reads differently.
+            invalidations.push(Invalidation::AllValues);
+        }
+        finish::<B>(tx, mode, &invalidations).await?;
+        Ok(Written {
+            data: attribute,
+            invalidations,
+        })
+    }
+
+    /// Deletes attribute `id` with its bindings and values.
+    pub(crate) async fn delete_attribute(&self, id: i64, mode: WriteMode) -> Result<Written<()>> {
+        let mut tx = self.backend.begin_write().await?;
+        B::attribute_code(&mut tx, mode.authoritative(), id)
+            .await?
+            .ok_or(StorageError::NotFound {
+                what: "attribute",
+                id,
+            })?;
+        let affected = B::categories_using_attribute(&mut tx, id).await?;
+        for store in [Store::Legacy, Store::Unified] {
+            if mode.writes(store) {
+                B::delete_attribute(&mut tx, store, id).await?;
+            }
+        }
+        let invalidations = vec![
+            Invalidation::Catalog,
+            Invalidation::Categories { ids: affected },
+            Invalidation::AllValues,
+            Invalidation::AllRanges,
+        ];
+        finish::<B>(tx, mode, &invalidations).await?;
+        Ok(Written {
+            data: (),
+            invalidations,
+        })
+    }
+
+    /// Binds an attribute to a category, or changes the binding; the category and its
+    /// descendants are invalidated.
+    pub(crate) async fn put_binding(
+        &self,
+        category_id: i64,
+        draft: BindingDraft,
+        mode: WriteMode,
+    ) -> Result<Written<CategoryBinding>> {
+        let binding = draft.into_binding(category_id);
+        let mut tx = self.backend.begin_write().await?;
+        if !B::category_exists(&mut tx, category_id).await? {
+            return Err(StorageError::NotFound {
+                what: "category",
+                id: category_id,
+            });
+        }
+        let attribute_id = binding.attribute_id;
+        B::attribute_code(&mut tx, mode.authoritative(), attribute_id)
+            .await?
+            .ok_or(StorageError::NotFound {
+                what: "attribute",
+                id: attribute_id,
+            })?;
+        if mode.writes(Store::Legacy) {
+            B::upsert_binding(&mut tx, Store::Legacy, &binding).await?;
+        }
+        if mode.writes(Store::Unified) {
+            if mode == WriteMode::Dual
+                && B::attribute_code(&mut tx, Store::Unified, attribute_id)
+                    .await?
+                    .is_none()
+            {
+                // Not backfilled yet: the unified definition is copied from legacy first.
+                let legacy = B::catalog(&mut tx, Store::Legacy).await?;
+                if let Some(attribute) = legacy.iter().find(|a| a.id == attribute_id) {
+                    B::unified_upsert_attribute(&mut tx, attribute, Some(attribute_id)).await?;
+                }
+            }
+            B::upsert_binding(&mut tx, Store::Unified, &binding).await?;
+        }
+        let invalidations = vec![Invalidation::Categories {
+            ids: B::category_subtree(&mut tx, category_id).await?,
+        }];
+        finish::<B>(tx, mode, &invalidations).await?;
+        Ok(Written {
+            data: binding,
+            invalidations,
+        })
+    }
+
+    /// Removes a binding; the category and its descendants are invalidated.
+    pub(crate) async fn delete_binding(
+        &self,
+        category_id: i64,
+        attribute_id: i64,
+        mode: WriteMode,
+    ) -> Result<Written<()>> {
+        let mut tx = self.backend.begin_write().await?;
+        let mut removed_from_authoritative = 0;
+        for store in [Store::Legacy, Store::Unified] {
+            if mode.writes(store) {
+                let removed = B::delete_binding(&mut tx, store, category_id, attribute_id).await?;
+                if store == mode.authoritative() {
+                    removed_from_authoritative = removed;
+                }
+            }
+        }
+        if removed_from_authoritative == 0 {
+            return Err(StorageError::NotFound {
+                what: "binding",
+                id: attribute_id,
+            });
+        }
+        let invalidations = vec![Invalidation::Categories {
+            ids: B::category_subtree(&mut tx, category_id).await?,
+        }];
+        finish::<B>(tx, mode, &invalidations).await?;
+        Ok(Written {
+            data: (),
+            invalidations,
+        })
     }
 
     pub(crate) async fn migration_state(&self) -> Result<MigrationState> {
@@ -226,6 +534,37 @@ impl<B: Backend> Router<B> {
             Err(err) => Err(err),
         }
     }
+}
+
+/// Refuses a code another attribute already has in a store the write reaches.
+async fn ensure_code_free<B: Backend>(
+    conn: &mut Conn<B>,
+    mode: WriteMode,
+    code: &str,
+    except_id: i64,
+) -> Result<()> {
+    for store in [Store::Legacy, Store::Unified] {
+        if mode.writes(store) && B::code_taken(conn, store, code, except_id).await? {
+            return Err(StorageError::Conflict(format!(
+                "another attribute already has the code '{code}'"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Ends a write: notes a unified-only write, tells the replicas what to drop, commits.
+async fn finish<B: Backend>(
+    mut tx: sqlx::Transaction<'static, B::Db>,
+    mode: WriteMode,
+    invalidations: &[Invalidation],
+) -> Result<()> {
+    if mode == WriteMode::UnifiedOnly {
+        B::record_unified_only_write(&mut tx).await?;
+    }
+    B::notify(&mut tx, invalidations).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 async fn schema_parts<B: Backend>(

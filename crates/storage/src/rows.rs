@@ -477,3 +477,134 @@ pub(crate) fn typed_from_document(attribute_type: AttributeType, raw: &Json) -> 
     };
     Some(TypedValue { value, unit })
 }
+
+/// Every legacy C2C definition (schema rows without bindings).
+pub(crate) fn legacy_catalog(rows: &[LegacySchemaRow]) -> Vec<Attribute> {
+    rows.iter().filter_map(LegacySchemaRow::attribute).collect()
+}
+
+pub(crate) fn unified_catalog(rows: &[UnifiedSchemaRow]) -> Result<Vec<Attribute>> {
+    rows.iter()
+        .filter_map(|row| row.attribute().transpose())
+        .collect()
+}
+
+/// A B2C variant axis of its own (no C2C definition shares its name).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct VariantAxisRow {
+    pub id: i32,
+    pub name: String,
+    pub display_name: String,
+    pub attribute_type: String,
+    pub is_required: bool,
+    pub sort_order: i32,
+    pub affects_stock: bool,
+    pub translations: Option<SqlJson<Json>>,
+    pub options: Option<SqlJson<Json>>,
+}
+
+/// Unified ids of variant-only axes: clear of C2C ids, the same in both stores.
+pub const VARIANT_AXIS_ID_OFFSET: i64 = 1_000_000;
+
+impl VariantAxisRow {
+    pub(crate) fn attribute(&self) -> Option<Attribute> {
+        let attribute_type = AttributeType::from_str(&self.attribute_type).ok()?;
+        let translations = self.translations.as_ref().map(|j| &j.0);
+        let labels = legacy_labels(translations, "display_name", &self.display_name);
+        let parsed = parse_legacy_options(self.options.as_ref().map_or(&Json::Null, |j| &j.0));
+        let options = parsed
+            .options
+            .into_iter()
+            .map(|option| {
+                let label_text = option
+                    .label
+                    .get(Language::Sr)
+                    .unwrap_or(&option.value)
+                    .to_owned();
+                AttributeOption {
+                    label: legacy_labels(
+                        translations,
+                        &format!("option.{}", option.value),
+                        &label_text,
+                    ),
+                    ..option
+                }
+            })
+            .collect();
+        Some(Attribute {
+            name: labels.clone(),
+            display_name: labels,
+            purpose: Purpose::Variant,
+            options,
+            is_required: self.is_required,
+            sort_order: self.sort_order,
+            affects_stock: self.affects_stock,
+            ..Attribute::new(
+                VARIANT_AXIS_ID_OFFSET + i64::from(self.id),
+                normalize_code(&self.name),
+                attribute_type,
+            )
+        })
+    }
+}
+
+/// Spread of one number attribute over a category subtree's listings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AttributeRange {
+    pub code: String,
+    pub min: Decimal,
+    pub max: Decimal,
+    pub count: i64,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RangeRow {
+    pub code: String,
+    pub min: Option<String>,
+    pub max: Option<String>,
+    pub count: i64,
+}
+
+pub(crate) fn ranges(rows: Vec<RangeRow>) -> Vec<AttributeRange> {
+    rows.into_iter()
+        .filter_map(|row| {
+            let parse = |text: Option<&str>| {
+                text.and_then(|t| Decimal::from_str(t.trim()).ok())
+                    .map(|d| d.normalize())
+            };
+            Some(AttributeRange {
+                code: normalize_code(&row.code),
+                min: parse(row.min.as_deref())?,
+                max: parse(row.max.as_deref())?,
+                count: row.count,
+            })
+        })
+        .collect()
+}
+
+/// A value row of a batch read, tagged with its entity.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct BatchValueRow {
+    pub entity_id: i64,
+    #[sqlx(flatten)]
+    pub value: ValueRow,
+}
+
+/// Groups batch rows per entity; entities that exist but hold no value map to an empty set.
+pub(crate) fn batch_values(
+    rows: Vec<BatchValueRow>,
+    normalize_codes: bool,
+) -> std::collections::HashMap<i64, EntityValues> {
+    let mut grouped: std::collections::HashMap<i64, EntityValues> =
+        std::collections::HashMap::new();
+    for mut row in rows {
+        let values = grouped.entry(row.entity_id).or_default();
+        if normalize_codes {
+            row.value.code = row.value.code.as_deref().map(normalize_code);
+        }
+        if let Some((code, typed)) = row.value.typed_value() {
+            values.insert(code, typed);
+        }
+    }
+    grouped
+}

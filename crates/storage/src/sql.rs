@@ -15,8 +15,23 @@ macro_rules! category_chain_cte {
     };
 }
 
-/// The legacy schema of a category chain in one query; `$translations` aggregates the
-/// attribute's translations into a `{"lang:field": text}` object.
+/// The columns of a legacy definition `a`, with its translations aggregated by
+/// `$translations` into a `{"lang:field": text}` object.
+macro_rules! legacy_attribute_columns {
+    ($translations:literal) => {
+        concat!(
+            "a.name, a.display_name, a.attribute_type, a.options, a.validation_rules,
+                a.is_searchable, a.is_filterable, a.is_required, a.sort_order, a.custom_component,
+                a.show_in_card, a.show_in_list, a.icon, a.affects_stock, a.is_variant_compatible,
+                EXISTS (SELECT 1 FROM product_variant_attributes p
+                        WHERE lower(p.name) = lower(a.name)) AS has_variant_axis,
+                (SELECT ", $translations, " FROM translations t
+                  WHERE t.entity_type = 'attribute' AND t.entity_id = a.id) AS translations"
+        )
+    };
+}
+
+/// The legacy schema of a category chain in one query.
 macro_rules! legacy_schema_sql {
     ($translations:literal) => {
         concat!(
@@ -24,14 +39,9 @@ macro_rules! legacy_schema_sql {
             "SELECT chain.id AS chain_id, m.attribute_id,
                 m.is_enabled AS b_is_enabled, m.is_required AS b_is_required,
                 m.sort_order AS b_sort_order, m.custom_component AS b_custom_component,
-                m.show_in_card AS b_show_in_card, m.show_in_list AS b_show_in_list,
-                a.name, a.display_name, a.attribute_type, a.options, a.validation_rules,
-                a.is_searchable, a.is_filterable, a.is_required, a.sort_order, a.custom_component,
-                a.show_in_card, a.show_in_list, a.icon, a.affects_stock, a.is_variant_compatible,
-                EXISTS (SELECT 1 FROM product_variant_attributes p
-                        WHERE lower(p.name) = lower(a.name)) AS has_variant_axis,
-                (SELECT ", $translations, " FROM translations t
-                  WHERE t.entity_type = 'attribute' AND t.entity_id = a.id) AS translations
+                m.show_in_card AS b_show_in_card, m.show_in_list AS b_show_in_list, ",
+            $crate::sql::legacy_attribute_columns!($translations),
+            "
             FROM chain
             LEFT JOIN category_attribute_mapping m ON m.category_id = chain.id
             LEFT JOIN category_attributes a ON a.id = m.attribute_id
@@ -39,7 +49,61 @@ macro_rules! legacy_schema_sql {
         )
     };
 }
+
+/// Every legacy C2C definition, shaped like a schema row without a binding.
+macro_rules! legacy_catalog_sql {
+    ($translations:literal) => {
+        concat!(
+            "SELECT CAST(0 AS INTEGER) AS chain_id, a.id AS attribute_id,
+                CAST(NULL AS BOOLEAN) AS b_is_enabled, CAST(NULL AS BOOLEAN) AS b_is_required,
+                CAST(NULL AS INTEGER) AS b_sort_order, CAST(NULL AS TEXT) AS b_custom_component,
+                CAST(NULL AS BOOLEAN) AS b_show_in_card, CAST(NULL AS BOOLEAN) AS b_show_in_list, ",
+            $crate::sql::legacy_attribute_columns!($translations),
+            " FROM category_attributes a ORDER BY a.id"
+        )
+    };
+}
+
+/// B2C variant axes that no C2C definition shares a name with, with their option catalogue.
+macro_rules! legacy_variant_axes_sql {
+    ($translations:literal, $options:literal) => {
+        concat!(
+            "SELECT p.id, p.name, p.display_name, p.type AS attribute_type, p.is_required,
+                p.sort_order, p.affects_stock,
+                (SELECT ", $translations, " FROM translations t
+                  WHERE t.entity_type = 'product_variant_attribute' AND t.entity_id = p.id) AS translations,
+                (SELECT ", $options, " FROM (SELECT * FROM product_variant_attribute_values o
+                  WHERE o.attribute_id = p.id AND o.is_active ORDER BY o.sort_order, o.id) o) AS options
+            FROM product_variant_attributes p
+            WHERE NOT EXISTS (SELECT 1 FROM category_attributes a WHERE lower(a.name) = lower(p.name))
+            ORDER BY p.id"
+        )
+    };
+}
+pub(crate) use {legacy_attribute_columns, legacy_catalog_sql, legacy_variant_axes_sql};
+
 pub(crate) use {category_chain_cte, legacy_schema_sql};
+
+/// The unified definition columns of `a`.
+macro_rules! unified_attribute_columns {
+    () => {
+        "a.code, a.name, a.display_name, a.attribute_type, a.purpose, a.options,
+        a.validation_rules, a.ui_settings, a.is_searchable, a.is_filterable, a.is_required,
+        a.is_variant_compatible, a.affects_stock, a.affects_price, a.show_in_card,
+        a.sort_order, a.is_active"
+    };
+}
+
+pub(crate) const UNIFIED_CATALOG: &str = concat!(
+    "SELECT CAST(0 AS INTEGER) AS chain_id, a.id AS attribute_id,
+        CAST(NULL AS BOOLEAN) AS b_is_enabled, CAST(NULL AS BOOLEAN) AS b_is_required,
+        CAST(NULL AS BOOLEAN) AS b_is_filterable, CAST(NULL AS BOOLEAN) AS b_is_searchable,
+        CAST(NULL AS BOOLEAN) AS b_show_in_card, CAST(NULL AS BOOLEAN) AS b_show_in_list,
+        CAST(NULL AS TEXT) AS b_custom_component, CAST(NULL AS INTEGER) AS b_sort_order,
+        NULL AS b_category_specific_options, ",
+    unified_attribute_columns!(),
+    " FROM unified_attributes a ORDER BY a.id"
+);
 
 pub(crate) const UNIFIED_SCHEMA: &str = concat!(
     category_chain_cte!(),
@@ -48,11 +112,9 @@ pub(crate) const UNIFIED_SCHEMA: &str = concat!(
         b.is_filterable AS b_is_filterable, b.is_searchable AS b_is_searchable,
         b.show_in_card AS b_show_in_card, b.show_in_list AS b_show_in_list,
         b.custom_component AS b_custom_component, b.sort_order AS b_sort_order,
-        b.category_specific_options AS b_category_specific_options,
-        a.code, a.name, a.display_name, a.attribute_type, a.purpose, a.options,
-        a.validation_rules, a.ui_settings, a.is_searchable, a.is_filterable, a.is_required,
-        a.is_variant_compatible, a.affects_stock, a.affects_price, a.show_in_card,
-        a.sort_order, a.is_active
+        b.category_specific_options AS b_category_specific_options, ",
+    unified_attribute_columns!(),
+    "
     FROM chain
     LEFT JOIN unified_category_attributes b ON b.category_id = chain.id
     LEFT JOIN unified_attributes a ON a.id = b.attribute_id
@@ -175,3 +237,165 @@ pub(crate) const INSERT_VARIANT_AXIS: &str = "INSERT INTO product_variant_attrib
         (id, name, display_name, type, is_required, sort_order, affects_stock) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 pub(crate) const INSERT_VARIANT_AXIS_OPTION: &str = "INSERT INTO product_variant_attribute_values
         (attribute_id, value, display_name, color_hex, sort_order) VALUES ($1, $2, $3, $4, $5)";
+
+/// Categories below (and including) `$1`; `UNION` stops on a cycle in the category data.
+macro_rules! subtree_cte {
+    () => {
+        "WITH RECURSIVE subtree (id) AS (
+            SELECT id FROM marketplace_categories WHERE id = $1
+            UNION
+            SELECT c.id FROM marketplace_categories c JOIN subtree s ON c.parent_id = s.id
+        ) "
+    };
+}
+
+pub(crate) const CATEGORY_SUBTREE: &str = concat!(subtree_cte!(), "SELECT id FROM subtree");
+
+/// Categories whose effective schema includes attribute `$1`: where either store binds it,
+/// and every descendant of those.
+pub(crate) const CATEGORIES_USING_ATTRIBUTE: &str = "WITH RECURSIVE affected (id) AS (
+        SELECT category_id FROM (
+            SELECT category_id FROM category_attribute_mapping WHERE attribute_id = $1
+            UNION
+            SELECT category_id FROM unified_category_attributes WHERE attribute_id = $1
+        ) bound
+        UNION
+        SELECT c.id FROM marketplace_categories c JOIN affected a ON c.parent_id = a.id
+    ) SELECT id FROM affected";
+
+/// min/max/count of each number attribute over the listings of a category subtree. Legacy
+/// numbers are read from `numeric_value`, or from `text_value` where they were tagged 'text';
+/// `$number` is the backend's expression for that number.
+macro_rules! legacy_ranges_sql {
+    ($number:literal) => {
+        concat!(
+            $crate::sql::subtree_cte!(),
+            "SELECT a.name AS code, CAST(MIN(x.n) AS TEXT) AS min, CAST(MAX(x.n) AS TEXT) AS max,
+                COUNT(*) AS count
+            FROM (SELECT v.attribute_id, ",
+            $number,
+            " AS n
+                  FROM subtree JOIN marketplace_listings l ON l.category_id = subtree.id
+                  JOIN listing_attribute_values v ON v.listing_id = l.id) x
+            JOIN category_attributes a ON a.id = x.attribute_id AND a.attribute_type = 'number'
+            WHERE x.n IS NOT NULL
+            GROUP BY a.name ORDER BY a.name"
+        )
+    };
+}
+
+macro_rules! unified_ranges_sql {
+    ($number:literal) => {
+        concat!(
+            $crate::sql::subtree_cte!(),
+            "SELECT a.code, CAST(MIN(x.n) AS TEXT) AS min, CAST(MAX(x.n) AS TEXT) AS max, COUNT(*) AS count
+            FROM (SELECT v.attribute_id, ", $number, " AS n
+                  FROM subtree JOIN marketplace_listings l ON l.category_id = subtree.id
+                  JOIN unified_attribute_values v ON v.entity_type = 'listing' AND v.entity_id = l.id) x
+            JOIN unified_attributes a ON a.id = x.attribute_id AND a.attribute_type = 'number'
+            WHERE x.n IS NOT NULL
+            GROUP BY a.code ORDER BY a.code"
+        )
+    };
+}
+pub(crate) use {legacy_ranges_sql, subtree_cte, unified_ranges_sql};
+
+/// Listing values of many listings at once; `$ids` is the backend's "one of these ids".
+macro_rules! legacy_listing_values_batch_sql {
+    ($ids:literal) => {
+        concat!(
+            "SELECT l.id AS entity_id, a.name AS code, a.attribute_type, v.text_value,
+                CAST(v.numeric_value AS TEXT) AS numeric_value, v.boolean_value,
+                CAST(NULL AS TEXT) AS date_value, v.json_value, v.unit
+            FROM marketplace_listings l
+            LEFT JOIN listing_attribute_values v ON v.listing_id = l.id
+            LEFT JOIN category_attributes a ON a.id = v.attribute_id
+            WHERE l.id ",
+            $ids
+        )
+    };
+}
+
+macro_rules! unified_listing_values_batch_sql {
+    ($ids:literal) => {
+        concat!(
+            "SELECT l.id AS entity_id, a.code, a.attribute_type, v.text_value,
+                CAST(v.numeric_value AS TEXT) AS numeric_value, v.boolean_value,
+                CAST(v.date_value AS TEXT) AS date_value, v.json_value, v.unit
+            FROM marketplace_listings l
+            LEFT JOIN unified_attribute_values v ON v.entity_type = 'listing' AND v.entity_id = l.id
+            LEFT JOIN unified_attributes a ON a.id = v.attribute_id
+            WHERE l.id ", $ids
+        )
+    };
+}
+pub(crate) use {legacy_listing_values_batch_sql, unified_listing_values_batch_sql};
+
+pub(crate) const CATEGORY_EXISTS: &str =
+    "SELECT COUNT(*) FROM marketplace_categories WHERE id = $1";
+
+// Admin writes of definitions and bindings.
+pub(crate) const INSERT_LEGACY_ATTRIBUTE_AUTO_ID: &str = "INSERT INTO category_attributes
+        (name, display_name, attribute_type, options, validation_rules, is_searchable,
+         is_filterable, is_required, sort_order, custom_component, show_in_card, show_in_list,
+         icon, affects_stock, is_variant_compatible)
+    VALUES ($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+    RETURNING id";
+pub(crate) const UPDATE_LEGACY_ATTRIBUTE: &str = "UPDATE category_attributes SET
+        name = $2, display_name = $3, attribute_type = $4, options = $5, validation_rules = $6,
+        is_searchable = $7, is_filterable = $8, is_required = $9, sort_order = $10,
+        custom_component = $11, show_in_card = $12, show_in_list = $13, icon = $14,
+        affects_stock = $15, is_variant_compatible = $16
+    WHERE id = $1";
+pub(crate) const DELETE_LEGACY_TRANSLATIONS: &str =
+    "DELETE FROM translations WHERE entity_type = 'attribute' AND entity_id = $1";
+pub(crate) const DELETE_LEGACY_ATTRIBUTE: &str = "DELETE FROM category_attributes WHERE id = $1";
+pub(crate) const DELETE_UNIFIED_ATTRIBUTE: &str = "DELETE FROM unified_attributes WHERE id = $1";
+pub(crate) const LEGACY_CODE_TAKEN: &str =
+    "SELECT COUNT(*) FROM category_attributes WHERE lower(name) = lower($1) AND id <> $2";
+pub(crate) const UNIFIED_CODE_TAKEN: &str =
+    "SELECT COUNT(*) FROM unified_attributes WHERE code = $1 AND id <> $2";
+pub(crate) const LEGACY_ATTRIBUTE_CODE: &str = "SELECT name FROM category_attributes WHERE id = $1";
+pub(crate) const UNIFIED_ATTRIBUTE_CODE: &str = "SELECT code FROM unified_attributes WHERE id = $1";
+/// New unified-only attributes take ids from 1,000,000 up, clear of legacy ids.
+pub(crate) const NEXT_UNIFIED_ONLY_ID: &str =
+    "SELECT COALESCE(MAX(id) + 1, 1000000) FROM unified_attributes WHERE id >= 1000000";
+pub(crate) const UPSERT_UNIFIED_ATTRIBUTE: &str = "INSERT INTO unified_attributes
+        (id, code, name, display_name, attribute_type, purpose, options, validation_rules,
+         ui_settings, is_searchable, is_filterable, is_required, is_variant_compatible,
+         affects_stock, affects_price, show_in_card, sort_order, is_active,
+         legacy_category_attribute_id, legacy_product_variant_attribute_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+    ON CONFLICT (id) DO UPDATE SET
+        code = excluded.code, name = excluded.name, display_name = excluded.display_name,
+        attribute_type = excluded.attribute_type, purpose = excluded.purpose,
+        options = excluded.options, validation_rules = excluded.validation_rules,
+        ui_settings = excluded.ui_settings, is_searchable = excluded.is_searchable,
+        is_filterable = excluded.is_filterable, is_required = excluded.is_required,
+        is_variant_compatible = excluded.is_variant_compatible, affects_stock = excluded.affects_stock,
+        affects_price = excluded.affects_price, show_in_card = excluded.show_in_card,
+        sort_order = excluded.sort_order, is_active = excluded.is_active,
+        updated_at = CURRENT_TIMESTAMP";
+pub(crate) const UPSERT_LEGACY_BINDING: &str = "INSERT INTO category_attribute_mapping
+        (category_id, attribute_id, is_enabled, is_required, sort_order, custom_component,
+         show_in_card, show_in_list)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (category_id, attribute_id) DO UPDATE SET
+        is_enabled = excluded.is_enabled, is_required = excluded.is_required,
+        sort_order = excluded.sort_order, custom_component = excluded.custom_component,
+        show_in_card = excluded.show_in_card, show_in_list = excluded.show_in_list";
+pub(crate) const UPSERT_UNIFIED_BINDING: &str = "INSERT INTO unified_category_attributes
+        (category_id, attribute_id, is_enabled, is_required, is_filterable, is_searchable,
+         show_in_card, show_in_list, custom_component, sort_order, category_specific_options)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    ON CONFLICT (category_id, attribute_id) DO UPDATE SET
+        is_enabled = excluded.is_enabled, is_required = excluded.is_required,
+        is_filterable = excluded.is_filterable, is_searchable = excluded.is_searchable,
+        show_in_card = excluded.show_in_card, show_in_list = excluded.show_in_list,
+        custom_component = excluded.custom_component, sort_order = excluded.sort_order,
+        category_specific_options = excluded.category_specific_options,
+        updated_at = CURRENT_TIMESTAMP";
+pub(crate) const DELETE_LEGACY_BINDING: &str =
+    "DELETE FROM category_attribute_mapping WHERE category_id = $1 AND attribute_id = $2";
+pub(crate) const DELETE_UNIFIED_BINDING: &str =
+    "DELETE FROM unified_category_attributes WHERE category_id = $1 AND attribute_id = $2";

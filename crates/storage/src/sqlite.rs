@@ -4,8 +4,10 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use domain::{EffectiveSchema, EntityKind, EntityRef, EntityValues};
-use flags::MigrationState;
+use flags::{MigrationState, Store};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -16,6 +18,7 @@ use crate::demo::Dataset;
 use crate::error::{Result, StorageError};
 use crate::rows::{self, SchemaParts};
 use crate::sql;
+use crate::stats::record_queries;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -35,6 +38,40 @@ mod sqlite_sql {
              date_value, json_value, unit)
         SELECT $1, $2, a.id, $4, $5, $6, $7, $8, $9
         FROM unified_attributes a WHERE a.code = $3";
+    pub(super) const LEGACY_CATALOG: &str = crate::sql::legacy_catalog_sql!(
+        "json_group_object(t.language || ':' || t.field_name, t.translated_text)"
+    );
+    pub(super) const LEGACY_VARIANT_AXES: &str = crate::sql::legacy_variant_axes_sql!(
+        "json_group_object(t.language || ':' || t.field_name, t.translated_text)",
+        "json_group_array(json_object('value', o.value, 'label', o.display_name, 'color_hex', o.color_hex))"
+    );
+    // Decimals are text here; ranges compare them as numbers (REAL is exact to 15 digits).
+    pub(super) const LEGACY_RANGES: &str = crate::sql::legacy_ranges_sql!(
+        "CAST(COALESCE(v.numeric_value, CASE WHEN v.text_value GLOB '*[0-9]*'
+            AND v.text_value NOT GLOB '*[^0-9.-]*' THEN v.text_value END) AS REAL)"
+    );
+    pub(super) const UNIFIED_RANGES: &str =
+        crate::sql::unified_ranges_sql!("CAST(v.numeric_value AS REAL)");
+    pub(super) const LEGACY_LISTING_VALUES_BATCH: &str =
+        crate::sql::legacy_listing_values_batch_sql!("IN (SELECT value FROM json_each($1))");
+    pub(super) const UNIFIED_LISTING_VALUES_BATCH: &str =
+        crate::sql::unified_listing_values_batch_sql!("IN (SELECT value FROM json_each($1))");
+
+    /// Binds the ids of a batch statement as one JSON array.
+    pub(super) fn bind_ids<'q, O>(
+        query: sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments<'q>>,
+        ids: &[i64],
+    ) -> sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments<'q>> {
+        query.bind(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
+    }
+
+    /// One process owns an SQLite file: there is no other replica to tell.
+    pub(super) async fn notify(
+        _conn: &mut sqlx::SqliteConnection,
+        _invalidations: &[crate::invalidation::Invalidation],
+    ) -> crate::error::Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -1,95 +1,233 @@
-//! The effective attribute schema of a category, as category forms and filters need it.
+//! Category reads: the effective schema (plain and detailed), variant attributes, and value
+//! ranges. Answers are cached pre-serialized per category, store and language.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use domain::{EffectiveAttribute, Language};
-use serde::Serialize;
-use serde_json::Value as Json;
-use storage::ReadRoute;
+use cache::{ResponseKey, Scope, View};
+use domain::{Attribute, EffectiveSchema, Purpose};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::routes::{Envelope, SOURCE_HEADER, language, parse_id, rollout_key};
+use crate::http_cache::{Freshness, cached, envelope, respond};
+use crate::routes::{ReadContext, parse_id, to_bytes};
+use crate::views::{AttributeView, CategoryAttributeView, DetailedBindingView, RangeView};
 
-#[derive(Serialize)]
-struct OptionView<'a> {
-    value: &'a str,
-    label: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    color_hex: Option<&'a str>,
-}
-
-/// One attribute as it applies in the category, labels in the requested language.
-#[derive(Serialize)]
-struct AttributeView<'a> {
-    id: i64,
-    code: &'a str,
-    name: &'a str,
-    display_name: &'a str,
-    #[serde(rename = "type")]
-    attribute_type: &'static str,
-    purpose: &'static str,
-    options: Vec<OptionView<'a>>,
-    validation_rules: Json,
-    is_required: bool,
-    is_filterable: bool,
-    is_searchable: bool,
-    show_in_card: bool,
-    show_in_list: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    custom_component: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    icon: Option<&'a str>,
-    sort_order: i32,
-    /// The category whose binding applies (this one or an ancestor).
-    bound_on: i64,
-    inherited: bool,
-}
-
-fn view(effective: &EffectiveAttribute, lang: Language) -> AttributeView<'_> {
-    let attribute = &effective.attribute;
-    AttributeView {
-        id: attribute.id,
-        code: &attribute.code,
-        name: attribute.name.get(lang).unwrap_or(&attribute.code),
-        display_name: attribute.display_name.get(lang).unwrap_or(&attribute.code),
-        attribute_type: attribute.attribute_type.as_str(),
-        purpose: attribute.purpose.as_str(),
-        options: effective
-            .options
-            .iter()
-            .map(|o| OptionView {
-                value: &o.value,
-                label: o.label.get(lang).unwrap_or(&o.value),
-                color_hex: o.color_hex.as_deref(),
-            })
-            .collect(),
-        validation_rules: serde_json::to_value(&attribute.rules).unwrap_or(Json::Null),
-        is_required: effective.is_required,
-        is_filterable: effective.is_filterable,
-        is_searchable: effective.is_searchable,
-        show_in_card: effective.show_in_card,
-        show_in_list: effective.show_in_list,
-        custom_component: effective.custom_component.as_deref(),
-        icon: attribute.ui.icon.as_deref(),
-        sort_order: effective.sort_order,
-        bound_on: effective.bound_on,
-        inherited: effective.inherited,
-    }
+/// Loads (once for concurrent misses) and answers one cached view of a category.
+pub(crate) async fn schema_view(
+    request: &HttpRequest,
+    state: &AppState,
+    raw_id: &str,
+    view: View,
+    render: fn(&EffectiveSchema, &ReadContext, &[Attribute]) -> bytes::Bytes,
+) -> Result<HttpResponse, actix_web::Error> {
+    let category_id = parse_id(raw_id, "category")?;
+    let context = ReadContext::of(request, &state.flags);
+    let key = ResponseKey {
+        scope: Scope::Category(category_id),
+        view,
+        store: context.store(),
+        language: Some(context.language),
+    };
+    let (response, _) = state
+        .caches
+        .response(key, async {
+            let read = state
+                .storage
+                .category_schema(category_id, context.route)
+                .await?;
+            let catalog = if view == View::VariantAttributes {
+                state.catalog(context.route).await?
+            } else {
+                Default::default()
+            };
+            let body = envelope(&render(&read.data, &context, &catalog));
+            Ok::<_, ApiError>(cached(body, read.served_by.as_str()))
+        })
+        .await
+        .map_err(ApiError::Shared)?;
+    state.metrics.read_served(response.served_by);
+    Ok(respond(request, &response, Freshness::Schema))
 }
 
 /// `GET /api/v2/marketplace/categories/{id}/attributes`
+#[utoipa::path(get, path = "/api/v2/marketplace/categories/{id}/attributes", tag = "categories",
+    params(("id" = String, Path, description = "Category id"), ("lang" = Option<String>, Query, description = "sr, en or ru")),
+    responses(
+        (status = 200, description = "The effective schema: own and inherited bindings, overrides applied, ordered", body = inline(CategoryAttributesEnvelope)),
+        (status = 304, description = "Not modified"),
+        (status = 400, description = "Invalid id", body = crate::error::ErrorView),
+        (status = 404, description = "No such category", body = crate::error::ErrorView)))]
 pub async fn attributes(
     request: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let category_id = parse_id(&path, "category")?;
-    let flags = state.flags;
-    let route = ReadRoute::new(flags.read_store(&rollout_key(&request)), flags.fallback);
-    let read = state.storage.category_schema(category_id, route).await?;
-    let lang = language(&request);
-    let attributes: Vec<_> = read.data.attributes.iter().map(|a| view(a, lang)).collect();
-    Ok(HttpResponse::Ok()
-        .insert_header((SOURCE_HEADER, read.served_by.as_str()))
-        .json(Envelope::new(attributes)))
+) -> Result<HttpResponse, actix_web::Error> {
+    schema_view(
+        &request,
+        &state,
+        &path,
+        View::Attributes,
+        |schema, context, _| {
+            let views: Vec<_> = schema
+                .attributes
+                .iter()
+                .map(|a| CategoryAttributeView::of(a, context.language))
+                .collect();
+            to_bytes(&views)
+        },
+    )
+    .await
+}
+
+/// `GET /api/v2/marketplace/categories/{id}/attributes/detailed`
+#[utoipa::path(get, path = "/api/v2/marketplace/categories/{id}/attributes/detailed", tag = "categories",
+    params(("id" = String, Path, description = "Category id"), ("lang" = Option<String>, Query, description = "sr, en or ru")),
+    responses(
+        (status = 200, description = "Each applying binding with its full attribute", body = inline(DetailedEnvelope)),
+        (status = 304, description = "Not modified"),
+        (status = 400, description = "Invalid id", body = crate::error::ErrorView),
+        (status = 404, description = "No such category", body = crate::error::ErrorView)))]
+pub async fn detailed(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    schema_view(
+        &request,
+        &state,
+        &path,
+        View::DetailedAttributes,
+        |schema, context, _| {
+            let views: Vec<_> = schema
+                .attributes
+                .iter()
+                .map(|a| DetailedBindingView::of(schema.category_id, a, context.language))
+                .collect();
+            to_bytes(&views)
+        },
+    )
+    .await
+}
+
+/// `GET /api/v2/marketplace/categories/{id}/variant-attributes`: the variant-capable
+/// attributes of the category's schema, then the variant axes every category has.
+#[utoipa::path(get, path = "/api/v2/marketplace/categories/{id}/variant-attributes", tag = "categories",
+    params(("id" = String, Path, description = "Category id"), ("lang" = Option<String>, Query, description = "sr, en or ru")),
+    responses(
+        (status = 200, description = "Attributes that can define product variants here", body = inline(AttributeListEnvelope)),
+        (status = 304, description = "Not modified"),
+        (status = 400, description = "Invalid id", body = crate::error::ErrorView),
+        (status = 404, description = "No such category", body = crate::error::ErrorView)))]
+pub async fn variant_attributes(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    schema_view(
+        &request,
+        &state,
+        &path,
+        View::VariantAttributes,
+        |schema, context, catalog| {
+            let mut views: Vec<_> = schema
+                .attributes
+                .iter()
+                .filter(|a| {
+                    a.attribute.purpose != Purpose::Regular || a.attribute.is_variant_compatible
+                })
+                .map(|a| AttributeView::of(&a.attribute, context.language))
+                .collect();
+            let mut axes: Vec<&Attribute> = catalog
+                .iter()
+                .filter(|a| {
+                    a.purpose == Purpose::Variant && a.is_active && schema.get(&a.code).is_none()
+                })
+                .collect();
+            axes.sort_by(|a, b| (a.sort_order, &a.code).cmp(&(b.sort_order, &b.code)));
+            views.extend(
+                axes.into_iter()
+                    .map(|a| AttributeView::of(a, context.language)),
+            );
+            to_bytes(&views)
+        },
+    )
+    .await
+}
+
+/// `GET /api/v2/marketplace/categories/{id}/attribute-ranges`
+#[utoipa::path(get, path = "/api/v2/marketplace/categories/{id}/attribute-ranges", tag = "categories",
+    params(("id" = String, Path, description = "Category id")),
+    responses(
+        (status = 200, description = "min, max and count of each number attribute over the subtree's listings", body = inline(RangesEnvelope)),
+        (status = 304, description = "Not modified"),
+        (status = 400, description = "Invalid id", body = crate::error::ErrorView),
+        (status = 404, description = "No such category", body = crate::error::ErrorView)))]
+pub async fn ranges(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    ranges_view(&request, &state, &path, View::Ranges, |ranges| {
+        to_bytes(&ranges.iter().map(RangeView::of).collect::<Vec<_>>())
+    })
+    .await
+}
+
+/// Loads and answers one cached view of a category's value ranges.
+pub(crate) async fn ranges_view(
+    request: &HttpRequest,
+    state: &AppState,
+    raw_id: &str,
+    view: View,
+    render: fn(&[storage::AttributeRange]) -> bytes::Bytes,
+) -> Result<HttpResponse, actix_web::Error> {
+    let category_id = parse_id(raw_id, "category")?;
+    let context = ReadContext::of(request, &state.flags);
+    let key = ResponseKey {
+        scope: Scope::Ranges(category_id),
+        view,
+        store: context.store(),
+        language: None,
+    };
+    let (response, _) = state
+        .caches
+        .response(key, async {
+            let read = state.storage.ranges(category_id, context.route).await?;
+            Ok::<_, ApiError>(cached(
+                envelope(&render(&read.data)),
+                read.served_by.as_str(),
+            ))
+        })
+        .await
+        .map_err(ApiError::Shared)?;
+    state.metrics.read_served(response.served_by);
+    Ok(respond(request, &response, Freshness::Values))
+}
+
+// Envelope schemas for the OpenAPI document.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct CategoryAttributesEnvelope {
+    success: bool,
+    data: Vec<CategoryAttributeView>,
+}
+
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct DetailedEnvelope {
+    success: bool,
+    data: Vec<DetailedBindingView>,
+}
+
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct AttributeListEnvelope {
+    success: bool,
+    data: Vec<AttributeView>,
+}
+
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct RangesEnvelope {
+    success: bool,
+    data: Vec<RangeView>,
 }

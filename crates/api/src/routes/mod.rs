@@ -1,12 +1,17 @@
-//! HTTP handlers, one module per resource.
+//! HTTP handlers, one module per resource, and what they share.
 
+pub mod admin;
+pub mod attributes;
 pub mod categories;
 pub mod health;
+pub mod v1;
 pub mod values;
 
 use actix_web::HttpRequest;
 use domain::Language;
+use flags::{Flags, Store};
 use serde::Serialize;
+use storage::ReadRoute;
 
 use crate::error::ApiError;
 
@@ -67,4 +72,30 @@ pub fn rollout_key(request: &HttpRequest) -> String {
         .map(str::to_owned)
         .filter(|key| !key.is_empty())
         .unwrap_or_else(|| rand::random::<u64>().to_string())
+}
+
+/// What a read needs to know about its request: the store the flags pick for this user,
+/// and the label language.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadContext {
+    pub route: ReadRoute,
+    pub language: Language,
+}
+
+impl ReadContext {
+    pub fn of(request: &HttpRequest, flags: &Flags) -> Self {
+        Self {
+            route: ReadRoute::new(flags.read_store(&rollout_key(request)), flags.fallback),
+            language: language(request),
+        }
+    }
+
+    pub fn store(&self) -> Store {
+        self.route.store
+    }
+}
+
+/// Serializes a view; serialization of our own views cannot fail.
+pub fn to_bytes<T: Serialize>(value: &T) -> bytes::Bytes {
+    bytes::Bytes::from(serde_json::to_vec(value).unwrap_or_default())
 }

@@ -1,83 +1,280 @@
-//! An entity's attribute values: read, and replace after validation against the effective
-//! schema of its category.
+//! Entity values: read (single and batch, cached per entity and store), replace (`PUT`) and
+//! merge (`PATCH`), validated against the effective schema of the entity's category.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use domain::{EntityRef, EntityValues};
-use serde::Serialize;
+use cache::{ResponseKey, Scope, View};
+use domain::{EntityKind, EntityRef};
+use serde::Deserialize;
 use serde_json::Value as Json;
-use storage::ReadRoute;
+use storage::{StorageError, ValuesChange};
 
 use crate::AppState;
 use crate::auth::require_token;
 use crate::error::ApiError;
-use crate::routes::{Envelope, SOURCE_HEADER, parse_id, rollout_key};
+use crate::http_cache::{Freshness, cached, envelope, etag_of, respond};
+use crate::routes::{Envelope, ReadContext, parse_id, to_bytes};
+use crate::views::EntityValuesView;
 
-#[derive(Serialize)]
-struct ValueView<'a> {
-    code: &'a str,
-    value: Json,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    unit: Option<&'a str>,
-}
+/// Most listings one batch read may ask for (a results page shows 20–50).
+pub const MAX_BATCH: usize = 100;
 
-#[derive(Serialize)]
-struct ValuesView<'a> {
-    listing_id: i64,
-    values: Vec<ValueView<'a>>,
-}
-
-fn view(listing_id: i64, values: &EntityValues) -> ValuesView<'_> {
-    ValuesView {
-        listing_id,
-        values: values
-            .iter()
-            .map(|(code, typed)| ValueView {
-                code,
-                value: typed.value.to_json(),
-                unit: typed.unit.as_deref(),
-            })
-            .collect(),
+fn key(entity: EntityRef, context: &ReadContext) -> ResponseKey {
+    ResponseKey {
+        scope: Scope::Entity(entity.kind, entity.id),
+        view: View::Values,
+        store: context.store(),
+        language: None,
     }
 }
 
-/// `GET /api/v2/marketplace/listings/{id}/attributes`
-pub async fn get_listing(
+/// `GET /api/v2/marketplace/{listings|products|variants}/{id}/attributes`
+#[utoipa::path(get, path = "/api/v2/marketplace/listings/{id}/attributes", tag = "values",
+    params(("id" = String, Path, description = "Listing id; products and variants have the same routes")),
+    responses(
+        (status = 200, description = "The entity's values", body = inline(ValuesEnvelope)),
+        (status = 304, description = "Not modified"),
+        (status = 400, description = "Invalid id", body = crate::error::ErrorView),
+        (status = 404, description = "No such entity", body = crate::error::ErrorView)))]
+pub async fn get(
     request: HttpRequest,
+    kind: web::Data<EntityKind>,
     path: web::Path<String>,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let listing_id = parse_id(&path, "listing")?;
-    let flags = state.flags;
-    let route = ReadRoute::new(flags.read_store(&rollout_key(&request)), flags.fallback);
-    let read = state
-        .storage
-        .entity_values(EntityRef::listing(listing_id), route)
-        .await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((SOURCE_HEADER, read.served_by.as_str()))
-        .json(Envelope::new(view(listing_id, &read.data))))
+) -> Result<HttpResponse, actix_web::Error> {
+    let entity = EntityRef {
+        kind: **kind,
+        id: parse_id(&path, kind.as_str())?,
+    };
+    let context = ReadContext::of(&request, &state.flags);
+    let (fragment, _) = state
+        .caches
+        .response(key(entity, &context), async {
+            let read = state.storage.entity_values(entity, context.route).await?;
+            Ok::<_, ApiError>(cached(
+                to_bytes(&EntityValuesView::of(entity, &read.data)),
+                read.served_by.as_str(),
+            ))
+        })
+        .await
+        .map_err(ApiError::Shared)?;
+    state.metrics.read_served(fragment.served_by);
+    let response = cache::CachedResponse {
+        body: envelope(&fragment.body),
+        ..fragment
+    };
+    Ok(respond(&request, &response, Freshness::Values))
 }
 
-/// `PUT /api/v2/marketplace/listings/{id}/attributes` — replaces all values of the listing
-/// with the body's `{code: value}`; writer token required.
-pub async fn put_listing(
+/// `PUT …/{id}/attributes`: the body is the full new set `{code: value}`.
+#[utoipa::path(put, path = "/api/v2/marketplace/listings/{id}/attributes", tag = "values",
+    params(("id" = String, Path, description = "Listing id; products and variants have the same routes")),
+    request_body(content = Object, description = "`{code: value}` or `{code: {\"value\": …, \"unit\": \"km\"}}`"),
+    security(("writer_token" = [])),
+    responses(
+        (status = 200, description = "The stored values", body = inline(ValuesEnvelope)),
+        (status = 400, description = "Invalid id or JSON", body = crate::error::ErrorView),
+        (status = 401, description = "No valid writer token", body = crate::error::ErrorView),
+        (status = 404, description = "No such entity", body = crate::error::ErrorView),
+        (status = 413, description = "Body too large", body = crate::error::ErrorView),
+        (status = 415, description = "Not JSON", body = crate::error::ErrorView),
+        (status = 422, description = "Refused values, one reason per field", body = crate::error::ErrorView)))]
+pub async fn put(
     request: HttpRequest,
+    kind: web::Data<EntityKind>,
     path: web::Path<String>,
     body: web::Json<Json>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_token(&request, &state.writer_tokens)?;
-    let listing_id = parse_id(&path, "listing")?;
-    let Json::Object(input) = body.into_inner() else {
+    write(&request, **kind, &path, body.into_inner(), &state, false).await
+}
+
+/// `PATCH …/{id}/attributes`: merges the body in; `null` removes a value.
+#[utoipa::path(patch, path = "/api/v2/marketplace/listings/{id}/attributes", tag = "values",
+    params(("id" = String, Path, description = "Listing id; products and variants have the same routes")),
+    request_body(content = Object, description = "`{code: value}`; `{code: null}` removes the value"),
+    security(("writer_token" = [])),
+    responses(
+        (status = 200, description = "The stored values after the merge", body = inline(ValuesEnvelope)),
+        (status = 400, description = "Invalid id or JSON", body = crate::error::ErrorView),
+        (status = 401, description = "No valid writer token", body = crate::error::ErrorView),
+        (status = 404, description = "No such entity", body = crate::error::ErrorView),
+        (status = 413, description = "Body too large", body = crate::error::ErrorView),
+        (status = 415, description = "Not JSON", body = crate::error::ErrorView),
+        (status = 422, description = "Refused values, one reason per field", body = crate::error::ErrorView)))]
+pub async fn patch(
+    request: HttpRequest,
+    kind: web::Data<EntityKind>,
+    path: web::Path<String>,
+    body: web::Json<Json>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    write(&request, **kind, &path, body.into_inner(), &state, true).await
+}
+
+async fn write(
+    request: &HttpRequest,
+    kind: EntityKind,
+    raw_id: &str,
+    body: Json,
+    state: &AppState,
+    merge: bool,
+) -> Result<HttpResponse, ApiError> {
+    require_token(request, &state.writer_tokens)?;
+    let entity = EntityRef {
+        kind,
+        id: parse_id(raw_id, kind.as_str())?,
+    };
+    let Json::Object(input) = body else {
         return Err(ApiError::ExpectedObject);
     };
-    let values = state
-        .storage
-        .replace_values(
-            EntityRef::listing(listing_id),
-            &input,
-            state.flags.write_mode(),
-        )
-        .await?;
-    Ok(HttpResponse::Ok().json(Envelope::new(view(listing_id, &values))))
+    let change = if merge {
+        ValuesChange::Merge(&input)
+    } else {
+        ValuesChange::Replace(&input)
+    };
+    let mode = state.flags.write_mode();
+    let written = state.storage.write_values(entity, change, mode).await;
+    state.metrics.write(
+        mode,
+        match &written {
+            Ok(_) => "committed",
+            Err(StorageError::InvalidValues(_) | StorageError::NotFound { .. }) => "refused",
+            Err(_) => "failed",
+        },
+    );
+    let written = written?;
+    state.invalidate(&written.invalidations).await;
+    Ok(HttpResponse::Ok().json(Envelope::new(EntityValuesView::of(entity, &written.data))))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct BatchQuery {
+    /// Comma-separated listing ids, at most 100.
+    ids: String,
+}
+
+/// `GET /api/v2/marketplace/listings/attributes?ids=1,2,3`: the values of many listings.
+/// Cached listings cost no query; the others are read in one statement.
+#[utoipa::path(get, path = "/api/v2/marketplace/listings/attributes", tag = "values", params(BatchQuery),
+    responses(
+        (status = 200, description = "Values per listing, and the ids that do not exist", body = inline(BatchEnvelope)),
+        (status = 304, description = "Not modified"),
+        (status = 400, description = "Missing or invalid ids", body = crate::error::ErrorView)))]
+pub async fn batch(
+    request: HttpRequest,
+    query: web::Query<BatchQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let mut ids: Vec<i64> = Vec::new();
+    for raw in query
+        .ids
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let id = parse_id(raw, "listing")?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    if ids.is_empty() || ids.len() > MAX_BATCH {
+        return Err(ApiError::InvalidQuery(format!(
+            "ids must list 1 to {MAX_BATCH} listing ids, comma-separated"
+        )));
+    }
+    let context = ReadContext::of(&request, &state.flags);
+    let mut fragments: Vec<Option<bytes::Bytes>> = Vec::with_capacity(ids.len());
+    let mut missing = Vec::new();
+    let mut served_by: &'static str = context.store().as_str();
+    for &id in &ids {
+        let cached_fragment = state
+            .caches
+            .responses
+            .get(&key(EntityRef::listing(id), &context))
+            .await;
+        if cached_fragment.is_none() {
+            missing.push((
+                id,
+                state
+                    .caches
+                    .generation(&Scope::Entity(EntityKind::Listing, id)),
+            ));
+        }
+        fragments.push(cached_fragment.map(|c| c.body));
+    }
+    let mut not_found = Vec::new();
+    if !missing.is_empty() {
+        let missing_ids: Vec<i64> = missing.iter().map(|(id, _)| *id).collect();
+        let read = state
+            .storage
+            .listing_values_batch(&missing_ids, context.route)
+            .await?;
+        served_by = read.served_by.as_str();
+        for (id, generation) in missing {
+            let entity = EntityRef::listing(id);
+            let Some(values) = read.data.get(&id) else {
+                not_found.push(id);
+                continue;
+            };
+            let fragment = to_bytes(&EntityValuesView::of(entity, values));
+            state
+                .caches
+                .store_response(
+                    key(entity, &context),
+                    cached(fragment.clone(), read.served_by.as_str()),
+                    generation,
+                )
+                .await;
+            if let Some(slot) = ids.iter().position(|i| *i == id) {
+                fragments[slot] = Some(fragment);
+            }
+        }
+    }
+    state.metrics.read_served(served_by);
+    let mut data = Vec::with_capacity(
+        fragments
+            .iter()
+            .flatten()
+            .map(|f| f.len() + 1)
+            .sum::<usize>()
+            + 64,
+    );
+    data.extend_from_slice(br#"{"items":["#);
+    for (index, fragment) in fragments.iter().flatten().enumerate() {
+        if index > 0 {
+            data.push(b',');
+        }
+        data.extend_from_slice(fragment);
+    }
+    data.extend_from_slice(br#"],"not_found":"#);
+    data.extend_from_slice(&serde_json::to_vec(&not_found).unwrap_or_default());
+    data.push(b'}');
+    let body = envelope(&data);
+    let response = cache::CachedResponse {
+        etag: etag_of(&body),
+        body,
+        served_by,
+    };
+    Ok(respond(&request, &response, Freshness::Values))
+}
+
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ValuesEnvelope {
+    success: bool,
+    data: EntityValuesView,
+}
+
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct BatchData {
+    items: Vec<EntityValuesView>,
+    not_found: Vec<i64>,
+}
+
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct BatchEnvelope {
+    success: bool,
+    data: BatchData,
 }

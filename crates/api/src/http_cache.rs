@@ -1,0 +1,87 @@
+//! Answers built from cached bodies: `ETag`, `If-None-Match` → 304, `Cache-Control`, `Vary`.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse};
+use bytes::Bytes;
+use cache::CachedResponse;
+
+use crate::routes::SOURCE_HEADER;
+
+/// A strong validator for a body.
+pub fn etag_of(body: &[u8]) -> Arc<str> {
+    let mut hasher = std::hash::DefaultHasher::new();
+    body.hash(&mut hasher);
+    Arc::from(format!("\"{:016x}-{:x}\"", hasher.finish(), body.len()))
+}
+
+pub fn cached(body: Bytes, served_by: &'static str) -> CachedResponse {
+    CachedResponse {
+        etag: etag_of(&body),
+        body,
+        served_by,
+    }
+}
+
+/// How long clients and shared caches may keep an answer.
+#[derive(Debug, Clone, Copy)]
+pub enum Freshness {
+    /// Category schemas change rarely: a short lifetime, then revalidation.
+    Schema,
+    /// Entity values change with every write: always revalidate.
+    Values,
+}
+
+/// `200` with the body, or `304` when the client already has it.
+pub fn respond(
+    request: &HttpRequest,
+    response: &CachedResponse,
+    freshness: Freshness,
+) -> HttpResponse {
+    let not_modified = request
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|tags| {
+            tags.split(',')
+                .any(|tag| tag.trim() == &*response.etag || tag.trim() == "*")
+        });
+    let mut builder = if not_modified {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    builder
+        .insert_header((
+            header::ETAG,
+            HeaderValue::from_str(&response.etag).unwrap_or(HeaderValue::from_static("\"\"")),
+        ))
+        .insert_header((
+            header::CACHE_CONTROL,
+            match freshness {
+                Freshness::Schema => "public, max-age=30, stale-while-revalidate=30",
+                Freshness::Values => "public, no-cache",
+            },
+        ))
+        // The answer depends on the language and on the user's rollout cohort.
+        .insert_header((header::VARY, "Accept-Language, X-User-Id, X-Session-Id"))
+        .insert_header((SOURCE_HEADER, response.served_by));
+    if not_modified {
+        builder.finish()
+    } else {
+        builder
+            .content_type("application/json")
+            .body(response.body.clone())
+    }
+}
+
+/// Wraps a cached `data` fragment in the success envelope.
+pub fn envelope(fragment: &[u8]) -> Bytes {
+    let mut body = Vec::with_capacity(fragment.len() + 24);
+    body.extend_from_slice(br#"{"success":true,"data":"#);
+    body.extend_from_slice(fragment);
+    body.push(b'}');
+    Bytes::from(body)
+}

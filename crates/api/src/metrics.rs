@@ -1,0 +1,360 @@
+//! Prometheus metrics: the names dashboards and alerts depend on, in one place.
+//!
+//! The four names of the seed are kept exactly: `unified_attributes_requests_total`,
+//! `unified_attributes_errors_total`, `unified_attributes_cache_hits` and
+//! `unified_attributes_response_time` (seconds). Labels are route templates, never raw paths.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, web};
+use cache::{AttributeCaches, StatsSnapshot};
+use flags::{Flags, Phase};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use storage::{ServedBy, Storage};
+
+/// Every metric of the service, registered in its own registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    errors: IntCounterVec,
+    response_time: HistogramVec,
+    cache_hits: IntCounterVec,
+    cache_misses: IntCounterVec,
+    cache_evictions: IntCounterVec,
+    cache_entries: IntGaugeVec,
+    cache_bytes: IntGaugeVec,
+    reads_served: IntCounterVec,
+    fallbacks: IntCounterVec,
+    writes: IntCounterVec,
+    db_queries: IntCounter,
+    db_pool: IntGaugeVec,
+    flag: IntGaugeVec,
+    rollout_percent: IntGauge,
+    shadow_percent: IntGauge,
+    phase: IntGauge,
+    listener_reconnects: IntCounter,
+    /// Serializes scrapes: counters that mirror other counters are advanced by the difference.
+    scrape: Mutex<()>,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric =
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric name");
+    metric
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric name");
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric = IntGauge::new(name, help).expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric name");
+    metric
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let metric = IntCounter::new(name, help).expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric name");
+    metric
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let response_time = HistogramVec::new(
+            HistogramOpts::new(
+                "unified_attributes_response_time",
+                "Time to answer a request, in seconds.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["route", "method"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(response_time.clone()))
+            .expect("unique metric name");
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("one process collector");
+        let build_info = gauge_vec(
+            &registry,
+            "unified_attributes_build_info",
+            "Always 1; the labels say what runs.",
+            &["version"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        Self {
+            requests: counter_vec(
+                &registry,
+                "unified_attributes_requests_total",
+                "Requests answered.",
+                &["route", "method", "status"],
+            ),
+            errors: counter_vec(
+                &registry,
+                "unified_attributes_errors_total",
+                "Requests answered with a 4xx or 5xx status.",
+                &["route", "method", "status"],
+            ),
+            response_time,
+            cache_hits: counter_vec(
+                &registry,
+                "unified_attributes_cache_hits",
+                "Lookups answered from the cache.",
+                &["cache"],
+            ),
+            cache_misses: counter_vec(
+                &registry,
+                "unified_attributes_cache_misses",
+                "Lookups that had to load.",
+                &["cache"],
+            ),
+            cache_evictions: counter_vec(
+                &registry,
+                "unified_attributes_cache_evictions",
+                "Entries removed for size or age (not invalidations).",
+                &["cache"],
+            ),
+            cache_entries: gauge_vec(
+                &registry,
+                "unified_attributes_cache_entries",
+                "Entries held.",
+                &["cache"],
+            ),
+            cache_bytes: gauge_vec(
+                &registry,
+                "unified_attributes_cache_bytes",
+                "Weighted size held, about bytes.",
+                &["cache"],
+            ),
+            reads_served: counter_vec(
+                &registry,
+                "unified_attributes_reads_served_total",
+                "Reads by the store that answered: legacy, unified, fallback_error, fallback_empty.",
+                &["served_by"],
+            ),
+            fallbacks: counter_vec(
+                &registry,
+                "unified_attributes_fallbacks_total",
+                "Unified reads answered from legacy.",
+                &["reason"],
+            ),
+            writes: counter_vec(
+                &registry,
+                "unified_attributes_writes_total",
+                "Writes by mode (legacy_only, dual, unified_only) and result (committed, refused, failed).",
+                &["mode", "result"],
+            ),
+            db_queries: counter(
+                &registry,
+                "unified_attributes_db_queries_total",
+                "Statements sent to the database.",
+            ),
+            db_pool: gauge_vec(
+                &registry,
+                "unified_attributes_db_pool_connections",
+                "Pool connections by state.",
+                &["state"],
+            ),
+            flag: gauge_vec(
+                &registry,
+                "unified_attributes_flag",
+                "Migration flags, 1 = on.",
+                &["flag"],
+            ),
+            rollout_percent: gauge(
+                &registry,
+                "unified_attributes_rollout_percent",
+                "UNIFIED_ATTRIBUTES_PERCENT in force.",
+            ),
+            shadow_percent: gauge(
+                &registry,
+                "unified_attributes_shadow_percent",
+                "UNIFIED_ATTRIBUTES_SHADOW_PERCENT in force.",
+            ),
+            phase: gauge(
+                &registry,
+                "unified_attributes_phase",
+                "Migration phase: 0 legacy … 4 archived.",
+            ),
+            listener_reconnects: counter(
+                &registry,
+                "unified_attributes_invalidation_listener_reconnects_total",
+                "Times the cross-replica invalidation listener lost its connection (each flushes the cache).",
+            ),
+            registry,
+            scrape: Mutex::new(()),
+        }
+    }
+
+    /// Records the flags in force.
+    pub fn set_flags(&self, flags: &Flags, phase: Phase) {
+        for (name, on) in [
+            ("use_unified", flags.use_unified),
+            ("fallback", flags.fallback),
+            ("dual_write", flags.dual_write),
+        ] {
+            self.flag.with_label_values(&[name]).set(i64::from(on));
+        }
+        self.rollout_percent.set(i64::from(if flags.use_unified {
+            flags.unified_percent
+        } else {
+            0
+        }));
+        self.shadow_percent.set(i64::from(flags.shadow_percent));
+        self.phase.set(i64::from(phase.number()));
+    }
+
+    pub fn read_served(&self, served_by: &str) {
+        self.reads_served.with_label_values(&[served_by]).inc();
+        if let Some(reason) = served_by.strip_prefix("fallback_") {
+            self.fallbacks.with_label_values(&[reason]).inc();
+        }
+    }
+
+    pub fn served(&self, served_by: ServedBy) {
+        self.read_served(served_by.as_str());
+    }
+
+    pub fn write(&self, mode: flags::WriteMode, result: &str) {
+        let mode = match mode {
+            flags::WriteMode::LegacyOnly => "legacy_only",
+            flags::WriteMode::Dual => "dual",
+            flags::WriteMode::UnifiedOnly => "unified_only",
+        };
+        self.writes.with_label_values(&[mode, result]).inc();
+    }
+
+    pub fn listener_reconnected(&self) {
+        self.listener_reconnects.inc();
+    }
+
+    fn record_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.requests
+            .with_label_values(&[route, method, class])
+            .inc();
+        if status >= 400 {
+            self.errors.with_label_values(&[route, method, class]).inc();
+        }
+        self.response_time
+            .with_label_values(&[route, method])
+            .observe(seconds);
+    }
+
+    /// The exposition text, with the mirrored counters and gauges brought up to date.
+    pub fn render(&self, caches: &AttributeCaches, storage: &Storage) -> String {
+        let _scrape = self
+            .scrape
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.mirror_cache("responses", caches.responses.stats());
+        self.mirror_cache("catalog", caches.catalogs.stats());
+        advance(&self.db_queries, storage::queries_executed());
+        let (open, idle) = storage.pool_connections();
+        self.db_pool
+            .with_label_values(&["open"])
+            .set(i64::from(open));
+        self.db_pool
+            .with_label_values(&["idle"])
+            .set(i64::try_from(idle).unwrap_or(i64::MAX));
+        let mut buffer = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(err) = encoder.encode(&self.registry.gather(), &mut buffer) {
+            tracing::error!(%err, "metrics encoding failed");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+
+    fn mirror_cache(&self, cache: &str, stats: StatsSnapshot) {
+        advance(&self.cache_hits.with_label_values(&[cache]), stats.hits);
+        advance(&self.cache_misses.with_label_values(&[cache]), stats.misses);
+        advance(
+            &self.cache_evictions.with_label_values(&[cache]),
+            stats.evictions,
+        );
+        self.cache_entries
+            .with_label_values(&[cache])
+            .set(i64::try_from(stats.entries).unwrap_or(i64::MAX));
+        self.cache_bytes
+            .with_label_values(&[cache])
+            .set(i64::try_from(stats.weighted_size).unwrap_or(i64::MAX));
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Moves a counter that mirrors a monotonic source up to the source's value.
+fn advance(counter: &IntCounter, total: u64) {
+    let current = counter.get();
+    if total > current {
+        counter.inc_by(total - current);
+    }
+}
+
+/// Middleware: counts and times every request under its route template.
+pub async fn track(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
+    let started = Instant::now();
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let metrics = request
+        .app_data::<web::Data<crate::AppState>>()
+        .map(|state| web::Data::clone(state));
+    let response = next.call(request).await?;
+    if let Some(state) = metrics {
+        let status = response.status().as_u16();
+        state
+            .metrics
+            .record_request(&route, &method, status, started.elapsed().as_secs_f64());
+    }
+    Ok(response)
+}
+
+/// `GET /metrics`
+pub async fn scrape(state: web::Data<crate::AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render(&state.caches, &state.storage))
+}

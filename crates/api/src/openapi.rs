@@ -1,0 +1,59 @@
+//! The OpenAPI document, generated from the handlers' annotations, and the docs page (Swagger
+//! UI, bundled into the binary: it works offline).
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{admin, attributes, categories, v1, values};
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "unified-attributes",
+        description = "Product attributes of the marketplace, served from the legacy tables, the unified model, or both, as the migration flags say."
+    ),
+    paths(
+        categories::attributes,
+        categories::detailed,
+        categories::variant_attributes,
+        categories::ranges,
+        values::get,
+        values::put,
+        values::patch,
+        values::batch,
+        attributes::list,
+        attributes::one,
+        admin::create_attribute,
+        admin::update_attribute,
+        admin::delete_attribute,
+        admin::create_binding,
+        admin::update_binding,
+        admin::delete_binding,
+        v1::attributes,
+        v1::ranges,
+    ),
+    components(schemas(crate::error::ErrorView, crate::error::FieldErrorView)),
+    modifiers(&BearerTokens),
+    tags(
+        (name = "categories", description = "Effective schemas of categories"),
+        (name = "values", description = "Attribute values of listings, products and variants"),
+        (name = "attributes", description = "The attribute catalog"),
+        (name = "admin", description = "Definitions and bindings (admin token)"),
+        (name = "v1", description = "Legacy read paths the existing frontend calls"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerTokens;
+
+impl Modify for BearerTokens {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for name in ["writer_token", "admin_token"] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}

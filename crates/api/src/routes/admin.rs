@@ -1,0 +1,202 @@
+//! Admin writes of definitions and category bindings (admin token). They go through the
+//! flag-routed storage like value writes, and drop exactly the cached reads they change.
+
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpRequest, HttpResponse, web};
+use domain::{BindingDraft, Language};
+use serde_json::Value as Json;
+
+use crate::AppState;
+use crate::auth::require_token;
+use crate::error::ApiError;
+use crate::routes::{Envelope, language, parse_id};
+use crate::views::AttributeView;
+
+fn draft<T: serde::de::DeserializeOwned>(body: Json) -> Result<T, ApiError> {
+    serde_json::from_value(body).map_err(|e| ApiError::InvalidBody(e.to_string()))
+}
+
+fn attribute_response(
+    status: actix_web::http::StatusCode,
+    attribute: &domain::Attribute,
+    lang: Language,
+) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((LOCATION, format!("/api/v2/attributes/{}", attribute.id)))
+        .json(Envelope::new(AttributeView::of(attribute, lang)))
+}
+
+/// `POST /api/v2/admin/attributes`
+#[utoipa::path(post, path = "/api/v2/admin/attributes", tag = "admin",
+    request_body(content = Object, description = "code, type, display_name {sr,en,ru}, options, validation_rules, flags"),
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "Created", body = inline(crate::routes::attributes::AttributeEnvelope)),
+        (status = 400, description = "Malformed JSON", body = crate::error::ErrorView),
+        (status = 401, description = "No valid admin token", body = crate::error::ErrorView),
+        (status = 409, description = "The code is taken", body = crate::error::ErrorView),
+        (status = 415, description = "Not JSON", body = crate::error::ErrorView),
+        (status = 422, description = "Invalid definition", body = crate::error::ErrorView)))]
+pub async fn create_attribute(
+    request: HttpRequest,
+    body: web::Json<Json>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_token(&request, &state.admin_tokens)?;
+    let written = state
+        .storage
+        .create_attribute(draft(body.into_inner())?, state.flags.write_mode())
+        .await?;
+    state.invalidate(&written.invalidations).await;
+    Ok(attribute_response(
+        actix_web::http::StatusCode::CREATED,
+        &written.data,
+        language(&request),
+    ))
+}
+
+/// `PUT /api/v2/admin/attributes/{id}`
+#[utoipa::path(put, path = "/api/v2/admin/attributes/{id}", tag = "admin",
+    params(("id" = String, Path, description = "Attribute id")),
+    request_body(content = Object, description = "The full definition, as for creation"),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Updated", body = inline(crate::routes::attributes::AttributeEnvelope)),
+        (status = 400, description = "Invalid id or JSON", body = crate::error::ErrorView),
+        (status = 401, description = "No valid admin token", body = crate::error::ErrorView),
+        (status = 404, description = "No such attribute", body = crate::error::ErrorView),
+        (status = 409, description = "The code is taken", body = crate::error::ErrorView),
+        (status = 415, description = "Not JSON", body = crate::error::ErrorView),
+        (status = 422, description = "Invalid definition", body = crate::error::ErrorView)))]
+pub async fn update_attribute(
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<Json>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_token(&request, &state.admin_tokens)?;
+    let id = parse_id(&path, "attribute")?;
+    let written = state
+        .storage
+        .update_attribute(id, draft(body.into_inner())?, state.flags.write_mode())
+        .await?;
+    state.invalidate(&written.invalidations).await;
+    Ok(attribute_response(
+        actix_web::http::StatusCode::OK,
+        &written.data,
+        language(&request),
+    ))
+}
+
+/// `DELETE /api/v2/admin/attributes/{id}`: with its bindings and values.
+#[utoipa::path(delete, path = "/api/v2/admin/attributes/{id}", tag = "admin",
+    params(("id" = String, Path, description = "Attribute id")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Invalid id", body = crate::error::ErrorView),
+        (status = 401, description = "No valid admin token", body = crate::error::ErrorView),
+        (status = 404, description = "No such attribute", body = crate::error::ErrorView)))]
+pub async fn delete_attribute(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_token(&request, &state.admin_tokens)?;
+    let id = parse_id(&path, "attribute")?;
+    let written = state
+        .storage
+        .delete_attribute(id, state.flags.write_mode())
+        .await?;
+    state.invalidate(&written.invalidations).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /api/v2/admin/categories/{id}/attributes`: binds an attribute (or changes the binding).
+#[utoipa::path(post, path = "/api/v2/admin/categories/{id}/attributes", tag = "admin",
+    params(("id" = String, Path, description = "Category id")),
+    request_body(content = Object, description = "attribute_id, is_enabled, nullable overrides, sort_order, category_specific_options"),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The binding", body = Object),
+        (status = 400, description = "Invalid id or JSON", body = crate::error::ErrorView),
+        (status = 401, description = "No valid admin token", body = crate::error::ErrorView),
+        (status = 404, description = "No such category or attribute", body = crate::error::ErrorView),
+        (status = 415, description = "Not JSON", body = crate::error::ErrorView),
+        (status = 422, description = "Invalid binding", body = crate::error::ErrorView)))]
+pub async fn create_binding(
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<Json>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_token(&request, &state.admin_tokens)?;
+    let category_id = parse_id(&path, "category")?;
+    put_binding(&state, category_id, draft(body.into_inner())?).await
+}
+
+/// `PUT /api/v2/admin/categories/{id}/attributes/{attribute_id}`
+#[utoipa::path(put, path = "/api/v2/admin/categories/{id}/attributes/{attribute_id}", tag = "admin",
+    params(("id" = String, Path, description = "Category id"), ("attribute_id" = String, Path, description = "Attribute id")),
+    request_body(content = Object, description = "is_enabled, nullable overrides, sort_order, category_specific_options"),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The binding", body = Object),
+        (status = 400, description = "Invalid id or JSON", body = crate::error::ErrorView),
+        (status = 401, description = "No valid admin token", body = crate::error::ErrorView),
+        (status = 404, description = "No such category or attribute", body = crate::error::ErrorView),
+        (status = 415, description = "Not JSON", body = crate::error::ErrorView),
+        (status = 422, description = "Invalid binding", body = crate::error::ErrorView)))]
+pub async fn update_binding(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Json<Json>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_token(&request, &state.admin_tokens)?;
+    let category_id = parse_id(&path.0, "category")?;
+    let attribute_id = parse_id(&path.1, "attribute")?;
+    let Json::Object(mut fields) = body.into_inner() else {
+        return Err(ApiError::ExpectedObject);
+    };
+    fields.insert("attribute_id".into(), Json::from(attribute_id));
+    put_binding(&state, category_id, draft(Json::Object(fields))?).await
+}
+
+async fn put_binding(
+    state: &AppState,
+    category_id: i64,
+    draft: BindingDraft,
+) -> Result<HttpResponse, ApiError> {
+    let written = state
+        .storage
+        .put_binding(category_id, draft, state.flags.write_mode())
+        .await?;
+    state.invalidate(&written.invalidations).await;
+    Ok(HttpResponse::Ok().json(Envelope::new(written.data)))
+}
+
+/// `DELETE /api/v2/admin/categories/{id}/attributes/{attribute_id}`
+#[utoipa::path(delete, path = "/api/v2/admin/categories/{id}/attributes/{attribute_id}", tag = "admin",
+    params(("id" = String, Path, description = "Category id"), ("attribute_id" = String, Path, description = "Attribute id")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 204, description = "Unbound"),
+        (status = 400, description = "Invalid id", body = crate::error::ErrorView),
+        (status = 401, description = "No valid admin token", body = crate::error::ErrorView),
+        (status = 404, description = "No such binding", body = crate::error::ErrorView)))]
+pub async fn delete_binding(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_token(&request, &state.admin_tokens)?;
+    let category_id = parse_id(&path.0, "category")?;
+    let attribute_id = parse_id(&path.1, "attribute")?;
+    let written = state
+        .storage
+        .delete_binding(category_id, attribute_id, state.flags.write_mode())
+        .await?;
+    state.invalidate(&written.invalidations).await;
+    Ok(HttpResponse::NoContent().finish())
+}

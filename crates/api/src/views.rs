@@ -1,0 +1,262 @@
+//! The JSON shapes the API sends, built from domain objects, with their OpenAPI schemas.
+
+use std::collections::BTreeMap;
+
+use domain::{
+    Attribute, AttributeOption, EffectiveAttribute, EntityRef, EntityValues, Language,
+    LocalizedText,
+};
+use serde::Serialize;
+use serde_json::Value as Json;
+use utoipa::ToSchema;
+
+/// One allowed value with its label in the requested language.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OptionView {
+    pub value: String,
+    pub label: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub color_hex: Option<String>,
+}
+
+impl OptionView {
+    fn of(option: &AttributeOption, lang: Language) -> Self {
+        Self {
+            label: option.label.get(lang).unwrap_or(&option.value).to_owned(),
+            value: option.value.clone(),
+            color_hex: option.color_hex.clone(),
+        }
+    }
+}
+
+fn label(text: &LocalizedText, lang: Language, fallback: &str) -> String {
+    text.get(lang).unwrap_or(fallback).to_owned()
+}
+
+/// An attribute definition, labels in the requested language.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttributeView {
+    pub id: i64,
+    pub code: String,
+    pub name: String,
+    pub display_name: String,
+    /// Every translation of the display name.
+    pub labels: BTreeMap<String, String>,
+    #[serde(rename = "type")]
+    pub attribute_type: String,
+    /// `regular`, `variant` or `both`.
+    pub purpose: String,
+    pub options: Vec<OptionView>,
+    /// `min`, `max`, `minLength`, `maxLength`, `pattern`, `required`, where set.
+    #[schema(value_type = Object)]
+    pub validation_rules: Json,
+    pub is_searchable: bool,
+    pub is_filterable: bool,
+    pub is_required: bool,
+    pub is_variant_compatible: bool,
+    pub affects_stock: bool,
+    pub affects_price: bool,
+    pub show_in_card: bool,
+    pub show_in_list: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_component: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icon: Option<String>,
+    pub sort_order: i32,
+    pub is_active: bool,
+}
+
+impl AttributeView {
+    pub fn of(attribute: &Attribute, lang: Language) -> Self {
+        Self {
+            id: attribute.id,
+            code: attribute.code.clone(),
+            name: label(&attribute.name, lang, &attribute.code),
+            display_name: label(&attribute.display_name, lang, &attribute.code),
+            labels: attribute
+                .display_name
+                .iter()
+                .map(|(l, t)| (l.as_str().to_owned(), t.to_owned()))
+                .collect(),
+            attribute_type: attribute.attribute_type.as_str().to_owned(),
+            purpose: attribute.purpose.as_str().to_owned(),
+            options: attribute
+                .options
+                .iter()
+                .map(|o| OptionView::of(o, lang))
+                .collect(),
+            validation_rules: serde_json::to_value(&attribute.rules).unwrap_or(Json::Null),
+            is_searchable: attribute.is_searchable,
+            is_filterable: attribute.is_filterable,
+            is_required: attribute.is_required,
+            is_variant_compatible: attribute.is_variant_compatible,
+            affects_stock: attribute.affects_stock,
+            affects_price: attribute.affects_price,
+            show_in_card: attribute.show_in_card,
+            show_in_list: attribute.ui.show_in_list,
+            custom_component: attribute.ui.custom_component.clone(),
+            icon: attribute.ui.icon.clone(),
+            sort_order: attribute.sort_order,
+            is_active: attribute.is_active,
+        }
+    }
+}
+
+/// An attribute as it applies in a category: overrides resolved, inheritance shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CategoryAttributeView {
+    pub id: i64,
+    pub code: String,
+    pub name: String,
+    pub display_name: String,
+    #[serde(rename = "type")]
+    pub attribute_type: String,
+    pub purpose: String,
+    pub options: Vec<OptionView>,
+    #[schema(value_type = Object)]
+    pub validation_rules: Json,
+    pub is_required: bool,
+    pub is_filterable: bool,
+    pub is_searchable: bool,
+    pub show_in_card: bool,
+    pub show_in_list: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_component: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icon: Option<String>,
+    pub sort_order: i32,
+    /// The category whose binding applies: this one or an ancestor.
+    pub bound_on: i64,
+    pub inherited: bool,
+}
+
+impl CategoryAttributeView {
+    pub fn of(effective: &EffectiveAttribute, lang: Language) -> Self {
+        let attribute = &effective.attribute;
+        Self {
+            id: attribute.id,
+            code: attribute.code.clone(),
+            name: label(&attribute.name, lang, &attribute.code),
+            display_name: label(&attribute.display_name, lang, &attribute.code),
+            attribute_type: attribute.attribute_type.as_str().to_owned(),
+            purpose: attribute.purpose.as_str().to_owned(),
+            options: effective
+                .options
+                .iter()
+                .map(|o| OptionView::of(o, lang))
+                .collect(),
+            validation_rules: serde_json::to_value(&attribute.rules).unwrap_or(Json::Null),
+            is_required: effective.is_required,
+            is_filterable: effective.is_filterable,
+            is_searchable: effective.is_searchable,
+            show_in_card: effective.show_in_card,
+            show_in_list: effective.show_in_list,
+            custom_component: effective.custom_component.clone(),
+            icon: attribute.ui.icon.clone(),
+            sort_order: effective.sort_order,
+            bound_on: effective.bound_on,
+            inherited: effective.inherited,
+        }
+    }
+}
+
+/// The binding that applies in a category, next to the full definition.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DetailedBindingView {
+    pub category_id: i64,
+    pub bound_on: i64,
+    pub inherited: bool,
+    pub is_required: bool,
+    pub is_filterable: bool,
+    pub is_searchable: bool,
+    pub show_in_card: bool,
+    pub show_in_list: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_component: Option<String>,
+    pub sort_order: i32,
+    /// The options that apply in this category (its own list, or the attribute's).
+    pub options: Vec<OptionView>,
+    pub attribute: AttributeView,
+}
+
+impl DetailedBindingView {
+    pub fn of(category_id: i64, effective: &EffectiveAttribute, lang: Language) -> Self {
+        Self {
+            category_id,
+            bound_on: effective.bound_on,
+            inherited: effective.inherited,
+            is_required: effective.is_required,
+            is_filterable: effective.is_filterable,
+            is_searchable: effective.is_searchable,
+            show_in_card: effective.show_in_card,
+            show_in_list: effective.show_in_list,
+            custom_component: effective.custom_component.clone(),
+            sort_order: effective.sort_order,
+            options: effective
+                .options
+                .iter()
+                .map(|o| OptionView::of(o, lang))
+                .collect(),
+            attribute: AttributeView::of(&effective.attribute, lang),
+        }
+    }
+}
+
+/// One value of an entity.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValueView {
+    pub code: String,
+    /// Typed: number, text, boolean, `YYYY-MM-DD` date, or a list of options.
+    #[schema(value_type = Object)]
+    pub value: Json,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+/// All values of one entity.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EntityValuesView {
+    /// `listing`, `product` or `product_variant`.
+    pub entity_type: String,
+    pub entity_id: i64,
+    pub values: Vec<ValueView>,
+}
+
+impl EntityValuesView {
+    pub fn of(entity: EntityRef, values: &EntityValues) -> Self {
+        Self {
+            entity_type: entity.kind.as_str().to_owned(),
+            entity_id: entity.id,
+            values: values
+                .iter()
+                .map(|(code, typed)| ValueView {
+                    code: code.clone(),
+                    value: typed.value.to_json(),
+                    unit: typed.unit.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Spread of one number attribute over a category subtree's listings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RangeView {
+    pub code: String,
+    #[schema(value_type = f64)]
+    pub min: Json,
+    #[schema(value_type = f64)]
+    pub max: Json,
+    pub count: i64,
+}
+
+impl RangeView {
+    pub fn of(range: &storage::AttributeRange) -> Self {
+        Self {
+            code: range.code.clone(),
+            min: serde_json::to_value(range.min).unwrap_or(Json::Null),
+            max: serde_json::to_value(range.max).unwrap_or(Json::Null),
+            count: range.count,
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! What an admin sends to create or change an attribute or a category binding, and the
+//! checks that turn it into a domain object.
+
+use serde::Deserialize;
+
+use crate::attribute::{Attribute, AttributeType, Purpose, UiSettings, normalize_code};
+use crate::i18n::LocalizedText;
+use crate::options::AttributeOption;
+use crate::rules::ValidationRules;
+use crate::schema::CategoryBinding;
+use crate::validate::{FieldError, FieldErrorKind};
+
+/// An attribute definition as the admin API receives it. Unknown keys are refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeDraft {
+    pub code: String,
+    #[serde(rename = "type")]
+    pub attribute_type: AttributeType,
+    #[serde(default = "regular")]
+    pub purpose: Purpose,
+    /// Defaults to `display_name`.
+    #[serde(default)]
+    pub name: LocalizedText,
+    pub display_name: LocalizedText,
+    #[serde(default)]
+    pub options: Vec<AttributeOption>,
+    #[serde(default)]
+    pub validation_rules: ValidationRules,
+    #[serde(default)]
+    pub ui: UiSettings,
+    #[serde(default)]
+    pub is_searchable: bool,
+    #[serde(default = "yes")]
+    pub is_filterable: bool,
+    #[serde(default)]
+    pub is_required: bool,
+    #[serde(default)]
+    pub is_variant_compatible: bool,
+    #[serde(default)]
+    pub affects_stock: bool,
+    #[serde(default)]
+    pub affects_price: bool,
+    #[serde(default = "yes")]
+    pub show_in_card: bool,
+    #[serde(default)]
+    pub sort_order: i32,
+    #[serde(default = "yes")]
+    pub is_active: bool,
+}
+
+fn regular() -> Purpose {
+    Purpose::Regular
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl AttributeDraft {
+    /// Checks the draft and builds the definition with `id`.
+    pub fn into_attribute(self, id: i64) -> Result<Attribute, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let invalid = |field: &str, reason: String| {
+            FieldError::new(field, &FieldErrorKind::InvalidValueShape(reason))
+        };
+        if normalize_code(&self.code) != self.code || self.code.is_empty() || self.code.len() > 100
+        {
+            errors.push(invalid(
+                "code",
+                format!(
+                    "'{}' is not a code: lower-case letters, digits and '_', at most 100",
+                    self.code
+                ),
+            ));
+        }
+        if self.display_name.is_empty() {
+            errors.push(invalid(
+                "display_name",
+                "at least one label (sr, en or ru) is required".into(),
+            ));
+        }
+        if !self.attribute_type.uses_options() && !self.options.is_empty() {
+            errors.push(invalid(
+                "options",
+                format!("a {} attribute has no options", self.attribute_type),
+            ));
+        }
+        for (index, option) in self.options.iter().enumerate() {
+            if option.value.trim().is_empty() {
+                errors.push(invalid(
+                    "options",
+                    format!("option {index} has an empty value"),
+                ));
+            }
+            if self.options[..index]
+                .iter()
+                .any(|o| o.value == option.value)
+            {
+                errors.push(invalid(
+                    "options",
+                    format!("option '{}' is listed twice", option.value),
+                ));
+            }
+        }
+        if let (Some(min), Some(max)) = (self.validation_rules.min, self.validation_rules.max) {
+            if min > max {
+                errors.push(invalid(
+                    "validation_rules",
+                    format!("min {min} is above max {max}"),
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Attribute {
+            id,
+            name: if self.name.is_empty() {
+                self.display_name.clone()
+            } else {
+                self.name
+            },
+            code: self.code,
+            display_name: self.display_name,
+            attribute_type: self.attribute_type,
+            purpose: self.purpose,
+            options: self.options,
+            rules: self.validation_rules,
+            ui: self.ui,
+            is_searchable: self.is_searchable,
+            is_filterable: self.is_filterable,
+            is_required: self.is_required,
+            is_variant_compatible: self.is_variant_compatible,
+            affects_stock: self.affects_stock,
+            affects_price: self.affects_price,
+            show_in_card: self.show_in_card,
+            sort_order: self.sort_order,
+            is_active: self.is_active,
+        })
+    }
+}
+
+/// A category binding as the admin API receives it (the category comes from the path).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingDraft {
+    pub attribute_id: i64,
+    #[serde(default = "yes")]
+    pub is_enabled: bool,
+    #[serde(default)]
+    pub is_required: Option<bool>,
+    #[serde(default)]
+    pub is_filterable: Option<bool>,
+    #[serde(default)]
+    pub is_searchable: Option<bool>,
+    #[serde(default)]
+    pub show_in_card: Option<bool>,
+    #[serde(default)]
+    pub show_in_list: Option<bool>,
+    #[serde(default)]
+    pub custom_component: Option<String>,
+    #[serde(default)]
+    pub sort_order: i32,
+    #[serde(default)]
+    pub category_specific_options: Option<Vec<AttributeOption>>,
+}
+
+impl BindingDraft {
+    pub fn into_binding(self, category_id: i64) -> CategoryBinding {
+        CategoryBinding {
+            category_id,
+            attribute_id: self.attribute_id,
+            is_enabled: self.is_enabled,
+            is_required: self.is_required,
+            is_filterable: self.is_filterable,
+            is_searchable: self.is_searchable,
+            show_in_card: self.show_in_card,
+            show_in_list: self.show_in_list,
+            custom_component: self.custom_component,
+            sort_order: self.sort_order,
+            category_specific_options: self.category_specific_options,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn draft(value: serde_json::Value) -> AttributeDraft {
+        serde_json::from_value(value).expect("a draft")
+    }
+
+    #[test]
+    fn a_minimal_draft_gets_the_legacy_defaults() {
+        let attribute = draft(
+            json!({"code": "engine_power", "type": "number", "display_name": {"sr": "Snaga"}}),
+        )
+        .into_attribute(7)
+        .expect("valid");
+        assert!(attribute.is_filterable && attribute.show_in_card && attribute.is_active);
+        assert_eq!(attribute.name, attribute.display_name);
+    }
+
+    #[test]
+    fn bad_codes_options_and_bounds_are_each_reported() {
+        let errors = draft(json!({
+            "code": "Engine Power", "type": "number", "display_name": {},
+            "options": [{"value": "a", "label": {"sr": "A"}}],
+            "validation_rules": {"min": 10, "max": 1}
+        }))
+        .into_attribute(7)
+        .expect_err("invalid");
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["code", "display_name", "options", "validation_rules"]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let parsed: Result<AttributeDraft, _> = serde_json::from_value(
+            json!({"code": "x", "type": "text", "display_name": {"sr": "X"}, "colour": 1}),
+        );
+        assert!(parsed.is_err());
+    }
+}
