@@ -8,6 +8,7 @@ use serde_json::Value as Json;
 use crate::common::{Backend, TestDb};
 
 pub const WRITER_TOKEN: &str = "writer-token-for-tests";
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
 
 pub struct TestApp {
     pub address: String,
@@ -23,22 +24,45 @@ pub struct Reply {
 
 /// Starts the service over a fresh database holding the demo marketplace (legacy form).
 pub async fn spawn_app(backend: Backend) -> TestApp {
-    spawn_app_with(backend, &[("WRITER_API_TOKEN", WRITER_TOKEN)]).await
+    spawn_app_with(
+        backend,
+        &[
+            ("WRITER_API_TOKEN", WRITER_TOKEN),
+            ("ADMIN_API_TOKEN", ADMIN_TOKEN),
+        ],
+    )
+    .await
 }
 
 /// Starts the service with these plain variables set (flags, tokens, …).
 pub async fn spawn_app_with(backend: Backend, vars: &[(&str, &str)]) -> TestApp {
     let db = TestDb::fresh(backend).await;
-    let application = Application::build(&settings_for(&db, vars))
-        .await
-        .expect("the service starts");
-    let address = format!("http://127.0.0.1:{}", application.port());
-    actix_web::rt::spawn(application.run_until_stopped());
+    let address = start(&settings_for(&db, vars)).await;
     TestApp {
         address,
         db,
         client: awc::Client::default(),
     }
+}
+
+/// A second replica of `app`: another service process on the same database.
+pub async fn spawn_replica(app: &TestApp, vars: &[(&str, &str)]) -> TestApp {
+    let db = app.db.share();
+    let address = start(&settings_for(&db, vars)).await;
+    TestApp {
+        address,
+        db,
+        client: awc::Client::default(),
+    }
+}
+
+async fn start(settings: &Settings) -> String {
+    let application = Application::build(settings)
+        .await
+        .expect("the service starts");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    actix_web::rt::spawn(application.run_until_stopped());
+    address
 }
 
 pub fn settings_for(db: &TestDb, vars: &[(&str, &str)]) -> Settings {
@@ -66,7 +90,7 @@ impl TestApp {
         let mut response = sent.await.expect("the request reaches the service");
         let bytes = response
             .body()
-            .limit(1 << 20)
+            .limit(16 << 20)
             .await
             .expect("a readable body");
         let body = serde_json::from_slice(&bytes)
@@ -103,6 +127,46 @@ impl TestApp {
             request = request.insert_header(("Authorization", format!("Bearer {token}")));
         }
         self.send(request, Some(body.to_owned())).await
+    }
+
+    /// A request with a JSON body and, when given, a bearer token.
+    pub async fn json(&self, method: &str, path: &str, body: &str, token: Option<&str>) -> Reply {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address))
+            .insert_header(("Content-Type", "application/json"));
+        if let Some(token) = token {
+            request = request.insert_header(("Authorization", format!("Bearer {token}")));
+        }
+        self.send(request, Some(body.to_owned())).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Reply {
+        let mut request = self.client.delete(format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.insert_header(("Authorization", format!("Bearer {token}")));
+        }
+        self.send(request, None).await
+    }
+
+    /// The Prometheus exposition text.
+    pub async fn metrics(&self) -> String {
+        let reply = self.get("/metrics").await;
+        assert_eq!(reply.status, 200);
+        reply.body.as_str().expect("text").to_owned()
+    }
+
+    /// The value of one sample line of `/metrics` (`name{labels}` as written), 0 if absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(sample)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .map_or(0.0, |value| value.trim().parse().expect("a number"))
     }
 
     pub async fn listing_values(&self, listing: i64) -> Json {

@@ -4,10 +4,6 @@
 mod common;
 mod helpers;
 
-use common::Backend;
-use helpers::{WRITER_TOKEN, spawn_app, spawn_app_with};
-use serde_json::{Value as Json, json};
-
 /// Runs each named test against a service on each backend.
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -25,6 +21,17 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+mod admin;
+mod caching;
+mod catalog;
+mod categories;
+mod observability;
+mod values;
+
+use common::Backend;
+use helpers::{WRITER_TOKEN, spawn_app, spawn_app_with};
+use serde_json::{Value as Json, json};
 
 on_both_backends!(
     health_probes_answer_when_the_database_is_migrated,

@@ -73,6 +73,16 @@ impl TestDb {
         }
     }
 
+    /// Another handle on the same database (for a second service process); the first keeps
+    /// the SQLite file alive.
+    pub fn share(&self) -> Self {
+        Self {
+            backend: self.backend,
+            url: self.url.clone(),
+            _dir: None,
+        }
+    }
+
     /// The storage under test, connected and migrated.
     pub async fn storage(&self) -> Storage {
         let storage = Storage::connect(&self.url, 5)

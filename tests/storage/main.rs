@@ -301,7 +301,7 @@ async fn each_phase_reads_and_writes_the_stores_it_names(db: TestDb) {
     .await;
     for key in ["user-1", "user-7", "session-abc"] {
         let read = storage
-            .entity_values(entity, ReadRoute::new(phase1.read_store(&key), false))
+            .entity_values(entity, ReadRoute::new(phase1.read_store(key), false))
             .await
             .expect("read");
         assert_eq!(

@@ -50,20 +50,23 @@ impl ApiError {
     pub fn i18n_key(&self) -> &'static str {
         match self {
             ApiError::Shared(inner) => inner.i18n_key(),
-            ApiError::InvalidId {
-                what: "category", ..
-            } => "errors.invalidCategoryId",
-            ApiError::InvalidId {
-                what: "listing", ..
-            } => "errors.invalidListingId",
-            ApiError::InvalidId { .. } => "errors.invalidId",
-            ApiError::NotFound {
-                what: "category", ..
-            } => "errors.categoryNotFound",
-            ApiError::NotFound {
-                what: "listing", ..
-            } => "errors.listingNotFound",
-            ApiError::NotFound { .. } => "errors.notFound",
+            ApiError::InvalidId { what, .. } => match *what {
+                "category" => "errors.invalidCategoryId",
+                "listing" => "errors.invalidListingId",
+                "product" => "errors.invalidProductId",
+                "product_variant" => "errors.invalidVariantId",
+                "attribute" => "errors.invalidAttributeId",
+                _ => "errors.invalidId",
+            },
+            ApiError::NotFound { what, .. } => match *what {
+                "category" => "errors.categoryNotFound",
+                "listing" => "errors.listingNotFound",
+                "product" => "errors.productNotFound",
+                "product_variant" => "errors.variantNotFound",
+                "attribute" => "errors.attributeNotFound",
+                "binding" => "errors.bindingNotFound",
+                _ => "errors.notFound",
+            },
             ApiError::MalformedJson(_) => "errors.malformedJson",
             ApiError::UnsupportedContentType => "errors.unsupportedContentType",
             ApiError::PayloadTooLarge { .. } => "errors.payloadTooLarge",

@@ -26,6 +26,9 @@ pub struct Metrics {
     requests: IntCounterVec,
     errors: IntCounterVec,
     response_time: HistogramVec,
+    /// The seed's name, kept for its dashboards: the running count of hits, as a gauge
+    /// (counters must end in `_total`); new queries use `cache_hits_total`.
+    cache_hits_seed: IntGaugeVec,
     cache_hits: IntCounterVec,
     cache_misses: IntCounterVec,
     cache_evictions: IntCounterVec,
@@ -124,21 +127,27 @@ impl Metrics {
                 &["route", "method", "status"],
             ),
             response_time,
-            cache_hits: counter_vec(
+            cache_hits_seed: gauge_vec(
                 &registry,
                 "unified_attributes_cache_hits",
+                "Lookups answered from the cache since start (the seed's name; prefer unified_attributes_cache_hits_total).",
+                &["cache"],
+            ),
+            cache_hits: counter_vec(
+                &registry,
+                "unified_attributes_cache_hits_total",
                 "Lookups answered from the cache.",
                 &["cache"],
             ),
             cache_misses: counter_vec(
                 &registry,
-                "unified_attributes_cache_misses",
+                "unified_attributes_cache_misses_total",
                 "Lookups that had to load.",
                 &["cache"],
             ),
             cache_evictions: counter_vec(
                 &registry,
-                "unified_attributes_cache_evictions",
+                "unified_attributes_cache_evictions_total",
                 "Entries removed for size or age (not invalidations).",
                 &["cache"],
             ),
@@ -301,6 +310,9 @@ impl Metrics {
 
     fn mirror_cache(&self, cache: &str, stats: StatsSnapshot) {
         advance(&self.cache_hits.with_label_values(&[cache]), stats.hits);
+        self.cache_hits_seed
+            .with_label_values(&[cache])
+            .set(i64::try_from(stats.hits).unwrap_or(i64::MAX));
         advance(&self.cache_misses.with_label_values(&[cache]), stats.misses);
         advance(
             &self.cache_evictions.with_label_values(&[cache]),
@@ -339,9 +351,7 @@ pub async fn track(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().as_str().to_owned();
-    let metrics = request
-        .app_data::<web::Data<crate::AppState>>()
-        .map(|state| web::Data::clone(state));
+    let metrics = request.app_data::<web::Data<crate::AppState>>().cloned();
     let response = next.call(request).await?;
     if let Some(state) = metrics {
         let status = response.status().as_u16();

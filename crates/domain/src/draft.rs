@@ -103,13 +103,13 @@ impl AttributeDraft {
                 ));
             }
         }
-        if let (Some(min), Some(max)) = (self.validation_rules.min, self.validation_rules.max) {
-            if min > max {
-                errors.push(invalid(
-                    "validation_rules",
-                    format!("min {min} is above max {max}"),
-                ));
-            }
+        if let (Some(min), Some(max)) = (self.validation_rules.min, self.validation_rules.max)
+            && min > max
+        {
+            errors.push(invalid(
+                "validation_rules",
+                format!("min {min} is above max {max}"),
+            ));
         }
         if !errors.is_empty() {
             return Err(errors);

@@ -249,6 +249,11 @@ macro_rules! backend_operations {
             conn: &mut Conn<Self>,
             entity: EntityRef,
         ) -> Result<Option<EntityValues>> {
+            record_queries(if entity.kind == EntityKind::Listing {
+                1
+            } else {
+                2
+            });
             match entity.kind {
                 EntityKind::Listing => {
                     let mut rows: Vec<rows::ValueRow> = sqlx::query_as(sql::LEGACY_LISTING_VALUES)
@@ -291,6 +296,7 @@ macro_rules! backend_operations {
             conn: &mut Conn<Self>,
             entity: EntityRef,
         ) -> Result<Option<EntityValues>> {
+            record_queries(1);
             let statement = match entity.kind {
                 EntityKind::Listing => sql::UNIFIED_LISTING_VALUES,
                 EntityKind::Product => sql::UNIFIED_PRODUCT_VALUES,
@@ -312,6 +318,7 @@ macro_rules! backend_operations {
         ) -> Result<()> {
             match entity.kind {
                 EntityKind::Listing => {
+                    record_queries(1 + values.len() as u64);
                     sqlx::query(sql::DELETE_LEGACY_LISTING_VALUES)
                         .bind(entity.id)
                         .execute(&mut *conn)
@@ -352,6 +359,7 @@ macro_rules! backend_operations {
             entity: EntityRef,
             values: &EntityValues,
         ) -> Result<()> {
+            record_queries(1 + values.len() as u64);
             sqlx::query(sql::DELETE_UNIFIED_VALUES)
                 .bind(entity.kind.as_str())
                 .bind(entity.id)

@@ -1,0 +1,333 @@
+//! Admin writes of definitions and bindings: auth, validation, conflicts, and that every
+//! cached read they change shows the change at once.
+
+use serde_json::json;
+
+use crate::common::Backend;
+use crate::helpers::{ADMIN_TOKEN, WRITER_TOKEN, spawn_app};
+
+on_both_backends!(
+    admin_routes_need_the_admin_token,
+    an_attribute_is_created_updated_and_deleted,
+    a_label_change_shows_at_once_in_every_category_that_inherits_it,
+    a_binding_change_shows_at_once_in_the_category_and_its_descendants,
+    bad_definitions_and_taken_codes_are_refused,
+);
+
+const ENGINE: &str = r#"{"code": "engine_power", "type": "number", "display_name": {"sr": "Snaga", "en": "Power"},
+                         "validation_rules": {"min": 1, "max": 2000}}"#;
+
+async fn admin_routes_need_the_admin_token(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for token in [None, Some(WRITER_TOKEN), Some("guess")] {
+        app.json("POST", "/api/v2/admin/attributes", ENGINE, token)
+            .await
+            .assert_error(401, "errors.unauthorized");
+        app.json("PUT", "/api/v2/admin/attributes/2202", ENGINE, token)
+            .await
+            .assert_error(401, "errors.unauthorized");
+        app.delete("/api/v2/admin/attributes/2202", token)
+            .await
+            .assert_error(401, "errors.unauthorized");
+        app.json(
+            "POST",
+            "/api/v2/admin/categories/1301/attributes",
+            r#"{"attribute_id": 2101}"#,
+            token,
+        )
+        .await
+        .assert_error(401, "errors.unauthorized");
+        app.delete("/api/v2/admin/categories/1301/attributes/2202", token)
+            .await
+            .assert_error(401, "errors.unauthorized");
+    }
+    assert_eq!(
+        app.get("/api/v2/attributes/year").await.status,
+        200,
+        "nothing was deleted"
+    );
+}
+
+async fn an_attribute_is_created_updated_and_deleted(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let created = app
+        .json(
+            "POST",
+            "/api/v2/admin/attributes",
+            ENGINE,
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["data"]["id"].as_i64().expect("id");
+    assert_eq!(
+        created.header("Location"),
+        Some(format!("/api/v2/attributes/{id}").as_str())
+    );
+    assert_eq!(
+        app.get("/api/v2/attributes/engine_power?lang=en")
+            .await
+            .body["data"]["display_name"],
+        "Power"
+    );
+    // Legacy holds it (phase 0), with its translations.
+    let raw = app.db.raw().await;
+    assert_eq!(
+        raw.count(&format!(
+            "SELECT COUNT(*) FROM category_attributes WHERE id = {id} AND name = 'engine_power'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        raw.count(&format!(
+            "SELECT COUNT(*) FROM translations WHERE entity_id = {id} AND language = 'en'"
+        ))
+        .await,
+        1
+    );
+
+    let changed = ENGINE.replace("Power", "Engine power");
+    let updated = app
+        .json(
+            "PUT",
+            &format!("/api/v2/admin/attributes/{id}"),
+            &changed,
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    assert_eq!(
+        app.get("/api/v2/attributes/engine_power?lang=en")
+            .await
+            .body["data"]["display_name"],
+        "Engine power"
+    );
+
+    assert_eq!(
+        app.delete(&format!("/api/v2/admin/attributes/{id}"), Some(ADMIN_TOKEN))
+            .await
+            .status,
+        204
+    );
+    app.get("/api/v2/attributes/engine_power")
+        .await
+        .assert_error(404, "errors.attributeNotFound");
+    app.delete(&format!("/api/v2/admin/attributes/{id}"), Some(ADMIN_TOKEN))
+        .await
+        .assert_error(404, "errors.attributeNotFound");
+}
+
+fn display_name_of(body: &serde_json::Value, code: &str) -> serde_json::Value {
+    body["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|a| a["code"] == code)
+        .map(|a| a["display_name"].clone())
+        .unwrap_or_default()
+}
+
+async fn a_label_change_shows_at_once_in_every_category_that_inherits_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // Warm the cache of the category that binds `year` and of two that inherit it.
+    for category in [1301, 1310, 1311] {
+        let reply = app
+            .get(&format!(
+                "/api/v2/marketplace/categories/{category}/attributes?lang=en"
+            ))
+            .await;
+        assert_eq!(display_name_of(&reply.body, "year"), "Year");
+    }
+    let year = json!({"code": "year", "type": "number", "display_name": {"sr": "Godište", "en": "Model year", "ru": "Год выпуска"},
+                      "validation_rules": {"min": 1950, "max": 2026}});
+    let reply = app
+        .json(
+            "PUT",
+            "/api/v2/admin/attributes/2202",
+            &year.to_string(),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    for category in [1301, 1310, 1311] {
+        let reply = app
+            .get(&format!(
+                "/api/v2/marketplace/categories/{category}/attributes?lang=en"
+            ))
+            .await;
+        assert_eq!(
+            display_name_of(&reply.body, "year"),
+            "Model year",
+            "category {category}"
+        );
+        let v1 = app
+            .get(&format!(
+                "/api/v1/marketplace/categories/{category}/attributes?lang=en"
+            ))
+            .await;
+        let v1_year = v1.body["data"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|a| a["name"] == "year")
+            .expect("year")
+            .clone();
+        assert_eq!(v1_year["display_name"], "Model year");
+    }
+}
+
+async fn a_binding_change_shows_at_once_in_the_category_and_its_descendants(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let has_brand = |body: &serde_json::Value| {
+        body["data"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|a| a["code"] == "brand")
+    };
+    for category in [1301, 1311, 1302] {
+        assert!(!has_brand(
+            &app.get(&format!(
+                "/api/v2/marketplace/categories/{category}/attributes"
+            ))
+            .await
+            .body
+        ));
+    }
+    let bound = app
+        .json(
+            "POST",
+            "/api/v2/admin/categories/1301/attributes",
+            r#"{"attribute_id": 2101, "sort_order": 40}"#,
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(bound.status, 200, "{}", bound.body);
+    assert!(has_brand(
+        &app.get("/api/v2/marketplace/categories/1301/attributes")
+            .await
+            .body
+    ));
+    assert!(has_brand(
+        &app.get("/api/v2/marketplace/categories/1311/attributes")
+            .await
+            .body
+    ));
+    assert!(
+        !has_brand(
+            &app.get("/api/v2/marketplace/categories/1302/attributes")
+                .await
+                .body
+        ),
+        "a sibling is not affected"
+    );
+
+    let required = app
+        .json(
+            "PUT",
+            "/api/v2/admin/categories/1301/attributes/2101",
+            r#"{"is_required": true, "sort_order": 40}"#,
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(required.status, 200, "{}", required.body);
+    let brand = app
+        .get("/api/v2/marketplace/categories/1311/attributes")
+        .await
+        .body["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|a| a["code"] == "brand")
+        .cloned()
+        .expect("brand");
+    assert_eq!(brand["is_required"], true);
+
+    assert_eq!(
+        app.delete(
+            "/api/v2/admin/categories/1301/attributes/2101",
+            Some(ADMIN_TOKEN)
+        )
+        .await
+        .status,
+        204
+    );
+    assert!(!has_brand(
+        &app.get("/api/v2/marketplace/categories/1311/attributes")
+            .await
+            .body
+    ));
+    app.delete(
+        "/api/v2/admin/categories/1301/attributes/2101",
+        Some(ADMIN_TOKEN),
+    )
+    .await
+    .assert_error(404, "errors.bindingNotFound");
+    app.json(
+        "POST",
+        "/api/v2/admin/categories/77777/attributes",
+        r#"{"attribute_id": 2101}"#,
+        Some(ADMIN_TOKEN),
+    )
+    .await
+    .assert_error(404, "errors.categoryNotFound");
+    app.json(
+        "POST",
+        "/api/v2/admin/categories/1301/attributes",
+        r#"{"attribute_id": 99999}"#,
+        Some(ADMIN_TOKEN),
+    )
+    .await
+    .assert_error(404, "errors.attributeNotFound");
+}
+
+async fn bad_definitions_and_taken_codes_are_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let taken = ENGINE.replace("engine_power", "year");
+    app.json(
+        "POST",
+        "/api/v2/admin/attributes",
+        &taken,
+        Some(ADMIN_TOKEN),
+    )
+    .await
+    .assert_error(409, "errors.conflict");
+    let invalid = app
+        .json(
+            "POST",
+            "/api/v2/admin/attributes",
+            r#"{"code": "Bad Code", "type": "number", "display_name": {}}"#,
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    invalid.assert_error(422, "errors.validationFailed");
+    let fields: Vec<_> = invalid.body["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .map(|f| f["field"].as_str().expect("field"))
+        .collect();
+    assert_eq!(fields, ["code", "display_name"]);
+    app.json(
+        "POST",
+        "/api/v2/admin/attributes",
+        r#"{"code": "x", "type": "checkbox", "display_name": {"sr": "X"}}"#,
+        Some(ADMIN_TOKEN),
+    )
+    .await
+    .assert_error(422, "errors.invalidBody");
+    app.json(
+        "POST",
+        "/api/v2/admin/attributes",
+        r#"{"code": "x", "#,
+        Some(ADMIN_TOKEN),
+    )
+    .await
+    .assert_error(400, "errors.malformedJson");
+    assert_eq!(
+        app.get("/api/v2/attributes?per_page=200").await.body["data"]["total"],
+        19,
+        "nothing was created"
+    );
+}

@@ -1,0 +1,138 @@
+//! Metrics after traffic, the exposition checked by promtool, and the OpenAPI document.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::common::Backend;
+use crate::helpers::{WRITER_TOKEN, spawn_app};
+
+on_both_backends!(
+    the_seed_metric_names_are_exported_after_traffic_with_route_templates,
+    promtool_accepts_the_metrics_exposition,
+    the_openapi_document_lists_every_route_and_the_docs_page_is_served_from_the_binary,
+);
+
+async fn traffic(app: &crate::helpers::TestApp) {
+    app.get("/api/v2/marketplace/categories/1311/attributes")
+        .await;
+    app.get("/api/v2/marketplace/categories/1311/attributes")
+        .await;
+    app.get("/api/v2/marketplace/listings/6/attributes").await;
+    app.get("/api/v2/marketplace/listings/x/attributes").await;
+    app.put_json(
+        "/api/v2/marketplace/listings/6/attributes",
+        r#"{"year": 2010}"#,
+        Some(WRITER_TOKEN),
+    )
+    .await;
+}
+
+async fn the_seed_metric_names_are_exported_after_traffic_with_route_templates(backend: Backend) {
+    let app = spawn_app(backend).await;
+    traffic(&app).await;
+    let text = app.metrics().await;
+    for name in [
+        "unified_attributes_requests_total{",
+        "unified_attributes_errors_total{",
+        "unified_attributes_cache_hits{",
+        "unified_attributes_response_time_bucket{",
+        "unified_attributes_cache_misses_total{",
+        "unified_attributes_reads_served_total{served_by=\"legacy\"}",
+        "unified_attributes_writes_total{mode=\"legacy_only\",result=\"committed\"}",
+        "unified_attributes_db_queries_total",
+        "unified_attributes_db_pool_connections{",
+        "unified_attributes_flag{flag=\"dual_write\"} 0",
+        "unified_attributes_phase 0",
+        "unified_attributes_build_info{",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(text.contains(name), "{name} is not exported");
+    }
+    let route = "route=\"/api/v2/marketplace/listings/{id}/attributes\"";
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("unified_attributes_errors_total")
+                && l.contains(route)
+                && l.contains("4xx"))
+    );
+    assert!(
+        !text.contains("/listings/6/"),
+        "labels are route templates, never raw paths"
+    );
+    assert!(
+        app.metric("unified_attributes_cache_hits{cache=\"responses\"}")
+            .await
+            >= 1.0
+    );
+}
+
+async fn promtool_accepts_the_metrics_exposition(backend: Backend) {
+    let app = spawn_app(backend).await;
+    traffic(&app).await;
+    let text = app.metrics().await;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is required (Debian package prometheus)");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("metrics written to promtool");
+    let output = promtool.wait_with_output().expect("promtool ran");
+    assert!(
+        output.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+async fn the_openapi_document_lists_every_route_and_the_docs_page_is_served_from_the_binary(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let document = app.get("/openapi.json").await;
+    assert_eq!(document.status, 200);
+    let paths = document.body["paths"].as_object().expect("paths");
+    for path in [
+        "/api/v2/marketplace/categories/{id}/attributes",
+        "/api/v2/marketplace/categories/{id}/attributes/detailed",
+        "/api/v2/marketplace/categories/{id}/variant-attributes",
+        "/api/v2/marketplace/categories/{id}/attribute-ranges",
+        "/api/v2/marketplace/listings/{id}/attributes",
+        "/api/v2/marketplace/listings/attributes",
+        "/api/v2/attributes",
+        "/api/v2/attributes/{id_or_code}",
+        "/api/v2/admin/attributes",
+        "/api/v2/admin/attributes/{id}",
+        "/api/v2/admin/categories/{id}/attributes",
+        "/api/v2/admin/categories/{id}/attributes/{attribute_id}",
+        "/api/v1/marketplace/categories/{id}/attributes",
+        "/api/v1/marketplace/categories/{id}/attribute-ranges",
+    ] {
+        assert!(paths.contains_key(path), "{path} is not documented");
+    }
+    let page = app.get("/docs/").await;
+    assert_eq!(page.status, 200);
+    let html = page.body.as_str().expect("html");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "the docs page loads nothing from elsewhere"
+    );
+    for asset in [
+        "swagger-ui-bundle.js",
+        "swagger-ui.css",
+        "swagger-initializer.js",
+    ] {
+        assert_eq!(
+            app.get(&format!("/docs/{asset}")).await.status,
+            200,
+            "{asset}"
+        );
+    }
+}
