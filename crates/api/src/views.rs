@@ -207,7 +207,6 @@ impl DetailedBindingView {
 pub struct ValueView {
     pub code: String,
     /// Typed: number, text, boolean, `YYYY-MM-DD` date, or a list of options.
-    #[schema(value_type = Object)]
     pub value: Json,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,

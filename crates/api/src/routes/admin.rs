@@ -57,7 +57,7 @@ pub async fn create_attribute(
 
 /// `PUT /api/v2/admin/attributes/{id}`
 #[utoipa::path(put, path = "/api/v2/admin/attributes/{id}", tag = "admin",
-    params(("id" = String, Path, description = "Attribute id")),
+    params(("id" = i64, Path, minimum = 1, description = "Attribute id")),
     request_body(content = Object, description = "The full definition, as for creation"),
     security(("admin_token" = [])),
     responses(
@@ -90,7 +90,7 @@ pub async fn update_attribute(
 
 /// `DELETE /api/v2/admin/attributes/{id}`: with its bindings and values.
 #[utoipa::path(delete, path = "/api/v2/admin/attributes/{id}", tag = "admin",
-    params(("id" = String, Path, description = "Attribute id")),
+    params(("id" = i64, Path, minimum = 1, description = "Attribute id")),
     security(("admin_token" = [])),
     responses(
         (status = 204, description = "Deleted"),
@@ -114,7 +114,7 @@ pub async fn delete_attribute(
 
 /// `POST /api/v2/admin/categories/{id}/attributes`: binds an attribute (or changes the binding).
 #[utoipa::path(post, path = "/api/v2/admin/categories/{id}/attributes", tag = "admin",
-    params(("id" = String, Path, description = "Category id")),
+    params(("id" = i64, Path, minimum = 1, description = "Category id")),
     request_body(content = Object, description = "attribute_id, is_enabled, nullable overrides, sort_order, category_specific_options"),
     security(("admin_token" = [])),
     responses(
@@ -137,7 +137,7 @@ pub async fn create_binding(
 
 /// `PUT /api/v2/admin/categories/{id}/attributes/{attribute_id}`
 #[utoipa::path(put, path = "/api/v2/admin/categories/{id}/attributes/{attribute_id}", tag = "admin",
-    params(("id" = String, Path, description = "Category id"), ("attribute_id" = String, Path, description = "Attribute id")),
+    params(("id" = i64, Path, minimum = 1, description = "Category id"), ("attribute_id" = i64, Path, minimum = 1, description = "Attribute id")),
     request_body(content = Object, description = "is_enabled, nullable overrides, sort_order, category_specific_options"),
     security(("admin_token" = [])),
     responses(
@@ -178,7 +178,7 @@ async fn put_binding(
 
 /// `DELETE /api/v2/admin/categories/{id}/attributes/{attribute_id}`
 #[utoipa::path(delete, path = "/api/v2/admin/categories/{id}/attributes/{attribute_id}", tag = "admin",
-    params(("id" = String, Path, description = "Category id"), ("attribute_id" = String, Path, description = "Attribute id")),
+    params(("id" = i64, Path, minimum = 1, description = "Category id"), ("attribute_id" = i64, Path, minimum = 1, description = "Attribute id")),
     security(("admin_token" = [])),
     responses(
         (status = 204, description = "Unbound"),

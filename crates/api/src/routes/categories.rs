@@ -50,7 +50,7 @@ pub(crate) async fn schema_view(
 
 /// `GET /api/v2/marketplace/categories/{id}/attributes`
 #[utoipa::path(get, path = "/api/v2/marketplace/categories/{id}/attributes", tag = "categories",
-    params(("id" = String, Path, description = "Category id"), ("lang" = Option<String>, Query, description = "sr, en or ru")),
+    params(("id" = i64, Path, minimum = 1, description = "Category id"), ("lang" = Option<String>, Query, description = "sr, en or ru")),
     responses(
         (status = 200, description = "The effective schema: own and inherited bindings, overrides applied, ordered", body = inline(CategoryAttributesEnvelope)),
         (status = 304, description = "Not modified"),
@@ -80,7 +80,7 @@ pub async fn attributes(
 
 /// `GET /api/v2/marketplace/categories/{id}/attributes/detailed`
 #[utoipa::path(get, path = "/api/v2/marketplace/categories/{id}/attributes/detailed", tag = "categories",
-    params(("id" = String, Path, description = "Category id"), ("lang" = Option<String>, Query, description = "sr, en or ru")),
+    params(("id" = i64, Path, minimum = 1, description = "Category id"), ("lang" = Option<String>, Query, description = "sr, en or ru")),
     responses(
         (status = 200, description = "Each applying binding with its full attribute", body = inline(DetailedEnvelope)),
         (status = 304, description = "Not modified"),
@@ -111,7 +111,7 @@ pub async fn detailed(
 /// `GET /api/v2/marketplace/categories/{id}/variant-attributes`: the variant-capable
 /// attributes of the category's schema, then the variant axes every category has.
 #[utoipa::path(get, path = "/api/v2/marketplace/categories/{id}/variant-attributes", tag = "categories",
-    params(("id" = String, Path, description = "Category id"), ("lang" = Option<String>, Query, description = "sr, en or ru")),
+    params(("id" = i64, Path, minimum = 1, description = "Category id"), ("lang" = Option<String>, Query, description = "sr, en or ru")),
     responses(
         (status = 200, description = "Attributes that can define product variants here", body = inline(AttributeListEnvelope)),
         (status = 304, description = "Not modified"),
@@ -155,7 +155,7 @@ pub async fn variant_attributes(
 
 /// `GET /api/v2/marketplace/categories/{id}/attribute-ranges`
 #[utoipa::path(get, path = "/api/v2/marketplace/categories/{id}/attribute-ranges", tag = "categories",
-    params(("id" = String, Path, description = "Category id")),
+    params(("id" = i64, Path, minimum = 1, description = "Category id")),
     responses(
         (status = 200, description = "min, max and count of each number attribute over the subtree's listings", body = inline(RangesEnvelope)),
         (status = 304, description = "Not modified"),

@@ -21,7 +21,7 @@ pub struct V1Attribute {
     display_name: String,
     attribute_type: String,
     /// `[{"label", "value"}]`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Vec<Object>)]
     options: Json,
     #[schema(value_type = Object)]
     validation_rules: Json,
@@ -69,7 +69,7 @@ fn v1_attributes(schema: &EffectiveSchema, language: Language) -> Vec<V1Attribut
 
 /// `GET /api/v1/marketplace/categories/{id}/attributes`
 #[utoipa::path(get, path = "/api/v1/marketplace/categories/{id}/attributes", tag = "v1",
-    params(("id" = String, Path, description = "Category id"), ("lang" = Option<String>, Query, description = "sr, en or ru")),
+    params(("id" = i64, Path, minimum = 1, description = "Category id"), ("lang" = Option<String>, Query, description = "sr, en or ru")),
     responses(
         (status = 200, description = "The category's attributes, inherited ones included, in the v1 shape", body = inline(V1AttributesEnvelope)),
         (status = 304, description = "Not modified"),
@@ -92,7 +92,7 @@ pub async fn attributes(
 
 /// `GET /api/v1/marketplace/categories/{id}/attribute-ranges`: `{name: {min, max, count}}`.
 #[utoipa::path(get, path = "/api/v1/marketplace/categories/{id}/attribute-ranges", tag = "v1",
-    params(("id" = String, Path, description = "Category id")),
+    params(("id" = i64, Path, minimum = 1, description = "Category id")),
     responses(
         (status = 200, description = "Ranges keyed by attribute name", body = Object),
         (status = 304, description = "Not modified"),

@@ -29,7 +29,7 @@ fn key(entity: EntityRef, context: &ReadContext) -> ResponseKey {
 
 /// `GET /api/v2/marketplace/{listings|products|variants}/{id}/attributes`
 #[utoipa::path(get, path = "/api/v2/marketplace/listings/{id}/attributes", tag = "values",
-    params(("id" = String, Path, description = "Listing id; products and variants have the same routes")),
+    params(("id" = i64, Path, minimum = 1, description = "Listing id; products and variants have the same routes")),
     responses(
         (status = 200, description = "The entity's values", body = inline(ValuesEnvelope)),
         (status = 304, description = "Not modified"),
@@ -67,7 +67,7 @@ pub async fn get(
 
 /// `PUT …/{id}/attributes`: the body is the full new set `{code: value}`.
 #[utoipa::path(put, path = "/api/v2/marketplace/listings/{id}/attributes", tag = "values",
-    params(("id" = String, Path, description = "Listing id; products and variants have the same routes")),
+    params(("id" = i64, Path, minimum = 1, description = "Listing id; products and variants have the same routes")),
     request_body(content = Object, description = "`{code: value}` or `{code: {\"value\": …, \"unit\": \"km\"}}`"),
     security(("writer_token" = [])),
     responses(
@@ -90,7 +90,7 @@ pub async fn put(
 
 /// `PATCH …/{id}/attributes`: merges the body in; `null` removes a value.
 #[utoipa::path(patch, path = "/api/v2/marketplace/listings/{id}/attributes", tag = "values",
-    params(("id" = String, Path, description = "Listing id; products and variants have the same routes")),
+    params(("id" = i64, Path, minimum = 1, description = "Listing id; products and variants have the same routes")),
     request_body(content = Object, description = "`{code: value}`; `{code: null}` removes the value"),
     security(("writer_token" = [])),
     responses(
