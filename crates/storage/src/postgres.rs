@@ -9,7 +9,7 @@ use flags::{MigrationState, Store};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-use crate::backend::{Backend, Conn, backend_helpers, backend_operations};
+use crate::backend::{Backend, Conn, SEED_CHUNK, backend_helpers, backend_operations};
 use crate::demo::Dataset;
 use crate::error::{Result, StorageError};
 use crate::rows::{self, SchemaParts};
@@ -73,6 +73,14 @@ mod pg_sql {
             .await?;
         Ok(())
     }
+    /// Binds a decimal sent as text into a `numeric` column of a multi-row insert.
+    pub(super) fn push_numeric<'args>(
+        row: &mut sqlx::query_builder::Separated<'_, 'args, sqlx::Postgres, &'static str>,
+        value: &'args Option<String>,
+    ) {
+        row.push("CAST(").push_bind_unseparated(value).push_unseparated(" AS NUMERIC)");
+    }
+
 }
 
 #[derive(Debug, Clone)]

@@ -218,7 +218,6 @@ pub(crate) const COUNT_LEGACY_DEFINITIONS: &str = "SELECT COUNT(*) FROM category
 
 // Seeding: plain inserts of legacy rows.
 pub(crate) const INSERT_CATEGORY: &str = "INSERT INTO marketplace_categories (id, parent_id, name, slug, level) VALUES ($1, $2, $3, $4, $5)";
-pub(crate) const INSERT_LISTING: &str = "INSERT INTO marketplace_listings (id, category_id, title, status) VALUES ($1, $2, $3, 'active')";
 pub(crate) const INSERT_PRODUCT: &str =
     "INSERT INTO storefront_products (id, category_id, attributes) VALUES ($1, $2, $3)";
 pub(crate) const INSERT_VARIANT: &str = "INSERT INTO storefront_product_variants (id, product_id, variant_attributes) VALUES ($1, $2, $3)";

@@ -13,7 +13,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
-use crate::backend::{Backend, Conn, backend_helpers, backend_operations};
+use crate::backend::{Backend, Conn, SEED_CHUNK, backend_helpers, backend_operations};
 use crate::demo::Dataset;
 use crate::error::{Result, StorageError};
 use crate::rows::{self, SchemaParts};
@@ -72,6 +72,14 @@ mod sqlite_sql {
     ) -> crate::error::Result<()> {
         Ok(())
     }
+    /// Binds a decimal as text (its column is text, so it stays exact).
+    pub(super) fn push_numeric<'args>(
+        row: &mut sqlx::query_builder::Separated<'_, 'args, sqlx::Sqlite, &'static str>,
+        value: &'args Option<String>,
+    ) {
+        row.push_bind(value);
+    }
+
 }
 
 #[derive(Debug, Clone)]
