@@ -327,7 +327,7 @@ async fn bad_definitions_and_taken_codes_are_refused(backend: Backend) {
     .assert_error(400, "errors.malformedJson");
     assert_eq!(
         app.get("/api/v2/attributes?per_page=200").await.body["data"]["total"],
-        19,
+        23,
         "nothing was created"
     );
 }

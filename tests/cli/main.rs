@@ -124,7 +124,7 @@ fn seed_demo_loads_the_marketplace_into_postgres_and_refuses_a_second_time() {
                 .await,
         )
     });
-    assert_eq!(counts, (40, 18, 12));
+    assert_eq!(counts, (40, 22, 12));
     let again = run(&["seed-demo"]);
     assert_eq!(again.status.code(), Some(2));
     assert!(

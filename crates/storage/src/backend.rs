@@ -15,7 +15,7 @@ use crate::invalidation::Invalidation;
 use crate::rows::{AttributeRange, SchemaParts};
 
 /// Listings per multi-row insert when seeding (SQLite allows 32,766 parameters a statement).
-pub(crate) const SEED_CHUNK: usize = 500;
+pub(crate) const SEED_CHUNK: usize = 250;
 
 pub(crate) type Conn<B> = <<B as Backend>::Db as sqlx::Database>::Connection;
 
@@ -798,7 +798,7 @@ macro_rules! backend_operations {
                 });
                 values.build().execute(&mut *conn).await?;
                 let loaded = (chunk_index + 1) * SEED_CHUNK;
-                if loaded % 20_000 == 0 {
+                if loaded % 25_000 == 0 {
                     tracing::info!(listings = loaded, of = dataset.listings.len(), "seeding listings");
                 }
             }

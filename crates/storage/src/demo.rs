@@ -362,9 +362,60 @@ fn c2c_attributes() -> Vec<Attribute> {
         ("L", "L", "L"),
         ("XL", "XL", "XL"),
     ]);
+    let mut delivery = definition(
+        2005,
+        "delivery",
+        T::Select,
+        labels("Dostava", "Delivery", "Доставка"),
+        80,
+    );
+    delivery.options = vec![
+        AttributeOption {
+            value: "pickup".into(),
+            label: labels("Lično preuzimanje", "Pickup", "Самовывоз"),
+            color_hex: None,
+        },
+        AttributeOption {
+            value: "courier".into(),
+            label: labels("Kurirska služba", "Courier", "Курьер"),
+            color_hex: None,
+        },
+        AttributeOption {
+            value: "post".into(),
+            label: labels("Pošta", "Post", "Почта"),
+            color_hex: None,
+        },
+    ];
+    let exchange = definition(
+        2006,
+        "exchange_possible",
+        T::Boolean,
+        labels("Moguća zamena", "Exchange possible", "Возможен обмен"),
+        91,
+    );
+    let mut warranty = definition(
+        2007,
+        "warranty_months",
+        T::Number,
+        labels("Garancija (meseci)", "Warranty (months)", "Гарантия (мес.)"),
+        85,
+    );
+    warranty.rules = number_rules(0, 120);
+    let mut city = definition(2008, "city", T::Select, labels("Grad", "City", "Город"), 70);
+    city.options = plain_options(&[
+        ("Beograd", "Belgrade", "Белград"),
+        ("Novi Sad", "Novi Sad", "Нови-Сад"),
+        ("Niš", "Niš", "Ниш"),
+        ("Kragujevac", "Kragujevac", "Крагуевац"),
+        ("Subotica", "Subotica", "Суботица"),
+    ]);
     vec![
         condition,
         negotiable,
+        delivery,
+        exchange,
+        warranty,
+        city,
         color,
         brand,
         storage,
@@ -392,6 +443,10 @@ fn bindings() -> Vec<CategoryBinding> {
     for root in 1001..=1020 {
         bindings.push(bind(root, 2002, 1));
         bindings.push(bind(root, 2003, 99));
+        bindings.push(bind(root, 2005, 80));
+        bindings.push(bind(root, 2006, 91));
+        bindings.push(bind(root, 2007, 85));
+        bindings.push(bind(root, 2008, 70));
     }
     bindings.extend([
         bind(1001, 2101, 2),
@@ -626,7 +681,7 @@ fn categories() -> Vec<Category> {
 fn random_values(schema: &EffectiveSchema, rng: &mut StdRng) -> EntityValues {
     let mut values = EntityValues::new();
     for effective in &schema.attributes {
-        if !effective.is_required && rng.gen_bool(0.2) {
+        if !effective.is_required && rng.gen_bool(0.1) {
             continue;
         }
         let attribute = &effective.attribute;

@@ -285,7 +285,10 @@ pub(crate) fn encode_translations(dataset: &Dataset) -> Vec<TranslationRow> {
 /// A listing's `listing_attribute_values` rows, with the defects of the real data: numbers
 /// tagged 'text' in `text_value`, multiselect as one comma-separated string, and now and
 /// then a row whose value columns are all empty.
-pub(crate) fn encode_listing_values(schema: &EffectiveSchema, listing: &Listing) -> Vec<(i64, ValueColumns)> {
+pub(crate) fn encode_listing_values(
+    schema: &EffectiveSchema,
+    listing: &Listing,
+) -> Vec<(i64, ValueColumns)> {
     let mut rows = Vec::new();
     for (code, typed) in &listing.values {
         let Some(effective) = schema.get(code) else {

@@ -78,9 +78,10 @@ mod pg_sql {
         row: &mut sqlx::query_builder::Separated<'_, 'args, sqlx::Postgres, &'static str>,
         value: &'args Option<String>,
     ) {
-        row.push("CAST(").push_bind_unseparated(value).push_unseparated(" AS NUMERIC)");
+        row.push("CAST(")
+            .push_bind_unseparated(value)
+            .push_unseparated(" AS NUMERIC)");
     }
-
 }
 
 #[derive(Debug, Clone)]

@@ -79,7 +79,6 @@ mod sqlite_sql {
     ) {
         row.push_bind(value);
     }
-
 }
 
 #[derive(Debug, Clone)]
