@@ -39,15 +39,18 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Listings in the demo dataset loaded on a fresh machine.
 const DEMO_LISTINGS: usize = 500;
 
-/// What every handler shares.
-#[derive(Debug)]
+/// What the handlers of one worker thread use. The caches, metrics and tokens are shared by
+/// every worker; the storage is the worker's own pool, so its queries stay on its thread.
+#[derive(Debug, Clone)]
 pub struct AppState {
     pub storage: Storage,
     pub flags: Flags,
     pub caches: AttributeCaches,
-    pub metrics: Metrics,
-    pub writer_tokens: Vec<SecretString>,
-    pub admin_tokens: Vec<SecretString>,
+    pub metrics: Arc<Metrics>,
+    pub writer_tokens: Arc<[SecretString]>,
+    pub admin_tokens: Arc<[SecretString]>,
+    /// Every worker's storage, for the pool gauges.
+    pub pools: Arc<std::sync::Mutex<Vec<Storage>>>,
 }
 
 impl AppState {
@@ -161,23 +164,26 @@ impl Application {
             .port();
         let metrics = Metrics::new();
         metrics.set_flags(&flags, phase);
-        let state = web::Data::new(AppState {
+        let shared = AppState {
             caches: AttributeCaches::new(settings.cache.to_cache_settings()),
-            metrics,
+            metrics: Arc::new(metrics),
             storage,
             flags,
-            writer_tokens: settings.auth.writer_tokens(),
-            admin_tokens: settings.auth.admin_tokens(),
-        });
-        listen_for_invalidations(&state).await;
+            writer_tokens: settings.auth.writer_tokens().into(),
+            admin_tokens: settings.auth.admin_tokens().into(),
+            pools: Arc::default(),
+        };
+        listen_for_invalidations(&shared).await;
 
         let metrics_elsewhere = settings.metrics.bind.is_some();
-        let app_state = state.clone();
+        let worker_template = shared.clone();
+        let max_connections = settings.database.max_connections;
         let mut server = HttpServer::new(move || {
+            let state = web::Data::new(worker_state(&worker_template, &url, max_connections));
             App::new()
                 .wrap(from_fn(metrics::track))
-                .wrap(TracingLogger::default())
-                .app_data(app_state.clone())
+                .wrap(TracingLogger::<telemetry::RequestSpan>::new())
+                .app_data(state)
                 .app_data(
                     web::JsonConfig::default()
                         .limit(MAX_BODY_BYTES)
@@ -209,7 +215,7 @@ impl Application {
                     .map_err(bind_error(bind))?
                     .port(),
             );
-            let metrics_state = state.clone();
+            let metrics_state = web::Data::new(shared.clone());
             let metrics_server = HttpServer::new(move || {
                 App::new()
                     .app_data(metrics_state.clone())
@@ -249,9 +255,25 @@ impl Application {
     }
 }
 
+/// The state of one worker: the shared parts, and a pool of its own that connects lazily on
+/// the worker's runtime. (The URL was checked when the service started.)
+fn worker_state(shared: &AppState, url: &str, max_connections: u32) -> AppState {
+    let storage = Storage::connect_lazy(url, max_connections).unwrap_or_else(|err| {
+        tracing::error!(error = ?err, "worker pool not created; the worker shares the main pool");
+        shared.storage.clone()
+    });
+    if let Ok(mut pools) = shared.pools.lock() {
+        pools.push(storage.clone());
+    }
+    AppState {
+        storage,
+        ..shared.clone()
+    }
+}
+
 /// Applies other replicas' invalidations (PostgreSQL `LISTEN`). A lost connection may have
 /// missed some, so it flushes the whole cache before listening again.
-async fn listen_for_invalidations(state: &web::Data<AppState>) {
+async fn listen_for_invalidations(state: &AppState) {
     let mut listener = match state.storage.invalidation_listener().await {
         Ok(Some(listener)) => listener,
         Ok(None) => return,
@@ -283,95 +305,108 @@ async fn listen_for_invalidations(state: &web::Data<AppState>) {
     });
 }
 
-/// Every route of the service; a path with a route but the wrong method answers 405.
+/// The route template of a resource, kept in its app data so that metrics label requests
+/// without matching the path a second time.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteTemplate(pub &'static str);
+
+/// A resource under `scope` answering `route`; other methods answer 405.
+fn resource(scope: &'static str, path: &'static str) -> actix_web::Resource {
+    let template: &'static str = Box::leak(format!("{scope}{path}").into_boxed_str());
+    web::resource(path)
+        .app_data(RouteTemplate(template))
+        .default_service(web::to(|| async {
+            Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed)
+        }))
+}
+
+/// Every route of the service. Routes are grouped under static prefixes so that routing
+/// rejects most patterns by prefix before trying any dynamic segment.
 fn routes_config(config: &mut web::ServiceConfig, metrics_here: bool) {
     use routes::{admin, attributes, categories, health, v1, values};
-    let method_not_allowed =
-        || web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed) });
-    let entity_values = |path: &str, kind: EntityKind| {
-        web::resource(path)
+    const MARKETPLACE: &str = "/api/v2/marketplace";
+    let entity_values = |path: &'static str, kind: EntityKind| {
+        resource(MARKETPLACE, path)
             .app_data(web::Data::new(kind))
             .route(web::get().to(values::get))
             .route(web::put().to(values::put))
             .route(web::patch().to(values::patch))
-            .default_service(method_not_allowed())
     };
-    let get = |path: &str, handler| {
-        web::resource(path)
-            .route(handler)
-            .default_service(method_not_allowed())
-    };
+    config.service(
+        web::scope(MARKETPLACE)
+            .service(entity_values(
+                "/listings/{id}/attributes",
+                EntityKind::Listing,
+            ))
+            .service(
+                resource(MARKETPLACE, "/categories/{id}/attributes")
+                    .route(web::get().to(categories::attributes)),
+            )
+            .service(
+                resource(MARKETPLACE, "/listings/attributes").route(web::get().to(values::batch)),
+            )
+            .service(entity_values(
+                "/products/{id}/attributes",
+                EntityKind::Product,
+            ))
+            .service(entity_values(
+                "/variants/{id}/attributes",
+                EntityKind::ProductVariant,
+            ))
+            .service(
+                resource(MARKETPLACE, "/categories/{id}/attributes/detailed")
+                    .route(web::get().to(categories::detailed)),
+            )
+            .service(
+                resource(MARKETPLACE, "/categories/{id}/variant-attributes")
+                    .route(web::get().to(categories::variant_attributes)),
+            )
+            .service(
+                resource(MARKETPLACE, "/categories/{id}/attribute-ranges")
+                    .route(web::get().to(categories::ranges)),
+            ),
+    );
+    const ATTRIBUTES: &str = "/api/v2/attributes";
+    config.service(
+        web::scope(ATTRIBUTES)
+            .service(resource(ATTRIBUTES, "").route(web::get().to(attributes::list)))
+            .service(resource(ATTRIBUTES, "/{id_or_code}").route(web::get().to(attributes::one))),
+    );
+    const ADMIN: &str = "/api/v2/admin";
+    config.service(
+        web::scope(ADMIN)
+            .service(resource(ADMIN, "/attributes").route(web::post().to(admin::create_attribute)))
+            .service(
+                resource(ADMIN, "/attributes/{id}")
+                    .route(web::put().to(admin::update_attribute))
+                    .route(web::delete().to(admin::delete_attribute)),
+            )
+            .service(
+                resource(ADMIN, "/categories/{id}/attributes")
+                    .route(web::post().to(admin::create_binding)),
+            )
+            .service(
+                resource(ADMIN, "/categories/{id}/attributes/{attribute_id}")
+                    .route(web::put().to(admin::update_binding))
+                    .route(web::delete().to(admin::delete_binding)),
+            ),
+    );
+    const V1: &str = "/api/v1/marketplace";
+    config.service(
+        web::scope(V1)
+            .service(
+                resource(V1, "/categories/{id}/attributes").route(web::get().to(v1::attributes)),
+            )
+            .service(
+                resource(V1, "/categories/{id}/attribute-ranges").route(web::get().to(v1::ranges)),
+            ),
+    );
     config
-        .service(get("/health/live", web::get().to(health::live)))
-        .service(get("/health/ready", web::get().to(health::ready)))
-        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::ApiDoc::openapi()))
-        .service(get(
-            "/api/v2/marketplace/categories/{id}/attributes",
-            web::get().to(categories::attributes),
-        ))
-        .service(get(
-            "/api/v2/marketplace/categories/{id}/attributes/detailed",
-            web::get().to(categories::detailed),
-        ))
-        .service(get(
-            "/api/v2/marketplace/categories/{id}/variant-attributes",
-            web::get().to(categories::variant_attributes),
-        ))
-        .service(get(
-            "/api/v2/marketplace/categories/{id}/attribute-ranges",
-            web::get().to(categories::ranges),
-        ))
-        .service(get(
-            "/api/v2/marketplace/listings/attributes",
-            web::get().to(values::batch),
-        ))
-        .service(entity_values(
-            "/api/v2/marketplace/listings/{id}/attributes",
-            EntityKind::Listing,
-        ))
-        .service(entity_values(
-            "/api/v2/marketplace/products/{id}/attributes",
-            EntityKind::Product,
-        ))
-        .service(entity_values(
-            "/api/v2/marketplace/variants/{id}/attributes",
-            EntityKind::ProductVariant,
-        ))
-        .service(get("/api/v2/attributes", web::get().to(attributes::list)))
-        .service(get(
-            "/api/v2/attributes/{id_or_code}",
-            web::get().to(attributes::one),
-        ))
-        .service(get(
-            "/api/v2/admin/attributes",
-            web::post().to(admin::create_attribute),
-        ))
-        .service(
-            web::resource("/api/v2/admin/attributes/{id}")
-                .route(web::put().to(admin::update_attribute))
-                .route(web::delete().to(admin::delete_attribute))
-                .default_service(method_not_allowed()),
-        )
-        .service(get(
-            "/api/v2/admin/categories/{id}/attributes",
-            web::post().to(admin::create_binding),
-        ))
-        .service(
-            web::resource("/api/v2/admin/categories/{id}/attributes/{attribute_id}")
-                .route(web::put().to(admin::update_binding))
-                .route(web::delete().to(admin::delete_binding))
-                .default_service(method_not_allowed()),
-        )
-        .service(get(
-            "/api/v1/marketplace/categories/{id}/attributes",
-            web::get().to(v1::attributes),
-        ))
-        .service(get(
-            "/api/v1/marketplace/categories/{id}/attribute-ranges",
-            web::get().to(v1::ranges),
-        ));
+        .service(resource("", "/health/live").route(web::get().to(health::live)))
+        .service(resource("", "/health/ready").route(web::get().to(health::ready)))
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::ApiDoc::openapi()));
     if metrics_here {
-        config.service(get("/metrics", web::get().to(metrics::scrape)));
+        config.service(resource("", "/metrics").route(web::get().to(metrics::scrape)));
     }
 }
 

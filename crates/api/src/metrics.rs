@@ -285,7 +285,7 @@ impl Metrics {
     }
 
     /// The exposition text, with the mirrored counters and gauges brought up to date.
-    pub fn render(&self, caches: &AttributeCaches, storage: &Storage) -> String {
+    pub fn render(&self, caches: &AttributeCaches, pools: &[Storage]) -> String {
         let _scrape = self
             .scrape
             .lock()
@@ -293,7 +293,10 @@ impl Metrics {
         self.mirror_cache("responses", caches.responses.stats());
         self.mirror_cache("catalog", caches.catalogs.stats());
         advance(&self.db_queries, storage::queries_executed());
-        let (open, idle) = storage.pool_connections();
+        let (open, idle) = pools
+            .iter()
+            .map(Storage::pool_connections)
+            .fold((0, 0), |(o, i), (po, pi)| (o + po, i + pi));
         self.db_pool
             .with_label_values(&["open"])
             .set(i64::from(open));
@@ -347,17 +350,19 @@ pub async fn track(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
     let started = Instant::now();
-    let route = request
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().as_str().to_owned();
-    let metrics = request.app_data::<web::Data<crate::AppState>>().cloned();
+    let state = request.app_data::<web::Data<crate::AppState>>().cloned();
     let response = next.call(request).await?;
-    if let Some(state) = metrics {
+    if let Some(state) = state {
+        // Routing put the matched resource's template in the request's app data.
+        let route = response
+            .request()
+            .app_data::<crate::RouteTemplate>()
+            .map_or("unmatched", |t| t.0);
+        let method = response.request().method().as_str();
         let status = response.status().as_u16();
         state
             .metrics
-            .record_request(&route, &method, status, started.elapsed().as_secs_f64());
+            .record_request(route, method, status, started.elapsed().as_secs_f64());
     }
     Ok(response)
 }
@@ -366,5 +371,8 @@ pub async fn track(
 pub async fn scrape(state: web::Data<crate::AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render(&state.caches, &state.storage))
+        .body(state.metrics.render(
+            &state.caches,
+            &state.pools.lock().map(|p| p.clone()).unwrap_or_default(),
+        ))
 }

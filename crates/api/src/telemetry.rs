@@ -15,3 +15,37 @@ pub fn init(settings: &TelemetrySettings) {
         LogFormat::Pretty => builder.try_init(),
     };
 }
+
+/// The root span of every request: method, path, request id, and the status and error once
+/// answered. Unlike the default it does not match the path against the routes again to name
+/// the route (metrics label requests by route template on their own).
+#[derive(Debug)]
+pub struct RequestSpan;
+
+impl tracing_actix_web::RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &actix_web::dev::ServiceRequest) -> tracing::Span {
+        use actix_web::HttpMessage;
+        // Copied, and formatted only if the span is recorded.
+        let request_id = request
+            .extensions()
+            .get::<tracing_actix_web::RequestId>()
+            .copied();
+        tracing::info_span!(
+            "request",
+            http.method = %request.method(),
+            http.target = %request.path(),
+            request_id = ?request_id,
+            http.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            exception.message = tracing::field::Empty,
+            exception.details = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: actix_web::body::MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
+    ) {
+        tracing_actix_web::DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
+}

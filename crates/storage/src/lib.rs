@@ -39,10 +39,10 @@ use router::Router;
 use sqlite::SqliteBackend;
 
 /// The database the service runs on, picked from the URL scheme.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Storage(Backends);
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Backends {
     Postgres(Router<PgBackend>),
     Sqlite(Router<SqliteBackend>),
@@ -68,6 +68,25 @@ impl Storage {
         } else if url.starts_with("sqlite:") {
             Ok(Storage(Backends::Sqlite(Router::new(
                 SqliteBackend::connect(url, max_connections).await?,
+            ))))
+        } else {
+            Err(StorageError::UnsupportedUrl(
+                url.split("://").next().unwrap_or(url).to_owned(),
+            ))
+        }
+    }
+
+    /// Like [`Storage::connect`], but opens connections only when first used, on the runtime
+    /// that uses them: a server gives each worker thread its own pool this way, so queries
+    /// do not hop between threads. Checks the URL only.
+    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Storage(Backends::Postgres(Router::new(
+                PgBackend::connect_lazy(url, max_connections)?,
+            ))))
+        } else if url.starts_with("sqlite:") {
+            Ok(Storage(Backends::Sqlite(Router::new(
+                SqliteBackend::connect_lazy(url, max_connections)?,
             ))))
         } else {
             Err(StorageError::UnsupportedUrl(

@@ -90,13 +90,26 @@ pub(crate) struct PgBackend {
 }
 
 impl PgBackend {
-    pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<Self> {
-        let pool = PgPoolOptions::new()
+    fn options(max_connections: u32) -> PgPoolOptions {
+        PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
-            .await?;
-        Ok(Self { pool })
+            // A ping before every acquire would double the round trips of a read; a broken
+            // connection surfaces as an error on use and is replaced.
+            .test_before_acquire(false)
+    }
+
+    pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        Ok(Self {
+            pool: Self::options(max_connections).connect(url).await?,
+        })
+    }
+
+    /// A pool that opens its connections on first use, on the runtime that uses them.
+    pub(crate) fn connect_lazy(url: &str, max_connections: u32) -> Result<Self> {
+        Ok(Self {
+            pool: Self::options(max_connections).connect_lazy(url)?,
+        })
     }
 }
 

@@ -106,7 +106,7 @@ impl<T> MaybeEmpty for Vec<T> {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Router<B> {
     backend: B,
 }

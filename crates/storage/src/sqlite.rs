@@ -87,9 +87,11 @@ pub(crate) struct SqliteBackend {
 }
 
 impl SqliteBackend {
-    /// Opens (creating if needed) the database file of `url`.
-    pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
+    fn options(
+        url: &str,
+        max_connections: u32,
+    ) -> Result<(SqliteConnectOptions, SqlitePoolOptions)> {
+        let connection = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -98,9 +100,25 @@ impl SqliteBackend {
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await?;
-        Ok(Self { pool })
+            // A ping before every acquire would double the work of a read.
+            .test_before_acquire(false);
+        Ok((connection, pool))
+    }
+
+    /// Opens (creating if needed) the database file of `url`.
+    pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let (connection, pool) = Self::options(url, max_connections)?;
+        Ok(Self {
+            pool: pool.connect_with(connection).await?,
+        })
+    }
+
+    /// A pool that opens its connections on first use, on the runtime that uses them.
+    pub(crate) fn connect_lazy(url: &str, max_connections: u32) -> Result<Self> {
+        let (connection, pool) = Self::options(url, max_connections)?;
+        Ok(Self {
+            pool: pool.connect_lazy_with(connection),
+        })
     }
 }
 

@@ -84,8 +84,14 @@ pub struct ReadContext {
 
 impl ReadContext {
     pub fn of(request: &HttpRequest, flags: &Flags) -> Self {
+        // The rollout key matters only while some reads may go to the unified store.
+        let store = if flags.use_unified {
+            flags.read_store(&rollout_key(request))
+        } else {
+            Store::Legacy
+        };
         Self {
-            route: ReadRoute::new(flags.read_store(&rollout_key(request)), flags.fallback),
+            route: ReadRoute::new(store, flags.fallback),
             language: language(request),
         }
     }

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Load benchmark of the service on PostgreSQL with 200,000 listings (about 2,000,000
+# values), each figure next to its ceiling measured in the same run:
+#   - cached category read vs. a minimal actix-web handler returning the same bytes;
+#   - listing values with the cache off vs. pgbench running the same SQL;
+#   - p99 at half of the maximum throughput (hey, fixed rate), single and batch-of-50 reads;
+#   - database queries per cached read and per miss, and the hit rate on a Zipf(1.0)
+#     access pattern, from the service's own metrics;
+#   - peak resident memory of the service.
+# Loopback only; every load is bounded in time. Usage: benches/load/run.sh
+# (BENCH_DURATION seconds per load, 10; BENCH_CONNECTIONS, 32; BENCH_POOL, 16; BENCH_RESEED=1.)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+DB_URL=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/ua_bench}
+LISTINGS=${BENCH_LISTINGS:-200000}
+DURATION=${BENCH_DURATION:-10}
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+POOL=${BENCH_POOL:-16}
+SERVICE_PORT=18181
+BASELINE_PORT=18182
+SERVICE="http://127.0.0.1:${SERVICE_PORT}"
+OUT=target/bench
+mkdir -p "$OUT"
+for tool in wrk hey pgbench psql curl python3; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (Debian: wrk hey postgresql-client)" >&2; exit 1; }
+done
+
+say() { printf '\n== %s\n' "$*" >&2; }
+
+say "building (release)"
+cargo build --release --bin unified-attributes >&2
+baseline_bin=$(cargo bench --bench baseline --no-run --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "baseline" and m.get("executable"):
+        print(m["executable"])')
+
+say "database: ${LISTINGS} listings"
+db_name=${DB_URL##*/}
+admin_url=${DB_URL%/*}/postgres
+if ! psql "$admin_url" -Atqc "SELECT 1 FROM pg_database WHERE datname = '${db_name}'" | grep -q 1; then
+    psql "$admin_url" -qc "CREATE DATABASE ${db_name}"
+fi
+have=$(psql "$DB_URL" -Atqc "SELECT COUNT(*) FROM marketplace_listings" 2>/dev/null || echo 0)
+# BENCH_RESEED=1 reloads the data (after the demo dataset changed).
+if [ "$have" != "$LISTINGS" ] || [ "${BENCH_RESEED:-0}" = 1 ]; then
+    psql "$admin_url" -qc "DROP DATABASE ${db_name}" -c "CREATE DATABASE ${db_name}"
+    target/release/unified-attributes seed-demo --database-url "$DB_URL" --listings "$LISTINGS" >&2
+fi
+values=$(psql "$DB_URL" -Atqc "SELECT COUNT(*) FROM listing_attribute_values")
+psql "$DB_URL" -qc "VACUUM ANALYZE" >&2
+
+service_pid=""
+stop_service() { [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null && wait "$service_pid" 2>/dev/null; service_pid=""; }
+trap 'stop_service; [ -n "${baseline_pid:-}" ] && kill "$baseline_pid" 2>/dev/null' EXIT
+start_service() { # $1: cache on/off
+    stop_service
+    # The pool size is per worker thread: two workers share POOL connections, as many as pgbench gets.
+    env NO_COLOR=1 DATABASE_URL="$DB_URL" APP__DATABASE__MAX_CONNECTIONS="$((POOL / 2))" APP__SERVER__WORKERS=2 \
+        APP__CACHE__ENABLED="$1" APP__CACHE__MAX_BYTES="${BENCH_CACHE_BYTES:-$((16 * 1024 * 1024))}" APP__TELEMETRY__FILTER=warn \
+        target/release/unified-attributes serve --bind "127.0.0.1:${SERVICE_PORT}" >"$OUT/service.log" 2>&1 &
+    service_pid=$!
+    for _ in $(seq 1 100); do curl -fs "$SERVICE/health/ready" >/dev/null 2>&1 && return; sleep 0.1; done
+    echo "the service did not start" >&2; exit 1
+}
+peak_rss_mb() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/${service_pid}/status"; }
+wrk_rps() { wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "$@" | awk '/Requests\/sec/ {print $2}'; }
+hey_p99_ms() { # $1 rate (req/s), $2 url
+    local workers=8
+    local per_worker
+    per_worker=$(python3 -c "print(max(1, round($1 / $workers)))")
+    hey -z "${DURATION}s" -c "$workers" -q "$per_worker" "$2" | awk '/ 99% in/ {printf "%.2f", $3 * 1000}'
+}
+metric() { curl -fs "$SERVICE/metrics" | awk -v name="$1" '$1 == name {print $2}'; }
+
+say "cached category read vs. minimal actix-web handler"
+start_service true
+category="$SERVICE/api/v2/marketplace/categories/1311/attributes"
+curl -fs "$category" >"$OUT/category.json"
+queries_before=$(metric unified_attributes_db_queries_total)
+service_rps=$(wrk_rps "$category")
+queries_after=$(metric unified_attributes_db_queries_total)
+BASELINE_PORT=$BASELINE_PORT BASELINE_BODY="$OUT/category.json" BASELINE_WORKERS=2 "$baseline_bin" &
+baseline_pid=$!
+sleep 1
+baseline_rps=$(wrk_rps "http://127.0.0.1:${BASELINE_PORT}/")
+kill "$baseline_pid"; baseline_pid=""
+
+say "p99 at half of the maximum throughput"
+category_p99=$(hey_p99_ms "$(python3 -c "print($service_rps / 2)")" "$category")
+batch="$SERVICE/api/v2/marketplace/listings/attributes?ids=$(seq -s, 1 50)"
+curl -fs "$batch" >/dev/null
+batch_rps=$(wrk_rps "$batch")
+batch_p99=$(hey_p99_ms "$(python3 -c "print($batch_rps / 2)")" "$batch")
+rss_cached=$(peak_rss_mb)
+
+say "Zipf(1.0) over ${LISTINGS} listings (warm-up, then measured)"
+start_service true
+ZIPF_N=$LISTINGS wrk -t2 -c"$CONNECTIONS" -d"$((DURATION * 2))s" -s benches/load/zipf.lua "$SERVICE" >/dev/null
+hits0=$(metric 'unified_attributes_cache_hits_total{cache="responses"}')
+misses0=$(metric 'unified_attributes_cache_misses_total{cache="responses"}')
+q0=$(metric unified_attributes_db_queries_total)
+zipf_rps=$(ZIPF_N=$LISTINGS wrk_rps -s benches/load/zipf.lua "$SERVICE")
+hits1=$(metric 'unified_attributes_cache_hits_total{cache="responses"}')
+misses1=$(metric 'unified_attributes_cache_misses_total{cache="responses"}')
+q1=$(metric unified_attributes_db_queries_total)
+rss_zipf=$(peak_rss_mb)
+
+say "listing values with the cache off vs. pgbench on the same SQL"
+start_service false
+nocache_rps=$(UNIFORM_N=$LISTINGS wrk_rps -s benches/load/uniform.lua "$SERVICE")
+rss_nocache=$(peak_rss_mb)
+stop_service
+pgbench_tps=$(pgbench -n -M prepared -c "$POOL" -j 2 -T "$DURATION" -f benches/load/listing_values.pgbench "$DB_URL" 2>/dev/null |
+    awk '/^tps/ {print $3}')
+
+python3 - "$OUT/load.md" <<PY
+import sys
+r = lambda a, b: a / b if b else float("nan")
+service, baseline = float("$service_rps"), float("$baseline_rps")
+nocache, pg = float("$nocache_rps"), float("$pgbench_tps")
+hits, misses = float("$hits1") - float("$hits0"), float("$misses1") - float("$misses0")
+rows = [
+    ("listings / values", "$LISTINGS / $values", "200,000 / ~2,000,000"),
+    ("cached category read, req/s", f"{service:,.0f}", ""),
+    ("minimal actix-web, same bytes, req/s", f"{baseline:,.0f}", ""),
+    ("ratio", f"{r(service, baseline):.0%}", ">= 70%"),
+    ("DB queries during the cached-read run", f"{float('$queries_after') - float('$queries_before'):.0f}", "0"),
+    ("p99 at half max, category read", "$category_p99 ms", "< 5 ms"),
+    ("batch of 50 listings, req/s", f"{float('$batch_rps'):,.0f}", ""),
+    ("p99 at half max, batch of 50", "$batch_p99 ms", "< 10 ms"),
+    ("Zipf(1.0) listing reads, req/s", f"{float('$zipf_rps'):,.0f}", ""),
+    ("cache hit rate (Zipf, after warm-up)", f"{r(hits, hits + misses):.1%}", ">= 95%"),
+    ("DB queries per miss (Zipf)", f"{r(float('$q1') - float('$q0'), misses):.2f}", "1"),
+    ("listing values, cache off, req/s", f"{nocache:,.0f}", ""),
+    ("pgbench, same SQL, tps", f"{pg:,.0f}", ""),
+    ("ratio", f"{r(nocache, pg):.0%}", ">= 80%"),
+    ("peak RSS (cached / Zipf / cache off)", "$rss_cached / $rss_zipf / $rss_nocache MB", "< 64 MB"),
+]
+text = "| measure | value | goal |\n|---|---|---|\n" + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+print(text)
+open(sys.argv[1], "w").write(text + "\n")
+PY
