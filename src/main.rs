@@ -32,6 +32,15 @@ enum Command {
     Migrate,
     /// Load the demo marketplace, in legacy form, into an empty database.
     SeedDemo(SeedArgs),
+    /// Show the flags in force, where each came from, and the phase they mean.
+    Flags(FlagsArgs),
+}
+
+#[derive(Debug, Args)]
+struct FlagsArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args, Default)]
@@ -92,6 +101,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(database = storage.backend_name(), "schema is up to date");
             Ok(())
         }
+        Command::Flags(args) => show_flags(&settings, args.json).await,
         Command::SeedDemo(args) => {
             let storage = connect(&settings).await?;
             storage.migrate().await.context("migration failed")?;
@@ -126,4 +136,93 @@ async fn connect(settings: &Settings) -> anyhow::Result<Storage> {
                 url.split('@').next_back().unwrap_or(&url)
             )
         })
+}
+
+/// The configured flags (environment, settings file, defaults), the runtime change that
+/// overrides them if any, and the phase of the flags in force.
+#[allow(clippy::print_stdout)] // the report is what the command is for
+async fn show_flags(settings: &Settings, json: bool) -> anyhow::Result<()> {
+    let configured = settings.flags.parse().context("invalid flag value")?;
+    let storage = connect(settings).await?;
+    let stored = storage
+        .stored_flags()
+        .await
+        .context("cannot read the runtime flags (run migrate first?)")?;
+    let state = storage.migration_state().await?;
+    let (in_force, source) = match &stored {
+        Some(stored) => (
+            stored.flags,
+            format!(
+                "runtime (set by {} at {})",
+                stored.updated_by, stored.updated_at
+            ),
+        ),
+        None => (
+            configured,
+            "configured (environment, settings file, defaults)".to_owned(),
+        ),
+    };
+    let phase = in_force
+        .check(&state)
+        .map(storage::phase_name)
+        .map_err(|violation| anyhow::anyhow!("{violation}"));
+    if json {
+        let report = serde_json::json!({
+            "flags": in_force, "configured": configured, "source": source, "state": state,
+            "phase": phase.as_ref().ok(), "guardrail": phase.as_ref().err().map(ToString::to_string),
+        });
+        println!("{report:#}");
+    } else {
+        let env_or = |name: &str| {
+            if std::env::var_os(name).is_some() {
+                "env"
+            } else {
+                "default/file"
+            }
+        };
+        println!("source: {source}");
+        println!(
+            "{:<36} {:<8} {:<10} configured from",
+            "flag", "in force", "configured"
+        );
+        let rows = [
+            (
+                flags::vars::DUAL_WRITE,
+                in_force.dual_write.to_string(),
+                configured.dual_write.to_string(),
+            ),
+            (
+                flags::vars::USE_UNIFIED,
+                in_force.use_unified.to_string(),
+                configured.use_unified.to_string(),
+            ),
+            (
+                flags::vars::UNIFIED_PERCENT,
+                in_force.unified_percent.to_string(),
+                configured.unified_percent.to_string(),
+            ),
+            (
+                flags::vars::FALLBACK,
+                in_force.fallback.to_string(),
+                configured.fallback.to_string(),
+            ),
+            (
+                flags::vars::SHADOW_PERCENT,
+                in_force.shadow_percent.to_string(),
+                configured.shadow_percent.to_string(),
+            ),
+        ];
+        for (name, now, conf) in rows {
+            println!("{name:<36} {now:<8} {conf:<10} {}", env_or(name));
+        }
+        println!(
+            "state: archived={} unified_only_writes_pending_sync={}",
+            state.archived, state.unified_only_writes_pending_sync
+        );
+        match &phase {
+            Ok(phase) => println!("phase: {phase}"),
+            Err(violation) => println!("phase: none — {violation}"),
+        }
+    }
+    phase.map(|_| ())
 }

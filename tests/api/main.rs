@@ -27,6 +27,7 @@ mod caching;
 mod catalog;
 mod categories;
 mod observability;
+mod runtime_flags;
 mod values;
 
 use common::Backend;

@@ -32,6 +32,8 @@ pub enum ApiError {
     InvalidBody(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Guardrail(flags::GuardrailViolation),
     #[error("no route for this path")]
     RouteNotFound,
     #[error("this method is not allowed here")]
@@ -76,6 +78,7 @@ impl ApiError {
             ApiError::InvalidQuery(_) => "errors.invalidQuery",
             ApiError::InvalidBody(_) => "errors.invalidBody",
             ApiError::Conflict(_) => "errors.conflict",
+            ApiError::Guardrail(_) => "errors.guardrailViolation",
             ApiError::RouteNotFound => "errors.routeNotFound",
             ApiError::MethodNotAllowed => "errors.methodNotAllowed",
             ApiError::StorageUnavailable(_) => "errors.storageUnavailable",
@@ -90,6 +93,7 @@ impl From<StorageError> for ApiError {
             StorageError::NotFound { what, id } => ApiError::NotFound { what, id },
             StorageError::InvalidValues(fields) => ApiError::InvalidValues(fields),
             StorageError::Conflict(message) => ApiError::Conflict(message),
+            StorageError::Guardrail(violation) => ApiError::Guardrail(violation),
             StorageError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
                 ApiError::StorageUnavailable(err)
             }
@@ -105,6 +109,9 @@ struct ErrorBody<'a> {
     detail: String,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     fields: &'a [FieldError],
+    /// The guardrail a refused flag change breaks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'static str>,
 }
 
 impl ResponseError for ApiError {
@@ -115,7 +122,7 @@ impl ResponseError for ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::InvalidBody(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::Guardrail(_) => StatusCode::CONFLICT,
             ApiError::NotFound { .. } | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -150,6 +157,10 @@ impl ResponseError for ApiError {
             error: self.i18n_key(),
             detail: self.to_string(),
             fields,
+            rule: match self {
+                ApiError::Guardrail(violation) => Some(violation.rule()),
+                _ => None,
+            },
         })
     }
 }

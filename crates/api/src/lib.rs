@@ -14,7 +14,7 @@ pub mod telemetry;
 pub mod views;
 
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -44,7 +44,8 @@ const DEMO_LISTINGS: usize = 500;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub storage: Storage,
-    pub flags: Flags,
+    /// The flags in force; runtime changes replace them without a restart.
+    pub flags_in_force: Arc<RwLock<FlagsInForce>>,
     pub caches: AttributeCaches,
     pub metrics: Arc<Metrics>,
     pub writer_tokens: Arc<[SecretString]>,
@@ -53,7 +54,66 @@ pub struct AppState {
     pub pools: Arc<std::sync::Mutex<Vec<Storage>>>,
 }
 
+/// The flags in force, where they came from, and the phase they mean.
+#[derive(Debug, Clone, Copy)]
+pub struct FlagsInForce {
+    pub flags: Flags,
+    /// The flags from the environment and settings, which runtime changes override.
+    pub configured: Flags,
+    pub phase: Phase,
+    /// `configured` until the first runtime change, then `runtime`.
+    pub source: &'static str,
+}
+
 impl AppState {
+    /// The flags in force for this request.
+    pub fn flags(&self) -> Flags {
+        self.flags_in_force
+            .read()
+            .map_or_else(|poisoned| poisoned.into_inner().flags, |f| f.flags)
+    }
+
+    pub fn flags_in_force(&self) -> FlagsInForce {
+        *self
+            .flags_in_force
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Puts new flags in force (a runtime change here or in another replica).
+    pub fn set_flags(&self, flags: Flags, phase: Phase) {
+        let mut in_force = self
+            .flags_in_force
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *in_force = FlagsInForce {
+            flags,
+            phase,
+            source: "runtime",
+            ..*in_force
+        };
+        self.metrics.set_flags(&flags, phase);
+    }
+
+    /// Reloads the stored runtime flags (after a notification or a lost listener).
+    pub async fn reload_flags(&self) {
+        let stored = self.storage.stored_flags().await;
+        let state = self.storage.migration_state().await;
+        match (stored, state) {
+            (Ok(Some(stored)), Ok(state)) => match stored.flags.check(&state) {
+                Ok(phase) => self.set_flags(stored.flags, phase),
+                Err(violation) => tracing::error!(
+                    rule = violation.rule(),
+                    "stored flags break a guardrail; keeping the flags in force"
+                ),
+            },
+            (Ok(None), _) => {}
+            (Err(err), _) | (_, Err(err)) => {
+                tracing::warn!(error = ?err, "cannot reload the runtime flags")
+            }
+        }
+    }
+
     /// Drops what a committed write made stale in this process. (Other replicas hear it
     /// through the database.)
     pub async fn invalidate(&self, invalidations: &[Invalidation]) {
@@ -153,6 +213,16 @@ impl Application {
                 .await
                 .map_err(storage_error)?;
         }
+        let configured = flags;
+        // A runtime change outlives restarts: every replica serves the same flags.
+        let stored = storage.stored_flags().await.map_err(storage_error)?;
+        let (flags, source) = match &stored {
+            Some(stored) => {
+                tracing::info!(updated_by = %stored.updated_by, updated_at = %stored.updated_at, "runtime flags override the configured ones");
+                (stored.flags, "runtime")
+            }
+            None => (configured, "configured"),
+        };
         let migration_state = storage.migration_state().await.map_err(storage_error)?;
         let phase = flags.check(&migration_state)?;
 
@@ -168,7 +238,12 @@ impl Application {
             caches: AttributeCaches::new(settings.cache.to_cache_settings()),
             metrics: Arc::new(metrics),
             storage,
-            flags,
+            flags_in_force: Arc::new(RwLock::new(FlagsInForce {
+                flags,
+                configured,
+                phase,
+                source,
+            })),
             writer_tokens: settings.auth.writer_tokens().into(),
             admin_tokens: settings.auth.admin_tokens().into(),
             pools: Arc::default(),
@@ -289,16 +364,21 @@ async fn listen_for_invalidations(state: &AppState) {
                 Ok(ListenerEvent::Invalidate(invalidations)) => {
                     state.invalidate(&invalidations).await
                 }
+                Ok(ListenerEvent::FlagsChanged) => state.reload_flags().await,
                 Ok(ListenerEvent::ConnectionLost) => {
-                    tracing::warn!("invalidation listener lost its connection; flushing the cache");
+                    tracing::warn!(
+                        "listener lost its connection; flushing the cache, reloading the flags"
+                    );
                     state.metrics.listener_reconnected();
                     state.caches.flush();
+                    state.reload_flags().await;
                 }
                 Err(err) => {
-                    tracing::warn!(error = ?err, "invalidation listener failed; flushing the cache and retrying");
+                    tracing::warn!(error = ?err, "listener failed; flushing the cache and retrying");
                     state.metrics.listener_reconnected();
                     state.caches.flush();
                     tokio::time::sleep(Duration::from_secs(1)).await;
+                    state.reload_flags().await;
                 }
             }
         }
@@ -323,7 +403,7 @@ fn resource(scope: &'static str, path: &'static str) -> actix_web::Resource {
 /// Every route of the service. Routes are grouped under static prefixes so that routing
 /// rejects most patterns by prefix before trying any dynamic segment.
 fn routes_config(config: &mut web::ServiceConfig, metrics_here: bool) {
-    use routes::{admin, attributes, categories, health, v1, values};
+    use routes::{admin, attributes, categories, health, migration, v1, values};
     const MARKETPLACE: &str = "/api/v2/marketplace";
     let entity_values = |path: &'static str, kind: EntityKind| {
         resource(MARKETPLACE, path)
@@ -376,6 +456,16 @@ fn routes_config(config: &mut web::ServiceConfig, metrics_here: bool) {
     config.service(
         web::scope(ADMIN)
             .service(resource(ADMIN, "/attributes").route(web::post().to(admin::create_attribute)))
+            // Static paths before `/attributes/{id}`, which would match them too.
+            .service(
+                resource(ADMIN, "/attributes/feature-status")
+                    .route(web::get().to(migration::feature_status))
+                    .route(web::put().to(migration::change_flags)),
+            )
+            .service(
+                resource(ADMIN, "/attributes/migration-status")
+                    .route(web::get().to(migration::migration_status)),
+            )
             .service(
                 resource(ADMIN, "/attributes/{id}")
                     .route(web::put().to(admin::update_attribute))

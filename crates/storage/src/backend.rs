@@ -197,6 +197,31 @@ pub(crate) trait Backend: Send + Sync + 'static {
         invalidations: &[Invalidation],
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// The flags stored by the last runtime change; `None` before the first.
+    fn load_flags(
+        conn: &mut Conn<Self>,
+    ) -> impl Future<Output = Result<Option<crate::flag_store::StoredFlags>>> + Send;
+
+    /// Stores new runtime flags with an audit row, and tells the replicas (on commit).
+    fn save_flags(
+        conn: &mut Conn<Self>,
+        change: &crate::flag_store::FlagChange,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    fn flag_audit(
+        conn: &mut Conn<Self>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<crate::flag_store::FlagAuditEntry>>> + Send;
+
+    /// Takes the migration-state row's lock for the rest of the transaction, so flag changes
+    /// and state changes happen one at a time.
+    fn lock_migration_state(conn: &mut Conn<Self>) -> impl Future<Output = Result<()>> + Send;
+
+    /// Row counts of both stores, for the migration status.
+    fn migration_counts(
+        conn: &mut Conn<Self>,
+    ) -> impl Future<Output = Result<crate::flag_store::MigrationCounts>> + Send;
+
     /// Loads a dataset in legacy form, with the defects of the real legacy data.
     fn seed_legacy(
         conn: &mut Conn<Self>,
@@ -690,7 +715,53 @@ macro_rules! backend_operations {
             conn: &mut Conn<Self>,
             invalidations: &[crate::invalidation::Invalidation],
         ) -> Result<()> {
-            $sql::notify(conn, invalidations).await
+            $sql::notify_channel(conn, crate::invalidation::CHANNEL, &crate::invalidation::payload(invalidations)).await
+        }
+
+        async fn load_flags(conn: &mut Conn<Self>) -> Result<Option<crate::flag_store::StoredFlags>> {
+            record_queries(1);
+            let row: Option<crate::flag_store::FlagRow> =
+                sqlx::query_as(crate::flag_store::LOAD_FLAGS).fetch_optional(conn).await?;
+            Ok(row.map(crate::flag_store::FlagRow::into_stored))
+        }
+
+        async fn save_flags(conn: &mut Conn<Self>, change: &crate::flag_store::FlagChange) -> Result<()> {
+            record_queries(2);
+            let new = &change.new;
+            sqlx::query(crate::flag_store::SAVE_FLAGS)
+                .bind(new.use_unified)
+                .bind(i32::from(new.unified_percent))
+                .bind(new.fallback)
+                .bind(new.dual_write)
+                .bind(i32::from(new.shadow_percent))
+                .bind(&change.actor)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(crate::flag_store::INSERT_AUDIT)
+                .bind(&change.actor)
+                .bind(sqlx::types::Json(&change.old))
+                .bind(sqlx::types::Json(&change.new))
+                .bind(&change.old_phase)
+                .bind(&change.new_phase)
+                .execute(&mut *conn)
+                .await?;
+            $sql::notify_channel(conn, crate::flag_store::FLAGS_CHANNEL, "changed").await
+        }
+
+        async fn flag_audit(conn: &mut Conn<Self>, limit: i64) -> Result<Vec<crate::flag_store::FlagAuditEntry>> {
+            record_queries(1);
+            Ok(sqlx::query_as(crate::flag_store::AUDIT).bind(limit).fetch_all(conn).await?)
+        }
+
+        async fn lock_migration_state(conn: &mut Conn<Self>) -> Result<()> {
+            record_queries(1);
+            sqlx::query(crate::flag_store::LOCK_MIGRATION_STATE).execute(conn).await?;
+            Ok(())
+        }
+
+        async fn migration_counts(conn: &mut Conn<Self>) -> Result<crate::flag_store::MigrationCounts> {
+            record_queries(1);
+            Ok(sqlx::query_as(crate::flag_store::MIGRATION_COUNTS).fetch_one(conn).await?)
         }
 
         async fn seed_legacy(conn: &mut Conn<Self>, dataset: &Dataset) -> Result<()> {

@@ -10,6 +10,8 @@ pub enum StorageError {
     NotFound { what: &'static str, id: i64 },
     #[error("{0}")]
     Conflict(String),
+    #[error("refused by a guardrail ({rule}): {violation}", rule = .0.rule(), violation = .0)]
+    Guardrail(flags::GuardrailViolation),
     #[error("{} value(s) were refused", .0.len())]
     InvalidValues(Vec<FieldError>),
     #[error("unsupported database URL '{0}': use postgres://… or sqlite://…")]

@@ -8,6 +8,7 @@
 mod backend;
 pub mod demo;
 mod error;
+pub mod flag_store;
 pub mod invalidation;
 mod legacy;
 mod postgres;
@@ -28,8 +29,9 @@ use serde_json::{Map, Value as Json};
 use sqlx::migrate::{Migrate, Migrator};
 
 pub use error::{Result, StorageError};
+pub use flag_store::{FlagAuditEntry, FlagChange, MigrationCounts, StoredFlags};
 pub use invalidation::Invalidation;
-pub use router::{FallbackReason, Read, ReadRoute, ServedBy, ValuesChange, Written};
+pub use router::{FallbackReason, Read, ReadRoute, ServedBy, ValuesChange, Written, phase_name};
 pub use rows::{AttributeRange, VARIANT_AXIS_ID_OFFSET};
 pub use stats::queries_executed;
 
@@ -228,11 +230,37 @@ impl Storage {
             Backends::Postgres(router) => {
                 let mut listener =
                     sqlx::postgres::PgListener::connect_with(router.backend().pool()).await?;
-                listener.listen(invalidation::CHANNEL).await?;
+                listener
+                    .listen_all([invalidation::CHANNEL, flag_store::FLAGS_CHANNEL])
+                    .await?;
                 Ok(Some(InvalidationListener { listener }))
             }
             Backends::Sqlite(_) => Ok(None),
         }
+    }
+
+    /// Changes the runtime flags after checking the guardrails; see the router.
+    pub async fn change_flags(
+        &self,
+        current: flags::Flags,
+        actor: &str,
+        change: impl FnOnce(flags::Flags) -> flags::Flags,
+    ) -> Result<FlagChange> {
+        on_router!(self, router => router.change_flags(current, actor, change).await)
+    }
+
+    /// The flags of the last runtime change; `None` before the first.
+    pub async fn stored_flags(&self) -> Result<Option<StoredFlags>> {
+        on_router!(self, router => router.stored_flags().await)
+    }
+
+    /// The latest flag changes, newest first.
+    pub async fn flag_audit(&self, limit: i64) -> Result<Vec<FlagAuditEntry>> {
+        on_router!(self, router => router.flag_audit(limit).await)
+    }
+
+    pub async fn migration_counts(&self) -> Result<MigrationCounts> {
+        on_router!(self, router => router.migration_counts().await)
     }
 
     pub async fn migration_state(&self) -> Result<MigrationState> {
@@ -277,6 +305,8 @@ pub struct InvalidationListener {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenerEvent {
     Invalidate(Vec<Invalidation>),
+    /// Another replica (or this one) changed the runtime flags: reload them.
+    FlagsChanged,
     /// The connection dropped: notifications may have been missed. The next call reconnects.
     ConnectionLost,
 }
@@ -284,6 +314,9 @@ pub enum ListenerEvent {
 impl InvalidationListener {
     pub async fn next(&mut self) -> Result<ListenerEvent> {
         Ok(match self.listener.try_recv().await? {
+            Some(notification) if notification.channel() == flag_store::FLAGS_CHANNEL => {
+                ListenerEvent::FlagsChanged
+            }
             Some(notification) => {
                 ListenerEvent::Invalidate(invalidation::parse_payload(notification.payload()))
             }

@@ -61,14 +61,15 @@ mod pg_sql {
     }
 
     /// `NOTIFY` inside the transaction: PostgreSQL delivers it only if the transaction commits.
-    pub(super) async fn notify(
+    pub(super) async fn notify_channel(
         conn: &mut sqlx::PgConnection,
-        invalidations: &[crate::invalidation::Invalidation],
+        channel: &str,
+        payload: &str,
     ) -> crate::error::Result<()> {
         crate::stats::record_queries(1);
         sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(crate::invalidation::CHANNEL)
-            .bind(crate::invalidation::payload(invalidations))
+            .bind(channel)
+            .bind(payload)
             .execute(conn)
             .await?;
         Ok(())

@@ -9,7 +9,7 @@ use domain::{
     Attribute, AttributeDraft, BindingDraft, CategoryBinding, EffectiveSchema, EntityKind,
     EntityRef, EntityValues, validate_patch, validate_replacement,
 };
-use flags::{MigrationState, Store, WriteMode};
+use flags::{Flags, MigrationState, Phase, Store, WriteMode};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
@@ -456,6 +456,58 @@ impl<B: Backend> Router<B> {
         })
     }
 
+    /// Changes the runtime flags: `change` is applied to the flags in force (`current`, or
+    /// the stored ones when another replica changed them since), the result is checked
+    /// against the guardrails with the persisted migration state, then stored with an audit
+    /// row, and every replica is told. One change at a time.
+    pub(crate) async fn change_flags(
+        &self,
+        current: Flags,
+        actor: &str,
+        change: impl FnOnce(Flags) -> Flags,
+    ) -> Result<crate::flag_store::FlagChange> {
+        let mut tx = self.backend.begin_write().await?;
+        B::lock_migration_state(&mut tx).await?;
+        let old = B::load_flags(&mut tx)
+            .await?
+            .map_or(current, |stored| stored.flags);
+        let state = B::migration_state(&mut tx).await?;
+        let new = change(old);
+        let new_phase = new.check(&state).map_err(StorageError::Guardrail)?;
+        let old_phase = old.check(&state).map_or_else(
+            |violation| violation.rule().to_owned(),
+            |p| phase_name(p).to_owned(),
+        );
+        let change = crate::flag_store::FlagChange {
+            actor: actor.to_owned(),
+            old,
+            new,
+            old_phase,
+            new_phase: phase_name(new_phase).to_owned(),
+        };
+        B::save_flags(&mut tx, &change).await?;
+        tx.commit().await?;
+        Ok(change)
+    }
+
+    pub(crate) async fn stored_flags(&self) -> Result<Option<crate::flag_store::StoredFlags>> {
+        let mut conn = self.backend.pool().acquire().await?;
+        B::load_flags(&mut conn).await
+    }
+
+    pub(crate) async fn flag_audit(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<crate::flag_store::FlagAuditEntry>> {
+        let mut conn = self.backend.pool().acquire().await?;
+        B::flag_audit(&mut conn, limit).await
+    }
+
+    pub(crate) async fn migration_counts(&self) -> Result<crate::flag_store::MigrationCounts> {
+        let mut conn = self.backend.pool().acquire().await?;
+        B::migration_counts(&mut conn).await
+    }
+
     pub(crate) async fn migration_state(&self) -> Result<MigrationState> {
         let mut conn = self.backend.pool().acquire().await?;
         B::migration_state(&mut conn).await
@@ -575,5 +627,16 @@ async fn schema_parts<B: Backend>(
     match store {
         Store::Legacy => B::legacy_schema(conn, category_id).await,
         Store::Unified => B::unified_schema(conn, category_id).await,
+    }
+}
+
+/// The name a phase goes by in the audit and the status.
+pub fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Legacy => "legacy",
+        Phase::DualWrite => "dual_write",
+        Phase::Canary => "canary",
+        Phase::Unified => "unified",
+        Phase::Archived => "archived",
     }
 }

@@ -66,9 +66,10 @@ mod sqlite_sql {
     }
 
     /// One process owns an SQLite file: there is no other replica to tell.
-    pub(super) async fn notify(
+    pub(super) async fn notify_channel(
         _conn: &mut sqlx::SqliteConnection,
-        _invalidations: &[crate::invalidation::Invalidation],
+        _channel: &str,
+        _payload: &str,
     ) -> crate::error::Result<()> {
         Ok(())
     }

@@ -45,7 +45,7 @@ pub async fn create_attribute(
     require_token(&request, &state.admin_tokens)?;
     let written = state
         .storage
-        .create_attribute(draft(body.into_inner())?, state.flags.write_mode())
+        .create_attribute(draft(body.into_inner())?, state.flags().write_mode())
         .await?;
     state.invalidate(&written.invalidations).await;
     Ok(attribute_response(
@@ -78,7 +78,7 @@ pub async fn update_attribute(
     let id = parse_id(&path, "attribute")?;
     let written = state
         .storage
-        .update_attribute(id, draft(body.into_inner())?, state.flags.write_mode())
+        .update_attribute(id, draft(body.into_inner())?, state.flags().write_mode())
         .await?;
     state.invalidate(&written.invalidations).await;
     Ok(attribute_response(
@@ -106,7 +106,7 @@ pub async fn delete_attribute(
     let id = parse_id(&path, "attribute")?;
     let written = state
         .storage
-        .delete_attribute(id, state.flags.write_mode())
+        .delete_attribute(id, state.flags().write_mode())
         .await?;
     state.invalidate(&written.invalidations).await;
     Ok(HttpResponse::NoContent().finish())
@@ -170,7 +170,7 @@ async fn put_binding(
 ) -> Result<HttpResponse, ApiError> {
     let written = state
         .storage
-        .put_binding(category_id, draft, state.flags.write_mode())
+        .put_binding(category_id, draft, state.flags().write_mode())
         .await?;
     state.invalidate(&written.invalidations).await;
     Ok(HttpResponse::Ok().json(Envelope::new(written.data)))
@@ -195,7 +195,7 @@ pub async fn delete_binding(
     let attribute_id = parse_id(&path.1, "attribute")?;
     let written = state
         .storage
-        .delete_binding(category_id, attribute_id, state.flags.write_mode())
+        .delete_binding(category_id, attribute_id, state.flags().write_mode())
         .await?;
     state.invalidate(&written.invalidations).await;
     Ok(HttpResponse::NoContent().finish())

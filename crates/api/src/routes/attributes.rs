@@ -74,7 +74,7 @@ pub async fn list(
             "page starts at 1; per_page is 1 to {MAX_PER_PAGE}"
         )));
     }
-    let context = ReadContext::of(&request, &state.flags);
+    let context = ReadContext::of(&request, &state.flags());
     let catalog = state.catalog(context.route).await?;
     let needle = query.q.as_deref().map(str::to_lowercase);
     let matches = |a: &&Attribute| {
@@ -122,7 +122,7 @@ pub async fn one(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let context = ReadContext::of(&request, &state.flags);
+    let context = ReadContext::of(&request, &state.flags());
     let catalog = state.catalog(context.route).await?;
     let wanted = path.into_inner();
     let id = wanted.parse::<i64>().ok();

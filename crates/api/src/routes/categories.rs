@@ -20,7 +20,7 @@ pub(crate) async fn schema_view(
     render: fn(&EffectiveSchema, &ReadContext, &[Attribute]) -> bytes::Bytes,
 ) -> Result<HttpResponse, actix_web::Error> {
     let category_id = parse_id(raw_id, "category")?;
-    let context = ReadContext::of(request, &state.flags);
+    let context = ReadContext::of(request, &state.flags());
     let key = ResponseKey {
         scope: Scope::Category(category_id),
         view,
@@ -181,7 +181,7 @@ pub(crate) async fn ranges_view(
     render: fn(&[storage::AttributeRange]) -> bytes::Bytes,
 ) -> Result<HttpResponse, actix_web::Error> {
     let category_id = parse_id(raw_id, "category")?;
-    let context = ReadContext::of(request, &state.flags);
+    let context = ReadContext::of(request, &state.flags());
     let key = ResponseKey {
         scope: Scope::Ranges(category_id),
         view,

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod attributes;
 pub mod categories;
 pub mod health;
+pub mod migration;
 pub mod v1;
 pub mod values;
 

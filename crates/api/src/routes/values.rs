@@ -45,7 +45,7 @@ pub async fn get(
         kind: **kind,
         id: parse_id(&path, kind.as_str())?,
     };
-    let context = ReadContext::of(&request, &state.flags);
+    let context = ReadContext::of(&request, &state.flags());
     let (fragment, _) = state
         .caches
         .response(key(entity, &context), async {
@@ -132,7 +132,7 @@ async fn write(
     } else {
         ValuesChange::Replace(&input)
     };
-    let mode = state.flags.write_mode();
+    let mode = state.flags().write_mode();
     let written = state.storage.write_values(entity, change, mode).await;
     state.metrics.write(
         mode,
@@ -182,7 +182,7 @@ pub async fn batch(
             "ids must list 1 to {MAX_BATCH} listing ids, comma-separated"
         )));
     }
-    let context = ReadContext::of(&request, &state.flags);
+    let context = ReadContext::of(&request, &state.flags());
     let mut fragments: Vec<Option<bytes::Bytes>> = Vec::with_capacity(ids.len());
     let mut missing = Vec::new();
     let mut served_by: &'static str = context.store().as_str();

@@ -1,0 +1,175 @@
+//! The migration's control panel for ops (admin token): the flags in force and their runtime
+//! change (guarded, audited, applied by every replica), and the migration status in real
+//! numbers from the database.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use flags::Flags;
+use serde::{Deserialize, Serialize};
+use storage::{FlagAuditEntry, MigrationCounts, phase_name};
+
+use crate::AppState;
+use crate::auth::require_token;
+use crate::error::ApiError;
+use crate::routes::Envelope;
+
+/// How many audit entries the status shows.
+const AUDIT_SHOWN: i64 = 20;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FeatureStatus {
+    #[schema(value_type = Object)]
+    flags: Flags,
+    /// The flags from the environment and settings, which runtime changes override.
+    #[schema(value_type = Object)]
+    configured: Flags,
+    /// `configured`, or `runtime` once the admin API changed them.
+    source: String,
+    phase: String,
+    phase_number: u8,
+    #[schema(value_type = Object)]
+    state: flags::MigrationState,
+    /// The latest changes, newest first.
+    #[schema(value_type = Vec<Object>)]
+    audit: Vec<FlagAuditEntry>,
+}
+
+async fn status(state: &AppState) -> Result<FeatureStatus, ApiError> {
+    let in_force = state.flags_in_force();
+    Ok(FeatureStatus {
+        flags: in_force.flags,
+        configured: in_force.configured,
+        source: in_force.source.to_owned(),
+        phase: phase_name(in_force.phase).to_owned(),
+        phase_number: in_force.phase.number(),
+        state: state.storage.migration_state().await?,
+        audit: state.storage.flag_audit(AUDIT_SHOWN).await?,
+    })
+}
+
+/// `GET /api/v2/admin/attributes/feature-status`
+#[utoipa::path(get, path = "/api/v2/admin/attributes/feature-status", tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The flags in force, their source, the phase and the latest changes", body = Object),
+        (status = 401, description = "No valid admin token", body = crate::error::ErrorView)))]
+pub async fn feature_status(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_token(&request, &state.admin_tokens)?;
+    Ok(HttpResponse::Ok().json(Envelope::new(status(&state).await?)))
+}
+
+/// The flags to change; the others keep their value.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagUpdate {
+    use_unified: Option<bool>,
+    unified_percent: Option<u8>,
+    fallback: Option<bool>,
+    dual_write: Option<bool>,
+    shadow_percent: Option<u8>,
+}
+
+impl FlagUpdate {
+    fn apply(&self, flags: Flags) -> Flags {
+        Flags {
+            use_unified: self.use_unified.unwrap_or(flags.use_unified),
+            unified_percent: self.unified_percent.unwrap_or(flags.unified_percent),
+            fallback: self.fallback.unwrap_or(flags.fallback),
+            dual_write: self.dual_write.unwrap_or(flags.dual_write),
+            shadow_percent: self.shadow_percent.unwrap_or(flags.shadow_percent),
+        }
+    }
+}
+
+/// `PUT /api/v2/admin/attributes/feature-status`: changes flags without a restart. A change
+/// that breaks a guardrail answers 409 with the rule, and nothing changes. `X-Actor` names
+/// who asked, for the audit.
+#[utoipa::path(put, path = "/api/v2/admin/attributes/feature-status", tag = "admin",
+    request_body(content = Object, description = "Any of use_unified, unified_percent (0–100), fallback, dual_write, shadow_percent (0–100)"),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The flags now in force", body = Object),
+        (status = 400, description = "Malformed JSON", body = crate::error::ErrorView),
+        (status = 401, description = "No valid admin token", body = crate::error::ErrorView),
+        (status = 409, description = "The change breaks a guardrail; `rule` names it", body = crate::error::ErrorView),
+        (status = 415, description = "Not JSON", body = crate::error::ErrorView),
+        (status = 422, description = "Unknown flag or value out of range", body = crate::error::ErrorView)))]
+pub async fn change_flags(
+    request: HttpRequest,
+    body: web::Json<serde_json::Value>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_token(&request, &state.admin_tokens)?;
+    let update: FlagUpdate = serde_json::from_value(body.into_inner())
+        .map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+    if update.unified_percent.is_some_and(|p| p > 100)
+        || update.shadow_percent.is_some_and(|p| p > 100)
+    {
+        return Err(ApiError::InvalidBody(
+            "percentages are whole numbers from 0 to 100".into(),
+        ));
+    }
+    let actor = request
+        .headers()
+        .get("X-Actor")
+        .and_then(|h| h.to_str().ok())
+        .map(|a| a.chars().take(200).collect::<String>())
+        .unwrap_or_else(|| "admin-api".to_owned());
+    let change = state
+        .storage
+        .change_flags(state.flags(), &actor, |flags| update.apply(flags))
+        .await?;
+    let phase = change
+        .new
+        .check(&state.storage.migration_state().await?)
+        .map_err(ApiError::Guardrail)?;
+    state.set_flags(change.new, phase);
+    tracing::info!(actor = %change.actor, old = ?change.old, new = ?change.new, phase = %change.new_phase, "flags changed at runtime");
+    Ok(HttpResponse::Ok().json(Envelope::new(status(&state).await?)))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MigrationStatus {
+    phase: String,
+    phase_number: u8,
+    #[schema(value_type = Object)]
+    flags: Flags,
+    #[schema(value_type = Object)]
+    state: flags::MigrationState,
+    /// Rows in each store, counted now.
+    #[schema(value_type = Object)]
+    counts: MigrationCounts,
+    /// Unified listing values per legacy listing value, in percent.
+    listing_values_migrated_percent: f64,
+}
+
+/// `GET /api/v2/admin/attributes/migration-status`: real numbers, counted in the database.
+#[utoipa::path(get, path = "/api/v2/admin/attributes/migration-status", tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Phase, flags, state and row counts of both stores", body = Object),
+        (status = 401, description = "No valid admin token", body = crate::error::ErrorView)))]
+pub async fn migration_status(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_token(&request, &state.admin_tokens)?;
+    let in_force = state.flags_in_force();
+    let counts = state.storage.migration_counts().await?;
+    let migrated = if counts.legacy_listing_values == 0 {
+        100.0
+    } else {
+        (counts.unified_listing_values as f64 * 100.0 / counts.legacy_listing_values as f64)
+            .min(100.0)
+    };
+    Ok(HttpResponse::Ok().json(Envelope::new(MigrationStatus {
+        phase: phase_name(in_force.phase).to_owned(),
+        phase_number: in_force.phase.number(),
+        flags: in_force.flags,
+        state: state.storage.migration_state().await?,
+        counts,
+        listing_values_migrated_percent: (migrated * 10.0).round() / 10.0,
+    })))
+}

@@ -1,0 +1,122 @@
+//! Runtime flags: the stored set that overrides the environment, and its audit trail.
+
+use flags::Flags;
+use serde::Serialize;
+
+/// The channel replicas listen on for flag changes.
+pub const FLAGS_CHANNEL: &str = "unified_attributes_flags";
+
+/// The stored runtime flags and who set them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredFlags {
+    pub flags: Flags,
+    pub updated_at: String,
+    pub updated_by: String,
+}
+
+/// One change of the flags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct FlagAuditEntry {
+    pub id: i64,
+    pub changed_at: String,
+    pub changed_by: String,
+    #[sqlx(json)]
+    pub old_flags: serde_json::Value,
+    #[sqlx(json)]
+    pub new_flags: serde_json::Value,
+    pub old_phase: String,
+    pub new_phase: String,
+}
+
+/// A change of the runtime flags, as audited.
+#[derive(Debug, Clone)]
+pub struct FlagChange {
+    pub actor: String,
+    pub old: Flags,
+    pub new: Flags,
+    pub old_phase: String,
+    pub new_phase: String,
+}
+
+/// Rows in each store: the real numbers behind the migration status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct MigrationCounts {
+    pub legacy_definitions: i64,
+    pub unified_definitions: i64,
+    pub legacy_bindings: i64,
+    pub unified_bindings: i64,
+    pub legacy_listing_values: i64,
+    pub unified_listing_values: i64,
+    pub unified_product_values: i64,
+    pub unified_variant_values: i64,
+    pub listings: i64,
+    pub products: i64,
+    pub variants: i64,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct FlagRow {
+    pub use_unified: bool,
+    pub unified_percent: i32,
+    pub fallback: bool,
+    pub dual_write: bool,
+    pub shadow_percent: i32,
+    pub updated_at: String,
+    pub updated_by: String,
+}
+
+impl FlagRow {
+    pub(crate) fn into_stored(self) -> StoredFlags {
+        let percent = |p: i32| u8::try_from(p.clamp(0, 100)).unwrap_or(100);
+        StoredFlags {
+            flags: Flags {
+                use_unified: self.use_unified,
+                unified_percent: percent(self.unified_percent),
+                fallback: self.fallback,
+                dual_write: self.dual_write,
+                shadow_percent: percent(self.shadow_percent),
+            },
+            updated_at: self.updated_at,
+            updated_by: self.updated_by,
+        }
+    }
+}
+
+pub(crate) const LOAD_FLAGS: &str =
+    "SELECT use_unified, CAST(unified_percent AS INTEGER) AS unified_percent, fallback,
+        dual_write, CAST(shadow_percent AS INTEGER) AS shadow_percent,
+        CAST(updated_at AS TEXT) AS updated_at, updated_by
+    FROM flag_state WHERE id = 1";
+
+pub(crate) const SAVE_FLAGS: &str = "INSERT INTO flag_state
+        (id, use_unified, unified_percent, fallback, dual_write, shadow_percent, updated_at, updated_by)
+    VALUES (1, $1, $2, $3, $4, $5, CURRENT_TIMESTAMP, $6)
+    ON CONFLICT (id) DO UPDATE SET use_unified = excluded.use_unified,
+        unified_percent = excluded.unified_percent, fallback = excluded.fallback,
+        dual_write = excluded.dual_write, shadow_percent = excluded.shadow_percent,
+        updated_at = excluded.updated_at, updated_by = excluded.updated_by";
+
+pub(crate) const INSERT_AUDIT: &str =
+    "INSERT INTO flag_audit (changed_by, old_flags, new_flags, old_phase, new_phase)
+    VALUES ($1, $2, $3, $4, $5)";
+
+pub(crate) const AUDIT: &str =
+    "SELECT CAST(id AS BIGINT) AS id, CAST(changed_at AS TEXT) AS changed_at, changed_by,
+        old_flags, new_flags, old_phase, new_phase
+    FROM flag_audit ORDER BY id DESC LIMIT $1";
+
+/// A no-op update: it takes the row's write lock until the transaction ends.
+pub(crate) const LOCK_MIGRATION_STATE: &str = "UPDATE migration_state SET id = id WHERE id = 1";
+
+pub(crate) const MIGRATION_COUNTS: &str = "SELECT
+        (SELECT COUNT(*) FROM category_attributes) AS legacy_definitions,
+        (SELECT COUNT(*) FROM unified_attributes) AS unified_definitions,
+        (SELECT COUNT(*) FROM category_attribute_mapping) AS legacy_bindings,
+        (SELECT COUNT(*) FROM unified_category_attributes) AS unified_bindings,
+        (SELECT COUNT(*) FROM listing_attribute_values) AS legacy_listing_values,
+        (SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'listing') AS unified_listing_values,
+        (SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'product') AS unified_product_values,
+        (SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'product_variant') AS unified_variant_values,
+        (SELECT COUNT(*) FROM marketplace_listings) AS listings,
+        (SELECT COUNT(*) FROM storefront_products) AS products,
+        (SELECT COUNT(*) FROM storefront_product_variants) AS variants";

@@ -1,0 +1,2 @@
+DROP TABLE flag_audit;
+DROP TABLE flag_state;

@@ -1,0 +1,259 @@
+//! Runtime flag changes through the admin API: guarded, audited, persisted, and applied by
+//! every replica without a restart.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::Backend;
+use crate::helpers::{ADMIN_TOKEN, WRITER_TOKEN, spawn_app, spawn_replica};
+
+on_both_backends!(
+    the_feature_status_shows_the_configured_flags_and_phase,
+    a_runtime_change_is_applied_at_once_audited_and_kept_across_a_restart,
+    every_forbidden_transition_is_refused_with_its_rule_and_changes_nothing,
+    bad_flag_changes_are_refused,
+    the_migration_status_counts_rows_in_both_stores,
+);
+
+const STATUS: &str = "/api/v2/admin/attributes/feature-status";
+
+async fn the_feature_status_shows_the_configured_flags_and_phase(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let reply = app
+        .get_as(STATUS, ("Authorization", &format!("Bearer {ADMIN_TOKEN}")))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let data = &reply.body["data"];
+    assert_eq!(
+        (
+            data["phase"].clone(),
+            data["phase_number"].clone(),
+            data["source"].clone()
+        ),
+        (json!("legacy"), json!(0), json!("configured"))
+    );
+    assert_eq!(data["flags"]["dual_write"], false);
+    assert_eq!(data["audit"], json!([]));
+    app.get(STATUS)
+        .await
+        .assert_error(401, "errors.unauthorized");
+    app.json("PUT", STATUS, r#"{"dual_write": true}"#, Some(WRITER_TOKEN))
+        .await
+        .assert_error(401, "errors.unauthorized");
+}
+
+async fn a_runtime_change_is_applied_at_once_audited_and_kept_across_a_restart(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let reply = app
+        .json("PUT", STATUS, r#"{"dual_write": true}"#, Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        (
+            reply.body["data"]["phase"].clone(),
+            reply.body["data"]["source"].clone()
+        ),
+        (json!("dual_write"), json!("runtime"))
+    );
+    // Writes now land in both stores.
+    let written = app
+        .put_json(
+            "/api/v2/marketplace/listings/6/attributes",
+            r#"{"year": 2012}"#,
+            Some(WRITER_TOKEN),
+        )
+        .await;
+    assert_eq!(written.status, 200, "{}", written.body);
+    let raw = app.db.raw().await;
+    assert_eq!(
+        raw.count("SELECT COUNT(*) FROM unified_attribute_values WHERE entity_id = 6")
+            .await,
+        1
+    );
+    // Audited: who, old → new.
+    let audit = raw
+        .texts("SELECT changed_by || ':' || old_phase || '->' || new_phase FROM flag_audit")
+        .await;
+    assert_eq!(audit, [Some("admin-api:legacy->dual_write".to_owned())]);
+    // A restarted process (same configuration, no dual-write in it) keeps the runtime flags.
+    let restarted = spawn_replica(&app, &[("ADMIN_API_TOKEN", ADMIN_TOKEN)]).await;
+    let status = restarted
+        .get_as(STATUS, ("Authorization", &format!("Bearer {ADMIN_TOKEN}")))
+        .await;
+    assert_eq!(
+        (
+            status.body["data"]["flags"]["dual_write"].clone(),
+            status.body["data"]["configured"]["dual_write"].clone()
+        ),
+        (json!(true), json!(false))
+    );
+    assert_eq!(
+        restarted
+            .metric("unified_attributes_flag{flag=\"dual_write\"}")
+            .await,
+        1.0
+    );
+}
+
+async fn every_forbidden_transition_is_refused_with_its_rule_and_changes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let refused = |body: &'static str, rule: &'static str| {
+        let app = &app;
+        async move {
+            let reply = app.json("PUT", STATUS, body, Some(ADMIN_TOKEN)).await;
+            reply.assert_error(409, "errors.guardrailViolation");
+            assert_eq!(reply.body["rule"], rule, "{body}");
+        }
+    };
+    refused(
+        r#"{"use_unified": true, "unified_percent": 50}"#,
+        "dual_write_off_while_legacy_serves_reads",
+    )
+    .await;
+    refused(
+        r#"{"use_unified": true, "fallback": true}"#,
+        "fallback_to_stale_legacy",
+    )
+    .await;
+    // After unified-only writes, legacy reads wait for the reverse sync.
+    let raw = app.db.raw().await;
+    raw.execute("UPDATE migration_state SET unified_only_write_at = CURRENT_TIMESTAMP")
+        .await;
+    refused(
+        r#"{"dual_write": true}"#,
+        "legacy_reads_before_reverse_sync",
+    )
+    .await;
+    // After the archive, nothing may touch legacy.
+    raw.execute(
+        "UPDATE migration_state SET unified_only_write_at = NULL, archived_at = CURRENT_TIMESTAMP",
+    )
+    .await;
+    refused(
+        r#"{"dual_write": true, "use_unified": true}"#,
+        "legacy_used_after_archive",
+    )
+    .await;
+    raw.execute("UPDATE migration_state SET archived_at = NULL")
+        .await;
+    // Nothing changed.
+    assert_eq!(raw.count("SELECT COUNT(*) FROM flag_audit").await, 0);
+    assert_eq!(raw.count("SELECT COUNT(*) FROM flag_state").await, 0);
+    let status = app
+        .get_as(STATUS, ("Authorization", &format!("Bearer {ADMIN_TOKEN}")))
+        .await;
+    assert_eq!(status.body["data"]["phase"], "legacy");
+}
+
+async fn bad_flag_changes_are_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.json(
+        "PUT",
+        STATUS,
+        r#"{"unified_percent": 150}"#,
+        Some(ADMIN_TOKEN),
+    )
+    .await
+    .assert_error(422, "errors.invalidBody");
+    app.json("PUT", STATUS, r#"{"dual_writes": true}"#, Some(ADMIN_TOKEN))
+        .await
+        .assert_error(422, "errors.invalidBody");
+    app.json(
+        "PUT",
+        STATUS,
+        r#"{"dual_write": "yes please"}"#,
+        Some(ADMIN_TOKEN),
+    )
+    .await
+    .assert_error(422, "errors.invalidBody");
+    assert_eq!(
+        app.db
+            .raw()
+            .await
+            .count("SELECT COUNT(*) FROM flag_audit")
+            .await,
+        0
+    );
+}
+
+async fn the_migration_status_counts_rows_in_both_stores(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let path = "/api/v2/admin/attributes/migration-status";
+    let before = app
+        .get_as(path, ("Authorization", &format!("Bearer {ADMIN_TOKEN}")))
+        .await;
+    assert_eq!(before.status, 200, "{}", before.body);
+    let raw = app.db.raw().await;
+    let legacy_values = raw
+        .count("SELECT COUNT(*) FROM listing_attribute_values")
+        .await;
+    assert_eq!(
+        before.body["data"]["counts"]["legacy_listing_values"],
+        legacy_values
+    );
+    assert_eq!(before.body["data"]["counts"]["listings"], 60);
+    assert_eq!(before.body["data"]["counts"]["unified_listing_values"], 0);
+    assert_eq!(before.body["data"]["listing_values_migrated_percent"], 0.0);
+    app.json("PUT", STATUS, r#"{"dual_write": true}"#, Some(ADMIN_TOKEN))
+        .await;
+    app.put_json(
+        "/api/v2/marketplace/listings/6/attributes",
+        r#"{"year": 2012, "city": "Niš"}"#,
+        Some(WRITER_TOKEN),
+    )
+    .await;
+    let after = app
+        .get_as(path, ("Authorization", &format!("Bearer {ADMIN_TOKEN}")))
+        .await;
+    assert_eq!(after.body["data"]["counts"]["unified_listing_values"], 2);
+    assert_eq!(after.body["data"]["phase"], "dual_write");
+    app.get(path).await.assert_error(401, "errors.unauthorized");
+}
+
+#[actix_web::test]
+async fn a_runtime_change_reaches_another_process_within_a_second() {
+    let first = spawn_app(Backend::Postgres).await;
+    let second = spawn_replica(
+        &first,
+        &[
+            ("WRITER_API_TOKEN", WRITER_TOKEN),
+            ("ADMIN_API_TOKEN", ADMIN_TOKEN),
+        ],
+    )
+    .await;
+    let reply = first
+        .json("PUT", STATUS, r#"{"dual_write": true}"#, Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let changed = Instant::now();
+    while second
+        .metric("unified_attributes_flag{flag=\"dual_write\"}")
+        .await
+        != 1.0
+    {
+        assert!(
+            changed.elapsed() < Duration::from_secs(1),
+            "the second process still has the old flags"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And it routes by them: a write through the second process lands in both stores.
+    let written = second
+        .put_json(
+            "/api/v2/marketplace/listings/7/attributes",
+            r#"{"year": 2001}"#,
+            Some(WRITER_TOKEN),
+        )
+        .await;
+    assert_eq!(written.status, 200, "{}", written.body);
+    assert_eq!(
+        second
+            .db
+            .raw()
+            .await
+            .count("SELECT COUNT(*) FROM unified_attribute_values WHERE entity_id = 7")
+            .await,
+        1
+    );
+}
