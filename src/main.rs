@@ -34,6 +34,31 @@ enum Command {
     SeedDemo(SeedArgs),
     /// Show the flags in force, where each came from, and the phase they mean.
     Flags(FlagsArgs),
+    /// Copy legacy definitions, bindings and listing values to the unified tables: batched,
+    /// resumable from its checkpoint, idempotent; refused rows go to the quarantine.
+    Backfill(BackfillArgs),
+}
+
+#[derive(Debug, Args)]
+struct BackfillArgs {
+    /// Listings per batch (one transaction each).
+    #[arg(long, default_value_t = 1000)]
+    batch_size: i64,
+    /// Pause between batches, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    batch_delay: u64,
+    /// Upper bound of legacy rows migrated per second (0: none).
+    #[arg(long, default_value_t = 0)]
+    max_rows_per_sec: u64,
+    /// Start over from the first listing instead of the stored checkpoint.
+    #[arg(long)]
+    restart: bool,
+    /// Stop after this many batches (the checkpoint keeps the place).
+    #[arg(long)]
+    max_batches: Option<u64>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Flags(args) => show_flags(&settings, args.json).await,
+        Command::Backfill(args) => backfill(&settings, &args).await,
         Command::SeedDemo(args) => {
             let storage = connect(&settings).await?;
             storage.migrate().await.context("migration failed")?;
@@ -225,4 +251,83 @@ async fn show_flags(settings: &Settings, json: bool) -> anyhow::Result<()> {
         }
     }
     phase.map(|_| ())
+}
+
+/// Runs the backfill: definitions and bindings, then listing values batch by batch, with a
+/// progress line per batch on stderr and a summary on stdout.
+#[allow(clippy::print_stdout, clippy::print_stderr)] // progress and summary are the command's output
+async fn backfill(settings: &Settings, args: &BackfillArgs) -> anyhow::Result<()> {
+    if args.batch_size < 1 {
+        bail!("--batch-size must be at least 1");
+    }
+    let storage = connect(settings).await?;
+    storage.migrate().await.context("migration failed")?;
+    let (definitions, bindings) = storage
+        .backfill_definitions()
+        .await
+        .context("definitions backfill failed")?;
+    eprintln!("definitions: {definitions} attributes, {bindings} bindings copied");
+    let catalog: std::collections::HashMap<String, domain::Attribute> = storage
+        .catalog(storage::ReadRoute::new(flags::Store::Legacy, false))
+        .await?
+        .data
+        .into_iter()
+        .map(|attribute| (attribute.code.clone(), attribute))
+        .collect();
+    let total = storage.migration_counts().await?.listings;
+    let mut checkpoint = storage.listing_checkpoint(args.restart).await?;
+    let started = std::time::Instant::now();
+    let (migrated_before, quarantined_before) = (checkpoint.migrated, checkpoint.quarantined);
+    let mut batches = 0;
+    while !checkpoint.completed && args.max_batches.is_none_or(|max| batches < max) {
+        let batch_started = std::time::Instant::now();
+        let next = storage
+            .backfill_listing_batch(&checkpoint, args.batch_size, &catalog)
+            .await
+            .context("batch failed")?;
+        let rows =
+            (next.migrated + next.quarantined) - (checkpoint.migrated + checkpoint.quarantined);
+        checkpoint = next;
+        batches += 1;
+        let done = (checkpoint.migrated + checkpoint.quarantined
+            - migrated_before
+            - quarantined_before) as f64;
+        eprintln!(
+            "listings: up to id {} of {total} ({:.0}%), {} migrated, {} quarantined, {:.0} rows/s",
+            checkpoint.last_id,
+            (checkpoint.last_id as f64 * 100.0 / total.max(1) as f64).min(100.0),
+            checkpoint.migrated,
+            checkpoint.quarantined,
+            done / started.elapsed().as_secs_f64().max(0.001),
+        );
+        let mut pause = std::time::Duration::from_millis(args.batch_delay);
+        if args.max_rows_per_sec > 0 {
+            let budget =
+                std::time::Duration::from_secs_f64(rows as f64 / args.max_rows_per_sec as f64);
+            pause = pause.max(budget.saturating_sub(batch_started.elapsed()));
+        }
+        if !pause.is_zero() && !checkpoint.completed {
+            tokio::time::sleep(pause).await;
+        }
+    }
+    let summary = serde_json::json!({
+        "definitions": definitions, "bindings": bindings, "listings": checkpoint,
+        "batches": batches, "seconds": started.elapsed().as_secs_f64(),
+    });
+    if args.json {
+        println!("{summary:#}");
+    } else {
+        println!(
+            "backfill {}: {} values migrated, {} quarantined (see backfill_quarantine), {batches} batches in {:.1} s",
+            if checkpoint.completed {
+                "complete"
+            } else {
+                "paused"
+            },
+            checkpoint.migrated,
+            checkpoint.quarantined,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
 }

@@ -150,3 +150,92 @@ fn a_malformed_flag_stops_the_binary_with_a_message_naming_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_backfill_killed_with_sigkill_resumes_from_its_checkpoint_and_finishes_without_duplicates() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDb::fresh(Backend::Postgres));
+    let run = |args: &[&str]| {
+        Command::new(BINARY)
+            .args(args)
+            .args(["--database-url", &db.url])
+            .env_clear()
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("runs")
+    };
+    assert!(run(&["seed-demo", "--listings", "2000"]).status.success());
+    let mut backfill = Command::new(BINARY)
+        .args([
+            "backfill",
+            "--batch-size",
+            "20",
+            "--batch-delay",
+            "40",
+            "--database-url",
+            &db.url,
+        ])
+        .env_clear()
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("backfill starts");
+    let progress = BufReader::new(backfill.stderr.take().expect("stderr"));
+    let batches_seen = progress
+        .lines()
+        .map_while(Result::ok)
+        .filter(|line| line.starts_with("listings:"))
+        .take(5)
+        .count();
+    assert_eq!(batches_seen, 5);
+    backfill.kill().expect("SIGKILL");
+    backfill.wait().expect("reaped");
+
+    let count = |sql: &str| runtime.block_on(async { db.raw().await.count(sql).await });
+    let interrupted_at =
+        count("SELECT last_id FROM backfill_checkpoint WHERE entity_type = 'listing'");
+    assert!(
+        (100..2000).contains(&interrupted_at),
+        "killed mid-run, at listing {interrupted_at}"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM backfill_checkpoint WHERE completed_at IS NOT NULL"),
+        0
+    );
+
+    let resumed = run(&["backfill", "--batch-size", "200"]);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let first_progress = String::from_utf8_lossy(&resumed.stderr)
+        .lines()
+        .find(|l| l.starts_with("listings:"))
+        .map(str::to_owned);
+    let first_id: i64 = first_progress
+        .as_deref()
+        .and_then(|l| l.strip_prefix("listings: up to id "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|id| id.parse().ok())
+        .expect("a progress line");
+    assert_eq!(
+        first_id,
+        interrupted_at + 200,
+        "the resumed run starts after the checkpoint"
+    );
+    let legacy = count("SELECT COUNT(*) FROM listing_attribute_values");
+    let migrated =
+        count("SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'listing'");
+    let quarantined = count("SELECT COUNT(*) FROM backfill_quarantine");
+    assert_eq!(
+        legacy,
+        migrated + quarantined,
+        "every legacy row migrated or quarantined, none twice"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM backfill_checkpoint WHERE completed_at IS NOT NULL"),
+        1
+    );
+}

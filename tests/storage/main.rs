@@ -14,6 +14,26 @@ use serde_json::{Map, Value as Json, json};
 use storage::demo::Dataset;
 use storage::{FallbackReason, ReadRoute, ServedBy, Storage, StorageError};
 
+/// Runs each named test of a submodule against both backends.
+macro_rules! conformance_in {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(crate::common::TestDb::fresh(crate::common::Backend::Postgres).await).await
+            })*
+        }
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(crate::common::TestDb::fresh(crate::common::Backend::Sqlite).await).await
+            })*
+        }
+    };
+}
+
+mod backfill;
+
 /// Runs each named test against both backends.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {

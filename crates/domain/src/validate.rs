@@ -5,7 +5,8 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
-use crate::attribute::AttributeType;
+use crate::attribute::{Attribute, AttributeType};
+use crate::options::AttributeOption;
 use crate::schema::{EffectiveAttribute, EffectiveSchema};
 use crate::value::{EntityValues, TypedValue, Value};
 
@@ -162,11 +163,27 @@ pub fn check_value(
     attribute: &EffectiveAttribute,
     raw: &Json,
 ) -> Result<TypedValue, FieldErrorKind> {
-    let attribute_type = attribute.attribute.attribute_type;
-    let typed = TypedValue::from_json(attribute_type, raw)?;
-    let rules = &attribute.attribute.rules;
+    let typed = TypedValue::from_json(attribute.attribute.attribute_type, raw)?;
+    check_typed(&attribute.attribute, &attribute.options, &typed)?;
+    Ok(typed)
+}
+
+/// Checks a typed value against an attribute's rules and the options that apply (the
+/// category's or the attribute's). The backfill uses it on values read from legacy rows.
+pub fn check_typed(
+    attribute: &Attribute,
+    options: &[AttributeOption],
+    typed: &TypedValue,
+) -> Result<(), FieldErrorKind> {
+    if !typed.value.fits(attribute.attribute_type) {
+        return Err(FieldErrorKind::WrongType {
+            expected: attribute.attribute_type,
+        });
+    }
+    let rules = &attribute.rules;
     match &typed.value {
         Value::Number(number) => {
+            crate::value::check_precision(*number)?;
             if let Some(min) = rules.min.filter(|min| number < min) {
                 return Err(FieldErrorKind::BelowMinimum {
                     min: min.normalize(),
@@ -192,22 +209,22 @@ pub fn check_value(
                 });
             }
         }
-        Value::Color(hex) if attribute.options.is_empty() && !is_hex_colour(hex) => {
+        Value::Color(hex) if options.is_empty() && !is_hex_colour(hex) => {
             return Err(FieldErrorKind::InvalidColor);
         }
         _ => {}
     }
-    if attribute_type.uses_options() && !attribute.options.is_empty() {
+    if attribute.attribute_type.uses_options() && !options.is_empty() {
         for chosen in typed.value.chosen_options() {
-            if !attribute.options.iter().any(|o| o.value == chosen) {
+            if !options.iter().any(|o| o.value == chosen) {
                 return Err(FieldErrorKind::OptionNotAllowed {
                     given: chosen.to_owned(),
-                    allowed: attribute.options.iter().map(|o| o.value.clone()).collect(),
+                    allowed: options.iter().map(|o| o.value.clone()).collect(),
                 });
             }
         }
     }
-    Ok(typed)
+    Ok(())
 }
 
 fn is_hex_colour(text: &str) -> bool {

@@ -35,7 +35,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// How many of the embedded migrations are not applied yet.
     fn pending_migrations(&self) -> impl Future<Output = Result<usize>> + Send;
 
-    /// The category an entity belongs to; `None` when the entity does not exist.
+    /// The category an entity belongs to; `None` when the entity does not exist. Used by
+    /// writes: PostgreSQL locks the entity's row until the transaction ends.
     fn entity_category(
         conn: &mut Conn<Self>,
         entity: EntityRef,
@@ -222,6 +223,54 @@ pub(crate) trait Backend: Send + Sync + 'static {
         conn: &mut Conn<Self>,
     ) -> impl Future<Output = Result<crate::flag_store::MigrationCounts>> + Send;
 
+    fn legacy_bindings(
+        conn: &mut Conn<Self>,
+    ) -> impl Future<Output = Result<Vec<CategoryBinding>>> + Send;
+
+    /// Up to `limit` listing ids after `after`, in order; PostgreSQL locks their rows for the
+    /// transaction, so a concurrent write of the same listing waits for the batch (or the
+    /// batch for it) and neither overwrites the other with older data.
+    fn listing_ids_after(
+        conn: &mut Conn<Self>,
+        after: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<i64>>> + Send;
+
+    /// The raw legacy value rows of these listings.
+    fn legacy_listing_rows(
+        conn: &mut Conn<Self>,
+        ids: &[i64],
+    ) -> impl Future<Output = Result<Vec<crate::rows::BatchValueRow>>> + Send;
+
+    /// Unified attribute ids by code.
+    fn unified_ids(
+        conn: &mut Conn<Self>,
+    ) -> impl Future<Output = Result<HashMap<String, i64>>> + Send;
+
+    /// Replaces the unified values of these listings with `values` (listing, attribute, columns).
+    fn unified_replace_listing_batch(
+        conn: &mut Conn<Self>,
+        ids: &[i64],
+        values: &[(i64, i64, crate::rows::ValueColumns)],
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Replaces the quarantine entries of these listings.
+    fn quarantine_listings(
+        conn: &mut Conn<Self>,
+        ids: &[i64],
+        rows: &[crate::backfill::QuarantinedRow],
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    fn load_checkpoint(
+        conn: &mut Conn<Self>,
+        entity_type: &str,
+    ) -> impl Future<Output = Result<Option<crate::backfill::Checkpoint>>> + Send;
+
+    fn save_checkpoint(
+        conn: &mut Conn<Self>,
+        checkpoint: &crate::backfill::Checkpoint,
+    ) -> impl Future<Output = Result<()>> + Send;
+
     /// Loads a dataset in legacy form, with the defects of the real legacy data.
     fn seed_legacy(
         conn: &mut Conn<Self>,
@@ -244,9 +293,9 @@ macro_rules! backend_operations {
         async fn entity_category(conn: &mut Conn<Self>, entity: EntityRef) -> Result<Option<i64>> {
             record_queries(1);
             let statement = match entity.kind {
-                EntityKind::Listing => sql::LISTING_CATEGORY,
-                EntityKind::Product => sql::PRODUCT_CATEGORY,
-                EntityKind::ProductVariant => sql::VARIANT_CATEGORY,
+                EntityKind::Listing => $sql::LISTING_CATEGORY,
+                EntityKind::Product => $sql::PRODUCT_CATEGORY,
+                EntityKind::ProductVariant => $sql::VARIANT_CATEGORY,
             };
             let category: Option<i32> = sqlx::query_scalar(statement)
                 .bind(entity.id)
@@ -762,6 +811,114 @@ macro_rules! backend_operations {
         async fn migration_counts(conn: &mut Conn<Self>) -> Result<crate::flag_store::MigrationCounts> {
             record_queries(1);
             Ok(sqlx::query_as(crate::flag_store::MIGRATION_COUNTS).fetch_one(conn).await?)
+        }
+
+        async fn legacy_bindings(conn: &mut Conn<Self>) -> Result<Vec<domain::CategoryBinding>> {
+            record_queries(1);
+            let rows: Vec<crate::backfill::LegacyBindingRow> =
+                sqlx::query_as(crate::backfill::LEGACY_BINDINGS).fetch_all(conn).await?;
+            Ok(rows.into_iter().map(crate::backfill::LegacyBindingRow::into_binding).collect())
+        }
+
+        async fn listing_ids_after(conn: &mut Conn<Self>, after: i64, limit: i64) -> Result<Vec<i64>> {
+            record_queries(1);
+            Ok(sqlx::query_scalar($sql::LISTING_IDS_AFTER).bind(after).bind(limit).fetch_all(conn).await?)
+        }
+
+        async fn legacy_listing_rows(conn: &mut Conn<Self>, ids: &[i64]) -> Result<Vec<rows::BatchValueRow>> {
+            record_queries(1);
+            let mut rows: Vec<rows::BatchValueRow> =
+                $sql::bind_ids(sqlx::query_as($sql::LEGACY_LISTING_VALUES_BATCH), ids).fetch_all(conn).await?;
+            for row in &mut rows {
+                row.value.code = row.value.code.as_deref().map(domain::attribute::normalize_code);
+            }
+            Ok(rows)
+        }
+
+        async fn unified_ids(conn: &mut Conn<Self>) -> Result<HashMap<String, i64>> {
+            record_queries(1);
+            let rows: Vec<(i64, String)> = sqlx::query_as(crate::backfill::UNIFIED_IDS).fetch_all(conn).await?;
+            Ok(rows.into_iter().map(|(id, code)| (code, id)).collect())
+        }
+
+        async fn unified_replace_listing_batch(
+            conn: &mut Conn<Self>,
+            ids: &[i64],
+            values: &[(i64, i64, rows::ValueColumns)],
+        ) -> Result<()> {
+            record_queries(1);
+            let mut delete = sqlx::QueryBuilder::<Self::Db>::new(
+                "DELETE FROM unified_attribute_values WHERE entity_type = 'listing' AND entity_id IN (",
+            );
+            let mut separated = delete.separated(", ");
+            for id in ids {
+                separated.push_bind(*id);
+            }
+            delete.push(")");
+            delete.build().execute(&mut *conn).await?;
+            for chunk in values.chunks(2_000) {
+                record_queries(1);
+                let mut insert = sqlx::QueryBuilder::<Self::Db>::new(
+                    "INSERT INTO unified_attribute_values
+                        (entity_type, entity_id, attribute_id, text_value, numeric_value, boolean_value,
+                         date_value, json_value, unit) ",
+                );
+                insert.push_values(chunk, |mut row, (listing_id, attribute_id, columns)| {
+                    row.push_bind("listing").push_bind(*listing_id).push_bind(*attribute_id).push_bind(&columns.text_value);
+                    $sql::push_numeric(&mut row, &columns.numeric_value);
+                    row.push_bind(columns.boolean_value);
+                    $sql::push_date(&mut row, &columns.date_value);
+                    row.push_bind(columns.json_value.as_ref().map(sqlx::types::Json)).push_bind(&columns.unit);
+                });
+                insert.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        async fn quarantine_listings(conn: &mut Conn<Self>, ids: &[i64], rows: &[crate::backfill::QuarantinedRow]) -> Result<()> {
+            record_queries(1);
+            let mut delete = sqlx::QueryBuilder::<Self::Db>::new(
+                "DELETE FROM backfill_quarantine WHERE entity_type = 'listing' AND entity_id IN (",
+            );
+            let mut separated = delete.separated(", ");
+            for id in ids {
+                separated.push_bind(*id);
+            }
+            delete.push(")");
+            delete.build().execute(&mut *conn).await?;
+            for chunk in rows.chunks(2_000) {
+                record_queries(1);
+                let mut insert = sqlx::QueryBuilder::<Self::Db>::new(
+                    "INSERT INTO backfill_quarantine (entity_type, entity_id, attribute_code, raw_value, reason) ",
+                );
+                insert.push_values(chunk, |mut row, quarantined| {
+                    row.push_bind("listing")
+                        .push_bind(quarantined.entity_id)
+                        .push_bind(&quarantined.attribute_code)
+                        .push_bind(&quarantined.raw_value)
+                        .push_bind(&quarantined.reason);
+                });
+                insert.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        async fn load_checkpoint(conn: &mut Conn<Self>, entity_type: &str) -> Result<Option<crate::backfill::Checkpoint>> {
+            record_queries(1);
+            Ok(sqlx::query_as(crate::backfill::LOAD_CHECKPOINT).bind(entity_type).fetch_optional(conn).await?)
+        }
+
+        async fn save_checkpoint(conn: &mut Conn<Self>, checkpoint: &crate::backfill::Checkpoint) -> Result<()> {
+            record_queries(1);
+            sqlx::query(crate::backfill::SAVE_CHECKPOINT)
+                .bind(&checkpoint.entity_type)
+                .bind(checkpoint.last_id)
+                .bind(checkpoint.migrated)
+                .bind(checkpoint.quarantined)
+                .bind(checkpoint.completed)
+                .execute(conn)
+                .await?;
+            Ok(())
         }
 
         async fn seed_legacy(conn: &mut Conn<Self>, dataset: &Dataset) -> Result<()> {

@@ -6,6 +6,7 @@
 //! router owns every transaction.
 
 mod backend;
+pub mod backfill;
 pub mod demo;
 mod error;
 pub mod flag_store;
@@ -261,6 +262,28 @@ impl Storage {
 
     pub async fn migration_counts(&self) -> Result<MigrationCounts> {
         on_router!(self, router => router.migration_counts().await)
+    }
+
+    /// Copies every legacy definition and binding to the unified tables; returns
+    /// (definitions, bindings). Idempotent.
+    pub async fn backfill_definitions(&self) -> Result<(usize, usize)> {
+        on_router!(self, router => router.backfill_definitions().await)
+    }
+
+    /// Where the listing backfill stands (fresh with `restart`).
+    pub async fn listing_checkpoint(&self, restart: bool) -> Result<backfill::Checkpoint> {
+        on_router!(self, router => router.listing_checkpoint(restart).await)
+    }
+
+    /// Migrates the next batch of listings; see the router. `catalog` maps codes to the legacy
+    /// definitions whose rules the values must pass.
+    pub async fn backfill_listing_batch(
+        &self,
+        checkpoint: &backfill::Checkpoint,
+        limit: i64,
+        catalog: &std::collections::HashMap<String, Attribute>,
+    ) -> Result<backfill::Checkpoint> {
+        on_router!(self, router => router.backfill_listing_batch(checkpoint, limit, catalog).await)
     }
 
     pub async fn migration_state(&self) -> Result<MigrationState> {

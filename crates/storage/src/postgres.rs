@@ -83,6 +83,27 @@ mod pg_sql {
             .push_bind_unseparated(value)
             .push_unseparated(" AS NUMERIC)");
     }
+    /// Listing ids of the next backfill batch, locked until the batch commits.
+    pub(super) const LISTING_IDS_AFTER: &str =
+        "SELECT id FROM marketplace_listings WHERE id > $1 ORDER BY id LIMIT $2 FOR UPDATE";
+
+    /// Binds a date sent as text into a `date` column of a multi-row insert.
+    pub(super) fn push_date<'args>(
+        row: &mut sqlx::query_builder::Separated<'_, 'args, sqlx::Postgres, &'static str>,
+        value: &'args Option<String>,
+    ) {
+        row.push("CAST(")
+            .push_bind_unseparated(value)
+            .push_unseparated(" AS DATE)");
+    }
+    // Writes lock the entity's row: a write and a backfill batch of the same entity serialize.
+    pub(super) const LISTING_CATEGORY: &str =
+        "SELECT category_id FROM marketplace_listings WHERE id = $1 FOR UPDATE";
+    pub(super) const PRODUCT_CATEGORY: &str =
+        "SELECT category_id FROM storefront_products WHERE id = $1 FOR UPDATE";
+    pub(super) const VARIANT_CATEGORY: &str =
+        "SELECT p.category_id FROM storefront_product_variants v
+         JOIN storefront_products p ON p.id = v.product_id WHERE v.id = $1 FOR UPDATE OF v";
 }
 
 #[derive(Debug, Clone)]

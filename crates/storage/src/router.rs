@@ -508,6 +508,119 @@ impl<B: Backend> Router<B> {
         B::migration_counts(&mut conn).await
     }
 
+    /// Copies every legacy definition and binding to the unified tables (ids kept; upserts,
+    /// so a second run changes nothing). Returns (definitions, bindings).
+    pub(crate) async fn backfill_definitions(&self) -> Result<(usize, usize)> {
+        let mut tx = self.backend.begin_write().await?;
+        let catalog = B::catalog(&mut tx, Store::Legacy).await?;
+        for attribute in &catalog {
+            let legacy_id =
+                (attribute.id < crate::rows::VARIANT_AXIS_ID_OFFSET).then_some(attribute.id);
+            B::unified_upsert_attribute(&mut tx, attribute, legacy_id).await?;
+        }
+        let bindings = B::legacy_bindings(&mut tx).await?;
+        for binding in &bindings {
+            B::upsert_binding(&mut tx, Store::Unified, binding).await?;
+        }
+        B::notify(&mut tx, &[Invalidation::Everything]).await?;
+        tx.commit().await?;
+        Ok((catalog.len(), bindings.len()))
+    }
+
+    /// The backfill checkpoint of listings (fresh when none is stored, or with `restart`).
+    pub(crate) async fn listing_checkpoint(
+        &self,
+        restart: bool,
+    ) -> Result<crate::backfill::Checkpoint> {
+        let mut conn = self.backend.pool().acquire().await?;
+        let stored = B::load_checkpoint(&mut conn, "listing").await?;
+        Ok(match stored {
+            Some(checkpoint) if !restart => checkpoint,
+            _ => crate::backfill::Checkpoint::fresh("listing"),
+        })
+    }
+
+    /// Migrates the next batch of listings after `checkpoint` in one transaction: each legacy
+    /// row becomes a unified value or a quarantine entry with the reason, and the checkpoint
+    /// moves on in the same transaction. Returns the new checkpoint.
+    pub(crate) async fn backfill_listing_batch(
+        &self,
+        checkpoint: &crate::backfill::Checkpoint,
+        limit: i64,
+        catalog: &HashMap<String, Attribute>,
+    ) -> Result<crate::backfill::Checkpoint> {
+        let mut tx = self.backend.begin_write().await?;
+        let ids = B::listing_ids_after(&mut tx, checkpoint.last_id, limit).await?;
+        let Some(&last_id) = ids.last() else {
+            let done = crate::backfill::Checkpoint {
+                completed: true,
+                ..checkpoint.clone()
+            };
+            B::save_checkpoint(&mut tx, &done).await?;
+            tx.commit().await?;
+            return Ok(done);
+        };
+        let unified_ids = B::unified_ids(&mut tx).await?;
+        let rows = B::legacy_listing_rows(&mut tx, &ids).await?;
+        let mut values = Vec::new();
+        let mut quarantined = Vec::new();
+        for row in &rows {
+            let Some(code) = row.value.code.clone() else {
+                continue;
+            };
+            let refuse = |reason: String| crate::backfill::QuarantinedRow {
+                entity_id: row.entity_id,
+                attribute_code: code.clone(),
+                raw_value: row.value.raw_text(),
+                reason,
+            };
+            let Some(attribute) = catalog.get(&code) else {
+                quarantined.push(refuse("no definition of this code".into()));
+                continue;
+            };
+            let Some((_, typed)) = row.value.typed_value() else {
+                quarantined.push(refuse(format!(
+                    "no usable {} value in the row",
+                    attribute.attribute_type
+                )));
+                continue;
+            };
+            if let Err(kind) = domain::validate::check_typed(attribute, &attribute.options, &typed)
+            {
+                quarantined.push(refuse(kind.to_string()));
+                continue;
+            }
+            let Some(&unified_id) = unified_ids.get(&code) else {
+                quarantined.push(refuse(
+                    "no unified definition (run the definitions backfill)".into(),
+                ));
+                continue;
+            };
+            values.push((
+                row.entity_id,
+                unified_id,
+                crate::rows::ValueColumns::unified(&typed),
+            ));
+        }
+        B::unified_replace_listing_batch(&mut tx, &ids, &values).await?;
+        B::quarantine_listings(&mut tx, &ids, &quarantined).await?;
+        let next = crate::backfill::Checkpoint {
+            entity_type: checkpoint.entity_type.clone(),
+            last_id,
+            migrated: checkpoint.migrated + values.len() as i64,
+            quarantined: checkpoint.quarantined + quarantined.len() as i64,
+            completed: false,
+        };
+        B::save_checkpoint(&mut tx, &next).await?;
+        let invalidations: Vec<Invalidation> = ids
+            .iter()
+            .map(|id| Invalidation::entity(EntityRef::listing(*id)))
+            .collect();
+        B::notify(&mut tx, &invalidations).await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
     pub(crate) async fn migration_state(&self) -> Result<MigrationState> {
         let mut conn = self.backend.pool().acquire().await?;
         B::migration_state(&mut conn).await

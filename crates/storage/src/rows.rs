@@ -370,6 +370,27 @@ impl ValueColumns {
 }
 
 impl ValueRow {
+    /// The row's stored columns in words, for a quarantine entry.
+    pub(crate) fn raw_text(&self) -> String {
+        let mut parts = Vec::new();
+        let mut push = |name: &str, value: Option<String>| {
+            if let Some(value) = value {
+                parts.push(format!("{name}={value}"));
+            }
+        };
+        push("text", self.text_value.clone());
+        push("numeric", self.numeric_value.clone());
+        push("boolean", self.boolean_value.map(|b| b.to_string()));
+        push("date", self.date_value.clone());
+        push("json", self.json_value.as_ref().map(|j| j.0.to_string()));
+        push("unit", self.unit.clone());
+        if parts.is_empty() {
+            "(all value columns empty)".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
+
     /// The typed value of a row, read as the attribute's type says. Legacy defects are
     /// coped with: numbers tagged 'text', multiselect kept as one comma-separated string,
     /// booleans as text. A row that holds no usable value gives `None`.

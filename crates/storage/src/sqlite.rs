@@ -80,6 +80,19 @@ mod sqlite_sql {
     ) {
         row.push_bind(value);
     }
+    /// Listing ids of the next backfill batch (the write transaction already excludes writers).
+    pub(super) const LISTING_IDS_AFTER: &str =
+        "SELECT id FROM marketplace_listings WHERE id > $1 ORDER BY id LIMIT $2";
+
+    /// Binds a date as text (its column is text).
+    pub(super) fn push_date<'args>(
+        row: &mut sqlx::query_builder::Separated<'_, 'args, sqlx::Sqlite, &'static str>,
+        value: &'args Option<String>,
+    ) {
+        row.push_bind(value);
+    }
+    // SQLite's write transaction already excludes other writers.
+    pub(super) use crate::sql::{LISTING_CATEGORY, PRODUCT_CATEGORY, VARIANT_CATEGORY};
 }
 
 #[derive(Debug, Clone)]

@@ -1,0 +1,85 @@
+//! The backfill's durable state and the statements only it runs: legacy → unified in
+//! keyset-paginated batches, one transaction each, with a checkpoint and a quarantine.
+
+use serde::Serialize;
+
+/// Progress of one entity kind, stored after every batch in the batch's transaction, so a
+/// killed backfill resumes where its last committed batch ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Checkpoint {
+    pub entity_type: String,
+    pub last_id: i64,
+    pub migrated: i64,
+    pub quarantined: i64,
+    /// Set once a run found no entity past `last_id`.
+    pub completed: bool,
+}
+
+impl Checkpoint {
+    pub(crate) fn fresh(entity_type: &str) -> Self {
+        Self {
+            entity_type: entity_type.to_owned(),
+            last_id: 0,
+            migrated: 0,
+            quarantined: 0,
+            completed: false,
+        }
+    }
+}
+
+/// A legacy row the unified rules refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct QuarantinedRow {
+    pub entity_id: i64,
+    pub attribute_code: String,
+    pub raw_value: String,
+    pub reason: String,
+}
+
+pub(crate) const LOAD_CHECKPOINT: &str = "SELECT entity_type, last_id, migrated, quarantined,
+        completed_at IS NOT NULL AS completed
+    FROM backfill_checkpoint WHERE entity_type = $1";
+
+pub(crate) const SAVE_CHECKPOINT: &str = "INSERT INTO backfill_checkpoint
+        (entity_type, last_id, migrated, quarantined, completed_at, updated_at)
+    VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN CURRENT_TIMESTAMP END, CURRENT_TIMESTAMP)
+    ON CONFLICT (entity_type) DO UPDATE SET last_id = excluded.last_id, migrated = excluded.migrated,
+        quarantined = excluded.quarantined, completed_at = excluded.completed_at,
+        updated_at = excluded.updated_at";
+
+pub(crate) const LEGACY_BINDINGS: &str =
+    "SELECT category_id, attribute_id, is_enabled, is_required, sort_order,
+        custom_component, show_in_card, show_in_list
+    FROM category_attribute_mapping ORDER BY category_id, attribute_id";
+
+pub(crate) const UNIFIED_IDS: &str =
+    "SELECT CAST(id AS BIGINT) AS id, code FROM unified_attributes";
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct LegacyBindingRow {
+    pub category_id: i32,
+    pub attribute_id: i32,
+    pub is_enabled: bool,
+    pub is_required: Option<bool>,
+    pub sort_order: i32,
+    pub custom_component: Option<String>,
+    pub show_in_card: Option<bool>,
+    pub show_in_list: Option<bool>,
+}
+
+impl LegacyBindingRow {
+    pub(crate) fn into_binding(self) -> domain::CategoryBinding {
+        domain::CategoryBinding {
+            is_enabled: self.is_enabled,
+            is_required: self.is_required,
+            custom_component: self.custom_component,
+            show_in_card: self.show_in_card,
+            show_in_list: self.show_in_list,
+            ..domain::CategoryBinding::new(
+                self.category_id.into(),
+                self.attribute_id.into(),
+                self.sort_order,
+            )
+        }
+    }
+}

@@ -1,0 +1,2 @@
+DROP TABLE backfill_quarantine;
+DROP TABLE backfill_checkpoint;
