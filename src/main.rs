@@ -34,10 +34,27 @@ enum Command {
     SeedDemo(SeedArgs),
     /// Show the flags in force, where each came from, and the phase they mean.
     Flags(FlagsArgs),
+    /// Compare legacy and unified listing values (quarantined rows left out); exit 1 on drift.
+    Verify(VerifyArgs),
     /// Copy legacy definitions, bindings and listing values to the unified tables: batched,
     /// resumable from its checkpoint, idempotent; refused rows go to the quarantine.
     Backfill(BackfillArgs),
 }
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// Listings compared per page.
+    #[arg(long, default_value_t = 1000)]
+    page_size: i64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A check ran and found a problem: exit code 1 (errors are 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct CheckFailed(String);
 
 #[derive(Debug, Args)]
 struct BackfillArgs {
@@ -96,6 +113,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.is::<CheckFailed>() => {
+            eprintln!("check failed: {err}");
+            ExitCode::from(1)
+        }
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(2)
@@ -128,6 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Flags(args) => show_flags(&settings, args.json).await,
         Command::Backfill(args) => backfill(&settings, &args).await,
+        Command::Verify(args) => verify(&settings, &args).await,
         Command::SeedDemo(args) => {
             let storage = connect(&settings).await?;
             storage.migrate().await.context("migration failed")?;
@@ -330,4 +352,54 @@ async fn backfill(settings: &Settings, args: &BackfillArgs) -> anyhow::Result<()
         );
     }
     Ok(())
+}
+
+/// Compares both stores listing by listing; drift exits with 1.
+#[allow(clippy::print_stdout, clippy::print_stderr)] // progress and report are the command's output
+async fn verify(settings: &Settings, args: &VerifyArgs) -> anyhow::Result<()> {
+    if args.page_size < 1 {
+        bail!("--page-size must be at least 1");
+    }
+    let storage = connect(settings).await?;
+    storage.migrate().await.context("migration failed")?;
+    let total = storage.migration_counts().await?.listings;
+    let started = std::time::Instant::now();
+    let report = storage
+        .verify_listings(args.page_size, |report| {
+            eprintln!(
+                "verified {} of {total} listings, {} drifted",
+                report.listings_checked, report.listings_drifted
+            );
+        })
+        .await
+        .context("verify failed")?;
+    if args.json {
+        println!("{:#}", serde_json::to_value(&report)?);
+    } else {
+        println!(
+            "{} listings checked in {:.1} s: {} drifted; {} legacy rows quarantined (left out)",
+            report.listings_checked,
+            started.elapsed().as_secs_f64(),
+            report.listings_drifted,
+            report.quarantined
+        );
+        for drift in &report.drift {
+            println!(
+                "  listing {}: only in legacy {:?}, only in unified {:?}, different {:?}",
+                drift.listing_id,
+                drift.missing_in_unified,
+                drift.missing_in_legacy,
+                drift.different
+            );
+        }
+    }
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err(CheckFailed(format!(
+            "{} of {} listings differ between the stores",
+            report.listings_drifted, report.listings_checked
+        ))
+        .into())
+    }
 }

@@ -13,6 +13,7 @@ conformance_in!(
     every_legacy_row_is_migrated_or_quarantined_with_a_reason_and_reads_agree,
     a_second_backfill_changes_nothing,
     an_interrupted_backfill_resumes_from_its_checkpoint,
+    verify_is_clean_after_a_backfill_and_names_every_kind_of_drift,
 );
 
 const LEGACY: ReadRoute = ReadRoute {
@@ -186,4 +187,64 @@ async fn an_interrupted_backfill_resumes_from_its_checkpoint(db: TestDb) {
         .await;
     let quarantined = raw.count("SELECT COUNT(*) FROM backfill_quarantine").await;
     assert_eq!(legacy, migrated + quarantined);
+}
+
+async fn verify_is_clean_after_a_backfill_and_names_every_kind_of_drift(db: TestDb) {
+    let (storage, defect) = seeded_with_a_defect(&db).await;
+    let before = storage.verify_listings(25, |_| {}).await.expect("verify");
+    assert!(
+        before.listings_drifted > 50,
+        "nothing is migrated yet: {}",
+        before.listings_drifted
+    );
+    run_to_end(&storage, 25, false).await;
+    let clean = storage.verify_listings(25, |_| {}).await.expect("verify");
+    assert!(clean.is_clean(), "{:?}", clean.drift);
+    assert_eq!(clean.listings_checked, 60);
+    assert!(
+        clean.quarantined >= 1,
+        "the refused year of listing {defect} is left out, not drift"
+    );
+
+    // Plant one drift of each kind, straight into the unified table.
+    let raw = db.raw().await;
+    raw.execute(
+        "DELETE FROM unified_attribute_values WHERE entity_type = 'listing' AND entity_id = 1 AND attribute_id =
+            (SELECT MIN(attribute_id) FROM unified_attribute_values WHERE entity_type = 'listing' AND entity_id = 1)",
+    )
+    .await;
+    raw.execute(
+        "UPDATE unified_attribute_values SET text_value = text_value || '-changed'
+         WHERE entity_type = 'listing' AND entity_id = 2 AND attribute_id =
+            (SELECT MIN(attribute_id) FROM unified_attribute_values
+             WHERE entity_type = 'listing' AND entity_id = 2 AND text_value IS NOT NULL)",
+    )
+    .await;
+    raw.execute(
+        "DELETE FROM listing_attribute_values WHERE listing_id = 3 AND attribute_id =
+            (SELECT MIN(attribute_id) FROM listing_attribute_values WHERE listing_id = 3
+             AND (text_value IS NOT NULL OR numeric_value IS NOT NULL OR boolean_value IS NOT NULL))",
+    )
+    .await;
+    let drifted = storage.verify_listings(25, |_| {}).await.expect("verify");
+    let ids: Vec<i64> = drifted.drift.iter().map(|d| d.listing_id).collect();
+    assert_eq!(ids, [1, 2, 3], "{:?}", drifted.drift);
+    let shape = |d: &storage::verify::Drift| {
+        (
+            d.missing_in_unified.len(),
+            d.different.len(),
+            d.missing_in_legacy.len(),
+        )
+    };
+    assert_eq!(shape(&drifted.drift[0]), (1, 0, 0));
+    assert_eq!(shape(&drifted.drift[1]), (0, 1, 0));
+    assert_eq!(shape(&drifted.drift[2]), (0, 0, 1));
+    assert_eq!(
+        storage
+            .last_verify()
+            .await
+            .expect("last")
+            .map(|v| v.drifted),
+        Some(3)
+    );
 }

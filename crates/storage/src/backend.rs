@@ -271,6 +271,28 @@ pub(crate) trait Backend: Send + Sync + 'static {
         checkpoint: &crate::backfill::Checkpoint,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// Up to `limit` listing ids after `after`, in order, without locking (verify).
+    fn listing_ids_page(
+        conn: &mut Conn<Self>,
+        after: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<i64>>> + Send;
+
+    /// (listing, code) of the quarantined legacy rows of these listings.
+    fn quarantined_codes(
+        conn: &mut Conn<Self>,
+        ids: &[i64],
+    ) -> impl Future<Output = Result<Vec<(i64, String)>>> + Send;
+
+    fn save_verify_run(
+        conn: &mut Conn<Self>,
+        report: &crate::verify::VerifyReport,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    fn last_verify(
+        conn: &mut Conn<Self>,
+    ) -> impl Future<Output = Result<Option<crate::verify::LastVerify>>> + Send;
+
     /// Loads a dataset in legacy form, with the defects of the real legacy data.
     fn seed_legacy(
         conn: &mut Conn<Self>,
@@ -919,6 +941,41 @@ macro_rules! backend_operations {
                 .execute(conn)
                 .await?;
             Ok(())
+        }
+
+        async fn listing_ids_page(conn: &mut Conn<Self>, after: i64, limit: i64) -> Result<Vec<i64>> {
+            record_queries(1);
+            Ok(sqlx::query_scalar(crate::verify::LISTING_IDS_AFTER).bind(after).bind(limit).fetch_all(conn).await?)
+        }
+
+        async fn quarantined_codes(conn: &mut Conn<Self>, ids: &[i64]) -> Result<Vec<(i64, String)>> {
+            record_queries(1);
+            let mut query = sqlx::QueryBuilder::<Self::Db>::new(
+                "SELECT entity_id, attribute_code FROM backfill_quarantine WHERE entity_type = 'listing' AND entity_id IN (",
+            );
+            let mut separated = query.separated(", ");
+            for id in ids {
+                separated.push_bind(*id);
+            }
+            query.push(")");
+            Ok(query.build_query_as().fetch_all(conn).await?)
+        }
+
+        async fn save_verify_run(conn: &mut Conn<Self>, report: &crate::verify::VerifyReport) -> Result<()> {
+            record_queries(1);
+            sqlx::query(crate::verify::SAVE_RUN)
+                .bind(report.listings_checked)
+                .bind(report.listings_drifted)
+                .bind(sqlx::types::Json(report))
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+
+        async fn last_verify(conn: &mut Conn<Self>) -> Result<Option<crate::verify::LastVerify>> {
+            record_queries(1);
+            let row: Option<(String, i64, i64)> = sqlx::query_as(crate::verify::LAST_RUN).fetch_optional(conn).await?;
+            Ok(row.map(|(finished_at, checked, drifted)| crate::verify::LastVerify { finished_at, checked, drifted }))
         }
 
         async fn seed_legacy(conn: &mut Conn<Self>, dataset: &Dataset) -> Result<()> {

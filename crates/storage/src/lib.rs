@@ -18,6 +18,7 @@ mod rows;
 mod sql;
 mod sqlite;
 mod stats;
+pub mod verify;
 
 use std::collections::HashMap;
 
@@ -284,6 +285,19 @@ impl Storage {
         catalog: &std::collections::HashMap<String, Attribute>,
     ) -> Result<backfill::Checkpoint> {
         on_router!(self, router => router.backfill_listing_batch(checkpoint, limit, catalog).await)
+    }
+
+    /// Compares every listing in both stores (quarantined rows left out) and records the run.
+    pub async fn verify_listings(
+        &self,
+        page: i64,
+        progress: impl FnMut(&verify::VerifyReport),
+    ) -> Result<verify::VerifyReport> {
+        on_router!(self, router => router.verify_listings(page, progress).await)
+    }
+
+    pub async fn last_verify(&self) -> Result<Option<verify::LastVerify>> {
+        on_router!(self, router => router.last_verify().await)
     }
 
     pub async fn migration_state(&self) -> Result<MigrationState> {

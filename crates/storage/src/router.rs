@@ -621,6 +621,51 @@ impl<B: Backend> Router<B> {
         Ok(next)
     }
 
+    /// Compares every listing's values in both stores, page by page, and records the result.
+    pub(crate) async fn verify_listings(
+        &self,
+        page: i64,
+        mut progress: impl FnMut(&crate::verify::VerifyReport),
+    ) -> Result<crate::verify::VerifyReport> {
+        let mut report = crate::verify::VerifyReport::default();
+        let mut conn = self.backend.pool().acquire().await?;
+        let mut after = 0;
+        loop {
+            let ids = B::listing_ids_page(&mut conn, after, page).await?;
+            let Some(&last) = ids.last() else { break };
+            let legacy = B::listing_values_batch(&mut conn, Store::Legacy, &ids).await?;
+            let unified = B::listing_values_batch(&mut conn, Store::Unified, &ids).await?;
+            let mut quarantined: HashMap<i64, std::collections::HashSet<String>> = HashMap::new();
+            for (id, code) in B::quarantined_codes(&mut conn, &ids).await? {
+                quarantined.entry(id).or_default().insert(code);
+            }
+            report.quarantined += quarantined
+                .values()
+                .map(|codes| codes.len() as i64)
+                .sum::<i64>();
+            let none = std::collections::HashSet::new();
+            let empty = EntityValues::new();
+            for id in &ids {
+                let legacy_values = legacy.get(id).cloned().unwrap_or_default();
+                report.compare(
+                    *id,
+                    legacy_values,
+                    unified.get(id).unwrap_or(&empty),
+                    quarantined.get(id).unwrap_or(&none),
+                );
+            }
+            progress(&report);
+            after = last;
+        }
+        B::save_verify_run(&mut conn, &report).await?;
+        Ok(report)
+    }
+
+    pub(crate) async fn last_verify(&self) -> Result<Option<crate::verify::LastVerify>> {
+        let mut conn = self.backend.pool().acquire().await?;
+        B::last_verify(&mut conn).await
+    }
+
     pub(crate) async fn migration_state(&self) -> Result<MigrationState> {
         let mut conn = self.backend.pool().acquire().await?;
         B::migration_state(&mut conn).await

@@ -143,6 +143,12 @@ pub struct MigrationStatus {
     counts: MigrationCounts,
     /// Unified listing values per legacy listing value, in percent.
     listing_values_migrated_percent: f64,
+    /// The listing backfill's checkpoint: last id, migrated, quarantined, completed.
+    #[schema(value_type = Object)]
+    backfill: storage::backfill::Checkpoint,
+    /// The last `verify` run, if any.
+    #[schema(value_type = Object)]
+    last_verify: Option<storage::verify::LastVerify>,
 }
 
 /// `GET /api/v2/admin/attributes/migration-status`: real numbers, counted in the database.
@@ -171,5 +177,7 @@ pub async fn migration_status(
         state: state.storage.migration_state().await?,
         counts,
         listing_values_migrated_percent: (migrated * 10.0).round() / 10.0,
+        backfill: state.storage.listing_checkpoint(false).await?,
+        last_verify: state.storage.last_verify().await?,
     })))
 }

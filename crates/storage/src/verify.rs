@@ -1,0 +1,110 @@
+//! `verify`: legacy and unified compared per listing, in both directions, with the rows the
+//! backfill quarantined left out; a bounded list of the drifted listings with the difference.
+
+use std::collections::{BTreeMap, HashSet};
+
+use domain::EntityValues;
+use serde::Serialize;
+
+/// Drifted listings kept in a report; the count is always complete.
+pub const MAX_DRIFT_SHOWN: usize = 50;
+
+/// How one listing differs between the stores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    pub listing_id: i64,
+    /// Codes with a value in legacy only.
+    pub missing_in_unified: Vec<String>,
+    /// Codes with a value in unified only.
+    pub missing_in_legacy: Vec<String>,
+    /// Codes whose values differ: (legacy, unified) as JSON text.
+    pub different: BTreeMap<String, (String, String)>,
+}
+
+/// The result of a verify run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub listings_checked: i64,
+    pub listings_drifted: i64,
+    /// Values per attribute code in each store (quarantined rows left out of legacy).
+    pub legacy_values_by_code: BTreeMap<String, i64>,
+    pub unified_values_by_code: BTreeMap<String, i64>,
+    pub quarantined: i64,
+    pub drift: Vec<Drift>,
+}
+
+impl VerifyReport {
+    pub fn is_clean(&self) -> bool {
+        self.listings_drifted == 0
+    }
+
+    /// Compares one listing; `quarantined` holds the codes whose legacy rows were refused.
+    pub(crate) fn compare(
+        &mut self,
+        listing_id: i64,
+        mut legacy: EntityValues,
+        unified: &EntityValues,
+        quarantined: &HashSet<String>,
+    ) {
+        legacy.retain(|code, _| !quarantined.contains(code));
+        self.listings_checked += 1;
+        for code in legacy.keys() {
+            *self.legacy_values_by_code.entry(code.clone()).or_default() += 1;
+        }
+        for code in unified.keys() {
+            *self.unified_values_by_code.entry(code.clone()).or_default() += 1;
+        }
+        if &legacy == unified {
+            return;
+        }
+        self.listings_drifted += 1;
+        if self.drift.len() >= MAX_DRIFT_SHOWN {
+            return;
+        }
+        let text = |typed: &domain::TypedValue| {
+            let mut json = typed.value.to_json().to_string();
+            if let Some(unit) = &typed.unit {
+                json.push(' ');
+                json.push_str(unit);
+            }
+            json
+        };
+        self.drift.push(Drift {
+            listing_id,
+            missing_in_unified: legacy
+                .keys()
+                .filter(|c| !unified.contains_key(*c))
+                .cloned()
+                .collect(),
+            missing_in_legacy: unified
+                .keys()
+                .filter(|c| !legacy.contains_key(*c))
+                .cloned()
+                .collect(),
+            different: legacy
+                .iter()
+                .filter_map(|(code, value)| {
+                    let other = unified.get(code)?;
+                    (other != value).then(|| (code.clone(), (text(value), text(other))))
+                })
+                .collect(),
+        });
+    }
+}
+
+pub(crate) const LISTING_IDS_AFTER: &str =
+    "SELECT id FROM marketplace_listings WHERE id > $1 ORDER BY id LIMIT $2";
+
+pub(crate) const SAVE_RUN: &str =
+    "INSERT INTO verify_runs (checked, drifted, report) VALUES ($1, $2, $3)";
+
+pub(crate) const LAST_RUN: &str =
+    "SELECT CAST(finished_at AS TEXT), checked, drifted FROM verify_runs ORDER BY id DESC LIMIT 1";
+
+/// The last verify run: when, how many listings, how many drifted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastVerify {
+    pub finished_at: String,
+    pub checked: i64,
+    pub drifted: i64,
+}

@@ -1,0 +1,1 @@
+DROP TABLE verify_runs;
