@@ -28,6 +28,7 @@ mod catalog;
 mod categories;
 mod observability;
 mod runtime_flags;
+mod shadow;
 mod values;
 
 use common::Backend;

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod settings;
+pub mod shadow;
 pub mod telemetry;
 pub mod views;
 
@@ -52,6 +53,8 @@ pub struct AppState {
     pub admin_tokens: Arc<[SecretString]>,
     /// Every worker's storage, for the pool gauges.
     pub pools: Arc<std::sync::Mutex<Vec<Storage>>>,
+    /// Recent disagreements found by shadow reads.
+    pub shadow_diffs: Arc<shadow::ShadowDiffs>,
 }
 
 /// The flags in force, where they came from, and the phase they mean.
@@ -247,6 +250,7 @@ impl Application {
             writer_tokens: settings.auth.writer_tokens().into(),
             admin_tokens: settings.auth.admin_tokens().into(),
             pools: Arc::default(),
+            shadow_diffs: Arc::default(),
         };
         listen_for_invalidations(&shared).await;
 
@@ -461,6 +465,10 @@ fn routes_config(config: &mut web::ServiceConfig, metrics_here: bool) {
                 resource(ADMIN, "/attributes/feature-status")
                     .route(web::get().to(migration::feature_status))
                     .route(web::put().to(migration::change_flags)),
+            )
+            .service(
+                resource(ADMIN, "/attributes/shadow-diffs")
+                    .route(web::get().to(migration::shadow_diffs)),
             )
             .service(
                 resource(ADMIN, "/attributes/migration-status")

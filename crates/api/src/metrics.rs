@@ -44,6 +44,7 @@ pub struct Metrics {
     shadow_percent: IntGauge,
     phase: IntGauge,
     listener_reconnects: IntCounter,
+    shadow: IntCounterVec,
     /// Serializes scrapes: counters that mirror other counters are advanced by the difference.
     scrape: Mutex<()>,
 }
@@ -218,6 +219,12 @@ impl Metrics {
                 "unified_attributes_invalidation_listener_reconnects_total",
                 "Times the cross-replica invalidation listener lost its connection (each flushes the cache).",
             ),
+            shadow: counter_vec(
+                &registry,
+                "unified_attributes_shadow_comparisons_total",
+                "Shadow reads comparing both stores, by result: match, mismatch, error.",
+                &["result"],
+            ),
             registry,
             scrape: Mutex::new(()),
         }
@@ -259,6 +266,10 @@ impl Metrics {
             flags::WriteMode::UnifiedOnly => "unified_only",
         };
         self.writes.with_label_values(&[mode, result]).inc();
+    }
+
+    pub fn shadow(&self, result: &str) {
+        self.shadow.with_label_values(&[result]).inc();
     }
 
     pub fn listener_reconnected(&self) {

@@ -32,6 +32,7 @@ use crate::routes::{admin, attributes, categories, v1, values};
         crate::routes::migration::feature_status,
         crate::routes::migration::change_flags,
         crate::routes::migration::migration_status,
+        crate::routes::migration::shadow_diffs,
         v1::attributes,
         v1::ranges,
     ),

@@ -181,3 +181,17 @@ pub async fn migration_status(
         last_verify: state.storage.last_verify().await?,
     })))
 }
+
+/// `GET /api/v2/admin/attributes/shadow-diffs`: the latest disagreements shadow reads found.
+#[utoipa::path(get, path = "/api/v2/admin/attributes/shadow-diffs", tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Up to 50 recent differences, newest first", body = Object),
+        (status = 401, description = "No valid admin token", body = crate::error::ErrorView)))]
+pub async fn shadow_diffs(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_token(&request, &state.admin_tokens)?;
+    Ok(HttpResponse::Ok().json(Envelope::new(state.shadow_diffs.recent())))
+}

@@ -46,6 +46,9 @@ pub async fn get(
         id: parse_id(&path, kind.as_str())?,
     };
     let context = ReadContext::of(&request, &state.flags());
+    if crate::shadow::sampled(&state) {
+        crate::shadow::compare_entity(&state, entity);
+    }
     let (fragment, _) = state
         .caches
         .response(key(entity, &context), async {
