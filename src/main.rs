@@ -36,9 +36,19 @@ enum Command {
     Flags(FlagsArgs),
     /// Compare legacy and unified listing values (quarantined rows left out); exit 1 on drift.
     Verify(VerifyArgs),
+    /// Bring legacy up to date from unified (rollback after unified-only writes). Needs
+    /// dual-write in force, so writes made during the sync reach legacy too.
+    SyncLegacy(SyncArgs),
     /// Copy legacy definitions, bindings and listing values to the unified tables: batched,
     /// resumable from its checkpoint, idempotent; refused rows go to the quarantine.
     Backfill(BackfillArgs),
+}
+
+#[derive(Debug, Args)]
+struct SyncArgs {
+    /// Listings per batch (one transaction each).
+    #[arg(long, default_value_t = 1000)]
+    batch_size: i64,
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Flags(args) => show_flags(&settings, args.json).await,
         Command::Backfill(args) => backfill(&settings, &args).await,
         Command::Verify(args) => verify(&settings, &args).await,
+        Command::SyncLegacy(args) => sync_legacy(&settings, &args).await,
         Command::SeedDemo(args) => {
             let storage = connect(&settings).await?;
             storage.migrate().await.context("migration failed")?;
@@ -402,4 +413,29 @@ async fn verify(settings: &Settings, args: &VerifyArgs) -> anyhow::Result<()> {
         ))
         .into())
     }
+}
+
+/// Copies unified back to legacy, with the flags in force deciding whether that is safe.
+#[allow(clippy::print_stdout, clippy::print_stderr)] // progress and summary are the command's output
+async fn sync_legacy(settings: &Settings, args: &SyncArgs) -> anyhow::Result<()> {
+    let storage = connect(settings).await?;
+    storage.migrate().await.context("migration failed")?;
+    let configured = settings.flags.parse().context("invalid flag value")?;
+    let in_force = storage
+        .stored_flags()
+        .await?
+        .map_or(configured, |stored| stored.flags);
+    let total = storage.migration_counts().await?.listings;
+    let started = std::time::Instant::now();
+    let synced = storage
+        .sync_legacy(in_force.write_mode(), args.batch_size.max(1), |synced| {
+            eprintln!("synced {synced} of {total} listings")
+        })
+        .await
+        .context("sync-legacy failed")?;
+    println!(
+        "legacy is up to date: {synced} listings synced in {:.1} s; reads may go back to legacy",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

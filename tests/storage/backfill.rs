@@ -14,6 +14,7 @@ conformance_in!(
     a_second_backfill_changes_nothing,
     an_interrupted_backfill_resumes_from_its_checkpoint,
     verify_is_clean_after_a_backfill_and_names_every_kind_of_drift,
+    sync_legacy_brings_unified_only_writes_back_and_lifts_the_guardrail,
 );
 
 const LEGACY: ReadRoute = ReadRoute {
@@ -247,4 +248,88 @@ async fn verify_is_clean_after_a_backfill_and_names_every_kind_of_drift(db: Test
             .map(|v| v.drifted),
         Some(3)
     );
+}
+
+async fn sync_legacy_brings_unified_only_writes_back_and_lifts_the_guardrail(db: TestDb) {
+    let (storage, _) = seeded_with_a_defect(&db).await;
+    run_to_end(&storage, 25, false).await;
+    // Phase 3: writes reach unified only, including a new attribute legacy never had.
+    let draft: domain::AttributeDraft = serde_json::from_value(serde_json::json!({
+        "code": "battery_kwh", "type": "number", "display_name": {"sr": "Baterija", "en": "Battery"}
+    }))
+    .expect("draft");
+    let battery = storage
+        .create_attribute(draft, flags::WriteMode::UnifiedOnly)
+        .await
+        .expect("create")
+        .data;
+    let binding: domain::BindingDraft =
+        serde_json::from_value(serde_json::json!({"attribute_id": battery.id})).expect("binding");
+    storage
+        .put_binding(1311, binding, flags::WriteMode::UnifiedOnly)
+        .await
+        .expect("bind");
+    let car = 6;
+    let input = serde_json::json!({"year": 2021, "car_make": "tesla", "battery_kwh": 75});
+    storage
+        .replace_values(
+            EntityRef::listing(car),
+            input.as_object().expect("object"),
+            flags::WriteMode::UnifiedOnly,
+        )
+        .await
+        .expect("unified-only write");
+    let state = storage.migration_state().await.expect("state");
+    assert!(state.unified_only_writes_pending_sync);
+    let back_to_dual = flags::Flags {
+        dual_write: true,
+        use_unified: false,
+        ..flags::Flags::default()
+    };
+    assert!(
+        back_to_dual.check(&state).is_err(),
+        "legacy reads wait for the sync"
+    );
+
+    let refused = storage
+        .sync_legacy(flags::WriteMode::UnifiedOnly, 10, |_| {})
+        .await;
+    assert!(
+        matches!(refused, Err(storage::StorageError::Conflict(_))),
+        "{refused:?}"
+    );
+
+    let synced = storage
+        .sync_legacy(flags::WriteMode::Dual, 10, |_| {})
+        .await
+        .expect("sync");
+    assert_eq!(synced, 60);
+    for listing in 1..=60 {
+        let entity = EntityRef::listing(listing);
+        let legacy = storage
+            .entity_values(entity, LEGACY)
+            .await
+            .expect("legacy")
+            .data;
+        let unified = storage
+            .entity_values(entity, UNIFIED)
+            .await
+            .expect("unified")
+            .data;
+        assert_eq!(legacy, unified, "listing {listing}");
+    }
+    let car_legacy = storage
+        .entity_values(EntityRef::listing(car), LEGACY)
+        .await
+        .expect("legacy")
+        .data;
+    assert!(
+        car_legacy.contains_key("battery_kwh"),
+        "the unified-only attribute reached legacy"
+    );
+    let state = storage.migration_state().await.expect("state");
+    assert!(!state.unified_only_writes_pending_sync);
+    assert_eq!(back_to_dual.check(&state), Ok(flags::Phase::DualWrite));
+    let verified = storage.verify_listings(25, |_| {}).await.expect("verify");
+    assert!(verified.is_clean(), "{:?}", verified.drift);
 }

@@ -293,6 +293,26 @@ pub(crate) trait Backend: Send + Sync + 'static {
         conn: &mut Conn<Self>,
     ) -> impl Future<Output = Result<Option<crate::verify::LastVerify>>> + Send;
 
+    /// Unified bindings, in legacy's columns.
+    fn unified_bindings(
+        conn: &mut Conn<Self>,
+    ) -> impl Future<Output = Result<Vec<CategoryBinding>>> + Send;
+
+    /// Inserts a legacy definition keeping `attribute.id` (an attribute created unified-only).
+    fn legacy_insert_attribute_with_id(
+        conn: &mut Conn<Self>,
+        attribute: &Attribute,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Replaces the legacy values of these listings with `values` (listing, legacy attribute, columns).
+    fn legacy_replace_listing_batch(
+        conn: &mut Conn<Self>,
+        ids: &[i64],
+        values: &[(i64, i64, crate::rows::ValueColumns)],
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    fn mark_legacy_synced(conn: &mut Conn<Self>) -> impl Future<Output = Result<()>> + Send;
+
     /// Loads a dataset in legacy form, with the defects of the real legacy data.
     fn seed_legacy(
         conn: &mut Conn<Self>,
@@ -976,6 +996,58 @@ macro_rules! backend_operations {
             record_queries(1);
             let row: Option<(String, i64, i64)> = sqlx::query_as(crate::verify::LAST_RUN).fetch_optional(conn).await?;
             Ok(row.map(|(finished_at, checked, drifted)| crate::verify::LastVerify { finished_at, checked, drifted }))
+        }
+
+        async fn unified_bindings(conn: &mut Conn<Self>) -> Result<Vec<domain::CategoryBinding>> {
+            record_queries(1);
+            let rows: Vec<crate::backfill::LegacyBindingRow> =
+                sqlx::query_as(crate::backfill::UNIFIED_BINDINGS_AS_LEGACY).fetch_all(conn).await?;
+            Ok(rows.into_iter().map(crate::backfill::LegacyBindingRow::into_binding).collect())
+        }
+
+        async fn legacy_insert_attribute_with_id(conn: &mut Conn<Self>, attribute: &domain::Attribute) -> Result<()> {
+            record_queries(1);
+            let row = crate::legacy::encode_definition(attribute, false);
+            bind_legacy_definition(sqlx::query(sql::INSERT_LEGACY_ATTRIBUTE), &row).execute(&mut *conn).await?;
+            write_legacy_translations(conn, attribute).await
+        }
+
+        async fn legacy_replace_listing_batch(
+            conn: &mut Conn<Self>,
+            ids: &[i64],
+            values: &[(i64, i64, rows::ValueColumns)],
+        ) -> Result<()> {
+            record_queries(1);
+            let mut delete = sqlx::QueryBuilder::<Self::Db>::new("DELETE FROM listing_attribute_values WHERE listing_id IN (");
+            let mut separated = delete.separated(", ");
+            for id in ids {
+                separated.push_bind(*id);
+            }
+            delete.push(")");
+            delete.build().execute(&mut *conn).await?;
+            for chunk in values.chunks(2_000) {
+                record_queries(1);
+                let mut insert = sqlx::QueryBuilder::<Self::Db>::new(
+                    "INSERT INTO listing_attribute_values
+                        (listing_id, attribute_id, text_value, numeric_value, boolean_value, json_value, unit, value_type) ",
+                );
+                insert.push_values(chunk, |mut row, (listing_id, attribute_id, columns)| {
+                    row.push_bind(*listing_id).push_bind(*attribute_id).push_bind(&columns.text_value);
+                    $sql::push_numeric(&mut row, &columns.numeric_value);
+                    row.push_bind(columns.boolean_value)
+                        .push_bind(columns.json_value.as_ref().map(sqlx::types::Json))
+                        .push_bind(&columns.unit)
+                        .push_bind(columns.legacy_value_type);
+                });
+                insert.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        async fn mark_legacy_synced(conn: &mut Conn<Self>) -> Result<()> {
+            record_queries(1);
+            sqlx::query(crate::backfill::MARK_LEGACY_SYNCED).execute(conn).await?;
+            Ok(())
         }
 
         async fn seed_legacy(conn: &mut Conn<Self>, dataset: &Dataset) -> Result<()> {

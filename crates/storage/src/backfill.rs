@@ -83,3 +83,13 @@ impl LegacyBindingRow {
         }
     }
 }
+
+/// Unified bindings in the columns legacy's mapping has.
+pub(crate) const UNIFIED_BINDINGS_AS_LEGACY: &str =
+    "SELECT category_id, attribute_id, is_enabled, is_required, sort_order,
+        custom_component, show_in_card, show_in_list
+    FROM unified_category_attributes ORDER BY category_id, attribute_id";
+
+/// The sync has caught legacy up: reads may go back to it.
+pub(crate) const MARK_LEGACY_SYNCED: &str = "UPDATE migration_state
+    SET unified_only_write_at = NULL, legacy_synced_at = CURRENT_TIMESTAMP WHERE id = 1";

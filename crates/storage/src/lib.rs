@@ -300,6 +300,17 @@ impl Storage {
         on_router!(self, router => router.last_verify().await)
     }
 
+    /// Brings legacy up to date from unified (rollback after unified-only writes); refused
+    /// unless `mode` is dual-write. Returns the listings synced.
+    pub async fn sync_legacy(
+        &self,
+        mode: WriteMode,
+        batch: i64,
+        progress: impl FnMut(i64),
+    ) -> Result<i64> {
+        on_router!(self, router => router.sync_legacy(mode, batch, progress).await)
+    }
+
     pub async fn migration_state(&self) -> Result<MigrationState> {
         on_router!(self, router => router.migration_state().await)
     }

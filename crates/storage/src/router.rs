@@ -666,6 +666,84 @@ impl<B: Backend> Router<B> {
         B::last_verify(&mut conn).await
     }
 
+    /// Brings legacy up to date from unified (the reverse of the backfill), for rolling back
+    /// after unified-only writes: definitions and bindings legacy lacks, then every listing's
+    /// values in batches. Writes must be dual-writes meanwhile (`mode`), so none made during
+    /// the sync is missed; at the end the state no longer blocks legacy reads. Returns the
+    /// number of listings synced.
+    pub(crate) async fn sync_legacy(
+        &self,
+        mode: WriteMode,
+        batch: i64,
+        mut progress: impl FnMut(i64),
+    ) -> Result<i64> {
+        if mode != WriteMode::Dual {
+            return Err(StorageError::Conflict(
+                "sync-legacy needs dual-write in force (DUAL_WRITE_ATTRIBUTES=true, USE_UNIFIED_ATTRIBUTES=true, \
+                 UNIFIED_ATTRIBUTES_PERCENT=100), so that writes made during the sync reach legacy too"
+                    .into(),
+            ));
+        }
+        let mut tx = self.backend.begin_write().await?;
+        let legacy_codes: std::collections::HashSet<String> = B::catalog(&mut tx, Store::Legacy)
+            .await?
+            .into_iter()
+            .map(|a| a.code)
+            .collect();
+        let unified = B::catalog(&mut tx, Store::Unified).await?;
+        for attribute in unified
+            .iter()
+            .filter(|a| !legacy_codes.contains(&a.code) && a.purpose != domain::Purpose::Variant)
+        {
+            B::legacy_insert_attribute_with_id(&mut tx, attribute).await?;
+        }
+        for binding in B::unified_bindings(&mut tx).await? {
+            B::upsert_binding(&mut tx, Store::Legacy, &binding).await?;
+        }
+        tx.commit().await?;
+        let legacy_ids: HashMap<String, i64> = {
+            let mut conn = self.backend.pool().acquire().await?;
+            B::catalog(&mut conn, Store::Legacy)
+                .await?
+                .into_iter()
+                .map(|a| (a.code, a.id))
+                .collect()
+        };
+        let mut after = 0;
+        let mut synced = 0;
+        loop {
+            let mut tx = self.backend.begin_write().await?;
+            let ids = B::listing_ids_after(&mut tx, after, batch).await?;
+            let Some(&last) = ids.last() else { break };
+            let values = B::listing_values_batch(&mut tx, Store::Unified, &ids).await?;
+            let rows: Vec<(i64, i64, crate::rows::ValueColumns)> = values
+                .iter()
+                .flat_map(|(listing, values)| {
+                    values.iter().filter_map(|(code, typed)| {
+                        legacy_ids.get(code).map(|attribute| {
+                            (
+                                *listing,
+                                *attribute,
+                                crate::rows::ValueColumns::legacy(typed),
+                            )
+                        })
+                    })
+                })
+                .collect();
+            B::legacy_replace_listing_batch(&mut tx, &ids, &rows).await?;
+            tx.commit().await?;
+            synced += ids.len() as i64;
+            after = last;
+            progress(synced);
+        }
+        let mut tx = self.backend.begin_write().await?;
+        B::lock_migration_state(&mut tx).await?;
+        B::mark_legacy_synced(&mut tx).await?;
+        B::notify(&mut tx, &[Invalidation::Everything]).await?;
+        tx.commit().await?;
+        Ok(synced)
+    }
+
     pub(crate) async fn migration_state(&self) -> Result<MigrationState> {
         let mut conn = self.backend.pool().acquire().await?;
         B::migration_state(&mut conn).await

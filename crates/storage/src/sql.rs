@@ -357,8 +357,7 @@ pub(crate) const UNIFIED_CODE_TAKEN: &str =
 pub(crate) const LEGACY_ATTRIBUTE_CODE: &str = "SELECT name FROM category_attributes WHERE id = $1";
 pub(crate) const UNIFIED_ATTRIBUTE_CODE: &str = "SELECT code FROM unified_attributes WHERE id = $1";
 /// New unified-only attributes take ids from 1,000,000 up, clear of legacy ids.
-pub(crate) const NEXT_UNIFIED_ONLY_ID: &str =
-    "SELECT COALESCE(MAX(id) + 1, 1000000) FROM unified_attributes WHERE id >= 1000000";
+pub(crate) const NEXT_UNIFIED_ONLY_ID: &str = "SELECT CAST(COALESCE(MAX(id) + 1, 1000000) AS BIGINT) FROM unified_attributes WHERE id >= 1000000";
 pub(crate) const UPSERT_UNIFIED_ATTRIBUTE: &str = "INSERT INTO unified_attributes
         (id, code, name, display_name, attribute_type, purpose, options, validation_rules,
          ui_settings, is_searchable, is_filterable, is_required, is_variant_compatible,
