@@ -26,6 +26,7 @@ mod admin;
 mod caching;
 mod catalog;
 mod categories;
+mod drill;
 mod observability;
 mod runtime_flags;
 mod shadow;

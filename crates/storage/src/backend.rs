@@ -32,6 +32,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     fn migrate(&self) -> impl Future<Output = Result<()>> + Send;
 
+    /// Starts a read-only transaction whose reads all see one snapshot.
+    fn begin_snapshot(
+        &self,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>>> + Send;
+
     /// How many of the embedded migrations are not applied yet.
     fn pending_migrations(&self) -> impl Future<Output = Result<usize>> + Send;
 

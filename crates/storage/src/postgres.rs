@@ -148,6 +148,13 @@ impl Backend for PgBackend {
         Ok(self.pool.begin().await?)
     }
 
+    async fn begin_snapshot(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?)
+    }
+
     async fn migrate(&self) -> Result<()> {
         Ok(MIGRATOR.run(&self.pool).await?)
     }

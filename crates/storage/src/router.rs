@@ -628,9 +628,10 @@ impl<B: Backend> Router<B> {
         mut progress: impl FnMut(&crate::verify::VerifyReport),
     ) -> Result<crate::verify::VerifyReport> {
         let mut report = crate::verify::VerifyReport::default();
-        let mut conn = self.backend.pool().acquire().await?;
         let mut after = 0;
         loop {
+            // One snapshot per page: a write committing between the two reads is not drift.
+            let mut conn = self.backend.begin_snapshot().await?;
             let ids = B::listing_ids_page(&mut conn, after, page).await?;
             let Some(&last) = ids.last() else { break };
             let legacy = B::listing_values_batch(&mut conn, Store::Legacy, &ids).await?;
@@ -654,9 +655,11 @@ impl<B: Backend> Router<B> {
                     quarantined.get(id).unwrap_or(&none),
                 );
             }
+            conn.commit().await?;
             progress(&report);
             after = last;
         }
+        let mut conn = self.backend.pool().acquire().await?;
         B::save_verify_run(&mut conn, &report).await?;
         Ok(report)
     }

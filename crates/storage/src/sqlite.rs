@@ -149,6 +149,10 @@ impl Backend for SqliteBackend {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    async fn begin_snapshot(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN").await?)
+    }
+
     async fn migrate(&self) -> Result<()> {
         Ok(MIGRATOR.run(&self.pool).await?)
     }
