@@ -127,25 +127,7 @@ impl LegacySchemaRow {
         for warning in parsed.warnings.iter().chain(&rule_warnings) {
             tracing::debug!(attribute_id = id, warning, "legacy attribute data defect");
         }
-        let options = parsed
-            .options
-            .into_iter()
-            .map(|option| {
-                let label_text = option
-                    .label
-                    .get(Language::Sr)
-                    .unwrap_or(&option.value)
-                    .to_owned();
-                AttributeOption {
-                    label: legacy_labels(
-                        translations,
-                        &format!("option.{}", option.value),
-                        &label_text,
-                    ),
-                    ..option
-                }
-            })
-            .collect();
+        let options = translated_options(parsed.options, translations);
         Some(Attribute {
             id,
             code: normalize_code(name),
@@ -175,6 +157,28 @@ impl LegacySchemaRow {
             is_active: true,
         })
     }
+}
+
+/// Legacy options with their English and Russian labels from the translations
+/// (`option.{value}` fields); the Serbian label is the one the options column held.
+fn translated_options(
+    options: Vec<AttributeOption>,
+    translations: Option<&Json>,
+) -> Vec<AttributeOption> {
+    options
+        .into_iter()
+        .map(|option| {
+            let serbian = option
+                .label
+                .get(Language::Sr)
+                .unwrap_or(&option.value)
+                .to_owned();
+            AttributeOption {
+                label: legacy_labels(translations, &format!("option.{}", option.value), &serbian),
+                ..option
+            }
+        })
+        .collect()
 }
 
 /// Collects the chain (in query order: the category first), bindings and definitions.
@@ -533,25 +537,7 @@ impl VariantAxisRow {
         let translations = self.translations.as_ref().map(|j| &j.0);
         let labels = legacy_labels(translations, "display_name", &self.display_name);
         let parsed = parse_legacy_options(self.options.as_ref().map_or(&Json::Null, |j| &j.0));
-        let options = parsed
-            .options
-            .into_iter()
-            .map(|option| {
-                let label_text = option
-                    .label
-                    .get(Language::Sr)
-                    .unwrap_or(&option.value)
-                    .to_owned();
-                AttributeOption {
-                    label: legacy_labels(
-                        translations,
-                        &format!("option.{}", option.value),
-                        &label_text,
-                    ),
-                    ..option
-                }
-            })
-            .collect();
+        let options = translated_options(parsed.options, translations);
         Some(Attribute {
             name: labels.clone(),
             display_name: labels,
