@@ -22,11 +22,38 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-/// A database of its own for one test.
+/// A database of its own for one test; a PostgreSQL one is dropped when the test ends.
 pub struct TestDb {
     pub backend: Backend,
     pub url: String,
     _dir: Option<TempDir>,
+    /// The PostgreSQL database to drop on drop (`None` for SQLite and for shared handles).
+    owned_database: Option<String>,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.owned_database.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime: a thread of its own may block on another one.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&postgres_admin_url()).await.ok()?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+        // A database left behind is dropped by `.ci/run`; the test's verdict does not depend on it.
+        let _ = dropped;
+    }
 }
 
 impl TestDb {
@@ -59,6 +86,7 @@ impl TestDb {
                     backend,
                     url: format!("{base}/{name}"),
                     _dir: None,
+                    owned_database: Some(name),
                 }
             }
             Backend::Sqlite => {
@@ -68,6 +96,7 @@ impl TestDb {
                     backend,
                     url,
                     _dir: Some(dir),
+                    owned_database: None,
                 }
             }
         }
@@ -80,6 +109,7 @@ impl TestDb {
             backend: self.backend,
             url: self.url.clone(),
             _dir: None,
+            owned_database: None,
         }
     }
 
