@@ -28,8 +28,9 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (the default).
     Serve(ServeArgs),
-    /// Apply the schema migrations that are not applied yet.
-    Migrate,
+    /// Apply the schema migrations that are not applied yet (`migrate` or `migrate up`), or
+    /// revert the last N (`migrate down N`).
+    Migrate(MigrateArgs),
     /// Load the demo marketplace, in legacy form, into an empty database.
     SeedDemo(SeedArgs),
     /// Show the flags in force, where each came from, and the phase they mean.
@@ -95,6 +96,25 @@ struct FlagsArgs {
     json: bool,
 }
 
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    #[command(subcommand)]
+    direction: Option<Direction>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Direction {
+    /// Apply every pending migration (the default).
+    Up,
+    /// Revert the last N applied migrations. The legacy tables are never dropped.
+    Down {
+        steps: usize,
+        /// Also allow reverting the migration that creates the unified tables (drops their data).
+        #[arg(long)]
+        allow_data_loss: bool,
+    },
+}
+
 #[derive(Debug, Args, Default)]
 struct ServeArgs {
     /// `host:port` to listen on; port 0 picks a free port.
@@ -151,10 +171,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .context("server stopped with an error")
         }
-        Command::Migrate => {
+        Command::Migrate(args) => {
             let storage = connect(&settings).await?;
-            storage.migrate().await.context("migration failed")?;
-            tracing::info!(database = storage.backend_name(), "schema is up to date");
+            match args.direction.unwrap_or(Direction::Up) {
+                Direction::Up => {
+                    storage.migrate().await.context("migration failed")?;
+                    tracing::info!(database = storage.backend_name(), "schema is up to date");
+                }
+                Direction::Down {
+                    steps,
+                    allow_data_loss,
+                } => {
+                    let reverted = storage
+                        .migrate_down(steps, allow_data_loss)
+                        .await
+                        .context("migrating down failed")?;
+                    tracing::info!(?reverted, "migrations reverted");
+                }
+            }
             Ok(())
         }
         Command::Flags(args) => show_flags(&settings, args.json).await,

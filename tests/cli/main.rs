@@ -239,3 +239,74 @@ fn a_backfill_killed_with_sigkill_resumes_from_its_checkpoint_and_finishes_witho
         1
     );
 }
+
+#[test]
+fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_unified_tables() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    for backend in [Backend::Postgres, Backend::Sqlite] {
+        let db = runtime.block_on(TestDb::fresh(backend));
+        let run = |args: &[&str]| {
+            Command::new(BINARY)
+                .args(args)
+                .args(["--database-url", &db.url])
+                .env_clear()
+                .env("NO_COLOR", "1")
+                .output()
+                .expect("runs")
+        };
+        assert!(run(&["seed-demo", "--listings", "20"]).status.success());
+        let count = |sql: &str| runtime.block_on(async { db.raw().await.count(sql).await });
+        let tables = |name: &str| {
+            let sql = match backend {
+                Backend::Postgres => format!(
+                    "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = '{name}'"
+                ),
+                Backend::Sqlite => format!(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '{name}'"
+                ),
+            };
+            count(&sql)
+        };
+        let down = run(&["migrate", "down", "2"]);
+        assert!(
+            down.status.success(),
+            "{}",
+            String::from_utf8_lossy(&down.stderr)
+        );
+        assert_eq!(
+            (
+                tables("verify_runs"),
+                tables("backfill_checkpoint"),
+                tables("flag_state")
+            ),
+            (0, 0, 1),
+            "{backend:?}"
+        );
+        let guarded = run(&["migrate", "down", "3"]);
+        assert_eq!(guarded.status.code(), Some(2), "{backend:?}");
+        assert!(String::from_utf8_lossy(&guarded.stderr).contains("--allow-data-loss"));
+        assert_eq!(
+            tables("unified_attributes"),
+            1,
+            "{backend:?}: refused, nothing reverted"
+        );
+        let all = run(&["migrate", "down", "3", "--allow-data-loss"]);
+        assert!(
+            all.status.success(),
+            "{}",
+            String::from_utf8_lossy(&all.stderr)
+        );
+        assert_eq!(tables("unified_attributes"), 0, "{backend:?}");
+        assert_eq!(
+            count("SELECT COUNT(*) FROM marketplace_listings"),
+            20,
+            "{backend:?}: legacy data survives"
+        );
+        assert!(run(&["migrate", "up"]).status.success());
+        assert_eq!(
+            (tables("unified_attributes"), tables("verify_runs")),
+            (1, 1),
+            "{backend:?}: back up"
+        );
+    }
+}

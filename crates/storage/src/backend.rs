@@ -37,6 +37,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
         &self,
     ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>>> + Send;
 
+    /// Reverts the last `steps` applied migrations; returns their versions.
+    fn migrate_down(&self, steps: usize) -> impl Future<Output = Result<Vec<i64>>> + Send;
+
     /// How many of the embedded migrations are not applied yet.
     fn pending_migrations(&self) -> impl Future<Output = Result<usize>> + Send;
 

@@ -111,6 +111,28 @@ impl Storage {
         on_router!(self, router => router.backend().migrate().await)
     }
 
+    /// Reverts the last `steps` migrations. The one that creates the unified tables drops
+    /// them with their data, so it is refused unless `allow_data_loss`; the legacy tables are
+    /// never dropped (their down migration does nothing).
+    pub async fn migrate_down(&self, steps: usize, allow_data_loss: bool) -> Result<Vec<i64>> {
+        const UNIFIED_TABLES: i64 = 20261126000002;
+        let applied = on_router!(self, router => {
+            let mut conn = router.backend().pool().acquire().await?;
+            conn.list_applied_migrations().await?
+        });
+        let mut versions: Vec<i64> = applied.iter().map(|m| m.version).collect();
+        versions.sort_unstable();
+        let reverted: Vec<i64> = versions.iter().rev().take(steps).copied().collect();
+        if reverted.contains(&UNIFIED_TABLES) && !allow_data_loss {
+            return Err(StorageError::Conflict(
+                "reverting the unified-tables migration drops every unified definition, binding and value; \
+                 pass --allow-data-loss if that is what you want"
+                    .into(),
+            ));
+        }
+        on_router!(self, router => router.backend().migrate_down(steps).await)
+    }
+
     /// Readiness: the database answers and every migration is applied.
     pub async fn ready(&self) -> Result<bool> {
         Ok(on_router!(self, router => router.backend().pending_migrations().await)? == 0)
@@ -391,6 +413,33 @@ async fn seed_unified_on<B: Backend>(
     dataset: &demo::Dataset,
 ) -> Result<()> {
     B::seed_unified(conn, dataset).await
+}
+
+/// Reverts the last `steps` applied migrations of `migrator`.
+async fn migrate_down<DB>(
+    migrator: &Migrator,
+    pool: &sqlx::Pool<DB>,
+    steps: usize,
+) -> Result<Vec<i64>>
+where
+    DB: sqlx::Database,
+    DB::Connection: Migrate,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    let mut versions: Vec<i64> = {
+        let mut conn = pool.acquire().await?;
+        conn.list_applied_migrations()
+            .await?
+            .iter()
+            .map(|m| m.version)
+            .collect()
+    };
+    versions.sort_unstable();
+    let keep = versions.len().saturating_sub(steps);
+    // `undo` reverts every applied migration above the target version.
+    let target = if keep == 0 { 0 } else { versions[keep - 1] };
+    migrator.undo(pool, target).await?;
+    Ok(versions[keep..].iter().rev().copied().collect())
 }
 
 /// How many of `migrator`'s up-migrations the database has not applied.

@@ -157,6 +157,10 @@ impl Backend for SqliteBackend {
         Ok(MIGRATOR.run(&self.pool).await?)
     }
 
+    async fn migrate_down(&self, steps: usize) -> Result<Vec<i64>> {
+        crate::migrate_down(&MIGRATOR, &self.pool, steps).await
+    }
+
     async fn pending_migrations(&self) -> Result<usize> {
         crate::pending_migrations(&MIGRATOR, &self.pool).await
     }
