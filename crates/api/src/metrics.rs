@@ -17,7 +17,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-use storage::{ServedBy, Storage};
+use storage::Storage;
 
 /// Every metric of the service, registered in its own registry.
 #[derive(Debug)]
@@ -253,10 +253,6 @@ impl Metrics {
         if let Some(reason) = served_by.strip_prefix("fallback_") {
             self.fallbacks.with_label_values(&[reason]).inc();
         }
-    }
-
-    pub fn served(&self, served_by: ServedBy) {
-        self.read_served(served_by.as_str());
     }
 
     pub fn write(&self, mode: flags::WriteMode, result: &str) {

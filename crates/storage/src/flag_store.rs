@@ -36,6 +36,8 @@ pub struct FlagChange {
     pub new: Flags,
     pub old_phase: String,
     pub new_phase: String,
+    /// The phase the new flags mean, as checked in the change's transaction.
+    pub phase: flags::Phase,
 }
 
 /// Rows in each store: the real numbers behind the migration status.

@@ -339,29 +339,18 @@ impl Storage {
 
     /// Whether the legacy tables hold any attribute definition.
     pub async fn has_legacy_definitions(&self) -> Result<bool> {
-        on_router!(self, router => {
-            let mut conn = router.backend().pool().acquire().await?;
-            Ok(backend_count(router, &mut conn).await? > 0)
-        })
+        on_router!(self, router => router.has_legacy_definitions().await)
     }
 
     /// Loads `dataset` in legacy form (with the real data's defects), in one transaction.
     pub async fn seed_legacy(&self, dataset: &demo::Dataset) -> Result<()> {
-        on_router!(self, router => {
-            let mut tx = router.backend().begin_write().await?;
-            seed_legacy_on(router, &mut tx, dataset).await?;
-            Ok(tx.commit().await?)
-        })
+        on_router!(self, router => router.seed_legacy(dataset).await)
     }
 
     /// Loads `dataset`'s definitions, bindings and values in unified form, in one
     /// transaction; its categories and entities must already exist.
     pub async fn seed_unified(&self, dataset: &demo::Dataset) -> Result<()> {
-        on_router!(self, router => {
-            let mut tx = router.backend().begin_write().await?;
-            seed_unified_on(router, &mut tx, dataset).await?;
-            Ok(tx.commit().await?)
-        })
+        on_router!(self, router => router.seed_unified(dataset).await)
     }
 }
 
@@ -393,26 +382,6 @@ impl InvalidationListener {
             None => ListenerEvent::ConnectionLost,
         })
     }
-}
-
-async fn backend_count<B: Backend>(_: &Router<B>, conn: &mut backend::Conn<B>) -> Result<i64> {
-    B::count_legacy_definitions(conn).await
-}
-
-async fn seed_legacy_on<B: Backend>(
-    _: &Router<B>,
-    conn: &mut backend::Conn<B>,
-    dataset: &demo::Dataset,
-) -> Result<()> {
-    B::seed_legacy(conn, dataset).await
-}
-
-async fn seed_unified_on<B: Backend>(
-    _: &Router<B>,
-    conn: &mut backend::Conn<B>,
-    dataset: &demo::Dataset,
-) -> Result<()> {
-    B::seed_unified(conn, dataset).await
 }
 
 /// Reverts the last `steps` applied migrations of `migrator`.

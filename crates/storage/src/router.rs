@@ -484,6 +484,7 @@ impl<B: Backend> Router<B> {
             new,
             old_phase,
             new_phase: phase_name(new_phase).to_owned(),
+            phase: new_phase,
         };
         B::save_flags(&mut tx, &change).await?;
         tx.commit().await?;
@@ -745,6 +746,25 @@ impl<B: Backend> Router<B> {
         B::notify(&mut tx, &[Invalidation::Everything]).await?;
         tx.commit().await?;
         Ok(synced)
+    }
+
+    pub(crate) async fn has_legacy_definitions(&self) -> Result<bool> {
+        let mut conn = self.backend.pool().acquire().await?;
+        Ok(B::count_legacy_definitions(&mut conn).await? > 0)
+    }
+
+    /// Loads a dataset in legacy form in one transaction.
+    pub(crate) async fn seed_legacy(&self, dataset: &crate::demo::Dataset) -> Result<()> {
+        let mut tx = self.backend.begin_write().await?;
+        B::seed_legacy(&mut tx, dataset).await?;
+        Ok(tx.commit().await?)
+    }
+
+    /// Loads a dataset's definitions, bindings and values in unified form in one transaction.
+    pub(crate) async fn seed_unified(&self, dataset: &crate::demo::Dataset) -> Result<()> {
+        let mut tx = self.backend.begin_write().await?;
+        B::seed_unified(&mut tx, dataset).await?;
+        Ok(tx.commit().await?)
     }
 
     pub(crate) async fn migration_state(&self) -> Result<MigrationState> {

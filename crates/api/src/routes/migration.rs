@@ -121,11 +121,7 @@ pub async fn change_flags(
         .storage
         .change_flags(state.flags(), &actor, |flags| update.apply(flags))
         .await?;
-    let phase = change
-        .new
-        .check(&state.storage.migration_state().await?)
-        .map_err(ApiError::Guardrail)?;
-    state.set_flags(change.new, phase);
+    state.set_flags(change.new, change.phase);
     tracing::info!(actor = %change.actor, old = ?change.old, new = ?change.new, phase = %change.new_phase, "flags changed at runtime");
     Ok(HttpResponse::Ok().json(Envelope::new(status(&state).await?)))
 }
