@@ -19,7 +19,9 @@ pub use draft::{AttributeDraft, BindingDraft};
 pub use entity::{EntityKind, EntityRef};
 pub use i18n::{Language, LocalizedText};
 pub use invalidation::Invalidation;
-pub use options::{AttributeOption, ParsedOptions, parse_legacy_options};
+pub use options::{
+    AttributeOption, ParsedOptions, canonical_spellings, option_for_spelling, parse_legacy_options,
+};
 pub use rules::{Pattern, ValidationRules};
 pub use schema::{CategoryBinding, EffectiveAttribute, EffectiveSchema};
 pub use validate::{FieldError, FieldErrorKind, validate_patch, validate_replacement};

@@ -27,6 +27,47 @@ impl AttributeOption {
     }
 }
 
+/// The option a legacy spelling stands for: the exact value; else the one option whose value
+/// or label in any language equals it ignoring case (`Automatic`, `автомат` → `automatic`).
+/// `None` when no option matches, or several do: then the spelling is not certain.
+pub fn option_for_spelling<'a>(options: &'a [AttributeOption], spelling: &str) -> Option<&'a str> {
+    if let Some(exact) = options.iter().find(|o| o.value == spelling) {
+        return Some(&exact.value);
+    }
+    let wanted = spelling.trim().to_lowercase();
+    let mut matching = options.iter().filter(|option| {
+        option.value.to_lowercase() == wanted
+            || option
+                .label
+                .iter()
+                .any(|(_, label)| label.to_lowercase() == wanted)
+    });
+    match (matching.next(), matching.next()) {
+        (Some(only), None) => Some(&only.value),
+        _ => None,
+    }
+}
+
+/// Rewrites the option spellings of a select-like value to the option values they certainly
+/// mean; spellings that are not certain stay as they are (the rules then refuse them).
+pub fn canonical_spellings(options: &[AttributeOption], value: &mut crate::Value) {
+    use crate::Value;
+    let respell = |spelling: &mut String| {
+        if let Some(option) = option_for_spelling(options, spelling)
+            && option != spelling
+        {
+            *spelling = option.to_owned();
+        }
+    };
+    match value {
+        Value::Select(spelling) | Value::Color(spelling) | Value::Size(spelling) => {
+            respell(spelling)
+        }
+        Value::Multiselect(spellings) => spellings.iter_mut().for_each(respell),
+        _ => {}
+    }
+}
+
 /// What the legacy parser found: the options, and the stray keys a few rows carried.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ParsedOptions {
@@ -175,5 +216,40 @@ mod tests {
         let parsed = parse_legacy_options(&json!(["a", "a", true, ""]));
         assert_eq!(values(&parsed), ["a"]);
         assert_eq!(parsed.warnings.len(), 3);
+    }
+
+    #[test]
+    fn spellings_that_differ_in_case_or_script_map_to_the_one_option_they_mean() {
+        let automatic = AttributeOption {
+            value: "automatic".into(),
+            label: LocalizedText::serbian("Automatski")
+                .with(crate::Language::En, "Automatic")
+                .with(crate::Language::Ru, "Автомат"),
+            color_hex: None,
+        };
+        let options = [automatic, AttributeOption::plain("manual")];
+        assert_eq!(
+            option_for_spelling(&options, "automatic"),
+            Some("automatic")
+        );
+        assert_eq!(
+            option_for_spelling(&options, "Automatic"),
+            Some("automatic")
+        );
+        assert_eq!(option_for_spelling(&options, "автомат"), Some("automatic"));
+        assert_eq!(option_for_spelling(&options, "MANUAL"), Some("manual"));
+        assert_eq!(option_for_spelling(&options, "poluautomatik"), None);
+        // Two options answer to "auto": not certain, so no mapping.
+        let twins = [
+            AttributeOption::plain("Auto"),
+            AttributeOption::plain("AUTO"),
+        ];
+        assert_eq!(option_for_spelling(&twins, "auto"), None);
+        let mut value = crate::Value::Multiselect(vec!["Automatic".into(), "x".into()]);
+        canonical_spellings(&options, &mut value);
+        assert_eq!(
+            value,
+            crate::Value::Multiselect(vec!["automatic".into(), "x".into()])
+        );
     }
 }
