@@ -1,6 +1,6 @@
 //! The rollback drill, end to end on PostgreSQL: while a writer keeps writing through the
-//! service, walk 0 → 1 → backfill → verify → 2 (10, 50, 100 %) → 3 → back to 2 → sync-legacy
-//! → 1 → 0. At every step each acknowledged write is readable, from both stores where the
+//! service, walk 0 → 1 → backfill → verify → 2 (10, 50, 100 %) → 3 → archive (4) →
+//! restore-archive → back to 2 → sync-legacy → 1 → 0. At every step each acknowledged write is readable, from both stores where the
 //! phase maintains them; at the end verify finds no drift.
 
 use std::collections::HashMap;
@@ -164,16 +164,21 @@ async fn the_rollback_drill_loses_no_acknowledged_write() {
         .into_iter()
         .map(|a| (a.code.clone(), a))
         .collect();
-    let mut checkpoint = storage.listing_checkpoint(true).await.expect("checkpoint");
-    while !checkpoint.completed {
-        checkpoint = storage
-            .backfill_listing_batch(&checkpoint, 5, &catalog)
+    for kind in domain::EntityKind::ALL {
+        let mut checkpoint = storage
+            .backfill_checkpoint(kind, true)
             .await
-            .expect("batch");
+            .expect("checkpoint");
+        while !checkpoint.completed {
+            checkpoint = storage
+                .backfill_batch(kind, &checkpoint, 5, &catalog)
+                .await
+                .expect("batch");
+        }
     }
     let_it_write(&writer).await;
     check("phase 1 after the backfill", &app, &storage, &writer, &both).await;
-    let verified = storage.verify_listings(20, |_| {}).await.expect("verify");
+    let verified = storage.verify(20, |_| {}).await.expect("verify");
     assert!(
         verified.is_clean(),
         "verify during writes: {:?}",
@@ -207,7 +212,58 @@ async fn the_rollback_drill_loses_no_acknowledged_write() {
     let_it_write(&writer).await;
     check("phase 3", &app, &storage, &writer, &unified).await;
 
-    // Roll back: dual-write again (reads stay unified), bring legacy up to date, then back.
+    // Phase 4: the legacy tables move to the archive while the writer keeps writing.
+    let configured = flags::Flags::default();
+    let archived = storage.archive(configured).await.expect("archive");
+    assert_eq!(archived.phase, "unified");
+    let mut phase = String::new();
+    for _ in 0..100 {
+        let status = app
+            .get_as(
+                "/api/v2/admin/attributes/feature-status",
+                ("Authorization", &format!("Bearer {ADMIN_TOKEN}")),
+            )
+            .await;
+        phase = status.body["data"]["phase"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        if phase == "archived" {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        phase, "archived",
+        "the service hears of the archive within a second"
+    );
+    let_it_write(&writer).await;
+    check("phase 4 (archived)", &app, &storage, &writer, &unified).await;
+    let refused = app
+        .json(
+            "PUT",
+            "/api/v2/admin/attributes/feature-status",
+            r#"{"dual_write": true}"#,
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(refused.status, 409);
+    assert_eq!(refused.body["rule"], "legacy_used_after_archive");
+
+    // Roll back: restore the archive, dual-write again (reads stay unified), bring legacy up
+    // to date with the writes it missed, then back.
+    let (restored, unchanged) = storage.restore_archive(configured).await.expect("restore");
+    assert!(unchanged, "the archive is restored as it was made");
+    assert_eq!(restored.tables, archived.tables);
+    let_it_write(&writer).await;
+    check(
+        "phase 3 after the restore",
+        &app,
+        &storage,
+        &writer,
+        &unified,
+    )
+    .await;
     set_flags(&app, r#"{"dual_write": true}"#, "canary").await;
     let refused = app
         .json(
@@ -237,6 +293,6 @@ async fn the_rollback_drill_loses_no_acknowledged_write() {
     check("back in phase 0", &app, &storage, &writer, &both).await;
     let writes = writer.writes.load(Ordering::SeqCst);
     assert!(writes >= 80, "{writes} acknowledged writes");
-    let last = storage.verify_listings(20, |_| {}).await.expect("verify");
+    let last = storage.verify(20, |_| {}).await.expect("verify");
     assert!(last.is_clean(), "final verify: {:?}", last.drift);
 }

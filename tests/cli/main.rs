@@ -228,7 +228,8 @@ fn a_backfill_killed_with_sigkill_resumes_from_its_checkpoint_and_finishes_witho
     let legacy = count("SELECT COUNT(*) FROM listing_attribute_values");
     let migrated =
         count("SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'listing'");
-    let quarantined = count("SELECT COUNT(*) FROM backfill_quarantine");
+    let quarantined =
+        count("SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = 'listing'");
     assert_eq!(
         legacy,
         migrated + quarantined,
@@ -236,7 +237,8 @@ fn a_backfill_killed_with_sigkill_resumes_from_its_checkpoint_and_finishes_witho
     );
     assert_eq!(
         count("SELECT COUNT(*) FROM backfill_checkpoint WHERE completed_at IS NOT NULL"),
-        1
+        3,
+        "listings, products and variants"
     );
 }
 
@@ -267,7 +269,7 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             };
             count(&sql)
         };
-        let down = run(&["migrate", "down", "2"]);
+        let down = run(&["migrate", "down", "3"]);
         assert!(
             down.status.success(),
             "{}",
@@ -275,11 +277,12 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
         );
         assert_eq!(
             (
+                tables("archive_manifests"),
                 tables("verify_runs"),
                 tables("backfill_checkpoint"),
                 tables("flag_state")
             ),
-            (0, 0, 1),
+            (0, 0, 0, 1),
             "{backend:?}"
         );
         let guarded = run(&["migrate", "down", "3"]);
@@ -309,4 +312,118 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             "{backend:?}: back up"
         );
     }
+}
+
+#[test]
+fn the_migration_subcommands_answer_in_json_and_archive_then_restore_the_legacy_tables() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDb::fresh(Backend::Postgres));
+    let run = |args: &[&str], flags: &[(&str, &str)]| {
+        Command::new(BINARY)
+            .args(args)
+            .args(["--json", "--database-url", &db.url])
+            .env_clear()
+            .envs(flags.iter().copied())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("runs")
+    };
+    let json = |output: &std::process::Output| -> serde_json::Value {
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+            panic!(
+                "{err}: stdout {:?}, stderr {}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+    };
+    let seeded = run(
+        &[
+            "seed-demo",
+            "--listings",
+            "150",
+            "--products",
+            "7",
+            "--seed",
+            "9",
+        ],
+        &[],
+    );
+    assert_eq!(
+        (
+            json(&seeded)["listings"].as_i64(),
+            json(&seeded)["variants"].as_i64()
+        ),
+        (Some(150), Some(21))
+    );
+    let backfill = run(&["backfill", "--batch-size", "40"], &[]);
+    assert!(backfill.status.success());
+    let summary = json(&backfill);
+    assert_eq!(summary["completed"], true);
+    let kinds: Vec<&str> = summary["entities"]
+        .as_array()
+        .expect("checkpoints")
+        .iter()
+        .filter_map(|c| c["entity_type"].as_str())
+        .collect();
+    assert_eq!(kinds, ["listing", "product", "product_variant"]);
+    let quarantined: i64 = summary["entities"]
+        .as_array()
+        .expect("checkpoints")
+        .iter()
+        .filter_map(|c| c["quarantined"].as_i64())
+        .sum();
+    assert!(quarantined > 0, "the demo's defects are quarantined");
+
+    let unified_phase = [
+        ("DUAL_WRITE_ATTRIBUTES", "false"),
+        ("USE_UNIFIED_ATTRIBUTES", "true"),
+        ("UNIFIED_ATTRIBUTES_PERCENT", "100"),
+        ("UNIFIED_ATTRIBUTES_FALLBACK", "false"),
+    ];
+    let early = run(&["archive"], &unified_phase);
+    assert_eq!(early.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&early.stderr).contains("run verify first"));
+    let dual = [("DUAL_WRITE_ATTRIBUTES", "true")];
+    let verified = run(&["verify"], &dual);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    assert_eq!(json(&verified)["checked"], 150 + 7 + 21);
+    let wrong_phase = run(&["archive"], &dual);
+    assert_eq!(wrong_phase.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong_phase.stderr).contains("'dual_write'"));
+
+    let archived = run(&["archive"], &unified_phase);
+    assert!(
+        archived.status.success(),
+        "{}",
+        String::from_utf8_lossy(&archived.stderr)
+    );
+    let manifest = json(&archived);
+    assert_eq!(manifest["action"], "archive");
+    assert_eq!(manifest["tables"].as_array().map(Vec::len), Some(6));
+    let flags = run(&["flags"], &unified_phase);
+    assert_eq!(json(&flags)["phase"], "archived");
+    let status = run(&["flags"], &dual);
+    assert_eq!(
+        status.status.code(),
+        Some(1),
+        "dual-write after archive breaks a guardrail"
+    );
+    assert!(
+        json(&status)["guardrail"]
+            .as_str()
+            .is_some_and(|g| g.contains("legacy_used_after_archive"))
+    );
+
+    let restored = run(&["restore-archive"], &unified_phase);
+    assert!(restored.status.success());
+    let restored = json(&restored);
+    assert_eq!(restored["matches_archive_manifest"], true);
+    assert_eq!(restored["manifest"]["tables"], manifest["tables"]);
+    let migrated = run(&["migrate"], &[]);
+    assert_eq!(json(&migrated)["reverted"], serde_json::json!([]));
 }

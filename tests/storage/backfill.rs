@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use domain::{Attribute, EntityRef};
+use domain::{Attribute, EntityKind, EntityRef};
 use flags::Store;
 use storage::{ReadRoute, Storage};
 
@@ -15,6 +15,7 @@ conformance_in!(
     an_interrupted_backfill_resumes_from_its_checkpoint,
     verify_is_clean_after_a_backfill_and_names_every_kind_of_drift,
     sync_legacy_brings_unified_only_writes_back_and_lifts_the_guardrail,
+    on_the_defects_dataset_every_legacy_value_is_migrated_or_quarantined_with_its_reason,
 );
 
 const LEGACY: ReadRoute = ReadRoute {
@@ -37,21 +38,24 @@ async fn catalog(storage: &Storage) -> HashMap<String, Attribute> {
         .collect()
 }
 
-/// Runs the backfill to the end in batches of `batch`; returns the batches run.
+/// Runs the backfill of every entity kind to the end in batches of `batch`; returns the
+/// batches run (each kind ends with one empty batch that marks it complete).
 async fn run_to_end(storage: &Storage, batch: i64, restart: bool) -> usize {
     storage.backfill_definitions().await.expect("definitions");
     let catalog = catalog(storage).await;
-    let mut checkpoint = storage
-        .listing_checkpoint(restart)
-        .await
-        .expect("checkpoint");
     let mut batches = 0;
-    while !checkpoint.completed {
-        checkpoint = storage
-            .backfill_listing_batch(&checkpoint, batch, &catalog)
+    for kind in EntityKind::ALL {
+        let mut checkpoint = storage
+            .backfill_checkpoint(kind, restart)
             .await
-            .expect("batch");
-        batches += 1;
+            .expect("checkpoint");
+        while !checkpoint.completed {
+            checkpoint = storage
+                .backfill_batch(kind, &checkpoint, batch, &catalog)
+                .await
+                .expect("batch");
+            batches += 1;
+        }
     }
     batches
 }
@@ -96,20 +100,25 @@ async fn every_legacy_row_is_migrated_or_quarantined_with_a_reason_and_reads_agr
     let migrated = raw
         .count("SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'listing'")
         .await;
-    let quarantined = raw.count("SELECT COUNT(*) FROM backfill_quarantine").await;
+    let quarantined = raw
+        .count("SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = 'listing'")
+        .await;
     assert_eq!(
         legacy,
         migrated + quarantined,
         "legacy rows = migrated + quarantined"
     );
-    let checkpoint = storage.listing_checkpoint(false).await.expect("checkpoint");
+    let checkpoint = storage
+        .backfill_checkpoint(EntityKind::Listing, false)
+        .await
+        .expect("checkpoint");
     assert_eq!(
         (checkpoint.migrated, checkpoint.quarantined),
         (migrated, quarantined)
     );
     let year = raw.texts(&format!("SELECT reason FROM backfill_quarantine WHERE entity_id = {defect} AND attribute_code = 'year'")).await;
     assert_eq!(year, [Some("must be at least 1950".to_owned())]);
-    let empty = raw.count("SELECT COUNT(*) FROM backfill_quarantine WHERE raw_value = '(all value columns empty)'").await;
+    let empty = raw.count("SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = 'listing' AND raw_value = '(all value columns empty)'").await;
     assert!(
         empty > 0 && empty == quarantined - 1,
         "every other quarantined row is an empty legacy row"
@@ -155,10 +164,13 @@ async fn an_interrupted_backfill_resumes_from_its_checkpoint(db: TestDb) {
     let (storage, _) = seeded_with_a_defect(&db).await;
     storage.backfill_definitions().await.expect("definitions");
     let catalog = catalog(&storage).await;
-    let mut checkpoint = storage.listing_checkpoint(false).await.expect("checkpoint");
+    let mut checkpoint = storage
+        .backfill_checkpoint(EntityKind::Listing, false)
+        .await
+        .expect("checkpoint");
     for _ in 0..3 {
         checkpoint = storage
-            .backfill_listing_batch(&checkpoint, 10, &catalog)
+            .backfill_batch(EntityKind::Listing, &checkpoint, 10, &catalog)
             .await
             .expect("batch");
     }
@@ -168,7 +180,7 @@ async fn an_interrupted_backfill_resumes_from_its_checkpoint(db: TestDb) {
     let storage = db.storage().await;
     assert_eq!(
         storage
-            .listing_checkpoint(false)
+            .backfill_checkpoint(EntityKind::Listing, false)
             .await
             .expect("checkpoint")
             .last_id,
@@ -176,8 +188,8 @@ async fn an_interrupted_backfill_resumes_from_its_checkpoint(db: TestDb) {
     );
     assert_eq!(
         run_to_end(&storage, 10, false).await,
-        4,
-        "three batches of the rest, then the end"
+        4 + 2 + 3,
+        "listings: three batches of the rest, then the end; 6 products: 1 + end; 18 variants: 2 + end"
     );
     let raw = db.raw().await;
     let legacy = raw
@@ -186,22 +198,32 @@ async fn an_interrupted_backfill_resumes_from_its_checkpoint(db: TestDb) {
     let migrated = raw
         .count("SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'listing'")
         .await;
-    let quarantined = raw.count("SELECT COUNT(*) FROM backfill_quarantine").await;
+    let quarantined = raw
+        .count("SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = 'listing'")
+        .await;
     assert_eq!(legacy, migrated + quarantined);
 }
 
 async fn verify_is_clean_after_a_backfill_and_names_every_kind_of_drift(db: TestDb) {
     let (storage, defect) = seeded_with_a_defect(&db).await;
-    let before = storage.verify_listings(25, |_| {}).await.expect("verify");
+    let before = storage.verify(25, |_| {}).await.expect("verify");
     assert!(
-        before.listings_drifted > 50,
+        before.drifted > 50,
         "nothing is migrated yet: {}",
-        before.listings_drifted
+        before.drifted
     );
     run_to_end(&storage, 25, false).await;
-    let clean = storage.verify_listings(25, |_| {}).await.expect("verify");
+    let clean = storage.verify(25, |_| {}).await.expect("verify");
     assert!(clean.is_clean(), "{:?}", clean.drift);
-    assert_eq!(clean.listings_checked, 60);
+    assert_eq!(clean.kinds["listing"].checked, 60);
+    assert_eq!(
+        (
+            clean.kinds["product"].checked,
+            clean.kinds["product_variant"].checked
+        ),
+        (6, 18)
+    );
+    assert_eq!(clean.checked, 60 + 6 + 18);
     assert!(
         clean.quarantined >= 1,
         "the refused year of listing {defect} is left out, not drift"
@@ -227,8 +249,8 @@ async fn verify_is_clean_after_a_backfill_and_names_every_kind_of_drift(db: Test
              AND (text_value IS NOT NULL OR numeric_value IS NOT NULL OR boolean_value IS NOT NULL))",
     )
     .await;
-    let drifted = storage.verify_listings(25, |_| {}).await.expect("verify");
-    let ids: Vec<i64> = drifted.drift.iter().map(|d| d.listing_id).collect();
+    let drifted = storage.verify(25, |_| {}).await.expect("verify");
+    let ids: Vec<i64> = drifted.drift.iter().map(|d| d.entity_id).collect();
     assert_eq!(ids, [1, 2, 3], "{:?}", drifted.drift);
     let shape = |d: &storage::verify::Drift| {
         (
@@ -303,7 +325,7 @@ async fn sync_legacy_brings_unified_only_writes_back_and_lifts_the_guardrail(db:
         .sync_legacy(flags::WriteMode::Dual, 10, |_| {})
         .await
         .expect("sync");
-    assert_eq!(synced, 60);
+    assert_eq!(synced, 60 + 6 + 18, "listings, products, variants");
     for listing in 1..=60 {
         let entity = EntityRef::listing(listing);
         let legacy = storage
@@ -330,6 +352,135 @@ async fn sync_legacy_brings_unified_only_writes_back_and_lifts_the_guardrail(db:
     let state = storage.migration_state().await.expect("state");
     assert!(!state.unified_only_writes_pending_sync);
     assert_eq!(back_to_dual.check(&state), Ok(flags::Phase::DualWrite));
-    let verified = storage.verify_listings(25, |_| {}).await.expect("verify");
+    let verified = storage.verify(25, |_| {}).await.expect("verify");
     assert!(verified.is_clean(), "{:?}", verified.drift);
+}
+
+/// Keys of the B2C documents of one table, counted in plain SQL.
+async fn document_keys(db: &TestDb, table: &str, column: &str) -> i64 {
+    let sql = match db.backend {
+        crate::common::Backend::Postgres => format!(
+            "SELECT CAST(COALESCE(SUM((SELECT COUNT(*) FROM jsonb_object_keys({column}))), 0) AS BIGINT) FROM {table}"
+        ),
+        crate::common::Backend::Sqlite => {
+            format!("SELECT COUNT(*) FROM {table} t, json_each(t.{column})")
+        }
+    };
+    db.raw().await.count(&sql).await
+}
+
+async fn on_the_defects_dataset_every_legacy_value_is_migrated_or_quarantined_with_its_reason(
+    db: TestDb,
+) {
+    let storage = db.storage().await;
+    storage
+        .seed_legacy(&storage::demo::Dataset::marketplace_with(120, 8, 5).with_all_defects())
+        .await
+        .expect("seed");
+    let raw = db.raw().await;
+    // B2C keys nobody defined, as the real documents had.
+    raw.execute("UPDATE storefront_products SET attributes = json_insert_point WHERE id = (SELECT MIN(id) FROM storefront_products)".replace(
+        "json_insert_point",
+        match db.backend {
+            crate::common::Backend::Postgres => "attributes || '{\"99999\": \"x\"}'",
+            crate::common::Backend::Sqlite => "json_set(attributes, '$.99999', 'x')",
+        },
+    ).as_str())
+    .await;
+    raw.execute("UPDATE storefront_product_variants SET variant_attributes = json_insert_point WHERE id = (SELECT MIN(id) FROM storefront_product_variants)".replace(
+        "json_insert_point",
+        match db.backend {
+            crate::common::Backend::Postgres => "variant_attributes || '{\"Težina\": \"2kg\"}'",
+            crate::common::Backend::Sqlite => "json_set(variant_attributes, '$.Težina', '2kg')",
+        },
+    ).as_str())
+    .await;
+    let spelled = raw
+        .count("SELECT COUNT(*) FROM listing_attribute_values WHERE text_value IN ('Automatic', 'автомат')")
+        .await;
+    let unknown = raw
+        .count("SELECT COUNT(*) FROM listing_attribute_values WHERE text_value = 'poluautomatik'")
+        .await;
+    let year_one = raw
+        .count("SELECT COUNT(*) FROM listing_attribute_values WHERE attribute_id = 2202 AND numeric_value = 1")
+        .await;
+    assert!(
+        spelled > 3 && unknown > 0 && year_one > 0,
+        "{spelled} {unknown} {year_one}"
+    );
+
+    run_to_end(&storage, 16, false).await;
+    for (kind, legacy) in [
+        (
+            "listing",
+            raw.count("SELECT COUNT(*) FROM listing_attribute_values")
+                .await,
+        ),
+        (
+            "product",
+            document_keys(&db, "storefront_products", "attributes").await,
+        ),
+        (
+            "product_variant",
+            document_keys(&db, "storefront_product_variants", "variant_attributes").await,
+        ),
+    ] {
+        let migrated = raw
+            .count(&format!(
+                "SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = '{kind}'"
+            ))
+            .await;
+        let quarantined = raw
+            .count(&format!(
+                "SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = '{kind}'"
+            ))
+            .await;
+        assert!(migrated > 0, "{kind}");
+        assert_eq!(
+            legacy,
+            migrated + quarantined,
+            "{kind}: legacy = migrated + quarantined"
+        );
+    }
+    // Spellings the labels make certain are one option; the others wait in the quarantine.
+    assert_eq!(
+        raw.count("SELECT COUNT(*) FROM unified_attribute_values v JOIN unified_attributes a ON a.id = v.attribute_id
+                   WHERE a.code = 'transmission' AND v.text_value IN ('Automatic', 'автомат', 'poluautomatik')")
+            .await,
+        0
+    );
+    let reasons = |sql: &str| {
+        let raw = &raw;
+        let sql = sql.to_owned();
+        async move { raw.texts(&sql).await }
+    };
+    let refused_spellings =
+        reasons("SELECT reason FROM backfill_quarantine WHERE attribute_code = 'transmission' AND raw_value LIKE '%poluautomatik%'")
+            .await;
+    assert_eq!(refused_spellings.len() as i64, unknown);
+    assert!(refused_spellings.iter().all(|r| {
+        r.as_deref()
+            .is_some_and(|r| r.starts_with("'poluautomatik' is not one of the allowed options"))
+    }));
+    assert_eq!(
+        reasons("SELECT reason FROM backfill_quarantine WHERE attribute_code = 'year'").await,
+        vec![Some("must be at least 1950".to_owned()); year_one as usize]
+    );
+    assert_eq!(
+        reasons("SELECT reason FROM backfill_quarantine WHERE entity_type <> 'listing' ORDER BY entity_type").await,
+        [
+            Some("the key matches no definition".to_owned()),
+            Some("the key matches no definition".to_owned())
+        ]
+    );
+    let report = storage.verify(30, |_| {}).await.expect("verify");
+    assert!(report.is_clean(), "{:?}", report.drift);
+    assert_eq!(report.checked, 120 + 8 + 24);
+    let first = snapshot(&db).await;
+    run_to_end(&storage, 16, true).await;
+    assert_eq!(
+        snapshot(&db).await,
+        first,
+        "a second backfill changes nothing"
+    );
 }

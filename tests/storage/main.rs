@@ -32,6 +32,7 @@ macro_rules! conformance_in {
     };
 }
 
+mod archive;
 mod backfill;
 
 /// Runs each named test against both backends.

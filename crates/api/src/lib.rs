@@ -110,7 +110,17 @@ impl AppState {
                     "stored flags break a guardrail; keeping the flags in force"
                 ),
             },
-            (Ok(None), _) => {}
+            // Configured flags: only the phase can change (archive, restore).
+            (Ok(None), Ok(state)) => {
+                let in_force = self.flags_in_force();
+                if let Ok(phase) = in_force.flags.check(&state) {
+                    self.flags_in_force
+                        .write()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .phase = phase;
+                    self.metrics.set_flags(&in_force.flags, phase);
+                }
+            }
             (Err(err), _) | (_, Err(err)) => {
                 tracing::warn!(error = ?err, "cannot reload the runtime flags")
             }

@@ -5,10 +5,21 @@ use tracing_subscriber::EnvFilter;
 use crate::settings::{LogFormat, TelemetrySettings};
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides the configured filter.
-pub fn init(settings: &TelemetrySettings) {
+///
+/// The service logs to stdout, as containers expect; the other subcommands log to stderr, so
+/// that their stdout carries only the report (`--json` output stays parseable).
+pub fn init(settings: &TelemetrySettings, to_stderr: bool) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(move || -> Box<dyn std::io::Write> {
+            if to_stderr {
+                Box::new(std::io::stderr())
+            } else {
+                Box::new(std::io::stdout())
+            }
+        });
     // A second init (tests) keeps the first subscriber; that is fine.
     let _ = match settings.format {
         LogFormat::Json => builder.json().try_init(),

@@ -235,14 +235,31 @@ pub(crate) trait Backend: Send + Sync + 'static {
         conn: &mut Conn<Self>,
     ) -> impl Future<Output = Result<Vec<CategoryBinding>>> + Send;
 
-    /// Up to `limit` listing ids after `after`, in order; PostgreSQL locks their rows for the
-    /// transaction, so a concurrent write of the same listing waits for the batch (or the
-    /// batch for it) and neither overwrites the other with older data.
-    fn listing_ids_after(
+    /// Up to `limit` ids of entities of `kind` after `after`, in order. With `lock`,
+    /// PostgreSQL locks their rows for the transaction, so a concurrent write of the same
+    /// entity waits for the batch (or the batch for it) and neither overwrites the other with
+    /// older data; verify reads without locking.
+    fn entity_ids_after(
         conn: &mut Conn<Self>,
+        kind: domain::EntityKind,
         after: i64,
         limit: i64,
+        lock: bool,
     ) -> impl Future<Output = Result<Vec<i64>>> + Send;
+
+    /// The B2C documents of these products or variants, and the definitions they may name.
+    fn legacy_documents(
+        conn: &mut Conn<Self>,
+        kind: domain::EntityKind,
+        ids: &[i64],
+    ) -> impl Future<Output = Result<crate::legacy::Documents>> + Send;
+
+    /// The unified values of these entities of `kind`.
+    fn unified_values_batch(
+        conn: &mut Conn<Self>,
+        kind: domain::EntityKind,
+        ids: &[i64],
+    ) -> impl Future<Output = Result<HashMap<i64, EntityValues>>> + Send;
 
     /// The raw legacy value rows of these listings.
     fn legacy_listing_rows(
@@ -255,16 +272,18 @@ pub(crate) trait Backend: Send + Sync + 'static {
         conn: &mut Conn<Self>,
     ) -> impl Future<Output = Result<HashMap<String, i64>>> + Send;
 
-    /// Replaces the unified values of these listings with `values` (listing, attribute, columns).
-    fn unified_replace_listing_batch(
+    /// Replaces the unified values of these entities with `values` (entity, attribute, columns).
+    fn unified_replace_batch(
         conn: &mut Conn<Self>,
+        kind: domain::EntityKind,
         ids: &[i64],
         values: &[(i64, i64, crate::rows::ValueColumns)],
     ) -> impl Future<Output = Result<()>> + Send;
 
-    /// Replaces the quarantine entries of these listings.
-    fn quarantine_listings(
+    /// Replaces the quarantine entries of these entities.
+    fn quarantine_batch(
         conn: &mut Conn<Self>,
+        kind: domain::EntityKind,
         ids: &[i64],
         rows: &[crate::backfill::QuarantinedRow],
     ) -> impl Future<Output = Result<()>> + Send;
@@ -279,16 +298,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
         checkpoint: &crate::backfill::Checkpoint,
     ) -> impl Future<Output = Result<()>> + Send;
 
-    /// Up to `limit` listing ids after `after`, in order, without locking (verify).
-    fn listing_ids_page(
-        conn: &mut Conn<Self>,
-        after: i64,
-        limit: i64,
-    ) -> impl Future<Output = Result<Vec<i64>>> + Send;
-
-    /// (listing, code) of the quarantined legacy rows of these listings.
+    /// (entity, code) of the quarantined legacy values of these entities.
     fn quarantined_codes(
         conn: &mut Conn<Self>,
+        kind: domain::EntityKind,
         ids: &[i64],
     ) -> impl Future<Output = Result<Vec<(i64, String)>>> + Send;
 
@@ -320,6 +333,45 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<()>> + Send;
 
     fn mark_legacy_synced(conn: &mut Conn<Self>) -> impl Future<Output = Result<()>> + Send;
+
+    /// Replaces the B2C document of a product or variant.
+    fn write_legacy_document(
+        conn: &mut Conn<Self>,
+        entity: EntityRef,
+        document: &serde_json::Value,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Whether the last verify was clean and ran after legacy could last be written alone.
+    fn verified_since_legacy_writes(
+        conn: &mut Conn<Self>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Row counts and checksums of the archived legacy tables, where they are now.
+    fn archive_evidence(
+        conn: &mut Conn<Self>,
+        archived: bool,
+    ) -> impl Future<Output = Result<Vec<crate::archive::TableEvidence>>> + Send;
+
+    /// Moves the legacy attribute tables into the archive (`to_archive`) or back, and marks
+    /// the migration state accordingly.
+    fn move_legacy_tables(
+        conn: &mut Conn<Self>,
+        to_archive: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Tells every replica that the migration state changed (they recompute the phase).
+    fn notify_state_changed(conn: &mut Conn<Self>) -> impl Future<Output = Result<()>> + Send;
+
+    fn save_manifest(
+        conn: &mut Conn<Self>,
+        action: &str,
+        phase: &str,
+        tables: &[crate::archive::TableEvidence],
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    fn last_manifest(
+        conn: &mut Conn<Self>,
+    ) -> impl Future<Output = Result<Option<crate::archive::Manifest>>> + Send;
 
     /// Loads a dataset in legacy form, with the defects of the real legacy data.
     fn seed_legacy(
@@ -860,7 +912,12 @@ macro_rules! backend_operations {
 
         async fn migration_counts(conn: &mut Conn<Self>) -> Result<crate::flag_store::MigrationCounts> {
             record_queries(1);
-            Ok(sqlx::query_as(crate::flag_store::MIGRATION_COUNTS).fetch_one(conn).await?)
+            let statement = if Self::migration_state(&mut *conn).await?.archived {
+                crate::flag_store::MIGRATION_COUNTS_ARCHIVED
+            } else {
+                crate::flag_store::MIGRATION_COUNTS
+            };
+            Ok(sqlx::query_as(statement).fetch_one(conn).await?)
         }
 
         async fn legacy_bindings(conn: &mut Conn<Self>) -> Result<Vec<domain::CategoryBinding>> {
@@ -870,9 +927,60 @@ macro_rules! backend_operations {
             Ok(rows.into_iter().map(crate::backfill::LegacyBindingRow::into_binding).collect())
         }
 
-        async fn listing_ids_after(conn: &mut Conn<Self>, after: i64, limit: i64) -> Result<Vec<i64>> {
+        async fn entity_ids_after(
+            conn: &mut Conn<Self>,
+            kind: domain::EntityKind,
+            after: i64,
+            limit: i64,
+            lock: bool,
+        ) -> Result<Vec<i64>> {
             record_queries(1);
-            Ok(sqlx::query_scalar($sql::LISTING_IDS_AFTER).bind(after).bind(limit).fetch_all(conn).await?)
+            let statement = format!(
+                "SELECT id FROM {} WHERE id > $1 ORDER BY id LIMIT $2{}",
+                sql::entity_table(kind),
+                if lock { $sql::LOCK_ROWS } else { "" }
+            );
+            Ok(sqlx::query_scalar(&statement).bind(after).bind(limit).fetch_all(conn).await?)
+        }
+
+        async fn legacy_documents(
+            conn: &mut Conn<Self>,
+            kind: domain::EntityKind,
+            ids: &[i64],
+        ) -> Result<crate::legacy::Documents> {
+            record_queries(2);
+            let column = if kind == domain::EntityKind::Product { "attributes" } else { "variant_attributes" };
+            let mut query = sqlx::QueryBuilder::<Self::Db>::new(format!(
+                "SELECT id, {column} FROM {} WHERE id IN (",
+                sql::entity_table(kind)
+            ));
+            let mut separated = query.separated(", ");
+            for id in ids {
+                separated.push_bind(*id);
+            }
+            query.push(") ORDER BY id");
+            let documents: Vec<(i64, sqlx::types::Json<serde_json::Value>)> =
+                query.build_query_as().fetch_all(&mut *conn).await?;
+            let vocabulary: Vec<crate::legacy::VocabularyRow> =
+                sqlx::query_as($sql::LEGACY_VOCABULARY).fetch_all(conn).await?;
+            Ok((documents.into_iter().map(|(id, document)| (id, document.0)).collect(), vocabulary))
+        }
+
+        async fn unified_values_batch(
+            conn: &mut Conn<Self>,
+            kind: domain::EntityKind,
+            ids: &[i64],
+        ) -> Result<HashMap<i64, EntityValues>> {
+            record_queries(1);
+            let mut query = sqlx::QueryBuilder::<Self::Db>::new(sql::UNIFIED_VALUES_OF_KIND);
+            query.push_bind(kind.as_str()).push(" AND v.entity_id IN (");
+            let mut separated = query.separated(", ");
+            for id in ids {
+                separated.push_bind(*id);
+            }
+            query.push(")");
+            let rows: Vec<rows::BatchValueRow> = query.build_query_as().fetch_all(conn).await?;
+            Ok(rows::batch_values(rows, false))
         }
 
         async fn legacy_listing_rows(conn: &mut Conn<Self>, ids: &[i64]) -> Result<Vec<rows::BatchValueRow>> {
@@ -891,15 +999,15 @@ macro_rules! backend_operations {
             Ok(rows.into_iter().map(|(id, code)| (code, id)).collect())
         }
 
-        async fn unified_replace_listing_batch(
+        async fn unified_replace_batch(
             conn: &mut Conn<Self>,
+            kind: domain::EntityKind,
             ids: &[i64],
             values: &[(i64, i64, rows::ValueColumns)],
         ) -> Result<()> {
             record_queries(1);
-            let mut delete = sqlx::QueryBuilder::<Self::Db>::new(
-                "DELETE FROM unified_attribute_values WHERE entity_type = 'listing' AND entity_id IN (",
-            );
+            let mut delete = sqlx::QueryBuilder::<Self::Db>::new("DELETE FROM unified_attribute_values WHERE entity_type = ");
+            delete.push_bind(kind.as_str()).push(" AND entity_id IN (");
             let mut separated = delete.separated(", ");
             for id in ids {
                 separated.push_bind(*id);
@@ -913,8 +1021,8 @@ macro_rules! backend_operations {
                         (entity_type, entity_id, attribute_id, text_value, numeric_value, boolean_value,
                          date_value, json_value, unit) ",
                 );
-                insert.push_values(chunk, |mut row, (listing_id, attribute_id, columns)| {
-                    row.push_bind("listing").push_bind(*listing_id).push_bind(*attribute_id).push_bind(&columns.text_value);
+                insert.push_values(chunk, |mut row, (entity_id, attribute_id, columns)| {
+                    row.push_bind(kind.as_str()).push_bind(*entity_id).push_bind(*attribute_id).push_bind(&columns.text_value);
                     $sql::push_numeric(&mut row, &columns.numeric_value);
                     row.push_bind(columns.boolean_value);
                     $sql::push_date(&mut row, &columns.date_value);
@@ -925,11 +1033,15 @@ macro_rules! backend_operations {
             Ok(())
         }
 
-        async fn quarantine_listings(conn: &mut Conn<Self>, ids: &[i64], rows: &[crate::backfill::QuarantinedRow]) -> Result<()> {
+        async fn quarantine_batch(
+            conn: &mut Conn<Self>,
+            kind: domain::EntityKind,
+            ids: &[i64],
+            rows: &[crate::backfill::QuarantinedRow],
+        ) -> Result<()> {
             record_queries(1);
-            let mut delete = sqlx::QueryBuilder::<Self::Db>::new(
-                "DELETE FROM backfill_quarantine WHERE entity_type = 'listing' AND entity_id IN (",
-            );
+            let mut delete = sqlx::QueryBuilder::<Self::Db>::new("DELETE FROM backfill_quarantine WHERE entity_type = ");
+            delete.push_bind(kind.as_str()).push(" AND entity_id IN (");
             let mut separated = delete.separated(", ");
             for id in ids {
                 separated.push_bind(*id);
@@ -942,7 +1054,7 @@ macro_rules! backend_operations {
                     "INSERT INTO backfill_quarantine (entity_type, entity_id, attribute_code, raw_value, reason) ",
                 );
                 insert.push_values(chunk, |mut row, quarantined| {
-                    row.push_bind("listing")
+                    row.push_bind(kind.as_str())
                         .push_bind(quarantined.entity_id)
                         .push_bind(&quarantined.attribute_code)
                         .push_bind(&quarantined.raw_value)
@@ -971,16 +1083,13 @@ macro_rules! backend_operations {
             Ok(())
         }
 
-        async fn listing_ids_page(conn: &mut Conn<Self>, after: i64, limit: i64) -> Result<Vec<i64>> {
-            record_queries(1);
-            Ok(sqlx::query_scalar(crate::verify::LISTING_IDS_AFTER).bind(after).bind(limit).fetch_all(conn).await?)
-        }
 
-        async fn quarantined_codes(conn: &mut Conn<Self>, ids: &[i64]) -> Result<Vec<(i64, String)>> {
+        async fn quarantined_codes(conn: &mut Conn<Self>, kind: domain::EntityKind, ids: &[i64]) -> Result<Vec<(i64, String)>> {
             record_queries(1);
             let mut query = sqlx::QueryBuilder::<Self::Db>::new(
-                "SELECT entity_id, attribute_code FROM backfill_quarantine WHERE entity_type = 'listing' AND entity_id IN (",
+                "SELECT entity_id, attribute_code FROM backfill_quarantine WHERE entity_type = ",
             );
+            query.push_bind(kind.as_str()).push(" AND entity_id IN (");
             let mut separated = query.separated(", ");
             for id in ids {
                 separated.push_bind(*id);
@@ -992,8 +1101,8 @@ macro_rules! backend_operations {
         async fn save_verify_run(conn: &mut Conn<Self>, report: &crate::verify::VerifyReport) -> Result<()> {
             record_queries(1);
             sqlx::query(crate::verify::SAVE_RUN)
-                .bind(report.listings_checked)
-                .bind(report.listings_drifted)
+                .bind(report.checked)
+                .bind(report.drifted)
                 .bind(sqlx::types::Json(report))
                 .execute(conn)
                 .await?;
@@ -1056,6 +1165,88 @@ macro_rules! backend_operations {
             record_queries(1);
             sqlx::query(crate::backfill::MARK_LEGACY_SYNCED).execute(conn).await?;
             Ok(())
+        }
+
+        async fn write_legacy_document(conn: &mut Conn<Self>, entity: EntityRef, document: &serde_json::Value) -> Result<()> {
+            record_queries(1);
+            let statement = if entity.kind == EntityKind::Product {
+                sql::UPDATE_PRODUCT_DOCUMENT
+            } else {
+                sql::UPDATE_VARIANT_DOCUMENT
+            };
+            sqlx::query(statement).bind(entity.id).bind(sqlx::types::Json(document)).execute(conn).await?;
+            Ok(())
+        }
+
+        async fn verified_since_legacy_writes(conn: &mut Conn<Self>) -> Result<bool> {
+            record_queries(1);
+            Ok(sqlx::query_scalar($sql::VERIFIED_SINCE_LEGACY_WRITES).fetch_one(conn).await?)
+        }
+
+        async fn archive_evidence(conn: &mut Conn<Self>, archived: bool) -> Result<Vec<crate::archive::TableEvidence>> {
+            use futures_util::TryStreamExt;
+            use crate::archive::{ATTRIBUTE_TRANSLATIONS, Checksum, MOVED_TABLES, TRANSLATIONS};
+            let mut evidence = Vec::new();
+            for table in MOVED_TABLES.into_iter().chain([TRANSLATIONS]) {
+                let filter = (table == TRANSLATIONS && !archived).then_some(ATTRIBUTE_TRANSLATIONS);
+                let location = if archived { $sql::archived_table(table) } else { table.to_owned() };
+                let select = $sql::row_texts_sql(&mut *conn, table, &location, filter).await?;
+                record_queries(1);
+                let mut checksum = Checksum::default();
+                let mut rows = sqlx::query_scalar::<_, String>(&select).fetch(&mut *conn);
+                while let Some(text) = rows.try_next().await? {
+                    checksum.add(&text);
+                }
+                evidence.push(checksum.finish(table));
+            }
+            Ok(evidence)
+        }
+
+        async fn move_legacy_tables(conn: &mut Conn<Self>, to_archive: bool) -> Result<()> {
+            use crate::archive::{ATTRIBUTE_TRANSLATIONS, MOVED_TABLES, TRANSLATIONS};
+            let archived_translations = $sql::archived_table(TRANSLATIONS);
+            let mut statements = $sql::move_statements(&mut *conn, &MOVED_TABLES, to_archive).await?;
+            if to_archive {
+                statements.push(format!(
+                    "CREATE TABLE {archived_translations} AS SELECT * FROM {TRANSLATIONS} WHERE {ATTRIBUTE_TRANSLATIONS}"
+                ));
+                statements.push(format!("DELETE FROM {TRANSLATIONS} WHERE {ATTRIBUTE_TRANSLATIONS}"));
+                statements.push(crate::archive::MARK_ARCHIVED.to_owned());
+            } else {
+                statements.push(format!("INSERT INTO {TRANSLATIONS} SELECT * FROM {archived_translations}"));
+                statements.push(format!("DROP TABLE {archived_translations}"));
+                statements.push(crate::archive::MARK_RESTORED.to_owned());
+            }
+            for statement in statements {
+                record_queries(1);
+                sqlx::query(&statement).execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        async fn notify_state_changed(conn: &mut Conn<Self>) -> Result<()> {
+            $sql::notify_channel(conn, crate::flag_store::FLAGS_CHANNEL, "state").await
+        }
+
+        async fn save_manifest(
+            conn: &mut Conn<Self>,
+            action: &str,
+            phase: &str,
+            tables: &[crate::archive::TableEvidence],
+        ) -> Result<()> {
+            record_queries(1);
+            sqlx::query(crate::archive::SAVE_MANIFEST)
+                .bind(action)
+                .bind(phase)
+                .bind(sqlx::types::Json(tables))
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+
+        async fn last_manifest(conn: &mut Conn<Self>) -> Result<Option<crate::archive::Manifest>> {
+            record_queries(1);
+            Ok(sqlx::query_as(crate::archive::LAST_MANIFEST).fetch_optional(conn).await?)
         }
 
         async fn seed_legacy(conn: &mut Conn<Self>, dataset: &Dataset) -> Result<()> {
@@ -1144,7 +1335,7 @@ macro_rules! backend_operations {
                 let rows: Vec<(i64, i64, rows::ValueColumns)> = chunk
                     .iter()
                     .flat_map(|listing| {
-                        crate::legacy::encode_listing_values(&schemas[&listing.category_id], listing)
+                        crate::legacy::encode_listing_values(&schemas[&listing.category_id], listing, dataset.all_defects)
                             .into_iter()
                             .map(move |(attribute_id, columns)| (listing.id, attribute_id, columns))
                     })

@@ -65,6 +65,9 @@ pub struct Dataset {
     pub listings: Vec<Listing>,
     pub products: Vec<Product>,
     pub variants: Vec<Variant>,
+    /// In legacy form, also the defects a backfill must map or quarantine: option spellings
+    /// in other case and script, unknown spellings, `year = 1` (see [`Dataset::with_all_defects`]).
+    pub all_defects: bool,
 }
 
 const ROOTS: [(&str, &str); 20] = [
@@ -519,6 +522,11 @@ impl Dataset {
     /// The marketplace with `listings` listings (and a tenth as many products, three
     /// variants each). The same `seed` always gives the same data.
     pub fn marketplace(listings: usize, seed: u64) -> Self {
+        Self::marketplace_with(listings, listings.div_ceil(10), seed)
+    }
+
+    /// The marketplace with `listings` listings and `products` products, three variants each.
+    pub fn marketplace_with(listings: usize, products: usize, seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut dataset = Dataset {
             categories: categories(),
@@ -557,7 +565,7 @@ impl Dataset {
             next_id += 1;
         }
         let phone_schema = &schemas[&1101];
-        for _ in 0..listings.div_ceil(10) {
+        for _ in 0..products {
             let product_id = next_id;
             next_id += 1;
             let mut values = random_values(phone_schema, &mut rng);
@@ -584,6 +592,15 @@ impl Dataset {
             }
         }
         dataset
+    }
+
+    /// Legacy form with every defect of the real data: besides those always planted (four
+    /// option shapes, numbers tagged 'text', multiselect as one string, empty rows, mixed-case
+    /// B2C keys), `transmission` spelled `Automatic` / `автомат` (certain: the labels say so),
+    /// now and then a spelling no option explains, and a `year` of 1.
+    pub fn with_all_defects(mut self) -> Self {
+        self.all_defects = true;
+        self
     }
 
     /// The effective schema of a category, resolved from this dataset alone.

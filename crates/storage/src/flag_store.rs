@@ -43,11 +43,14 @@ pub struct FlagChange {
 /// Rows in each store: the real numbers behind the migration status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct MigrationCounts {
-    pub legacy_definitions: i64,
+    /// `None` while the legacy tables are archived.
+    pub legacy_definitions: Option<i64>,
     pub unified_definitions: i64,
-    pub legacy_bindings: i64,
+    /// `None` while the legacy tables are archived.
+    pub legacy_bindings: Option<i64>,
     pub unified_bindings: i64,
-    pub legacy_listing_values: i64,
+    /// `None` while the legacy tables are archived.
+    pub legacy_listing_values: Option<i64>,
     pub unified_listing_values: i64,
     pub unified_product_values: i64,
     pub unified_variant_values: i64,
@@ -110,15 +113,33 @@ pub(crate) const AUDIT: &str =
 /// A no-op update: it takes the row's write lock until the transaction ends.
 pub(crate) const LOCK_MIGRATION_STATE: &str = "UPDATE migration_state SET id = id WHERE id = 1";
 
-pub(crate) const MIGRATION_COUNTS: &str = "SELECT
-        (SELECT COUNT(*) FROM category_attributes) AS legacy_definitions,
-        (SELECT COUNT(*) FROM unified_attributes) AS unified_definitions,
-        (SELECT COUNT(*) FROM category_attribute_mapping) AS legacy_bindings,
-        (SELECT COUNT(*) FROM unified_category_attributes) AS unified_bindings,
-        (SELECT COUNT(*) FROM listing_attribute_values) AS legacy_listing_values,
-        (SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'listing') AS unified_listing_values,
-        (SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'product') AS unified_product_values,
-        (SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'product_variant') AS unified_variant_values,
-        (SELECT COUNT(*) FROM marketplace_listings) AS listings,
-        (SELECT COUNT(*) FROM storefront_products) AS products,
-        (SELECT COUNT(*) FROM storefront_product_variants) AS variants";
+macro_rules! migration_counts_sql {
+    ($legacy_definitions:literal, $legacy_bindings:literal, $legacy_values:literal) => {
+        concat!(
+            "SELECT ", $legacy_definitions, " AS legacy_definitions,
+                (SELECT COUNT(*) FROM unified_attributes) AS unified_definitions,
+                ", $legacy_bindings, " AS legacy_bindings,
+                (SELECT COUNT(*) FROM unified_category_attributes) AS unified_bindings,
+                ", $legacy_values, " AS legacy_listing_values,
+                (SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'listing') AS unified_listing_values,
+                (SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'product') AS unified_product_values,
+                (SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'product_variant') AS unified_variant_values,
+                (SELECT COUNT(*) FROM marketplace_listings) AS listings,
+                (SELECT COUNT(*) FROM storefront_products) AS products,
+                (SELECT COUNT(*) FROM storefront_product_variants) AS variants"
+        )
+    };
+}
+
+pub(crate) const MIGRATION_COUNTS: &str = migration_counts_sql!(
+    "(SELECT COUNT(*) FROM category_attributes)",
+    "(SELECT COUNT(*) FROM category_attribute_mapping)",
+    "(SELECT COUNT(*) FROM listing_attribute_values)"
+);
+
+/// While archived, the legacy tables are not where the live queries look.
+pub(crate) const MIGRATION_COUNTS_ARCHIVED: &str = migration_counts_sql!(
+    "CAST(NULL AS BIGINT)",
+    "CAST(NULL AS BIGINT)",
+    "CAST(NULL AS BIGINT)"
+);

@@ -48,17 +48,46 @@ impl VocabularyRow {
     }
 }
 
-/// Reads a B2C document: products are keyed by C2C attribute id (`"2004"`), variants by
-/// attribute name or label in any case or language (`Color`, `Veličina`, `Цвет`). A key no
-/// definition explains is skipped (and logged), never guessed.
+/// B2C documents by entity id, and the definitions they may name.
+pub(crate) type Documents = (Vec<(i64, Json)>, Vec<VocabularyRow>);
+
+/// A B2C document read: the values it certainly holds, and the keys it could not read.
+#[derive(Debug, Default)]
+pub(crate) struct DecodedDocument {
+    pub values: EntityValues,
+    /// (key, raw value, why it was not read).
+    pub refused: Vec<(String, String, String)>,
+}
+
+/// Reads a B2C document for serving: what [`decode_document`] certainly reads; the rest is
+/// skipped (and logged), never guessed.
 pub(crate) fn document_values(
     kind: EntityKind,
     document: &Json,
     vocabulary: &[VocabularyRow],
 ) -> EntityValues {
+    let decoded = decode_document(kind, document, vocabulary);
+    for (key, _, reason) in &decoded.refused {
+        tracing::debug!(%kind, key, reason, "document key skipped");
+    }
+    decoded.values
+}
+
+/// Reads a B2C document: products are keyed by C2C attribute id (`"2004"`), variants by
+/// attribute name or label in any case or language (`Color`, `Veličina`, `Цвет`).
+pub(crate) fn decode_document(
+    kind: EntityKind,
+    document: &Json,
+    vocabulary: &[VocabularyRow],
+) -> DecodedDocument {
+    let mut decoded = DecodedDocument::default();
     let Some(document) = document.as_object() else {
-        tracing::warn!(%kind, "B2C attribute document is not an object; no values read");
-        return EntityValues::new();
+        decoded.refused.push((
+            "(document)".into(),
+            document.to_string(),
+            "the attribute document is not a JSON object".into(),
+        ));
+        return decoded;
     };
     // A C2C definition decides the type of a code that is also a variant axis.
     let mut type_of: HashMap<String, AttributeType> = HashMap::new();
@@ -91,28 +120,35 @@ pub(crate) fn document_values(
             index
         }
     };
-    let mut values = EntityValues::new();
     for (key, raw) in document {
         let lookup = if kind == EntityKind::Product {
             key.clone()
         } else {
             normalize_code(key)
         };
+        let refuse = |reason: &str| (key.clone(), raw.to_string(), reason.to_owned());
         let Some(code) = code_of_key.get(&lookup) else {
-            tracing::debug!(%kind, key, "document key matches no definition; skipped");
+            decoded
+                .refused
+                .push(refuse("the key matches no definition"));
             continue;
         };
         let Some(attribute_type) = type_of.get(code) else {
+            decoded
+                .refused
+                .push(refuse("the definition has an unknown type"));
             continue;
         };
         match typed_from_document(*attribute_type, raw) {
             Some(typed) => {
-                values.insert(code.clone(), typed);
+                decoded.values.insert(code.clone(), typed);
             }
-            None => tracing::debug!(%kind, key, "document value unreadable; skipped"),
+            None => decoded.refused.push(refuse(&format!(
+                "no usable {attribute_type} value in the document"
+            ))),
         }
     }
-    values
+    decoded
 }
 
 /// The B2C document that legacy readers expect for these values.
@@ -121,15 +157,24 @@ pub(crate) fn document_for(
     values: &EntityValues,
     schema: &EffectiveSchema,
 ) -> Result<Json> {
+    document_keyed_by(kind, values, |code| {
+        schema.get(code).map(|a| a.attribute.id)
+    })
+}
+
+/// The B2C document for these values, with products keyed by the legacy id `legacy_id` gives
+/// a code (variants are keyed by code).
+pub(crate) fn document_keyed_by(
+    kind: EntityKind,
+    values: &EntityValues,
+    legacy_id: impl Fn(&str) -> Option<i64>,
+) -> Result<Json> {
     let mut document = Map::new();
     for (code, typed) in values {
         let key = match kind {
-            EntityKind::Product => schema
-                .get(code)
-                .map(|a| a.attribute.id.to_string())
-                .ok_or_else(|| {
-                    StorageError::CorruptData(format!("'{code}' is not in the legacy schema"))
-                })?,
+            EntityKind::Product => legacy_id(code).map(|id| id.to_string()).ok_or_else(|| {
+                StorageError::CorruptData(format!("'{code}' is not in the legacy schema"))
+            })?,
             _ => code.clone(),
         };
         document.insert(key, json_document_value(typed));
@@ -288,6 +333,7 @@ pub(crate) fn encode_translations(dataset: &Dataset) -> Vec<TranslationRow> {
 pub(crate) fn encode_listing_values(
     schema: &EffectiveSchema,
     listing: &Listing,
+    all_defects: bool,
 ) -> Vec<(i64, ValueColumns)> {
     let mut rows = Vec::new();
     for (code, typed) in &listing.values {
@@ -302,6 +348,9 @@ pub(crate) fn encode_listing_values(
             }
             Value::Multiselect(_) => columns.json_value = None,
             _ => {}
+        }
+        if all_defects {
+            plant_spelling_defects(code, listing.id, &mut columns);
         }
         rows.push((effective.attribute.id, columns));
     }
@@ -319,6 +368,26 @@ pub(crate) fn encode_listing_values(
         ));
     }
     rows
+}
+
+/// The defects `Dataset::with_all_defects` adds to a listing's row.
+fn plant_spelling_defects(code: &str, listing_id: i64, columns: &mut ValueColumns) {
+    match (code, columns.text_value.as_deref()) {
+        ("transmission", Some("automatic")) => {
+            let spelling = match listing_id % 5 {
+                1 => "Automatic",
+                2 => "автомат",
+                3 if listing_id % 2 == 1 => "poluautomatik",
+                _ => "automatic",
+            };
+            columns.text_value = Some(spelling.to_owned());
+        }
+        ("year", _) if listing_id % 11 == 0 => {
+            columns.numeric_value = Some("1".to_owned());
+            columns.text_value = None;
+        }
+        _ => {}
+    }
 }
 
 /// A variant's document keyed the way the B2C system wrote them: by label or name, in mixed

@@ -5,6 +5,7 @@
 //! operations. Backends only provide SQL operations on a connection they are handed; the
 //! router owns every transaction.
 
+pub mod archive;
 mod backend;
 pub mod backfill;
 pub mod demo;
@@ -283,6 +284,25 @@ impl Storage {
         on_router!(self, router => router.flag_audit(limit).await)
     }
 
+    /// Moves the legacy attribute tables to the archive, with a manifest; see the router.
+    pub async fn archive(&self, configured: flags::Flags) -> Result<archive::Manifest> {
+        on_router!(self, router => router.archive(configured).await)
+    }
+
+    /// Moves the archived legacy tables back; returns the manifest and whether the archive
+    /// held what the archive manifest recorded.
+    pub async fn restore_archive(
+        &self,
+        configured: flags::Flags,
+    ) -> Result<(archive::Manifest, bool)> {
+        on_router!(self, router => router.restore_archive(configured).await)
+    }
+
+    /// The manifest of the last archive or restore.
+    pub async fn last_archive_manifest(&self) -> Result<Option<archive::Manifest>> {
+        on_router!(self, router => router.last_manifest().await)
+    }
+
     pub async fn migration_counts(&self) -> Result<MigrationCounts> {
         on_router!(self, router => router.migration_counts().await)
     }
@@ -293,29 +313,34 @@ impl Storage {
         on_router!(self, router => router.backfill_definitions().await)
     }
 
-    /// Where the listing backfill stands (fresh with `restart`).
-    pub async fn listing_checkpoint(&self, restart: bool) -> Result<backfill::Checkpoint> {
-        on_router!(self, router => router.listing_checkpoint(restart).await)
+    /// Where the backfill of one entity kind stands (fresh with `restart`).
+    pub async fn backfill_checkpoint(
+        &self,
+        kind: domain::EntityKind,
+        restart: bool,
+    ) -> Result<backfill::Checkpoint> {
+        on_router!(self, router => router.checkpoint(kind, restart).await)
     }
 
-    /// Migrates the next batch of listings; see the router. `catalog` maps codes to the legacy
-    /// definitions whose rules the values must pass.
-    pub async fn backfill_listing_batch(
+    /// Migrates the next batch of entities of `kind`; see the router. `catalog` maps codes to
+    /// the legacy definitions whose rules the values must pass.
+    pub async fn backfill_batch(
         &self,
+        kind: domain::EntityKind,
         checkpoint: &backfill::Checkpoint,
         limit: i64,
         catalog: &std::collections::HashMap<String, Attribute>,
     ) -> Result<backfill::Checkpoint> {
-        on_router!(self, router => router.backfill_listing_batch(checkpoint, limit, catalog).await)
+        on_router!(self, router => router.backfill_batch(kind, checkpoint, limit, catalog).await)
     }
 
-    /// Compares every listing in both stores (quarantined rows left out) and records the run.
-    pub async fn verify_listings(
+    /// Compares every entity in both stores (quarantined values left out) and records the run.
+    pub async fn verify(
         &self,
         page: i64,
         progress: impl FnMut(&verify::VerifyReport),
     ) -> Result<verify::VerifyReport> {
-        on_router!(self, router => router.verify_listings(page, progress).await)
+        on_router!(self, router => router.verify(page, progress).await)
     }
 
     pub async fn last_verify(&self) -> Result<Option<verify::LastVerify>> {

@@ -60,6 +60,46 @@ mod pg_sql {
         query.bind(ids.to_vec())
     }
 
+    pub(super) const VERIFIED_SINCE_LEGACY_WRITES: &str =
+        crate::archive::verified_since_legacy_writes_sql!("");
+
+    /// Archived legacy tables live in their own schema, under their own names.
+    pub(super) fn archived_table(table: &str) -> String {
+        format!("legacy_archive.{table}")
+    }
+
+    /// Each row of a table as text (`CAST(t AS TEXT)` spells every column), for checksums.
+    pub(super) async fn row_texts_sql(
+        _conn: &mut sqlx::PgConnection,
+        _table: &str,
+        location: &str,
+        filter: Option<&str>,
+    ) -> crate::error::Result<String> {
+        let filter = filter.map(|f| format!(" WHERE {f}")).unwrap_or_default();
+        Ok(format!("SELECT CAST(t AS TEXT) FROM {location} t{filter}"))
+    }
+
+    /// `SET SCHEMA` moves a table with its indexes, constraints and sequences, in place.
+    pub(super) async fn move_statements(
+        conn: &mut sqlx::PgConnection,
+        tables: &[&str],
+        to_archive: bool,
+    ) -> crate::error::Result<Vec<String>> {
+        crate::stats::record_queries(1);
+        let home: String = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(conn)
+            .await?;
+        let mut statements = vec!["CREATE SCHEMA IF NOT EXISTS legacy_archive".to_owned()];
+        statements.extend(tables.iter().map(|table| {
+            if to_archive {
+                format!("ALTER TABLE \"{home}\".{table} SET SCHEMA legacy_archive")
+            } else {
+                format!("ALTER TABLE legacy_archive.{table} SET SCHEMA \"{home}\"")
+            }
+        }));
+        Ok(statements)
+    }
+
     /// `NOTIFY` inside the transaction: PostgreSQL delivers it only if the transaction commits.
     pub(super) async fn notify_channel(
         conn: &mut sqlx::PgConnection,
@@ -83,9 +123,8 @@ mod pg_sql {
             .push_bind_unseparated(value)
             .push_unseparated(" AS NUMERIC)");
     }
-    /// Listing ids of the next backfill batch, locked until the batch commits.
-    pub(super) const LISTING_IDS_AFTER: &str =
-        "SELECT id FROM marketplace_listings WHERE id > $1 ORDER BY id LIMIT $2 FOR UPDATE";
+    /// Backfill batches lock their entities' rows until they commit.
+    pub(super) const LOCK_ROWS: &str = " FOR UPDATE";
 
     /// Binds a date sent as text into a `date` column of a multi-row insert.
     pub(super) fn push_date<'args>(

@@ -513,6 +513,7 @@ impl<B: Backend> Router<B> {
     /// so a second run changes nothing). Returns (definitions, bindings).
     pub(crate) async fn backfill_definitions(&self) -> Result<(usize, usize)> {
         let mut tx = self.backend.begin_write().await?;
+        ensure_legacy_in_place::<B>(&mut tx).await?;
         let catalog = B::catalog(&mut tx, Store::Legacy).await?;
         for attribute in &catalog {
             let legacy_id =
@@ -528,30 +529,34 @@ impl<B: Backend> Router<B> {
         Ok((catalog.len(), bindings.len()))
     }
 
-    /// The backfill checkpoint of listings (fresh when none is stored, or with `restart`).
-    pub(crate) async fn listing_checkpoint(
+    /// The backfill checkpoint of one entity kind (fresh when none is stored, or with
+    /// `restart`).
+    pub(crate) async fn checkpoint(
         &self,
+        kind: EntityKind,
         restart: bool,
     ) -> Result<crate::backfill::Checkpoint> {
         let mut conn = self.backend.pool().acquire().await?;
-        let stored = B::load_checkpoint(&mut conn, "listing").await?;
+        let stored = B::load_checkpoint(&mut conn, kind.as_str()).await?;
         Ok(match stored {
             Some(checkpoint) if !restart => checkpoint,
-            _ => crate::backfill::Checkpoint::fresh("listing"),
+            _ => crate::backfill::Checkpoint::fresh(kind.as_str()),
         })
     }
 
-    /// Migrates the next batch of listings after `checkpoint` in one transaction: each legacy
-    /// row becomes a unified value or a quarantine entry with the reason, and the checkpoint
-    /// moves on in the same transaction. Returns the new checkpoint.
-    pub(crate) async fn backfill_listing_batch(
+    /// Migrates the next batch of entities of `kind` after `checkpoint` in one transaction:
+    /// each legacy value (a listing's row, a key of a B2C document) becomes a unified value
+    /// or a quarantine entry with the reason, and the checkpoint moves on in the same
+    /// transaction. Returns the new checkpoint.
+    pub(crate) async fn backfill_batch(
         &self,
+        kind: EntityKind,
         checkpoint: &crate::backfill::Checkpoint,
         limit: i64,
         catalog: &HashMap<String, Attribute>,
     ) -> Result<crate::backfill::Checkpoint> {
         let mut tx = self.backend.begin_write().await?;
-        let ids = B::listing_ids_after(&mut tx, checkpoint.last_id, limit).await?;
+        let ids = B::entity_ids_after(&mut tx, kind, checkpoint.last_id, limit, true).await?;
         let Some(&last_id) = ids.last() else {
             let done = crate::backfill::Checkpoint {
                 completed: true,
@@ -562,49 +567,54 @@ impl<B: Backend> Router<B> {
             return Ok(done);
         };
         let unified_ids = B::unified_ids(&mut tx).await?;
-        let rows = B::legacy_listing_rows(&mut tx, &ids).await?;
+        let legacy = legacy_values_of::<B>(&mut tx, kind, &ids).await?;
         let mut values = Vec::new();
         let mut quarantined = Vec::new();
-        for row in &rows {
-            let Some(code) = row.value.code.clone() else {
-                continue;
-            };
+        for candidate in legacy {
             let refuse = |reason: String| crate::backfill::QuarantinedRow {
-                entity_id: row.entity_id,
-                attribute_code: code.clone(),
-                raw_value: row.value.raw_text(),
+                entity_id: candidate.entity_id,
+                attribute_code: candidate.code.clone(),
+                raw_value: candidate.raw.clone(),
                 reason,
             };
-            let Some(attribute) = catalog.get(&code) else {
+            let typed = match candidate.read {
+                Err(reason) => {
+                    quarantined.push(refuse(reason));
+                    continue;
+                }
+                Ok(typed) => typed,
+            };
+            let Some(attribute) = catalog.get(&candidate.code) else {
                 quarantined.push(refuse("no definition of this code".into()));
                 continue;
             };
-            let Some((_, typed)) = row.value.typed_value() else {
+            let Some(mut typed) = typed else {
                 quarantined.push(refuse(format!(
                     "no usable {} value in the row",
                     attribute.attribute_type
                 )));
                 continue;
             };
+            domain::canonical_spellings(&attribute.options, &mut typed.value);
             if let Err(kind) = domain::validate::check_typed(attribute, &attribute.options, &typed)
             {
                 quarantined.push(refuse(kind.to_string()));
                 continue;
             }
-            let Some(&unified_id) = unified_ids.get(&code) else {
+            let Some(&unified_id) = unified_ids.get(&candidate.code) else {
                 quarantined.push(refuse(
                     "no unified definition (run the definitions backfill)".into(),
                 ));
                 continue;
             };
             values.push((
-                row.entity_id,
+                candidate.entity_id,
                 unified_id,
                 crate::rows::ValueColumns::unified(&typed),
             ));
         }
-        B::unified_replace_listing_batch(&mut tx, &ids, &values).await?;
-        B::quarantine_listings(&mut tx, &ids, &quarantined).await?;
+        B::unified_replace_batch(&mut tx, kind, &ids, &values).await?;
+        B::quarantine_batch(&mut tx, kind, &ids, &quarantined).await?;
         let next = crate::backfill::Checkpoint {
             entity_type: checkpoint.entity_type.clone(),
             last_id,
@@ -615,50 +625,89 @@ impl<B: Backend> Router<B> {
         B::save_checkpoint(&mut tx, &next).await?;
         let invalidations: Vec<Invalidation> = ids
             .iter()
-            .map(|id| Invalidation::entity(EntityRef::listing(*id)))
+            .map(|id| Invalidation::entity(EntityRef { kind, id: *id }))
             .collect();
         B::notify(&mut tx, &invalidations).await?;
         tx.commit().await?;
         Ok(next)
     }
 
-    /// Compares every listing's values in both stores, page by page, and records the result.
-    pub(crate) async fn verify_listings(
+    /// Compares every entity's values in both stores, kind by kind and page by page, and
+    /// records the result.
+    pub(crate) async fn verify(
         &self,
         page: i64,
         mut progress: impl FnMut(&crate::verify::VerifyReport),
     ) -> Result<crate::verify::VerifyReport> {
         let mut report = crate::verify::VerifyReport::default();
-        let mut after = 0;
-        loop {
-            // One snapshot per page: a write committing between the two reads is not drift.
-            let mut conn = self.backend.begin_snapshot().await?;
-            let ids = B::listing_ids_page(&mut conn, after, page).await?;
-            let Some(&last) = ids.last() else { break };
-            let legacy = B::listing_values_batch(&mut conn, Store::Legacy, &ids).await?;
-            let unified = B::listing_values_batch(&mut conn, Store::Unified, &ids).await?;
-            let mut quarantined: HashMap<i64, std::collections::HashSet<String>> = HashMap::new();
-            for (id, code) in B::quarantined_codes(&mut conn, &ids).await? {
-                quarantined.entry(id).or_default().insert(code);
+        let legacy_options: HashMap<String, Vec<domain::AttributeOption>> = {
+            let mut conn = self.backend.pool().acquire().await?;
+            ensure_legacy_in_place::<B>(&mut conn).await?;
+            B::catalog(&mut conn, Store::Legacy)
+                .await?
+                .into_iter()
+                .map(|attribute| (attribute.code, attribute.options))
+                .collect()
+        };
+        for kind in EntityKind::ALL {
+            let mut after = 0;
+            loop {
+                // One snapshot per page: a write committing between the two reads is not drift.
+                let mut conn = self.backend.begin_snapshot().await?;
+                let ids = B::entity_ids_after(&mut conn, kind, after, page, false).await?;
+                let Some(&last) = ids.last() else { break };
+                let (legacy, unified) = match kind {
+                    EntityKind::Listing => (
+                        B::listing_values_batch(&mut conn, Store::Legacy, &ids).await?,
+                        B::listing_values_batch(&mut conn, Store::Unified, &ids).await?,
+                    ),
+                    _ => {
+                        let (documents, vocabulary) =
+                            B::legacy_documents(&mut conn, kind, &ids).await?;
+                        let legacy = documents
+                            .iter()
+                            .map(|(id, document)| {
+                                let decoded =
+                                    crate::legacy::decode_document(kind, document, &vocabulary);
+                                (*id, decoded.values)
+                            })
+                            .collect();
+                        (
+                            legacy,
+                            B::unified_values_batch(&mut conn, kind, &ids).await?,
+                        )
+                    }
+                };
+                let mut quarantined: HashMap<i64, std::collections::HashSet<String>> =
+                    HashMap::new();
+                for (id, code) in B::quarantined_codes(&mut conn, kind, &ids).await? {
+                    quarantined.entry(id).or_default().insert(code);
+                }
+                report.quarantined += quarantined
+                    .values()
+                    .map(|codes| codes.len() as i64)
+                    .sum::<i64>();
+                let none = std::collections::HashSet::new();
+                let empty = EntityValues::new();
+                for id in &ids {
+                    // Legacy spellings compare as the option they certainly mean, as backfilled.
+                    let mut legacy_values = legacy.get(id).cloned().unwrap_or_default();
+                    for (code, typed) in legacy_values.iter_mut() {
+                        if let Some(options) = legacy_options.get(code) {
+                            domain::canonical_spellings(options, &mut typed.value);
+                        }
+                    }
+                    report.compare(
+                        EntityRef { kind, id: *id },
+                        legacy_values,
+                        unified.get(id).unwrap_or(&empty),
+                        quarantined.get(id).unwrap_or(&none),
+                    );
+                }
+                conn.commit().await?;
+                progress(&report);
+                after = last;
             }
-            report.quarantined += quarantined
-                .values()
-                .map(|codes| codes.len() as i64)
-                .sum::<i64>();
-            let none = std::collections::HashSet::new();
-            let empty = EntityValues::new();
-            for id in &ids {
-                let legacy_values = legacy.get(id).cloned().unwrap_or_default();
-                report.compare(
-                    *id,
-                    legacy_values,
-                    unified.get(id).unwrap_or(&empty),
-                    quarantined.get(id).unwrap_or(&none),
-                );
-            }
-            conn.commit().await?;
-            progress(&report);
-            after = last;
         }
         let mut conn = self.backend.pool().acquire().await?;
         B::save_verify_run(&mut conn, &report).await?;
@@ -672,9 +721,9 @@ impl<B: Backend> Router<B> {
 
     /// Brings legacy up to date from unified (the reverse of the backfill), for rolling back
     /// after unified-only writes: definitions and bindings legacy lacks, then every listing's
-    /// values in batches. Writes must be dual-writes meanwhile (`mode`), so none made during
-    /// the sync is missed; at the end the state no longer blocks legacy reads. Returns the
-    /// number of listings synced.
+    /// values in batches, then every product's and variant's document. Writes must be
+    /// dual-writes meanwhile (`mode`), so none made during the sync is missed; at the end the
+    /// state no longer blocks legacy reads. Returns the number of entities synced.
     pub(crate) async fn sync_legacy(
         &self,
         mode: WriteMode,
@@ -689,6 +738,7 @@ impl<B: Backend> Router<B> {
             ));
         }
         let mut tx = self.backend.begin_write().await?;
+        ensure_legacy_in_place::<B>(&mut tx).await?;
         let legacy_codes: std::collections::HashSet<String> = B::catalog(&mut tx, Store::Legacy)
             .await?
             .into_iter()
@@ -717,7 +767,7 @@ impl<B: Backend> Router<B> {
         let mut synced = 0;
         loop {
             let mut tx = self.backend.begin_write().await?;
-            let ids = B::listing_ids_after(&mut tx, after, batch).await?;
+            let ids = B::entity_ids_after(&mut tx, EntityKind::Listing, after, batch, true).await?;
             let Some(&last) = ids.last() else { break };
             let values = B::listing_values_batch(&mut tx, Store::Unified, &ids).await?;
             let rows: Vec<(i64, i64, crate::rows::ValueColumns)> = values
@@ -740,6 +790,29 @@ impl<B: Backend> Router<B> {
             after = last;
             progress(synced);
         }
+        for kind in [EntityKind::Product, EntityKind::ProductVariant] {
+            let mut after = 0;
+            loop {
+                let mut tx = self.backend.begin_write().await?;
+                let ids = B::entity_ids_after(&mut tx, kind, after, batch, true).await?;
+                let Some(&last) = ids.last() else { break };
+                let values = B::unified_values_batch(&mut tx, kind, &ids).await?;
+                let none = EntityValues::new();
+                for id in &ids {
+                    let document = crate::legacy::document_keyed_by(
+                        kind,
+                        values.get(id).unwrap_or(&none),
+                        |code| legacy_ids.get(code).copied(),
+                    )?;
+                    B::write_legacy_document(&mut tx, EntityRef { kind, id: *id }, &document)
+                        .await?;
+                }
+                tx.commit().await?;
+                synced += ids.len() as i64;
+                after = last;
+                progress(synced);
+            }
+        }
         let mut tx = self.backend.begin_write().await?;
         B::lock_migration_state(&mut tx).await?;
         B::mark_legacy_synced(&mut tx).await?;
@@ -748,8 +821,97 @@ impl<B: Backend> Router<B> {
         Ok(synced)
     }
 
+    /// Moves the legacy attribute tables into the archive, in one transaction, with a
+    /// manifest of their counts and checksums. Refused unless the flags in force (`configured`
+    /// when none are stored) mean the unified phase and a clean verify ran after legacy could
+    /// last be written alone. The move is checked: different evidence after it rolls back.
+    pub(crate) async fn archive(&self, configured: Flags) -> Result<crate::archive::Manifest> {
+        let mut tx = self.backend.begin_write().await?;
+        B::lock_migration_state(&mut tx).await?;
+        let state = B::migration_state(&mut tx).await?;
+        if state.archived {
+            return Err(StorageError::Conflict(
+                "the legacy tables are archived already".into(),
+            ));
+        }
+        let flags = B::load_flags(&mut tx)
+            .await?
+            .map_or(configured, |stored| stored.flags);
+        let phase = flags.check(&state).map_err(StorageError::Guardrail)?;
+        if phase != Phase::Unified {
+            return Err(StorageError::Conflict(format!(
+                "archiving needs the unified phase (dual-write off, every read unified, no fallback); \
+                 the flags in force mean '{}'",
+                phase_name(phase)
+            )));
+        }
+        if !B::verified_since_legacy_writes(&mut tx).await? {
+            return Err(StorageError::Conflict(
+                "no clean verify since legacy was last written: run verify first".into(),
+            ));
+        }
+        let before = B::archive_evidence(&mut tx, false).await?;
+        B::move_legacy_tables(&mut tx, true).await?;
+        let after = B::archive_evidence(&mut tx, true).await?;
+        ensure_same_evidence(&before, &after, "archiving")?;
+        B::save_manifest(&mut tx, "archive", phase_name(phase), &before).await?;
+        let manifest = B::last_manifest(&mut tx).await?;
+        B::notify(&mut tx, &[Invalidation::Everything]).await?;
+        B::notify_state_changed(&mut tx).await?;
+        tx.commit().await?;
+        manifest.ok_or_else(|| StorageError::CorruptData("the archive manifest vanished".into()))
+    }
+
+    /// Moves the archived legacy tables back, in one transaction, with a manifest. Returns it
+    /// and whether the archive still held what the last archive manifest recorded. Legacy is
+    /// as it was when archived: after unified-only writes, `sync-legacy` brings it up to date
+    /// (the guardrails keep reads off legacy until then).
+    pub(crate) async fn restore_archive(
+        &self,
+        configured: Flags,
+    ) -> Result<(crate::archive::Manifest, bool)> {
+        let mut tx = self.backend.begin_write().await?;
+        B::lock_migration_state(&mut tx).await?;
+        let state = B::migration_state(&mut tx).await?;
+        if !state.archived {
+            return Err(StorageError::Conflict(
+                "nothing to restore: the legacy tables are not archived".into(),
+            ));
+        }
+        let archived = B::archive_evidence(&mut tx, true).await?;
+        let recorded = B::last_manifest(&mut tx).await?;
+        let unchanged = recorded
+            .as_ref()
+            .is_some_and(|manifest| manifest.action == "archive" && manifest.tables == archived);
+        B::move_legacy_tables(&mut tx, false).await?;
+        let restored = B::archive_evidence(&mut tx, false).await?;
+        ensure_same_evidence(&archived, &restored, "restoring")?;
+        let flags = B::load_flags(&mut tx)
+            .await?
+            .map_or(configured, |stored| stored.flags);
+        let phase = flags
+            .check(&B::migration_state(&mut tx).await?)
+            .map_or("none", phase_name);
+        B::save_manifest(&mut tx, "restore", phase, &restored).await?;
+        let manifest = B::last_manifest(&mut tx).await?;
+        B::notify(&mut tx, &[Invalidation::Everything]).await?;
+        B::notify_state_changed(&mut tx).await?;
+        tx.commit().await?;
+        let manifest = manifest
+            .ok_or_else(|| StorageError::CorruptData("the restore manifest vanished".into()))?;
+        Ok((manifest, unchanged))
+    }
+
+    pub(crate) async fn last_manifest(&self) -> Result<Option<crate::archive::Manifest>> {
+        let mut conn = self.backend.pool().acquire().await?;
+        B::last_manifest(&mut conn).await
+    }
+
     pub(crate) async fn has_legacy_definitions(&self) -> Result<bool> {
         let mut conn = self.backend.pool().acquire().await?;
+        if B::migration_state(&mut conn).await?.archived {
+            return Ok(true);
+        }
         Ok(B::count_legacy_definitions(&mut conn).await? > 0)
     }
 
@@ -890,6 +1052,92 @@ async fn schema_parts<B: Backend>(
 }
 
 /// The name a phase goes by in the audit and the status.
+/// One legacy value on its way to unified: the code it names, its raw form for a quarantine
+/// entry, and what could be read of it (`Ok(None)`: a row with no usable value; `Err`: a
+/// document key that names nothing readable, with the reason).
+struct LegacyCandidate {
+    entity_id: i64,
+    code: String,
+    raw: String,
+    read: std::result::Result<Option<domain::TypedValue>, String>,
+}
+
+/// The legacy values of these entities, one candidate per legacy row or document key.
+async fn legacy_values_of<B: Backend>(
+    conn: &mut Conn<B>,
+    kind: EntityKind,
+    ids: &[i64],
+) -> Result<Vec<LegacyCandidate>> {
+    if kind == EntityKind::Listing {
+        let rows = B::legacy_listing_rows(conn, ids).await?;
+        return Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let code = row.value.code.clone()?;
+                Some(LegacyCandidate {
+                    entity_id: row.entity_id,
+                    raw: row.value.raw_text(),
+                    read: Ok(row.value.typed_value().map(|(_, typed)| typed)),
+                    code,
+                })
+            })
+            .collect());
+    }
+    let (documents, vocabulary) = B::legacy_documents(conn, kind, ids).await?;
+    let mut candidates = Vec::new();
+    for (entity_id, document) in &documents {
+        let decoded = crate::legacy::decode_document(kind, document, &vocabulary);
+        candidates.extend(
+            decoded
+                .values
+                .into_iter()
+                .map(|(code, typed)| LegacyCandidate {
+                    entity_id: *entity_id,
+                    code,
+                    raw: typed.value.to_json().to_string(),
+                    read: Ok(Some(typed)),
+                }),
+        );
+        candidates.extend(
+            decoded
+                .refused
+                .into_iter()
+                .map(|(key, raw, reason)| LegacyCandidate {
+                    entity_id: *entity_id,
+                    code: key,
+                    raw,
+                    read: Err(reason),
+                }),
+        );
+    }
+    Ok(candidates)
+}
+
+/// Operations on the legacy tables need them out of the archive.
+async fn ensure_legacy_in_place<B: Backend>(conn: &mut Conn<B>) -> Result<()> {
+    if B::migration_state(conn).await?.archived {
+        return Err(StorageError::Conflict(
+            "the legacy tables are archived: run restore-archive first".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A move must carry every row unchanged; anything else rolls the move back.
+fn ensure_same_evidence(
+    before: &[crate::archive::TableEvidence],
+    after: &[crate::archive::TableEvidence],
+    what: &str,
+) -> Result<()> {
+    if before == after {
+        Ok(())
+    } else {
+        Err(StorageError::CorruptData(format!(
+            "{what} changed the tables' contents (before {before:?}, after {after:?}); nothing was moved"
+        )))
+    }
+}
+
 pub fn phase_name(phase: Phase) -> &'static str {
     match phase {
         Phase::Legacy => "legacy",

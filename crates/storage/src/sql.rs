@@ -157,6 +157,23 @@ pub(crate) const UNIFIED_LISTING_VALUES: &str = unified_values_sql!("marketplace
 pub(crate) const UNIFIED_PRODUCT_VALUES: &str = unified_values_sql!("storefront_products");
 pub(crate) const UNIFIED_VARIANT_VALUES: &str = unified_values_sql!("storefront_product_variants");
 
+/// The table of an entity kind (ids are shared by both stores).
+pub(crate) fn entity_table(kind: domain::EntityKind) -> &'static str {
+    match kind {
+        domain::EntityKind::Listing => "marketplace_listings",
+        domain::EntityKind::Product => "storefront_products",
+        domain::EntityKind::ProductVariant => "storefront_product_variants",
+    }
+}
+
+/// Unified values of many entities of one kind; the caller appends the kind and the ids.
+pub(crate) const UNIFIED_VALUES_OF_KIND: &str =
+    "SELECT v.entity_id, a.code, a.attribute_type, v.text_value,
+        CAST(v.numeric_value AS TEXT) AS numeric_value, v.boolean_value,
+        CAST(v.date_value AS TEXT) AS date_value, v.json_value, v.unit
+    FROM unified_attribute_values v JOIN unified_attributes a ON a.id = v.attribute_id
+    WHERE v.entity_type = ";
+
 pub(crate) const PRODUCT_DOCUMENT: &str =
     "SELECT attributes FROM storefront_products WHERE id = $1";
 pub(crate) const VARIANT_DOCUMENT: &str =

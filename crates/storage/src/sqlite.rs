@@ -65,6 +65,60 @@ mod sqlite_sql {
         query.bind(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
     }
 
+    pub(super) const VERIFIED_SINCE_LEGACY_WRITES: &str =
+        crate::archive::verified_since_legacy_writes_sql!("julianday");
+
+    /// SQLite has no schemas in one file: archived tables carry a prefix.
+    pub(super) fn archived_table(table: &str) -> String {
+        format!("legacy_archive_{table}")
+    }
+
+    /// Each row of a table as text (every column `quote`d, in column order), for checksums.
+    pub(super) async fn row_texts_sql(
+        conn: &mut sqlx::SqliteConnection,
+        table: &str,
+        location: &str,
+        filter: Option<&str>,
+    ) -> crate::error::Result<String> {
+        crate::stats::record_queries(1);
+        let columns: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info($1) ORDER BY cid")
+                .bind(location)
+                .fetch_all(conn)
+                .await?;
+        if columns.is_empty() {
+            return Err(crate::error::StorageError::Conflict(format!(
+                "the legacy table {table} is missing (looked for {location})"
+            )));
+        }
+        let row = columns
+            .iter()
+            .map(|column| format!("quote(\"{column}\")"))
+            .collect::<Vec<_>>()
+            .join(" || '|' || ");
+        let filter = filter.map(|f| format!(" WHERE {f}")).unwrap_or_default();
+        Ok(format!("SELECT {row} FROM {location}{filter}"))
+    }
+
+    /// `RENAME` keeps indexes, and rewrites the foreign keys that point at the table.
+    pub(super) async fn move_statements(
+        _conn: &mut sqlx::SqliteConnection,
+        tables: &[&str],
+        to_archive: bool,
+    ) -> crate::error::Result<Vec<String>> {
+        Ok(tables
+            .iter()
+            .map(|table| {
+                let archived = archived_table(table);
+                if to_archive {
+                    format!("ALTER TABLE {table} RENAME TO {archived}")
+                } else {
+                    format!("ALTER TABLE {archived} RENAME TO {table}")
+                }
+            })
+            .collect())
+    }
+
     /// One process owns an SQLite file: there is no other replica to tell.
     pub(super) async fn notify_channel(
         _conn: &mut sqlx::SqliteConnection,
@@ -80,9 +134,8 @@ mod sqlite_sql {
     ) {
         row.push_bind(value);
     }
-    /// Listing ids of the next backfill batch (the write transaction already excludes writers).
-    pub(super) const LISTING_IDS_AFTER: &str =
-        "SELECT id FROM marketplace_listings WHERE id > $1 ORDER BY id LIMIT $2";
+    /// SQLite needs no row locks: a write transaction already excludes every other writer.
+    pub(super) const LOCK_ROWS: &str = "";
 
     /// Binds a date as text (its column is text).
     pub(super) fn push_date<'args>(

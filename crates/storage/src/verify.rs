@@ -1,18 +1,20 @@
-//! `verify`: legacy and unified compared per listing, in both directions, with the rows the
-//! backfill quarantined left out; a bounded list of the drifted listings with the difference.
+//! `verify`: legacy and unified compared per entity (listings, products, variants), in both
+//! directions, with the values the backfill quarantined left out; counts per kind and per
+//! attribute, and a bounded list of the drifted entities with the difference.
 
 use std::collections::{BTreeMap, HashSet};
 
-use domain::EntityValues;
+use domain::{EntityRef, EntityValues};
 use serde::Serialize;
 
-/// Drifted listings kept in a report; the count is always complete.
+/// Drifted entities kept in a report; the count is always complete.
 pub const MAX_DRIFT_SHOWN: usize = 50;
 
-/// How one listing differs between the stores.
+/// How one entity differs between the stores.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Drift {
-    pub listing_id: i64,
+    pub entity_type: &'static str,
+    pub entity_id: i64,
     /// Codes with a value in legacy only.
     pub missing_in_unified: Vec<String>,
     /// Codes with a value in unified only.
@@ -21,27 +23,36 @@ pub struct Drift {
     pub different: BTreeMap<String, (String, String)>,
 }
 
+/// Entities of one kind checked and drifted, and values per attribute code in each store
+/// (quarantined values left out of legacy).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KindCounts {
+    pub checked: i64,
+    pub drifted: i64,
+    pub legacy_values_by_code: BTreeMap<String, i64>,
+    pub unified_values_by_code: BTreeMap<String, i64>,
+}
+
 /// The result of a verify run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
-    pub listings_checked: i64,
-    pub listings_drifted: i64,
-    /// Values per attribute code in each store (quarantined rows left out of legacy).
-    pub legacy_values_by_code: BTreeMap<String, i64>,
-    pub unified_values_by_code: BTreeMap<String, i64>,
+    pub checked: i64,
+    pub drifted: i64,
+    /// Per entity kind (`listing`, `product`, `product_variant`).
+    pub kinds: BTreeMap<&'static str, KindCounts>,
     pub quarantined: i64,
     pub drift: Vec<Drift>,
 }
 
 impl VerifyReport {
     pub fn is_clean(&self) -> bool {
-        self.listings_drifted == 0
+        self.drifted == 0
     }
 
-    /// Compares one listing; `quarantined` holds the codes whose legacy rows were refused.
+    /// Compares one entity; `quarantined` holds the codes whose legacy values were refused.
     pub(crate) fn compare(
         &mut self,
-        listing_id: i64,
+        entity: EntityRef,
         mut legacy: EntityValues,
         unified: &EntityValues,
         quarantined: &HashSet<String>,
@@ -49,17 +60,26 @@ impl VerifyReport {
         // A quarantine entry explains a value missing from unified; once unified has a value for
         // that code again (a later write), the two are compared as usual.
         legacy.retain(|code, _| !quarantined.contains(code) || unified.contains_key(code));
-        self.listings_checked += 1;
+        self.checked += 1;
+        let counts = self.kinds.entry(entity.kind.as_str()).or_default();
+        counts.checked += 1;
         for code in legacy.keys() {
-            *self.legacy_values_by_code.entry(code.clone()).or_default() += 1;
+            *counts
+                .legacy_values_by_code
+                .entry(code.clone())
+                .or_default() += 1;
         }
         for code in unified.keys() {
-            *self.unified_values_by_code.entry(code.clone()).or_default() += 1;
+            *counts
+                .unified_values_by_code
+                .entry(code.clone())
+                .or_default() += 1;
         }
         if &legacy == unified {
             return;
         }
-        self.listings_drifted += 1;
+        counts.drifted += 1;
+        self.drifted += 1;
         if self.drift.len() >= MAX_DRIFT_SHOWN {
             return;
         }
@@ -72,7 +92,8 @@ impl VerifyReport {
             json
         };
         self.drift.push(Drift {
-            listing_id,
+            entity_type: entity.kind.as_str(),
+            entity_id: entity.id,
             missing_in_unified: legacy
                 .keys()
                 .filter(|c| !unified.contains_key(*c))
@@ -93,9 +114,6 @@ impl VerifyReport {
         });
     }
 }
-
-pub(crate) const LISTING_IDS_AFTER: &str =
-    "SELECT id FROM marketplace_listings WHERE id > $1 ORDER BY id LIMIT $2";
 
 pub(crate) const SAVE_RUN: &str =
     "INSERT INTO verify_runs (checked, drifted, report) VALUES ($1, $2, $3)";

@@ -139,12 +139,15 @@ pub struct MigrationStatus {
     counts: MigrationCounts,
     /// Unified listing values per legacy listing value, in percent.
     listing_values_migrated_percent: f64,
-    /// The listing backfill's checkpoint: last id, migrated, quarantined, completed.
-    #[schema(value_type = Object)]
-    backfill: storage::backfill::Checkpoint,
+    /// The backfill's checkpoint per entity kind: last id, migrated, quarantined, completed.
+    #[schema(value_type = Vec<Object>)]
+    backfill: Vec<storage::backfill::Checkpoint>,
     /// The last `verify` run, if any.
     #[schema(value_type = Object)]
     last_verify: Option<storage::verify::LastVerify>,
+    /// The manifest of the last `archive` or `restore-archive`, if any.
+    #[schema(value_type = Object)]
+    last_archive: Option<storage::archive::Manifest>,
 }
 
 /// `GET /api/v2/admin/attributes/migration-status`: real numbers, counted in the database.
@@ -160,11 +163,10 @@ pub async fn migration_status(
     require_token(&request, &state.admin_tokens)?;
     let in_force = state.flags_in_force();
     let counts = state.storage.migration_counts().await?;
-    let migrated = if counts.legacy_listing_values == 0 {
-        100.0
-    } else {
-        (counts.unified_listing_values as f64 * 100.0 / counts.legacy_listing_values as f64)
-            .min(100.0)
+    // Archived legacy tables (no count) were migrated in full before they moved.
+    let migrated = match counts.legacy_listing_values {
+        None | Some(0) => 100.0,
+        Some(legacy) => (counts.unified_listing_values as f64 * 100.0 / legacy as f64).min(100.0),
     };
     Ok(HttpResponse::Ok().json(Envelope::new(MigrationStatus {
         phase: phase_name(in_force.phase).to_owned(),
@@ -173,8 +175,15 @@ pub async fn migration_status(
         state: state.storage.migration_state().await?,
         counts,
         listing_values_migrated_percent: (migrated * 10.0).round() / 10.0,
-        backfill: state.storage.listing_checkpoint(false).await?,
+        backfill: {
+            let mut checkpoints = Vec::new();
+            for kind in domain::EntityKind::ALL {
+                checkpoints.push(state.storage.backfill_checkpoint(kind, false).await?);
+            }
+            checkpoints
+        },
         last_verify: state.storage.last_verify().await?,
+        last_archive: state.storage.last_archive_manifest().await?,
     })))
 }
 

@@ -1,0 +1,557 @@
+//! The operations behind the subcommands: each prints a human report, or JSON with `--json`,
+//! and returns an error that `main` turns into the exit code.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use api::Settings;
+use clap::{Args, Subcommand};
+use domain::EntityKind;
+use serde::Serialize;
+use storage::Storage;
+use storage::demo::Dataset;
+
+use crate::progress::Progress;
+
+/// A check ran and found a problem: exit code 1 (errors are 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CheckFailed(pub String);
+
+/// How a command reports its result.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    pub json: bool,
+}
+
+impl Output {
+    /// Prints `report` as JSON, or the human text `human` writes.
+    #[allow(clippy::print_stdout)] // the report is what the command is for
+    fn report<T: Serialize>(
+        self,
+        report: &T,
+        human: impl FnOnce(&T) -> String,
+    ) -> anyhow::Result<()> {
+        if self.json {
+            println!("{:#}", serde_json::to_value(report)?);
+        } else {
+            println!("{}", human(report));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Subcommand, Default)]
+pub enum Direction {
+    /// Apply every pending migration (the default).
+    #[default]
+    Up,
+    /// Revert the last N applied migrations. The legacy tables are never dropped.
+    Down {
+        steps: usize,
+        /// Also allow reverting the migration that creates the unified tables (drops their data).
+        #[arg(long)]
+        allow_data_loss: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// How many listings.
+    #[arg(long, default_value_t = 500)]
+    listings: usize,
+    /// How many B2C products, three variants each (default: a tenth of the listings).
+    #[arg(long)]
+    products: Option<usize>,
+    /// The same seed always gives the same data.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Entities per batch (one transaction each).
+    #[arg(long, default_value_t = 1000)]
+    batch_size: i64,
+    /// Pause between batches, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    batch_delay: u64,
+    /// Upper bound of legacy rows migrated per second (0: none).
+    #[arg(long, default_value_t = 0)]
+    max_rows_per_sec: u64,
+    /// Start over from the first entity instead of the stored checkpoints.
+    #[arg(long)]
+    restart: bool,
+    /// Stop after this many batches (the checkpoints keep the place).
+    #[arg(long)]
+    max_batches: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Entities compared per page.
+    #[arg(long, default_value_t = 1000)]
+    page_size: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Listings per batch (one transaction each).
+    #[arg(long, default_value_t = 1000)]
+    batch_size: i64,
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<Storage> {
+    let url = settings.database.url();
+    Storage::connect(&url, settings.database.max_connections)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database ({})",
+                url.split('@').next_back().unwrap_or(&url)
+            )
+        })
+}
+
+/// Connects and brings the schema up to date, as every data command needs.
+async fn connect_migrated(settings: &Settings) -> anyhow::Result<Storage> {
+    let storage = connect(settings).await?;
+    storage.migrate().await.context("migration failed")?;
+    Ok(storage)
+}
+
+/// The flags in force: the stored runtime change, else the configured ones.
+async fn flags_in_force(settings: &Settings, storage: &Storage) -> anyhow::Result<flags::Flags> {
+    let configured = settings.flags.parse().context("invalid flag value")?;
+    Ok(storage
+        .stored_flags()
+        .await?
+        .map_or(configured, |stored| stored.flags))
+}
+
+pub async fn migrate(
+    settings: &Settings,
+    output: Output,
+    direction: Direction,
+) -> anyhow::Result<()> {
+    let storage = connect(settings).await?;
+    #[derive(Serialize)]
+    struct Report {
+        database: &'static str,
+        reverted: Vec<i64>,
+    }
+    let reverted = match direction {
+        Direction::Up => {
+            storage.migrate().await.context("migration failed")?;
+            Vec::new()
+        }
+        Direction::Down {
+            steps,
+            allow_data_loss,
+        } => storage
+            .migrate_down(steps, allow_data_loss)
+            .await
+            .context("migrating down failed")?,
+    };
+    let report = Report {
+        database: storage.backend_name(),
+        reverted,
+    };
+    output.report(&report, |report| {
+        if report.reverted.is_empty() {
+            format!("{}: the schema is up to date", report.database)
+        } else {
+            format!(
+                "{}: reverted migrations {:?}",
+                report.database, report.reverted
+            )
+        }
+    })
+}
+
+pub async fn seed_demo(settings: &Settings, output: Output, args: &SeedArgs) -> anyhow::Result<()> {
+    let storage = connect_migrated(settings).await?;
+    if storage.has_legacy_definitions().await? {
+        bail!(
+            "the database already holds legacy attribute definitions; seed-demo loads into an empty database"
+        );
+    }
+    let products = args.products.unwrap_or(args.listings.div_ceil(10));
+    let dataset = Dataset::marketplace_with(args.listings, products, args.seed).with_all_defects();
+    storage
+        .seed_legacy(&dataset)
+        .await
+        .context("seeding failed")?;
+    let report = serde_json::json!({
+        "listings": dataset.listings.len(),
+        "products": dataset.products.len(),
+        "variants": dataset.variants.len(),
+        "seed": args.seed,
+    });
+    output.report(&report, |report| {
+        format!(
+            "demo marketplace loaded in legacy form: {} listings, {} products, {} variants (seed {})",
+            report["listings"], report["products"], report["variants"], report["seed"]
+        )
+    })
+}
+
+/// The configured flags (environment, settings file, defaults), the runtime change that
+/// overrides them if any, and the phase of the flags in force.
+pub async fn show_flags(settings: &Settings, output: Output) -> anyhow::Result<()> {
+    let configured = settings.flags.parse().context("invalid flag value")?;
+    let storage = connect(settings).await?;
+    let stored = storage
+        .stored_flags()
+        .await
+        .context("cannot read the runtime flags (run migrate first?)")?;
+    let state = storage.migration_state().await?;
+    let (in_force, source) = match &stored {
+        Some(stored) => (
+            stored.flags,
+            format!(
+                "runtime (set by {} at {})",
+                stored.updated_by, stored.updated_at
+            ),
+        ),
+        None => (
+            configured,
+            "configured (environment, settings file, defaults)".to_owned(),
+        ),
+    };
+    let phase = in_force
+        .check(&state)
+        .map(storage::phase_name)
+        .map_err(|violation| format!("{} ({})", violation, violation.rule()));
+    let from = |name: &str| {
+        if stored.is_some() {
+            "runtime"
+        } else if std::env::var_os(name).is_some() {
+            "env"
+        } else {
+            "settings file or default"
+        }
+    };
+    let rows = [
+        (
+            flags::vars::DUAL_WRITE,
+            in_force.dual_write.to_string(),
+            configured.dual_write.to_string(),
+        ),
+        (
+            flags::vars::USE_UNIFIED,
+            in_force.use_unified.to_string(),
+            configured.use_unified.to_string(),
+        ),
+        (
+            flags::vars::UNIFIED_PERCENT,
+            in_force.unified_percent.to_string(),
+            configured.unified_percent.to_string(),
+        ),
+        (
+            flags::vars::FALLBACK,
+            in_force.fallback.to_string(),
+            configured.fallback.to_string(),
+        ),
+        (
+            flags::vars::SHADOW_PERCENT,
+            in_force.shadow_percent.to_string(),
+            configured.shadow_percent.to_string(),
+        ),
+    ];
+    let report = serde_json::json!({
+        "flags": in_force, "configured": configured, "source": source, "state": state,
+        "sources": rows.iter().map(|(name, ..)| (name.to_string(), from(name))).collect::<HashMap<_, _>>(),
+        "phase": phase.as_ref().ok(), "guardrail": phase.as_ref().err(),
+    });
+    output.report(&report, |_| {
+        let mut text = format!(
+            "source: {source}\n{:<36} {:<8} {:<10} from\n",
+            "flag", "in force", "configured"
+        );
+        for (name, now, conf) in &rows {
+            text.push_str(&format!("{name:<36} {now:<8} {conf:<10} {}\n", from(name)));
+        }
+        text.push_str(&format!(
+            "state: archived={} unified_only_writes_pending_sync={}\n",
+            state.archived, state.unified_only_writes_pending_sync
+        ));
+        match &phase {
+            Ok(phase) => text.push_str(&format!("phase: {phase}")),
+            Err(violation) => text.push_str(&format!("phase: none — {violation}")),
+        }
+        text
+    })?;
+    phase
+        .map(|_| ())
+        .map_err(|violation| CheckFailed(violation).into())
+}
+
+/// Runs the backfill: definitions and bindings, then each entity kind batch by batch, with
+/// progress on stderr and a summary on stdout.
+pub async fn backfill(
+    settings: &Settings,
+    output: Output,
+    args: &BackfillArgs,
+) -> anyhow::Result<()> {
+    if args.batch_size < 1 {
+        bail!("--batch-size must be at least 1");
+    }
+    let storage = connect_migrated(settings).await?;
+    let started = Instant::now();
+    let (definitions, bindings) = storage
+        .backfill_definitions()
+        .await
+        .context("definitions backfill failed")?;
+    note(&format!(
+        "definitions: {definitions} attributes, {bindings} bindings copied"
+    ));
+    let catalog: HashMap<String, domain::Attribute> = storage
+        .catalog(storage::ReadRoute::new(flags::Store::Legacy, false))
+        .await?
+        .data
+        .into_iter()
+        .map(|attribute| (attribute.code.clone(), attribute))
+        .collect();
+    let counts = storage.migration_counts().await?;
+    let mut batches = 0;
+    let mut checkpoints = Vec::new();
+    for (kind, label, total) in [
+        (EntityKind::Listing, "listings:", counts.listings),
+        (EntityKind::Product, "products:", counts.products),
+        (EntityKind::ProductVariant, "variants:", counts.variants),
+    ] {
+        let checkpoint = backfill_kind(&storage, args, &catalog, &mut batches, kind, label, total)
+            .await
+            .with_context(|| format!("{kind} batch failed"))?;
+        checkpoints.push(checkpoint);
+    }
+    let completed = checkpoints.iter().all(|checkpoint| checkpoint.completed);
+    let seconds = started.elapsed().as_secs_f64();
+    let summary = serde_json::json!({
+        "definitions": definitions, "bindings": bindings, "entities": checkpoints,
+        "batches": batches, "seconds": seconds, "completed": completed,
+    });
+    output.report(&summary, |_| {
+        let mut text = format!(
+            "backfill {} in {seconds:.1} s ({batches} batches); quarantined values are listed in backfill_quarantine",
+            if completed { "complete" } else { "paused" },
+        );
+        for checkpoint in &checkpoints {
+            text.push_str(&format!(
+                "\n  {:<16} {:>10} values migrated {:>8} quarantined{}",
+                checkpoint.entity_type,
+                checkpoint.migrated,
+                checkpoint.quarantined,
+                if checkpoint.completed { "" } else { "  (not finished)" }
+            ));
+        }
+        text
+    })
+}
+
+/// Backfills one entity kind from its checkpoint, throttled, until done or out of batches.
+async fn backfill_kind(
+    storage: &Storage,
+    args: &BackfillArgs,
+    catalog: &HashMap<String, domain::Attribute>,
+    batches: &mut u64,
+    kind: EntityKind,
+    label: &'static str,
+    total: i64,
+) -> anyhow::Result<storage::backfill::Checkpoint> {
+    let started = Instant::now();
+    let mut checkpoint = storage.backfill_checkpoint(kind, args.restart).await?;
+    let progress = Progress::new(label, total.max(0) as u64);
+    let (migrated_before, quarantined_before) = (checkpoint.migrated, checkpoint.quarantined);
+    let mut done_in_run = 0;
+    while !checkpoint.completed && args.max_batches.is_none_or(|max| *batches < max) {
+        let batch_started = Instant::now();
+        let next = storage
+            .backfill_batch(kind, &checkpoint, args.batch_size, catalog)
+            .await?;
+        let rows =
+            (next.migrated + next.quarantined) - (checkpoint.migrated + checkpoint.quarantined);
+        checkpoint = next;
+        *batches += 1;
+        done_in_run += args.batch_size;
+        let rows_done = (checkpoint.migrated + checkpoint.quarantined
+            - migrated_before
+            - quarantined_before) as f64;
+        progress.step(
+            done_in_run.min(total).max(0) as u64,
+            format!(
+                "up to id {} ({} migrated, {} quarantined, {:.0} rows/s)",
+                checkpoint.last_id,
+                checkpoint.migrated,
+                checkpoint.quarantined,
+                rows_done / started.elapsed().as_secs_f64().max(0.001),
+            ),
+        );
+        let mut pause = Duration::from_millis(args.batch_delay);
+        if args.max_rows_per_sec > 0 {
+            let budget = Duration::from_secs_f64(rows as f64 / args.max_rows_per_sec as f64);
+            pause = pause.max(budget.saturating_sub(batch_started.elapsed()));
+        }
+        if !pause.is_zero() && !checkpoint.completed {
+            tokio::time::sleep(pause).await;
+        }
+    }
+    progress.finish();
+    Ok(checkpoint)
+}
+
+/// A line of progress that needs no bar.
+#[allow(clippy::print_stderr)] // progress is part of the command's output
+fn note(line: &str) {
+    eprintln!("{line}");
+}
+
+/// Compares both stores entity by entity; drift exits with 1.
+pub async fn verify(settings: &Settings, output: Output, args: &VerifyArgs) -> anyhow::Result<()> {
+    if args.page_size < 1 {
+        bail!("--page-size must be at least 1");
+    }
+    let storage = connect_migrated(settings).await?;
+    let counts = storage.migration_counts().await?;
+    let total = counts.listings + counts.products + counts.variants;
+    let started = Instant::now();
+    let progress = Progress::new("verified", total.max(0) as u64);
+    let report = storage
+        .verify(args.page_size, |report| {
+            progress.step(
+                report.checked as u64,
+                format!(
+                    "{} of {total} entities, {} drifted",
+                    report.checked, report.drifted
+                ),
+            );
+        })
+        .await
+        .context("verify failed")?;
+    progress.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    output.report(&report, |report| {
+        let mut text = format!(
+            "{} entities checked in {seconds:.1} s: {} drifted; {} quarantined legacy values left out",
+            report.checked, report.drifted, report.quarantined
+        );
+        for (kind, counts) in &report.kinds {
+            text.push_str(&format!(
+                "\n  {kind:<16} {:>9} checked {:>6} drifted  values legacy {} / unified {}",
+                counts.checked,
+                counts.drifted,
+                counts.legacy_values_by_code.values().sum::<i64>(),
+                counts.unified_values_by_code.values().sum::<i64>(),
+            ));
+        }
+        for drift in &report.drift {
+            text.push_str(&format!(
+                "\n  {} {}: only in legacy {:?}, only in unified {:?}, different {:?}",
+                drift.entity_type,
+                drift.entity_id,
+                drift.missing_in_unified,
+                drift.missing_in_legacy,
+                drift.different
+            ));
+        }
+        text
+    })?;
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err(CheckFailed(format!(
+            "{} of {} entities differ between the stores",
+            report.drifted, report.checked
+        ))
+        .into())
+    }
+}
+
+/// Copies unified back to legacy, with the flags in force deciding whether that is safe.
+pub async fn sync_legacy(
+    settings: &Settings,
+    output: Output,
+    args: &SyncArgs,
+) -> anyhow::Result<()> {
+    let storage = connect_migrated(settings).await?;
+    let in_force = flags_in_force(settings, &storage).await?;
+    let counts = storage.migration_counts().await?;
+    let total = counts.listings + counts.products + counts.variants;
+    let started = Instant::now();
+    let progress = Progress::new("synced", total.max(0) as u64);
+    let synced = storage
+        .sync_legacy(in_force.write_mode(), args.batch_size.max(1), |synced| {
+            progress.step(synced as u64, format!("{synced} of {total} entities"));
+        })
+        .await
+        .context("sync-legacy failed")?;
+    progress.finish();
+    let report =
+        serde_json::json!({"entities_synced": synced, "seconds": started.elapsed().as_secs_f64()});
+    output.report(&report, |_| {
+        format!(
+            "legacy is up to date: {synced} listings, products and variants synced in {:.1} s; reads may go back to legacy",
+            started.elapsed().as_secs_f64()
+        )
+    })
+}
+
+fn manifest_text(manifest: &storage::archive::Manifest) -> String {
+    let mut text = format!(
+        "manifest {} ({}, phase {}, {}):",
+        manifest.id, manifest.action, manifest.phase, manifest.recorded_at
+    );
+    for table in &manifest.tables {
+        text.push_str(&format!(
+            "\n  {:<36} {:>10} rows  checksum {}",
+            table.table, table.rows, table.checksum
+        ));
+    }
+    text
+}
+
+pub async fn archive(settings: &Settings, output: Output) -> anyhow::Result<()> {
+    let storage = connect_migrated(settings).await?;
+    let configured = settings.flags.parse().context("invalid flag value")?;
+    let manifest = storage
+        .archive(configured)
+        .await
+        .context("archive refused")?;
+    output.report(&manifest, |manifest| {
+        format!(
+            "legacy tables archived; restore-archive moves them back.\n{}",
+            manifest_text(manifest)
+        )
+    })
+}
+
+pub async fn restore_archive(settings: &Settings, output: Output) -> anyhow::Result<()> {
+    let storage = connect_migrated(settings).await?;
+    let configured = settings.flags.parse().context("invalid flag value")?;
+    let (manifest, unchanged) = storage
+        .restore_archive(configured)
+        .await
+        .context("restore-archive failed")?;
+    let report = serde_json::json!({"manifest": manifest, "matches_archive_manifest": unchanged});
+    output.report(&report, |_| {
+        format!(
+            "legacy tables restored{}.\n{}",
+            if unchanged {
+                ", exactly as archived"
+            } else {
+                ", BUT the archive differs from its manifest"
+            },
+            manifest_text(&manifest)
+        )
+    })?;
+    if unchanged {
+        Ok(())
+    } else {
+        Err(CheckFailed(
+            "the archive no longer matched the archive manifest; compare the two manifests".into(),
+        )
+        .into())
+    }
+}

@@ -1,0 +1,40 @@
+//! Progress of long operations on stderr: a bar on a terminal, one line per step otherwise
+//! (logs and CI keep a record; scripts read the lines).
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Debug)]
+pub struct Progress {
+    bar: ProgressBar,
+    /// What each plain line starts with, e.g. `listings:`.
+    label: &'static str,
+}
+
+impl Progress {
+    pub fn new(label: &'static str, total: u64) -> Self {
+        let bar = ProgressBar::new(total);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta} left) {msg}",
+        ) {
+            bar.set_style(style);
+        }
+        bar.set_prefix(label);
+        Self { bar, label }
+    }
+
+    /// Moves the bar to `position` with `message`; without a terminal, prints
+    /// `{label} {message}` as one line.
+    #[allow(clippy::print_stderr)] // progress is part of the command's output
+    pub fn step(&self, position: u64, message: String) {
+        if self.bar.is_hidden() {
+            eprintln!("{} {message}", self.label);
+        } else {
+            self.bar.set_position(position);
+            self.bar.set_message(message);
+        }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}

@@ -1,0 +1,220 @@
+//! Archive and restore on both backends: refused until the unified phase and a clean verify,
+//! the tables move whole with a manifest of counts and checksums, reads keep working, and a
+//! restore brings back exactly what was archived (or says that it did not).
+
+use std::collections::HashMap;
+
+use domain::{EntityKind, EntityRef};
+use flags::{Flags, Store};
+use storage::{ReadRoute, Storage, StorageError};
+
+use crate::common::{Backend, TestDb};
+
+conformance_in!(
+    archiving_is_refused_until_the_unified_phase_and_a_clean_verify,
+    archive_and_restore_move_the_legacy_tables_whole_with_matching_manifests,
+    a_restore_says_when_the_archive_changed_since_it_was_made,
+);
+
+const UNIFIED_PHASE: Flags = Flags {
+    use_unified: true,
+    unified_percent: 100,
+    fallback: false,
+    dual_write: false,
+    shadow_percent: 0,
+};
+
+async fn backfilled(db: &TestDb) -> Storage {
+    let storage = db.storage().await;
+    storage
+        .seed_legacy(&storage::demo::Dataset::marketplace(40, 3))
+        .await
+        .expect("seed");
+    storage.backfill_definitions().await.expect("definitions");
+    let catalog: HashMap<String, domain::Attribute> = storage
+        .catalog(ReadRoute::new(Store::Legacy, false))
+        .await
+        .expect("catalog")
+        .data
+        .into_iter()
+        .map(|a| (a.code.clone(), a))
+        .collect();
+    for kind in EntityKind::ALL {
+        let mut checkpoint = storage
+            .backfill_checkpoint(kind, false)
+            .await
+            .expect("checkpoint");
+        while !checkpoint.completed {
+            checkpoint = storage
+                .backfill_batch(kind, &checkpoint, 15, &catalog)
+                .await
+                .expect("batch");
+        }
+    }
+    storage
+}
+
+/// Where an archived legacy table lives on this backend.
+fn archived(db: &TestDb, table: &str) -> String {
+    match db.backend {
+        Backend::Postgres => format!("legacy_archive.{table}"),
+        Backend::Sqlite => format!("legacy_archive_{table}"),
+    }
+}
+
+async fn table_exists(db: &TestDb, table: &str) -> bool {
+    let sql = match db.backend {
+        Backend::Postgres => format!(
+            "SELECT COUNT(*) FROM (SELECT to_regclass('{table}') AS t) r WHERE t IS NOT NULL"
+        ),
+        Backend::Sqlite => {
+            format!("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'")
+        }
+    };
+    db.raw().await.count(&sql).await == 1
+}
+
+fn conflict(result: Result<storage::archive::Manifest, StorageError>) -> String {
+    match result {
+        Err(StorageError::Conflict(message)) => message,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+async fn archiving_is_refused_until_the_unified_phase_and_a_clean_verify(db: TestDb) {
+    let storage = backfilled(&db).await;
+    let canary = Flags {
+        dual_write: true,
+        fallback: true,
+        ..UNIFIED_PHASE
+    };
+    assert!(conflict(storage.archive(canary).await).contains("'canary'"));
+    assert!(
+        conflict(storage.archive(UNIFIED_PHASE).await).contains("run verify first"),
+        "no verify ran yet"
+    );
+    // A verify that finds drift does not count either.
+    db.raw()
+        .await
+        .execute(
+            "DELETE FROM unified_attribute_values WHERE entity_type = 'listing' AND entity_id = 1",
+        )
+        .await;
+    assert!(!storage.verify(20, |_| {}).await.expect("verify").is_clean());
+    assert!(conflict(storage.archive(UNIFIED_PHASE).await).contains("run verify first"));
+    assert!(
+        table_exists(&db, "listing_attribute_values").await,
+        "nothing moved"
+    );
+}
+
+async fn archive_and_restore_move_the_legacy_tables_whole_with_matching_manifests(db: TestDb) {
+    let storage = backfilled(&db).await;
+    assert!(storage.verify(20, |_| {}).await.expect("verify").is_clean());
+    let raw = db.raw().await;
+    let legacy_values = raw
+        .count("SELECT COUNT(*) FROM listing_attribute_values")
+        .await;
+    let attribute_translations = raw
+        .count("SELECT COUNT(*) FROM translations WHERE entity_type IN ('attribute', 'product_variant_attribute')")
+        .await;
+    raw.execute("INSERT INTO translations (entity_type, entity_id, language, field_name, translated_text) VALUES ('category', 1001, 'en', 'name', 'Electronics')").await;
+
+    let manifest = storage.archive(UNIFIED_PHASE).await.expect("archive");
+    assert_eq!(
+        (manifest.action.as_str(), manifest.phase.as_str()),
+        ("archive", "unified")
+    );
+    let rows: HashMap<&str, i64> = manifest
+        .tables
+        .iter()
+        .map(|t| (t.table.as_str(), t.rows))
+        .collect();
+    assert_eq!(rows["listing_attribute_values"], legacy_values);
+    assert_eq!(rows["translations"], attribute_translations);
+    assert_eq!(rows["category_attributes"], 22);
+    assert!(!table_exists(&db, "listing_attribute_values").await);
+    assert_eq!(
+        raw.count(&format!(
+            "SELECT COUNT(*) FROM {}",
+            archived(&db, "listing_attribute_values")
+        ))
+        .await,
+        legacy_values
+    );
+    assert_eq!(
+        raw.count("SELECT COUNT(*) FROM translations").await,
+        1,
+        "only the attributes' translations move; the category's stays"
+    );
+
+    // Unified keeps serving; the state says archived; legacy counts are not looked for.
+    let state = storage.migration_state().await.expect("state");
+    assert!(state.archived);
+    assert_eq!(UNIFIED_PHASE.check(&state), Ok(flags::Phase::Archived));
+    let values = storage
+        .entity_values(EntityRef::listing(1), ReadRoute::new(Store::Unified, false))
+        .await
+        .expect("unified read");
+    assert!(!values.data.is_empty());
+    let counts = storage.migration_counts().await.expect("counts");
+    assert_eq!(counts.legacy_listing_values, None);
+    assert!(matches!(
+        storage.verify(20, |_| {}).await,
+        Err(StorageError::Conflict(_))
+    ));
+    assert!(conflict(storage.archive(UNIFIED_PHASE).await).contains("archived already"));
+    assert!(storage.has_legacy_definitions().await.expect("definitions"));
+
+    let (restored, unchanged) = storage
+        .restore_archive(UNIFIED_PHASE)
+        .await
+        .expect("restore");
+    assert!(unchanged);
+    assert_eq!(restored.action, "restore");
+    assert_eq!(
+        restored.tables, manifest.tables,
+        "the same rows, byte for byte"
+    );
+    assert!(table_exists(&db, "listing_attribute_values").await);
+    assert_eq!(
+        raw.count("SELECT COUNT(*) FROM translations").await,
+        attribute_translations + 1
+    );
+    assert!(!storage.migration_state().await.expect("state").archived);
+    assert!(storage.verify(20, |_| {}).await.expect("verify").is_clean());
+    assert!(matches!(
+        storage.restore_archive(UNIFIED_PHASE).await,
+        Err(StorageError::Conflict(_))
+    ));
+    assert_eq!(
+        storage
+            .last_archive_manifest()
+            .await
+            .expect("manifest")
+            .map(|m| m.id),
+        Some(restored.id)
+    );
+}
+
+async fn a_restore_says_when_the_archive_changed_since_it_was_made(db: TestDb) {
+    let storage = backfilled(&db).await;
+    assert!(storage.verify(20, |_| {}).await.expect("verify").is_clean());
+    storage.archive(UNIFIED_PHASE).await.expect("archive");
+    db.raw()
+        .await
+        .execute(&format!(
+            "DELETE FROM {} WHERE listing_id = 2",
+            archived(&db, "listing_attribute_values")
+        ))
+        .await;
+    let (_, unchanged) = storage
+        .restore_archive(UNIFIED_PHASE)
+        .await
+        .expect("restore");
+    assert!(!unchanged, "the archive lost rows after it was made");
+    assert!(
+        table_exists(&db, "listing_attribute_values").await,
+        "restored all the same"
+    );
+}
