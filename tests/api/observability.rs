@@ -4,12 +4,13 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use crate::common::Backend;
-use crate::helpers::{WRITER_TOKEN, spawn_app};
+use crate::helpers::{ADMIN_TOKEN, WRITER_TOKEN, spawn_app};
 
 on_both_backends!(
     the_seed_metric_names_are_exported_after_traffic_with_route_templates,
     promtool_accepts_the_metrics_exposition,
     the_openapi_document_lists_every_route_and_the_docs_page_is_served_from_the_binary,
+    with_an_internal_listener_metrics_and_admin_routes_leave_the_public_one,
 );
 
 async fn traffic(app: &crate::helpers::TestApp) {
@@ -135,4 +136,53 @@ async fn the_openapi_document_lists_every_route_and_the_docs_page_is_served_from
             "{asset}"
         );
     }
+}
+
+async fn with_an_internal_listener_metrics_and_admin_routes_leave_the_public_one(backend: Backend) {
+    let db = crate::common::TestDb::fresh(backend).await;
+    let mut settings = crate::helpers::settings_for(&db, &[("ADMIN_API_TOKEN", ADMIN_TOKEN)]);
+    settings.server.internal_bind = Some("127.0.0.1:0".into());
+    let application = api::Application::build(&settings)
+        .await
+        .expect("the service starts");
+    let public = format!("http://127.0.0.1:{}", application.port());
+    let internal = format!(
+        "http://127.0.0.1:{}",
+        application.internal_port().expect("an internal port")
+    );
+    actix_web::rt::spawn(application.run_until_stopped());
+    let client = awc::Client::default();
+    let status = |url: String, token: bool| {
+        let client = client.clone();
+        async move {
+            let mut request = client.get(url);
+            if token {
+                request = request.bearer_auth(ADMIN_TOKEN);
+            }
+            request.send().await.expect("answers").status().as_u16()
+        }
+    };
+    let admin = "/api/v2/admin/attributes/feature-status";
+    assert_eq!(status(format!("{public}{admin}"), true).await, 404);
+    assert_eq!(status(format!("{public}/metrics"), false).await, 404);
+    assert_eq!(
+        status(
+            format!("{public}/api/v2/marketplace/categories/1311/attributes"),
+            false
+        )
+        .await,
+        200
+    );
+    assert_eq!(status(format!("{internal}{admin}"), true).await, 200);
+    assert_eq!(status(format!("{internal}{admin}"), false).await, 401);
+    assert_eq!(status(format!("{internal}/metrics"), false).await, 200);
+    assert_eq!(
+        status(
+            format!("{internal}/api/v2/marketplace/categories/1311/attributes"),
+            false
+        )
+        .await,
+        404,
+        "the internal listener serves nothing public"
+    );
 }

@@ -170,7 +170,7 @@ pub enum StartupError {
 
 pub struct Application {
     port: u16,
-    metrics_port: Option<u16>,
+    internal_port: Option<u16>,
     phase: Phase,
     server: Server,
 }
@@ -179,7 +179,7 @@ impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Application")
             .field("port", &self.port)
-            .field("metrics_port", &self.metrics_port)
+            .field("internal_port", &self.internal_port)
             .field("phase", &self.phase)
             .finish_non_exhaustive()
     }
@@ -264,28 +264,27 @@ impl Application {
         };
         listen_for_invalidations(&shared).await;
 
-        let metrics_elsewhere = settings.metrics.bind.is_some();
+        // With an internal listener, /metrics and the admin API are served there only.
+        let internal = settings.server.internal_bind.is_none();
         let worker_template = shared.clone();
         let max_connections = settings.database.max_connections;
+        let public_url = url.clone();
         let mut server = HttpServer::new(move || {
-            let state = web::Data::new(worker_state(&worker_template, &url, max_connections));
+            let state =
+                web::Data::new(worker_state(&worker_template, &public_url, max_connections));
             App::new()
                 .wrap(from_fn(metrics::track))
                 .wrap(TracingLogger::<telemetry::RequestSpan>::new())
                 .app_data(state)
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(MAX_BODY_BYTES)
-                        .error_handler(|err, _| json_error(err, MAX_BODY_BYTES).into()),
-                )
-                .app_data(
-                    web::QueryConfig::default()
-                        .error_handler(|err, _| ApiError::InvalidQuery(err.to_string()).into()),
-                )
-                .configure(|config| routes_config(config, !metrics_elsewhere))
-                .default_service(web::to(|| async {
-                    Err::<actix_web::HttpResponse, _>(ApiError::RouteNotFound)
-                }))
+                .configure(|config| {
+                    routes_config(
+                        config,
+                        Listener {
+                            public: true,
+                            internal,
+                        },
+                    )
+                })
         })
         .listen(listener)
         .map_err(bind_error(&settings.server.bind))?;
@@ -294,32 +293,43 @@ impl Application {
         }
         let server = server.shutdown_timeout(30).run();
 
-        // Prometheus on its own listener, so the network can keep it inside the cluster.
-        let mut metrics_port = None;
-        if let Some(bind) = &settings.metrics.bind {
-            let metrics_listener = TcpListener::bind(bind).map_err(bind_error(bind))?;
-            metrics_port = Some(
-                metrics_listener
+        let mut internal_port = None;
+        if let Some(bind) = &settings.server.internal_bind {
+            let internal_listener = TcpListener::bind(bind).map_err(bind_error(bind))?;
+            internal_port = Some(
+                internal_listener
                     .local_addr()
                     .map_err(bind_error(bind))?
                     .port(),
             );
-            let metrics_state = web::Data::new(shared.clone());
-            let metrics_server = HttpServer::new(move || {
+            let worker_template = shared.clone();
+            let internal_server = HttpServer::new(move || {
+                let state = web::Data::new(worker_state(&worker_template, &url, max_connections));
                 App::new()
-                    .app_data(metrics_state.clone())
-                    .route("/metrics", web::get().to(metrics::scrape))
+                    .wrap(from_fn(metrics::track))
+                    .wrap(TracingLogger::<telemetry::RequestSpan>::new())
+                    .app_data(state)
+                    .configure(|config| {
+                        routes_config(
+                            config,
+                            Listener {
+                                public: false,
+                                internal: true,
+                            },
+                        )
+                    })
             })
             .workers(1)
-            .listen(metrics_listener)
+            .listen(internal_listener)
             .map_err(bind_error(bind))?
+            .shutdown_timeout(30)
             .run();
-            tokio::spawn(metrics_server);
+            tokio::spawn(internal_server);
         }
         tracing::info!(address = %format!("http://{}:{port}", host(&settings.server.bind)), ?phase, "listening");
         Ok(Self {
             port,
-            metrics_port,
+            internal_port,
             phase,
             server,
         })
@@ -329,9 +339,9 @@ impl Application {
         self.port
     }
 
-    /// The port of the separate metrics listener, when one is configured.
-    pub fn metrics_port(&self) -> Option<u16> {
-        self.metrics_port
+    /// The port of the internal listener (`/metrics`, admin API), when one is configured.
+    pub fn internal_port(&self) -> Option<u16> {
+        self.internal_port
     }
 
     pub fn phase(&self) -> Phase {
@@ -414,10 +424,42 @@ fn resource(scope: &'static str, path: &'static str) -> actix_web::Resource {
         }))
 }
 
-/// Every route of the service. Routes are grouped under static prefixes so that routing
-/// rejects most patterns by prefix before trying any dynamic segment.
-fn routes_config(config: &mut web::ServiceConfig, metrics_here: bool) {
-    use routes::{admin, attributes, categories, health, migration, v1, values};
+/// Which routes a listener serves: the public ones (reads, value writes, health, docs) and/or
+/// the internal ones (`/metrics`, the admin API).
+#[derive(Debug, Clone, Copy)]
+struct Listener {
+    public: bool,
+    internal: bool,
+}
+
+/// The routes of one listener, with the error contract for bodies, queries and unknown paths.
+/// Routes are grouped under static prefixes so that routing rejects most patterns by prefix
+/// before trying any dynamic segment.
+fn routes_config(config: &mut web::ServiceConfig, listener: Listener) {
+    config
+        .app_data(
+            web::JsonConfig::default()
+                .limit(MAX_BODY_BYTES)
+                .error_handler(|err, _| json_error(err, MAX_BODY_BYTES).into()),
+        )
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|err, _| ApiError::InvalidQuery(err.to_string()).into()),
+        )
+        .default_service(web::to(|| async {
+            Err::<actix_web::HttpResponse, _>(ApiError::RouteNotFound)
+        }));
+    if listener.public {
+        public_routes(config);
+    }
+    if listener.internal {
+        admin_routes(config);
+        config.service(resource("", "/metrics").route(web::get().to(metrics::scrape)));
+    }
+}
+
+fn public_routes(config: &mut web::ServiceConfig) {
+    use routes::{attributes, categories, health, v1, values};
     const MARKETPLACE: &str = "/api/v2/marketplace";
     let entity_values = |path: &'static str, kind: EntityKind| {
         resource(MARKETPLACE, path)
@@ -466,6 +508,24 @@ fn routes_config(config: &mut web::ServiceConfig, metrics_here: bool) {
             .service(resource(ATTRIBUTES, "").route(web::get().to(attributes::list)))
             .service(resource(ATTRIBUTES, "/{id_or_code}").route(web::get().to(attributes::one))),
     );
+    const V1: &str = "/api/v1/marketplace";
+    config.service(
+        web::scope(V1)
+            .service(
+                resource(V1, "/categories/{id}/attributes").route(web::get().to(v1::attributes)),
+            )
+            .service(
+                resource(V1, "/categories/{id}/attribute-ranges").route(web::get().to(v1::ranges)),
+            ),
+    );
+    config
+        .service(resource("", "/health/live").route(web::get().to(health::live)))
+        .service(resource("", "/health/ready").route(web::get().to(health::ready)))
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::ApiDoc::openapi()));
+}
+
+fn admin_routes(config: &mut web::ServiceConfig) {
+    use routes::{admin, migration};
     const ADMIN: &str = "/api/v2/admin";
     config.service(
         web::scope(ADMIN)
@@ -499,23 +559,6 @@ fn routes_config(config: &mut web::ServiceConfig, metrics_here: bool) {
                     .route(web::delete().to(admin::delete_binding)),
             ),
     );
-    const V1: &str = "/api/v1/marketplace";
-    config.service(
-        web::scope(V1)
-            .service(
-                resource(V1, "/categories/{id}/attributes").route(web::get().to(v1::attributes)),
-            )
-            .service(
-                resource(V1, "/categories/{id}/attribute-ranges").route(web::get().to(v1::ranges)),
-            ),
-    );
-    config
-        .service(resource("", "/health/live").route(web::get().to(health::live)))
-        .service(resource("", "/health/ready").route(web::get().to(health::ready)))
-        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::ApiDoc::openapi()));
-    if metrics_here {
-        config.service(resource("", "/metrics").route(web::get().to(metrics::scrape)));
-    }
 }
 
 fn host(bind: &str) -> &str {

@@ -25,8 +25,6 @@ pub struct Settings {
     #[serde(default)]
     pub demo: DemoSettings,
     pub cache: CacheConfig,
-    #[serde(default)]
-    pub metrics: MetricsSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,19 +47,15 @@ impl CacheConfig {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricsSettings {
-    /// Serve `/metrics` on its own listener (`host:port`); unset: on the main listener.
-    pub bind: Option<String>,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     /// `host:port`; port 0 picks a free port (tests).
     pub bind: String,
     pub workers: Option<usize>,
+    /// `host:port` of the internal listener: `/metrics` and the admin API move there, off the
+    /// public listener, so the network can keep them inside the cluster. Unset: all on `bind`.
+    pub internal_bind: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
