@@ -27,6 +27,7 @@ mod caching;
 mod catalog;
 mod categories;
 mod drill;
+mod monitoring;
 mod observability;
 mod runtime_flags;
 mod shadow;

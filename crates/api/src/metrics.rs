@@ -14,8 +14,8 @@ use actix_web::{HttpResponse, web};
 use cache::{AttributeCaches, StatsSnapshot};
 use flags::{Flags, Phase};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use storage::Storage;
 
@@ -45,6 +45,10 @@ pub struct Metrics {
     phase: IntGauge,
     listener_reconnects: IntCounter,
     shadow: IntCounterVec,
+    memory_limit: IntGauge,
+    backfill_completed: IntGaugeVec,
+    backfill_updated: GaugeVec,
+    backfill_rows: IntGaugeVec,
     /// Serializes scrapes: counters that mirror other counters are advanced by the difference.
     scrape: Mutex<()>,
 }
@@ -114,7 +118,7 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        Self {
+        let metrics = Self {
             requests: counter_vec(
                 &registry,
                 "unified_attributes_requests_total",
@@ -225,8 +229,78 @@ impl Metrics {
                 "Shadow reads comparing both stores, by result: match, mismatch, error.",
                 &["result"],
             ),
+            memory_limit: gauge(
+                &registry,
+                "unified_attributes_memory_limit_bytes",
+                "The container's memory limit (cgroup), 0 when there is none.",
+            ),
+            backfill_completed: gauge_vec(
+                &registry,
+                "unified_attributes_backfill_completed",
+                "1 when the backfill of the entity kind has finished.",
+                &["entity_type"],
+            ),
+            backfill_updated: {
+                let metric = GaugeVec::new(
+                    Opts::new(
+                        "unified_attributes_backfill_updated_timestamp_seconds",
+                        "When the backfill checkpoint of the entity kind last moved.",
+                    ),
+                    &["entity_type"],
+                )
+                .expect("valid metric definition");
+                registry
+                    .register(Box::new(metric.clone()))
+                    .expect("unique metric name");
+                metric
+            },
+            backfill_rows: gauge_vec(
+                &registry,
+                "unified_attributes_backfill_rows",
+                "Legacy values the backfill migrated or quarantined, by entity kind.",
+                &["entity_type", "outcome"],
+            ),
             registry,
             scrape: Mutex::new(()),
+        };
+        metrics
+            .memory_limit
+            .set(container_memory_limit().map_or(0, |limit| i64::try_from(limit).unwrap_or(0)));
+        // Every series alerts and dashboards name exists from the start, at 0: a query never
+        // has to tell "nothing happened" from "not exported".
+        for mode in ["legacy_only", "dual", "unified_only"] {
+            for result in ["committed", "refused", "failed"] {
+                metrics.writes.with_label_values(&[mode, result]);
+            }
+        }
+        for result in ["match", "mismatch", "error"] {
+            metrics.shadow.with_label_values(&[result]);
+        }
+        for served_by in ["legacy", "unified", "fallback_error", "fallback_empty"] {
+            metrics.reads_served.with_label_values(&[served_by]);
+        }
+        for reason in ["error", "empty"] {
+            metrics.fallbacks.with_label_values(&[reason]);
+        }
+        metrics
+    }
+
+    /// Records where the backfill stands (read from the database at scrape time).
+    pub fn set_backfill(&self, progress: &[storage::backfill::Progress]) {
+        for kind in progress {
+            let entity_type = kind.entity_type.as_str();
+            self.backfill_completed
+                .with_label_values(&[entity_type])
+                .set(i64::from(kind.completed));
+            self.backfill_updated
+                .with_label_values(&[entity_type])
+                .set(kind.updated_epoch_seconds);
+            self.backfill_rows
+                .with_label_values(&[entity_type, "migrated"])
+                .set(kind.migrated);
+            self.backfill_rows
+                .with_label_values(&[entity_type, "quarantined"])
+                .set(kind.quarantined);
         }
     }
 
@@ -374,8 +448,33 @@ pub async fn track(
     Ok(response)
 }
 
+/// The memory limit of this process's cgroup (v2, else v1); `None` when unlimited.
+fn container_memory_limit() -> Option<u64> {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let limit = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))?;
+    // cgroup v1 spells "unlimited" as a number near 2^63.
+    limit
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|bytes| *bytes < 1 << 60)
+}
+
 /// `GET /metrics`
 pub async fn scrape(state: web::Data<crate::AppState>) -> HttpResponse {
+    // The backfill runs in another process; its checkpoints are the shared truth. A slow or
+    // absent database must not fail the scrape: the gauges keep their last values.
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        state.storage.backfill_progress(),
+    )
+    .await
+    {
+        Ok(Ok(progress)) => state.metrics.set_backfill(&progress),
+        Ok(Err(err)) => tracing::debug!(error = ?err, "backfill progress unavailable"),
+        Err(_) => tracing::debug!("backfill progress timed out"),
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render(

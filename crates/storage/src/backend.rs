@@ -341,6 +341,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
         document: &serde_json::Value,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    fn backfill_progress(
+        conn: &mut Conn<Self>,
+    ) -> impl Future<Output = Result<Vec<crate::backfill::Progress>>> + Send;
+
     /// Whether the last verify was clean and ran after legacy could last be written alone.
     fn verified_since_legacy_writes(
         conn: &mut Conn<Self>,
@@ -1176,6 +1180,11 @@ macro_rules! backend_operations {
             };
             sqlx::query(statement).bind(entity.id).bind(sqlx::types::Json(document)).execute(conn).await?;
             Ok(())
+        }
+
+        async fn backfill_progress(conn: &mut Conn<Self>) -> Result<Vec<crate::backfill::Progress>> {
+            record_queries(1);
+            Ok(sqlx::query_as($sql::BACKFILL_PROGRESS).fetch_all(conn).await?)
         }
 
         async fn verified_since_legacy_writes(conn: &mut Conn<Self>) -> Result<bool> {

@@ -27,6 +27,30 @@ impl Checkpoint {
     }
 }
 
+/// Where the backfill of one entity kind stands, for metrics: a backfill that is not
+/// complete and whose checkpoint stopped moving has stalled.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Progress {
+    pub entity_type: String,
+    pub migrated: i64,
+    pub quarantined: i64,
+    pub completed: bool,
+    /// When the checkpoint last moved, in seconds since the Unix epoch.
+    pub updated_epoch_seconds: f64,
+}
+
+/// `$epoch` turns `updated_at` into seconds since the Unix epoch on the backend.
+macro_rules! progress_sql {
+    ($epoch:literal) => {
+        concat!(
+            "SELECT entity_type, migrated, quarantined, completed_at IS NOT NULL AS completed, ",
+            $epoch,
+            " AS updated_epoch_seconds FROM backfill_checkpoint ORDER BY entity_type"
+        )
+    };
+}
+pub(crate) use progress_sql;
+
 /// A legacy row the unified rules refused, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct QuarantinedRow {

@@ -298,6 +298,11 @@ impl Storage {
         on_router!(self, router => router.restore_archive(configured).await)
     }
 
+    /// Where the backfill of each entity kind stands (kinds never started are absent).
+    pub async fn backfill_progress(&self) -> Result<Vec<backfill::Progress>> {
+        on_router!(self, router => router.backfill_progress().await)
+    }
+
     /// The manifest of the last archive or restore.
     pub async fn last_archive_manifest(&self) -> Result<Option<archive::Manifest>> {
         on_router!(self, router => router.last_manifest().await)

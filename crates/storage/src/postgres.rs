@@ -60,6 +60,8 @@ mod pg_sql {
         query.bind(ids.to_vec())
     }
 
+    pub(super) const BACKFILL_PROGRESS: &str =
+        crate::backfill::progress_sql!("CAST(EXTRACT(EPOCH FROM updated_at) AS DOUBLE PRECISION)");
     pub(super) const VERIFIED_SINCE_LEGACY_WRITES: &str =
         crate::archive::verified_since_legacy_writes_sql!("");
 

@@ -902,6 +902,11 @@ impl<B: Backend> Router<B> {
         Ok((manifest, unchanged))
     }
 
+    pub(crate) async fn backfill_progress(&self) -> Result<Vec<crate::backfill::Progress>> {
+        let mut conn = self.backend.pool().acquire().await?;
+        B::backfill_progress(&mut conn).await
+    }
+
     pub(crate) async fn last_manifest(&self) -> Result<Option<crate::archive::Manifest>> {
         let mut conn = self.backend.pool().acquire().await?;
         B::last_manifest(&mut conn).await

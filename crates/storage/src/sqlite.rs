@@ -65,6 +65,8 @@ mod sqlite_sql {
         query.bind(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
     }
 
+    pub(super) const BACKFILL_PROGRESS: &str =
+        crate::backfill::progress_sql!("(julianday(updated_at) - 2440587.5) * 86400.0");
     pub(super) const VERIFIED_SINCE_LEGACY_WRITES: &str =
         crate::archive::verified_since_legacy_writes_sql!("julianday");
 
