@@ -70,6 +70,17 @@ pub struct SeedArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct FlagsArgs {
+    /// Change these flags at runtime, e.g. `{"dual_write": true}`; refused (exit 1) when the
+    /// result breaks a guardrail.
+    #[arg(long, value_name = "JSON")]
+    set: Option<String>,
+    /// Who changes them, for the audit.
+    #[arg(long, default_value = "cli")]
+    actor: String,
+}
+
+#[derive(Debug, Args)]
 pub struct BackfillArgs {
     /// Entities per batch (one transaction each).
     #[arg(long, default_value_t = 1000)]
@@ -197,11 +208,35 @@ pub async fn seed_demo(settings: &Settings, output: Output, args: &SeedArgs) -> 
     })
 }
 
-/// The configured flags (environment, settings file, defaults), the runtime change that
-/// overrides them if any, and the phase of the flags in force.
-pub async fn show_flags(settings: &Settings, output: Output) -> anyhow::Result<()> {
+/// Applies `--set` if given, then shows the flags: the configured ones (environment,
+/// settings file, defaults), the runtime change that overrides them if any, and the phase of
+/// the flags in force.
+pub async fn flags(settings: &Settings, output: Output, args: &FlagsArgs) -> anyhow::Result<()> {
     let configured = settings.flags.parse().context("invalid flag value")?;
     let storage = connect(settings).await?;
+    if let Some(set) = &args.set {
+        let update: flags::FlagUpdate =
+            serde_json::from_str(set).context("--set takes a JSON object of flags")?;
+        update.check().map_err(anyhow::Error::msg)?;
+        let current = flags_in_force(settings, &storage).await?;
+        match storage
+            .change_flags(current, &args.actor, |flags| update.apply(flags))
+            .await
+        {
+            Ok(change) => note(&format!(
+                "flags changed: phase {} → {}",
+                change.old_phase, change.new_phase
+            )),
+            Err(storage::StorageError::Guardrail(violation)) => {
+                return Err(CheckFailed(format!(
+                    "refused by a guardrail ({}): {violation}",
+                    violation.rule()
+                ))
+                .into());
+            }
+            Err(err) => return Err(err).context("the flags could not be changed"),
+        }
+    }
     let stored = storage
         .stored_flags()
         .await
@@ -552,6 +587,51 @@ pub async fn restore_archive(settings: &Settings, output: Output) -> anyhow::Res
         Err(CheckFailed(
             "the archive no longer matched the archive manifest; compare the two manifests".into(),
         )
+        .into())
+    }
+}
+
+/// Runs the post-deployment suite (its HTTP client needs an actix system of its own).
+pub async fn validate(
+    output: Output,
+    args: crate::validate::ValidateArgs,
+    database_url: Option<String>,
+) -> anyhow::Result<()> {
+    let report_path = args.report.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        actix_rt::System::new().block_on(crate::validate::run(args, database_url))
+    })
+    .await
+    .context("the validation run stopped")?;
+    if let Some(path) = report_path {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
+    output.report(&report, |report| {
+        let mut text = format!(
+            "validate {}: {} passed, {} failed, {} skipped",
+            report.base_url, report.passed, report.failed, report.skipped
+        );
+        for check in &report.checks {
+            text.push_str(&format!(
+                "\n  {:<8} {:<12} {:<20} {:>6} ms  {}",
+                format!("{:?}", check.outcome).to_uppercase(),
+                check.category,
+                check.name,
+                check.millis,
+                check.detail
+            ));
+        }
+        text
+    })?;
+    if report.failed == 0 {
+        Ok(())
+    } else {
+        Err(CheckFailed(format!(
+            "{} of {} checks failed",
+            report.failed,
+            report.checks.len()
+        ))
         .into())
     }
 }

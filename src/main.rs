@@ -2,6 +2,7 @@
 
 mod commands;
 mod progress;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,8 +44,9 @@ enum Command {
     /// Load the demo marketplace, in legacy form with the real data's defects, into an empty
     /// database.
     SeedDemo(commands::SeedArgs),
-    /// Show the flags in force, where each came from, and the phase they mean.
-    Flags,
+    /// Show the flags in force, where each came from, and the phase they mean; with `--set`,
+    /// change them at runtime first (stored, audited, heard by every replica).
+    Flags(commands::FlagsArgs),
     /// Copy legacy definitions, bindings and the values of listings, products and variants to
     /// the unified tables: batched, resumable from its checkpoint, idempotent; refused rows go
     /// to the quarantine.
@@ -62,6 +64,9 @@ enum Command {
     /// Move the archived legacy tables back, with a manifest; exit 1 if the archive no longer
     /// matches what was archived (it is restored all the same).
     RestoreArchive,
+    /// The post-deployment suite against a running service: API, database, performance,
+    /// feature, integration and monitoring checks, pass/fail each; exit 1 on any failure.
+    Validate(validate::ValidateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -122,11 +127,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::migrate(&settings, output, args.direction.unwrap_or_default()).await
         }
         Command::SeedDemo(args) => commands::seed_demo(&settings, output, &args).await,
-        Command::Flags => commands::show_flags(&settings, output).await,
+        Command::Flags(args) => commands::flags(&settings, output, &args).await,
         Command::Backfill(args) => commands::backfill(&settings, output, &args).await,
         Command::Verify(args) => commands::verify(&settings, output, &args).await,
         Command::SyncLegacy(args) => commands::sync_legacy(&settings, output, &args).await,
         Command::Archive => commands::archive(&settings, output).await,
         Command::RestoreArchive => commands::restore_archive(&settings, output).await,
+        Command::Validate(args) => {
+            let database_url = settings
+                .database
+                .url
+                .is_some()
+                .then(|| settings.database.url());
+            commands::validate(output, args, database_url).await
+        }
     }
 }

@@ -26,9 +26,16 @@ impl Drop for Running {
 /// Starts `unified-attributes serve` with no variables at all in `dir`, and returns the
 /// address it printed.
 fn serve_with_no_setup(dir: &std::path::Path) -> (Running, String) {
+    serve_with(dir, &[])
+}
+
+/// Starts `unified-attributes serve` in `dir` with only these variables, and returns the
+/// address it printed.
+fn serve_with(dir: &std::path::Path, vars: &[(&str, &str)]) -> (Running, String) {
     let mut child = Command::new(BINARY)
         .args(["serve", "--bind", "127.0.0.1:0"])
         .env_clear()
+        .envs(vars.iter().copied())
         .env("NO_COLOR", "1")
         .current_dir(dir)
         .stdout(Stdio::piped())
@@ -426,4 +433,187 @@ fn the_migration_subcommands_answer_in_json_and_archive_then_restore_the_legacy_
     assert_eq!(restored["manifest"]["tables"], manifest["tables"]);
     let migrated = run(&["migrate"], &[]);
     assert_eq!(json(&migrated)["reverted"], serde_json::json!([]));
+}
+
+/// Runs `validate` against `address`; returns the exit code and the checks that failed.
+fn validate(address: &str, db_url: &str, extra: &[&str]) -> (Option<i32>, Vec<String>) {
+    let output = Command::new(BINARY)
+        .args([
+            "validate",
+            "--json",
+            "--base-url",
+            address,
+            "--database-url",
+            db_url,
+        ])
+        .args(["--probe-requests", "40"])
+        .args(extra)
+        .env_clear()
+        .env("ADMIN_API_TOKEN", "admin")
+        .env("WRITER_API_TOKEN", "writer")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("validate runs");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&output.stderr)));
+    assert_eq!(
+        report["checks"].as_array().map(Vec::len),
+        Some(15),
+        "{report}"
+    );
+    let failed = report["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["outcome"] != "pass")
+        .map(|c| {
+            format!(
+                "{}.{}",
+                c["category"].as_str().unwrap_or(""),
+                c["name"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    (output.status.code(), failed)
+}
+
+#[test]
+fn validate_passes_on_a_healthy_service_and_fails_the_right_checks_when_the_phase_or_the_database_is_wrong()
+ {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDb::fresh(Backend::Postgres));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let vars = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("ADMIN_API_TOKEN", "admin"),
+        ("WRITER_API_TOKEN", "writer"),
+        ("DUAL_WRITE_ATTRIBUTES", "true"),
+        ("APP__DEMO__SEED_ON_FIRST_START", "true"),
+        ("APP__DEMO__LISTINGS", "60"),
+    ];
+    let (_service, address) = serve_with(dir.path(), &vars);
+    let run = |args: &[&str]| {
+        Command::new(BINARY)
+            .args(args)
+            .args(["--database-url", &db.url])
+            .env_clear()
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("runs")
+    };
+    assert!(run(&["backfill"]).status.success());
+    assert!(run(&["verify"]).status.success());
+
+    let (code, failed) = validate(&address, &db.url, &["--expect-phase", "dual_write"]);
+    assert_eq!(
+        (code, failed),
+        (Some(0), Vec::<String>::new()),
+        "a healthy service passes"
+    );
+
+    let (code, failed) = validate(&address, &db.url, &["--expect-phase", "unified"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        failed,
+        ["feature.flags_phase"],
+        "only the phase check fails"
+    );
+
+    // The database goes away for this service (the shared server keeps serving other tests).
+    let name = db.url.rsplit('/').next().expect("database name").to_owned();
+    runtime.block_on(async {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&common::postgres_admin_url())
+            .await
+            .expect("admin connection");
+        for statement in [
+            format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ),
+        ] {
+            sqlx::query(&statement)
+                .execute(&mut admin)
+                .await
+                .expect("database closed");
+        }
+    });
+    let (code, failed) = validate(&address, &db.url, &["--expect-phase", "dual_write"]);
+    assert_eq!(code, Some(1));
+    // The listener lost its connection, so the cache was flushed: every read that needs the
+    // database fails; what needs none still passes.
+    for check in [
+        "database.schema",
+        "database.integrity",
+        "database.parity",
+        "api.category_attributes",
+        "integration.write_then_read",
+        "monitoring.health",
+    ] {
+        assert!(
+            failed.iter().any(|f| f == check),
+            "{check} fails: {failed:?}"
+        );
+    }
+    for check in [
+        "api.error_contract",
+        "api.openapi",
+        "monitoring.metrics_exported",
+    ] {
+        assert!(
+            !failed.iter().any(|f| f == check),
+            "{check} passes: {failed:?}"
+        );
+    }
+}
+
+#[test]
+fn flags_set_changes_the_runtime_flags_with_an_audit_and_refuses_what_breaks_a_guardrail() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDb::fresh(Backend::Postgres));
+    let run = |args: &[&str]| {
+        Command::new(BINARY)
+            .args(args)
+            .args(["--json", "--database-url", &db.url])
+            .env_clear()
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("runs")
+    };
+    assert!(run(&["migrate"]).status.success());
+    let changed = run(&[
+        "flags",
+        "--set",
+        r#"{"dual_write": true}"#,
+        "--actor",
+        "ops",
+    ]);
+    assert!(
+        changed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&changed.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&changed.stdout).expect("JSON");
+    assert_eq!(report["phase"], "dual_write");
+    assert!(report["source"].as_str().is_some_and(|s| s.contains("ops")));
+    let refused = run(&[
+        "flags",
+        "--set",
+        r#"{"dual_write": false, "use_unified": true, "unified_percent": 50}"#,
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("guardrail"));
+    let malformed = run(&["flags", "--set", r#"{"dual_write": "yes"}"#]);
+    assert_eq!(malformed.status.code(), Some(2));
+    let audit = runtime.block_on(async {
+        db.raw()
+            .await
+            .texts("SELECT changed_by || ':' || old_phase || '->' || new_phase FROM flag_audit ORDER BY id")
+            .await
+    });
+    assert_eq!(
+        audit,
+        [Some("ops:legacy->dual_write".to_owned())],
+        "one audited change"
+    );
 }

@@ -6,10 +6,12 @@
 mod bucket;
 mod guardrail;
 mod parse;
+mod update;
 
 pub use bucket::{ROLLOUT_GROUP, in_rollout, normalized_bucket};
 pub use guardrail::{GuardrailViolation, MigrationState, Phase};
 pub use parse::{FlagError, RawFlags, vars};
+pub use update::FlagUpdate;
 
 use serde::Serialize;
 

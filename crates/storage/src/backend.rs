@@ -345,6 +345,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
         conn: &mut Conn<Self>,
     ) -> impl Future<Output = Result<Vec<crate::backfill::Progress>>> + Send;
 
+    /// Unified values whose entity does not exist.
+    fn orphaned_values(conn: &mut Conn<Self>) -> impl Future<Output = Result<i64>> + Send;
+
     /// Whether the last verify was clean and ran after legacy could last be written alone.
     fn verified_since_legacy_writes(
         conn: &mut Conn<Self>,
@@ -394,6 +397,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
 /// The body of [`Backend`] for one sqlx database. Both backends run the same Rust; what
 /// differs between them is the SQL module `$sql` (aggregates and casts) and the few methods
 /// the backend module writes by hand (`pool`, `begin_write`, `migrate`).
+// Statements built with a variable number of ids run unprepared (`persistent(false)`): each
+// list length would be a prepared statement of its own, and a cached generic plan made while
+// a table was empty (a backfill's first batches) would scan the whole table forever after.
 macro_rules! backend_operations {
     ($sql:ident) => {
         async fn entity_category(conn: &mut Conn<Self>, entity: EntityRef) -> Result<Option<i64>> {
@@ -964,7 +970,7 @@ macro_rules! backend_operations {
             }
             query.push(") ORDER BY id");
             let documents: Vec<(i64, sqlx::types::Json<serde_json::Value>)> =
-                query.build_query_as().fetch_all(&mut *conn).await?;
+                query.build_query_as().persistent(false).fetch_all(&mut *conn).await?;
             let vocabulary: Vec<crate::legacy::VocabularyRow> =
                 sqlx::query_as($sql::LEGACY_VOCABULARY).fetch_all(conn).await?;
             Ok((documents.into_iter().map(|(id, document)| (id, document.0)).collect(), vocabulary))
@@ -983,7 +989,7 @@ macro_rules! backend_operations {
                 separated.push_bind(*id);
             }
             query.push(")");
-            let rows: Vec<rows::BatchValueRow> = query.build_query_as().fetch_all(conn).await?;
+            let rows: Vec<rows::BatchValueRow> = query.build_query_as().persistent(false).fetch_all(conn).await?;
             Ok(rows::batch_values(rows, false))
         }
 
@@ -1017,7 +1023,7 @@ macro_rules! backend_operations {
                 separated.push_bind(*id);
             }
             delete.push(")");
-            delete.build().execute(&mut *conn).await?;
+            delete.build().persistent(false).execute(&mut *conn).await?;
             for chunk in values.chunks(2_000) {
                 record_queries(1);
                 let mut insert = sqlx::QueryBuilder::<Self::Db>::new(
@@ -1032,7 +1038,7 @@ macro_rules! backend_operations {
                     $sql::push_date(&mut row, &columns.date_value);
                     row.push_bind(columns.json_value.as_ref().map(sqlx::types::Json)).push_bind(&columns.unit);
                 });
-                insert.build().execute(&mut *conn).await?;
+                insert.build().persistent(false).execute(&mut *conn).await?;
             }
             Ok(())
         }
@@ -1051,7 +1057,7 @@ macro_rules! backend_operations {
                 separated.push_bind(*id);
             }
             delete.push(")");
-            delete.build().execute(&mut *conn).await?;
+            delete.build().persistent(false).execute(&mut *conn).await?;
             for chunk in rows.chunks(2_000) {
                 record_queries(1);
                 let mut insert = sqlx::QueryBuilder::<Self::Db>::new(
@@ -1064,7 +1070,7 @@ macro_rules! backend_operations {
                         .push_bind(&quarantined.raw_value)
                         .push_bind(&quarantined.reason);
                 });
-                insert.build().execute(&mut *conn).await?;
+                insert.build().persistent(false).execute(&mut *conn).await?;
             }
             Ok(())
         }
@@ -1099,7 +1105,7 @@ macro_rules! backend_operations {
                 separated.push_bind(*id);
             }
             query.push(")");
-            Ok(query.build_query_as().fetch_all(conn).await?)
+            Ok(query.build_query_as().persistent(false).fetch_all(conn).await?)
         }
 
         async fn save_verify_run(conn: &mut Conn<Self>, report: &crate::verify::VerifyReport) -> Result<()> {
@@ -1145,7 +1151,7 @@ macro_rules! backend_operations {
                 separated.push_bind(*id);
             }
             delete.push(")");
-            delete.build().execute(&mut *conn).await?;
+            delete.build().persistent(false).execute(&mut *conn).await?;
             for chunk in values.chunks(2_000) {
                 record_queries(1);
                 let mut insert = sqlx::QueryBuilder::<Self::Db>::new(
@@ -1160,7 +1166,7 @@ macro_rules! backend_operations {
                         .push_bind(&columns.unit)
                         .push_bind(columns.legacy_value_type);
                 });
-                insert.build().execute(&mut *conn).await?;
+                insert.build().persistent(false).execute(&mut *conn).await?;
             }
             Ok(())
         }
@@ -1185,6 +1191,11 @@ macro_rules! backend_operations {
         async fn backfill_progress(conn: &mut Conn<Self>) -> Result<Vec<crate::backfill::Progress>> {
             record_queries(1);
             Ok(sqlx::query_as($sql::BACKFILL_PROGRESS).fetch_all(conn).await?)
+        }
+
+        async fn orphaned_values(conn: &mut Conn<Self>) -> Result<i64> {
+            record_queries(1);
+            Ok(sqlx::query_scalar(crate::verify::ORPHANED_VALUES).fetch_one(conn).await?)
         }
 
         async fn verified_since_legacy_writes(conn: &mut Conn<Self>) -> Result<bool> {
@@ -1340,7 +1351,7 @@ macro_rules! backend_operations {
                 listings.push_values(chunk, |mut row, listing| {
                     row.push_bind(listing.id).push_bind(listing.category_id).push_bind(&listing.title).push_bind("active");
                 });
-                listings.build().execute(&mut *conn).await?;
+                listings.build().persistent(false).execute(&mut *conn).await?;
                 let rows: Vec<(i64, i64, rows::ValueColumns)> = chunk
                     .iter()
                     .flat_map(|listing| {
@@ -1361,7 +1372,7 @@ macro_rules! backend_operations {
                         .push_bind(&columns.unit)
                         .push_bind(columns.legacy_value_type);
                 });
-                values.build().execute(&mut *conn).await?;
+                values.build().persistent(false).execute(&mut *conn).await?;
                 let loaded = (chunk_index + 1) * SEED_CHUNK;
                 if loaded % 25_000 == 0 {
                     tracing::info!(listings = loaded, of = dataset.listings.len(), "seeding listings");

@@ -136,7 +136,17 @@ impl Storage {
 
     /// Readiness: the database answers and every migration is applied.
     pub async fn ready(&self) -> Result<bool> {
-        Ok(on_router!(self, router => router.backend().pending_migrations().await)? == 0)
+        Ok(self.pending_migrations().await? == 0)
+    }
+
+    /// Embedded migrations not applied to the database yet.
+    pub async fn pending_migrations(&self) -> Result<usize> {
+        on_router!(self, router => router.backend().pending_migrations().await)
+    }
+
+    /// Unified values whose listing, product or variant does not exist.
+    pub async fn orphaned_values(&self) -> Result<i64> {
+        on_router!(self, router => router.orphaned_values().await)
     }
 
     pub async fn category_schema(

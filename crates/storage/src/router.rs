@@ -907,6 +907,11 @@ impl<B: Backend> Router<B> {
         B::backfill_progress(&mut conn).await
     }
 
+    pub(crate) async fn orphaned_values(&self) -> Result<i64> {
+        let mut conn = self.backend.pool().acquire().await?;
+        B::orphaned_values(&mut conn).await
+    }
+
     pub(crate) async fn last_manifest(&self) -> Result<Option<crate::archive::Manifest>> {
         let mut conn = self.backend.pool().acquire().await?;
         B::last_manifest(&mut conn).await

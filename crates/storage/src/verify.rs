@@ -128,3 +128,11 @@ pub struct LastVerify {
     pub checked: i64,
     pub drifted: i64,
 }
+
+/// Unified values whose entity no longer exists (the entity tables have no foreign key from
+/// the values, which span three of them).
+pub(crate) const ORPHANED_VALUES: &str = "SELECT COUNT(*) FROM unified_attribute_values v WHERE
+    (v.entity_type = 'listing' AND NOT EXISTS (SELECT 1 FROM marketplace_listings e WHERE e.id = v.entity_id))
+    OR (v.entity_type = 'product' AND NOT EXISTS (SELECT 1 FROM storefront_products e WHERE e.id = v.entity_id))
+    OR (v.entity_type = 'product_variant'
+        AND NOT EXISTS (SELECT 1 FROM storefront_product_variants e WHERE e.id = v.entity_id))";

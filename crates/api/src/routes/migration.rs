@@ -4,7 +4,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use flags::Flags;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use storage::{FlagAuditEntry, MigrationCounts, phase_name};
 
 use crate::AppState;
@@ -60,29 +60,6 @@ pub async fn feature_status(
     Ok(HttpResponse::Ok().json(Envelope::new(status(&state).await?)))
 }
 
-/// The flags to change; the others keep their value.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FlagUpdate {
-    use_unified: Option<bool>,
-    unified_percent: Option<u8>,
-    fallback: Option<bool>,
-    dual_write: Option<bool>,
-    shadow_percent: Option<u8>,
-}
-
-impl FlagUpdate {
-    fn apply(&self, flags: Flags) -> Flags {
-        Flags {
-            use_unified: self.use_unified.unwrap_or(flags.use_unified),
-            unified_percent: self.unified_percent.unwrap_or(flags.unified_percent),
-            fallback: self.fallback.unwrap_or(flags.fallback),
-            dual_write: self.dual_write.unwrap_or(flags.dual_write),
-            shadow_percent: self.shadow_percent.unwrap_or(flags.shadow_percent),
-        }
-    }
-}
-
 /// `PUT /api/v2/admin/attributes/feature-status`: changes flags without a restart. A change
 /// that breaks a guardrail answers 409 with the rule, and nothing changes. `X-Actor` names
 /// who asked, for the audit.
@@ -102,15 +79,11 @@ pub async fn change_flags(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state.admin_tokens)?;
-    let update: FlagUpdate = serde_json::from_value(body.into_inner())
+    let update: flags::FlagUpdate = serde_json::from_value(body.into_inner())
         .map_err(|e| ApiError::InvalidBody(e.to_string()))?;
-    if update.unified_percent.is_some_and(|p| p > 100)
-        || update.shadow_percent.is_some_and(|p| p > 100)
-    {
-        return Err(ApiError::InvalidBody(
-            "percentages are whole numbers from 0 to 100".into(),
-        ));
-    }
+    update
+        .check()
+        .map_err(|reason| ApiError::InvalidBody(reason.into()))?;
     let actor = request
         .headers()
         .get("X-Actor")

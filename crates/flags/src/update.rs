@@ -1,0 +1,67 @@
+//! A change of some flags, as the admin API and `flags --set` take it: the flags named change,
+//! the others keep their value.
+
+use serde::Deserialize;
+
+use crate::Flags;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagUpdate {
+    pub use_unified: Option<bool>,
+    pub unified_percent: Option<u8>,
+    pub fallback: Option<bool>,
+    pub dual_write: Option<bool>,
+    pub shadow_percent: Option<u8>,
+}
+
+impl FlagUpdate {
+    /// Refuses percentages outside 0–100 (the guardrails judge the combination later).
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.unified_percent.is_some_and(|p| p > 100)
+            || self.shadow_percent.is_some_and(|p| p > 100)
+        {
+            return Err("percentages are whole numbers from 0 to 100");
+        }
+        Ok(())
+    }
+
+    pub fn apply(&self, flags: Flags) -> Flags {
+        Flags {
+            use_unified: self.use_unified.unwrap_or(flags.use_unified),
+            unified_percent: self.unified_percent.unwrap_or(flags.unified_percent),
+            fallback: self.fallback.unwrap_or(flags.fallback),
+            dual_write: self.dual_write.unwrap_or(flags.dual_write),
+            shadow_percent: self.shadow_percent.unwrap_or(flags.shadow_percent),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_named_flags_change_and_percentages_stay_in_range() {
+        let update = FlagUpdate {
+            dual_write: Some(true),
+            unified_percent: Some(25),
+            ..FlagUpdate::default()
+        };
+        let changed = update.apply(Flags::default());
+        assert_eq!(
+            changed,
+            Flags {
+                dual_write: true,
+                unified_percent: 25,
+                ..Flags::default()
+            }
+        );
+        assert!(update.check().is_ok());
+        let too_much = FlagUpdate {
+            shadow_percent: Some(101),
+            ..FlagUpdate::default()
+        };
+        assert!(too_much.check().is_err());
+    }
+}

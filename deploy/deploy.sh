@@ -1,0 +1,250 @@
+#!/usr/bin/env bash
+# The five-phase deployment of the unified attributes service, with health gates and an
+# automatic rollback when a gate fails:
+#   1 preparation   backup (pg_dump), verify legacy = unified, monitoring is up
+#   2 green         deploy the green colour, wait for it, validate it
+#   3 switch        move traffic and the unified read share 10 → 25 → 50 → 100 %, a gate after each
+#   4 finalize      dual-write off, fallback off (the unified phase), validate
+#   5 cleanup       archive the legacy tables, scale the blue colour down
+# Every command is printed; with --dry-run nothing runs. A report is written at the end, and
+# SLACK_WEBHOOK_URL (a Slack-compatible incoming webhook) hears of every phase.
+#
+# Usage: deploy/deploy.sh [--dry-run] [--image-tag TAG] [--namespace NS] [--report FILE]
+#                         [--soak SECONDS] [--from-phase N]
+# Environment: DATABASE_URL (backup), PROMETHEUS_URL, ADMIN_API_TOKEN, SLACK_WEBHOOK_URL,
+#   KUBECTL (default kubectl), BACKUP_DIR (default .).
+# Exit codes: 0 deployed; 1 a gate failed and the rollback ran; 2 usage or a failed command.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+dry_run=false
+image_tag=""
+namespace=marketplace
+report=""
+soak=60
+from_phase=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --dry-run) dry_run=true ;;
+        --image-tag) image_tag=${2:?--image-tag needs a value}; shift ;;
+        --namespace) namespace=${2:?--namespace needs a value}; shift ;;
+        --report) report=${2:?--report needs a value}; shift ;;
+        --soak) soak=${2:?--soak needs a value}; shift ;;
+        --from-phase) from_phase=${2:?--from-phase needs a value}; shift ;;
+        -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+        *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+case "$soak" in '' | *[!0-9]*) echo "--soak must be a number of seconds" >&2; exit 2 ;; esac
+case "$from_phase" in [1-5]) ;; *) echo "--from-phase must be 1 to 5" >&2; exit 2 ;; esac
+
+kubectl=${KUBECTL:-kubectl}
+prometheus=${PROMETHEUS_URL:-http://prometheus.monitoring.svc.cluster.local:9090}
+backup_dir=${BACKUP_DIR:-.}
+started_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+report=${report:-deploy-report-$(date -u +%Y%m%dT%H%M%SZ).md}
+green=unified-attributes-green
+blue=unified-attributes-blue
+# The admin API listens on the internal port inside the pod.
+internal=http://127.0.0.1:9090
+phase_rows=()
+
+log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# Prints a command, then runs it unless this is a dry run.
+run() {
+    printf '+ %s\n' "$*"
+    if ! $dry_run; then
+        "$@"
+    fi
+}
+
+# Tells the team, when a webhook is configured. A failed notification never stops a deploy.
+notify() {
+    local text="unified-attributes deploy (${namespace}): $*"
+    log "$text"
+    [ -n "${SLACK_WEBHOOK_URL:-}" ] || return 0
+    local payload
+    payload=$(python3 -c 'import json, sys; print(json.dumps({"text": sys.argv[1]}))' "$text")
+    if $dry_run; then
+        printf '+ curl -X POST %s (%s)\n' "[webhook]" "$payload"
+        return 0
+    fi
+    curl -fsS -m 10 -X POST -H 'Content-Type: application/json' --data "$payload" \
+        "$SLACK_WEBHOOK_URL" >/dev/null || log "notification failed (ignored)"
+}
+
+# Runs the service binary inside a green pod (it has the database settings).
+in_green() {
+    run "$kubectl" -n "$namespace" exec "deploy/$green" -- unified-attributes "$@"
+}
+
+# Changes the runtime flags (stored in the database, audited, heard by every replica within a
+# second; a change that breaks a guardrail is refused).
+set_flags() {
+    in_green flags --set "$1" --actor deploy.sh
+}
+
+# A Prometheus query's single value ("" when there is none).
+prometheus_value() {
+    curl -fsS -m 10 --get "$prometheus/api/v1/query" --data-urlencode "query=$1" |
+        python3 -c 'import json, sys
+result = json.load(sys.stdin)["data"]["result"]
+print(result[0]["value"][1] if result else "")'
+}
+
+# Gate: the green colour's error ratio and p95 over the soak window. No data fails the gate:
+# a gate passes on evidence, never on silence.
+metrics_gate() {
+    $dry_run && { printf '+ gate: green error ratio <= 0.01, p95 <= 0.1 s (Prometheus)\n'; return 0; }
+    local errors p95
+    errors=$(prometheus_value 'sum(rate(unified_attributes_requests_total{version="green",status="5xx"}[2m])) / sum(rate(unified_attributes_requests_total{version="green"}[2m]))') || return 1
+    p95=$(prometheus_value 'histogram_quantile(0.95, sum by (le) (rate(unified_attributes_response_time_bucket{version="green"}[2m])))') || return 1
+    log "gate: green error ratio=${errors:-none} p95=${p95:-none}"
+    python3 -c 'import math, sys
+e, p = sys.argv[1], sys.argv[2]
+ok = e not in ("", "NaN") and p not in ("", "NaN") and float(e) <= 0.01 and float(p) <= 0.1
+sys.exit(0 if ok else 1)' "$errors" "$p95"
+}
+
+# Routes `weight` percent of the traffic to green (the rest to blue).
+set_weights() {
+    local to_green=$1
+    run "$kubectl" -n "$namespace" patch virtualservice unified-attributes --type=json -p \
+        "[{\"op\":\"replace\",\"path\":\"/spec/http/1/route/0/weight\",\"value\":$((100 - to_green))},{\"op\":\"replace\",\"path\":\"/spec/http/1/route/1/weight\",\"value\":${to_green}}]"
+}
+
+soak_for() {
+    if $dry_run || [ "$soak" = 0 ]; then
+        printf '+ sleep %s\n' "$soak"
+    else
+        sleep "$soak"
+    fi
+}
+
+record() { phase_rows+=("| $1 | $2 | $3 |"); }
+
+write_report() {
+    local outcome=$1
+    {
+        echo "# Deployment report"
+        echo
+        echo "- namespace: ${namespace}"
+        echo "- image tag: ${image_tag:-unchanged}"
+        echo "- started: ${started_at}; finished: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "- dry run: ${dry_run}"
+        echo "- outcome: ${outcome}"
+        echo
+        echo "| phase | result | detail |"
+        echo "|---|---|---|"
+        printf '%s\n' "${phase_rows[@]}"
+    } >"$report"
+    log "report: $report"
+}
+
+# A gate failed in `phase`: undo what that phase and the earlier ones changed, up to the
+# ladder level that phase needs, then stop with exit code 1.
+rollback() {
+    local phase=$1 reason=$2
+    notify "phase ${phase} FAILED: ${reason}; rolling back"
+    record "$phase" failed "$reason"
+    case "$phase" in
+        5)
+            # The archive is one transaction: a failed one moved nothing. Back to phase 3.
+            ;;
+        4)
+            set_flags '{"dual_write": true, "fallback": true}' || true
+            ;;
+        3)
+            set_weights 0 || true
+            set_flags '{"use_unified": false, "unified_percent": 0, "fallback": true, "dual_write": true}' || true
+            ;;
+        2)
+            run "$kubectl" -n "$namespace" scale deployment "$green" --replicas=0 || true
+            ;;
+    esac
+    notify "phase ${phase} rolled back"
+    record "$phase" "rolled back" "see RUNBOOK.md"
+    write_report "rolled back in phase ${phase}"
+    exit 1
+}
+
+phase_1() {
+    notify "phase 1 (preparation) started"
+    local backup
+    backup="${backup_dir}/unified-attributes-$(date -u +%Y%m%dT%H%M%SZ).dump"
+    run pg_dump --format=custom --file="$backup" "${DATABASE_URL:?DATABASE_URL is needed for the backup}" ||
+        rollback 1 "backup failed"
+    # Green is not there yet: the running colour checks the stores.
+    run "$kubectl" -n "$namespace" exec "deploy/$blue" -- unified-attributes verify ||
+        rollback 1 "verify found drift between legacy and unified (run the backfill first)"
+    if ! $dry_run; then
+        curl -fsS -m 10 "$prometheus/-/ready" >/dev/null || rollback 1 "Prometheus is not ready"
+    else
+        printf '+ curl %s/-/ready\n' "$prometheus"
+    fi
+    record 1 passed "backup ${backup}; verify clean; monitoring up"
+    notify "phase 1 (preparation) passed"
+}
+
+phase_2() {
+    notify "phase 2 (green deployment) started"
+    local overlay="$here/k8s/overlays/green"
+    if [ -n "$image_tag" ]; then
+        run "$kubectl" -n "$namespace" apply -k "$overlay" || rollback 2 "apply failed"
+        run "$kubectl" -n "$namespace" set image "deployment/$green" "unified-attributes=unified-attributes:${image_tag}" ||
+            rollback 2 "image update failed"
+    else
+        run "$kubectl" -n "$namespace" apply -k "$overlay" || rollback 2 "apply failed"
+    fi
+    run "$kubectl" -n "$namespace" rollout status "deployment/$green" --timeout=300s ||
+        rollback 2 "green did not become ready"
+    in_green validate --base-url http://127.0.0.1:8080 --internal-url "$internal" --expect-phase dual_write ||
+        rollback 2 "post-deployment validation of green failed"
+    record 2 passed "green ready and validated"
+    notify "phase 2 (green deployment) passed"
+}
+
+phase_3() {
+    notify "phase 3 (progressive switch) started"
+    local percent
+    for percent in 10 25 50 100; do
+        set_weights "$percent" || rollback 3 "weights not applied at ${percent} %"
+        set_flags "{\"dual_write\": true, \"use_unified\": true, \"unified_percent\": ${percent}, \"fallback\": true}" ||
+            rollback 3 "flags not applied at ${percent} %"
+        soak_for
+        metrics_gate || rollback 3 "health gate failed at ${percent} %"
+        notify "phase 3: ${percent} % on green and unified reads, gate passed"
+    done
+    record 3 passed "10 → 25 → 50 → 100 %, every gate passed"
+    notify "phase 3 (progressive switch) passed"
+}
+
+phase_4() {
+    notify "phase 4 (finalization) started"
+    set_flags '{"dual_write": false, "fallback": false}' || rollback 4 "flags not applied"
+    soak_for
+    in_green validate --base-url http://127.0.0.1:8080 --internal-url "$internal" --expect-phase unified ||
+        rollback 4 "validation in the unified phase failed"
+    metrics_gate || rollback 4 "health gate failed in the unified phase"
+    record 4 passed "dual-write and fallback off; validated"
+    notify "phase 4 (finalization) passed"
+}
+
+phase_5() {
+    notify "phase 5 (cleanup) started"
+    # Refused unless the flags mean the unified phase and the last verify (phase 1) is clean.
+    in_green archive || rollback 5 "archive refused or failed"
+    run "$kubectl" -n "$namespace" scale deployment "$blue" --replicas=0 ||
+        rollback 5 "blue did not scale down"
+    record 5 passed "legacy tables archived (manifest in archive_manifests); blue scaled to 0"
+    notify "phase 5 (cleanup) passed"
+}
+
+for phase in 1 2 3 4 5; do
+    [ "$phase" -ge "$from_phase" ] || continue
+    "phase_${phase}"
+done
+write_report "deployed"
+notify "deployment finished: unified phase, legacy archived"
