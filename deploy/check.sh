@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Offline checks of everything under deploy/ (run by .ci/run):
+#   - every kustomization renders (kubectl kustomize), and every built-in resource kind in it
+#     passes kubernetes-validate --strict (Istio and Argo resources are custom kinds it has no
+#     schema for; their queries are exercised against a real Prometheus by the test suite);
+#   - yamllint; the Grafana dashboard is JSON;
+#   - promtool check rules and promtool test rules;
+#   - shellcheck on every shell script; the deploy.sh golden tests.
+# Needs: kubectl, kubernetes-validate (PyPI), yamllint, promtool (Debian prometheus),
+# ShellCheck and python3. A missing tool fails the check.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+for tool in kubectl kubernetes-validate yamllint promtool shellcheck python3; do
+    command -v "$tool" >/dev/null || { echo "deploy checks need $tool" >&2; exit 1; }
+done
+step() { printf '\n== %s\n' "$*"; }
+rendered=$(mktemp -d)
+trap 'rm -rf "$rendered"' EXIT
+
+step "kustomize + kubernetes-validate"
+for kustomization in deploy/k8s/overlays/blue deploy/k8s/overlays/green deploy/k8s/istio deploy/k8s/rollout; do
+    out="$rendered/$(echo "$kustomization" | tr / _).yaml"
+    kubectl kustomize "$kustomization" >"$out"
+    kinds=$(grep -c '^kind:' "$out")
+    echo "$kustomization: $kinds resources"
+    kubernetes-validate --strict --quiet "$out"
+done
+# The base must carry what the issue asks of a production Deployment.
+deployment="$rendered/deploy_k8s_overlays_green.yaml"
+for expected in 'replicas: 3' 'memory: 256Mi' 'memory: 512Mi' 'cpu: 250m' 'cpu: 500m' \
+    'path: /health/live' 'path: /health/ready' 'periodSeconds: 30' 'periodSeconds: 10' \
+    'kind: HorizontalPodAutoscaler' 'kind: PodDisruptionBudget' 'kind: NetworkPolicy' \
+    'name: unified-attributes-secrets' 'prometheus.io/scrape: "true"'; do
+    grep -qF -- "$expected" "$deployment" || { echo "green overlay lacks: $expected" >&2; exit 1; }
+done
+
+step "yamllint"
+yamllint --strict deploy .yamllint
+python3 -m json.tool deploy/grafana/unified-attributes.json >/dev/null
+
+step "promtool"
+promtool check rules deploy/prometheus/rules.yml
+promtool test rules deploy/prometheus/rules_test.yml
+
+step "shellcheck"
+shellcheck deploy/deploy.sh deploy/check.sh deploy/tests/run.sh deploy/tests/fakes/* .ci/run \
+    scripts/*.sh benches/load/run.sh benches/backfill/run.sh
+
+step "deploy.sh golden tests"
+deploy/tests/run.sh

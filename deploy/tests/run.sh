@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Golden tests of deploy.sh, with a fake kubectl and pg_dump on PATH that record their calls,
+# and a local stand-in for Prometheus and the Slack webhook:
+#   success   every gate passes: the recorded calls equal golden/success.calls, exit 0
+#   rollback  the green error ratio is 5 %: phase 3's first gate fails, the traffic and the
+#             flags go back; the calls equal golden/rollback.calls, exit 1
+#   no-data   Prometheus has no data: the gate fails too (silence is not health)
+#   dry-run   nothing runs; every command is printed
+# Each scenario also checks the team notifications and the report. UPDATE_GOLDEN=1 rewrites
+# the golden files. Loopback only; the stand-in stops by itself.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+deploy="$here/../deploy.sh"
+work=$(mktemp -d)
+server_pid=""
+cleanup() {
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+
+start_server() { # $1 error ratio, $2 p95 seconds
+    if [ -n "$server_pid" ]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -f "$work/port" "$work/messages"
+    ERROR_RATIO=$1 P95_SECONDS=$2 STOP_AFTER=120 \
+        python3 "$here/capture_server.py" "$work/messages" "$work/port" &
+    server_pid=$!
+    for _ in $(seq 50); do [ -s "$work/port" ] && break; sleep 0.1; done
+    [ -s "$work/port" ] || { echo "the capture server did not start" >&2; exit 2; }
+}
+
+# Runs deploy.sh; prints its exit code. Calls go to $work/calls, the report to $work/report.md.
+deploy() {
+    rm -f "$work/calls" "$work/report.md"
+    touch "$work/calls"
+    local port
+    port=$(cat "$work/port")
+    set +e
+    PATH="$here/fakes:$PATH" FAKE_CALLS="$work/calls" \
+        PROMETHEUS_URL="http://127.0.0.1:$port" SLACK_WEBHOOK_URL="http://127.0.0.1:$port/slack" \
+        DATABASE_URL=postgres://deploy@db.example/marketplace BACKUP_DIR="$work" \
+        "$deploy" --soak 0 --report "$work/report.md" "$@" >"$work/stdout" 2>"$work/stderr"
+    local code=$?
+    set -e
+    echo "$code"
+}
+
+# The recorded calls with the run's time stamps and temp paths made stable.
+normalized_calls() {
+    sed -E -e "s#${work}#WORK#g" -e "s#$(cd "$here/.." && pwd)#DEPLOY#g" \
+        -e 's/[0-9]{8}T[0-9]{6}Z/TIMESTAMP/g' "$work/calls"
+}
+
+check_golden() { # $1 scenario
+    local golden="$here/golden/$1.calls"
+    if [ "${UPDATE_GOLDEN:-0}" = 1 ]; then
+        normalized_calls >"$golden"
+        echo "updated $golden"
+    elif ! diff -u "$golden" <(normalized_calls); then
+        fail "$1: the calls differ from $golden"
+    fi
+}
+
+expect_message() { # $1 scenario, $2 text
+    grep -qF -- "$2" "$work/messages" 2>/dev/null || fail "$1: no notification containing '$2'"
+}
+
+# success
+start_server 0.001 0.020
+code=$(deploy)
+[ "$code" = 0 ] || { fail "success: exit $code"; cat "$work/stderr" >&2; }
+check_golden success
+for text in "phase 1 (preparation) started" "phase 1 (preparation) passed" \
+    "phase 2 (green deployment) passed" "phase 3: 10 % on green" "phase 3: 100 % on green" \
+    "phase 4 (finalization) passed" "phase 5 (cleanup) passed" "deployment finished"; do
+    expect_message success "$text"
+done
+grep -q "outcome: deployed" "$work/report.md" || fail "success: report outcome"
+[ "$(grep -c '| passed |' "$work/report.md")" = 5 ] || fail "success: five phases passed in the report"
+
+# rollback: 5 % errors on green
+start_server 0.05 0.020
+code=$(deploy)
+[ "$code" = 1 ] || fail "rollback: exit $code (expected 1)"
+check_golden rollback
+expect_message rollback "phase 3 FAILED: health gate failed at 10 %"
+expect_message rollback "phase 3 rolled back"
+grep -q "outcome: rolled back in phase 3" "$work/report.md" || fail "rollback: report outcome"
+grep -q "phase_4\|archive" "$work/calls" && fail "rollback: nothing after the failed phase runs"
+
+# no data: the gate fails rather than passing on silence
+start_server none none
+code=$(deploy)
+[ "$code" = 1 ] || fail "no-data: exit $code (expected 1)"
+expect_message no-data "phase 3 FAILED: health gate failed at 10 %"
+
+# a failed command in phase 2 (green never ready) scales green back down
+start_server 0.001 0.020
+code=$(FAKE_KUBECTL_FAIL='rollout status' deploy)
+[ "$code" = 1 ] || fail "phase-2: exit $code (expected 1)"
+grep -q "scale deployment unified-attributes-green --replicas=0" "$work/calls" ||
+    fail "phase-2: green is scaled down"
+expect_message phase-2 "phase 2 FAILED: green did not become ready"
+
+# dry run: prints, runs nothing
+code=$(deploy --dry-run)
+[ "$code" = 0 ] || fail "dry-run: exit $code"
+[ ! -s "$work/calls" ] || fail "dry-run: commands ran: $(cat "$work/calls")"
+grep -q "^+ kubectl -n marketplace apply -k .*overlays/green" "$work/stdout" || fail "dry-run: apply printed"
+grep -q "^+ kubectl -n marketplace exec deploy/unified-attributes-green -- unified-attributes archive" "$work/stdout" ||
+    fail "dry-run: archive printed"
+grep -q "^+ pg_dump" "$work/stdout" || fail "dry-run: backup printed"
+
+# usage errors
+code=$(deploy --soak x)
+[ "$code" = 2 ] || fail "usage: exit $code (expected 2)"
+
+if [ "$failures" -gt 0 ]; then
+    echo "deploy.sh tests: $failures failed" >&2
+    exit 1
+fi
+echo "deploy.sh tests: success, rollback, no-data, phase-2 failure, dry-run, usage — all passed"
