@@ -380,6 +380,13 @@ impl AttributeCaches {
                 self.responses
                     .invalidate_if(|key| key.view == View::VariantAttributes);
             }
+            Invalidation::EntityRange { kind, first, last } => {
+                self.generations.bump_global();
+                let (kind, range) = (*kind, *first..=*last);
+                self.responses.invalidate_if(move |key| {
+                    matches!(key.scope, Scope::Entity(k, id) if k == kind && range.contains(&id))
+                });
+            }
             Invalidation::AllValues => {
                 self.generations.bump_global();
                 self.responses
@@ -557,6 +564,42 @@ mod tests {
             !cached(&caches, k).await,
             "a stale load survived the write's invalidation"
         );
+    }
+
+    #[tokio::test]
+    async fn a_range_invalidation_drops_that_kind_in_that_range_only() {
+        let caches = AttributeCaches::new(CacheSettings::default());
+        let listing = |id| key(Scope::Entity(EntityKind::Listing, id), View::Values, None);
+        let product = key(Scope::Entity(EntityKind::Product, 15), View::Values, None);
+        let category = key(Scope::Category(15), View::Attributes, None);
+        for k in [
+            listing(9),
+            listing(10),
+            listing(20),
+            listing(21),
+            product,
+            category,
+        ] {
+            caches.responses.insert(k, response("x")).await;
+        }
+        caches
+            .apply(&Invalidation::EntityRange {
+                kind: EntityKind::Listing,
+                first: 10,
+                last: 20,
+            })
+            .await;
+        caches.responses.inner.run_pending_tasks().await;
+        for (k, kept) in [
+            (listing(9), true),
+            (listing(10), false),
+            (listing(20), false),
+            (listing(21), true),
+            (product, true),
+            (category, true),
+        ] {
+            assert_eq!(cached(&caches, k).await, kept, "{k:?}");
+        }
     }
 
     #[tokio::test]

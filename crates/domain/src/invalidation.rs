@@ -22,6 +22,13 @@ pub enum Invalidation {
     },
     /// The attribute list and single-attribute reads.
     Catalog,
+    /// The values of the entities of one kind with ids in `first..=last` (a backfill batch:
+    /// one message instead of thousands).
+    EntityRange {
+        kind: EntityKind,
+        first: i64,
+        last: i64,
+    },
     /// Every entity's values.
     AllValues,
     /// Every category's value ranges.

@@ -128,14 +128,55 @@ mod pg_sql {
     /// Backfill batches lock their entities' rows until they commit.
     pub(super) const LOCK_ROWS: &str = " FOR UPDATE";
 
-    /// Binds a date sent as text into a `date` column of a multi-row insert.
-    pub(super) fn push_date<'args>(
-        row: &mut sqlx::query_builder::Separated<'_, 'args, sqlx::Postgres, &'static str>,
-        value: &'args Option<String>,
-    ) {
-        row.push("CAST(")
-            .push_bind_unseparated(value)
-            .push_unseparated(" AS DATE)");
+    /// Inserts unified value rows with one statement per batch: each column travels as one
+    /// array (`UNNEST`), so a batch of thousands of rows is one parse, one plan, nine binds.
+    pub(super) async fn insert_unified_rows(
+        conn: &mut sqlx::PgConnection,
+        kind: domain::EntityKind,
+        rows: &[(i64, i64, crate::rows::ValueColumns)],
+    ) -> crate::error::Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        crate::stats::record_queries(1);
+        let column = |f: fn(&crate::rows::ValueColumns) -> Option<String>| -> Vec<Option<String>> {
+            rows.iter().map(|(_, _, columns)| f(columns)).collect()
+        };
+        sqlx::query(
+            "INSERT INTO unified_attribute_values
+                (entity_type, entity_id, attribute_id, text_value, numeric_value, boolean_value,
+                 date_value, json_value, unit)
+            SELECT $1, u.entity_id, u.attribute_id, u.text_value, CAST(u.numeric_value AS NUMERIC),
+                u.boolean_value, CAST(u.date_value AS DATE), CAST(u.json_value AS JSONB), u.unit
+            FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bool[], $7::text[],
+                $8::text[], $9::text[])
+                AS u(entity_id, attribute_id, text_value, numeric_value, boolean_value, date_value,
+                     json_value, unit)",
+        )
+        .bind(kind.as_str())
+        .bind(
+            rows.iter()
+                .map(|(entity, _, _)| *entity)
+                .collect::<Vec<i64>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|(_, attribute, _)| *attribute)
+                .collect::<Vec<i64>>(),
+        )
+        .bind(column(|c| c.text_value.clone()))
+        .bind(column(|c| c.numeric_value.clone()))
+        .bind(
+            rows.iter()
+                .map(|(_, _, c)| c.boolean_value)
+                .collect::<Vec<Option<bool>>>(),
+        )
+        .bind(column(|c| c.date_value.clone()))
+        .bind(column(|c| c.json_value.as_ref().map(ToString::to_string)))
+        .bind(column(|c| c.unit.clone()))
+        .execute(conn)
+        .await?;
+        Ok(())
     }
     // Writes lock the entity's row: a write and a backfill batch of the same entity serialize.
     pub(super) const LISTING_CATEGORY: &str =

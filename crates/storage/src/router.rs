@@ -623,10 +623,15 @@ impl<B: Backend> Router<B> {
             completed: false,
         };
         B::save_checkpoint(&mut tx, &next).await?;
-        let invalidations: Vec<Invalidation> = ids
-            .iter()
-            .map(|id| Invalidation::entity(EntityRef { kind, id: *id }))
-            .collect();
+        // Unified values of the batch changed, and with them the unified value ranges.
+        let invalidations = [
+            Invalidation::EntityRange {
+                kind,
+                first: ids[0],
+                last: last_id,
+            },
+            Invalidation::AllRanges,
+        ];
         B::notify(&mut tx, &invalidations).await?;
         tx.commit().await?;
         Ok(next)

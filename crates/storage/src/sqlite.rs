@@ -139,12 +139,33 @@ mod sqlite_sql {
     /// SQLite needs no row locks: a write transaction already excludes every other writer.
     pub(super) const LOCK_ROWS: &str = "";
 
-    /// Binds a date as text (its column is text).
-    pub(super) fn push_date<'args>(
-        row: &mut sqlx::query_builder::Separated<'_, 'args, sqlx::Sqlite, &'static str>,
-        value: &'args Option<String>,
-    ) {
-        row.push_bind(value);
+    /// Inserts unified value rows in multi-row statements (SQLite allows 32,766 parameters).
+    pub(super) async fn insert_unified_rows(
+        conn: &mut sqlx::SqliteConnection,
+        kind: domain::EntityKind,
+        rows: &[(i64, i64, crate::rows::ValueColumns)],
+    ) -> crate::error::Result<()> {
+        for chunk in rows.chunks(2_000) {
+            crate::stats::record_queries(1);
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO unified_attribute_values
+                    (entity_type, entity_id, attribute_id, text_value, numeric_value, boolean_value,
+                     date_value, json_value, unit) ",
+            );
+            insert.push_values(chunk, |mut row, (entity_id, attribute_id, columns)| {
+                row.push_bind(kind.as_str())
+                    .push_bind(*entity_id)
+                    .push_bind(*attribute_id)
+                    .push_bind(&columns.text_value)
+                    .push_bind(&columns.numeric_value)
+                    .push_bind(columns.boolean_value)
+                    .push_bind(&columns.date_value)
+                    .push_bind(columns.json_value.as_ref().map(sqlx::types::Json))
+                    .push_bind(&columns.unit);
+            });
+            insert.build().persistent(false).execute(&mut *conn).await?;
+        }
+        Ok(())
     }
     // SQLite's write transaction already excludes other writers.
     pub(super) use crate::sql::{LISTING_CATEGORY, PRODUCT_CATEGORY, VARIANT_CATEGORY};
