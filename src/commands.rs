@@ -401,7 +401,13 @@ async fn backfill_kind(
     let progress = Progress::new(label, total.max(0) as u64);
     let (migrated_before, quarantined_before) = (checkpoint.migrated, checkpoint.quarantined);
     let mut done_in_run = 0;
+    // Statistics are refreshed each time the migrated rows double: a handful of ANALYZEs per run.
+    let mut analyzed_at = 0;
     while !checkpoint.completed && args.max_batches.is_none_or(|max| *batches < max) {
+        if checkpoint.migrated > 2 * analyzed_at {
+            storage.analyze_unified_values().await?;
+            analyzed_at = checkpoint.migrated.max(1);
+        }
         let batch_started = Instant::now();
         let next = storage
             .backfill_batch(kind, &checkpoint, args.batch_size, catalog)

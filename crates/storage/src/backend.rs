@@ -345,6 +345,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
         conn: &mut Conn<Self>,
     ) -> impl Future<Output = Result<Vec<crate::backfill::Progress>>> + Send;
 
+    /// Refreshes the planner's statistics of the unified values table (a bulk load outruns
+    /// autovacuum, and plans made from an empty table's statistics scan it whole).
+    fn analyze_unified_values(conn: &mut Conn<Self>) -> impl Future<Output = Result<()>> + Send;
+
     /// Unified values whose entity does not exist.
     fn orphaned_values(conn: &mut Conn<Self>) -> impl Future<Output = Result<i64>> + Send;
 
@@ -1176,6 +1180,12 @@ macro_rules! backend_operations {
         async fn backfill_progress(conn: &mut Conn<Self>) -> Result<Vec<crate::backfill::Progress>> {
             // Not counted: the scrape reads this, and the query metric counts what requests cost.
             Ok(sqlx::query_as($sql::BACKFILL_PROGRESS).fetch_all(conn).await?)
+        }
+
+        async fn analyze_unified_values(conn: &mut Conn<Self>) -> Result<()> {
+            record_queries(1);
+            sqlx::query("ANALYZE unified_attribute_values").execute(conn).await?;
+            Ok(())
         }
 
         async fn orphaned_values(conn: &mut Conn<Self>) -> Result<i64> {

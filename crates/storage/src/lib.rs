@@ -308,6 +308,12 @@ impl Storage {
         on_router!(self, router => router.restore_archive(configured).await)
     }
 
+    /// Refreshes the planner's statistics of the unified values (the backfill calls it as the
+    /// table grows, so its batches keep using the indexes).
+    pub async fn analyze_unified_values(&self) -> Result<()> {
+        on_router!(self, router => router.analyze_unified_values().await)
+    }
+
     /// Where the backfill of each entity kind stands (kinds never started are absent).
     pub async fn backfill_progress(&self) -> Result<Vec<backfill::Progress>> {
         on_router!(self, router => router.backfill_progress().await)

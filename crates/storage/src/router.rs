@@ -912,6 +912,11 @@ impl<B: Backend> Router<B> {
         B::backfill_progress(&mut conn).await
     }
 
+    pub(crate) async fn analyze_unified_values(&self) -> Result<()> {
+        let mut conn = self.backend.pool().acquire().await?;
+        B::analyze_unified_values(&mut conn).await
+    }
+
     pub(crate) async fn orphaned_values(&self) -> Result<i64> {
         let mut conn = self.backend.pool().acquire().await?;
         B::orphaned_values(&mut conn).await
