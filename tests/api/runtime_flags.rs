@@ -208,6 +208,49 @@ async fn the_migration_status_counts_rows_in_both_stores(backend: Backend) {
         .await;
     assert_eq!(after.body["data"]["counts"]["unified_listing_values"], 2);
     assert_eq!(after.body["data"]["phase"], "dual_write");
+
+    // After a backfill: checkpoints per kind and the quarantine by reason, from the database.
+    let storage = app.db.storage().await;
+    storage.backfill_definitions().await.expect("definitions");
+    let catalog = storage
+        .catalog(storage::ReadRoute::new(flags::Store::Legacy, false))
+        .await
+        .expect("catalog")
+        .data
+        .into_iter()
+        .map(|a| (a.code.clone(), a))
+        .collect();
+    let mut checkpoint = storage
+        .backfill_checkpoint(domain::EntityKind::Listing, false)
+        .await
+        .expect("checkpoint");
+    while !checkpoint.completed {
+        checkpoint = storage
+            .backfill_batch(domain::EntityKind::Listing, &checkpoint, 25, &catalog)
+            .await
+            .expect("batch");
+    }
+    let status = app
+        .get_as(path, ("Authorization", &format!("Bearer {ADMIN_TOKEN}")))
+        .await;
+    let data = &status.body["data"];
+    assert_eq!(data["backfill"][0]["entity_type"], "listing");
+    assert_eq!(data["backfill"][0]["completed"], true);
+    assert_eq!(data["backfill"][0]["quarantined"], checkpoint.quarantined);
+    let by_reason: i64 = data["quarantine_by_reason"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .filter_map(|r| r["count"].as_i64())
+        .sum();
+    assert_eq!(
+        by_reason,
+        raw.count("SELECT COUNT(*) FROM backfill_quarantine").await
+    );
+    assert!(
+        by_reason > 0,
+        "the demo's empty legacy rows are quarantined"
+    );
     app.get(path).await.assert_error(401, "errors.unauthorized");
 }
 

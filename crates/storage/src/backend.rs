@@ -349,6 +349,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// autovacuum, and plans made from an empty table's statistics scan it whole).
     fn analyze_unified_values(conn: &mut Conn<Self>) -> impl Future<Output = Result<()>> + Send;
 
+    fn quarantine_by_reason(
+        conn: &mut Conn<Self>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<crate::backfill::QuarantineCount>>> + Send;
+
     /// Unified values whose entity does not exist.
     fn orphaned_values(conn: &mut Conn<Self>) -> impl Future<Output = Result<i64>> + Send;
 
@@ -1186,6 +1191,11 @@ macro_rules! backend_operations {
             record_queries(1);
             sqlx::query("ANALYZE unified_attribute_values").execute(conn).await?;
             Ok(())
+        }
+
+        async fn quarantine_by_reason(conn: &mut Conn<Self>, limit: i64) -> Result<Vec<crate::backfill::QuarantineCount>> {
+            record_queries(1);
+            Ok(sqlx::query_as(crate::backfill::QUARANTINE_BY_REASON).bind(limit).fetch_all(conn).await?)
         }
 
         async fn orphaned_values(conn: &mut Conn<Self>) -> Result<i64> {

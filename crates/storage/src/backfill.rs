@@ -51,6 +51,19 @@ macro_rules! progress_sql {
 }
 pub(crate) use progress_sql;
 
+/// How many legacy values the quarantine holds for one reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct QuarantineCount {
+    pub entity_type: String,
+    pub reason: String,
+    pub count: i64,
+}
+
+/// The most common reasons first; the status shows a bounded list.
+pub(crate) const QUARANTINE_BY_REASON: &str = "SELECT entity_type, reason, COUNT(*) AS count
+    FROM backfill_quarantine GROUP BY entity_type, reason
+    ORDER BY COUNT(*) DESC, entity_type, reason LIMIT $1";
+
 /// A legacy row the unified rules refused, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct QuarantinedRow {

@@ -314,6 +314,11 @@ impl Storage {
         on_router!(self, router => router.analyze_unified_values().await)
     }
 
+    /// Quarantined legacy values counted by entity kind and reason, most common first.
+    pub async fn quarantine_by_reason(&self, limit: i64) -> Result<Vec<backfill::QuarantineCount>> {
+        on_router!(self, router => router.quarantine_by_reason(limit).await)
+    }
+
     /// Where the backfill of each entity kind stands (kinds never started are absent).
     pub async fn backfill_progress(&self) -> Result<Vec<backfill::Progress>> {
         on_router!(self, router => router.backfill_progress().await)

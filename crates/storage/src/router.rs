@@ -917,6 +917,14 @@ impl<B: Backend> Router<B> {
         B::analyze_unified_values(&mut conn).await
     }
 
+    pub(crate) async fn quarantine_by_reason(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<crate::backfill::QuarantineCount>> {
+        let mut conn = self.backend.pool().acquire().await?;
+        B::quarantine_by_reason(&mut conn, limit).await
+    }
+
     pub(crate) async fn orphaned_values(&self) -> Result<i64> {
         let mut conn = self.backend.pool().acquire().await?;
         B::orphaned_values(&mut conn).await

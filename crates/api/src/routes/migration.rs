@@ -118,6 +118,9 @@ pub struct MigrationStatus {
     /// The last `verify` run, if any.
     #[schema(value_type = Object)]
     last_verify: Option<storage::verify::LastVerify>,
+    /// Quarantined legacy values by entity kind and reason, the 50 most common.
+    #[schema(value_type = Vec<Object>)]
+    quarantine_by_reason: Vec<storage::backfill::QuarantineCount>,
     /// The manifest of the last `archive` or `restore-archive`, if any.
     #[schema(value_type = Object)]
     last_archive: Option<storage::archive::Manifest>,
@@ -156,6 +159,7 @@ pub async fn migration_status(
             checkpoints
         },
         last_verify: state.storage.last_verify().await?,
+        quarantine_by_reason: state.storage.quarantine_by_reason(50).await?,
         last_archive: state.storage.last_archive_manifest().await?,
     })))
 }
