@@ -154,7 +154,11 @@ rollback() {
             # The archive is one transaction: a failed one moved nothing. Back to phase 3.
             ;;
         4)
-            set_flags '{"dual_write": true, "fallback": true}' || true
+            # Unified-only writes may have happened: dual-write first, then bring legacy up to
+            # date (the guardrails refuse legacy fallback until then), then fallback again.
+            set_flags '{"dual_write": true}' || true
+            in_green sync-legacy || true
+            set_flags '{"fallback": true}' || true
             ;;
         3)
             set_weights 0 || true

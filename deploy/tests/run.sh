@@ -5,6 +5,7 @@
 #   rollback  the green error ratio is 5 %: phase 3's first gate fails, the traffic and the
 #             flags go back; the calls equal golden/rollback.calls, exit 1
 #   no-data   Prometheus has no data: the gate fails too (silence is not health)
+#   phase-2/4 a failed rollout or validation rolls back what that phase changed
 #   dry-run   nothing runs; every command is printed
 # Each scenario also checks the team notifications and the report. UPDATE_GOLDEN=1 rewrites
 # the golden files. Loopback only; the stand-in stops by itself.
@@ -107,6 +108,16 @@ grep -q "scale deployment unified-attributes-green --replicas=0" "$work/calls" |
     fail "phase-2: green is scaled down"
 expect_message phase-2 "phase 2 FAILED: green did not become ready"
 
+# a failed validation in the unified phase: dual-write back, legacy synced, fallback back
+start_server 0.001 0.020
+code=$(FAKE_KUBECTL_FAIL='--expect-phase unified' deploy)
+[ "$code" = 1 ] || fail "phase-4: exit $code (expected 1)"
+for call in 'flags --set {"dual_write": true}' 'unified-attributes sync-legacy' 'flags --set {"fallback": true}'; do
+    grep -qF -- "$call" "$work/calls" || fail "phase-4: rollback runs '$call'"
+done
+grep -q "unified-attributes archive" "$work/calls" && fail "phase-4: no archive after a failed phase 4"
+expect_message phase-4 "phase 4 FAILED: validation in the unified phase failed"
+
 # dry run: prints, runs nothing
 code=$(deploy --dry-run)
 [ "$code" = 0 ] || fail "dry-run: exit $code"
@@ -124,4 +135,4 @@ if [ "$failures" -gt 0 ]; then
     echo "deploy.sh tests: $failures failed" >&2
     exit 1
 fi
-echo "deploy.sh tests: success, rollback, no-data, phase-2 failure, dry-run, usage — all passed"
+echo "deploy.sh tests: success, rollback, no-data, phase-2 and phase-4 failures, dry-run, usage — all passed"
