@@ -342,13 +342,7 @@ pub async fn backfill(
     note(&format!(
         "definitions: {definitions} attributes, {bindings} bindings copied"
     ));
-    let catalog: HashMap<String, domain::Attribute> = storage
-        .catalog(storage::ReadRoute::new(flags::Store::Legacy, false))
-        .await?
-        .data
-        .into_iter()
-        .map(|attribute| (attribute.code.clone(), attribute))
-        .collect();
+    let catalog = storage.backfill_catalog().await?;
     let counts = storage.migration_counts().await?;
     let mut batches = 0;
     let mut checkpoints = Vec::new();

@@ -155,27 +155,7 @@ async fn the_rollback_drill_loses_no_acknowledged_write() {
     check("phase 0", &app, &storage, &writer, &legacy).await;
 
     set_flags(&app, r#"{"dual_write": true}"#, "dual_write").await;
-    storage.backfill_definitions().await.expect("definitions");
-    let catalog: HashMap<String, domain::Attribute> = storage
-        .catalog(ReadRoute::new(Store::Legacy, false))
-        .await
-        .expect("catalog")
-        .data
-        .into_iter()
-        .map(|a| (a.code.clone(), a))
-        .collect();
-    for kind in domain::EntityKind::ALL {
-        let mut checkpoint = storage
-            .backfill_checkpoint(kind, true)
-            .await
-            .expect("checkpoint");
-        while !checkpoint.completed {
-            checkpoint = storage
-                .backfill_batch(kind, &checkpoint, 5, &catalog)
-                .await
-                .expect("batch");
-        }
-    }
+    crate::common::run_backfill(&storage, &domain::EntityKind::ALL, 5, true, None).await;
     let_it_write(&writer).await;
     check("phase 1 after the backfill", &app, &storage, &writer, &both).await;
     let verified = storage.verify(20, |_| {}).await.expect("verify");

@@ -92,23 +92,8 @@ async fn traffic(app: &TestApp) {
 /// The backfill's metrics describe a backfill under way: start one.
 async fn backfill_one_batch(app: &TestApp) {
     let storage = app.db.storage().await;
-    storage.backfill_definitions().await.expect("definitions");
-    let catalog = storage
-        .catalog(storage::ReadRoute::new(flags::Store::Legacy, false))
-        .await
-        .expect("catalog")
-        .data
-        .into_iter()
-        .map(|a| (a.code.clone(), a))
-        .collect();
-    let checkpoint = storage
-        .backfill_checkpoint(domain::EntityKind::Listing, false)
-        .await
-        .expect("checkpoint");
-    storage
-        .backfill_batch(domain::EntityKind::Listing, &checkpoint, 10, &catalog)
-        .await
-        .expect("batch");
+    let kinds = [domain::EntityKind::Listing];
+    crate::common::run_backfill(&storage, &kinds, 10, false, Some(1)).await;
 }
 
 #[actix_web::test]

@@ -211,25 +211,11 @@ async fn the_migration_status_counts_rows_in_both_stores(backend: Backend) {
 
     // After a backfill: checkpoints per kind and the quarantine by reason, from the database.
     let storage = app.db.storage().await;
-    storage.backfill_definitions().await.expect("definitions");
-    let catalog = storage
-        .catalog(storage::ReadRoute::new(flags::Store::Legacy, false))
-        .await
-        .expect("catalog")
-        .data
-        .into_iter()
-        .map(|a| (a.code.clone(), a))
-        .collect();
-    let mut checkpoint = storage
+    crate::common::run_backfill(&storage, &[domain::EntityKind::Listing], 25, false, None).await;
+    let checkpoint = storage
         .backfill_checkpoint(domain::EntityKind::Listing, false)
         .await
         .expect("checkpoint");
-    while !checkpoint.completed {
-        checkpoint = storage
-            .backfill_batch(domain::EntityKind::Listing, &checkpoint, 25, &catalog)
-            .await
-            .expect("batch");
-    }
     let status = app
         .get_as(path, ("Authorization", &format!("Bearer {ADMIN_TOKEN}")))
         .await;

@@ -188,3 +188,32 @@ impl Raw {
         }
     }
 }
+
+/// Runs the backfill of `kinds` in batches of `batch` until each is complete (or
+/// `max_batches` ran), as the `backfill` subcommand does; returns the batches run (a kind ends
+/// with one empty batch that marks it complete).
+pub async fn run_backfill(
+    storage: &Storage,
+    kinds: &[domain::EntityKind],
+    batch: i64,
+    restart: bool,
+    max_batches: Option<usize>,
+) -> usize {
+    storage.backfill_definitions().await.expect("definitions");
+    let catalog = storage.backfill_catalog().await.expect("catalog");
+    let mut batches = 0;
+    for kind in kinds {
+        let mut checkpoint = storage
+            .backfill_checkpoint(*kind, restart)
+            .await
+            .expect("checkpoint");
+        while !checkpoint.completed && max_batches.is_none_or(|max| batches < max) {
+            checkpoint = storage
+                .backfill_batch(*kind, &checkpoint, batch, &catalog)
+                .await
+                .expect("batch");
+            batches += 1;
+        }
+    }
+    batches
+}

@@ -30,27 +30,7 @@ async fn backfilled(db: &TestDb) -> Storage {
         .seed_legacy(&storage::demo::Dataset::marketplace(40, 3))
         .await
         .expect("seed");
-    storage.backfill_definitions().await.expect("definitions");
-    let catalog: HashMap<String, domain::Attribute> = storage
-        .catalog(ReadRoute::new(Store::Legacy, false))
-        .await
-        .expect("catalog")
-        .data
-        .into_iter()
-        .map(|a| (a.code.clone(), a))
-        .collect();
-    for kind in EntityKind::ALL {
-        let mut checkpoint = storage
-            .backfill_checkpoint(kind, false)
-            .await
-            .expect("checkpoint");
-        while !checkpoint.completed {
-            checkpoint = storage
-                .backfill_batch(kind, &checkpoint, 15, &catalog)
-                .await
-                .expect("batch");
-        }
-    }
+    crate::common::run_backfill(&storage, &EntityKind::ALL, 15, false, None).await;
     storage
 }
 

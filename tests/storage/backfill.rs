@@ -1,9 +1,7 @@
 //! The backfill on both backends: every legacy row migrated or quarantined with a reason,
 //! reads that agree afterwards, idempotence, and resumption from the checkpoint.
 
-use std::collections::HashMap;
-
-use domain::{Attribute, EntityKind, EntityRef};
+use domain::{EntityKind, EntityRef};
 use flags::Store;
 use storage::{ReadRoute, Storage};
 
@@ -27,37 +25,10 @@ const UNIFIED: ReadRoute = ReadRoute {
     fallback: false,
 };
 
-async fn catalog(storage: &Storage) -> HashMap<String, Attribute> {
-    storage
-        .catalog(LEGACY)
-        .await
-        .expect("catalog")
-        .data
-        .into_iter()
-        .map(|a| (a.code.clone(), a))
-        .collect()
-}
-
 /// Runs the backfill of every entity kind to the end in batches of `batch`; returns the
 /// batches run (each kind ends with one empty batch that marks it complete).
 async fn run_to_end(storage: &Storage, batch: i64, restart: bool) -> usize {
-    storage.backfill_definitions().await.expect("definitions");
-    let catalog = catalog(storage).await;
-    let mut batches = 0;
-    for kind in EntityKind::ALL {
-        let mut checkpoint = storage
-            .backfill_checkpoint(kind, restart)
-            .await
-            .expect("checkpoint");
-        while !checkpoint.completed {
-            checkpoint = storage
-                .backfill_batch(kind, &checkpoint, batch, &catalog)
-                .await
-                .expect("batch");
-            batches += 1;
-        }
-    }
-    batches
+    crate::common::run_backfill(storage, &EntityKind::ALL, batch, restart, None).await
 }
 
 /// A plain-SQL fingerprint of the unified values and the quarantine.
@@ -163,7 +134,7 @@ async fn a_second_backfill_changes_nothing(db: TestDb) {
 async fn an_interrupted_backfill_resumes_from_its_checkpoint(db: TestDb) {
     let (storage, _) = seeded_with_a_defect(&db).await;
     storage.backfill_definitions().await.expect("definitions");
-    let catalog = catalog(&storage).await;
+    let catalog = storage.backfill_catalog().await.expect("catalog");
     let mut checkpoint = storage
         .backfill_checkpoint(EntityKind::Listing, false)
         .await

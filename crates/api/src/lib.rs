@@ -269,22 +269,15 @@ impl Application {
         let worker_template = shared.clone();
         let max_connections = settings.database.max_connections;
         let public_url = url.clone();
+        let public = Listener {
+            public: true,
+            internal,
+        };
         let mut server = HttpServer::new(move || {
-            let state =
-                web::Data::new(worker_state(&worker_template, &public_url, max_connections));
-            App::new()
-                .wrap(from_fn(metrics::track))
-                .wrap(TracingLogger::<telemetry::RequestSpan>::new())
-                .app_data(state)
-                .configure(|config| {
-                    routes_config(
-                        config,
-                        Listener {
-                            public: true,
-                            internal,
-                        },
-                    )
-                })
+            app(
+                worker_state(&worker_template, &public_url, max_connections),
+                public,
+            )
         })
         .listen(listener)
         .map_err(bind_error(&settings.server.bind))?;
@@ -303,21 +296,15 @@ impl Application {
                     .port(),
             );
             let worker_template = shared.clone();
+            let only_internal = Listener {
+                public: false,
+                internal: true,
+            };
             let internal_server = HttpServer::new(move || {
-                let state = web::Data::new(worker_state(&worker_template, &url, max_connections));
-                App::new()
-                    .wrap(from_fn(metrics::track))
-                    .wrap(TracingLogger::<telemetry::RequestSpan>::new())
-                    .app_data(state)
-                    .configure(|config| {
-                        routes_config(
-                            config,
-                            Listener {
-                                public: false,
-                                internal: true,
-                            },
-                        )
-                    })
+                app(
+                    worker_state(&worker_template, &url, max_connections),
+                    only_internal,
+                )
             })
             .workers(1)
             .listen(internal_listener)
@@ -422,6 +409,26 @@ fn resource(scope: &'static str, path: &'static str) -> actix_web::Resource {
         .default_service(web::to(|| async {
             Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed)
         }))
+}
+
+/// One worker's application: request metrics and the root span around the listener's routes.
+fn app(
+    state: AppState,
+    listener: Listener,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .wrap(from_fn(metrics::track))
+        .wrap(TracingLogger::<telemetry::RequestSpan>::new())
+        .app_data(web::Data::new(state))
+        .configure(move |config| routes_config(config, listener))
 }
 
 /// Which routes a listener serves: the public ones (reads, value writes, health, docs) and/or

@@ -339,6 +339,17 @@ impl Storage {
         on_router!(self, router => router.backfill_definitions().await)
     }
 
+    /// The legacy definitions by code: the rules the backfill holds legacy values to.
+    pub async fn backfill_catalog(&self) -> Result<std::collections::HashMap<String, Attribute>> {
+        Ok(self
+            .catalog(ReadRoute::new(flags::Store::Legacy, false))
+            .await?
+            .data
+            .into_iter()
+            .map(|attribute| (attribute.code.clone(), attribute))
+            .collect())
+    }
+
     /// Where the backfill of one entity kind stands (fresh with `restart`).
     pub async fn backfill_checkpoint(
         &self,
