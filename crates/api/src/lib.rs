@@ -139,7 +139,7 @@ impl AppState {
     pub async fn catalog(&self, route: ReadRoute) -> Result<Arc<Vec<Attribute>>, ApiError> {
         let (catalog, _) = self
             .caches
-            .catalog(route.store, async {
+            .catalog(route.store, || async {
                 let read = self.storage.catalog(route).await?;
                 Ok::<_, ApiError>(Arc::new(read.data))
             })

@@ -29,7 +29,7 @@ pub(crate) async fn schema_view(
     };
     let (response, _) = state
         .caches
-        .response(key, async {
+        .response(key, || async {
             let read = state
                 .storage
                 .category_schema(category_id, context.route)
@@ -190,7 +190,7 @@ pub(crate) async fn ranges_view(
     };
     let (response, _) = state
         .caches
-        .response(key, async {
+        .response(key, || async {
             let read = state.storage.ranges(category_id, context.route).await?;
             Ok::<_, ApiError>(cached(
                 envelope(&render(&read.data)),

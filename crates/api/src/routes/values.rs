@@ -51,7 +51,7 @@ pub async fn get(
     }
     let (fragment, _) = state
         .caches
-        .response(key(entity, &context), async {
+        .response(key(entity, &context), || async {
             let read = state.storage.entity_values(entity, context.route).await?;
             Ok::<_, ApiError>(cached(
                 to_bytes(&EntityValuesView::of(entity, &read.data)),
