@@ -587,3 +587,53 @@ fn flags_set_changes_the_runtime_flags_with_an_audit_and_refuses_what_breaks_a_g
         "one audited change"
     );
 }
+
+#[test]
+fn sigterm_drains_a_request_in_flight_then_the_service_exits_cleanly() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut service, address) = serve_with_no_setup(dir.path());
+    let host = address.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).expect("connects");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    // Half a request: in flight when the signal arrives.
+    stream
+        .write_all(b"GET /api/v2/marketplace/categories/1311/attributes HTTP/1.1\r\nHost: test\r\n")
+        .expect("first half sent");
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = service.0.id().to_string();
+    let signalled = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(signalled.success());
+    std::thread::sleep(Duration::from_millis(300));
+    stream
+        .write_all(b"Connection: close\r\n\r\n")
+        .expect("second half sent");
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .expect("the reply is read");
+    assert!(
+        reply.starts_with("HTTP/1.1 200"),
+        "the request in flight is answered: {}",
+        reply.lines().next().unwrap_or_default()
+    );
+    assert!(reply.contains("\"success\":true"));
+    // Drained, the process exits by itself, cleanly.
+    let deadline = std::time::Instant::now() + Duration::from_secs(35);
+    let status = loop {
+        if let Some(status) = service.0.try_wait().expect("status") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service exits within its 30 s drain"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "clean exit: {status:?}");
+}
