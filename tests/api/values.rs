@@ -10,6 +10,7 @@ on_both_backends!(
     a_patch_merges_values_and_null_removes_one,
     a_batch_read_returns_each_listing_and_names_the_missing_ones,
     a_batch_read_refuses_bad_or_too_many_ids,
+    legacy_spellings_are_served_as_the_option_they_mean,
 );
 
 /// The first product of the demo data (after the 60 listings) and its first variant.
@@ -141,4 +142,69 @@ async fn a_batch_read_refuses_bad_or_too_many_ids(backend: Backend) {
     app.get("/api/v2/marketplace/listings/attributes")
         .await
         .assert_error(400, "errors.invalidQuery");
+}
+
+/// The `transmission` of a listing, as served.
+fn transmission(values: &serde_json::Value) -> Option<String> {
+    values
+        .as_array()?
+        .iter()
+        .find(|v| v["code"] == "transmission")
+        .and_then(|v| v["value"].as_str().map(str::to_owned))
+}
+
+async fn legacy_spellings_are_served_as_the_option_they_mean(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let raw = app.db.raw().await;
+    let listings = raw
+        .texts(
+            "SELECT CAST(v.listing_id AS TEXT) FROM listing_attribute_values v
+             JOIN category_attributes a ON a.id = v.attribute_id
+             WHERE a.name = 'transmission' AND v.text_value IS NOT NULL ORDER BY v.listing_id LIMIT 3",
+        )
+        .await;
+    let ids: Vec<i64> = listings
+        .iter()
+        .filter_map(|id| id.as_deref()?.parse().ok())
+        .collect();
+    assert_eq!(ids.len(), 3, "the demo has cars with a transmission");
+    for (id, spelling) in ids.iter().zip(["Automatic", "автомат", "poluautomatik"]) {
+        raw.execute(&format!(
+            "UPDATE listing_attribute_values SET text_value = '{spelling}'
+             WHERE listing_id = {id} AND attribute_id = (SELECT id FROM category_attributes WHERE name = 'transmission')"
+        ))
+        .await;
+    }
+    // One read each, and the batch read of all three.
+    assert_eq!(
+        transmission(&app.listing_values(ids[0]).await).as_deref(),
+        Some("automatic")
+    );
+    assert_eq!(
+        transmission(&app.listing_values(ids[1]).await).as_deref(),
+        Some("automatic")
+    );
+    assert_eq!(
+        transmission(&app.listing_values(ids[2]).await).as_deref(),
+        Some("poluautomatik"),
+        "a spelling no option explains is served as stored"
+    );
+    let fresh = crate::helpers::spawn_replica(&app, &[]).await;
+    let batch = fresh
+        .get(&format!(
+            "/api/v2/marketplace/listings/attributes?ids={},{}",
+            ids[0], ids[1]
+        ))
+        .await;
+    assert_eq!(batch.status, 200, "{}", batch.body);
+    let served: Vec<Option<String>> = batch.body["data"]["items"]
+        .as_array()
+        .expect("listings")
+        .iter()
+        .map(|listing| transmission(&listing["values"]))
+        .collect();
+    assert_eq!(
+        served,
+        [Some("automatic".to_owned()), Some("automatic".to_owned())]
+    );
 }

@@ -136,6 +136,36 @@ impl AppState {
     }
 
     /// The attribute catalog of the routed store, cached whole.
+    /// Legacy stores some options in other spellings (`Automatic`, `автомат`): values read
+    /// from legacy are given the option value they certainly mean, as the backfill stores it,
+    /// so both stores answer alike (and shadow reads compare like with like).
+    pub async fn canonical_legacy_values(
+        &self,
+        values: &mut domain::EntityValues,
+    ) -> Result<(), ApiError> {
+        use domain::Value;
+        let select_like = |value: &Value| {
+            matches!(
+                value,
+                Value::Select(_) | Value::Multiselect(_) | Value::Color(_) | Value::Size(_)
+            )
+        };
+        if !values.values().any(|typed| select_like(&typed.value)) {
+            return Ok(());
+        }
+        let catalog = self
+            .catalog(ReadRoute::new(flags::Store::Legacy, false))
+            .await?;
+        for (code, typed) in values.iter_mut() {
+            if let Some(attribute) = catalog.iter().find(|a| &a.code == code)
+                && select_like(&typed.value)
+            {
+                domain::canonical_spellings(&attribute.options, &mut typed.value);
+            }
+        }
+        Ok(())
+    }
+
     pub async fn catalog(&self, route: ReadRoute) -> Result<Arc<Vec<Attribute>>, ApiError> {
         let (catalog, _) = self
             .caches

@@ -70,7 +70,11 @@ pub fn compare_entity(state: &AppState, entity: EntityRef) {
             .entity_values(entity, ReadRoute::new(flags::Store::Unified, false))
             .await;
         match (legacy, unified) {
-            (Ok(legacy), Ok(unified)) => {
+            (Ok(mut legacy), Ok(unified)) => {
+                // Compared as served: legacy spellings read as the option they mean.
+                if let Err(err) = state.canonical_legacy_values(&mut legacy.data).await {
+                    tracing::debug!(error = ?err, "legacy spellings left as stored");
+                }
                 let differences = differences(&legacy.data, &unified.data);
                 if differences.is_empty() {
                     state.metrics.shadow("match");

@@ -20,7 +20,8 @@ use moka::notification::RemovalCause;
 /// Limits of one cache.
 #[derive(Debug, Clone, Copy)]
 pub struct CacheSettings {
-    /// Off: every lookup loads (for measuring the database path).
+    /// Off: every response lookup loads (for measuring the database path); the attribute
+    /// catalog stays cached.
     pub enabled: bool,
     /// Upper bound of the weighted size (bytes for responses).
     pub max_bytes: u64,
@@ -303,9 +304,15 @@ impl AttributeCaches {
             responses: BoundedCache::new(settings, |_, response| {
                 u32::try_from(response.body.len() + response.etag.len() + 96).unwrap_or(u32::MAX)
             }),
-            catalogs: BoundedCache::new(settings, |_, catalog| {
-                u32::try_from(catalog.len().saturating_mul(1024)).unwrap_or(u32::MAX)
-            }),
+            // The catalog stays cached even with the response cache off: every value read
+            // from legacy consults it, and it is small and invalidated exactly.
+            catalogs: BoundedCache::new(
+                CacheSettings {
+                    enabled: true,
+                    ..settings
+                },
+                |_, catalog| u32::try_from(catalog.len().saturating_mul(1024)).unwrap_or(u32::MAX),
+            ),
             generations: Arc::new(Generations::new()),
         }
     }

@@ -52,7 +52,10 @@ pub async fn get(
     let (fragment, _) = state
         .caches
         .response(key(entity, &context), || async {
-            let read = state.storage.entity_values(entity, context.route).await?;
+            let mut read = state.storage.entity_values(entity, context.route).await?;
+            if read.served_by != storage::ServedBy::Unified {
+                state.canonical_legacy_values(&mut read.data).await?;
+            }
             Ok::<_, ApiError>(cached(
                 to_bytes(&EntityValuesView::of(entity, &read.data)),
                 read.served_by.as_str(),
@@ -208,10 +211,15 @@ pub async fn batch(
     let mut not_found = Vec::new();
     if !missing.is_empty() {
         let missing_ids: Vec<i64> = missing.iter().map(|(id, _)| *id).collect();
-        let read = state
+        let mut read = state
             .storage
             .listing_values_batch(&missing_ids, context.route)
             .await?;
+        if read.served_by != storage::ServedBy::Unified {
+            for values in read.data.values_mut() {
+                state.canonical_legacy_values(values).await?;
+            }
+        }
         served_by = read.served_by.as_str();
         for (id, generation) in missing {
             let entity = EntityRef::listing(id);
