@@ -8,7 +8,8 @@ binary="${BINARY:-${CARGO_TARGET_DIR:-target}/debug/unified-attributes}"
 binary=$(realpath "$binary")
 workdir=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-(cd "$workdir" && env -i PATH="$PATH" NO_COLOR=1 WRITER_API_TOKEN="${WRITER_API_TOKEN:-check-writer}" \
+# `exec` makes the service itself the background job, so SERVICE_PID is the service's PID.
+(cd "$workdir" && exec env -i PATH="$PATH" NO_COLOR=1 WRITER_API_TOKEN="${WRITER_API_TOKEN:-check-writer}" \
     ADMIN_API_TOKEN="${ADMIN_API_TOKEN:-check-admin}" "$binary" serve --bind "127.0.0.1:${port}" \
     >"$workdir/service.log" 2>&1) &
 export SERVICE_PID=$!
