@@ -406,6 +406,20 @@ pub(crate) trait Backend: Send + Sync + 'static {
 /// The body of [`Backend`] for one sqlx database. Both backends run the same Rust; what
 /// differs between them is the SQL module `$sql` (aggregates and casts) and the few methods
 /// the backend module writes by hand (`pool`, `begin_write`, `migrate`).
+/// Appends `(id, id, …)` as bound parameters: the "one of these ids" of a built statement.
+pub(crate) fn push_id_list<'args, DB>(query: &mut sqlx::QueryBuilder<'args, DB>, ids: &[i64])
+where
+    DB: sqlx::Database,
+    i64: sqlx::Encode<'args, DB> + sqlx::Type<DB>,
+{
+    query.push("(");
+    let mut separated = query.separated(", ");
+    for id in ids {
+        separated.push_bind(*id);
+    }
+    separated.push_unseparated(")");
+}
+
 // Statements built with a variable number of ids run unprepared (`persistent(false)`): each
 // list length would be a prepared statement of its own, and a cached generic plan made while
 // a table was empty (a backfill's first batches) would scan the whole table forever after.
@@ -970,14 +984,11 @@ macro_rules! backend_operations {
             record_queries(2);
             let column = if kind == domain::EntityKind::Product { "attributes" } else { "variant_attributes" };
             let mut query = sqlx::QueryBuilder::<Self::Db>::new(format!(
-                "SELECT id, {column} FROM {} WHERE id IN (",
+                "SELECT id, {column} FROM {} WHERE id IN ",
                 sql::entity_table(kind)
             ));
-            let mut separated = query.separated(", ");
-            for id in ids {
-                separated.push_bind(*id);
-            }
-            query.push(") ORDER BY id");
+            push_id_list(&mut query, ids);
+            query.push(" ORDER BY id");
             let documents: Vec<(i64, sqlx::types::Json<serde_json::Value>)> =
                 query.build_query_as().persistent(false).fetch_all(&mut *conn).await?;
             let vocabulary: Vec<crate::legacy::VocabularyRow> =
@@ -992,12 +1003,8 @@ macro_rules! backend_operations {
         ) -> Result<HashMap<i64, EntityValues>> {
             record_queries(1);
             let mut query = sqlx::QueryBuilder::<Self::Db>::new(sql::UNIFIED_VALUES_OF_KIND);
-            query.push_bind(kind.as_str()).push(" AND v.entity_id IN (");
-            let mut separated = query.separated(", ");
-            for id in ids {
-                separated.push_bind(*id);
-            }
-            query.push(")");
+            query.push_bind(kind.as_str()).push(" AND v.entity_id IN ");
+            push_id_list(&mut query, ids);
             let rows: Vec<rows::BatchValueRow> = query.build_query_as().persistent(false).fetch_all(conn).await?;
             Ok(rows::batch_values(rows, false))
         }
@@ -1026,12 +1033,8 @@ macro_rules! backend_operations {
         ) -> Result<()> {
             record_queries(1);
             let mut delete = sqlx::QueryBuilder::<Self::Db>::new("DELETE FROM unified_attribute_values WHERE entity_type = ");
-            delete.push_bind(kind.as_str()).push(" AND entity_id IN (");
-            let mut separated = delete.separated(", ");
-            for id in ids {
-                separated.push_bind(*id);
-            }
-            delete.push(")");
+            delete.push_bind(kind.as_str()).push(" AND entity_id IN ");
+            push_id_list(&mut delete, ids);
             delete.build().persistent(false).execute(&mut *conn).await?;
             $sql::insert_unified_rows(conn, kind, values).await?;
             Ok(())
@@ -1045,12 +1048,8 @@ macro_rules! backend_operations {
         ) -> Result<()> {
             record_queries(1);
             let mut delete = sqlx::QueryBuilder::<Self::Db>::new("DELETE FROM backfill_quarantine WHERE entity_type = ");
-            delete.push_bind(kind.as_str()).push(" AND entity_id IN (");
-            let mut separated = delete.separated(", ");
-            for id in ids {
-                separated.push_bind(*id);
-            }
-            delete.push(")");
+            delete.push_bind(kind.as_str()).push(" AND entity_id IN ");
+            push_id_list(&mut delete, ids);
             delete.build().persistent(false).execute(&mut *conn).await?;
             for chunk in rows.chunks(2_000) {
                 record_queries(1);
@@ -1093,12 +1092,8 @@ macro_rules! backend_operations {
             let mut query = sqlx::QueryBuilder::<Self::Db>::new(
                 "SELECT entity_id, attribute_code FROM backfill_quarantine WHERE entity_type = ",
             );
-            query.push_bind(kind.as_str()).push(" AND entity_id IN (");
-            let mut separated = query.separated(", ");
-            for id in ids {
-                separated.push_bind(*id);
-            }
-            query.push(")");
+            query.push_bind(kind.as_str()).push(" AND entity_id IN ");
+            push_id_list(&mut query, ids);
             Ok(query.build_query_as().persistent(false).fetch_all(conn).await?)
         }
 
@@ -1139,12 +1134,8 @@ macro_rules! backend_operations {
             values: &[(i64, i64, rows::ValueColumns)],
         ) -> Result<()> {
             record_queries(1);
-            let mut delete = sqlx::QueryBuilder::<Self::Db>::new("DELETE FROM listing_attribute_values WHERE listing_id IN (");
-            let mut separated = delete.separated(", ");
-            for id in ids {
-                separated.push_bind(*id);
-            }
-            delete.push(")");
+            let mut delete = sqlx::QueryBuilder::<Self::Db>::new("DELETE FROM listing_attribute_values WHERE listing_id IN ");
+            push_id_list(&mut delete, ids);
             delete.build().persistent(false).execute(&mut *conn).await?;
             for chunk in values.chunks(2_000) {
                 record_queries(1);

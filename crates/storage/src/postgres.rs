@@ -9,7 +9,9 @@ use flags::{MigrationState, Store};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-use crate::backend::{Backend, Conn, SEED_CHUNK, backend_helpers, backend_operations};
+use crate::backend::{
+    Backend, Conn, SEED_CHUNK, backend_helpers, backend_operations, push_id_list,
+};
 use crate::demo::Dataset;
 use crate::error::{Result, StorageError};
 use crate::rows::{self, SchemaParts};

@@ -13,7 +13,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
-use crate::backend::{Backend, Conn, SEED_CHUNK, backend_helpers, backend_operations};
+use crate::backend::{
+    Backend, Conn, SEED_CHUNK, backend_helpers, backend_operations, push_id_list,
+};
 use crate::demo::Dataset;
 use crate::error::{Result, StorageError};
 use crate::rows::{self, SchemaParts};
