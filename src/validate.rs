@@ -74,6 +74,12 @@ pub struct Report {
 
 type CheckResult = Result<String, String>;
 
+/// Checks of one category, by name, each run (and timed) in turn when awaited.
+type Checks<'a> = Vec<(
+    &'static str,
+    std::pin::Pin<Box<dyn std::future::Future<Output = CheckResult> + 'a>>,
+)>;
+
 struct Probe {
     client: awc::Client,
     base: String,
@@ -518,24 +524,16 @@ pub async fn run(args: ValidateArgs, database_url: Option<String>) -> Report {
         });
     };
 
-    let t = Instant::now();
-    record(
-        "api",
-        "category_attributes",
-        t,
-        Some(probe.category_attributes().await),
-    );
-    let t = Instant::now();
-    record("api", "catalog", t, Some(probe.catalog().await));
-    let t = Instant::now();
-    record(
-        "api",
-        "error_contract",
-        t,
-        Some(probe.error_contract().await),
-    );
-    let t = Instant::now();
-    record("api", "openapi", t, Some(probe.openapi().await));
+    let api: Checks = vec![
+        ("category_attributes", Box::pin(probe.category_attributes())),
+        ("catalog", Box::pin(probe.catalog())),
+        ("error_contract", Box::pin(probe.error_contract())),
+        ("openapi", Box::pin(probe.openapi())),
+    ];
+    for (name, check) in api {
+        let t = Instant::now();
+        record("api", name, t, Some(check.await));
+    }
 
     let t = Instant::now();
     match database_url {
@@ -586,38 +584,35 @@ pub async fn run(args: ValidateArgs, database_url: Option<String>) -> Report {
         }),
     );
 
-    let t = Instant::now();
-    record("feature", "flags_phase", t, Some(probe.flags_phase().await));
-    let t = Instant::now();
-    record(
-        "feature",
-        "cache_effective",
-        t,
-        Some(probe.cache_effective().await),
-    );
-    let t = Instant::now();
-    record(
-        "integration",
-        "v1_v2_agree",
-        t,
-        Some(probe.v1_v2_agree().await),
-    );
-    let t = Instant::now();
-    record(
-        "integration",
-        "write_then_read",
-        t,
-        Some(probe.write_then_read().await),
-    );
-    let t = Instant::now();
-    record(
-        "monitoring",
-        "metrics_exported",
-        t,
-        Some(probe.metrics_exported().await),
-    );
-    let t = Instant::now();
-    record("monitoring", "health", t, Some(probe.health().await));
+    let rest: Vec<(&str, Checks)> = vec![
+        (
+            "feature",
+            vec![
+                ("flags_phase", Box::pin(probe.flags_phase())),
+                ("cache_effective", Box::pin(probe.cache_effective())),
+            ],
+        ),
+        (
+            "integration",
+            vec![
+                ("v1_v2_agree", Box::pin(probe.v1_v2_agree())),
+                ("write_then_read", Box::pin(probe.write_then_read())),
+            ],
+        ),
+        (
+            "monitoring",
+            vec![
+                ("metrics_exported", Box::pin(probe.metrics_exported())),
+                ("health", Box::pin(probe.health())),
+            ],
+        ),
+    ];
+    for (category, checks) in rest {
+        for (name, check) in checks {
+            let t = Instant::now();
+            record(category, name, t, Some(check.await));
+        }
+    }
 
     let count = |outcome| checks.iter().filter(|c| c.outcome == outcome).count();
     Report {

@@ -31,6 +31,19 @@ async fn run_to_end(storage: &Storage, batch: i64, restart: bool) -> usize {
     crate::common::run_backfill(storage, &EntityKind::ALL, batch, restart, None).await
 }
 
+/// Legacy listing value rows, and the unified values and quarantine entries made of them.
+async fn listing_rows(db: &TestDb) -> (i64, i64, i64) {
+    let raw = db.raw().await;
+    (
+        raw.count("SELECT COUNT(*) FROM listing_attribute_values")
+            .await,
+        raw.count("SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'listing'")
+            .await,
+        raw.count("SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = 'listing'")
+            .await,
+    )
+}
+
 /// A plain-SQL fingerprint of the unified values and the quarantine.
 async fn snapshot(db: &TestDb) -> Vec<Option<String>> {
     let raw = db.raw().await;
@@ -65,15 +78,7 @@ async fn every_legacy_row_is_migrated_or_quarantined_with_a_reason_and_reads_agr
     let (storage, defect) = seeded_with_a_defect(&db).await;
     assert!(run_to_end(&storage, 7, false).await > 5);
     let raw = db.raw().await;
-    let legacy = raw
-        .count("SELECT COUNT(*) FROM listing_attribute_values")
-        .await;
-    let migrated = raw
-        .count("SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'listing'")
-        .await;
-    let quarantined = raw
-        .count("SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = 'listing'")
-        .await;
+    let (legacy, migrated, quarantined) = listing_rows(&db).await;
     assert_eq!(
         legacy,
         migrated + quarantined,
@@ -162,16 +167,7 @@ async fn an_interrupted_backfill_resumes_from_its_checkpoint(db: TestDb) {
         4 + 2 + 3,
         "listings: three batches of the rest, then the end; 6 products: 1 + end; 18 variants: 2 + end"
     );
-    let raw = db.raw().await;
-    let legacy = raw
-        .count("SELECT COUNT(*) FROM listing_attribute_values")
-        .await;
-    let migrated = raw
-        .count("SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'listing'")
-        .await;
-    let quarantined = raw
-        .count("SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = 'listing'")
-        .await;
+    let (legacy, migrated, quarantined) = listing_rows(&db).await;
     assert_eq!(legacy, migrated + quarantined);
 }
 
