@@ -1,5 +1,7 @@
 //! The tracing subscriber, built once at start: readable lines for people, JSON in production.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, TelemetrySettings};
@@ -11,8 +13,15 @@ use crate::settings::{LogFormat, TelemetrySettings};
 pub fn init(settings: &TelemetrySettings, to_stderr: bool) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
+    // Colours only for a person at a terminal: not in files, pipes or log collectors.
+    let terminal = if to_stderr {
+        std::io::stderr().is_terminal()
+    } else {
+        std::io::stdout().is_terminal()
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(terminal && std::env::var_os("NO_COLOR").is_none())
         .with_writer(move || -> Box<dyn std::io::Write> {
             if to_stderr {
                 Box::new(std::io::stderr())
