@@ -51,15 +51,16 @@ fn serve_with(dir: &std::path::Path, vars: &[(&str, &str)]) -> (Running, String)
         .env("NO_COLOR", "1")
         .current_dir(dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::inherit())
         .spawn()
         .expect("the binary starts");
     let stdout = child.stdout.take().expect("stdout");
     let (lines, received) = mpsc::channel();
+    // Once the address is read, the service's log goes to the test's output (shown on failure).
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
+            if let Err(mpsc::SendError(line)) = lines.send(line) {
+                eprintln!("service: {line}");
             }
         }
     });
@@ -417,6 +418,21 @@ fn the_migration_subcommands_answer_in_json_and_archive_then_restore_the_legacy_
     assert_eq!(json(&migrated)["reverted"], serde_json::json!([]));
 }
 
+/// One `GET` over a fresh connection; the whole raw response.
+fn http_get(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(address.trim_start_matches("http://")).expect("connects");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request sent");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("answered");
+    response
+}
+
 /// Runs `validate` against `address`; returns the exit code and the checks that failed.
 fn validate(address: &str, db_url: &str, extra: &[&str]) -> (Option<i32>, Vec<String>) {
     let output = Command::new(BINARY)
@@ -513,9 +529,21 @@ fn validate_passes_on_a_healthy_service_and_fails_the_right_checks_when_the_phas
                 .expect("database closed");
         }
     });
+    // Once the listener has noticed the lost connection, the cache is flushed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !http_get(&address, "/metrics")
+        .lines()
+        .any(|line| line == "unified_attributes_invalidation_listener_reconnects_total 1")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listener notices the lost connection"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (code, failed) = validate(&address, &db.url, &["--expect-phase", "dual_write"]);
     assert_eq!(code, Some(1));
-    // The listener lost its connection, so the cache was flushed: every read that needs the
+    // The cache is empty and the database unreachable: every read that needs the
     // database fails; what needs none still passes.
     for check in [
         "database.schema",
@@ -589,19 +617,35 @@ fn flags_set_changes_the_runtime_flags_with_an_audit_and_refuses_what_breaks_a_g
 }
 
 #[test]
-fn sigterm_drains_a_request_in_flight_then_the_service_exits_cleanly() {
+fn sigterm_lets_a_request_in_flight_finish_its_write_then_the_service_exits_cleanly() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().expect("temp dir");
-    let (mut service, address) = serve_with_no_setup(dir.path());
-    let host = address.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(host).expect("connects");
+    let (mut service, address) = serve_with(dir.path(), &[("WRITER_API_TOKEN", "writer")]);
+    let path = "/api/v2/marketplace/listings/6/attributes";
+    let before = http_get(&address, path);
+    let read: serde_json::Value =
+        serde_json::from_str(before.split("\r\n\r\n").nth(1).expect("a body")).expect("JSON");
+    let value = read["data"]["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v.get("unit").is_none())
+        .expect("a value without a unit");
+    let body =
+        serde_json::json!({ value["code"].as_str().expect("code"): value["value"] }).to_string();
+    // The request is received and its handler waits for the body when the signal arrives.
+    let mut stream =
+        std::net::TcpStream::connect(address.trim_start_matches("http://")).expect("connects");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    // Half a request: in flight when the signal arrives.
-    stream
-        .write_all(b"GET /api/v2/marketplace/categories/1311/attributes HTTP/1.1\r\nHost: test\r\n")
-        .expect("first half sent");
+    write!(
+        stream,
+        "PATCH {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer writer\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .expect("head sent");
     std::thread::sleep(Duration::from_millis(200));
     let pid = service.0.id().to_string();
     let signalled = Command::new("kill")
@@ -610,19 +654,16 @@ fn sigterm_drains_a_request_in_flight_then_the_service_exits_cleanly() {
         .expect("kill runs");
     assert!(signalled.success());
     std::thread::sleep(Duration::from_millis(300));
-    stream
-        .write_all(b"Connection: close\r\n\r\n")
-        .expect("second half sent");
+    stream.write_all(body.as_bytes()).expect("body sent");
     let mut reply = String::new();
     stream
         .read_to_string(&mut reply)
         .expect("the reply is read");
     assert!(
         reply.starts_with("HTTP/1.1 200"),
-        "the request in flight is answered: {}",
-        reply.lines().next().unwrap_or_default()
+        "the request in flight is answered: {reply}"
     );
-    assert!(reply.contains("\"success\":true"));
+    assert!(reply.contains("\"success\":true"), "{reply}");
     // Drained, the process exits by itself, cleanly.
     let deadline = std::time::Instant::now() + Duration::from_secs(35);
     let status = loop {

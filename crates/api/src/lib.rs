@@ -18,7 +18,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use cache::AttributeCaches;
@@ -196,6 +196,8 @@ pub enum StartupError {
         bind: String,
         source: std::io::Error,
     },
+    #[error("cannot handle stop signals: {0}")]
+    Signals(std::io::Error),
 }
 
 pub struct Application {
@@ -203,6 +205,8 @@ pub struct Application {
     internal_port: Option<u16>,
     phase: Phase,
     server: Server,
+    internal_server: Option<ServerHandle>,
+    stop_signal: StopSignal,
 }
 
 impl std::fmt::Debug for Application {
@@ -314,9 +318,12 @@ impl Application {
         if let Some(workers) = settings.server.workers {
             server = server.workers(workers);
         }
-        let server = server.shutdown_timeout(30).run();
+        // The servers are started lazily; the stop signals are ours, handled from before the
+        // address is announced, so a SIGTERM at any time after that drains instead of killing.
+        let server = server.shutdown_timeout(30).disable_signals().run();
 
         let mut internal_port = None;
+        let mut internal_server = None;
         if let Some(bind) = &settings.server.internal_bind {
             let internal_listener = TcpListener::bind(bind).map_err(bind_error(bind))?;
             internal_port = Some(
@@ -330,7 +337,7 @@ impl Application {
                 public: false,
                 internal: true,
             };
-            let internal_server = HttpServer::new(move || {
+            let internal = HttpServer::new(move || {
                 app(
                     worker_state(&worker_template, &url, max_connections),
                     only_internal,
@@ -340,15 +347,20 @@ impl Application {
             .listen(internal_listener)
             .map_err(bind_error(bind))?
             .shutdown_timeout(30)
+            .disable_signals()
             .run();
-            tokio::spawn(internal_server);
+            internal_server = Some(internal.handle());
+            tokio::spawn(internal);
         }
+        let stop_signal = StopSignal::install().map_err(StartupError::Signals)?;
         tracing::info!(address = %format!("http://{}:{port}", host(&settings.server.bind)), ?phase, "listening");
         Ok(Self {
             port,
             internal_port,
             phase,
             server,
+            internal_server,
+            stop_signal,
         })
     }
 
@@ -365,9 +377,26 @@ impl Application {
         self.phase
     }
 
-    /// Serves until the process is told to stop (SIGTERM/SIGINT drain in-flight requests).
+    /// Serves until the process is told to stop: SIGTERM or SIGINT drains the requests in
+    /// flight (up to 30 s), then the internal listener stops, so metrics outlive the drain.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let Self {
+            server,
+            internal_server,
+            mut stop_signal,
+            ..
+        } = self;
+        let public = server.handle();
+        tokio::spawn(async move {
+            stop_signal.received().await;
+            tracing::info!("stop signal received; draining the requests in flight");
+            public.stop(true).await;
+        });
+        let served = server.await;
+        if let Some(internal) = internal_server {
+            internal.stop(true).await;
+        }
+        served
     }
 }
 
@@ -611,5 +640,42 @@ fn redact(url: &str) -> String {
             format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
         }
         _ => url.to_owned(),
+    }
+}
+
+/// SIGTERM (what Kubernetes sends) and SIGINT, listened for from the moment it is installed.
+struct StopSignal {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignal {
+    #[cfg(unix)]
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {})
+    }
+
+    #[cfg(unix)]
+    async fn received(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn received(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
