@@ -1,25 +1,18 @@
 //! Answers built from cached bodies: `ETag`, `If-None-Match` → 304, `Cache-Control`, `Vary`.
 
-use std::hash::{Hash, Hasher};
-use std::sync::Arc;
-
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
-use cache::CachedResponse;
+use cache::{CachedResponse, Fingerprint};
 
 use crate::routes::SOURCE_HEADER;
 
-/// A strong validator for a body.
-pub fn etag_of(body: &[u8]) -> Arc<str> {
-    let mut hasher = std::hash::DefaultHasher::new();
-    body.hash(&mut hasher);
-    Arc::from(format!("\"{:016x}-{:x}\"", hasher.finish(), body.len()))
-}
-
+/// A response to cache: the body in an allocation of its exact size (serializers leave
+/// spare capacity, which a long-lived entry would keep), and its fingerprint.
 pub fn cached(body: Bytes, served_by: &'static str) -> CachedResponse {
+    let body = Bytes::from(Vec::from(body).into_boxed_slice());
     CachedResponse {
-        etag: etag_of(&body),
+        fingerprint: Fingerprint::of(&body),
         body,
         served_by,
     }
@@ -40,13 +33,14 @@ pub fn respond(
     response: &CachedResponse,
     freshness: Freshness,
 ) -> HttpResponse {
+    let etag = response.fingerprint.to_string();
     let not_modified = request
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|tags| {
             tags.split(',')
-                .any(|tag| tag.trim() == &*response.etag || tag.trim() == "*")
+                .any(|tag| tag.trim() == etag || tag.trim() == "*")
         });
     let mut builder = if not_modified {
         HttpResponse::NotModified()
@@ -56,7 +50,7 @@ pub fn respond(
     builder
         .insert_header((
             header::ETAG,
-            HeaderValue::from_str(&response.etag).unwrap_or(HeaderValue::from_static("\"\"")),
+            HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
         ))
         .insert_header((
             header::CACHE_CONTROL,

@@ -238,13 +238,45 @@ pub struct ResponseKey {
     pub language: Option<Language>,
 }
 
-/// A response body as sent, with its validator and the store that produced it.
+/// A response body as sent, with its fingerprint and the store that produced it.
 #[derive(Debug, Clone)]
 pub struct CachedResponse {
     pub body: Bytes,
-    pub etag: Arc<str>,
+    pub fingerprint: Fingerprint,
     pub served_by: &'static str,
 }
+
+/// A strong validator of a body (hash and length), kept inline: the API formats it as the
+/// `ETag` header when it answers, so an entry holds no second allocation for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    hash: u64,
+    len: usize,
+}
+
+impl Fingerprint {
+    pub fn of(body: &[u8]) -> Self {
+        use std::hash::Hasher;
+        let mut hasher = std::hash::DefaultHasher::new();
+        body.hash(&mut hasher);
+        Self {
+            hash: hasher.finish(),
+            len: body.len(),
+        }
+    }
+}
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\"{:016x}-{:x}\"", self.hash, self.len)
+    }
+}
+
+/// What one cached response costs besides its body, in bytes of resident memory: moka's
+/// entry, key and order-queue nodes, the response's fields and the allocator's headers.
+/// Measured with the load benchmark (resident memory over entries, minus bodies), so that
+/// `max_bytes` bounds memory, not just bodies.
+pub const RESPONSE_ENTRY_OVERHEAD: usize = 460;
 
 /// Generations per scope, striped: bumped before every drop, so a load that ran across a
 /// write can tell and not leave its stale answer behind.
@@ -300,9 +332,9 @@ pub struct AttributeCaches {
 impl AttributeCaches {
     pub fn new(settings: CacheSettings) -> Self {
         Self {
-            // Weight = body bytes plus a rough per-entry overhead, so the bound is in bytes.
+            // Weight = body bytes plus the measured cost of an entry: the bound is memory.
             responses: BoundedCache::new(settings, |_, response| {
-                u32::try_from(response.body.len() + response.etag.len() + 96).unwrap_or(u32::MAX)
+                u32::try_from(response.body.len() + RESPONSE_ENTRY_OVERHEAD).unwrap_or(u32::MAX)
             }),
             // The catalog stays cached even with the response cache off: every value read
             // from legacy consults it, and it is small and invalidated exactly.
@@ -458,7 +490,7 @@ mod tests {
     fn response(text: &str) -> CachedResponse {
         CachedResponse {
             body: Bytes::from(text.to_owned()),
-            etag: Arc::from("\"x\""),
+            fingerprint: Fingerprint::of(text.as_bytes()),
             served_by: "legacy",
         }
     }
@@ -656,5 +688,8 @@ mod tests {
         let stats = caches.responses.stats();
         assert!(stats.weighted_size <= 10_000, "{stats:?}");
         assert!(stats.evictions > 0, "{stats:?}");
+        // An entry weighs its body and its overhead: the bound is memory, not body bytes.
+        let most = 10_000 / (500 + RESPONSE_ENTRY_OVERHEAD as u64);
+        assert!(stats.entries <= most, "at most {most}: {stats:?}");
     }
 }

@@ -11,7 +11,7 @@ use storage::{StorageError, ValuesChange};
 use crate::AppState;
 use crate::auth::require_token;
 use crate::error::ApiError;
-use crate::http_cache::{Freshness, cached, envelope, etag_of, respond};
+use crate::http_cache::{Freshness, cached, envelope, respond};
 use crate::routes::{Envelope, ReadContext, parse_id, to_bytes};
 use crate::views::EntityValuesView;
 
@@ -262,7 +262,7 @@ pub async fn batch(
     data.push(b'}');
     let body = envelope(&data);
     let response = cache::CachedResponse {
-        etag: etag_of(&body),
+        fingerprint: cache::Fingerprint::of(&body),
         body,
         served_by,
     };
