@@ -8,7 +8,8 @@
 #     access pattern, from the service's own metrics;
 #   - peak resident memory of the service.
 # Loopback only; every load is bounded in time. Usage: benches/load/run.sh
-# (BENCH_DURATION seconds per load, 10; BENCH_CONNECTIONS, 32; BENCH_POOL, 16; BENCH_RESEED=1.)
+# (BENCH_DURATION seconds per load, 10; BENCH_CONNECTIONS, 32; BENCH_POOL, 16; BENCH_RESEED=1;
+# BENCH_CACHE_BYTES, the response cache's memory bound, 40 MiB.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -59,7 +60,7 @@ start_service() { # $1: cache on/off
     stop_service
     # The pool size is per worker thread: two workers share POOL connections, as many as pgbench gets.
     env NO_COLOR=1 DATABASE_URL="$DB_URL" APP__DATABASE__MAX_CONNECTIONS="$((POOL / 2))" APP__SERVER__WORKERS=2 \
-        APP__CACHE__ENABLED="$1" APP__CACHE__MAX_BYTES="${BENCH_CACHE_BYTES:-$((16 * 1024 * 1024))}" APP__TELEMETRY__FILTER=warn \
+        APP__CACHE__ENABLED="$1" APP__CACHE__MAX_BYTES="${BENCH_CACHE_BYTES:-$((40 * 1024 * 1024))}" APP__TELEMETRY__FILTER=warn \
         target/release/unified-attributes serve --bind "127.0.0.1:${SERVICE_PORT}" >"$OUT/service.log" 2>&1 &
     service_pid=$!
     for _ in $(seq 1 100); do curl -fs "$SERVICE/health/ready" >/dev/null 2>&1 && return; sleep 0.1; done
@@ -107,6 +108,7 @@ hits1=$(metric 'unified_attributes_cache_hits_total{cache="responses"}')
 misses1=$(metric 'unified_attributes_cache_misses_total{cache="responses"}')
 q1=$(metric unified_attributes_db_queries_total)
 rss_zipf=$(peak_rss_mb)
+zipf_entries=$(metric 'unified_attributes_cache_entries{cache="responses"}')
 
 say "listing values with the cache off vs. pgbench on the same SQL"
 start_service false
@@ -133,6 +135,7 @@ rows = [
     ("p99 at half max, batch of 50", "$batch_p99 ms", "< 10 ms"),
     ("Zipf(1.0) listing reads, req/s", f"{float('$zipf_rps'):,.0f}", ""),
     ("cache hit rate (Zipf, after warm-up)", f"{r(hits, hits + misses):.1%}", ">= 95%"),
+    ("listings cached at the end (Zipf)", f"{float('$zipf_entries'):,.0f}", ""),
     ("DB queries per miss (Zipf)", f"{r(float('$q1') - float('$q0'), misses):.2f}", "1"),
     ("listing values, cache off, req/s", f"{nocache:,.0f}", ""),
     ("pgbench, same SQL, tps", f"{pg:,.0f}", ""),
