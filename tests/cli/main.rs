@@ -646,7 +646,9 @@ fn sigterm_lets_a_request_in_flight_finish_its_write_then_the_service_exits_clea
         body.len()
     )
     .expect("head sent");
-    std::thread::sleep(Duration::from_millis(200));
+    // Time for a loaded machine to dispatch the head: a connection whose request has not
+    // reached a handler is idle, and a graceful stop closes idle connections.
+    std::thread::sleep(Duration::from_secs(1));
     let pid = service.0.id().to_string();
     let signalled = Command::new("kill")
         .args(["-TERM", &pid])
