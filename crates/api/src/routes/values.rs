@@ -156,6 +156,10 @@ async fn write(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct BatchQuery {
     /// Comma-separated listing ids, at most 100.
+    #[param(
+        pattern = r"^[1-9][0-9]{0,17}(,[1-9][0-9]{0,17}){0,99}$",
+        example = "1,2,3"
+    )]
     ids: String,
 }
 
