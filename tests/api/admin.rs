@@ -325,6 +325,30 @@ async fn bad_definitions_and_taken_codes_are_refused(backend: Backend) {
     )
     .await
     .assert_error(400, "errors.malformedJson");
+    // A NUL character cannot be stored (PostgreSQL): refused with its path, on both backends.
+    let nul = app
+        .json(
+            "POST",
+            "/api/v2/admin/attributes",
+            &ENGINE.replace("Snaga", "Sna\\u0000ga"),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    nul.assert_error(422, "errors.validationFailed");
+    assert_eq!(
+        nul.body["fields"][0]["field"], "display_name.sr",
+        "{}",
+        nul.body
+    );
+    assert_eq!(nul.body["fields"][0]["key"], "errors.nulCharacter");
+    app.json(
+        "PUT",
+        "/api/v2/admin/categories/1301/attributes/2202",
+        r#"{"custom_component": "\u0000"}"#,
+        Some(ADMIN_TOKEN),
+    )
+    .await
+    .assert_error(422, "errors.validationFailed");
     assert_eq!(
         app.get("/api/v2/attributes?per_page=200").await.body["data"]["total"],
         23,

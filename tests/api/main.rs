@@ -293,6 +293,12 @@ async fn refused_values_name_each_field_and_change_nothing(backend: Backend) {
             "year",
             "errors.requiredAttributeMissing",
         ),
+        // PostgreSQL stores no NUL character; SQLite would, and must refuse it alike.
+        (
+            r#"{"year": 2020, "vin": "5YJ3E1EA7KF31\u00007000"}"#,
+            "vin",
+            "errors.nulCharacter",
+        ),
     ];
     for (body, field, key) in cases {
         let reply = app.put_json(&path, body, Some(WRITER_TOKEN)).await;

@@ -24,5 +24,7 @@ pub use options::{
 };
 pub use rules::{Pattern, ValidationRules};
 pub use schema::{CategoryBinding, EffectiveAttribute, EffectiveSchema};
-pub use validate::{FieldError, FieldErrorKind, validate_patch, validate_replacement};
+pub use validate::{
+    FieldError, FieldErrorKind, nul_characters, validate_patch, validate_replacement,
+};
 pub use value::{EntityValues, TypedValue, Value};

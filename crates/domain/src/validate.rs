@@ -44,6 +44,8 @@ pub enum FieldErrorKind {
     InvalidColor,
     #[error("this attribute is required in this category")]
     Required,
+    #[error("contains a NUL character (\\u0000), which stored text cannot hold")]
+    NulCharacter,
 }
 
 impl FieldErrorKind {
@@ -63,6 +65,7 @@ impl FieldErrorKind {
             FieldErrorKind::PatternMismatch { .. } => "errors.valuePatternMismatch",
             FieldErrorKind::InvalidColor => "errors.invalidColor",
             FieldErrorKind::Required => "errors.requiredAttributeMissing",
+            FieldErrorKind::NulCharacter => "errors.nulCharacter",
         }
     }
 }
@@ -83,6 +86,41 @@ impl FieldError {
             reason: kind.to_string(),
         }
     }
+}
+
+/// Every string of a write's body, keys included, that holds a NUL character, by its path
+/// (`display_name.sr`, `options[2].value`). PostgreSQL stores no NUL in `text` or `jsonb`, so
+/// such a body is refused whole, on every backend alike, before anything is written.
+pub fn nul_characters(body: &Json) -> Vec<FieldError> {
+    fn walk(value: &Json, path: &str, found: &mut Vec<FieldError>) {
+        match value {
+            Json::String(text) if text.contains('\0') => {
+                found.push(FieldError::new(path, &FieldErrorKind::NulCharacter));
+            }
+            Json::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    walk(item, &format!("{path}[{index}]"), found);
+                }
+            }
+            Json::Object(map) => {
+                for (key, item) in map {
+                    let inner = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    if key.contains('\0') {
+                        found.push(FieldError::new(&inner, &FieldErrorKind::NulCharacter));
+                    }
+                    walk(item, &inner, found);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(body, "", &mut found);
+    found
 }
 
 /// Checks a full replacement of an entity's values (`{code: value}`) against the effective
@@ -241,6 +279,24 @@ mod tests {
     use crate::options::AttributeOption;
     use crate::rules::{Pattern, ValidationRules};
     use crate::schema::CategoryBinding;
+
+    #[test]
+    fn nul_characters_are_found_in_values_and_keys_at_any_depth() {
+        let body = json!({
+            "code": "fine",
+            "display_name": {"sr": "a\u{0}b", "en": "ok"},
+            "options": [{"value": "x"}, {"value": "y\u{0}"}],
+            "k\u{0}ey": 1,
+        });
+        let paths: Vec<_> = nul_characters(&body).into_iter().map(|e| e.field).collect();
+        assert_eq!(paths, ["display_name.sr", "k\u{0}ey", "options[1].value"]);
+        assert!(nul_characters(&json!({"vin": "ABC", "n": [1, null, true]})).is_empty());
+        let error = &nul_characters(&json!("\u{0}"))[0];
+        assert_eq!(
+            (error.field.as_str(), error.key),
+            ("", "errors.nulCharacter")
+        );
+    }
 
     fn schema() -> EffectiveSchema {
         let mut year = Attribute::new(2202, "year", AttributeType::Number);

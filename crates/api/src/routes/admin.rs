@@ -9,10 +9,11 @@ use serde_json::Value as Json;
 use crate::AppState;
 use crate::auth::require_token;
 use crate::error::ApiError;
-use crate::routes::{Envelope, language, parse_id};
+use crate::routes::{Envelope, language, parse_id, refuse_nul_characters};
 use crate::views::AttributeView;
 
 fn draft<T: serde::de::DeserializeOwned>(body: Json) -> Result<T, ApiError> {
+    refuse_nul_characters(&body)?;
     serde_json::from_value(body).map_err(|e| ApiError::InvalidBody(e.to_string()))
 }
 

@@ -102,6 +102,17 @@ impl ReadContext {
     }
 }
 
+/// Refuses a write's body whole (422, a field error per string) when a string in it holds a
+/// NUL character: the database could not store it, and nothing must be half-written.
+pub fn refuse_nul_characters(body: &serde_json::Value) -> Result<(), ApiError> {
+    let refused = domain::nul_characters(body);
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidValues(refused))
+    }
+}
+
 /// Serializes a view; serialization of our own views cannot fail.
 pub fn to_bytes<T: Serialize>(value: &T) -> bytes::Bytes {
     bytes::Bytes::from(serde_json::to_vec(value).unwrap_or_default())

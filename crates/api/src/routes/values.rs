@@ -12,7 +12,7 @@ use crate::AppState;
 use crate::auth::require_token;
 use crate::error::ApiError;
 use crate::http_cache::{Freshness, cached, envelope, respond};
-use crate::routes::{Envelope, ReadContext, parse_id, to_bytes};
+use crate::routes::{Envelope, ReadContext, parse_id, refuse_nul_characters, to_bytes};
 use crate::views::EntityValuesView;
 
 /// Most listings one batch read may ask for (a results page shows 20–50).
@@ -130,6 +130,7 @@ async fn write(
         kind,
         id: parse_id(raw_id, kind.as_str())?,
     };
+    refuse_nul_characters(&body)?;
     let Json::Object(input) = body else {
         return Err(ApiError::ExpectedObject);
     };
