@@ -29,7 +29,7 @@ fn attribute_response(
 
 /// `POST /api/v2/admin/attributes`
 #[utoipa::path(post, path = "/api/v2/admin/attributes", tag = "admin",
-    request_body(content = Object, description = "code, type, display_name {sr,en,ru}, options, validation_rules, flags"),
+    request_body(content = crate::routes::admin_bodies::AttributeBody),
     security(("admin_token" = [])),
     responses(
         (status = 201, description = "Created", body = inline(crate::routes::attributes::AttributeEnvelope)),
@@ -59,7 +59,7 @@ pub async fn create_attribute(
 /// `PUT /api/v2/admin/attributes/{id}`
 #[utoipa::path(put, path = "/api/v2/admin/attributes/{id}", tag = "admin",
     params(("id" = i64, Path, minimum = 1, description = "Attribute id")),
-    request_body(content = Object, description = "The full definition, as for creation"),
+    request_body(content = crate::routes::admin_bodies::AttributeBody, description = "The full definition, as for creation"),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Updated", body = inline(crate::routes::attributes::AttributeEnvelope)),
@@ -116,7 +116,7 @@ pub async fn delete_attribute(
 /// `POST /api/v2/admin/categories/{id}/attributes`: binds an attribute (or changes the binding).
 #[utoipa::path(post, path = "/api/v2/admin/categories/{id}/attributes", tag = "admin",
     params(("id" = i64, Path, minimum = 1, description = "Category id")),
-    request_body(content = Object, description = "attribute_id, is_enabled, nullable overrides, sort_order, category_specific_options"),
+    request_body(content = crate::routes::admin_bodies::BindingBody),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The binding", body = Object),
@@ -139,7 +139,7 @@ pub async fn create_binding(
 /// `PUT /api/v2/admin/categories/{id}/attributes/{attribute_id}`
 #[utoipa::path(put, path = "/api/v2/admin/categories/{id}/attributes/{attribute_id}", tag = "admin",
     params(("id" = i64, Path, minimum = 1, description = "Category id"), ("attribute_id" = i64, Path, minimum = 1, description = "Attribute id")),
-    request_body(content = Object, description = "is_enabled, nullable overrides, sort_order, category_specific_options"),
+    request_body(content = crate::routes::admin_bodies::BindingChangeBody),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The binding", body = Object),

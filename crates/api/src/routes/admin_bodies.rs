@@ -1,0 +1,218 @@
+//! The OpenAPI schemas of the admin API's request bodies. The handlers read the bodies into
+//! `domain::AttributeDraft` and `domain::BindingDraft`, which refuse unknown keys; these types
+//! only describe them, and take their enumerations from the domain so the two cannot drift.
+
+#![allow(dead_code)]
+
+use domain::{AttributeType, Language, Purpose};
+use serde::Deserialize;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
+
+/// One of the nine value types.
+pub struct AttributeTypeName;
+
+impl PartialSchema for AttributeTypeName {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(AttributeType::ALL.iter().map(|t| t.as_str())))
+            .into()
+    }
+}
+
+impl ToSchema for AttributeTypeName {}
+
+/// Where an attribute is used.
+pub struct PurposeName;
+
+impl PartialSchema for PurposeName {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(Purpose::ALL.iter().map(|p| p.as_str())))
+            .into()
+    }
+}
+
+impl ToSchema for PurposeName {}
+
+/// A text by language (`sr`, `en`, `ru`); no other key.
+pub struct Labels;
+
+impl PartialSchema for Labels {
+    fn schema() -> RefOr<Schema> {
+        let mut labels = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        for language in Language::ALL {
+            labels = labels.property(
+                language.as_str(),
+                ObjectBuilder::new().schema_type(Type::String),
+            );
+        }
+        labels.into()
+    }
+}
+
+impl ToSchema for Labels {}
+
+/// An allowed value and its labels.
+#[derive(Deserialize, ToSchema)]
+pub struct OptionBody {
+    #[schema(min_length = 1)]
+    value: String,
+    #[schema(value_type = Labels)]
+    label: (),
+    /// `#1a2b3c`
+    #[schema(nullable = false, pattern = "^#[0-9a-fA-F]{6}$")]
+    color_hex: Option<String>,
+}
+
+/// The checks a value must pass; `min`/`max` bound numbers, the lengths bound texts.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RulesBody {
+    #[schema(nullable = false)]
+    min: Option<f64>,
+    #[schema(nullable = false)]
+    max: Option<f64>,
+    #[schema(nullable = false)]
+    min_length: Option<u32>,
+    #[schema(nullable = false)]
+    max_length: Option<u32>,
+    /// A regular expression the whole text must match.
+    #[schema(nullable = false)]
+    pattern: Option<String>,
+    #[schema(nullable = false)]
+    required: Option<bool>,
+}
+
+/// Presentation settings the frontend interprets.
+#[derive(Deserialize, ToSchema)]
+pub struct UiBody {
+    #[schema(nullable = false)]
+    custom_component: Option<String>,
+    #[schema(nullable = false)]
+    icon: Option<String>,
+    #[schema(nullable = false)]
+    show_in_list: Option<bool>,
+}
+
+/// An attribute definition to create, or to replace one with.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeBody {
+    /// Lower-case letters, digits and `_`.
+    #[schema(pattern = "^[a-z0-9]+(_[a-z0-9]+)*$", max_length = 100)]
+    code: String,
+    #[serde(rename = "type")]
+    #[schema(value_type = AttributeTypeName)]
+    attribute_type: (),
+    /// `regular` when absent.
+    #[schema(value_type = Option<PurposeName>, nullable = false)]
+    purpose: (),
+    /// Defaults to `display_name`.
+    #[schema(value_type = Option<Labels>, nullable = false)]
+    name: (),
+    /// At least one label.
+    #[schema(value_type = Labels)]
+    display_name: (),
+    /// Only for `select`, `multiselect`, `color` and `size`.
+    #[schema(nullable = false)]
+    options: Option<Vec<OptionBody>>,
+    #[schema(nullable = false)]
+    validation_rules: Option<RulesBody>,
+    #[schema(nullable = false)]
+    ui: Option<UiBody>,
+    #[schema(nullable = false)]
+    is_searchable: Option<bool>,
+    #[schema(nullable = false)]
+    is_filterable: Option<bool>,
+    #[schema(nullable = false)]
+    is_required: Option<bool>,
+    #[schema(nullable = false)]
+    is_variant_compatible: Option<bool>,
+    #[schema(nullable = false)]
+    affects_stock: Option<bool>,
+    #[schema(nullable = false)]
+    affects_price: Option<bool>,
+    #[schema(nullable = false)]
+    show_in_card: Option<bool>,
+    #[schema(nullable = false)]
+    sort_order: Option<i32>,
+    #[schema(nullable = false)]
+    is_active: Option<bool>,
+}
+
+/// How a category uses an attribute; unset overrides inherit the attribute's own flags.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BindingChangeBody {
+    #[schema(nullable = false)]
+    is_enabled: Option<bool>,
+    is_required: Option<bool>,
+    is_filterable: Option<bool>,
+    is_searchable: Option<bool>,
+    show_in_card: Option<bool>,
+    show_in_list: Option<bool>,
+    custom_component: Option<String>,
+    #[schema(nullable = false)]
+    sort_order: Option<i32>,
+    /// Replaces the attribute's options in this category.
+    category_specific_options: Option<Vec<OptionBody>>,
+}
+
+/// A binding of an attribute to the category of the path: the attribute, and the change.
+pub struct BindingBody;
+
+impl PartialSchema for BindingBody {
+    fn schema() -> RefOr<Schema> {
+        let mut binding = BindingChangeBody::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut binding {
+            object.description =
+                Some("A binding of an attribute to the category of the path.".into());
+            object.properties.insert(
+                "attribute_id".into(),
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .into(),
+            );
+            object.required.push("attribute_id".into());
+        }
+        binding
+    }
+}
+
+impl ToSchema for BindingBody {}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_enumerations_are_the_domain_s() {
+        let schema = serde_json::to_value(AttributeTypeName::schema()).expect("schema");
+        assert_eq!(
+            schema["enum"].as_array().map(Vec::len),
+            Some(AttributeType::ALL.len())
+        );
+        assert_eq!(schema["enum"][4], json!("select"));
+        let labels = serde_json::to_value(Labels::schema()).expect("schema");
+        assert_eq!(
+            labels["properties"]
+                .as_object()
+                .map(|p| p.keys().cloned().collect::<Vec<_>>()),
+            Some(vec!["en".to_owned(), "ru".to_owned(), "sr".to_owned()])
+        );
+        assert_eq!(labels["additionalProperties"], json!(false));
+        let binding = serde_json::to_value(BindingBody::schema()).expect("schema");
+        assert_eq!(binding["required"], json!(["attribute_id"]));
+        assert_eq!(binding["additionalProperties"], json!(false));
+        assert!(binding["properties"]["category_specific_options"].is_object());
+    }
+}
