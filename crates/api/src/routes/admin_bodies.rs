@@ -10,15 +10,19 @@ use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
 use utoipa::{PartialSchema, ToSchema};
 
+fn one_of(names: impl IntoIterator<Item = &'static str>) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(names))
+        .into()
+}
+
 /// One of the nine value types.
 pub struct AttributeTypeName;
 
 impl PartialSchema for AttributeTypeName {
     fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some(AttributeType::ALL.iter().map(|t| t.as_str())))
-            .into()
+        one_of(AttributeType::ALL.iter().map(|t| t.as_str()))
     }
 }
 
@@ -29,10 +33,7 @@ pub struct PurposeName;
 
 impl PartialSchema for PurposeName {
     fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some(Purpose::ALL.iter().map(|p| p.as_str())))
-            .into()
+        one_of(Purpose::ALL.iter().map(|p| p.as_str()))
     }
 }
 
