@@ -165,7 +165,7 @@ impl Metrics {
             cache_bytes: gauge_vec(
                 &registry,
                 "unified_attributes_cache_bytes",
-                "Weighted size held, about bytes.",
+                "Memory the cache holds, in bytes: response bodies plus the measured overhead of each entry; for the catalog, an estimate of 1 KiB per attribute.",
                 &["cache"],
             ),
             reads_served: counter_vec(
