@@ -7,10 +7,8 @@ use cache::{CachedResponse, Fingerprint};
 
 use crate::routes::SOURCE_HEADER;
 
-/// A response to cache: the body in an allocation of its exact size (serializers leave
-/// spare capacity, which a long-lived entry would keep), and its fingerprint.
+/// A response as the cache keeps it: the body and its fingerprint.
 pub fn cached(body: Bytes, served_by: &'static str) -> CachedResponse {
-    let body = Bytes::from(Vec::from(body).into_boxed_slice());
     CachedResponse {
         fingerprint: Fingerprint::of(&body),
         body,
@@ -50,7 +48,9 @@ pub fn respond(
     builder
         .insert_header((
             header::ETAG,
-            HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
+            // The formatted tag becomes the header's bytes: one allocation per answer.
+            HeaderValue::from_maybe_shared(Bytes::from(etag))
+                .unwrap_or(HeaderValue::from_static("\"\"")),
         ))
         .insert_header((
             header::CACHE_CONTROL,

@@ -114,7 +114,13 @@ pub fn refuse_nul_characters(body: &serde_json::Value) -> Result<(), ApiError> {
     }
 }
 
-/// Serializes a view; serialization of our own views cannot fail.
+/// Serializes a view; serialization of our own views cannot fail. The bytes are trimmed to
+/// their length (the serializer leaves spare capacity, which a cached body would keep; the
+/// shrink is done in place).
 pub fn to_bytes<T: Serialize>(value: &T) -> bytes::Bytes {
-    bytes::Bytes::from(serde_json::to_vec(value).unwrap_or_default())
+    bytes::Bytes::from(
+        serde_json::to_vec(value)
+            .unwrap_or_default()
+            .into_boxed_slice(),
+    )
 }
