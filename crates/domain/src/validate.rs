@@ -92,34 +92,52 @@ impl FieldError {
 /// (`display_name.sr`, `options[2].value`). PostgreSQL stores no NUL in `text` or `jsonb`, so
 /// such a body is refused whole, on every backend alike, before anything is written.
 pub fn nul_characters(body: &Json) -> Vec<FieldError> {
-    fn walk(value: &Json, path: &str, found: &mut Vec<FieldError>) {
+    /// One step into the body; a path is spelled only when a NUL is found.
+    enum Step<'a> {
+        Key(&'a str),
+        Index(usize),
+    }
+    fn spell(steps: &[Step]) -> String {
+        let mut path = String::new();
+        for step in steps {
+            match step {
+                Step::Key(key) if path.is_empty() => path.push_str(key),
+                Step::Key(key) => {
+                    path.push('.');
+                    path.push_str(key);
+                }
+                Step::Index(index) => path.push_str(&format!("[{index}]")),
+            }
+        }
+        path
+    }
+    fn walk<'a>(value: &'a Json, steps: &mut Vec<Step<'a>>, found: &mut Vec<FieldError>) {
         match value {
             Json::String(text) if text.contains('\0') => {
-                found.push(FieldError::new(path, &FieldErrorKind::NulCharacter));
+                found.push(FieldError::new(spell(steps), &FieldErrorKind::NulCharacter));
             }
             Json::Array(items) => {
                 for (index, item) in items.iter().enumerate() {
-                    walk(item, &format!("{path}[{index}]"), found);
+                    steps.push(Step::Index(index));
+                    walk(item, steps, found);
+                    steps.pop();
                 }
             }
             Json::Object(map) => {
                 for (key, item) in map {
-                    let inner = if path.is_empty() {
-                        key.clone()
-                    } else {
-                        format!("{path}.{key}")
-                    };
+                    steps.push(Step::Key(key));
                     if key.contains('\0') {
-                        found.push(FieldError::new(&inner, &FieldErrorKind::NulCharacter));
+                        found.push(FieldError::new(spell(steps), &FieldErrorKind::NulCharacter));
                     }
-                    walk(item, &inner, found);
+                    walk(item, steps, found);
+                    steps.pop();
                 }
             }
             _ => {}
         }
     }
     let mut found = Vec::new();
-    walk(body, "", &mut found);
+    walk(body, &mut Vec::new(), &mut found);
     found
 }
 
