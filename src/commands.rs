@@ -108,14 +108,17 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
-    /// Listings per batch (one transaction each).
+    /// Entities per batch (one transaction each).
     #[arg(long, default_value_t = 1000)]
     batch_size: i64,
+    /// Report per entity kind what the sync would insert, update and delete, and change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 async fn connect(settings: &Settings) -> anyhow::Result<Storage> {
     let url = settings.database.url();
-    Storage::connect(&url, settings.database.max_connections)
+    Storage::connect(&url, settings.database.pool())
         .await
         .with_context(|| {
             format!(
@@ -334,6 +337,24 @@ pub async fn backfill(
         bail!("--batch-size must be at least 1");
     }
     let storage = connect_migrated(settings).await?;
+    let in_force = flags_in_force(settings, &storage).await?;
+    if in_force.write_mode() == flags::WriteMode::UnifiedOnly {
+        return Err(CheckFailed(
+            "the flags in force write only to the unified store (DUAL_WRITE_ATTRIBUTES=false, \
+             USE_UNIFIED_ATTRIBUTES=true): a backfill would overwrite those writes with legacy values; \
+             turn dual-write on first"
+                .into(),
+        )
+        .into());
+    }
+    // Flags from the environment reach the evidence here (runtime changes record their own).
+    storage.note_write_mode(in_force.write_mode()).await?;
+    if !in_force.dual_write {
+        note(
+            "dual-write is off: legacy-only writes can reach legacy behind this pass, so it is no \
+             evidence for unified reads (turn dual-write on, then backfill again)",
+        );
+    }
     let started = Instant::now();
     let (definitions, bindings) = storage
         .backfill_definitions()
@@ -516,21 +537,51 @@ pub async fn sync_legacy(
     let total = counts.listings + counts.products + counts.variants;
     let started = Instant::now();
     let progress = Progress::new("synced", total.max(0) as u64);
-    let synced = storage
-        .sync_legacy(in_force.write_mode(), args.batch_size.max(1), |synced| {
-            progress.step(synced as u64, format!("{synced} of {total} entities"));
-        })
+    let report = storage
+        .sync_legacy(
+            in_force.write_mode(),
+            args.batch_size.max(1),
+            args.dry_run,
+            |synced| {
+                progress.step(synced as u64, format!("{synced} of {total} entities"));
+            },
+        )
         .await
         .context("sync-legacy failed")?;
     progress.finish();
-    let report =
-        serde_json::json!({"entities_synced": synced, "seconds": started.elapsed().as_secs_f64()});
-    output.report(&report, |_| {
-        format!(
-            "legacy is up to date: {synced} listings, products and variants synced in {:.1} s; reads may go back to legacy",
-            started.elapsed().as_secs_f64()
-        )
-    })
+    let seconds = started.elapsed().as_secs_f64();
+    output.report(&report, |report| {
+        if report.nothing_to_sync {
+            return "nothing to sync: no write has reached only the unified store since the last sync; \
+                    legacy was left as it is"
+                .to_owned();
+        }
+        let mut text = format!(
+            "{} {} entities in {seconds:.1} s; {} definitions added to legacy",
+            if report.dry_run { "dry run: would sync" } else { "synced" },
+            report.entities,
+            report.definitions_inserted
+        );
+        for (kind, counts) in &report.kinds {
+            text.push_str(&format!(
+                "\n  {kind:<16} {:>8} inserted {:>8} updated {:>8} deleted {:>8} kept (quarantined, unreadable or unknown to unified)",
+                counts.inserted, counts.updated, counts.deleted, counts.kept
+            ));
+        }
+        text.push_str(if report.dry_run {
+            "\nnothing was changed"
+        } else if report.complete {
+            "\nlegacy is up to date: reads may go back to legacy"
+        } else {
+            "\nwrites reached only unified while the sync ran: legacy may be behind them; run sync-legacy again"
+        });
+        text
+    })?;
+    if report.complete || report.dry_run {
+        Ok(())
+    } else {
+        Err(CheckFailed("legacy is not yet up to date: run sync-legacy again".into()).into())
+    }
 }
 
 fn manifest_text(manifest: &storage::archive::Manifest) -> String {

@@ -445,7 +445,7 @@ impl Probe {
 
 /// The database checks, on their own connection.
 async fn database_checks(url: &str) -> Vec<(&'static str, CheckResult)> {
-    let storage = match storage::Storage::connect(url, 2).await {
+    let storage = match storage::Storage::connect(url, storage::PoolSettings::new(2)).await {
         Ok(storage) => storage,
         Err(err) => {
             let failed = Err(format!("cannot connect: {err}"));

@@ -116,6 +116,12 @@ async fn every_forbidden_transition_is_refused_with_its_rule_and_changes_nothing
         "fallback_to_stale_legacy",
     )
     .await;
+    // Unified reads wait for a complete backfill under dual-write, then a clean verify.
+    refused(
+        r#"{"dual_write": true, "use_unified": true, "unified_percent": 10}"#,
+        "unified_reads_before_backfill",
+    )
+    .await;
     // After unified-only writes, legacy reads wait for the reverse sync.
     let raw = app.db.raw().await;
     raw.execute("UPDATE migration_state SET unified_only_write_at = CURRENT_TIMESTAMP")

@@ -22,20 +22,26 @@ async fn wait_for(app: &TestApp, sample: &str) {
 }
 
 async fn a_mismatch_planted_in_the_unified_table_is_found_counted_and_shown(backend: Backend) {
-    // Phase 2 at 100 %, every read shadowed.
+    // Phase 1, backfilled and verified; then phase 2 at 100 %, every read shadowed.
     let app = spawn_app_with(
         backend,
         &[
             ("WRITER_API_TOKEN", WRITER_TOKEN),
             ("ADMIN_API_TOKEN", ADMIN_TOKEN),
             ("DUAL_WRITE_ATTRIBUTES", "true"),
-            ("USE_UNIFIED_ATTRIBUTES", "true"),
-            ("UNIFIED_ATTRIBUTES_PERCENT", "100"),
-            ("UNIFIED_ATTRIBUTES_FALLBACK", "true"),
-            ("UNIFIED_ATTRIBUTES_SHADOW_PERCENT", "100"),
         ],
     )
     .await;
+    crate::common::backfill_and_verify(&app.db.storage().await).await;
+    let canary = app
+        .json(
+            "PUT",
+            "/api/v2/admin/attributes/feature-status",
+            r#"{"use_unified": true, "unified_percent": 100, "fallback": true, "shadow_percent": 100}"#,
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(canary.status, 200, "{}", canary.body);
     let path = "/api/v2/marketplace/listings/6/attributes";
     let written = app
         .put_json(

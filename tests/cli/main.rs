@@ -265,7 +265,7 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             };
             count(&sql)
         };
-        let down = run(&["migrate", "down", "3"]);
+        let down = run(&["migrate", "down", "4"]);
         assert!(
             down.status.success(),
             "{}",
@@ -346,7 +346,8 @@ fn the_migration_subcommands_answer_in_json_and_archive_then_restore_the_legacy_
         ),
         (Some(150), Some(21))
     );
-    let backfill = run(&["backfill", "--batch-size", "40"], &[]);
+    let dual = [("DUAL_WRITE_ATTRIBUTES", "true")];
+    let backfill = run(&["backfill", "--batch-size", "40"], &dual);
     assert!(backfill.status.success());
     let summary = json(&backfill);
     assert_eq!(summary["completed"], true);
@@ -373,8 +374,11 @@ fn the_migration_subcommands_answer_in_json_and_archive_then_restore_the_legacy_
     ];
     let early = run(&["archive"], &unified_phase);
     assert_eq!(early.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&early.stderr).contains("run verify first"));
-    let dual = [("DUAL_WRITE_ATTRIBUTES", "true")];
+    assert!(
+        String::from_utf8_lossy(&early.stderr).contains("run verify"),
+        "{}",
+        String::from_utf8_lossy(&early.stderr)
+    );
     let verified = run(&["verify"], &dual);
     assert!(
         verified.status.success(),

@@ -115,7 +115,7 @@ impl TestDb {
 
     /// The storage under test, connected and migrated.
     pub async fn storage(&self) -> Storage {
-        let storage = Storage::connect(&self.url, 5)
+        let storage = Storage::connect(&self.url, storage::PoolSettings::new(5))
             .await
             .expect("connect storage");
         storage.migrate().await.expect("migrate");
@@ -216,4 +216,12 @@ pub async fn run_backfill(
         }
     }
     batches
+}
+
+/// The evidence unified reads need, gathered as an operator does once dual-write is in force:
+/// a complete backfill of every kind, then a clean verify.
+pub async fn backfill_and_verify(storage: &Storage) {
+    run_backfill(storage, &domain::EntityKind::ALL, 50, false, None).await;
+    let report = storage.verify(50, |_| {}).await.expect("verify");
+    assert!(report.is_clean(), "verify drifted: {:?}", report.drift);
 }

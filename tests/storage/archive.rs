@@ -30,6 +30,11 @@ async fn backfilled(db: &TestDb) -> Storage {
         .seed_legacy(&storage::demo::Dataset::marketplace(40, 3))
         .await
         .expect("seed");
+    // Dual-write in force from before the backfill began, as the evidence requires.
+    storage
+        .note_write_mode(flags::WriteMode::Dual)
+        .await
+        .expect("dual-write");
     crate::common::run_backfill(&storage, &EntityKind::ALL, 15, false, None).await;
     storage
 }
@@ -68,11 +73,19 @@ async fn archiving_is_refused_until_the_unified_phase_and_a_clean_verify(db: Tes
         fallback: true,
         ..UNIFIED_PHASE
     };
+    for flags in [canary, UNIFIED_PHASE] {
+        assert!(
+            matches!(
+                storage.archive(flags).await,
+                Err(StorageError::Guardrail(
+                    flags::GuardrailViolation::UnifiedReadsBeforeVerify
+                ))
+            ),
+            "no verify ran yet: unified may not even be read"
+        );
+    }
+    assert!(storage.verify(20, |_| {}).await.expect("verify").is_clean());
     assert!(conflict(storage.archive(canary).await).contains("'canary'"));
-    assert!(
-        conflict(storage.archive(UNIFIED_PHASE).await).contains("run verify first"),
-        "no verify ran yet"
-    );
     // A verify that finds drift does not count either.
     db.raw()
         .await

@@ -281,7 +281,7 @@ async fn sync_legacy_brings_unified_only_writes_back_and_lifts_the_guardrail(db:
     );
 
     let refused = storage
-        .sync_legacy(flags::WriteMode::UnifiedOnly, 10, |_| {})
+        .sync_legacy(flags::WriteMode::UnifiedOnly, 10, false, |_| {})
         .await;
     assert!(
         matches!(refused, Err(storage::StorageError::Conflict(_))),
@@ -289,10 +289,11 @@ async fn sync_legacy_brings_unified_only_writes_back_and_lifts_the_guardrail(db:
     );
 
     let synced = storage
-        .sync_legacy(flags::WriteMode::Dual, 10, |_| {})
+        .sync_legacy(flags::WriteMode::Dual, 10, false, |_| {})
         .await
         .expect("sync");
-    assert_eq!(synced, 60 + 6 + 18, "listings, products, variants");
+    assert_eq!(synced.entities, 60 + 6 + 18, "listings, products, variants");
+    assert!(synced.complete, "{synced:?}");
     for listing in 1..=60 {
         let entity = EntityRef::listing(listing);
         let legacy = storage

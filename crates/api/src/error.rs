@@ -38,7 +38,7 @@ pub enum ApiError {
     RouteNotFound,
     #[error("this method is not allowed here")]
     MethodNotAllowed,
-    #[error("the database is not reachable")]
+    #[error("the database is busy or not reachable; nothing was written: retry shortly")]
     StorageUnavailable(#[source] StorageError),
     #[error("internal error")]
     Internal(#[source] StorageError),
@@ -94,8 +94,9 @@ impl From<StorageError> for ApiError {
             StorageError::InvalidValues(fields) => ApiError::InvalidValues(fields),
             StorageError::Conflict(message) => ApiError::Conflict(message),
             StorageError::Guardrail(violation) => ApiError::Guardrail(violation),
-            StorageError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
-                ApiError::StorageUnavailable(err)
+            ref transient if transient.is_transient() => ApiError::StorageUnavailable(err),
+            ref unique if unique.is_unique_violation() => {
+                ApiError::Conflict("another record already has this key".into())
             }
             other => ApiError::Internal(other),
         }
@@ -151,6 +152,11 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if matches!(self, ApiError::Unauthorized) {
             response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if matches!(self, ApiError::StorageUnavailable(_)) {
+            // Transient by construction (a lock or pool wait, a flag change mid-write): nothing
+            // was written, and the same request may succeed a moment later.
+            response.insert_header(("Retry-After", "1"));
         }
         response.json(ErrorBody {
             success: false,

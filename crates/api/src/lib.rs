@@ -234,7 +234,7 @@ impl Application {
             url: redact(&url),
             source,
         };
-        let storage = Storage::connect(&url, settings.database.max_connections)
+        let storage = Storage::connect(&url, settings.database.pool())
             .await
             .map_err(storage_error)?;
         if settings.database.migrate_on_start {
@@ -272,6 +272,11 @@ impl Application {
         };
         let migration_state = storage.migration_state().await.map_err(storage_error)?;
         let phase = flags.check(&migration_state)?;
+        // Flags from the environment reach the evidence here (runtime changes record their own).
+        storage
+            .note_write_mode(flags.write_mode())
+            .await
+            .map_err(storage_error)?;
 
         let listener =
             TcpListener::bind(&settings.server.bind).map_err(bind_error(&settings.server.bind))?;
@@ -301,20 +306,16 @@ impl Application {
         // With an internal listener, /metrics and the admin API are served there only.
         let internal = settings.server.internal_bind.is_none();
         let worker_template = shared.clone();
-        let max_connections = settings.database.max_connections;
+        let pool = settings.database.pool();
         let public_url = url.clone();
         let public = Listener {
             public: true,
             internal,
         };
-        let mut server = HttpServer::new(move || {
-            app(
-                worker_state(&worker_template, &public_url, max_connections),
-                public,
-            )
-        })
-        .listen(listener)
-        .map_err(bind_error(&settings.server.bind))?;
+        let mut server =
+            HttpServer::new(move || app(worker_state(&worker_template, &public_url, pool), public))
+                .listen(listener)
+                .map_err(bind_error(&settings.server.bind))?;
         if let Some(workers) = settings.server.workers {
             server = server.workers(workers);
         }
@@ -338,10 +339,7 @@ impl Application {
                 internal: true,
             };
             let internal = HttpServer::new(move || {
-                app(
-                    worker_state(&worker_template, &url, max_connections),
-                    only_internal,
-                )
+                app(worker_state(&worker_template, &url, pool), only_internal)
             })
             .workers(1)
             .listen(internal_listener)
@@ -402,8 +400,8 @@ impl Application {
 
 /// The state of one worker: the shared parts, and a pool of its own that connects lazily on
 /// the worker's runtime. (The URL was checked when the service started.)
-fn worker_state(shared: &AppState, url: &str, max_connections: u32) -> AppState {
-    let storage = Storage::connect_lazy(url, max_connections).unwrap_or_else(|err| {
+fn worker_state(shared: &AppState, url: &str, pool: storage::PoolSettings) -> AppState {
+    let storage = Storage::connect_lazy(url, pool).unwrap_or_else(|err| {
         tracing::error!(error = ?err, "worker pool not created; the worker shares the main pool");
         shared.storage.clone()
     });

@@ -66,9 +66,26 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// Apply pending schema migrations when the service starts.
     pub migrate_on_start: bool,
+    /// A statement running longer is cancelled (PostgreSQL `statement_timeout`).
+    pub statement_timeout_ms: u64,
+    /// The longest wait for a lock (PostgreSQL `lock_timeout`, SQLite's busy timeout).
+    pub lock_timeout_ms: u64,
+    /// A transaction idle this long is ended (PostgreSQL `idle_in_transaction_session_timeout`).
+    pub idle_in_transaction_timeout_ms: u64,
 }
 
 impl DatabaseSettings {
+    /// The pool size and time limits every connection carries.
+    pub fn pool(&self) -> storage::PoolSettings {
+        let ms = std::time::Duration::from_millis;
+        storage::PoolSettings {
+            max_connections: self.max_connections,
+            statement_timeout: ms(self.statement_timeout_ms),
+            lock_timeout: ms(self.lock_timeout_ms),
+            idle_in_transaction_timeout: ms(self.idle_in_transaction_timeout_ms),
+        }
+    }
+
     pub fn url(&self) -> String {
         self.url.as_ref().map_or_else(
             || DEFAULT_DATABASE_URL.to_owned(),
@@ -196,6 +213,9 @@ bind = "127.0.0.1:8080"
 [database]
 max_connections = 10
 migrate_on_start = true
+statement_timeout_ms = 30000
+lock_timeout_ms = 3000
+idle_in_transaction_timeout_ms = 60000
 
 [telemetry]
 format = "pretty"

@@ -12,6 +12,22 @@ pub struct MigrationState {
     pub archived: bool,
     /// Writes reached only the unified store, and no reverse sync has run since.
     pub unified_only_writes_pending_sync: bool,
+    /// Every entity kind was backfilled completely in a pass that began while every write
+    /// already reached the unified store, and no write has skipped it since.
+    pub backfill_complete: bool,
+    /// A verify found no drift after that backfill pass completed, with no gap since.
+    pub verified_clean: bool,
+}
+
+impl MigrationState {
+    /// The facts a migration that has backfilled and verified can show (for tests and
+    /// examples): reads may come from unified.
+    pub const EVIDENCED: MigrationState = MigrationState {
+        archived: false,
+        unified_only_writes_pending_sync: false,
+        backfill_complete: true,
+        verified_clean: true,
+    };
 }
 
 /// The migration phases of the product spec.
@@ -57,6 +73,17 @@ pub enum GuardrailViolation {
          answer from a legacy store that no longer receives writes; turn fallback off first"
     )]
     FallbackToStaleLegacy,
+    #[error(
+        "reads from the unified store need a complete backfill of every entity kind, begun while \
+         every write already reached unified (DUAL_WRITE_ATTRIBUTES=true without a gap since): \
+         turn dual-write on, run backfill to the end, then verify"
+    )]
+    UnifiedReadsBeforeBackfill,
+    #[error(
+        "reads from the unified store need a clean verify after the backfill completed: run \
+         verify (exit 0) with dual-write still on"
+    )]
+    UnifiedReadsBeforeVerify,
 }
 
 impl GuardrailViolation {
@@ -69,6 +96,8 @@ impl GuardrailViolation {
                 "dual_write_off_while_legacy_serves_reads"
             }
             GuardrailViolation::FallbackToStaleLegacy => "fallback_to_stale_legacy",
+            GuardrailViolation::UnifiedReadsBeforeBackfill => "unified_reads_before_backfill",
+            GuardrailViolation::UnifiedReadsBeforeVerify => "unified_reads_before_verify",
         }
     }
 }
@@ -90,6 +119,15 @@ impl Flags {
         }
         if self.fallback && self.use_unified && !self.dual_write {
             return Err(GuardrailViolation::FallbackToStaleLegacy);
+        }
+        // Combinations never safe are named first; then the evidence the data must show.
+        if self.use_unified && self.unified_percent > 0 {
+            if !state.backfill_complete {
+                return Err(GuardrailViolation::UnifiedReadsBeforeBackfill);
+            }
+            if !state.verified_clean {
+                return Err(GuardrailViolation::UnifiedReadsBeforeVerify);
+            }
         }
         Ok(match (self.dual_write, self.use_unified) {
             (false, false) => Phase::Legacy,
@@ -114,10 +152,7 @@ mod tests {
         }
     }
 
-    const FRESH: MigrationState = MigrationState {
-        archived: false,
-        unified_only_writes_pending_sync: false,
-    };
+    const FRESH: MigrationState = MigrationState::EVIDENCED;
 
     #[test]
     fn the_phases_of_the_product_spec_are_recognised() {
@@ -212,12 +247,51 @@ mod tests {
     }
 
     #[test]
+    fn unified_reads_need_a_complete_backfill_then_a_clean_verify() {
+        let nothing = MigrationState::default();
+        let backfilled = MigrationState {
+            backfill_complete: true,
+            ..MigrationState::default()
+        };
+        for reads_unified in [
+            flags(true, true, 10, true),
+            flags(true, true, 100, false),
+            flags(false, true, 100, false),
+        ] {
+            assert_eq!(
+                reads_unified.check(&nothing),
+                Err(GuardrailViolation::UnifiedReadsBeforeBackfill)
+            );
+            assert_eq!(
+                reads_unified.check(&backfilled),
+                Err(GuardrailViolation::UnifiedReadsBeforeVerify)
+            );
+            assert!(reads_unified.check(&FRESH).is_ok());
+        }
+        // Legacy reads need no evidence: phases 0 and 1, and a rollout at 0 %.
+        assert_eq!(
+            flags(false, false, 100, false).check(&nothing),
+            Ok(Phase::Legacy)
+        );
+        assert_eq!(
+            flags(true, false, 100, false).check(&nothing),
+            Ok(Phase::DualWrite)
+        );
+        assert_eq!(
+            flags(true, true, 0, false).check(&nothing),
+            Ok(Phase::Canary)
+        );
+    }
+
+    #[test]
     fn every_rule_has_a_distinct_name() {
         let names = [
             GuardrailViolation::LegacyUsedAfterArchive.rule(),
             GuardrailViolation::LegacyReadsBeforeReverseSync.rule(),
             GuardrailViolation::DualWriteOffWhileLegacyServesReads.rule(),
             GuardrailViolation::FallbackToStaleLegacy.rule(),
+            GuardrailViolation::UnifiedReadsBeforeBackfill.rule(),
+            GuardrailViolation::UnifiedReadsBeforeVerify.rule(),
         ];
         let unique: std::collections::HashSet<_> = names.iter().collect();
         assert_eq!(unique.len(), names.len());

@@ -73,20 +73,25 @@ pub(crate) trait Backend: Send + Sync + 'static {
         entity: EntityRef,
     ) -> impl Future<Output = Result<Option<EntityValues>>> + Send;
 
-    /// Replaces all legacy values of the entity. `schema` is the legacy schema the values
-    /// were validated against; it gives each code's legacy id.
-    fn legacy_replace_values(
+    /// Writes `set` over the entity's legacy values and removes the readable values of
+    /// `removed`; every other legacy value (unreadable rows, rows of attributes outside the
+    /// schema, document keys that name nothing) stays as it is. `schema` is the legacy schema
+    /// the values were validated against; it gives each code's legacy id.
+    fn legacy_apply_values(
         conn: &mut Conn<Self>,
         entity: EntityRef,
-        values: &EntityValues,
+        set: &EntityValues,
+        removed: &[String],
         schema: &EffectiveSchema,
     ) -> impl Future<Output = Result<()>> + Send;
 
-    /// Replaces all unified values of the entity; every code must have a unified definition.
-    fn unified_replace_values(
+    /// Writes `set` over the entity's unified values and removes those of `removed`; every
+    /// code of `set` must have a unified definition.
+    fn unified_apply_values(
         conn: &mut Conn<Self>,
         entity: EntityRef,
-        values: &EntityValues,
+        set: &EntityValues,
+        removed: &[String],
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// Creates the unified definitions of the schema's attributes that the unified table
@@ -97,12 +102,54 @@ pub(crate) trait Backend: Send + Sync + 'static {
         values: &EntityValues,
     ) -> impl Future<Output = Result<()>> + Send;
 
-    /// Notes that a write reached only the unified store (legacy is now behind).
-    fn record_unified_only_write(conn: &mut Conn<Self>) -> impl Future<Output = Result<()>> + Send;
+    /// Records what a write in `mode` does to the evidence: a unified-only write leaves legacy
+    /// behind, a legacy-only write ends the unified era. Runs first in a write's transaction.
+    fn note_write(
+        conn: &mut Conn<Self>,
+        mode: flags::WriteMode,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Records that the flags now send writes in `mode`: a mode that writes unified begins an
+    /// era (if none runs), one that does not ends it.
+    fn note_write_mode(
+        conn: &mut Conn<Self>,
+        mode: flags::WriteMode,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Holds the migration state (shared) until the transaction ends, so no flag change can
+    /// commit meanwhile, and returns the write mode of the stored flags.
+    fn fence(
+        conn: &mut Conn<Self>,
+    ) -> impl Future<Output = Result<Option<flags::WriteMode>>> + Send;
+
+    /// Whether the legacy tables are archived, read with the columns of the first schema
+    /// version that has `migration_state` (for `migrate down`, which may run on any version).
+    fn archived(conn: &mut Conn<Self>) -> impl Future<Output = Result<bool>> + Send;
+
+    fn state_row(
+        conn: &mut Conn<Self>,
+    ) -> impl Future<Output = Result<crate::evidence::StateRow>> + Send;
 
     fn migration_state(
         conn: &mut Conn<Self>,
     ) -> impl Future<Output = Result<MigrationState>> + Send;
+
+    /// Numbers a fresh backfill pass: (pass, era it counts for).
+    fn allocate_backfill_pass(
+        conn: &mut Conn<Self>,
+    ) -> impl Future<Output = Result<(i64, Option<i64>)>> + Send;
+
+    fn start_legacy_sync(conn: &mut Conn<Self>) -> impl Future<Output = Result<()>> + Send;
+
+    /// Clears "pending sync" unless a unified-only write committed since the sync began;
+    /// returns whether it did.
+    fn finish_legacy_sync(conn: &mut Conn<Self>) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Rows of one of the service's own tables (a name from a closed list).
+    fn count_rows(
+        conn: &mut Conn<Self>,
+        table: &'static str,
+    ) -> impl Future<Output = Result<i64>> + Send;
 
     fn count_legacy_definitions(conn: &mut Conn<Self>) -> impl Future<Output = Result<i64>> + Send;
 
@@ -305,9 +352,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
         ids: &[i64],
     ) -> impl Future<Output = Result<Vec<(i64, String)>>> + Send;
 
+    /// Records a verify run and what it vouches for: (era, backfill pass), see `evidence`.
     fn save_verify_run(
         conn: &mut Conn<Self>,
         report: &crate::verify::VerifyReport,
+        evidence: (Option<i64>, Option<i64>),
     ) -> impl Future<Output = Result<()>> + Send;
 
     fn last_verify(
@@ -325,14 +374,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
         attribute: &Attribute,
     ) -> impl Future<Output = Result<()>> + Send;
 
-    /// Replaces the legacy values of these listings with `values` (listing, legacy attribute, columns).
-    fn legacy_replace_listing_batch(
+    /// Deletes the legacy listing rows `delete` names (listing, legacy attribute), then
+    /// inserts `insert` (listing, legacy attribute, columns); every other row stays.
+    fn legacy_merge_listing_rows(
         conn: &mut Conn<Self>,
-        ids: &[i64],
-        values: &[(i64, i64, crate::rows::ValueColumns)],
+        delete: &[(i64, i64)],
+        insert: &[(i64, i64, crate::rows::ValueColumns)],
     ) -> impl Future<Output = Result<()>> + Send;
-
-    fn mark_legacy_synced(conn: &mut Conn<Self>) -> impl Future<Output = Result<()>> + Send;
 
     /// Replaces the B2C document of a product or variant.
     fn write_legacy_document(
@@ -483,7 +531,8 @@ macro_rules! backend_operations {
                     } else {
                         sql::VARIANT_DOCUMENT
                     };
-                    let document: Option<sqlx::types::Json<serde_json::Value>> =
+                    // The outer `None`: no such entity; the inner: a NULL document.
+                    let document: Option<Option<sqlx::types::Json<serde_json::Value>>> =
                         sqlx::query_scalar(statement)
                             .bind(entity.id)
                             .fetch_optional(&mut *conn)
@@ -495,9 +544,10 @@ macro_rules! backend_operations {
                         sqlx::query_as($sql::LEGACY_VOCABULARY)
                             .fetch_all(conn)
                             .await?;
+                    let document = document.map_or(serde_json::Value::Null, |d| d.0);
                     Ok(Some(crate::legacy::document_values(
                         entity.kind,
-                        &document.0,
+                        &document,
                         &vocabulary,
                     )))
                 }
@@ -522,62 +572,82 @@ macro_rules! backend_operations {
             Ok((!rows.is_empty()).then(|| rows::entity_values(&rows)))
         }
 
-        async fn legacy_replace_values(
+        async fn legacy_apply_values(
             conn: &mut Conn<Self>,
             entity: EntityRef,
-            values: &EntityValues,
+            set: &EntityValues,
+            removed: &[String],
             schema: &EffectiveSchema,
         ) -> Result<()> {
+            let legacy_id = |code: &str| schema.get(code).map(|a| a.attribute.id);
             match entity.kind {
                 EntityKind::Listing => {
-                    record_queries(1 + values.len() as u64);
-                    sqlx::query(sql::DELETE_LEGACY_LISTING_VALUES)
-                        .bind(entity.id)
-                        .execute(&mut *conn)
-                        .await?;
-                    for (code, typed) in values {
-                        let attribute_id =
-                            schema.get(code).map(|a| a.attribute.id).ok_or_else(|| {
-                                StorageError::CorruptData(format!(
-                                    "'{code}' is not in the legacy schema"
-                                ))
-                            })?;
-                        let columns = rows::ValueColumns::legacy(typed);
-                        insert_legacy_listing_value(&mut *conn, entity.id, attribute_id, &columns)
-                            .await?;
+                    let rows = Self::legacy_listing_rows(&mut *conn, &[entity.id]).await?;
+                    let delete: Vec<(i64, i64)> = rows
+                        .iter()
+                        .filter_map(|row| {
+                            let code = row.value.code.as_deref()?;
+                            let readable = row.value.typed_value().is_some();
+                            let replaced = set.contains_key(code)
+                                || (readable && removed.iter().any(|r| r == code));
+                            if !replaced {
+                                return None;
+                            }
+                            legacy_id(code).map(|attribute_id| (entity.id, attribute_id))
+                        })
+                        .collect();
+                    let mut insert = Vec::with_capacity(set.len());
+                    for (code, typed) in set {
+                        let attribute_id = legacy_id(code).ok_or_else(|| {
+                            StorageError::CorruptData(format!("'{code}' is not in the legacy schema"))
+                        })?;
+                        insert.push((entity.id, attribute_id, rows::ValueColumns::legacy(typed)));
                     }
-                    Ok(())
+                    Self::legacy_merge_listing_rows(conn, &delete, &insert).await
                 }
                 EntityKind::Product | EntityKind::ProductVariant => {
-                    let document = crate::legacy::document_for(entity.kind, values, schema)?;
-                    let statement = if entity.kind == EntityKind::Product {
-                        sql::UPDATE_PRODUCT_DOCUMENT
-                    } else {
-                        sql::UPDATE_VARIANT_DOCUMENT
-                    };
-                    record_queries(1);
-                    sqlx::query(statement)
-                        .bind(entity.id)
-                        .bind(sqlx::types::Json(&document))
-                        .execute(conn)
-                        .await?;
-                    Ok(())
+                    let (documents, vocabulary) =
+                        Self::legacy_documents(&mut *conn, entity.kind, &[entity.id]).await?;
+                    let current = documents.into_iter().next().map(|(_, document)| document);
+                    let document = crate::legacy::merge_document(
+                        entity.kind,
+                        current.as_ref(),
+                        &vocabulary,
+                        set,
+                        removed,
+                        &std::collections::HashSet::new(),
+                        legacy_id,
+                    )?;
+                    Self::write_legacy_document(conn, entity, &document.document).await
                 }
             }
         }
 
-        async fn unified_replace_values(
+        async fn unified_apply_values(
             conn: &mut Conn<Self>,
             entity: EntityRef,
-            values: &EntityValues,
+            set: &EntityValues,
+            removed: &[String],
         ) -> Result<()> {
-            record_queries(1 + values.len() as u64);
-            sqlx::query(sql::DELETE_UNIFIED_VALUES)
-                .bind(entity.kind.as_str())
-                .bind(entity.id)
-                .execute(&mut *conn)
-                .await?;
-            for (code, typed) in values {
+            let codes: Vec<&String> = set.keys().chain(removed.iter()).collect();
+            if !codes.is_empty() {
+                record_queries(1);
+                let mut delete = sqlx::QueryBuilder::<Self::Db>::new(
+                    "DELETE FROM unified_attribute_values WHERE entity_type = ",
+                );
+                delete.push_bind(entity.kind.as_str());
+                delete.push(" AND entity_id = ");
+                delete.push_bind(entity.id);
+                delete.push(" AND attribute_id IN (SELECT id FROM unified_attributes WHERE code IN (");
+                let mut separated = delete.separated(", ");
+                for code in &codes {
+                    separated.push_bind(code.as_str());
+                }
+                delete.push("))");
+                delete.build().persistent(false).execute(&mut *conn).await?;
+            }
+            record_queries(set.len() as u64);
+            for (code, typed) in set {
                 let columns = rows::ValueColumns::unified(typed);
                 let inserted = sqlx::query($sql::INSERT_UNIFIED_VALUE)
                     .bind(entity.kind.as_str())
@@ -619,22 +689,69 @@ macro_rules! backend_operations {
             Ok(())
         }
 
-        async fn record_unified_only_write(conn: &mut Conn<Self>) -> Result<()> {
+        async fn note_write(conn: &mut Conn<Self>, mode: flags::WriteMode) -> Result<()> {
+            let statement = match mode {
+                flags::WriteMode::UnifiedOnly => crate::evidence::RECORD_UNIFIED_ONLY_WRITE,
+                flags::WriteMode::LegacyOnly => crate::evidence::END_UNIFIED_ERA,
+                flags::WriteMode::Dual => return Ok(()),
+            };
             record_queries(1);
-            sqlx::query(sql::RECORD_UNIFIED_ONLY_WRITE)
-                .execute(conn)
-                .await?;
+            sqlx::query(statement).execute(conn).await?;
             Ok(())
         }
 
-        async fn migration_state(conn: &mut Conn<Self>) -> Result<MigrationState> {
+        async fn note_write_mode(conn: &mut Conn<Self>, mode: flags::WriteMode) -> Result<()> {
             record_queries(1);
-            let (archived, unified_only_writes_pending_sync): (bool, bool) =
-                sqlx::query_as(sql::MIGRATION_STATE).fetch_one(conn).await?;
-            Ok(MigrationState {
-                archived,
-                unified_only_writes_pending_sync,
-            })
+            sqlx::query(crate::evidence::statement_for_write_mode(mode)).execute(conn).await?;
+            Ok(())
+        }
+
+        async fn fence(conn: &mut Conn<Self>) -> Result<Option<flags::WriteMode>> {
+            record_queries(2);
+            // Two statements: the flags are read in a snapshot taken after the lock is granted,
+            // so a flag change that held the lock is seen.
+            sqlx::query($sql::SHARE_MIGRATION_STATE).execute(&mut *conn).await?;
+            let stored: Option<(bool, bool)> = sqlx::query_as(crate::evidence::STORED_WRITE_FLAGS)
+                .fetch_optional(conn)
+                .await?;
+            Ok(stored.map(|(use_unified, dual_write)| {
+                flags::Flags { use_unified, dual_write, ..flags::Flags::default() }.write_mode()
+            }))
+        }
+
+        async fn archived(conn: &mut Conn<Self>) -> Result<bool> {
+            record_queries(1);
+            Ok(sqlx::query_scalar(crate::evidence::ARCHIVED).fetch_one(conn).await?)
+        }
+
+        async fn state_row(conn: &mut Conn<Self>) -> Result<crate::evidence::StateRow> {
+            record_queries(1);
+            Ok(sqlx::query_as(crate::evidence::STATE).fetch_one(conn).await?)
+        }
+
+        async fn migration_state(conn: &mut Conn<Self>) -> Result<MigrationState> {
+            Ok(Self::state_row(conn).await?.migration_state())
+        }
+
+        async fn allocate_backfill_pass(conn: &mut Conn<Self>) -> Result<(i64, Option<i64>)> {
+            record_queries(1);
+            Ok(sqlx::query_as(crate::evidence::ALLOCATE_BACKFILL_PASS).fetch_one(conn).await?)
+        }
+
+        async fn start_legacy_sync(conn: &mut Conn<Self>) -> Result<()> {
+            record_queries(1);
+            sqlx::query(crate::evidence::START_LEGACY_SYNC).execute(conn).await?;
+            Ok(())
+        }
+
+        async fn finish_legacy_sync(conn: &mut Conn<Self>) -> Result<bool> {
+            record_queries(1);
+            Ok(sqlx::query(crate::evidence::FINISH_LEGACY_SYNC).execute(conn).await?.rows_affected() == 1)
+        }
+
+        async fn count_rows(conn: &mut Conn<Self>, table: &'static str) -> Result<i64> {
+            record_queries(1);
+            Ok(sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(conn).await?)
         }
 
         async fn count_legacy_definitions(conn: &mut Conn<Self>) -> Result<i64> {
@@ -989,11 +1106,18 @@ macro_rules! backend_operations {
             ));
             push_id_list(&mut query, ids);
             query.push(" ORDER BY id");
-            let documents: Vec<(i64, sqlx::types::Json<serde_json::Value>)> =
+            // The real schema lets a document be NULL: it holds nothing.
+            let documents: Vec<(i64, Option<sqlx::types::Json<serde_json::Value>>)> =
                 query.build_query_as().persistent(false).fetch_all(&mut *conn).await?;
             let vocabulary: Vec<crate::legacy::VocabularyRow> =
                 sqlx::query_as($sql::LEGACY_VOCABULARY).fetch_all(conn).await?;
-            Ok((documents.into_iter().map(|(id, document)| (id, document.0)).collect(), vocabulary))
+            Ok((
+                documents
+                    .into_iter()
+                    .map(|(id, document)| (id, document.map_or(serde_json::Value::Null, |d| d.0)))
+                    .collect(),
+                vocabulary,
+            ))
         }
 
         async fn unified_values_batch(
@@ -1081,6 +1205,8 @@ macro_rules! backend_operations {
                 .bind(checkpoint.migrated)
                 .bind(checkpoint.quarantined)
                 .bind(checkpoint.completed)
+                .bind(checkpoint.pass)
+                .bind(checkpoint.era)
                 .execute(conn)
                 .await?;
             Ok(())
@@ -1097,12 +1223,18 @@ macro_rules! backend_operations {
             Ok(query.build_query_as().persistent(false).fetch_all(conn).await?)
         }
 
-        async fn save_verify_run(conn: &mut Conn<Self>, report: &crate::verify::VerifyReport) -> Result<()> {
+        async fn save_verify_run(
+            conn: &mut Conn<Self>,
+            report: &crate::verify::VerifyReport,
+            (era, pass): (Option<i64>, Option<i64>),
+        ) -> Result<()> {
             record_queries(1);
             sqlx::query(crate::verify::SAVE_RUN)
                 .bind(report.checked)
                 .bind(report.drifted)
                 .bind(sqlx::types::Json(report))
+                .bind(era)
+                .bind(pass)
                 .execute(conn)
                 .await?;
             Ok(())
@@ -1128,22 +1260,29 @@ macro_rules! backend_operations {
             write_legacy_translations(conn, attribute).await
         }
 
-        async fn legacy_replace_listing_batch(
+        async fn legacy_merge_listing_rows(
             conn: &mut Conn<Self>,
-            ids: &[i64],
-            values: &[(i64, i64, rows::ValueColumns)],
+            delete: &[(i64, i64)],
+            insert: &[(i64, i64, rows::ValueColumns)],
         ) -> Result<()> {
-            record_queries(1);
-            let mut delete = sqlx::QueryBuilder::<Self::Db>::new("DELETE FROM listing_attribute_values WHERE listing_id IN ");
-            push_id_list(&mut delete, ids);
-            delete.build().persistent(false).execute(&mut *conn).await?;
-            for chunk in values.chunks(2_000) {
+            for chunk in delete.chunks(2_000) {
                 record_queries(1);
-                let mut insert = sqlx::QueryBuilder::<Self::Db>::new(
+                let mut statement = sqlx::QueryBuilder::<Self::Db>::new(
+                    "DELETE FROM listing_attribute_values WHERE (listing_id, attribute_id) IN (",
+                );
+                statement.push_values(chunk, |mut row, (listing_id, attribute_id)| {
+                    row.push_bind(*listing_id).push_bind(*attribute_id);
+                });
+                statement.push(")");
+                statement.build().persistent(false).execute(&mut *conn).await?;
+            }
+            for chunk in insert.chunks(2_000) {
+                record_queries(1);
+                let mut statement = sqlx::QueryBuilder::<Self::Db>::new(
                     "INSERT INTO listing_attribute_values
                         (listing_id, attribute_id, text_value, numeric_value, boolean_value, json_value, unit, value_type) ",
                 );
-                insert.push_values(chunk, |mut row, (listing_id, attribute_id, columns)| {
+                statement.push_values(chunk, |mut row, (listing_id, attribute_id, columns)| {
                     row.push_bind(*listing_id).push_bind(*attribute_id).push_bind(&columns.text_value);
                     $sql::push_numeric(&mut row, &columns.numeric_value);
                     row.push_bind(columns.boolean_value)
@@ -1151,14 +1290,8 @@ macro_rules! backend_operations {
                         .push_bind(&columns.unit)
                         .push_bind(columns.legacy_value_type);
                 });
-                insert.build().persistent(false).execute(&mut *conn).await?;
+                statement.build().persistent(false).execute(&mut *conn).await?;
             }
-            Ok(())
-        }
-
-        async fn mark_legacy_synced(conn: &mut Conn<Self>) -> Result<()> {
-            record_queries(1);
-            sqlx::query(crate::backfill::MARK_LEGACY_SYNCED).execute(conn).await?;
             Ok(())
         }
 
@@ -1424,7 +1557,7 @@ macro_rules! backend_operations {
                     .await?;
             }
             for (entity, values) in dataset.entities() {
-                Self::unified_replace_values(&mut *conn, entity, values).await?;
+                Self::unified_apply_values(&mut *conn, entity, values, &[]).await?;
             }
             Ok(())
         }
@@ -1435,26 +1568,6 @@ pub(crate) use backend_operations;
 /// Helpers the operations share, written once per backend by the same macro.
 macro_rules! backend_helpers {
     ($db:ty, $sql:ident) => {
-        async fn insert_legacy_listing_value(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            listing_id: i64,
-            attribute_id: i64,
-            columns: &rows::ValueColumns,
-        ) -> Result<()> {
-            sqlx::query($sql::INSERT_LEGACY_LISTING_VALUE)
-                .bind(listing_id)
-                .bind(attribute_id)
-                .bind(&columns.text_value)
-                .bind(&columns.numeric_value)
-                .bind(columns.boolean_value)
-                .bind(columns.json_value.as_ref().map(sqlx::types::Json))
-                .bind(&columns.unit)
-                .bind(columns.legacy_value_type)
-                .execute(conn)
-                .await?;
-            Ok(())
-        }
-
         async fn insert_unified_attribute(
             conn: &mut <$db as sqlx::Database>::Connection,
             attribute: &domain::Attribute,

@@ -13,6 +13,11 @@ pub struct Checkpoint {
     pub quarantined: i64,
     /// Set once a run found no entity past `last_id`.
     pub completed: bool,
+    /// The pass's number (0 until its first batch commits): a new pass starts from the first entity.
+    pub pass: i64,
+    /// The unified era the pass began in; `None` if a legacy-only write could still happen
+    /// then, so the pass is no evidence for unified reads.
+    pub era: Option<i64>,
 }
 
 impl Checkpoint {
@@ -23,6 +28,8 @@ impl Checkpoint {
             migrated: 0,
             quarantined: 0,
             completed: false,
+            pass: 0,
+            era: None,
         }
     }
 }
@@ -74,15 +81,15 @@ pub(crate) struct QuarantinedRow {
 }
 
 pub(crate) const LOAD_CHECKPOINT: &str = "SELECT entity_type, last_id, migrated, quarantined,
-        completed_at IS NOT NULL AS completed
+        completed_at IS NOT NULL AS completed, CAST(pass AS BIGINT) AS pass, CAST(era AS BIGINT) AS era
     FROM backfill_checkpoint WHERE entity_type = $1";
 
 pub(crate) const SAVE_CHECKPOINT: &str = "INSERT INTO backfill_checkpoint
-        (entity_type, last_id, migrated, quarantined, completed_at, updated_at)
-    VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN CURRENT_TIMESTAMP END, CURRENT_TIMESTAMP)
+        (entity_type, last_id, migrated, quarantined, completed_at, updated_at, pass, era)
+    VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN CURRENT_TIMESTAMP END, CURRENT_TIMESTAMP, $6, $7)
     ON CONFLICT (entity_type) DO UPDATE SET last_id = excluded.last_id, migrated = excluded.migrated,
         quarantined = excluded.quarantined, completed_at = excluded.completed_at,
-        updated_at = excluded.updated_at";
+        updated_at = excluded.updated_at, pass = excluded.pass, era = excluded.era";
 
 pub(crate) const LEGACY_BINDINGS: &str =
     "SELECT category_id, attribute_id, is_enabled, is_required, sort_order,
@@ -126,7 +133,3 @@ pub(crate) const UNIFIED_BINDINGS_AS_LEGACY: &str =
     "SELECT category_id, attribute_id, is_enabled, is_required, sort_order,
         custom_component, show_in_card, show_in_list
     FROM unified_category_attributes ORDER BY category_id, attribute_id";
-
-/// The sync has caught legacy up: reads may go back to it.
-pub(crate) const MARK_LEGACY_SYNCED: &str = "UPDATE migration_state
-    SET unified_only_write_at = NULL, legacy_synced_at = CURRENT_TIMESTAMP WHERE id = 1";

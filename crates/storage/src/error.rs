@@ -18,6 +18,14 @@ pub enum StorageError {
     UnsupportedUrl(String),
     #[error("stored data cannot be read: {0}")]
     CorruptData(String),
+    /// The flags changed between a write's decision and its commit, twice in a row.
+    #[error(
+        "the migration flags changed while the write was decided (it was to write {decided:?}, the flags in force write {current:?}); nothing was written: retry"
+    )]
+    StaleWriteMode {
+        decided: flags::WriteMode,
+        current: flags::WriteMode,
+    },
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("schema migration failed")]
@@ -25,3 +33,40 @@ pub enum StorageError {
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+impl StorageError {
+    /// A condition that passes by itself (a lock or statement timeout, a deadlock, a full pool
+    /// or server, a busy SQLite file, flags that changed under the write): answered 503 with
+    /// Retry-After, never 500. Nothing was written.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StorageError::StaleWriteMode { .. } => true,
+            StorageError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => true,
+            StorageError::Database(sqlx::Error::Database(db)) => {
+                matches!(
+                    db.code().as_deref(),
+                    // lock_not_available, query_canceled (statement_timeout), deadlock_detected,
+                    // serialization_failure, too_many_connections, cannot_connect_now,
+                    // idle_in_transaction_session_timeout; SQLite: SQLITE_BUSY, SQLITE_LOCKED.
+                    Some(
+                        "55P03"
+                            | "57014"
+                            | "40P01"
+                            | "40001"
+                            | "53300"
+                            | "57P03"
+                            | "25P03"
+                            | "5"
+                            | "6"
+                    )
+                )
+            }
+            _ => false,
+        }
+    }
+
+    /// Another row already holds this key.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StorageError::Database(sqlx::Error::Database(db)) if db.is_unique_violation())
+    }
+}

@@ -73,14 +73,93 @@ pub(crate) fn document_values(
     decoded.values
 }
 
-/// Reads a B2C document: products are keyed by C2C attribute id (`"2004"`), variants by
-/// attribute name or label in any case or language (`Color`, `Veličina`, `Цвет`).
+/// How the keys of a B2C document resolve to codes, and each code's type.
+struct DocumentKeys {
+    kind: EntityKind,
+    type_of: HashMap<String, AttributeType>,
+    code_of_key: HashMap<String, String>,
+}
+
+impl DocumentKeys {
+    /// Products are keyed by C2C attribute id (`"2004"`), variants by attribute name or label in
+    /// any case or language (`Color`, `Veličina`, `Цвет`).
+    fn new(kind: EntityKind, vocabulary: &[VocabularyRow]) -> Self {
+        // A C2C definition decides the type of a code that is also a variant axis.
+        let mut type_of: HashMap<String, AttributeType> = HashMap::new();
+        for row in vocabulary
+            .iter()
+            .filter(|r| r.is_c2c())
+            .chain(vocabulary.iter().filter(|r| !r.is_c2c()))
+        {
+            if let Ok(attribute_type) = AttributeType::from_str(&row.attribute_type) {
+                type_of
+                    .entry(normalize_code(&row.name))
+                    .or_insert(attribute_type);
+            }
+        }
+        let code_of_key: HashMap<String, String> = match kind {
+            EntityKind::Product => vocabulary
+                .iter()
+                .filter(|r| r.is_c2c())
+                .map(|r| (r.id.to_string(), normalize_code(&r.name)))
+                .collect(),
+            _ => {
+                let mut index = HashMap::new();
+                for row in vocabulary {
+                    for label in row.labels() {
+                        index
+                            .entry(normalize_code(label))
+                            .or_insert_with(|| normalize_code(&row.name));
+                    }
+                }
+                index
+            }
+        };
+        Self {
+            kind,
+            type_of,
+            code_of_key,
+        }
+    }
+
+    fn code(&self, key: &str) -> Option<&String> {
+        if self.kind == EntityKind::Product {
+            self.code_of_key.get(key)
+        } else {
+            self.code_of_key.get(&normalize_code(key))
+        }
+    }
+
+    /// The code a key names and the value read from it, or why it cannot be read.
+    fn read(
+        &self,
+        key: &str,
+        raw: &Json,
+    ) -> std::result::Result<(String, domain::TypedValue), String> {
+        let code = self
+            .code(key)
+            .ok_or_else(|| "the key matches no definition".to_owned())?;
+        let attribute_type = self
+            .type_of
+            .get(code)
+            .ok_or_else(|| "the definition has an unknown type".to_owned())?;
+        typed_from_document(*attribute_type, raw)
+            .map(|typed| (code.clone(), typed))
+            .ok_or_else(|| format!("no usable {attribute_type} value in the document"))
+    }
+}
+
+/// Reads a B2C document (see [`DocumentKeys`] for how keys name attributes). A NULL document
+/// holds nothing.
 pub(crate) fn decode_document(
     kind: EntityKind,
     document: &Json,
     vocabulary: &[VocabularyRow],
 ) -> DecodedDocument {
     let mut decoded = DecodedDocument::default();
+    if document.is_null() {
+        return decoded;
+    }
     let Some(document) = document.as_object() else {
         decoded.refused.push((
             "(document)".into(),
@@ -89,66 +168,98 @@ pub(crate) fn decode_document(
         ));
         return decoded;
     };
-    // A C2C definition decides the type of a code that is also a variant axis.
-    let mut type_of: HashMap<String, AttributeType> = HashMap::new();
-    for row in vocabulary
-        .iter()
-        .filter(|r| r.is_c2c())
-        .chain(vocabulary.iter().filter(|r| !r.is_c2c()))
-    {
-        if let Ok(attribute_type) = AttributeType::from_str(&row.attribute_type) {
-            type_of
-                .entry(normalize_code(&row.name))
-                .or_insert(attribute_type);
-        }
-    }
-    let code_of_key: HashMap<String, String> = match kind {
-        EntityKind::Product => vocabulary
-            .iter()
-            .filter(|r| r.is_c2c())
-            .map(|r| (r.id.to_string(), normalize_code(&r.name)))
-            .collect(),
-        _ => {
-            let mut index = HashMap::new();
-            for row in vocabulary {
-                for label in row.labels() {
-                    index
-                        .entry(normalize_code(label))
-                        .or_insert_with(|| normalize_code(&row.name));
-                }
-            }
-            index
-        }
-    };
+    let keys = DocumentKeys::new(kind, vocabulary);
     for (key, raw) in document {
-        let lookup = if kind == EntityKind::Product {
-            key.clone()
-        } else {
-            normalize_code(key)
-        };
-        let refuse = |reason: &str| (key.clone(), raw.to_string(), reason.to_owned());
-        let Some(code) = code_of_key.get(&lookup) else {
-            decoded
-                .refused
-                .push(refuse("the key matches no definition"));
-            continue;
-        };
-        let Some(attribute_type) = type_of.get(code) else {
-            decoded
-                .refused
-                .push(refuse("the definition has an unknown type"));
-            continue;
-        };
-        match typed_from_document(*attribute_type, raw) {
-            Some(typed) => {
-                decoded.values.insert(code.clone(), typed);
+        match keys.read(key, raw) {
+            Ok((code, typed)) => {
+                decoded.values.insert(code, typed);
             }
-            None => decoded.refused.push(refuse(&format!(
-                "no usable {attribute_type} value in the document"
-            ))),
+            Err(reason) => decoded.refused.push((key.clone(), raw.to_string(), reason)),
         }
     }
     decoded
+}
+
+/// A B2C document after a merge, and what the merge changed in it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct MergedDocument {
+    pub document: Json,
+    pub inserted: usize,
+    pub updated: usize,
+    pub deleted: usize,
+}
+
+impl MergedDocument {
+    pub(crate) fn changed(&self) -> bool {
+        self.inserted + self.updated + self.deleted > 0
+    }
+}
+
+/// Merges values into a legacy B2C document: the codes of `set` are written (under the key
+/// legacy readers expect), the readable keys of `removed` are dropped unless `keep` names their
+/// key or code (quarantined values), and every other key stays as it is — keys that name
+/// nothing, values that cannot be read, attributes this write does not touch.
+pub(crate) fn merge_document(
+    kind: EntityKind,
+    current: Option<&Json>,
+    vocabulary: &[VocabularyRow],
+    set: &EntityValues,
+    removed: &[String],
+    keep: &std::collections::HashSet<String>,
+    legacy_id: impl Fn(&str) -> Option<i64>,
+) -> Result<MergedDocument> {
+    let mut document = match current {
+        None | Some(Json::Null) => Map::new(),
+        Some(Json::Object(map)) => map.clone(),
+        Some(other) => {
+            return Err(StorageError::Conflict(format!(
+                "the legacy {kind} document is not a JSON object ({other}); it is left as it is: fix it by hand first"
+            )));
+        }
+    };
+    let keys = DocumentKeys::new(kind, vocabulary);
+    let mut merged = MergedDocument::default();
+    let mut replaced: HashMap<String, Json> = HashMap::new();
+    document.retain(|key, raw| {
+        let read = keys.read(key, raw).ok();
+        let code = read
+            .as_ref()
+            .map(|(code, _)| code.as_str())
+            .or(keys.code(key).map(String::as_str));
+        match code {
+            Some(code) if set.contains_key(code) => {
+                replaced.insert(code.to_owned(), raw.clone());
+                false
+            }
+            Some(code)
+                if read.is_some()
+                    && removed.iter().any(|r| r == code)
+                    && !keep.contains(code)
+                    && !keep.contains(key.as_str()) =>
+            {
+                merged.deleted += 1;
+                false
+            }
+            _ => true,
+        }
+    });
+    for (code, typed) in set {
+        let key = match kind {
+            EntityKind::Product => legacy_id(code).map(|id| id.to_string()).ok_or_else(|| {
+                StorageError::CorruptData(format!("'{code}' is not in the legacy schema"))
+            })?,
+            _ => code.clone(),
+        };
+        let value = json_document_value(typed);
+        match replaced.get(code) {
+            Some(old) if *old == value => {}
+            Some(_) => merged.updated += 1,
+            None => merged.inserted += 1,
+        }
+        document.insert(key, value);
+    }
+    merged.document = Json::Object(document);
+    Ok(merged)
 }
 
 /// The B2C document that legacy readers expect for these values.

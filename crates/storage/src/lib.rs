@@ -10,6 +10,7 @@ mod backend;
 pub mod backfill;
 pub mod demo;
 mod error;
+mod evidence;
 pub mod flag_store;
 pub mod invalidation;
 mod legacy;
@@ -19,6 +20,7 @@ mod rows;
 mod sql;
 mod sqlite;
 mod stats;
+pub mod sync;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -43,6 +45,33 @@ use postgres::PgBackend;
 use router::Router;
 use sqlite::SqliteBackend;
 
+/// How the service uses its database connections. Every connection carries time limits, so
+/// a lock held elsewhere or a runaway statement fails fast (answered 503) instead of holding a
+/// pooled connection for as long as it lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// PostgreSQL `statement_timeout`: a statement running longer is cancelled.
+    pub statement_timeout: std::time::Duration,
+    /// PostgreSQL `lock_timeout`, SQLite's busy timeout: the longest wait for a lock.
+    pub lock_timeout: std::time::Duration,
+    /// PostgreSQL `idle_in_transaction_session_timeout`: a transaction left open by a stuck
+    /// client is ended, and its locks released.
+    pub idle_in_transaction_timeout: std::time::Duration,
+}
+
+impl PoolSettings {
+    /// The defaults: 30 s per statement, 3 s per lock wait, 60 s idle in a transaction.
+    pub fn new(max_connections: u32) -> Self {
+        Self {
+            max_connections,
+            statement_timeout: std::time::Duration::from_secs(30),
+            lock_timeout: std::time::Duration::from_secs(3),
+            idle_in_transaction_timeout: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
 /// The database the service runs on, picked from the URL scheme.
 #[derive(Debug, Clone)]
 pub struct Storage(Backends);
@@ -65,14 +94,14 @@ macro_rules! on_router {
 
 impl Storage {
     /// Connects to `postgres://…` or `sqlite://…` (the SQLite file is created if missing).
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+    pub async fn connect(url: &str, pool: PoolSettings) -> Result<Self> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Storage(Backends::Postgres(Router::new(
-                PgBackend::connect(url, max_connections).await?,
+                PgBackend::connect(url, pool).await?,
             ))))
         } else if url.starts_with("sqlite:") {
             Ok(Storage(Backends::Sqlite(Router::new(
-                SqliteBackend::connect(url, max_connections).await?,
+                SqliteBackend::connect(url, pool).await?,
             ))))
         } else {
             Err(StorageError::UnsupportedUrl(
@@ -84,14 +113,14 @@ impl Storage {
     /// Like [`Storage::connect`], but opens connections only when first used, on the runtime
     /// that uses them: a server gives each worker thread its own pool this way, so queries
     /// do not hop between threads. Checks the URL only.
-    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self> {
+    pub fn connect_lazy(url: &str, pool: PoolSettings) -> Result<Self> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Storage(Backends::Postgres(Router::new(
-                PgBackend::connect_lazy(url, max_connections)?,
+                PgBackend::connect_lazy(url, pool)?,
             ))))
         } else if url.starts_with("sqlite:") {
             Ok(Storage(Backends::Sqlite(Router::new(
-                SqliteBackend::connect_lazy(url, max_connections)?,
+                SqliteBackend::connect_lazy(url, pool)?,
             ))))
         } else {
             Err(StorageError::UnsupportedUrl(
@@ -112,26 +141,44 @@ impl Storage {
         on_router!(self, router => router.backend().migrate().await)
     }
 
-    /// Reverts the last `steps` migrations. The one that creates the unified tables drops
-    /// them with their data, so it is refused unless `allow_data_loss`; the legacy tables are
-    /// never dropped (their down migration does nothing).
+    /// Reverts the last `steps` migrations. A step that drops a table holding rows is
+    /// refused unless `allow_data_loss`, and every step while the legacy tables are archived;
+    /// the legacy tables are never dropped (their down migration does nothing).
     pub async fn migrate_down(&self, steps: usize, allow_data_loss: bool) -> Result<Vec<i64>> {
-        const UNIFIED_TABLES: i64 = 20261126000002;
-        let applied = on_router!(self, router => {
+        on_router!(self, router => {
             let mut conn = router.backend().pool().acquire().await?;
-            conn.list_applied_migrations().await?
-        });
-        let mut versions: Vec<i64> = applied.iter().map(|m| m.version).collect();
-        versions.sort_unstable();
-        let reverted: Vec<i64> = versions.iter().rev().take(steps).copied().collect();
-        if reverted.contains(&UNIFIED_TABLES) && !allow_data_loss {
-            return Err(StorageError::Conflict(
-                "reverting the unified-tables migration drops every unified definition, binding and value; \
-                 pass --allow-data-loss if that is what you want"
-                    .into(),
-            ));
-        }
-        on_router!(self, router => router.backend().migrate_down(steps).await)
+            let mut versions: Vec<i64> = conn
+                .list_applied_migrations()
+                .await?
+                .iter()
+                .map(|m| m.version)
+                .collect();
+            versions.sort_unstable();
+            if versions.contains(&UNIFIED_TABLES) && router.archived().await? {
+                return Err(StorageError::Conflict(
+                    "the legacy tables are archived: reverting migrations now would lose the archive's \
+                     evidence and the unified data that alone is current; run restore-archive first"
+                        .into(),
+                ));
+            }
+            let mut holding = Vec::new();
+            for version in versions.iter().rev().take(steps) {
+                for table in tables_dropped_by(*version) {
+                    let rows = router.count_rows(table).await?;
+                    if rows > 0 {
+                        holding.push(format!("{table} ({rows} rows)"));
+                    }
+                }
+            }
+            if !holding.is_empty() && !allow_data_loss {
+                return Err(StorageError::Conflict(format!(
+                    "reverting {steps} migration(s) drops tables that hold data: {}; \
+                     pass --allow-data-loss if that is what you want",
+                    holding.join(", ")
+                )));
+            }
+            router.backend().migrate_down(steps).await
+        })
     }
 
     /// Readiness: the database answers and every migration is applied.
@@ -185,7 +232,7 @@ impl Storage {
         change: ValuesChange<'_>,
         mode: WriteMode,
     ) -> Result<Written<EntityValues>> {
-        on_router!(self, router => router.write_values(entity, change, mode).await)
+        on_router!(self, router => fenced(mode, |mode| router.write_values(entity, change, mode)).await)
     }
 
     /// Values of many listings at once (one statement); unknown ids are absent.
@@ -216,7 +263,7 @@ impl Storage {
         draft: AttributeDraft,
         mode: WriteMode,
     ) -> Result<Written<Attribute>> {
-        on_router!(self, router => router.create_attribute(draft, mode).await)
+        on_router!(self, router => fenced(mode, |mode| router.create_attribute(draft.clone(), mode)).await)
     }
 
     pub async fn update_attribute(
@@ -225,11 +272,11 @@ impl Storage {
         draft: AttributeDraft,
         mode: WriteMode,
     ) -> Result<Written<Attribute>> {
-        on_router!(self, router => router.update_attribute(id, draft, mode).await)
+        on_router!(self, router => fenced(mode, |mode| router.update_attribute(id, draft.clone(), mode)).await)
     }
 
     pub async fn delete_attribute(&self, id: i64, mode: WriteMode) -> Result<Written<()>> {
-        on_router!(self, router => router.delete_attribute(id, mode).await)
+        on_router!(self, router => fenced(mode, |mode| router.delete_attribute(id, mode)).await)
     }
 
     pub async fn put_binding(
@@ -238,7 +285,7 @@ impl Storage {
         draft: BindingDraft,
         mode: WriteMode,
     ) -> Result<Written<CategoryBinding>> {
-        on_router!(self, router => router.put_binding(category_id, draft, mode).await)
+        on_router!(self, router => fenced(mode, |mode| router.put_binding(category_id, draft.clone(), mode)).await)
     }
 
     pub async fn delete_binding(
@@ -247,7 +294,7 @@ impl Storage {
         attribute_id: i64,
         mode: WriteMode,
     ) -> Result<Written<()>> {
-        on_router!(self, router => router.delete_binding(category_id, attribute_id, mode).await)
+        on_router!(self, router => fenced(mode, |mode| router.delete_binding(category_id, attribute_id, mode)).await)
     }
 
     /// Connections of the pool: (open, idle).
@@ -384,15 +431,23 @@ impl Storage {
         on_router!(self, router => router.last_verify().await)
     }
 
-    /// Brings legacy up to date from unified (rollback after unified-only writes); refused
-    /// unless `mode` is dual-write. Returns the listings synced.
+    /// Brings legacy up to date from unified (rollback after unified-only writes), merging;
+    /// changes nothing when no unified-only write is pending; refused unless `mode` is
+    /// dual-write. With `dry_run` nothing is committed.
     pub async fn sync_legacy(
         &self,
         mode: WriteMode,
         batch: i64,
+        dry_run: bool,
         progress: impl FnMut(i64),
-    ) -> Result<i64> {
-        on_router!(self, router => router.sync_legacy(mode, batch, progress).await)
+    ) -> Result<sync::SyncReport> {
+        on_router!(self, router => router.sync_legacy(mode, batch, dry_run, progress).await)
+    }
+
+    /// Records that the flags in force send writes in `mode` (set from the environment at
+    /// start-up, where no runtime change recorded it): the unified era begins or ends.
+    pub async fn note_write_mode(&self, mode: WriteMode) -> Result<()> {
+        on_router!(self, router => router.note_write_mode(mode).await)
     }
 
     pub async fn migration_state(&self) -> Result<MigrationState> {
@@ -443,6 +498,42 @@ impl InvalidationListener {
             }
             None => ListenerEvent::ConnectionLost,
         })
+    }
+}
+
+/// The migration that creates the unified tables and `migration_state`.
+const UNIFIED_TABLES: i64 = 20261126000002;
+
+/// The tables (or, for the evidence migration, the columns' tables) whose data a migration's
+/// down step drops. The legacy tables' down step drops nothing.
+fn tables_dropped_by(version: i64) -> &'static [&'static str] {
+    match version {
+        UNIFIED_TABLES => &[
+            "migration_state",
+            "unified_attributes",
+            "unified_category_attributes",
+            "unified_attribute_values",
+        ],
+        20261126000003 => &["flag_state", "flag_audit"],
+        20261126000004 => &["backfill_checkpoint", "backfill_quarantine"],
+        20261126000005 => &["verify_runs"],
+        20261126000006 => &["archive_manifests"],
+        20261130000007 => &["backfill_checkpoint", "verify_runs"],
+        _ => &[],
+    }
+}
+
+/// Runs a write decided under `mode`; when the flags changed between the decision and the
+/// write's transaction, runs it once more under the flags in force (a second change answers
+/// [`StorageError::StaleWriteMode`], which is transient).
+async fn fenced<T, F, Fut>(mode: WriteMode, write: F) -> Result<T>
+where
+    F: Fn(WriteMode) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    match write(mode).await {
+        Err(StorageError::StaleWriteMode { current, .. }) => write(current).await,
+        other => other,
     }
 }
 

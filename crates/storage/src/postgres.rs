@@ -6,9 +6,12 @@ use std::collections::HashMap;
 
 use domain::{EffectiveSchema, EntityKind, EntityRef, EntityValues};
 use flags::{MigrationState, Store};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
+use crate::PoolSettings;
 use crate::backend::{
     Backend, Conn, SEED_CHUNK, backend_helpers, backend_operations, push_id_list,
 };
@@ -28,9 +31,6 @@ mod pg_sql {
         "jsonb_object_agg(t.language || ':' || t.field_name, t.translated_text)"
     );
     // Decimals and dates travel as text and are cast here, so they stay exact.
-    pub(super) const INSERT_LEGACY_LISTING_VALUE: &str = "INSERT INTO listing_attribute_values
-            (listing_id, attribute_id, text_value, numeric_value, boolean_value, json_value, unit, value_type)
-        VALUES ($1, $2, $3, CAST($4 AS NUMERIC), $5, $6, $7, $8)";
     pub(super) const INSERT_UNIFIED_VALUE: &str = "INSERT INTO unified_attribute_values
             (entity_type, entity_id, attribute_id, text_value, numeric_value, boolean_value,
              date_value, json_value, unit)
@@ -129,6 +129,9 @@ mod pg_sql {
     }
     /// Backfill batches lock their entities' rows until they commit.
     pub(super) const LOCK_ROWS: &str = " FOR UPDATE";
+    /// Shared: writes do not queue on each other, a flag change (which updates the row) waits.
+    pub(super) const SHARE_MIGRATION_STATE: &str =
+        "SELECT 1 FROM migration_state WHERE id = 1 FOR SHARE";
 
     /// Inserts unified value rows with one statement per batch: each column travels as one
     /// array (`UNNEST`), so a batch of thousands of rows is one parse, one plan, nine binds.
@@ -196,25 +199,37 @@ pub(crate) struct PgBackend {
 }
 
 impl PgBackend {
-    fn options(max_connections: u32) -> PgPoolOptions {
-        PgPoolOptions::new()
-            .max_connections(max_connections)
+    fn options(url: &str, pool: PoolSettings) -> Result<(PgConnectOptions, PgPoolOptions)> {
+        let millis = |d: Duration| d.as_millis().to_string();
+        let connection = PgConnectOptions::from_str(url)?.options([
+            ("statement_timeout", millis(pool.statement_timeout)),
+            ("lock_timeout", millis(pool.lock_timeout)),
+            (
+                "idle_in_transaction_session_timeout",
+                millis(pool.idle_in_transaction_timeout),
+            ),
+        ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(pool.max_connections)
             .acquire_timeout(Duration::from_secs(5))
             // A ping before every acquire would double the round trips of a read; a broken
             // connection surfaces as an error on use and is replaced.
-            .test_before_acquire(false)
+            .test_before_acquire(false);
+        Ok((connection, pool))
     }
 
-    pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+    pub(crate) async fn connect(url: &str, pool: PoolSettings) -> Result<Self> {
+        let (connection, pool) = Self::options(url, pool)?;
         Ok(Self {
-            pool: Self::options(max_connections).connect(url).await?,
+            pool: pool.connect_with(connection).await?,
         })
     }
 
     /// A pool that opens its connections on first use, on the runtime that uses them.
-    pub(crate) fn connect_lazy(url: &str, max_connections: u32) -> Result<Self> {
+    pub(crate) fn connect_lazy(url: &str, pool: PoolSettings) -> Result<Self> {
+        let (connection, pool) = Self::options(url, pool)?;
         Ok(Self {
-            pool: Self::options(max_connections).connect_lazy(url)?,
+            pool: pool.connect_lazy_with(connection),
         })
     }
 }

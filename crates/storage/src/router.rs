@@ -223,15 +223,32 @@ impl<B: Backend> Router<B> {
         .await
     }
 
+    /// Opens a write's transaction under the flags it was decided with: records what a write
+    /// in `mode` does to the evidence, then holds the migration state (so no flag change
+    /// commits until this write does) and refuses a decision the stored flags no longer make.
+    async fn begin_fenced(&self, mode: WriteMode) -> Result<sqlx::Transaction<'static, B::Db>> {
+        let mut tx = self.backend.begin_write().await?;
+        B::note_write(&mut tx, mode).await?;
+        match B::fence(&mut tx).await? {
+            Some(current) if current != mode => Err(StorageError::StaleWriteMode {
+                decided: mode,
+                current,
+            }),
+            _ => Ok(tx),
+        }
+    }
+
     /// Changes an entity's values after validating the result against the effective schema
-    /// of its category, in the stores `mode` names, in one transaction.
+    /// of its category, in the stores `mode` names, in one transaction. Only the codes the
+    /// change names are written: a `PATCH` touches the codes it names, a `PUT` the codes of
+    /// the schema; legacy rows it cannot read and values outside the schema stay.
     pub(crate) async fn write_values(
         &self,
         entity: EntityRef,
         change: ValuesChange<'_>,
         mode: WriteMode,
     ) -> Result<Written<EntityValues>> {
-        let mut tx = self.backend.begin_write().await?;
+        let mut tx = self.begin_fenced(mode).await?;
         let category_id =
             B::entity_category(&mut tx, entity)
                 .await?
@@ -242,25 +259,57 @@ impl<B: Backend> Router<B> {
         let authoritative = mode.authoritative();
         let parts = schema_parts::<B>(&mut tx, authoritative, category_id).await?;
         let schema = EffectiveSchema::resolve(&parts.chain, &parts.bindings, &parts.attributes);
-        let values = match change {
-            ValuesChange::Replace(input) => validate_replacement(&schema, input),
+        let (values, set, removed) = match change {
+            ValuesChange::Replace(input) => {
+                let values =
+                    validate_replacement(&schema, input).map_err(StorageError::InvalidValues)?;
+                // Every value either store reads back now and the new set lacks; what neither
+                // can read (unreadable legacy rows, unknown document keys) is not a value.
+                let mut removed: std::collections::BTreeSet<String> = schema
+                    .attributes
+                    .iter()
+                    .map(|a| a.attribute.code.clone())
+                    .collect();
+                for store in [Store::Legacy, Store::Unified] {
+                    if mode.writes(store) {
+                        let current = match store {
+                            Store::Legacy => B::legacy_values(&mut tx, entity).await?,
+                            Store::Unified => B::unified_values(&mut tx, entity).await?,
+                        };
+                        removed.extend(current.unwrap_or_default().into_keys());
+                    }
+                }
+                removed.retain(|code| !values.contains_key(code));
+                (values.clone(), values, removed.into_iter().collect())
+            }
             ValuesChange::Merge(input) => {
                 let current = match authoritative {
                     Store::Legacy => B::legacy_values(&mut tx, entity).await?,
                     Store::Unified => B::unified_values(&mut tx, entity).await?,
                 };
-                validate_patch(&schema, &current.unwrap_or_default(), input)
+                let values = validate_patch(&schema, &current.unwrap_or_default(), input)
+                    .map_err(StorageError::InvalidValues)?;
+                let set: EntityValues = values
+                    .iter()
+                    .filter(|(code, _)| input.get(*code).is_some_and(|raw| !raw.is_null()))
+                    .map(|(code, typed)| (code.clone(), typed.clone()))
+                    .collect();
+                let removed: Vec<String> = input
+                    .iter()
+                    .filter(|(_, raw)| raw.is_null())
+                    .map(|(code, _)| code.clone())
+                    .collect();
+                (values, set, removed)
             }
-        }
-        .map_err(StorageError::InvalidValues)?;
+        };
         if mode.writes(Store::Legacy) {
-            B::legacy_replace_values(&mut tx, entity, &values, &schema).await?;
+            B::legacy_apply_values(&mut tx, entity, &set, &removed, &schema).await?;
         }
         if mode.writes(Store::Unified) {
             if mode == WriteMode::Dual {
-                B::unified_ensure_attributes(&mut tx, &schema, &values).await?;
+                B::unified_ensure_attributes(&mut tx, &schema, &set).await?;
             }
-            B::unified_replace_values(&mut tx, entity, &values).await?;
+            B::unified_apply_values(&mut tx, entity, &set, &removed).await?;
         }
         let mut invalidations = vec![Invalidation::entity(entity)];
         if entity.kind == EntityKind::Listing {
@@ -268,7 +317,7 @@ impl<B: Backend> Router<B> {
                 ids: parts.chain.clone(),
             });
         }
-        finish::<B>(tx, mode, &invalidations).await?;
+        finish::<B>(tx, &invalidations).await?;
         Ok(Written {
             data: values,
             invalidations,
@@ -285,7 +334,7 @@ impl<B: Backend> Router<B> {
         let mut attribute = draft
             .into_attribute(0)
             .map_err(StorageError::InvalidValues)?;
-        let mut tx = self.backend.begin_write().await?;
+        let mut tx = self.begin_fenced(mode).await?;
         ensure_code_free::<B>(&mut tx, mode, &attribute.code, 0).await?;
         attribute.id = if mode.writes(Store::Legacy) {
             B::legacy_insert_attribute(&mut tx, &attribute).await?
@@ -297,7 +346,7 @@ impl<B: Backend> Router<B> {
             B::unified_upsert_attribute(&mut tx, &attribute, legacy_id).await?;
         }
         let invalidations = vec![Invalidation::Catalog];
-        finish::<B>(tx, mode, &invalidations).await?;
+        finish::<B>(tx, &invalidations).await?;
         Ok(Written {
             data: attribute,
             invalidations,
@@ -314,7 +363,7 @@ impl<B: Backend> Router<B> {
         let attribute = draft
             .into_attribute(id)
             .map_err(StorageError::InvalidValues)?;
-        let mut tx = self.backend.begin_write().await?;
+        let mut tx = self.begin_fenced(mode).await?;
         let old_code = B::attribute_code(&mut tx, mode.authoritative(), id)
             .await?
             .ok_or(StorageError::NotFound {
@@ -338,7 +387,7 @@ impl<B: Backend> Router<B> {
             // Values are keyed by code: every entity holding this attribute now reads differently.
             invalidations.push(Invalidation::AllValues);
         }
-        finish::<B>(tx, mode, &invalidations).await?;
+        finish::<B>(tx, &invalidations).await?;
         Ok(Written {
             data: attribute,
             invalidations,
@@ -347,7 +396,7 @@ impl<B: Backend> Router<B> {
 
     /// Deletes attribute `id` with its bindings and values.
     pub(crate) async fn delete_attribute(&self, id: i64, mode: WriteMode) -> Result<Written<()>> {
-        let mut tx = self.backend.begin_write().await?;
+        let mut tx = self.begin_fenced(mode).await?;
         B::attribute_code(&mut tx, mode.authoritative(), id)
             .await?
             .ok_or(StorageError::NotFound {
@@ -366,7 +415,7 @@ impl<B: Backend> Router<B> {
             Invalidation::AllValues,
             Invalidation::AllRanges,
         ];
-        finish::<B>(tx, mode, &invalidations).await?;
+        finish::<B>(tx, &invalidations).await?;
         Ok(Written {
             data: (),
             invalidations,
@@ -382,7 +431,7 @@ impl<B: Backend> Router<B> {
         mode: WriteMode,
     ) -> Result<Written<CategoryBinding>> {
         let binding = draft.into_binding(category_id);
-        let mut tx = self.backend.begin_write().await?;
+        let mut tx = self.begin_fenced(mode).await?;
         if !B::category_exists(&mut tx, category_id).await? {
             return Err(StorageError::NotFound {
                 what: "category",
@@ -416,7 +465,7 @@ impl<B: Backend> Router<B> {
         let invalidations = vec![Invalidation::Categories {
             ids: B::category_subtree(&mut tx, category_id).await?,
         }];
-        finish::<B>(tx, mode, &invalidations).await?;
+        finish::<B>(tx, &invalidations).await?;
         Ok(Written {
             data: binding,
             invalidations,
@@ -430,7 +479,7 @@ impl<B: Backend> Router<B> {
         attribute_id: i64,
         mode: WriteMode,
     ) -> Result<Written<()>> {
-        let mut tx = self.backend.begin_write().await?;
+        let mut tx = self.begin_fenced(mode).await?;
         let mut removed_from_authoritative = 0;
         for store in [Store::Legacy, Store::Unified] {
             if mode.writes(store) {
@@ -449,7 +498,7 @@ impl<B: Backend> Router<B> {
         let invalidations = vec![Invalidation::Categories {
             ids: B::category_subtree(&mut tx, category_id).await?,
         }];
-        finish::<B>(tx, mode, &invalidations).await?;
+        finish::<B>(tx, &invalidations).await?;
         Ok(Written {
             data: (),
             invalidations,
@@ -487,8 +536,25 @@ impl<B: Backend> Router<B> {
             phase: new_phase,
         };
         B::save_flags(&mut tx, &change).await?;
+        B::note_write_mode(&mut tx, new.write_mode()).await?;
         tx.commit().await?;
         Ok(change)
+    }
+
+    pub(crate) async fn note_write_mode(&self, mode: WriteMode) -> Result<()> {
+        let mut tx = self.backend.begin_write().await?;
+        B::note_write_mode(&mut tx, mode).await?;
+        Ok(tx.commit().await?)
+    }
+
+    pub(crate) async fn archived(&self) -> Result<bool> {
+        let mut conn = self.backend.pool().acquire().await?;
+        B::archived(&mut conn).await
+    }
+
+    pub(crate) async fn count_rows(&self, table: &'static str) -> Result<i64> {
+        let mut conn = self.backend.pool().acquire().await?;
+        B::count_rows(&mut conn, table).await
     }
 
     pub(crate) async fn stored_flags(&self) -> Result<Option<crate::flag_store::StoredFlags>> {
@@ -510,10 +576,13 @@ impl<B: Backend> Router<B> {
     }
 
     /// Copies every legacy definition and binding to the unified tables (ids kept; upserts,
-    /// so a second run changes nothing). Returns (definitions, bindings).
+    /// so a second run changes nothing). Returns (definitions, bindings). Refused while
+    /// unified holds writes legacy lacks: they would be overwritten with older data.
     pub(crate) async fn backfill_definitions(&self) -> Result<(usize, usize)> {
         let mut tx = self.backend.begin_write().await?;
         ensure_legacy_in_place::<B>(&mut tx).await?;
+        B::fence(&mut tx).await?;
+        ensure_backfill_allowed(&B::state_row(&mut tx).await?)?;
         let catalog = B::catalog(&mut tx, Store::Legacy).await?;
         for attribute in &catalog {
             let legacy_id =
@@ -529,8 +598,9 @@ impl<B: Backend> Router<B> {
         Ok((catalog.len(), bindings.len()))
     }
 
-    /// The backfill checkpoint of one entity kind (fresh when none is stored, or with
-    /// `restart`).
+    /// The backfill checkpoint of one entity kind: the stored one, or a fresh pass with
+    /// `restart`, when none is stored, or when the stored pass began before the current
+    /// unified era (a write may have skipped unified since it began, so it proves nothing).
     pub(crate) async fn checkpoint(
         &self,
         kind: EntityKind,
@@ -538,8 +608,15 @@ impl<B: Backend> Router<B> {
     ) -> Result<crate::backfill::Checkpoint> {
         let mut conn = self.backend.pool().acquire().await?;
         let stored = B::load_checkpoint(&mut conn, kind.as_str()).await?;
+        let state = B::state_row(&mut conn).await?;
         Ok(match stored {
-            Some(checkpoint) if !restart => checkpoint,
+            Some(checkpoint)
+                if !restart
+                    && (state.era_of_new_pass().is_none()
+                        || checkpoint.era == state.era_of_new_pass()) =>
+            {
+                checkpoint
+            }
             _ => crate::backfill::Checkpoint::fresh(kind.as_str()),
         })
     }
@@ -547,7 +624,8 @@ impl<B: Backend> Router<B> {
     /// Migrates the next batch of entities of `kind` after `checkpoint` in one transaction:
     /// each legacy value (a listing's row, a key of a B2C document) becomes a unified value
     /// or a quarantine entry with the reason, and the checkpoint moves on in the same
-    /// transaction. Returns the new checkpoint.
+    /// transaction. Returns the new checkpoint. Refused while unified holds writes legacy
+    /// lacks, and when a write may have skipped unified since the pass began.
     pub(crate) async fn backfill_batch(
         &self,
         kind: EntityKind,
@@ -556,11 +634,25 @@ impl<B: Backend> Router<B> {
         catalog: &HashMap<String, Attribute>,
     ) -> Result<crate::backfill::Checkpoint> {
         let mut tx = self.backend.begin_write().await?;
+        let mut checkpoint = checkpoint.clone();
+        if checkpoint.pass == 0 {
+            (checkpoint.pass, checkpoint.era) = B::allocate_backfill_pass(&mut tx).await?;
+        }
+        B::fence(&mut tx).await?;
+        let state = B::state_row(&mut tx).await?;
+        ensure_backfill_allowed(&state)?;
+        if state.era_of_new_pass().is_some() && checkpoint.era != state.era_of_new_pass() {
+            return Err(StorageError::Conflict(
+                "a write may have reached only legacy since this backfill pass began (dual-write was off in between): \
+                 run backfill again; it starts a new pass"
+                    .into(),
+            ));
+        }
         let ids = B::entity_ids_after(&mut tx, kind, checkpoint.last_id, limit, true).await?;
         let Some(&last_id) = ids.last() else {
             let done = crate::backfill::Checkpoint {
                 completed: true,
-                ..checkpoint.clone()
+                ..checkpoint
             };
             B::save_checkpoint(&mut tx, &done).await?;
             tx.commit().await?;
@@ -616,11 +708,11 @@ impl<B: Backend> Router<B> {
         B::unified_replace_batch(&mut tx, kind, &ids, &values).await?;
         B::quarantine_batch(&mut tx, kind, &ids, &quarantined).await?;
         let next = crate::backfill::Checkpoint {
-            entity_type: checkpoint.entity_type.clone(),
             last_id,
             migrated: checkpoint.migrated + values.len() as i64,
             quarantined: checkpoint.quarantined + quarantined.len() as i64,
             completed: false,
+            ..checkpoint
         };
         B::save_checkpoint(&mut tx, &next).await?;
         // Unified values of the batch changed, and with them the unified value ranges.
@@ -645,14 +737,18 @@ impl<B: Backend> Router<B> {
         mut progress: impl FnMut(&crate::verify::VerifyReport),
     ) -> Result<crate::verify::VerifyReport> {
         let mut report = crate::verify::VerifyReport::default();
-        let legacy_options: HashMap<String, Vec<domain::AttributeOption>> = {
+        // What this run can vouch for is fixed when it begins: a backfill pass or era that
+        // changes meanwhile is not covered by it.
+        let (evidence, legacy_options): (_, HashMap<String, Vec<domain::AttributeOption>>) = {
             let mut conn = self.backend.pool().acquire().await?;
             ensure_legacy_in_place::<B>(&mut conn).await?;
-            B::catalog(&mut conn, Store::Legacy)
+            let evidence = B::state_row(&mut conn).await?.verify_evidence();
+            let options = B::catalog(&mut conn, Store::Legacy)
                 .await?
                 .into_iter()
                 .map(|attribute| (attribute.code, attribute.options))
-                .collect()
+                .collect();
+            (evidence, options)
         };
         for kind in EntityKind::ALL {
             let mut after = 0;
@@ -715,115 +811,13 @@ impl<B: Backend> Router<B> {
             }
         }
         let mut conn = self.backend.pool().acquire().await?;
-        B::save_verify_run(&mut conn, &report).await?;
+        B::save_verify_run(&mut conn, &report, evidence).await?;
         Ok(report)
     }
 
     pub(crate) async fn last_verify(&self) -> Result<Option<crate::verify::LastVerify>> {
         let mut conn = self.backend.pool().acquire().await?;
         B::last_verify(&mut conn).await
-    }
-
-    /// Brings legacy up to date from unified (the reverse of the backfill), for rolling back
-    /// after unified-only writes: definitions and bindings legacy lacks, then every listing's
-    /// values in batches, then every product's and variant's document. Writes must be
-    /// dual-writes meanwhile (`mode`), so none made during the sync is missed; at the end the
-    /// state no longer blocks legacy reads. Returns the number of entities synced.
-    pub(crate) async fn sync_legacy(
-        &self,
-        mode: WriteMode,
-        batch: i64,
-        mut progress: impl FnMut(i64),
-    ) -> Result<i64> {
-        if mode != WriteMode::Dual {
-            return Err(StorageError::Conflict(
-                "sync-legacy needs dual-write in force (DUAL_WRITE_ATTRIBUTES=true, USE_UNIFIED_ATTRIBUTES=true, \
-                 UNIFIED_ATTRIBUTES_PERCENT=100), so that writes made during the sync reach legacy too"
-                    .into(),
-            ));
-        }
-        let mut tx = self.backend.begin_write().await?;
-        ensure_legacy_in_place::<B>(&mut tx).await?;
-        let legacy_codes: std::collections::HashSet<String> = B::catalog(&mut tx, Store::Legacy)
-            .await?
-            .into_iter()
-            .map(|a| a.code)
-            .collect();
-        let unified = B::catalog(&mut tx, Store::Unified).await?;
-        for attribute in unified
-            .iter()
-            .filter(|a| !legacy_codes.contains(&a.code) && a.purpose != domain::Purpose::Variant)
-        {
-            B::legacy_insert_attribute_with_id(&mut tx, attribute).await?;
-        }
-        for binding in B::unified_bindings(&mut tx).await? {
-            B::upsert_binding(&mut tx, Store::Legacy, &binding).await?;
-        }
-        tx.commit().await?;
-        let legacy_ids: HashMap<String, i64> = {
-            let mut conn = self.backend.pool().acquire().await?;
-            B::catalog(&mut conn, Store::Legacy)
-                .await?
-                .into_iter()
-                .map(|a| (a.code, a.id))
-                .collect()
-        };
-        let mut after = 0;
-        let mut synced = 0;
-        loop {
-            let mut tx = self.backend.begin_write().await?;
-            let ids = B::entity_ids_after(&mut tx, EntityKind::Listing, after, batch, true).await?;
-            let Some(&last) = ids.last() else { break };
-            let values = B::listing_values_batch(&mut tx, Store::Unified, &ids).await?;
-            let rows: Vec<(i64, i64, crate::rows::ValueColumns)> = values
-                .iter()
-                .flat_map(|(listing, values)| {
-                    values.iter().filter_map(|(code, typed)| {
-                        legacy_ids.get(code).map(|attribute| {
-                            (
-                                *listing,
-                                *attribute,
-                                crate::rows::ValueColumns::legacy(typed),
-                            )
-                        })
-                    })
-                })
-                .collect();
-            B::legacy_replace_listing_batch(&mut tx, &ids, &rows).await?;
-            tx.commit().await?;
-            synced += ids.len() as i64;
-            after = last;
-            progress(synced);
-        }
-        for kind in [EntityKind::Product, EntityKind::ProductVariant] {
-            let mut after = 0;
-            loop {
-                let mut tx = self.backend.begin_write().await?;
-                let ids = B::entity_ids_after(&mut tx, kind, after, batch, true).await?;
-                let Some(&last) = ids.last() else { break };
-                let values = B::unified_values_batch(&mut tx, kind, &ids).await?;
-                let none = EntityValues::new();
-                for id in &ids {
-                    let document = crate::legacy::document_keyed_by(
-                        kind,
-                        values.get(id).unwrap_or(&none),
-                        |code| legacy_ids.get(code).copied(),
-                    )?;
-                    B::write_legacy_document(&mut tx, EntityRef { kind, id: *id }, &document)
-                        .await?;
-                }
-                tx.commit().await?;
-                synced += ids.len() as i64;
-                after = last;
-                progress(synced);
-            }
-        }
-        let mut tx = self.backend.begin_write().await?;
-        B::lock_migration_state(&mut tx).await?;
-        B::mark_legacy_synced(&mut tx).await?;
-        B::notify(&mut tx, &[Invalidation::Everything]).await?;
-        tx.commit().await?;
-        Ok(synced)
     }
 
     /// Moves the legacy attribute tables into the archive, in one transaction, with a
@@ -1054,15 +1048,11 @@ async fn ensure_code_free<B: Backend>(
     Ok(())
 }
 
-/// Ends a write: notes a unified-only write, tells the replicas what to drop, commits.
+/// Ends a write: tells the replicas what to drop, commits.
 async fn finish<B: Backend>(
     mut tx: sqlx::Transaction<'static, B::Db>,
-    mode: WriteMode,
     invalidations: &[Invalidation],
 ) -> Result<()> {
-    if mode == WriteMode::UnifiedOnly {
-        B::record_unified_only_write(&mut tx).await?;
-    }
     B::notify(&mut tx, invalidations).await?;
     tx.commit().await?;
     Ok(())
@@ -1141,8 +1131,28 @@ async fn legacy_values_of<B: Backend>(
     Ok(candidates)
 }
 
+/// A backfill overwrites unified values with legacy ones: refused while unified holds writes
+/// legacy lacks, or while the stored flags write only to unified.
+fn ensure_backfill_allowed(state: &crate::evidence::StateRow) -> Result<()> {
+    if state.pending_sync {
+        return Err(StorageError::Conflict(
+            "writes have reached only the unified store since the last reverse sync: a backfill would \
+             overwrite them with older legacy values; run sync-legacy first (with dual-write on)"
+                .into(),
+        ));
+    }
+    if state.stored_write_mode() == Some(WriteMode::UnifiedOnly) {
+        return Err(StorageError::Conflict(
+            "the flags in force write only to the unified store: a backfill would overwrite those writes \
+             with legacy values; turn dual-write on first"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Operations on the legacy tables need them out of the archive.
-async fn ensure_legacy_in_place<B: Backend>(conn: &mut Conn<B>) -> Result<()> {
+pub(crate) async fn ensure_legacy_in_place<B: Backend>(conn: &mut Conn<B>) -> Result<()> {
     if B::migration_state(conn).await?.archived {
         return Err(StorageError::Conflict(
             "the legacy tables are archived: run restore-archive first".into(),

@@ -202,14 +202,10 @@ macro_rules! legacy_vocabulary_sql {
 }
 pub(crate) use legacy_vocabulary_sql;
 
-pub(crate) const DELETE_LEGACY_LISTING_VALUES: &str =
-    "DELETE FROM listing_attribute_values WHERE listing_id = $1";
 pub(crate) const UPDATE_PRODUCT_DOCUMENT: &str =
     "UPDATE storefront_products SET attributes = $2 WHERE id = $1";
 pub(crate) const UPDATE_VARIANT_DOCUMENT: &str =
     "UPDATE storefront_product_variants SET variant_attributes = $2 WHERE id = $1";
-pub(crate) const DELETE_UNIFIED_VALUES: &str =
-    "DELETE FROM unified_attribute_values WHERE entity_type = $1 AND entity_id = $2";
 
 pub(crate) const INSERT_UNIFIED_ATTRIBUTE: &str = "INSERT INTO unified_attributes
         (id, code, name, display_name, attribute_type, purpose, options, validation_rules,
@@ -223,13 +219,6 @@ pub(crate) const INSERT_UNIFIED_BINDING: &str = "INSERT INTO unified_category_at
         (category_id, attribute_id, is_enabled, is_required, is_filterable, is_searchable,
          show_in_card, show_in_list, custom_component, sort_order, category_specific_options)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-
-pub(crate) const RECORD_UNIFIED_ONLY_WRITE: &str = "UPDATE migration_state
-    SET unified_only_write_at = CURRENT_TIMESTAMP WHERE id = 1 AND unified_only_write_at IS NULL";
-
-pub(crate) const MIGRATION_STATE: &str = "SELECT archived_at IS NOT NULL AS archived,
-        unified_only_write_at IS NOT NULL AS unified_only_writes_pending_sync
-    FROM migration_state WHERE id = 1";
 
 pub(crate) const COUNT_LEGACY_DEFINITIONS: &str = "SELECT COUNT(*) FROM category_attributes";
 

@@ -13,6 +13,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
+use crate::PoolSettings;
 use crate::backend::{
     Backend, Conn, SEED_CHUNK, backend_helpers, backend_operations, push_id_list,
 };
@@ -32,9 +33,6 @@ mod sqlite_sql {
         "json_group_object(t.language || ':' || t.field_name, t.translated_text)"
     );
     // Decimals are stored as text: SQLite's NUMERIC affinity would round them through floats.
-    pub(super) const INSERT_LEGACY_LISTING_VALUE: &str = "INSERT INTO listing_attribute_values
-            (listing_id, attribute_id, text_value, numeric_value, boolean_value, json_value, unit, value_type)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
     pub(super) const INSERT_UNIFIED_VALUE: &str = "INSERT INTO unified_attribute_values
             (entity_type, entity_id, attribute_id, text_value, numeric_value, boolean_value,
              date_value, json_value, unit)
@@ -140,6 +138,8 @@ mod sqlite_sql {
     }
     /// SQLite needs no row locks: a write transaction already excludes every other writer.
     pub(super) const LOCK_ROWS: &str = "";
+    /// Write transactions hold SQLite's one write lock from their start: nothing to add.
+    pub(super) const SHARE_MIGRATION_STATE: &str = "SELECT 1 FROM migration_state WHERE id = 1";
 
     /// Inserts unified value rows in multi-row statements (SQLite allows 32,766 parameters).
     pub(super) async fn insert_unified_rows(
@@ -179,18 +179,15 @@ pub(crate) struct SqliteBackend {
 }
 
 impl SqliteBackend {
-    fn options(
-        url: &str,
-        max_connections: u32,
-    ) -> Result<(SqliteConnectOptions, SqlitePoolOptions)> {
+    fn options(url: &str, pool: PoolSettings) -> Result<(SqliteConnectOptions, SqlitePoolOptions)> {
         let connection = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
+            .busy_timeout(pool.lock_timeout)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections)
+            .max_connections(pool.max_connections)
             .acquire_timeout(Duration::from_secs(5))
             // A ping before every acquire would double the work of a read.
             .test_before_acquire(false);
@@ -198,16 +195,16 @@ impl SqliteBackend {
     }
 
     /// Opens (creating if needed) the database file of `url`.
-    pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<Self> {
-        let (connection, pool) = Self::options(url, max_connections)?;
+    pub(crate) async fn connect(url: &str, pool: PoolSettings) -> Result<Self> {
+        let (connection, pool) = Self::options(url, pool)?;
         Ok(Self {
             pool: pool.connect_with(connection).await?,
         })
     }
 
     /// A pool that opens its connections on first use, on the runtime that uses them.
-    pub(crate) fn connect_lazy(url: &str, max_connections: u32) -> Result<Self> {
-        let (connection, pool) = Self::options(url, max_connections)?;
+    pub(crate) fn connect_lazy(url: &str, pool: PoolSettings) -> Result<Self> {
+        let (connection, pool) = Self::options(url, pool)?;
         Ok(Self {
             pool: pool.connect_lazy_with(connection),
         })

@@ -1,0 +1,636 @@
+//! The operator's mistakes and the races of a migration, on both backends: each is refused
+//! with a clear message, or done with nothing lost.
+
+use std::time::Duration;
+
+use domain::{EntityKind, EntityRef};
+use flags::{Flags, GuardrailViolation, WriteMode};
+use serde_json::json;
+use storage::{PoolSettings, Storage, StorageError};
+
+use crate::common::{Backend, TestDb, backfill_and_verify, run_backfill};
+use crate::{LEGACY, UNIFIED, car_listing, dataset, object};
+
+conformance_in!(
+    sync_legacy_with_nothing_pending_changes_nothing_in_any_phase,
+    sync_legacy_merges_and_keeps_what_unified_cannot_hold,
+    unified_reads_need_a_backfill_under_dual_write_then_a_clean_verify,
+    going_back_to_phase_0_voids_the_evidence_and_the_next_backfill_starts_a_new_pass,
+    backfill_is_refused_over_unified_only_writes,
+    a_write_keeps_legacy_rows_it_cannot_read_and_rows_outside_the_schema,
+    a_write_decided_before_a_flag_change_commits_under_the_flags_in_force,
+    migrate_down_refuses_to_drop_tables_that_hold_rows,
+);
+
+const CANARY: Flags = Flags {
+    use_unified: true,
+    unified_percent: 10,
+    fallback: true,
+    dual_write: true,
+    shadow_percent: 0,
+};
+
+async fn seeded(db: &TestDb) -> (Storage, storage::demo::Dataset) {
+    let storage = db.storage().await;
+    let data = dataset();
+    storage.seed_legacy(&data).await.expect("seed legacy");
+    (storage, data)
+}
+
+async fn set_flags(storage: &Storage, flags: Flags) -> Result<flags::Phase, StorageError> {
+    storage
+        .change_flags(Flags::default(), "test", |_| flags)
+        .await
+        .map(|change| change.phase)
+}
+
+fn refused_by(result: Result<flags::Phase, StorageError>, rule: GuardrailViolation) {
+    match result {
+        Err(StorageError::Guardrail(violation)) => assert_eq!(violation, rule),
+        other => panic!("expected {rule:?}, got {other:?}"),
+    }
+}
+
+fn conflict<T: std::fmt::Debug>(result: Result<T, StorageError>) -> String {
+    match result {
+        Err(StorageError::Conflict(message)) => message,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+async fn legacy_rows(db: &TestDb) -> i64 {
+    db.raw()
+        .await
+        .count("SELECT COUNT(*) FROM listing_attribute_values")
+        .await
+}
+
+async fn sync_legacy_with_nothing_pending_changes_nothing_in_any_phase(db: TestDb) {
+    let (storage, _) = seeded(&db).await;
+    set_flags(
+        &storage,
+        Flags {
+            dual_write: true,
+            ..Flags::default()
+        },
+    )
+    .await
+    .expect("phase 1");
+    let before = legacy_rows(&db).await;
+    // Mid-backfill (the first operator mistake): nothing is pending, so nothing is touched.
+    run_backfill(&storage, &[EntityKind::Listing], 10, false, Some(2)).await;
+    let report = storage
+        .sync_legacy(WriteMode::Dual, 10, false, |_| {})
+        .await
+        .expect("sync");
+    assert!(report.nothing_to_sync, "{report:?}");
+    assert_eq!(legacy_rows(&db).await, before, "legacy kept every row");
+    // After a complete backfill, with quarantined values (the second mistake): the same.
+    run_backfill(&storage, &EntityKind::ALL, 25, false, None).await;
+    let quarantined = db
+        .raw()
+        .await
+        .count("SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = 'listing'")
+        .await;
+    assert!(quarantined > 0, "the demo's defects are quarantined");
+    let report = storage
+        .sync_legacy(WriteMode::Dual, 10, false, |_| {})
+        .await
+        .expect("sync");
+    assert!(report.nothing_to_sync && report.entities == 0, "{report:?}");
+    assert_eq!(
+        legacy_rows(&db).await,
+        before,
+        "quarantined legacy values stay"
+    );
+}
+
+async fn sync_legacy_merges_and_keeps_what_unified_cannot_hold(db: TestDb) {
+    let (storage, data) = seeded(&db).await;
+    set_flags(
+        &storage,
+        Flags {
+            dual_write: true,
+            ..Flags::default()
+        },
+    )
+    .await
+    .expect("phase 1");
+    backfill_and_verify(&storage).await;
+    set_flags(
+        &storage,
+        Flags {
+            unified_percent: 100,
+            ..CANARY
+        },
+    )
+    .await
+    .expect("phase 2 at 100 %");
+    set_flags(
+        &storage,
+        Flags {
+            use_unified: true,
+            unified_percent: 100,
+            ..Flags::default()
+        },
+    )
+    .await
+    .expect("phase 3");
+    let car = car_listing(&data);
+    let raw = db.raw().await;
+    let others = format!("SELECT COUNT(*) FROM listing_attribute_values WHERE listing_id <> {car}");
+    let other_rows = raw.count(&others).await;
+    storage
+        .write_values(
+            EntityRef::listing(car),
+            storage::ValuesChange::Merge(&object(json!({"year": 2011, "mileage": null}))),
+            WriteMode::UnifiedOnly,
+        )
+        .await
+        .expect("unified-only write");
+    assert!(
+        storage
+            .migration_state()
+            .await
+            .expect("state")
+            .unified_only_writes_pending_sync
+    );
+    set_flags(
+        &storage,
+        Flags {
+            unified_percent: 100,
+            fallback: false,
+            ..CANARY
+        },
+    )
+    .await
+    .expect("dual-write back on, reads still unified");
+
+    let dry = storage
+        .sync_legacy(WriteMode::Dual, 7, true, |_| {})
+        .await
+        .expect("dry run");
+    let listings = dry.kinds["listing"];
+    assert!(dry.dry_run && !dry.nothing_to_sync, "{dry:?}");
+    assert_eq!((listings.updated, listings.deleted), (1, 1), "{dry:?}");
+    assert!(
+        listings.kept > 0,
+        "quarantined and unreadable rows are kept: {dry:?}"
+    );
+    assert!(
+        storage
+            .migration_state()
+            .await
+            .expect("state")
+            .unified_only_writes_pending_sync,
+        "a dry run changes nothing"
+    );
+
+    let synced = storage
+        .sync_legacy(WriteMode::Dual, 7, false, |_| {})
+        .await
+        .expect("sync");
+    assert!(synced.complete, "{synced:?}");
+    assert_eq!(
+        synced.kinds["listing"], listings,
+        "the dry run said what the sync did"
+    );
+    assert_eq!(
+        raw.count(&others).await,
+        other_rows,
+        "no other listing lost a row"
+    );
+    let legacy = storage
+        .entity_values(EntityRef::listing(car), LEGACY)
+        .await
+        .expect("legacy")
+        .data;
+    let unified = storage
+        .entity_values(EntityRef::listing(car), UNIFIED)
+        .await
+        .expect("unified")
+        .data;
+    assert_eq!(legacy, unified, "the unified-only write reached legacy");
+    assert!(
+        !storage
+            .migration_state()
+            .await
+            .expect("state")
+            .unified_only_writes_pending_sync
+    );
+    let again = storage
+        .sync_legacy(WriteMode::Dual, 7, false, |_| {})
+        .await
+        .expect("second sync");
+    assert!(again.nothing_to_sync, "{again:?}");
+}
+
+async fn unified_reads_need_a_backfill_under_dual_write_then_a_clean_verify(db: TestDb) {
+    let (storage, _) = seeded(&db).await;
+    // The third mistake: unified reads with nothing backfilled.
+    refused_by(
+        set_flags(
+            &storage,
+            Flags {
+                use_unified: true,
+                unified_percent: 100,
+                ..Flags::default()
+            },
+        )
+        .await,
+        GuardrailViolation::UnifiedReadsBeforeBackfill,
+    );
+    refused_by(
+        set_flags(&storage, CANARY).await,
+        GuardrailViolation::UnifiedReadsBeforeBackfill,
+    );
+    // A backfill run before dual-write was on is no evidence.
+    run_backfill(&storage, &EntityKind::ALL, 25, false, None).await;
+    assert!(storage.verify(25, |_| {}).await.expect("verify").is_clean());
+    set_flags(
+        &storage,
+        Flags {
+            dual_write: true,
+            ..Flags::default()
+        },
+    )
+    .await
+    .expect("phase 1");
+    refused_by(
+        set_flags(&storage, CANARY).await,
+        GuardrailViolation::UnifiedReadsBeforeBackfill,
+    );
+    // Half a backfill is no evidence either.
+    run_backfill(
+        &storage,
+        &[EntityKind::Listing, EntityKind::Product],
+        25,
+        false,
+        None,
+    )
+    .await;
+    refused_by(
+        set_flags(&storage, CANARY).await,
+        GuardrailViolation::UnifiedReadsBeforeBackfill,
+    );
+    run_backfill(&storage, &EntityKind::ALL, 25, false, None).await;
+    refused_by(
+        set_flags(&storage, CANARY).await,
+        GuardrailViolation::UnifiedReadsBeforeVerify,
+    );
+    assert!(storage.verify(25, |_| {}).await.expect("verify").is_clean());
+    assert_eq!(
+        set_flags(&storage, CANARY).await.expect("canary"),
+        flags::Phase::Canary
+    );
+    // The audit names the rule that refused nothing here, and no refused change was stored.
+    assert_eq!(storage.flag_audit(10).await.expect("audit").len(), 2);
+}
+
+async fn going_back_to_phase_0_voids_the_evidence_and_the_next_backfill_starts_a_new_pass(
+    db: TestDb,
+) {
+    let (storage, _) = seeded(&db).await;
+    set_flags(
+        &storage,
+        Flags {
+            dual_write: true,
+            ..Flags::default()
+        },
+    )
+    .await
+    .expect("phase 1");
+    backfill_and_verify(&storage).await;
+    let first = storage
+        .backfill_checkpoint(EntityKind::Listing, false)
+        .await
+        .expect("checkpoint");
+    assert!(first.completed && first.pass > 0, "{first:?}");
+    set_flags(&storage, Flags::default())
+        .await
+        .expect("phase 0: a legitimate rollback");
+    set_flags(
+        &storage,
+        Flags {
+            dual_write: true,
+            ..Flags::default()
+        },
+    )
+    .await
+    .expect("phase 1 again");
+    refused_by(
+        set_flags(&storage, CANARY).await,
+        GuardrailViolation::UnifiedReadsBeforeBackfill,
+    );
+    let next = storage
+        .backfill_checkpoint(EntityKind::Listing, false)
+        .await
+        .expect("checkpoint");
+    assert!(!next.completed && next.last_id == 0, "a new pass: {next:?}");
+    backfill_and_verify(&storage).await;
+    let renewed = storage
+        .backfill_checkpoint(EntityKind::Listing, false)
+        .await
+        .expect("checkpoint");
+    assert!(renewed.pass > first.pass, "{renewed:?} after {first:?}");
+    set_flags(&storage, CANARY)
+        .await
+        .expect("canary with new evidence");
+}
+
+async fn backfill_is_refused_over_unified_only_writes(db: TestDb) {
+    let (storage, data) = seeded(&db).await;
+    set_flags(
+        &storage,
+        Flags {
+            dual_write: true,
+            ..Flags::default()
+        },
+    )
+    .await
+    .expect("phase 1");
+    backfill_and_verify(&storage).await;
+    set_flags(
+        &storage,
+        Flags {
+            unified_percent: 100,
+            ..CANARY
+        },
+    )
+    .await
+    .expect("phase 2");
+    let unified_phase = Flags {
+        use_unified: true,
+        unified_percent: 100,
+        ..Flags::default()
+    };
+    set_flags(&storage, unified_phase).await.expect("phase 3");
+    // Reads and writes are unified-only: a backfill would overwrite them, written or not yet.
+    assert!(conflict(storage.backfill_definitions().await).contains("turn dual-write on first"));
+    let car = EntityRef::listing(car_listing(&data));
+    let written = storage
+        .write_values(
+            car,
+            storage::ValuesChange::Merge(&object(json!({"year": 2012}))),
+            WriteMode::UnifiedOnly,
+        )
+        .await
+        .expect("unified-only write")
+        .data;
+    set_flags(
+        &storage,
+        Flags {
+            unified_percent: 100,
+            fallback: false,
+            ..CANARY
+        },
+    )
+    .await
+    .expect("dual-write back on");
+    // The fourth mistake: `backfill --restart` after unified-only writes.
+    assert!(conflict(storage.backfill_definitions().await).contains("run sync-legacy first"));
+    let restart = storage
+        .backfill_checkpoint(EntityKind::Listing, true)
+        .await
+        .expect("checkpoint");
+    let catalog = storage.backfill_catalog().await.expect("catalog");
+    assert!(
+        conflict(
+            storage
+                .backfill_batch(EntityKind::Listing, &restart, 100, &catalog)
+                .await
+        )
+        .contains("run sync-legacy first")
+    );
+    let unified = storage
+        .entity_values(car, UNIFIED)
+        .await
+        .expect("unified")
+        .data;
+    assert_eq!(unified, written, "the unified-only write survived");
+}
+
+async fn a_write_keeps_legacy_rows_it_cannot_read_and_rows_outside_the_schema(db: TestDb) {
+    let (storage, data) = seeded(&db).await;
+    let car = car_listing(&data);
+    let raw = db.raw().await;
+    // `mileage` (2203) stored as text nobody can read, and `brand` (2101, electronics) bound
+    // nowhere in the car's category chain.
+    raw.execute(&format!(
+        "DELETE FROM listing_attribute_values WHERE listing_id = {car} AND attribute_id IN (2203, 2101);
+         INSERT INTO listing_attribute_values (listing_id, attribute_id, text_value, value_type)
+         VALUES ({car}, 2203, 'n/a', 'text'), ({car}, 2101, 'Samsung', 'text')"
+    ))
+    .await;
+    let kept = format!(
+        "SELECT COUNT(*) FROM listing_attribute_values WHERE listing_id = {car}
+         AND ((attribute_id = 2203 AND text_value = 'n/a') OR (attribute_id = 2101 AND text_value = 'Samsung'))"
+    );
+    for mode in [WriteMode::LegacyOnly, WriteMode::Dual] {
+        let patched = storage
+            .write_values(
+                EntityRef::listing(car),
+                storage::ValuesChange::Merge(&object(json!({"year": 2013}))),
+                mode,
+            )
+            .await
+            .unwrap_or_else(|err| panic!("{mode:?}: a PATCH with an unbound legacy row: {err}"));
+        assert_eq!(patched.data["year"].value.to_json(), json!(2013));
+        assert_eq!(raw.count(&kept).await, 2, "{mode:?}: PATCH kept both rows");
+    }
+    let current = storage
+        .entity_values(EntityRef::listing(car), LEGACY)
+        .await
+        .expect("legacy")
+        .data;
+    let mut replacement = serde_json::Map::new();
+    for (code, typed) in current.iter().filter(|(code, _)| *code != "brand") {
+        replacement.insert(code.clone(), typed.value.to_json());
+    }
+    replacement.insert("year".into(), json!(2014));
+    storage
+        .write_values(
+            EntityRef::listing(car),
+            storage::ValuesChange::Replace(&replacement),
+            WriteMode::Dual,
+        )
+        .await
+        .expect("PUT");
+    assert_eq!(
+        raw.count(&format!(
+            "SELECT COUNT(*) FROM listing_attribute_values WHERE listing_id = {car} AND attribute_id = 2203 AND text_value = 'n/a'"
+        ))
+        .await,
+        1,
+        "PUT kept the row it cannot read"
+    );
+}
+
+async fn a_write_decided_before_a_flag_change_commits_under_the_flags_in_force(db: TestDb) {
+    let (storage, data) = seeded(&db).await;
+    let car = EntityRef::listing(car_listing(&data));
+    let write = |year: i64, mode: WriteMode| {
+        let storage = storage.clone();
+        async move {
+            storage
+                .write_values(
+                    car,
+                    storage::ValuesChange::Merge(&object(json!({"year": year}))),
+                    mode,
+                )
+                .await
+        }
+    };
+    set_flags(
+        &storage,
+        Flags {
+            dual_write: true,
+            ..Flags::default()
+        },
+    )
+    .await
+    .expect("phase 1");
+    // A replica that has not heard of phase 1 yet decides a legacy-only write.
+    write(2015, WriteMode::LegacyOnly)
+        .await
+        .expect("redone as a dual-write");
+    let unified = storage
+        .entity_values(car, UNIFIED)
+        .await
+        .expect("unified")
+        .data;
+    assert_eq!(
+        unified["year"].value.to_json(),
+        json!(2015),
+        "it reached unified too"
+    );
+    backfill_and_verify(&storage).await;
+    set_flags(&storage, CANARY)
+        .await
+        .expect("the evidence survived that write");
+    set_flags(
+        &storage,
+        Flags {
+            unified_percent: 100,
+            ..CANARY
+        },
+    )
+    .await
+    .expect("100 %");
+    set_flags(
+        &storage,
+        Flags {
+            use_unified: true,
+            unified_percent: 100,
+            ..Flags::default()
+        },
+    )
+    .await
+    .expect("phase 3");
+    // Held between its decision (phase 3: unified only) and its commit while ops go back to
+    // dual-write: it commits as a dual-write, so legacy is not left behind.
+    set_flags(
+        &storage,
+        Flags {
+            unified_percent: 100,
+            fallback: false,
+            ..CANARY
+        },
+    )
+    .await
+    .expect("dual-write back on");
+    write(2016, WriteMode::UnifiedOnly)
+        .await
+        .expect("redone as a dual-write");
+    let legacy = storage
+        .entity_values(car, LEGACY)
+        .await
+        .expect("legacy")
+        .data;
+    assert_eq!(
+        legacy["year"].value.to_json(),
+        json!(2016),
+        "it reached legacy too"
+    );
+    assert!(
+        !storage
+            .migration_state()
+            .await
+            .expect("state")
+            .unified_only_writes_pending_sync,
+        "no unified-only write committed"
+    );
+}
+
+async fn migrate_down_refuses_to_drop_tables_that_hold_rows(db: TestDb) {
+    let (storage, _) = seeded(&db).await;
+    // A run is recorded whatever it found (nothing is backfilled: it finds drift).
+    storage.verify(25, |_| {}).await.expect("verify");
+    let message = conflict(storage.migrate_down(2, false).await);
+    assert!(
+        message.contains("verify_runs") && message.contains("--allow-data-loss"),
+        "{message}"
+    );
+    assert_eq!(
+        storage.pending_migrations().await.expect("pending"),
+        0,
+        "nothing reverted"
+    );
+    // Set flags hold rows too: the audit and the flags in force.
+    set_flags(
+        &storage,
+        Flags {
+            dual_write: true,
+            ..Flags::default()
+        },
+    )
+    .await
+    .expect("phase 1");
+    let message = conflict(storage.migrate_down(5, false).await);
+    assert!(message.contains("flag_audit"), "{message}");
+}
+
+/// PostgreSQL only: a write queued behind a row lock gives up after `lock_timeout` with a
+/// transient error (the API answers 503 with Retry-After), instead of waiting for the lock.
+#[tokio::test]
+async fn a_write_behind_a_held_row_lock_fails_fast_as_transient() {
+    let db = TestDb::fresh(Backend::Postgres).await;
+    let (_, data) = seeded(&db).await;
+    let car = car_listing(&data);
+    let storage = Storage::connect(
+        &db.url,
+        PoolSettings {
+            lock_timeout: Duration::from_millis(200),
+            ..PoolSettings::new(2)
+        },
+    )
+    .await
+    .expect("connect");
+    let holder = sqlx::PgPool::connect(&db.url).await.expect("holder");
+    let mut held = holder.begin().await.expect("begin");
+    sqlx::query(&format!(
+        "SELECT id FROM marketplace_listings WHERE id = {car} FOR UPDATE"
+    ))
+    .execute(&mut *held)
+    .await
+    .expect("lock");
+    // The lock is released only after the write has answered: an answer proves it gave up.
+    let refused = storage
+        .write_values(
+            EntityRef::listing(car),
+            storage::ValuesChange::Merge(&object(json!({"year": 2017}))),
+            WriteMode::LegacyOnly,
+        )
+        .await
+        .expect_err("the row is locked");
+    assert!(refused.is_transient(), "{refused:?}");
+    held.rollback().await.expect("release");
+    storage
+        .write_values(
+            EntityRef::listing(car),
+            storage::ValuesChange::Merge(&object(json!({"year": 2017}))),
+            WriteMode::LegacyOnly,
+        )
+        .await
+        .expect("the same write once the lock is gone");
+}
