@@ -1,7 +1,7 @@
-ALTER TABLE verify_runs DROP COLUMN pass, DROP COLUMN era;
-ALTER TABLE backfill_checkpoint DROP COLUMN era, DROP COLUMN pass;
+ALTER TABLE backfill_checkpoint DROP COLUMN era;
 ALTER TABLE migration_state
     DROP COLUMN legacy_sync_started_at,
-    DROP COLUMN last_backfill_pass,
+    DROP COLUMN verified_era,
+    DROP COLUMN backfilled_era,
     DROP COLUMN unified_written_since,
     DROP COLUMN unified_era;

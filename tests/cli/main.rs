@@ -265,7 +265,19 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             };
             count(&sql)
         };
-        let down = run(&["migrate", "down", "4"]);
+        let evidence = run(&["migrate", "down", "4"]);
+        assert_eq!(evidence.status.code(), Some(2), "{backend:?}");
+        assert!(
+            String::from_utf8_lossy(&evidence.stderr).contains("migration_state"),
+            "the evidence of the phases is data: {}",
+            String::from_utf8_lossy(&evidence.stderr)
+        );
+        assert_eq!(
+            tables("archive_manifests"),
+            1,
+            "{backend:?}: nothing reverted"
+        );
+        let down = run(&["migrate", "down", "4", "--allow-data-loss"]);
         assert!(
             down.status.success(),
             "{}",

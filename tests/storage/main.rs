@@ -34,6 +34,7 @@ macro_rules! conformance_in {
 
 mod archive;
 mod backfill;
+mod model;
 mod safety;
 
 /// Runs each named test against both backends.

@@ -134,10 +134,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
         conn: &mut Conn<Self>,
     ) -> impl Future<Output = Result<MigrationState>> + Send;
 
-    /// Numbers a fresh backfill pass: (pass, era it counts for).
-    fn allocate_backfill_pass(
-        conn: &mut Conn<Self>,
-    ) -> impl Future<Output = Result<(i64, Option<i64>)>> + Send;
+    /// Records that the current era is backfilled, if every entity kind completed a pass begun
+    /// in it.
+    fn record_backfilled(conn: &mut Conn<Self>) -> impl Future<Output = Result<()>> + Send;
+
+    /// Records that a clean verify vouches for `era`, if it is still the current, backfilled one.
+    fn record_verified(conn: &mut Conn<Self>, era: i64) -> impl Future<Output = Result<()>> + Send;
 
     fn start_legacy_sync(conn: &mut Conn<Self>) -> impl Future<Output = Result<()>> + Send;
 
@@ -352,11 +354,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
         ids: &[i64],
     ) -> impl Future<Output = Result<Vec<(i64, String)>>> + Send;
 
-    /// Records a verify run and what it vouches for: (era, backfill pass), see `evidence`.
     fn save_verify_run(
         conn: &mut Conn<Self>,
         report: &crate::verify::VerifyReport,
-        evidence: (Option<i64>, Option<i64>),
     ) -> impl Future<Output = Result<()>> + Send;
 
     fn last_verify(
@@ -733,9 +733,16 @@ macro_rules! backend_operations {
             Ok(Self::state_row(conn).await?.migration_state())
         }
 
-        async fn allocate_backfill_pass(conn: &mut Conn<Self>) -> Result<(i64, Option<i64>)> {
+        async fn record_backfilled(conn: &mut Conn<Self>) -> Result<()> {
             record_queries(1);
-            Ok(sqlx::query_as(crate::evidence::ALLOCATE_BACKFILL_PASS).fetch_one(conn).await?)
+            sqlx::query(crate::evidence::RECORD_BACKFILLED).execute(conn).await?;
+            Ok(())
+        }
+
+        async fn record_verified(conn: &mut Conn<Self>, era: i64) -> Result<()> {
+            record_queries(1);
+            sqlx::query(crate::evidence::RECORD_VERIFIED).bind(era).execute(conn).await?;
+            Ok(())
         }
 
         async fn start_legacy_sync(conn: &mut Conn<Self>) -> Result<()> {
@@ -1205,7 +1212,6 @@ macro_rules! backend_operations {
                 .bind(checkpoint.migrated)
                 .bind(checkpoint.quarantined)
                 .bind(checkpoint.completed)
-                .bind(checkpoint.pass)
                 .bind(checkpoint.era)
                 .execute(conn)
                 .await?;
@@ -1226,15 +1232,12 @@ macro_rules! backend_operations {
         async fn save_verify_run(
             conn: &mut Conn<Self>,
             report: &crate::verify::VerifyReport,
-            (era, pass): (Option<i64>, Option<i64>),
         ) -> Result<()> {
             record_queries(1);
             sqlx::query(crate::verify::SAVE_RUN)
                 .bind(report.checked)
                 .bind(report.drifted)
                 .bind(sqlx::types::Json(report))
-                .bind(era)
-                .bind(pass)
                 .execute(conn)
                 .await?;
             Ok(())

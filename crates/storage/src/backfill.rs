@@ -13,23 +13,20 @@ pub struct Checkpoint {
     pub quarantined: i64,
     /// Set once a run found no entity past `last_id`.
     pub completed: bool,
-    /// The pass's number (0 until its first batch commits): a new pass starts from the first entity.
-    pub pass: i64,
     /// The unified era the pass began in; `None` if a legacy-only write could still happen
     /// then, so the pass is no evidence for unified reads.
     pub era: Option<i64>,
 }
 
 impl Checkpoint {
-    pub(crate) fn fresh(entity_type: &str) -> Self {
+    pub(crate) fn fresh(entity_type: &str, era: Option<i64>) -> Self {
         Self {
             entity_type: entity_type.to_owned(),
             last_id: 0,
             migrated: 0,
             quarantined: 0,
             completed: false,
-            pass: 0,
-            era: None,
+            era,
         }
     }
 }
@@ -81,15 +78,15 @@ pub(crate) struct QuarantinedRow {
 }
 
 pub(crate) const LOAD_CHECKPOINT: &str = "SELECT entity_type, last_id, migrated, quarantined,
-        completed_at IS NOT NULL AS completed, CAST(pass AS BIGINT) AS pass, CAST(era AS BIGINT) AS era
+        completed_at IS NOT NULL AS completed, CAST(era AS BIGINT) AS era
     FROM backfill_checkpoint WHERE entity_type = $1";
 
 pub(crate) const SAVE_CHECKPOINT: &str = "INSERT INTO backfill_checkpoint
-        (entity_type, last_id, migrated, quarantined, completed_at, updated_at, pass, era)
-    VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN CURRENT_TIMESTAMP END, CURRENT_TIMESTAMP, $6, $7)
+        (entity_type, last_id, migrated, quarantined, completed_at, updated_at, era)
+    VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN CURRENT_TIMESTAMP END, CURRENT_TIMESTAMP, $6)
     ON CONFLICT (entity_type) DO UPDATE SET last_id = excluded.last_id, migrated = excluded.migrated,
         quarantined = excluded.quarantined, completed_at = excluded.completed_at,
-        updated_at = excluded.updated_at, pass = excluded.pass, era = excluded.era";
+        updated_at = excluded.updated_at, era = excluded.era";
 
 pub(crate) const LEGACY_BINDINGS: &str =
     "SELECT category_id, attribute_id, is_enabled, is_required, sort_order,

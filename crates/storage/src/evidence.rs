@@ -1,7 +1,7 @@
 //! The facts a phase transition depends on, as the database records them: archived, unified-only
-//! writes not yet synced back, the era in which every write has reached the unified store, the
-//! backfill pass of that era and the clean verify that vouches for it. Also the fence that makes
-//! a write commit only under the flags it was decided with.
+//! writes not yet synced back, the era in which every write has reached the unified store, and
+//! whether a backfill pass begun in that era completed and a clean verify followed. Also the
+//! fence that makes a write commit only under the flags it was decided with.
 
 use flags::{MigrationState, WriteMode};
 
@@ -15,8 +15,6 @@ pub(crate) struct StateRow {
     /// Every write has reached unified since the era began (no legacy-only write since).
     pub unified_written: bool,
     pub backfill_complete: bool,
-    /// The newest backfill pass of any entity kind.
-    pub newest_pass: Option<i64>,
     pub verified: bool,
     pub stored_use_unified: Option<bool>,
     pub stored_dual_write: Option<bool>,
@@ -52,13 +50,10 @@ impl StateRow {
         self.unified_written.then_some(self.unified_era)
     }
 
-    /// What a verify that begins now vouches for: (era, newest pass) when the backfill is complete.
-    pub(crate) fn verify_evidence(&self) -> (Option<i64>, Option<i64>) {
-        if self.backfill_complete {
-            (Some(self.unified_era), self.newest_pass)
-        } else {
-            (None, None)
-        }
+    /// The era a verify that begins now can vouch for: the current one, once its backfill is
+    /// complete.
+    pub(crate) fn era_to_verify(&self) -> Option<i64> {
+        self.backfill_complete.then_some(self.unified_era)
     }
 }
 
@@ -66,12 +61,10 @@ pub(crate) const STATE: &str = "SELECT m.archived_at IS NOT NULL AS archived,
         (m.unified_only_write_at IS NOT NULL OR m.legacy_sync_started_at IS NOT NULL) AS pending_sync,
         CAST(m.unified_era AS BIGINT) AS unified_era,
         m.unified_written_since IS NOT NULL AS unified_written,
-        (m.unified_written_since IS NOT NULL AND (SELECT COUNT(*) FROM backfill_checkpoint c
-            WHERE c.completed_at IS NOT NULL AND c.era = m.unified_era
-              AND c.entity_type IN ('listing', 'product', 'product_variant')) = 3) AS backfill_complete,
-        (SELECT CAST(MAX(c.pass) AS BIGINT) FROM backfill_checkpoint c) AS newest_pass,
-        EXISTS (SELECT 1 FROM verify_runs v WHERE v.drifted = 0 AND v.era = m.unified_era
-            AND v.pass = (SELECT MAX(c.pass) FROM backfill_checkpoint c)) AS verified,
+        (m.unified_written_since IS NOT NULL AND COALESCE(m.backfilled_era = m.unified_era, false))
+            AS backfill_complete,
+        (m.unified_written_since IS NOT NULL AND COALESCE(m.verified_era = m.unified_era, false))
+            AS verified,
         f.use_unified AS stored_use_unified, f.dual_write AS stored_dual_write
     FROM migration_state m LEFT JOIN flag_state f ON f.id = m.id WHERE m.id = 1";
 
@@ -92,11 +85,17 @@ pub(crate) const BEGIN_UNIFIED_ERA: &str = "UPDATE migration_state
 pub(crate) const END_UNIFIED_ERA: &str = "UPDATE migration_state
     SET unified_written_since = NULL WHERE id = 1 AND unified_written_since IS NOT NULL";
 
-/// A fresh backfill pass takes the next number, and the era it begins in.
-pub(crate) const ALLOCATE_BACKFILL_PASS: &str = "UPDATE migration_state
-    SET last_backfill_pass = last_backfill_pass + 1 WHERE id = 1
-    RETURNING CAST(last_backfill_pass AS BIGINT),
-        CASE WHEN unified_written_since IS NOT NULL THEN CAST(unified_era AS BIGINT) END";
+/// Every entity kind completed a pass begun in the current era: the era is backfilled. (A later
+/// pass, `--restart`, re-copies what dual-write already keeps equal: the evidence stands.)
+pub(crate) const RECORD_BACKFILLED: &str = "UPDATE migration_state SET backfilled_era = unified_era
+    WHERE id = 1 AND unified_written_since IS NOT NULL
+      AND (SELECT COUNT(*) FROM backfill_checkpoint c
+           WHERE c.completed_at IS NOT NULL AND c.era = migration_state.unified_era
+             AND c.entity_type IN ('listing', 'product', 'product_variant')) = 3";
+
+/// A clean verify vouches for era `$1` if it is still the current, backfilled one.
+pub(crate) const RECORD_VERIFIED: &str = "UPDATE migration_state SET verified_era = $1
+    WHERE id = 1 AND unified_written_since IS NOT NULL AND unified_era = $1 AND backfilled_era = $1";
 
 /// A reverse sync begins: unified-only writes from now on set the marker again, so the end of
 /// the sync can tell whether one slipped in. Pending stays true until the sync ends.

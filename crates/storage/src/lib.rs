@@ -504,8 +504,8 @@ impl InvalidationListener {
 /// The migration that creates the unified tables and `migration_state`.
 const UNIFIED_TABLES: i64 = 20261126000002;
 
-/// The tables (or, for the evidence migration, the columns' tables) whose data a migration's
-/// down step drops. The legacy tables' down step drops nothing.
+/// The tables whose data a migration's down step drops (for the evidence migration: the
+/// table whose columns it drops). The legacy tables' down step drops nothing.
 fn tables_dropped_by(version: i64) -> &'static [&'static str] {
     match version {
         UNIFIED_TABLES => &[
@@ -518,7 +518,8 @@ fn tables_dropped_by(version: i64) -> &'static [&'static str] {
         20261126000004 => &["backfill_checkpoint", "backfill_quarantine"],
         20261126000005 => &["verify_runs"],
         20261126000006 => &["archive_manifests"],
-        20261130000007 => &["backfill_checkpoint", "verify_runs"],
+        // Drops the recorded evidence of the migration's phases.
+        20261130000007 => &["migration_state"],
         _ => &[],
     }
 }

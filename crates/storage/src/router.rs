@@ -617,7 +617,7 @@ impl<B: Backend> Router<B> {
             {
                 checkpoint
             }
-            _ => crate::backfill::Checkpoint::fresh(kind.as_str()),
+            _ => crate::backfill::Checkpoint::fresh(kind.as_str(), state.era_of_new_pass()),
         })
     }
 
@@ -634,10 +634,7 @@ impl<B: Backend> Router<B> {
         catalog: &HashMap<String, Attribute>,
     ) -> Result<crate::backfill::Checkpoint> {
         let mut tx = self.backend.begin_write().await?;
-        let mut checkpoint = checkpoint.clone();
-        if checkpoint.pass == 0 {
-            (checkpoint.pass, checkpoint.era) = B::allocate_backfill_pass(&mut tx).await?;
-        }
+        let checkpoint = checkpoint.clone();
         B::fence(&mut tx).await?;
         let state = B::state_row(&mut tx).await?;
         ensure_backfill_allowed(&state)?;
@@ -655,6 +652,7 @@ impl<B: Backend> Router<B> {
                 ..checkpoint
             };
             B::save_checkpoint(&mut tx, &done).await?;
+            B::record_backfilled(&mut tx).await?;
             tx.commit().await?;
             return Ok(done);
         };
@@ -737,18 +735,18 @@ impl<B: Backend> Router<B> {
         mut progress: impl FnMut(&crate::verify::VerifyReport),
     ) -> Result<crate::verify::VerifyReport> {
         let mut report = crate::verify::VerifyReport::default();
-        // What this run can vouch for is fixed when it begins: a backfill pass or era that
-        // changes meanwhile is not covered by it.
-        let (evidence, legacy_options): (_, HashMap<String, Vec<domain::AttributeOption>>) = {
+        // The era this run can vouch for is fixed when it begins: one that ends meanwhile is not
+        // covered by it.
+        let (era, legacy_options): (_, HashMap<String, Vec<domain::AttributeOption>>) = {
             let mut conn = self.backend.pool().acquire().await?;
             ensure_legacy_in_place::<B>(&mut conn).await?;
-            let evidence = B::state_row(&mut conn).await?.verify_evidence();
+            let era = B::state_row(&mut conn).await?.era_to_verify();
             let options = B::catalog(&mut conn, Store::Legacy)
                 .await?
                 .into_iter()
                 .map(|attribute| (attribute.code, attribute.options))
                 .collect();
-            (evidence, options)
+            (era, options)
         };
         for kind in EntityKind::ALL {
             let mut after = 0;
@@ -811,7 +809,10 @@ impl<B: Backend> Router<B> {
             }
         }
         let mut conn = self.backend.pool().acquire().await?;
-        B::save_verify_run(&mut conn, &report, evidence).await?;
+        B::save_verify_run(&mut conn, &report).await?;
+        if let Some(era) = era.filter(|_| report.is_clean()) {
+            B::record_verified(&mut conn, era).await?;
+        }
         Ok(report)
     }
 

@@ -116,7 +116,7 @@ impl VerifyReport {
 }
 
 pub(crate) const SAVE_RUN: &str =
-    "INSERT INTO verify_runs (checked, drifted, report, era, pass) VALUES ($1, $2, $3, $4, $5)";
+    "INSERT INTO verify_runs (checked, drifted, report) VALUES ($1, $2, $3)";
 
 pub(crate) const LAST_RUN: &str =
     "SELECT CAST(finished_at AS TEXT), checked, drifted FROM verify_runs ORDER BY id DESC LIMIT 1";
