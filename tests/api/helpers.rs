@@ -56,7 +56,8 @@ pub async fn spawn_replica(app: &TestApp, vars: &[(&str, &str)]) -> TestApp {
     }
 }
 
-async fn start(settings: &Settings) -> String {
+/// Starts the service with these settings; returns its address.
+pub async fn start(settings: &Settings) -> String {
     let application = Application::build(settings)
         .await
         .expect("the service starts");

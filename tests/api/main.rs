@@ -406,3 +406,38 @@ async fn unsafe_or_malformed_flags_stop_start_up(backend: Backend) {
         .expect_err("a sentence is not a flag");
     assert!(err.to_string().contains("USE_UNIFIED_ATTRIBUTES"), "{err}");
 }
+
+/// A write queued behind a row lock that another session holds answers 503 with `Retry-After`
+/// once the lock timeout passes, and changes nothing; the same write succeeds afterwards.
+#[actix_web::test]
+async fn a_write_behind_a_held_lock_answers_503_with_retry_after() {
+    let db = common::TestDb::fresh(Backend::Postgres).await;
+    let mut settings = helpers::settings_for(&db, &[("WRITER_API_TOKEN", WRITER_TOKEN)]);
+    // Long enough for a loaded machine, far shorter than the default (and than any test timeout).
+    settings.database.lock_timeout_ms = 300;
+    let app = helpers::TestApp {
+        address: helpers::start(&settings).await,
+        db,
+        client: awc::Client::default(),
+    };
+    let path = format!("/api/v2/marketplace/listings/{CAR_LISTING}/attributes");
+    let holder = sqlx::PgPool::connect(&app.db.url).await.expect("holder");
+    let mut held = holder.begin().await.expect("begin");
+    sqlx::query(&format!(
+        "SELECT id FROM marketplace_listings WHERE id = {CAR_LISTING} FOR UPDATE"
+    ))
+    .execute(&mut *held)
+    .await
+    .expect("lock");
+    // The lock is released only after the answer: an answer proves the write gave up waiting.
+    let busy = app
+        .json("PATCH", &path, r#"{"year": 2018}"#, Some(WRITER_TOKEN))
+        .await;
+    busy.assert_error(503, "errors.storageUnavailable");
+    assert_eq!(busy.header("Retry-After"), Some("1"));
+    held.rollback().await.expect("release");
+    let written = app
+        .json("PATCH", &path, r#"{"year": 2018}"#, Some(WRITER_TOKEN))
+        .await;
+    assert_eq!(written.status, 200, "{}", written.body);
+}

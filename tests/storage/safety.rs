@@ -20,6 +20,7 @@ conformance_in!(
     a_write_keeps_legacy_rows_it_cannot_read_and_rows_outside_the_schema,
     a_write_decided_before_a_flag_change_commits_under_the_flags_in_force,
     migrate_down_refuses_to_drop_tables_that_hold_rows,
+    a_binary_starts_beside_newer_additive_migrations_and_refuses_others,
 );
 
 const CANARY: Flags = Flags {
@@ -596,6 +597,41 @@ async fn migrate_down_refuses_to_drop_tables_that_hold_rows(db: TestDb) {
     .expect("phase 1");
     let message = conflict(storage.migrate_down(5, false).await);
     assert!(message.contains("flag_audit"), "{message}");
+}
+
+/// Blue/green: the database holds a migration this binary does not know, as when the green
+/// binary migrated and a blue pod restarts.
+async fn a_binary_starts_beside_newer_additive_migrations_and_refuses_others(db: TestDb) {
+    let (storage, _) = seeded(&db).await;
+    let applied = |version: i64, description: &str| {
+        let checksum = match db.backend {
+            Backend::Postgres => "'\\x00'::bytea",
+            Backend::Sqlite => "X'00'",
+        };
+        format!(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES ({version}, '{description}', true, {checksum}, 1)"
+        )
+    };
+    let raw = db.raw().await;
+    raw.execute(&applied(20991231000001, "expand add a column"))
+        .await;
+    storage
+        .migrate()
+        .await
+        .expect("an additive newer migration is no obstacle");
+    assert!(
+        storage.ready().await.expect("ready"),
+        "ready: every migration it knows is applied"
+    );
+    raw.execute(&applied(20991231000002, "drop the legacy mirror"))
+        .await;
+    let refusal = conflict(storage.migrate().await);
+    assert!(
+        refusal.contains("20991231000002 (drop the legacy mirror)")
+            && !refusal.contains("20991231000001"),
+        "{refusal}"
+    );
 }
 
 /// PostgreSQL only: a write queued behind a row lock gives up after `lock_timeout` with a

@@ -538,6 +538,36 @@ where
     }
 }
 
+/// Whether the database (`applied`: version, description) holds migrations `migrator` lacks
+/// that are all additive — named `expand…` — so this binary may run beside the newer one that
+/// applied them (blue/green): `Ok(true)`. `Ok(false)` when it holds none; an error naming them
+/// when some are not additive.
+fn unknown_migrations_are_additive(migrator: &Migrator, applied: &[(i64, String)]) -> Result<bool> {
+    let unknown: Vec<&(i64, String)> = applied
+        .iter()
+        .filter(|(version, _)| !migrator.iter().any(|m| m.version == *version))
+        .collect();
+    let not_additive: Vec<String> = unknown
+        .iter()
+        .filter(|(_, description)| !description.starts_with("expand"))
+        .map(|(version, description)| format!("{version} ({description})"))
+        .collect();
+    if !not_additive.is_empty() {
+        return Err(StorageError::Conflict(format!(
+            "the database has migrations this binary does not know and that are not marked additive \
+             ('expand'): {}; run the binary that applied them",
+            not_additive.join(", ")
+        )));
+    }
+    if !unknown.is_empty() {
+        tracing::warn!(
+            migrations = ?unknown,
+            "the database has newer additive migrations: running beside the binary that applied them"
+        );
+    }
+    Ok(!unknown.is_empty())
+}
+
 /// Reverts the last `steps` applied migrations of `migrator`.
 async fn migrate_down<DB>(
     migrator: &Migrator,

@@ -255,7 +255,19 @@ impl Backend for PgBackend {
     }
 
     async fn migrate(&self) -> Result<()> {
-        Ok(MIGRATOR.run(&self.pool).await?)
+        use sqlx::migrate::Migrate;
+        let mut migrator = sqlx::migrate!("../../migrations/postgres");
+        let applied: Vec<(i64, String)> = {
+            let mut conn = self.pool.acquire().await?;
+            conn.ensure_migrations_table().await?;
+            sqlx::query_as("SELECT version, description FROM _sqlx_migrations")
+                .fetch_all(&mut *conn)
+                .await?
+        };
+        if crate::unknown_migrations_are_additive(&migrator, &applied)? {
+            migrator.set_ignore_missing(true);
+        }
+        Ok(migrator.run(&self.pool).await?)
     }
 
     async fn migrate_down(&self, steps: usize) -> Result<Vec<i64>> {
