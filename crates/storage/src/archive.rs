@@ -2,6 +2,13 @@
 //! the tables move (nothing is copied or dropped), and a manifest of row counts and checksums
 //! taken before and after each move is the evidence that nothing changed on the way.
 
+use flags::{Flags, Phase};
+
+use crate::backend::Backend;
+use crate::error::{Result, StorageError};
+use crate::invalidation::Invalidation;
+use crate::router::{Router, phase_name};
+
 use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
@@ -102,6 +109,109 @@ macro_rules! verified_since_legacy_writes_sql {
     };
 }
 pub(crate) use verified_since_legacy_writes_sql;
+
+impl<B: Backend> Router<B> {
+    /// Moves the legacy attribute tables into the archive, in one transaction, with a
+    /// manifest of their counts and checksums. Refused unless the flags in force (`configured`
+    /// when none are stored) mean the unified phase and a clean verify ran after legacy could
+    /// last be written alone. The move is checked: different evidence after it rolls back.
+    pub(crate) async fn archive(&self, configured: Flags) -> Result<crate::archive::Manifest> {
+        let mut tx = self.backend().begin_write().await?;
+        B::lock_migration_state(&mut tx).await?;
+        let state = B::migration_state(&mut tx).await?;
+        if state.archived {
+            return Err(StorageError::Conflict(
+                "the legacy tables are archived already".into(),
+            ));
+        }
+        let flags = B::load_flags(&mut tx)
+            .await?
+            .map_or(configured, |stored| stored.flags);
+        let phase = flags.check(&state).map_err(StorageError::Guardrail)?;
+        if phase != Phase::Unified {
+            return Err(StorageError::Conflict(format!(
+                "archiving needs the unified phase (dual-write off, every read unified, no fallback); \
+                 the flags in force mean '{}'",
+                phase_name(phase)
+            )));
+        }
+        if !B::verified_since_legacy_writes(&mut tx).await? {
+            return Err(StorageError::Conflict(
+                "no clean verify since legacy was last written: run verify first".into(),
+            ));
+        }
+        let before = B::archive_evidence(&mut tx, false).await?;
+        B::move_legacy_tables(&mut tx, true).await?;
+        let after = B::archive_evidence(&mut tx, true).await?;
+        ensure_same_evidence(&before, &after, "archiving")?;
+        B::save_manifest(&mut tx, "archive", phase_name(phase), &before).await?;
+        let manifest = B::last_manifest(&mut tx).await?;
+        B::notify(&mut tx, &[Invalidation::Everything]).await?;
+        B::notify_state_changed(&mut tx).await?;
+        tx.commit().await?;
+        manifest.ok_or_else(|| StorageError::CorruptData("the archive manifest vanished".into()))
+    }
+
+    /// Moves the archived legacy tables back, in one transaction, with a manifest. Returns it
+    /// and whether the archive still held what the last archive manifest recorded. Legacy is
+    /// as it was when archived: after unified-only writes, `sync-legacy` brings it up to date
+    /// (the guardrails keep reads off legacy until then).
+    pub(crate) async fn restore_archive(
+        &self,
+        configured: Flags,
+    ) -> Result<(crate::archive::Manifest, bool)> {
+        let mut tx = self.backend().begin_write().await?;
+        B::lock_migration_state(&mut tx).await?;
+        let state = B::migration_state(&mut tx).await?;
+        if !state.archived {
+            return Err(StorageError::Conflict(
+                "nothing to restore: the legacy tables are not archived".into(),
+            ));
+        }
+        let archived = B::archive_evidence(&mut tx, true).await?;
+        let recorded = B::last_manifest(&mut tx).await?;
+        let unchanged = recorded
+            .as_ref()
+            .is_some_and(|manifest| manifest.action == "archive" && manifest.tables == archived);
+        B::move_legacy_tables(&mut tx, false).await?;
+        let restored = B::archive_evidence(&mut tx, false).await?;
+        ensure_same_evidence(&archived, &restored, "restoring")?;
+        let flags = B::load_flags(&mut tx)
+            .await?
+            .map_or(configured, |stored| stored.flags);
+        let phase = flags
+            .check(&B::migration_state(&mut tx).await?)
+            .map_or("none", phase_name);
+        B::save_manifest(&mut tx, "restore", phase, &restored).await?;
+        let manifest = B::last_manifest(&mut tx).await?;
+        B::notify(&mut tx, &[Invalidation::Everything]).await?;
+        B::notify_state_changed(&mut tx).await?;
+        tx.commit().await?;
+        let manifest = manifest
+            .ok_or_else(|| StorageError::CorruptData("the restore manifest vanished".into()))?;
+        Ok((manifest, unchanged))
+    }
+
+    pub(crate) async fn last_manifest(&self) -> Result<Option<crate::archive::Manifest>> {
+        let mut conn = self.backend().pool().acquire().await?;
+        B::last_manifest(&mut conn).await
+    }
+}
+
+/// A move must carry every row unchanged; anything else rolls the move back.
+fn ensure_same_evidence(
+    before: &[crate::archive::TableEvidence],
+    after: &[crate::archive::TableEvidence],
+    what: &str,
+) -> Result<()> {
+    if before == after {
+        Ok(())
+    } else {
+        Err(StorageError::CorruptData(format!(
+            "{what} changed the tables' contents (before {before:?}, after {after:?}); nothing was moved"
+        )))
+    }
+}
 
 #[cfg(test)]
 mod tests {

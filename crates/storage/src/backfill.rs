@@ -1,6 +1,16 @@
 //! The backfill's durable state and the statements only it runs: legacy → unified in
 //! keyset-paginated batches, one transaction each, with a checkpoint and a quarantine.
 
+use std::collections::HashMap;
+
+use domain::{Attribute, EntityKind};
+use flags::{Store, WriteMode};
+
+use crate::backend::{Backend, Conn};
+use crate::error::{Result, StorageError};
+use crate::invalidation::Invalidation;
+use crate::router::{Router, ensure_legacy_in_place};
+
 use serde::Serialize;
 
 /// Progress of one entity kind, stored after every batch in the batch's transaction, so a
@@ -130,3 +140,256 @@ pub(crate) const UNIFIED_BINDINGS_AS_LEGACY: &str =
     "SELECT category_id, attribute_id, is_enabled, is_required, sort_order,
         custom_component, show_in_card, show_in_list
     FROM unified_category_attributes ORDER BY category_id, attribute_id";
+
+impl<B: Backend> Router<B> {
+    /// Copies every legacy definition and binding to the unified tables (ids kept; upserts,
+    /// so a second run changes nothing). Returns (definitions, bindings). Refused while
+    /// unified holds writes legacy lacks: they would be overwritten with older data.
+    pub(crate) async fn backfill_definitions(&self) -> Result<(usize, usize)> {
+        let mut tx = self.backend().begin_write().await?;
+        ensure_legacy_in_place::<B>(&mut tx).await?;
+        B::fence(&mut tx).await?;
+        ensure_backfill_allowed(&B::state_row(&mut tx).await?)?;
+        let catalog = B::catalog(&mut tx, Store::Legacy).await?;
+        for attribute in &catalog {
+            let legacy_id =
+                (attribute.id < crate::rows::VARIANT_AXIS_ID_OFFSET).then_some(attribute.id);
+            B::unified_upsert_attribute(&mut tx, attribute, legacy_id).await?;
+        }
+        let bindings = B::legacy_bindings(&mut tx).await?;
+        for binding in &bindings {
+            B::upsert_binding(&mut tx, Store::Unified, binding).await?;
+        }
+        B::notify(&mut tx, &[Invalidation::Everything]).await?;
+        tx.commit().await?;
+        Ok((catalog.len(), bindings.len()))
+    }
+
+    /// The backfill checkpoint of one entity kind: the stored one, or a fresh pass with
+    /// `restart`, when none is stored, or when the stored pass began before the current
+    /// unified era (a write may have skipped unified since it began, so it proves nothing).
+    pub(crate) async fn checkpoint(
+        &self,
+        kind: EntityKind,
+        restart: bool,
+    ) -> Result<crate::backfill::Checkpoint> {
+        let mut conn = self.backend().pool().acquire().await?;
+        let stored = B::load_checkpoint(&mut conn, kind.as_str()).await?;
+        let state = B::state_row(&mut conn).await?;
+        Ok(match stored {
+            Some(checkpoint)
+                if !restart
+                    && (state.era_of_new_pass().is_none()
+                        || checkpoint.era == state.era_of_new_pass()) =>
+            {
+                checkpoint
+            }
+            _ => crate::backfill::Checkpoint::fresh(kind.as_str(), state.era_of_new_pass()),
+        })
+    }
+
+    /// Migrates the next batch of entities of `kind` after `checkpoint` in one transaction:
+    /// each legacy value (a listing's row, a key of a B2C document) becomes a unified value
+    /// or a quarantine entry with the reason, and the checkpoint moves on in the same
+    /// transaction. Returns the new checkpoint. Refused while unified holds writes legacy
+    /// lacks, and when a write may have skipped unified since the pass began.
+    pub(crate) async fn backfill_batch(
+        &self,
+        kind: EntityKind,
+        checkpoint: &crate::backfill::Checkpoint,
+        limit: i64,
+        catalog: &HashMap<String, Attribute>,
+    ) -> Result<crate::backfill::Checkpoint> {
+        let mut tx = self.backend().begin_write().await?;
+        let checkpoint = checkpoint.clone();
+        B::fence(&mut tx).await?;
+        let state = B::state_row(&mut tx).await?;
+        ensure_backfill_allowed(&state)?;
+        if state.era_of_new_pass().is_some() && checkpoint.era != state.era_of_new_pass() {
+            return Err(StorageError::Conflict(
+                "a write may have reached only legacy since this backfill pass began (dual-write was off in between): \
+                 run backfill again; it starts a new pass"
+                    .into(),
+            ));
+        }
+        let ids = B::entity_ids_after(&mut tx, kind, checkpoint.last_id, limit, true).await?;
+        let Some(&last_id) = ids.last() else {
+            let done = crate::backfill::Checkpoint {
+                completed: true,
+                ..checkpoint
+            };
+            B::save_checkpoint(&mut tx, &done).await?;
+            B::record_backfilled(&mut tx).await?;
+            tx.commit().await?;
+            return Ok(done);
+        };
+        let unified_ids = B::unified_ids(&mut tx).await?;
+        let legacy = legacy_values_of::<B>(&mut tx, kind, &ids).await?;
+        let mut values = Vec::new();
+        let mut quarantined = Vec::new();
+        for candidate in legacy {
+            let refuse = |reason: String| crate::backfill::QuarantinedRow {
+                entity_id: candidate.entity_id,
+                attribute_code: candidate.code.clone(),
+                raw_value: candidate.raw.clone(),
+                reason,
+            };
+            let typed = match candidate.read {
+                Err(reason) => {
+                    quarantined.push(refuse(reason));
+                    continue;
+                }
+                Ok(typed) => typed,
+            };
+            let Some(attribute) = catalog.get(&candidate.code) else {
+                quarantined.push(refuse("no definition of this code".into()));
+                continue;
+            };
+            let Some(mut typed) = typed else {
+                quarantined.push(refuse(format!(
+                    "no usable {} value in the row",
+                    attribute.attribute_type
+                )));
+                continue;
+            };
+            domain::canonical_spellings(&attribute.options, &mut typed.value);
+            if let Err(kind) = domain::validate::check_typed(attribute, &attribute.options, &typed)
+            {
+                quarantined.push(refuse(kind.to_string()));
+                continue;
+            }
+            let Some(&unified_id) = unified_ids.get(&candidate.code) else {
+                quarantined.push(refuse(
+                    "no unified definition (run the definitions backfill)".into(),
+                ));
+                continue;
+            };
+            values.push((
+                candidate.entity_id,
+                unified_id,
+                crate::rows::ValueColumns::unified(&typed),
+            ));
+        }
+        B::unified_replace_batch(&mut tx, kind, &ids, &values).await?;
+        B::quarantine_batch(&mut tx, kind, &ids, &quarantined).await?;
+        let next = crate::backfill::Checkpoint {
+            last_id,
+            migrated: checkpoint.migrated + values.len() as i64,
+            quarantined: checkpoint.quarantined + quarantined.len() as i64,
+            completed: false,
+            ..checkpoint
+        };
+        B::save_checkpoint(&mut tx, &next).await?;
+        // Unified values of the batch changed, and with them the unified value ranges.
+        let invalidations = [
+            Invalidation::EntityRange {
+                kind,
+                first: ids[0],
+                last: last_id,
+            },
+            Invalidation::AllRanges,
+        ];
+        B::notify(&mut tx, &invalidations).await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    pub(crate) async fn backfill_progress(&self) -> Result<Vec<crate::backfill::Progress>> {
+        let mut conn = self.backend().pool().acquire().await?;
+        B::backfill_progress(&mut conn).await
+    }
+
+    pub(crate) async fn analyze_unified_values(&self) -> Result<()> {
+        let mut conn = self.backend().pool().acquire().await?;
+        B::analyze_unified_values(&mut conn).await
+    }
+
+    pub(crate) async fn quarantine_by_reason(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<crate::backfill::QuarantineCount>> {
+        let mut conn = self.backend().pool().acquire().await?;
+        B::quarantine_by_reason(&mut conn, limit).await
+    }
+}
+
+/// One legacy value on its way to unified: the code it names, its raw form for a quarantine
+/// entry, and what could be read of it (`Ok(None)`: a row with no usable value; `Err`: a
+/// document key that names nothing readable, with the reason).
+struct LegacyCandidate {
+    entity_id: i64,
+    code: String,
+    raw: String,
+    read: std::result::Result<Option<domain::TypedValue>, String>,
+}
+
+/// The legacy values of these entities, one candidate per legacy row or document key.
+async fn legacy_values_of<B: Backend>(
+    conn: &mut Conn<B>,
+    kind: EntityKind,
+    ids: &[i64],
+) -> Result<Vec<LegacyCandidate>> {
+    if kind == EntityKind::Listing {
+        let rows = B::legacy_listing_rows(conn, ids).await?;
+        return Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let code = row.value.code.clone()?;
+                Some(LegacyCandidate {
+                    entity_id: row.entity_id,
+                    raw: row.value.raw_text(),
+                    read: Ok(row.value.typed_value().map(|(_, typed)| typed)),
+                    code,
+                })
+            })
+            .collect());
+    }
+    let (documents, vocabulary) = B::legacy_documents(conn, kind, ids).await?;
+    let mut candidates = Vec::new();
+    for (entity_id, document) in &documents {
+        let decoded = crate::legacy::decode_document(kind, document, &vocabulary);
+        candidates.extend(
+            decoded
+                .values
+                .into_iter()
+                .map(|(code, typed)| LegacyCandidate {
+                    entity_id: *entity_id,
+                    code,
+                    raw: typed.value.to_json().to_string(),
+                    read: Ok(Some(typed)),
+                }),
+        );
+        candidates.extend(
+            decoded
+                .refused
+                .into_iter()
+                .map(|(key, raw, reason)| LegacyCandidate {
+                    entity_id: *entity_id,
+                    code: key,
+                    raw,
+                    read: Err(reason),
+                }),
+        );
+    }
+    Ok(candidates)
+}
+
+/// A backfill overwrites unified values with legacy ones: refused while unified holds writes
+/// legacy lacks, or while the stored flags write only to unified.
+fn ensure_backfill_allowed(state: &crate::evidence::StateRow) -> Result<()> {
+    if state.pending_sync {
+        return Err(StorageError::Conflict(
+            "writes have reached only the unified store since the last reverse sync: a backfill would \
+             overwrite them with older legacy values; run sync-legacy first (with dual-write on)"
+                .into(),
+        ));
+    }
+    if state.stored_write_mode() == Some(WriteMode::UnifiedOnly) {
+        return Err(StorageError::Conflict(
+            "the flags in force write only to the unified store: a backfill would overwrite those writes \
+             with legacy values; turn dual-write on first"
+                .into(),
+        ));
+    }
+    Ok(())
+}

@@ -1,5 +1,11 @@
 //! Runtime flags: the stored set that overrides the environment, and its audit trail.
 
+use flags::WriteMode;
+
+use crate::backend::Backend;
+use crate::error::{Result, StorageError};
+use crate::router::{Router, phase_name};
+
 use flags::Flags;
 use serde::Serialize;
 
@@ -143,3 +149,65 @@ pub(crate) const MIGRATION_COUNTS_ARCHIVED: &str = migration_counts_sql!(
     "CAST(NULL AS BIGINT)",
     "CAST(NULL AS BIGINT)"
 );
+
+impl<B: Backend> Router<B> {
+    /// Changes the runtime flags: `change` is applied to the flags in force (`current`, or
+    /// the stored ones when another replica changed them since), the result is checked
+    /// against the guardrails with the persisted migration state, then stored with an audit
+    /// row, and every replica is told. One change at a time.
+    pub(crate) async fn change_flags(
+        &self,
+        current: Flags,
+        actor: &str,
+        change: impl FnOnce(Flags) -> Flags,
+    ) -> Result<crate::flag_store::FlagChange> {
+        let mut tx = self.backend().begin_write().await?;
+        B::lock_migration_state(&mut tx).await?;
+        let old = B::load_flags(&mut tx)
+            .await?
+            .map_or(current, |stored| stored.flags);
+        let state = B::migration_state(&mut tx).await?;
+        let new = change(old);
+        let new_phase = new.check(&state).map_err(StorageError::Guardrail)?;
+        let old_phase = old.check(&state).map_or_else(
+            |violation| violation.rule().to_owned(),
+            |p| phase_name(p).to_owned(),
+        );
+        let change = crate::flag_store::FlagChange {
+            actor: actor.to_owned(),
+            old,
+            new,
+            old_phase,
+            new_phase: phase_name(new_phase).to_owned(),
+            phase: new_phase,
+        };
+        B::save_flags(&mut tx, &change).await?;
+        B::note_write_mode(&mut tx, new.write_mode()).await?;
+        tx.commit().await?;
+        Ok(change)
+    }
+
+    pub(crate) async fn note_write_mode(&self, mode: WriteMode) -> Result<()> {
+        let mut tx = self.backend().begin_write().await?;
+        B::note_write_mode(&mut tx, mode).await?;
+        Ok(tx.commit().await?)
+    }
+
+    pub(crate) async fn stored_flags(&self) -> Result<Option<crate::flag_store::StoredFlags>> {
+        let mut conn = self.backend().pool().acquire().await?;
+        B::load_flags(&mut conn).await
+    }
+
+    pub(crate) async fn flag_audit(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<crate::flag_store::FlagAuditEntry>> {
+        let mut conn = self.backend().pool().acquire().await?;
+        B::flag_audit(&mut conn, limit).await
+    }
+
+    pub(crate) async fn migration_counts(&self) -> Result<crate::flag_store::MigrationCounts> {
+        let mut conn = self.backend().pool().acquire().await?;
+        B::migration_counts(&mut conn).await
+    }
+}

@@ -22,6 +22,7 @@ mod sqlite;
 mod stats;
 pub mod sync;
 pub mod verify;
+mod writes;
 
 use std::collections::HashMap;
 

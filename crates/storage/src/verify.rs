@@ -2,6 +2,15 @@
 //! directions, with the values the backfill quarantined left out; counts per kind and per
 //! attribute, and a bounded list of the drifted entities with the difference.
 
+use std::collections::HashMap;
+
+use domain::EntityKind;
+use flags::Store;
+
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::router::{Router, ensure_legacy_in_place};
+
 use std::collections::{BTreeMap, HashSet};
 
 use domain::{EntityRef, EntityValues};
@@ -136,3 +145,104 @@ pub(crate) const ORPHANED_VALUES: &str = "SELECT COUNT(*) FROM unified_attribute
     OR (v.entity_type = 'product' AND NOT EXISTS (SELECT 1 FROM storefront_products e WHERE e.id = v.entity_id))
     OR (v.entity_type = 'product_variant'
         AND NOT EXISTS (SELECT 1 FROM storefront_product_variants e WHERE e.id = v.entity_id))";
+
+impl<B: Backend> Router<B> {
+    /// Compares every entity's values in both stores, kind by kind and page by page, and
+    /// records the result.
+    pub(crate) async fn verify(
+        &self,
+        page: i64,
+        mut progress: impl FnMut(&crate::verify::VerifyReport),
+    ) -> Result<crate::verify::VerifyReport> {
+        let mut report = crate::verify::VerifyReport::default();
+        // The era this run can vouch for is fixed when it begins: one that ends meanwhile is not
+        // covered by it.
+        let (era, legacy_options): (_, HashMap<String, Vec<domain::AttributeOption>>) = {
+            let mut conn = self.backend().pool().acquire().await?;
+            ensure_legacy_in_place::<B>(&mut conn).await?;
+            let era = B::state_row(&mut conn).await?.era_to_verify();
+            let options = B::catalog(&mut conn, Store::Legacy)
+                .await?
+                .into_iter()
+                .map(|attribute| (attribute.code, attribute.options))
+                .collect();
+            (era, options)
+        };
+        for kind in EntityKind::ALL {
+            let mut after = 0;
+            loop {
+                // One snapshot per page: a write committing between the two reads is not drift.
+                let mut conn = self.backend().begin_snapshot().await?;
+                let ids = B::entity_ids_after(&mut conn, kind, after, page, false).await?;
+                let Some(&last) = ids.last() else { break };
+                let (legacy, unified) = match kind {
+                    EntityKind::Listing => (
+                        B::listing_values_batch(&mut conn, Store::Legacy, &ids).await?,
+                        B::listing_values_batch(&mut conn, Store::Unified, &ids).await?,
+                    ),
+                    _ => {
+                        let (documents, vocabulary) =
+                            B::legacy_documents(&mut conn, kind, &ids).await?;
+                        let legacy = documents
+                            .iter()
+                            .map(|(id, document)| {
+                                let decoded =
+                                    crate::legacy::decode_document(kind, document, &vocabulary);
+                                (*id, decoded.values)
+                            })
+                            .collect();
+                        (
+                            legacy,
+                            B::unified_values_batch(&mut conn, kind, &ids).await?,
+                        )
+                    }
+                };
+                let mut quarantined: HashMap<i64, std::collections::HashSet<String>> =
+                    HashMap::new();
+                for (id, code) in B::quarantined_codes(&mut conn, kind, &ids).await? {
+                    quarantined.entry(id).or_default().insert(code);
+                }
+                report.quarantined += quarantined
+                    .values()
+                    .map(|codes| codes.len() as i64)
+                    .sum::<i64>();
+                let none = std::collections::HashSet::new();
+                let empty = EntityValues::new();
+                for id in &ids {
+                    // Legacy spellings compare as the option they certainly mean, as backfilled.
+                    let mut legacy_values = legacy.get(id).cloned().unwrap_or_default();
+                    for (code, typed) in legacy_values.iter_mut() {
+                        if let Some(options) = legacy_options.get(code) {
+                            domain::canonical_spellings(options, &mut typed.value);
+                        }
+                    }
+                    report.compare(
+                        EntityRef { kind, id: *id },
+                        legacy_values,
+                        unified.get(id).unwrap_or(&empty),
+                        quarantined.get(id).unwrap_or(&none),
+                    );
+                }
+                conn.commit().await?;
+                progress(&report);
+                after = last;
+            }
+        }
+        let mut conn = self.backend().pool().acquire().await?;
+        B::save_verify_run(&mut conn, &report).await?;
+        if let Some(era) = era.filter(|_| report.is_clean()) {
+            B::record_verified(&mut conn, era).await?;
+        }
+        Ok(report)
+    }
+
+    pub(crate) async fn last_verify(&self) -> Result<Option<crate::verify::LastVerify>> {
+        let mut conn = self.backend().pool().acquire().await?;
+        B::last_verify(&mut conn).await
+    }
+
+    pub(crate) async fn orphaned_values(&self) -> Result<i64> {
+        let mut conn = self.backend().pool().acquire().await?;
+        B::orphaned_values(&mut conn).await
+    }
+}

@@ -1,0 +1,325 @@
+//! Writes, routed by the flags and fenced by them: entity values (`PUT`, `PATCH`) and the admin
+//! definitions and bindings, each in one transaction that reaches every store its write mode
+//! names, or none.
+
+use domain::{
+    Attribute, AttributeDraft, BindingDraft, CategoryBinding, EffectiveSchema, EntityKind,
+    EntityRef, EntityValues, validate_patch, validate_replacement,
+};
+use flags::{Store, WriteMode};
+
+use crate::backend::{Backend, Conn};
+use crate::error::{Result, StorageError};
+use crate::invalidation::Invalidation;
+use crate::router::{Router, ValuesChange, Written, schema_parts};
+
+impl<B: Backend> Router<B> {
+    /// Opens a write's transaction under the flags it was decided with: records what a write
+    /// in `mode` does to the evidence, then holds the migration state (so no flag change
+    /// commits until this write does) and refuses a decision the stored flags no longer make.
+    async fn begin_fenced(&self, mode: WriteMode) -> Result<sqlx::Transaction<'static, B::Db>> {
+        let mut tx = self.backend().begin_write().await?;
+        B::note_write(&mut tx, mode).await?;
+        match B::fence(&mut tx).await? {
+            Some(current) if current != mode => Err(StorageError::StaleWriteMode {
+                decided: mode,
+                current,
+            }),
+            _ => Ok(tx),
+        }
+    }
+
+    /// Changes an entity's values after validating the result against the effective schema
+    /// of its category, in the stores `mode` names, in one transaction. Only the codes the
+    /// change names are written: a `PATCH` touches the codes it names, a `PUT` the codes of
+    /// the schema; legacy rows it cannot read and values outside the schema stay.
+    pub(crate) async fn write_values(
+        &self,
+        entity: EntityRef,
+        change: ValuesChange<'_>,
+        mode: WriteMode,
+    ) -> Result<Written<EntityValues>> {
+        let mut tx = self.begin_fenced(mode).await?;
+        let category_id =
+            B::entity_category(&mut tx, entity)
+                .await?
+                .ok_or(StorageError::NotFound {
+                    what: entity.kind.as_str(),
+                    id: entity.id,
+                })?;
+        let authoritative = mode.authoritative();
+        let parts = schema_parts::<B>(&mut tx, authoritative, category_id).await?;
+        let schema = EffectiveSchema::resolve(&parts.chain, &parts.bindings, &parts.attributes);
+        let (values, set, removed) = match change {
+            ValuesChange::Replace(input) => {
+                let values =
+                    validate_replacement(&schema, input).map_err(StorageError::InvalidValues)?;
+                // Every value either store reads back now and the new set lacks; what neither
+                // can read (unreadable legacy rows, unknown document keys) is not a value.
+                let mut removed: std::collections::BTreeSet<String> = schema
+                    .attributes
+                    .iter()
+                    .map(|a| a.attribute.code.clone())
+                    .collect();
+                for store in [Store::Legacy, Store::Unified] {
+                    if mode.writes(store) {
+                        let current = match store {
+                            Store::Legacy => B::legacy_values(&mut tx, entity).await?,
+                            Store::Unified => B::unified_values(&mut tx, entity).await?,
+                        };
+                        removed.extend(current.unwrap_or_default().into_keys());
+                    }
+                }
+                removed.retain(|code| !values.contains_key(code));
+                (values.clone(), values, removed.into_iter().collect())
+            }
+            ValuesChange::Merge(input) => {
+                let current = match authoritative {
+                    Store::Legacy => B::legacy_values(&mut tx, entity).await?,
+                    Store::Unified => B::unified_values(&mut tx, entity).await?,
+                };
+                let values = validate_patch(&schema, &current.unwrap_or_default(), input)
+                    .map_err(StorageError::InvalidValues)?;
+                let set: EntityValues = values
+                    .iter()
+                    .filter(|(code, _)| input.get(*code).is_some_and(|raw| !raw.is_null()))
+                    .map(|(code, typed)| (code.clone(), typed.clone()))
+                    .collect();
+                let removed: Vec<String> = input
+                    .iter()
+                    .filter(|(_, raw)| raw.is_null())
+                    .map(|(code, _)| code.clone())
+                    .collect();
+                (values, set, removed)
+            }
+        };
+        if mode.writes(Store::Legacy) {
+            B::legacy_apply_values(&mut tx, entity, &set, &removed, &schema).await?;
+        }
+        if mode.writes(Store::Unified) {
+            if mode == WriteMode::Dual {
+                B::unified_ensure_attributes(&mut tx, &schema, &set).await?;
+            }
+            B::unified_apply_values(&mut tx, entity, &set, &removed).await?;
+        }
+        let mut invalidations = vec![Invalidation::entity(entity)];
+        if entity.kind == EntityKind::Listing {
+            invalidations.push(Invalidation::Ranges {
+                ids: parts.chain.clone(),
+            });
+        }
+        finish::<B>(tx, &invalidations).await?;
+        Ok(Written {
+            data: values,
+            invalidations,
+        })
+    }
+
+    /// Creates an attribute. While legacy is written, the legacy sequence assigns the id and
+    /// the unified definition keeps it; unified-only attributes get ids from 1,000,000.
+    pub(crate) async fn create_attribute(
+        &self,
+        draft: AttributeDraft,
+        mode: WriteMode,
+    ) -> Result<Written<Attribute>> {
+        let mut attribute = draft
+            .into_attribute(0)
+            .map_err(StorageError::InvalidValues)?;
+        let mut tx = self.begin_fenced(mode).await?;
+        ensure_code_free::<B>(&mut tx, mode, &attribute.code, 0).await?;
+        attribute.id = if mode.writes(Store::Legacy) {
+            B::legacy_insert_attribute(&mut tx, &attribute).await?
+        } else {
+            B::unified_next_id(&mut tx).await?
+        };
+        if mode.writes(Store::Unified) {
+            let legacy_id = mode.writes(Store::Legacy).then_some(attribute.id);
+            B::unified_upsert_attribute(&mut tx, &attribute, legacy_id).await?;
+        }
+        let invalidations = vec![Invalidation::Catalog];
+        finish::<B>(tx, &invalidations).await?;
+        Ok(Written {
+            data: attribute,
+            invalidations,
+        })
+    }
+
+    /// Rewrites attribute `id`; every category whose schema includes it is invalidated.
+    pub(crate) async fn update_attribute(
+        &self,
+        id: i64,
+        draft: AttributeDraft,
+        mode: WriteMode,
+    ) -> Result<Written<Attribute>> {
+        let attribute = draft
+            .into_attribute(id)
+            .map_err(StorageError::InvalidValues)?;
+        let mut tx = self.begin_fenced(mode).await?;
+        let old_code = B::attribute_code(&mut tx, mode.authoritative(), id)
+            .await?
+            .ok_or(StorageError::NotFound {
+                what: "attribute",
+                id,
+            })?;
+        ensure_code_free::<B>(&mut tx, mode, &attribute.code, id).await?;
+        if mode.writes(Store::Legacy) {
+            B::legacy_update_attribute(&mut tx, &attribute).await?;
+        }
+        if mode.writes(Store::Unified) {
+            let legacy_id = mode.writes(Store::Legacy).then_some(id);
+            B::unified_upsert_attribute(&mut tx, &attribute, legacy_id).await?;
+        }
+        let affected = B::categories_using_attribute(&mut tx, id).await?;
+        let mut invalidations = vec![
+            Invalidation::Catalog,
+            Invalidation::Categories { ids: affected },
+        ];
+        if old_code != attribute.code {
+            // Values are keyed by code: every entity holding this attribute now reads differently.
+            invalidations.push(Invalidation::AllValues);
+        }
+        finish::<B>(tx, &invalidations).await?;
+        Ok(Written {
+            data: attribute,
+            invalidations,
+        })
+    }
+
+    /// Deletes attribute `id` with its bindings and values.
+    pub(crate) async fn delete_attribute(&self, id: i64, mode: WriteMode) -> Result<Written<()>> {
+        let mut tx = self.begin_fenced(mode).await?;
+        B::attribute_code(&mut tx, mode.authoritative(), id)
+            .await?
+            .ok_or(StorageError::NotFound {
+                what: "attribute",
+                id,
+            })?;
+        let affected = B::categories_using_attribute(&mut tx, id).await?;
+        for store in [Store::Legacy, Store::Unified] {
+            if mode.writes(store) {
+                B::delete_attribute(&mut tx, store, id).await?;
+            }
+        }
+        let invalidations = vec![
+            Invalidation::Catalog,
+            Invalidation::Categories { ids: affected },
+            Invalidation::AllValues,
+            Invalidation::AllRanges,
+        ];
+        finish::<B>(tx, &invalidations).await?;
+        Ok(Written {
+            data: (),
+            invalidations,
+        })
+    }
+
+    /// Binds an attribute to a category, or changes the binding; the category and its
+    /// descendants are invalidated.
+    pub(crate) async fn put_binding(
+        &self,
+        category_id: i64,
+        draft: BindingDraft,
+        mode: WriteMode,
+    ) -> Result<Written<CategoryBinding>> {
+        let binding = draft.into_binding(category_id);
+        let mut tx = self.begin_fenced(mode).await?;
+        if !B::category_exists(&mut tx, category_id).await? {
+            return Err(StorageError::NotFound {
+                what: "category",
+                id: category_id,
+            });
+        }
+        let attribute_id = binding.attribute_id;
+        B::attribute_code(&mut tx, mode.authoritative(), attribute_id)
+            .await?
+            .ok_or(StorageError::NotFound {
+                what: "attribute",
+                id: attribute_id,
+            })?;
+        if mode.writes(Store::Legacy) {
+            B::upsert_binding(&mut tx, Store::Legacy, &binding).await?;
+        }
+        if mode.writes(Store::Unified) {
+            if mode == WriteMode::Dual
+                && B::attribute_code(&mut tx, Store::Unified, attribute_id)
+                    .await?
+                    .is_none()
+            {
+                // Not backfilled yet: the unified definition is copied from legacy first.
+                let legacy = B::catalog(&mut tx, Store::Legacy).await?;
+                if let Some(attribute) = legacy.iter().find(|a| a.id == attribute_id) {
+                    B::unified_upsert_attribute(&mut tx, attribute, Some(attribute_id)).await?;
+                }
+            }
+            B::upsert_binding(&mut tx, Store::Unified, &binding).await?;
+        }
+        let invalidations = vec![Invalidation::Categories {
+            ids: B::category_subtree(&mut tx, category_id).await?,
+        }];
+        finish::<B>(tx, &invalidations).await?;
+        Ok(Written {
+            data: binding,
+            invalidations,
+        })
+    }
+
+    /// Removes a binding; the category and its descendants are invalidated.
+    pub(crate) async fn delete_binding(
+        &self,
+        category_id: i64,
+        attribute_id: i64,
+        mode: WriteMode,
+    ) -> Result<Written<()>> {
+        let mut tx = self.begin_fenced(mode).await?;
+        let mut removed_from_authoritative = 0;
+        for store in [Store::Legacy, Store::Unified] {
+            if mode.writes(store) {
+                let removed = B::delete_binding(&mut tx, store, category_id, attribute_id).await?;
+                if store == mode.authoritative() {
+                    removed_from_authoritative = removed;
+                }
+            }
+        }
+        if removed_from_authoritative == 0 {
+            return Err(StorageError::NotFound {
+                what: "binding",
+                id: attribute_id,
+            });
+        }
+        let invalidations = vec![Invalidation::Categories {
+            ids: B::category_subtree(&mut tx, category_id).await?,
+        }];
+        finish::<B>(tx, &invalidations).await?;
+        Ok(Written {
+            data: (),
+            invalidations,
+        })
+    }
+}
+
+/// Refuses a code another attribute already has in a store the write reaches.
+async fn ensure_code_free<B: Backend>(
+    conn: &mut Conn<B>,
+    mode: WriteMode,
+    code: &str,
+    except_id: i64,
+) -> Result<()> {
+    for store in [Store::Legacy, Store::Unified] {
+        if mode.writes(store) && B::code_taken(conn, store, code, except_id).await? {
+            return Err(StorageError::Conflict(format!(
+                "another attribute already has the code '{code}'"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Ends a write: tells the replicas what to drop, commits.
+async fn finish<B: Backend>(
+    mut tx: sqlx::Transaction<'static, B::Db>,
+    invalidations: &[Invalidation],
+) -> Result<()> {
+    B::notify(&mut tx, invalidations).await?;
+    tx.commit().await?;
+    Ok(())
+}
