@@ -356,12 +356,13 @@ pub async fn backfill(
         );
     }
     let started = Instant::now();
-    let (definitions, bindings) = storage
+    let definitions = storage
         .backfill_definitions()
         .await
         .context("definitions backfill failed")?;
     note(&format!(
-        "definitions: {definitions} attributes, {bindings} bindings copied"
+        "definitions: {} attributes, {} bindings copied, {} bindings quarantined (their category or attribute does not exist)",
+        definitions.attributes, definitions.bindings, definitions.quarantined_bindings
     ));
     let catalog = storage.backfill_catalog().await?;
     let counts = storage.migration_counts().await?;
@@ -380,7 +381,8 @@ pub async fn backfill(
     let completed = checkpoints.iter().all(|checkpoint| checkpoint.completed);
     let seconds = started.elapsed().as_secs_f64();
     let summary = serde_json::json!({
-        "definitions": definitions, "bindings": bindings, "entities": checkpoints,
+        "definitions": definitions.attributes, "bindings": definitions.bindings,
+        "quarantined_bindings": definitions.quarantined_bindings, "entities": checkpoints,
         "batches": batches, "seconds": seconds, "completed": completed,
     });
     output.report(&summary, |_| {

@@ -265,7 +265,7 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             };
             count(&sql)
         };
-        let evidence = run(&["migrate", "down", "4"]);
+        let evidence = run(&["migrate", "down", "5"]);
         assert_eq!(evidence.status.code(), Some(2), "{backend:?}");
         assert!(
             String::from_utf8_lossy(&evidence.stderr).contains("migration_state"),
@@ -277,7 +277,7 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             1,
             "{backend:?}: nothing reverted"
         );
-        let down = run(&["migrate", "down", "4", "--allow-data-loss"]);
+        let down = run(&["migrate", "down", "5", "--allow-data-loss"]);
         assert!(
             down.status.success(),
             "{}",
@@ -410,7 +410,7 @@ fn the_migration_subcommands_answer_in_json_and_archive_then_restore_the_legacy_
     );
     let manifest = json(&archived);
     assert_eq!(manifest["action"], "archive");
-    assert_eq!(manifest["tables"].as_array().map(Vec::len), Some(6));
+    assert_eq!(manifest["tables"].as_array().map(Vec::len), Some(7));
     let flags = run(&["flags"], &unified_phase);
     assert_eq!(json(&flags)["phase"], "archived");
     let status = run(&["flags"], &dual);

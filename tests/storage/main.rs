@@ -35,6 +35,7 @@ macro_rules! conformance_in {
 mod archive;
 mod backfill;
 mod model;
+mod real_schema;
 mod safety;
 
 /// Runs each named test against both backends.

@@ -570,9 +570,9 @@ async fn migrate_down_refuses_to_drop_tables_that_hold_rows(db: TestDb) {
     let (storage, _) = seeded(&db).await;
     // A run is recorded whatever it found (nothing is backfilled: it finds drift).
     storage.verify(25, |_| {}).await.expect("verify");
-    // Three steps: the phases' evidence (migration 7), the archive manifests (6, empty) and
-    // the verify runs (5).
-    let message = conflict(storage.migrate_down(3, false).await);
+    // Four steps: the option translations (migration 8, legacy: nothing dropped), the phases'
+    // evidence (7), the archive manifests (6, empty) and the verify runs (5).
+    let message = conflict(storage.migrate_down(4, false).await);
     assert!(
         message.contains("migration_state")
             && message.contains("verify_runs")
@@ -595,7 +595,7 @@ async fn migrate_down_refuses_to_drop_tables_that_hold_rows(db: TestDb) {
     )
     .await
     .expect("phase 1");
-    let message = conflict(storage.migrate_down(5, false).await);
+    let message = conflict(storage.migrate_down(6, false).await);
     assert!(message.contains("flag_audit"), "{message}");
 }
 

@@ -14,12 +14,13 @@ use std::io::Cursor;
 use serde::{Deserialize, Serialize};
 
 /// The legacy tables that only the attributes use; they move whole.
-pub(crate) const MOVED_TABLES: [&str; 5] = [
+pub(crate) const MOVED_TABLES: [&str; 6] = [
     "category_attributes",
     "category_attribute_mapping",
     "listing_attribute_values",
     "product_variant_attributes",
     "product_variant_attribute_values",
+    "attribute_option_translations",
 ];
 
 /// `translations` is shared by the whole marketplace: only the attributes' rows move, into an

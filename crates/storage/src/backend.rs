@@ -147,6 +147,17 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// returns whether it did.
     fn finish_legacy_sync(conn: &mut Conn<Self>) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Every category id.
+    fn category_ids(
+        conn: &mut Conn<Self>,
+    ) -> impl Future<Output = Result<std::collections::HashSet<i64>>> + Send;
+
+    /// Quarantines the legacy values of listings that no longer exist (the real schema has no
+    /// foreign key to hold them back); returns how many.
+    fn quarantine_orphan_listing_values(
+        conn: &mut Conn<Self>,
+    ) -> impl Future<Output = Result<u64>> + Send;
+
     /// Rows of one of the service's own tables (a name from a closed list).
     fn count_rows(
         conn: &mut Conn<Self>,
@@ -329,10 +340,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
         values: &[(i64, i64, crate::rows::ValueColumns)],
     ) -> impl Future<Output = Result<()>> + Send;
 
-    /// Replaces the quarantine entries of these entities.
+    /// Replaces the quarantine entries of these entities (`entity_type`: an entity kind, or
+    /// `binding` for bindings by category).
     fn quarantine_batch(
         conn: &mut Conn<Self>,
-        kind: domain::EntityKind,
+        entity_type: &str,
         ids: &[i64],
         rows: &[crate::backfill::QuarantinedRow],
     ) -> impl Future<Output = Result<()>> + Send;
@@ -756,6 +768,20 @@ macro_rules! backend_operations {
             Ok(sqlx::query(crate::evidence::FINISH_LEGACY_SYNC).execute(conn).await?.rows_affected() == 1)
         }
 
+        async fn category_ids(conn: &mut Conn<Self>) -> Result<std::collections::HashSet<i64>> {
+            record_queries(1);
+            let ids: Vec<i64> = sqlx::query_scalar(crate::backfill::CATEGORY_IDS).fetch_all(conn).await?;
+            Ok(ids.into_iter().collect())
+        }
+
+        async fn quarantine_orphan_listing_values(conn: &mut Conn<Self>) -> Result<u64> {
+            record_queries(1);
+            Ok(sqlx::query(crate::backfill::QUARANTINE_ORPHAN_LISTING_VALUES)
+                .execute(conn)
+                .await?
+                .rows_affected())
+        }
+
         async fn count_rows(conn: &mut Conn<Self>, table: &'static str) -> Result<i64> {
             record_queries(1);
             Ok(sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(conn).await?)
@@ -1093,7 +1119,8 @@ macro_rules! backend_operations {
         ) -> Result<Vec<i64>> {
             record_queries(1);
             let statement = format!(
-                "SELECT id FROM {} WHERE id > $1 ORDER BY id LIMIT $2{}",
+                // Ids are `integer` in older marketplace databases, `bigint` in newer ones.
+                "SELECT CAST(id AS BIGINT) FROM {} WHERE id > $1 ORDER BY id LIMIT $2{}",
                 sql::entity_table(kind),
                 if lock { $sql::LOCK_ROWS } else { "" }
             );
@@ -1108,7 +1135,7 @@ macro_rules! backend_operations {
             record_queries(2);
             let column = if kind == domain::EntityKind::Product { "attributes" } else { "variant_attributes" };
             let mut query = sqlx::QueryBuilder::<Self::Db>::new(format!(
-                "SELECT id, {column} FROM {} WHERE id IN ",
+                "SELECT CAST(id AS BIGINT), {column} FROM {} WHERE id IN ",
                 sql::entity_table(kind)
             ));
             push_id_list(&mut query, ids);
@@ -1173,13 +1200,13 @@ macro_rules! backend_operations {
 
         async fn quarantine_batch(
             conn: &mut Conn<Self>,
-            kind: domain::EntityKind,
+            entity_type: &str,
             ids: &[i64],
             rows: &[crate::backfill::QuarantinedRow],
         ) -> Result<()> {
             record_queries(1);
             let mut delete = sqlx::QueryBuilder::<Self::Db>::new("DELETE FROM backfill_quarantine WHERE entity_type = ");
-            delete.push_bind(kind.as_str()).push(" AND entity_id IN ");
+            delete.push_bind(entity_type).push(" AND entity_id IN ");
             push_id_list(&mut delete, ids);
             delete.build().persistent(false).execute(&mut *conn).await?;
             for chunk in rows.chunks(2_000) {
@@ -1188,7 +1215,7 @@ macro_rules! backend_operations {
                     "INSERT INTO backfill_quarantine (entity_type, entity_id, attribute_code, raw_value, reason) ",
                 );
                 insert.push_values(chunk, |mut row, quarantined| {
-                    row.push_bind(kind.as_str())
+                    row.push_bind(entity_type)
                         .push_bind(quarantined.entity_id)
                         .push_bind(&quarantined.attribute_code)
                         .push_bind(&quarantined.raw_value)

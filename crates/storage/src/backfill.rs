@@ -78,6 +78,35 @@ pub(crate) const QUARANTINE_BY_REASON: &str = "SELECT entity_type, reason, COUNT
     FROM backfill_quarantine GROUP BY entity_type, reason
     ORDER BY COUNT(*) DESC, entity_type, reason LIMIT $1";
 
+/// The quarantine's entity type of a legacy binding (keyed by its category).
+pub(crate) const BINDING: &str = "binding";
+
+/// What the definitions step of a backfill copied, and what it quarantined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Definitions {
+    pub attributes: usize,
+    pub bindings: usize,
+    /// Bindings of a category or attribute that does not exist.
+    pub quarantined_bindings: usize,
+}
+
+pub(crate) const CATEGORY_IDS: &str = "SELECT CAST(id AS BIGINT) FROM marketplace_categories";
+
+/// Legacy values of listings that no longer exist, into the quarantine (the real schema has no
+/// foreign key from a value to its listing). The `WHERE` also lets SQLite parse the upsert.
+pub(crate) const QUARANTINE_ORPHAN_LISTING_VALUES: &str = "INSERT INTO backfill_quarantine
+        (entity_type, entity_id, attribute_code, raw_value, reason)
+    SELECT 'listing', v.listing_id, COALESCE(lower(a.name), '#' || CAST(v.attribute_id AS TEXT)),
+        COALESCE(v.text_value, CAST(v.numeric_value AS TEXT), CAST(v.json_value AS TEXT),
+            CAST(v.boolean_value AS TEXT)),
+        'the listing does not exist'
+    FROM listing_attribute_values v
+    LEFT JOIN marketplace_listings l ON l.id = v.listing_id
+    LEFT JOIN category_attributes a ON a.id = v.attribute_id
+    WHERE l.id IS NULL
+    ON CONFLICT (entity_type, entity_id, attribute_code) DO UPDATE
+        SET raw_value = excluded.raw_value, reason = excluded.reason";
+
 /// A legacy row the unified rules refused, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct QuarantinedRow {
@@ -145,7 +174,7 @@ impl<B: Backend> Router<B> {
     /// Copies every legacy definition and binding to the unified tables (ids kept; upserts,
     /// so a second run changes nothing). Returns (definitions, bindings). Refused while
     /// unified holds writes legacy lacks: they would be overwritten with older data.
-    pub(crate) async fn backfill_definitions(&self) -> Result<(usize, usize)> {
+    pub(crate) async fn backfill_definitions(&self) -> Result<Definitions> {
         let mut tx = self.backend().begin_write().await?;
         ensure_legacy_in_place::<B>(&mut tx).await?;
         B::fence(&mut tx).await?;
@@ -156,13 +185,46 @@ impl<B: Backend> Router<B> {
                 (attribute.id < crate::rows::VARIANT_AXIS_ID_OFFSET).then_some(attribute.id);
             B::unified_upsert_attribute(&mut tx, attribute, legacy_id).await?;
         }
-        let bindings = B::legacy_bindings(&mut tx).await?;
-        for binding in &bindings {
-            B::upsert_binding(&mut tx, Store::Unified, binding).await?;
+        // The real schema has no foreign key from a binding to its category: a binding of a
+        // category (or an attribute) that does not exist is quarantined, not fatal.
+        let categories = B::category_ids(&mut tx).await?;
+        let codes: HashMap<i64, &str> = catalog.iter().map(|a| (a.id, a.code.as_str())).collect();
+        let mut copied = 0;
+        let mut orphans = Vec::new();
+        for binding in B::legacy_bindings(&mut tx).await? {
+            let reason = match (
+                categories.contains(&binding.category_id),
+                codes.get(&binding.attribute_id),
+            ) {
+                (true, Some(_)) => {
+                    B::upsert_binding(&mut tx, Store::Unified, &binding).await?;
+                    copied += 1;
+                    continue;
+                }
+                (false, _) => "the category does not exist",
+                (true, None) => "the attribute does not exist or cannot be read",
+            };
+            orphans.push(QuarantinedRow {
+                entity_id: binding.category_id,
+                attribute_code: codes.get(&binding.attribute_id).map_or_else(
+                    || format!("#{}", binding.attribute_id),
+                    |code| (*code).to_owned(),
+                ),
+                raw_value: serde_json::to_string(&binding).unwrap_or_default(),
+                reason: reason.to_owned(),
+            });
+        }
+        let categories_with_orphans: Vec<i64> = orphans.iter().map(|o| o.entity_id).collect();
+        if !orphans.is_empty() {
+            B::quarantine_batch(&mut tx, BINDING, &categories_with_orphans, &orphans).await?;
         }
         B::notify(&mut tx, &[Invalidation::Everything]).await?;
         tx.commit().await?;
-        Ok((catalog.len(), bindings.len()))
+        Ok(Definitions {
+            attributes: catalog.len(),
+            bindings: copied,
+            quarantined_bindings: orphans.len(),
+        })
     }
 
     /// The backfill checkpoint of one entity kind: the stored one, or a fresh pass with
@@ -214,8 +276,14 @@ impl<B: Backend> Router<B> {
         }
         let ids = B::entity_ids_after(&mut tx, kind, checkpoint.last_id, limit, true).await?;
         let Some(&last_id) = ids.last() else {
+            let orphans = if kind == EntityKind::Listing {
+                B::quarantine_orphan_listing_values(&mut tx).await? as i64
+            } else {
+                0
+            };
             let done = crate::backfill::Checkpoint {
                 completed: true,
+                quarantined: checkpoint.quarantined + orphans,
                 ..checkpoint
             };
             B::save_checkpoint(&mut tx, &done).await?;
@@ -271,7 +339,7 @@ impl<B: Backend> Router<B> {
             ));
         }
         B::unified_replace_batch(&mut tx, kind, &ids, &values).await?;
-        B::quarantine_batch(&mut tx, kind, &ids, &quarantined).await?;
+        B::quarantine_batch(&mut tx, kind.as_str(), &ids, &quarantined).await?;
         let next = crate::backfill::Checkpoint {
             last_id,
             migrated: checkpoint.migrated + values.len() as i64,

@@ -381,9 +381,9 @@ impl Storage {
         on_router!(self, router => router.migration_counts().await)
     }
 
-    /// Copies every legacy definition and binding to the unified tables; returns
-    /// (definitions, bindings). Idempotent.
-    pub async fn backfill_definitions(&self) -> Result<(usize, usize)> {
+    /// Copies every legacy definition and binding to the unified tables (bindings of
+    /// categories or attributes that do not exist go to the quarantine). Idempotent.
+    pub async fn backfill_definitions(&self) -> Result<backfill::Definitions> {
         on_router!(self, router => router.backfill_definitions().await)
     }
 

@@ -25,7 +25,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/post
 
 mod pg_sql {
     pub(super) const LEGACY_SCHEMA: &str = crate::sql::legacy_schema_sql!(
-        "jsonb_object_agg(t.language || ':' || t.field_name, t.translated_text)"
+        "jsonb_object_agg(t.language || ':' || t.field_name, t.translated_text)",
+        // Read through the row as JSON: a column the database lacks reads as absent.
+        "COALESCE(CAST(to_jsonb(a) ->> 'affects_stock' AS BOOLEAN), FALSE) AS affects_stock,
+        COALESCE(CAST(to_jsonb(a) ->> 'is_variant_compatible' AS BOOLEAN), FALSE) AS is_variant_compatible"
     );
     pub(super) const LEGACY_VOCABULARY: &str = crate::sql::legacy_vocabulary_sql!(
         "jsonb_object_agg(t.language || ':' || t.field_name, t.translated_text)"
@@ -37,12 +40,16 @@ mod pg_sql {
         SELECT $1, $2, a.id, $4, CAST($5 AS NUMERIC), $6, CAST($7 AS DATE), $8, $9
         FROM unified_attributes a WHERE a.code = $3";
     pub(super) const LEGACY_CATALOG: &str = crate::sql::legacy_catalog_sql!(
-        "jsonb_object_agg(t.language || ':' || t.field_name, t.translated_text)"
+        "jsonb_object_agg(t.language || ':' || t.field_name, t.translated_text)",
+        // Read through the row as JSON: a column the database lacks reads as absent.
+        "COALESCE(CAST(to_jsonb(a) ->> 'affects_stock' AS BOOLEAN), FALSE) AS affects_stock,
+        COALESCE(CAST(to_jsonb(a) ->> 'is_variant_compatible' AS BOOLEAN), FALSE) AS is_variant_compatible"
     );
     pub(super) const LEGACY_VARIANT_AXES: &str = crate::sql::legacy_variant_axes_sql!(
         "jsonb_object_agg(t.language || ':' || t.field_name, t.translated_text)",
         "COALESCE(jsonb_agg(jsonb_build_object('value', o.value, 'label', o.display_name,
-            'color_hex', o.color_hex) ORDER BY o.sort_order, o.id), '[]')"
+            'color_hex', o.color_hex) ORDER BY o.sort_order, o.id), '[]')",
+        "COALESCE(CAST(to_jsonb(p) ->> 'affects_stock' AS BOOLEAN), FALSE) AS affects_stock"
     );
     pub(super) const LEGACY_RANGES: &str = crate::sql::legacy_ranges_sql!(
         "COALESCE(v.numeric_value, CASE WHEN v.text_value ~ '^-?[0-9]+(\\.[0-9]+)?$'

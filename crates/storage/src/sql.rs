@@ -15,32 +15,44 @@ macro_rules! category_chain_cte {
     };
 }
 
-/// The columns of a legacy definition `a`, with its translations aggregated by
-/// `$translations` into a `{"lang:field": text}` object.
+/// The columns of a legacy definition `a`, with its translations — the shared `translations`
+/// table's and, as `option.{value}` fields, `attribute_option_translations`' Russian and
+/// Serbian option labels — aggregated by `$translations` into a `{"lang:field": text}` object. `$later` reads `affects_stock` and
+/// `is_variant_compatible`, which the monolith added later: older databases lack them.
 macro_rules! legacy_attribute_columns {
-    ($translations:literal) => {
+    ($translations:literal, $later:literal) => {
         concat!(
             "a.name, a.display_name, a.attribute_type, a.options, a.validation_rules,
                 a.is_searchable, a.is_filterable, a.is_required, a.sort_order, a.custom_component,
-                a.show_in_card, a.show_in_list, a.icon, a.affects_stock, a.is_variant_compatible,
+                a.show_in_card, a.show_in_list, a.icon, ", $later, ",
                 EXISTS (SELECT 1 FROM product_variant_attributes p
                         WHERE lower(p.name) = lower(a.name)) AS has_variant_axis,
-                (SELECT ", $translations, " FROM translations t
-                  WHERE t.entity_type = 'attribute' AND t.entity_id = a.id) AS translations"
+                (SELECT ", $translations, " FROM (
+                    SELECT t.language, t.field_name, t.translated_text FROM translations t
+                    WHERE t.entity_type = 'attribute' AND t.entity_id = a.id
+                    UNION ALL
+                    SELECT 'ru', 'option.' || o.option_value, o.ru_translation
+                    FROM attribute_option_translations o
+                    WHERE o.attribute_name = a.name AND o.ru_translation IS NOT NULL
+                    UNION ALL
+                    SELECT 'sr', 'option.' || o.option_value, o.sr_translation
+                    FROM attribute_option_translations o
+                    WHERE o.attribute_name = a.name AND o.sr_translation IS NOT NULL
+                  ) t) AS translations"
         )
     };
 }
 
 /// The legacy schema of a category chain in one query.
 macro_rules! legacy_schema_sql {
-    ($translations:literal) => {
+    ($translations:literal, $later:literal) => {
         concat!(
             $crate::sql::category_chain_cte!(),
             "SELECT chain.id AS chain_id, m.attribute_id,
                 m.is_enabled AS b_is_enabled, m.is_required AS b_is_required,
                 m.sort_order AS b_sort_order, m.custom_component AS b_custom_component,
                 m.show_in_card AS b_show_in_card, m.show_in_list AS b_show_in_list, ",
-            $crate::sql::legacy_attribute_columns!($translations),
+            $crate::sql::legacy_attribute_columns!($translations, $later),
             "
             FROM chain
             LEFT JOIN category_attribute_mapping m ON m.category_id = chain.id
@@ -52,13 +64,13 @@ macro_rules! legacy_schema_sql {
 
 /// Every legacy C2C definition, shaped like a schema row without a binding.
 macro_rules! legacy_catalog_sql {
-    ($translations:literal) => {
+    ($translations:literal, $later:literal) => {
         concat!(
             "SELECT CAST(0 AS INTEGER) AS chain_id, a.id AS attribute_id,
                 CAST(NULL AS BOOLEAN) AS b_is_enabled, CAST(NULL AS BOOLEAN) AS b_is_required,
                 CAST(NULL AS INTEGER) AS b_sort_order, CAST(NULL AS TEXT) AS b_custom_component,
                 CAST(NULL AS BOOLEAN) AS b_show_in_card, CAST(NULL AS BOOLEAN) AS b_show_in_list, ",
-            $crate::sql::legacy_attribute_columns!($translations),
+            $crate::sql::legacy_attribute_columns!($translations, $later),
             " FROM category_attributes a ORDER BY a.id"
         )
     };
@@ -66,10 +78,10 @@ macro_rules! legacy_catalog_sql {
 
 /// B2C variant axes that no C2C definition shares a name with, with their option catalogue.
 macro_rules! legacy_variant_axes_sql {
-    ($translations:literal, $options:literal) => {
+    ($translations:literal, $options:literal, $affects_stock:literal) => {
         concat!(
             "SELECT p.id, p.name, p.display_name, p.type AS attribute_type, p.is_required,
-                p.sort_order, p.affects_stock,
+                p.sort_order, ", $affects_stock, ",
                 (SELECT ", $translations, " FROM translations t
                   WHERE t.entity_type = 'product_variant_attribute' AND t.entity_id = p.id) AS translations,
                 (SELECT ", $options, " FROM (SELECT * FROM product_variant_attribute_values o
@@ -309,7 +321,7 @@ pub(crate) use {legacy_ranges_sql, subtree_cte, unified_ranges_sql};
 macro_rules! legacy_listing_values_batch_sql {
     ($ids:literal) => {
         concat!(
-            "SELECT l.id AS entity_id, a.name AS code, a.attribute_type, v.text_value,
+            "SELECT CAST(l.id AS BIGINT) AS entity_id, a.name AS code, a.attribute_type, v.text_value,
                 CAST(v.numeric_value AS TEXT) AS numeric_value, v.boolean_value,
                 CAST(NULL AS TEXT) AS date_value, v.json_value, v.unit
             FROM marketplace_listings l
@@ -324,7 +336,7 @@ macro_rules! legacy_listing_values_batch_sql {
 macro_rules! unified_listing_values_batch_sql {
     ($ids:literal) => {
         concat!(
-            "SELECT l.id AS entity_id, a.code, a.attribute_type, v.text_value,
+            "SELECT CAST(l.id AS BIGINT) AS entity_id, a.code, a.attribute_type, v.text_value,
                 CAST(v.numeric_value AS TEXT) AS numeric_value, v.boolean_value,
                 CAST(v.date_value AS TEXT) AS date_value, v.json_value, v.unit
             FROM marketplace_listings l

@@ -27,7 +27,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqli
 
 mod sqlite_sql {
     pub(super) const LEGACY_SCHEMA: &str = crate::sql::legacy_schema_sql!(
-        "json_group_object(t.language || ':' || t.field_name, t.translated_text)"
+        "json_group_object(t.language || ':' || t.field_name, t.translated_text)",
+        // SQLite databases are this service's own: every column is there.
+        "a.affects_stock, a.is_variant_compatible"
     );
     pub(super) const LEGACY_VOCABULARY: &str = crate::sql::legacy_vocabulary_sql!(
         "json_group_object(t.language || ':' || t.field_name, t.translated_text)"
@@ -39,11 +41,14 @@ mod sqlite_sql {
         SELECT $1, $2, a.id, $4, $5, $6, $7, $8, $9
         FROM unified_attributes a WHERE a.code = $3";
     pub(super) const LEGACY_CATALOG: &str = crate::sql::legacy_catalog_sql!(
-        "json_group_object(t.language || ':' || t.field_name, t.translated_text)"
+        "json_group_object(t.language || ':' || t.field_name, t.translated_text)",
+        // SQLite databases are this service's own: every column is there.
+        "a.affects_stock, a.is_variant_compatible"
     );
     pub(super) const LEGACY_VARIANT_AXES: &str = crate::sql::legacy_variant_axes_sql!(
         "json_group_object(t.language || ':' || t.field_name, t.translated_text)",
-        "json_group_array(json_object('value', o.value, 'label', o.display_name, 'color_hex', o.color_hex))"
+        "json_group_array(json_object('value', o.value, 'label', o.display_name, 'color_hex', o.color_hex))",
+        "p.affects_stock"
     );
     // Decimals are text here; ranges compare them as numbers (REAL is exact to 15 digits).
     pub(super) const LEGACY_RANGES: &str = crate::sql::legacy_ranges_sql!(

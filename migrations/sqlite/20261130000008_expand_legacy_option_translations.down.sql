@@ -1,0 +1,2 @@
+-- A legacy table holds the marketplace's data: migrating down never drops it.
+SELECT 1;
