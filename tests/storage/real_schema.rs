@@ -34,7 +34,7 @@ CREATE TABLE storefront_product_variants (
     id integer PRIMARY KEY DEFAULT nextval('global_product_id_seq'),
     product_id integer REFERENCES storefront_products (id), variant_attributes jsonb);
 CREATE TABLE category_attributes (
-    id integer PRIMARY KEY, name varchar(100) NOT NULL UNIQUE, display_name varchar(255) NOT NULL,
+    id serial PRIMARY KEY, name varchar(100) NOT NULL UNIQUE, display_name varchar(255) NOT NULL,
     attribute_type varchar(50) NOT NULL, options jsonb, validation_rules jsonb,
     is_searchable boolean DEFAULT false, is_filterable boolean DEFAULT true,
     is_required boolean DEFAULT false, sort_order integer DEFAULT 0,
@@ -270,4 +270,62 @@ async fn the_2025_08_database_migrates_with_its_defects_quarantined_and_both_sto
         .await
         .expect("checkpoint");
     assert!(done.completed, "{done:?}");
+
+    // Admin writes of definitions reach the old table too, without the columns it lacks.
+    let draft = |label: &str| -> domain::AttributeDraft {
+        serde_json::from_value(json!({
+            "code": "seats", "type": "number", "display_name": {"sr": label, "en": "Seats"}
+        }))
+        .expect("draft")
+    };
+    let seats = storage
+        .create_attribute(draft("Sedišta"), WriteMode::Dual)
+        .await
+        .expect("create on the 2025-08 schema")
+        .data;
+    storage
+        .update_attribute(seats.id, draft("Broj sedišta"), WriteMode::Dual)
+        .await
+        .expect("update on the 2025-08 schema");
+    assert_eq!(
+        raw.texts(&format!(
+            "SELECT display_name FROM category_attributes WHERE id = {}",
+            seats.id
+        ))
+        .await,
+        [Some("Broj sedišta".to_owned())]
+    );
+}
+
+/// A legacy table without a column the service cannot do without: `migrate` refuses, naming
+/// table and column, and alters nothing.
+#[tokio::test]
+async fn a_legacy_table_without_an_indispensable_column_is_refused_by_name() {
+    let db = TestDb::fresh(Backend::Postgres).await;
+    let raw = db.raw().await;
+    raw.execute(SCHEMA_2025_08).await;
+    raw.execute("ALTER TABLE listing_attribute_values DROP COLUMN value_type")
+        .await;
+    let storage = storage::Storage::connect(&db.url, storage::PoolSettings::new(2))
+        .await
+        .expect("connect");
+    let refusal = storage
+        .migrate()
+        .await
+        .expect_err("value_type is indispensable")
+        .to_string();
+    assert!(
+        refusal.contains("listing_attribute_values.value_type")
+            && !refusal.contains("category_attributes"),
+        "{refusal}"
+    );
+    assert_eq!(
+        raw.count(
+            "SELECT COUNT(*) FROM information_schema.columns
+             WHERE table_name = 'listing_attribute_values' AND column_name = 'value_type'"
+        )
+        .await,
+        0,
+        "the marketplace's table is left as it is"
+    );
 }

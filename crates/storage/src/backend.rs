@@ -147,6 +147,16 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// returns whether it did.
     fn finish_legacy_sync(conn: &mut Conn<Self>) -> impl Future<Output = Result<bool>> + Send;
 
+    /// (table, column) of every column of the legacy tables.
+    fn legacy_columns(
+        conn: &mut Conn<Self>,
+    ) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
+
+    /// The columns of [`crate::sql::LATER_DEFINITION_COLUMNS`] this database lacks.
+    fn missing_later_columns(
+        conn: &mut Conn<Self>,
+    ) -> impl Future<Output = Result<Vec<&'static str>>> + Send;
+
     /// Every category id.
     fn category_ids(
         conn: &mut Conn<Self>,
@@ -768,6 +778,22 @@ macro_rules! backend_operations {
             Ok(sqlx::query(crate::evidence::FINISH_LEGACY_SYNC).execute(conn).await?.rows_affected() == 1)
         }
 
+        async fn legacy_columns(conn: &mut Conn<Self>) -> Result<Vec<(String, String)>> {
+            record_queries(1);
+            Ok(sqlx::query_as($sql::LEGACY_COLUMNS).fetch_all(conn).await?)
+        }
+
+        async fn missing_later_columns(conn: &mut Conn<Self>) -> Result<Vec<&'static str>> {
+            record_queries(1);
+            let present: Vec<String> =
+                sqlx::query_scalar($sql::LATER_DEFINITION_COLUMNS_PRESENT).fetch_all(conn).await?;
+            Ok(sql::LATER_DEFINITION_COLUMNS
+                .iter()
+                .map(|(column, _)| *column)
+                .filter(|column| !present.iter().any(|p| p == column))
+                .collect())
+        }
+
         async fn category_ids(conn: &mut Conn<Self>) -> Result<std::collections::HashSet<i64>> {
             record_queries(1);
             let ids: Vec<i64> = sqlx::query_scalar(crate::backfill::CATEGORY_IDS).fetch_all(conn).await?;
@@ -920,11 +946,10 @@ macro_rules! backend_operations {
             attribute: &domain::Attribute,
         ) -> Result<i64> {
             let row = crate::legacy::encode_definition(attribute, false);
+            let missing = Self::missing_later_columns(&mut *conn).await?;
+            let statement = sql::without_columns(sql::INSERT_LEGACY_ATTRIBUTE_AUTO_ID, &missing);
             record_queries(1);
-            let id: i32 = bind_legacy_definition(
-                sqlx::query_scalar(sql::INSERT_LEGACY_ATTRIBUTE_AUTO_ID),
-                &row,
-            )
+            let id: i32 = bind_legacy_definition(sqlx::query_scalar(&statement), &row)
             .fetch_one(&mut *conn)
             .await?;
             let stored = domain::Attribute {
@@ -940,8 +965,10 @@ macro_rules! backend_operations {
             attribute: &domain::Attribute,
         ) -> Result<()> {
             let row = crate::legacy::encode_definition(attribute, false);
+            let missing = Self::missing_later_columns(&mut *conn).await?;
+            let statement = sql::without_columns(sql::UPDATE_LEGACY_ATTRIBUTE, &missing);
             record_queries(1);
-            bind_legacy_definition(sqlx::query(sql::UPDATE_LEGACY_ATTRIBUTE), &row)
+            bind_legacy_definition(sqlx::query(&statement), &row)
                 .execute(&mut *conn)
                 .await?;
             write_legacy_translations(conn, attribute).await
@@ -1284,9 +1311,11 @@ macro_rules! backend_operations {
         }
 
         async fn legacy_insert_attribute_with_id(conn: &mut Conn<Self>, attribute: &domain::Attribute) -> Result<()> {
-            record_queries(1);
             let row = crate::legacy::encode_definition(attribute, false);
-            bind_legacy_definition(sqlx::query(sql::INSERT_LEGACY_ATTRIBUTE), &row).execute(&mut *conn).await?;
+            let missing = Self::missing_later_columns(&mut *conn).await?;
+            let statement = sql::without_columns(sql::INSERT_LEGACY_ATTRIBUTE, &missing);
+            record_queries(1);
+            bind_legacy_definition(sqlx::query(&statement), &row).execute(&mut *conn).await?;
             write_legacy_translations(conn, attribute).await
         }
 

@@ -26,6 +26,11 @@ pub enum StorageError {
         decided: flags::WriteMode,
         current: flags::WriteMode,
     },
+    #[error(
+        "the legacy tables lack columns the service cannot do without: {0}; the service never alters \
+         the marketplace's tables: add them in the marketplace's own schema migrations"
+    )]
+    LegacySchema(String),
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("schema migration failed")]

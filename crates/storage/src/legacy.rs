@@ -531,3 +531,112 @@ pub(crate) fn variant_document_with_mixed_keys(dataset: &Dataset, variant: &Vari
     }
     Json::Object(document)
 }
+
+/// The legacy columns the service reads, by table: without any of them it cannot work, so
+/// `migrate` refuses, naming them. Columns the monolith added later are not here: they read
+/// as absent (see `LATER_DEFINITION_COLUMNS`).
+pub(crate) const INDISPENSABLE_COLUMNS: &[(&str, &[&str])] = &[
+    ("marketplace_categories", &["id", "parent_id"]),
+    ("marketplace_listings", &["id", "category_id"]),
+    ("storefront_products", &["id", "category_id", "attributes"]),
+    (
+        "storefront_product_variants",
+        &["id", "product_id", "variant_attributes"],
+    ),
+    (
+        "category_attributes",
+        &[
+            "id",
+            "name",
+            "display_name",
+            "attribute_type",
+            "options",
+            "validation_rules",
+            "is_searchable",
+            "is_filterable",
+            "is_required",
+            "sort_order",
+            "custom_component",
+            "show_in_card",
+            "show_in_list",
+            "icon",
+        ],
+    ),
+    (
+        "category_attribute_mapping",
+        &[
+            "category_id",
+            "attribute_id",
+            "is_enabled",
+            "is_required",
+            "sort_order",
+            "custom_component",
+            "show_in_card",
+            "show_in_list",
+        ],
+    ),
+    (
+        "listing_attribute_values",
+        &[
+            "listing_id",
+            "attribute_id",
+            "text_value",
+            "numeric_value",
+            "boolean_value",
+            "json_value",
+            "unit",
+            "value_type",
+        ],
+    ),
+    (
+        "product_variant_attributes",
+        &[
+            "id",
+            "name",
+            "display_name",
+            "type",
+            "is_required",
+            "sort_order",
+        ],
+    ),
+    (
+        "product_variant_attribute_values",
+        &[
+            "attribute_id",
+            "value",
+            "display_name",
+            "color_hex",
+            "sort_order",
+            "is_active",
+        ],
+    ),
+    (
+        "translations",
+        &[
+            "entity_type",
+            "entity_id",
+            "language",
+            "field_name",
+            "translated_text",
+        ],
+    ),
+    (
+        "attribute_option_translations",
+        &[
+            "attribute_name",
+            "option_value",
+            "ru_translation",
+            "sr_translation",
+        ],
+    ),
+];
+
+/// `table.column` of every indispensable column missing from `present` (table, column).
+pub(crate) fn missing_columns(present: &[(String, String)]) -> Vec<String> {
+    INDISPENSABLE_COLUMNS
+        .iter()
+        .flat_map(|(table, columns)| columns.iter().map(move |column| (*table, *column)))
+        .filter(|(table, column)| !present.iter().any(|(t, c)| t == table && c == column))
+        .map(|(table, column)| format!("{table}.{column}"))
+        .collect()
+}

@@ -569,6 +569,22 @@ fn unknown_migrations_are_additive(migrator: &Migrator, applied: &[(i64, String)
     Ok(!unknown.is_empty())
 }
 
+/// Refuses a database whose legacy tables lack a column the service cannot do without, naming
+/// each (the legacy tables are the marketplace's: `migrate` never alters them). Archived
+/// tables are not looked at.
+async fn check_legacy_schema<B: Backend>(pool: &sqlx::Pool<B::Db>) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    if B::archived(&mut conn).await? {
+        return Ok(());
+    }
+    let missing = legacy::missing_columns(&B::legacy_columns(&mut conn).await?);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(StorageError::LegacySchema(missing.join(", ")))
+    }
+}
+
 /// Reverts the last `steps` applied migrations of `migrator`.
 async fn migrate_down<DB>(
     migrator: &Migrator,

@@ -136,6 +136,13 @@ mod pg_sql {
     }
     /// Backfill batches lock their entities' rows until they commit.
     pub(super) const LOCK_ROWS: &str = " FOR UPDATE";
+    pub(super) const LEGACY_COLUMNS: &str =
+        "SELECT CAST(table_name AS TEXT), CAST(column_name AS TEXT) FROM information_schema.columns
+         WHERE table_schema = current_schema()";
+    pub(super) const LATER_DEFINITION_COLUMNS_PRESENT: &str =
+        "SELECT CAST(column_name AS TEXT) FROM information_schema.columns
+         WHERE table_schema = current_schema() AND table_name = 'category_attributes'
+           AND column_name IN ('affects_stock', 'is_variant_compatible')";
     /// Shared: writes do not queue on each other, a flag change (which updates the row) waits.
     pub(super) const SHARE_MIGRATION_STATE: &str =
         "SELECT 1 FROM migration_state WHERE id = 1 FOR SHARE";
@@ -274,7 +281,8 @@ impl Backend for PgBackend {
         if crate::unknown_migrations_are_additive(&migrator, &applied)? {
             migrator.set_ignore_missing(true);
         }
-        Ok(migrator.run(&self.pool).await?)
+        migrator.run(&self.pool).await?;
+        crate::check_legacy_schema::<Self>(&self.pool).await
     }
 
     async fn migrate_down(&self, steps: usize) -> Result<Vec<i64>> {

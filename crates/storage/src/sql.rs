@@ -239,6 +239,31 @@ pub(crate) const INSERT_CATEGORY: &str = "INSERT INTO marketplace_categories (id
 pub(crate) const INSERT_PRODUCT: &str =
     "INSERT INTO storefront_products (id, category_id, attributes) VALUES ($1, $2, $3)";
 pub(crate) const INSERT_VARIANT: &str = "INSERT INTO storefront_product_variants (id, product_id, variant_attributes) VALUES ($1, $2, $3)";
+/// Columns of `category_attributes` the monolith added later (absent from older databases),
+/// with the placeholder the definition statements bind each to.
+pub(crate) const LATER_DEFINITION_COLUMNS: [(&str, &str); 2] =
+    [("affects_stock", "$15"), ("is_variant_compatible", "$16")];
+
+/// A definition statement without the later columns in `missing`: each column leaves the
+/// column list or the `SET` list together with its placeholder. The value stays bound and
+/// unused, as PostgreSQL allows.
+pub(crate) fn without_columns(statement: &str, missing: &[&str]) -> String {
+    let mut statement = statement.to_owned();
+    for (column, placeholder) in LATER_DEFINITION_COLUMNS {
+        if missing.contains(&column) {
+            for gone in [
+                format!(", {column} = {placeholder}"),
+                format!(",\n        {column} = {placeholder}"),
+                format!(", {column}"),
+                format!(", {placeholder}"),
+            ] {
+                statement = statement.replacen(&gone, "", 1);
+            }
+        }
+    }
+    statement
+}
+
 pub(crate) const INSERT_LEGACY_ATTRIBUTE: &str = "INSERT INTO category_attributes
         (id, name, display_name, attribute_type, options, validation_rules, is_searchable,
          is_filterable, is_required, sort_order, custom_component, show_in_card, show_in_list,
@@ -415,3 +440,38 @@ pub(crate) const DELETE_LEGACY_BINDING: &str =
     "DELETE FROM category_attribute_mapping WHERE category_id = $1 AND attribute_id = $2";
 pub(crate) const DELETE_UNIFIED_BINDING: &str =
     "DELETE FROM unified_category_attributes WHERE category_id = $1 AND attribute_id = $2";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definition_statements_lose_exactly_the_missing_columns_and_their_placeholders() {
+        let insert = without_columns(INSERT_LEGACY_ATTRIBUTE, &["is_variant_compatible"]);
+        assert!(
+            insert.contains("icon, affects_stock)") && insert.contains("$14, $15)"),
+            "{insert}"
+        );
+        let insert = without_columns(
+            INSERT_LEGACY_ATTRIBUTE_AUTO_ID,
+            &["affects_stock", "is_variant_compatible"],
+        );
+        assert!(
+            insert.contains("icon)") && insert.contains("$14)"),
+            "{insert}"
+        );
+        let update = without_columns(
+            UPDATE_LEGACY_ATTRIBUTE,
+            &["affects_stock", "is_variant_compatible"],
+        );
+        assert!(
+            !update.contains("affects_stock") && !update.contains("$16"),
+            "{update}"
+        );
+        assert!(update.contains("icon = $14\n    WHERE id = $1"), "{update}");
+        assert_eq!(
+            without_columns(UPDATE_LEGACY_ATTRIBUTE, &[]),
+            UPDATE_LEGACY_ATTRIBUTE
+        );
+    }
+}

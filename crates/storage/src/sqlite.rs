@@ -143,6 +143,12 @@ mod sqlite_sql {
     }
     /// SQLite needs no row locks: a write transaction already excludes every other writer.
     pub(super) const LOCK_ROWS: &str = "";
+    pub(super) const LEGACY_COLUMNS: &str =
+        "SELECT m.name, p.name FROM sqlite_master AS m, pragma_table_info(m.name) AS p
+         WHERE m.type = 'table'";
+    pub(super) const LATER_DEFINITION_COLUMNS_PRESENT: &str =
+        "SELECT name FROM pragma_table_info('category_attributes')
+         WHERE name IN ('affects_stock', 'is_variant_compatible')";
     /// Write transactions hold SQLite's one write lock from their start: nothing to add.
     pub(super) const SHARE_MIGRATION_STATE: &str = "SELECT 1 FROM migration_state WHERE id = 1";
 
@@ -246,7 +252,8 @@ impl Backend for SqliteBackend {
         if crate::unknown_migrations_are_additive(&migrator, &applied)? {
             migrator.set_ignore_missing(true);
         }
-        Ok(migrator.run(&self.pool).await?)
+        migrator.run(&self.pool).await?;
+        crate::check_legacy_schema::<Self>(&self.pool).await
     }
 
     async fn migrate_down(&self, steps: usize) -> Result<Vec<i64>> {
