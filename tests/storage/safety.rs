@@ -21,6 +21,7 @@ conformance_in!(
     a_write_decided_before_a_flag_change_commits_under_the_flags_in_force,
     migrate_down_refuses_to_drop_tables_that_hold_rows,
     a_binary_starts_beside_newer_additive_migrations_and_refuses_others,
+    a_unified_only_write_during_sync_legacy_keeps_the_sync_pending,
 );
 
 const CANARY: Flags = Flags {
@@ -597,6 +598,83 @@ async fn migrate_down_refuses_to_drop_tables_that_hold_rows(db: TestDb) {
     .expect("phase 1");
     let message = conflict(storage.migrate_down(6, false).await);
     assert!(message.contains("flag_audit"), "{message}");
+}
+
+/// A replica that has not heard of dual-write yet (its flags come from its environment) commits
+/// a unified-only write while `sync-legacy` runs, after the sync passed that listing: the sync
+/// must not clear "pending", and the next one carries the write to legacy.
+async fn a_unified_only_write_during_sync_legacy_keeps_the_sync_pending(db: TestDb) {
+    let (storage, data) = seeded(&db).await;
+    storage
+        .note_write_mode(WriteMode::Dual)
+        .await
+        .expect("phase 1 from the environment");
+    backfill_and_verify(&storage).await;
+    let car = EntityRef::listing(car_listing(&data));
+    unified_only_year(&storage, car, 2018).await;
+    // Between two batches of the sync (after the car's batch), on a connection of its own.
+    let url = db.url.clone();
+    let mut written = false;
+    let report = storage
+        .sync_legacy(WriteMode::Dual, 5, false, |_| {
+            if !written {
+                written = true;
+                let url = url.clone();
+                std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    runtime.block_on(async {
+                        let replica = Storage::connect(&url, PoolSettings::new(1))
+                            .await
+                            .expect("replica");
+                        unified_only_year(&replica, car, 2019).await;
+                    });
+                })
+                .join()
+                .expect("the replica's write");
+            }
+        })
+        .await
+        .expect("sync");
+    assert!(
+        !report.complete,
+        "a unified-only write committed during the sync: {report:?}"
+    );
+    assert!(
+        storage
+            .migration_state()
+            .await
+            .expect("state")
+            .unified_only_writes_pending_sync
+    );
+    let again = storage
+        .sync_legacy(WriteMode::Dual, 5, false, |_| {})
+        .await
+        .expect("second sync");
+    assert!(again.complete, "{again:?}");
+    let legacy = storage
+        .entity_values(car, LEGACY)
+        .await
+        .expect("legacy")
+        .data;
+    assert_eq!(
+        legacy["year"].value.to_json(),
+        json!(2019),
+        "the late write reached legacy"
+    );
+}
+
+async fn unified_only_year(storage: &Storage, car: EntityRef, year: i64) {
+    storage
+        .write_values(
+            car,
+            storage::ValuesChange::Merge(&object(json!({"year": year}))),
+            WriteMode::UnifiedOnly,
+        )
+        .await
+        .expect("unified-only write");
 }
 
 /// Blue/green: the database holds a migration this binary does not know, as when the green
