@@ -219,13 +219,16 @@ pub(crate) const UPDATE_PRODUCT_DOCUMENT: &str =
 pub(crate) const UPDATE_VARIANT_DOCUMENT: &str =
     "UPDATE storefront_product_variants SET variant_attributes = $2 WHERE id = $1";
 
+/// Creates a unified definition if it is missing. Every unique index is an arbiter: a backfill
+/// upserting the same definition at the same moment (by id) must not make this write fail on
+/// the index it does not name (PostgreSQL raises on a non-arbiter index).
 pub(crate) const INSERT_UNIFIED_ATTRIBUTE: &str = "INSERT INTO unified_attributes
         (id, code, name, display_name, attribute_type, purpose, options, validation_rules,
          ui_settings, is_searchable, is_filterable, is_required, is_variant_compatible,
          affects_stock, affects_price, show_in_card, sort_order, is_active,
          legacy_category_attribute_id, legacy_product_variant_attribute_id)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
-    ON CONFLICT (code) DO NOTHING";
+    ON CONFLICT DO NOTHING";
 
 pub(crate) const INSERT_UNIFIED_BINDING: &str = "INSERT INTO unified_category_attributes
         (category_id, attribute_id, is_enabled, is_required, is_filterable, is_searchable,
