@@ -97,6 +97,10 @@ pub struct BackfillArgs {
     /// Stop after this many batches (the checkpoints keep the place).
     #[arg(long)]
     max_batches: Option<u64>,
+    /// Migrate again only the entities with quarantined values (after options or labels were
+    /// added to resolve them); the checkpoints are left as they are.
+    #[arg(long, conflicts_with = "restart")]
+    retry_quarantine: bool,
 }
 
 #[derive(Debug, Args)]
@@ -360,6 +364,9 @@ pub async fn backfill(
         .backfill_definitions()
         .await
         .context("definitions backfill failed")?;
+    if args.retry_quarantine {
+        return retry_quarantine(&storage, output, args, started).await;
+    }
     note(&format!(
         "definitions: {} attributes, {} bindings copied, {} bindings quarantined (their category or attribute does not exist)",
         definitions.attributes, definitions.bindings, definitions.quarantined_bindings
@@ -397,6 +404,57 @@ pub async fn backfill(
                 checkpoint.migrated,
                 checkpoint.quarantined,
                 if checkpoint.completed { "" } else { "  (not finished)" }
+            ));
+        }
+        text
+    })
+}
+
+/// `backfill --retry-quarantine`: every entity with quarantined values is migrated again from
+/// legacy, batch by batch; the report gives the quarantine before and after, by reason.
+async fn retry_quarantine(
+    storage: &Storage,
+    output: Output,
+    args: &BackfillArgs,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let before = storage.quarantine_by_reason(1_000).await?;
+    let catalog = storage.backfill_catalog().await?;
+    let mut retried = 0;
+    let mut migrated = 0;
+    for kind in EntityKind::ALL {
+        let mut after = 0;
+        while let (Some(last), done, _) = storage
+            .retry_quarantined(kind, after, args.batch_size, &catalog)
+            .await
+            .with_context(|| format!("{kind} retry failed"))?
+        {
+            after = last;
+            retried += 1;
+            migrated += done;
+            note(&format!(
+                "{kind}: retried up to id {last}, {migrated} values migrated so far"
+            ));
+        }
+    }
+    let after = storage.quarantine_by_reason(1_000).await?;
+    let total =
+        |counts: &[storage::backfill::QuarantineCount]| counts.iter().map(|c| c.count).sum::<i64>();
+    let report = serde_json::json!({
+        "batches": retried, "values_migrated": migrated,
+        "quarantined_before": total(&before), "quarantined_after": total(&after),
+        "quarantine": after, "seconds": started.elapsed().as_secs_f64(),
+    });
+    output.report(&report, |_| {
+        let mut text = format!(
+            "quarantine retried: {} → {} quarantined values ({migrated} migrated); run verify next",
+            total(&before),
+            total(&after)
+        );
+        for count in &after {
+            text.push_str(&format!(
+                "\n  {:<16} {:>8}  {}",
+                count.entity_type, count.count, count.reason
             ));
         }
         text

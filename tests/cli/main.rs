@@ -398,6 +398,16 @@ fn the_migration_subcommands_answer_in_json_and_archive_then_restore_the_legacy_
         String::from_utf8_lossy(&verified.stdout)
     );
     assert_eq!(json(&verified)["checked"], 150 + 7 + 21);
+    // Nothing resolved yet: a retry migrates none of the quarantined values and says so.
+    let retried = run(&["backfill", "--retry-quarantine"], &dual);
+    assert!(
+        retried.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retried.stderr)
+    );
+    let retried = json(&retried);
+    assert_eq!(retried["quarantined_before"], retried["quarantined_after"]);
+    assert_eq!(retried["quarantined_after"].as_i64(), Some(quarantined));
     let wrong_phase = run(&["archive"], &dual);
     assert_eq!(wrong_phase.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&wrong_phase.stderr).contains("'dual_write'"));

@@ -295,6 +295,46 @@ async fn the_2025_08_database_migrates_with_its_defects_quarantined_and_both_sto
         .await,
         [Some("Broj sedišta".to_owned())]
     );
+
+    // Resolving the quarantine: the car make is a legitimate value, so the operator adds it as
+    // an option (dual-write: both stores), then retries only the quarantined values.
+    let brand: domain::AttributeDraft = serde_json::from_value(json!({
+        "code": "brand", "type": "select", "display_name": {"sr": "Brend"},
+        "options": [{"value": "samsung", "label": {"sr": "samsung"}},
+                    {"value": "apple", "label": {"sr": "apple"}},
+                    {"value": "volkswagen", "label": {"sr": "Volkswagen"}}]
+    }))
+    .expect("brand draft");
+    storage
+        .update_attribute(2203, brand, WriteMode::Dual)
+        .await
+        .expect("an option added");
+    let listing_quarantine =
+        "SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = 'listing'";
+    assert_eq!(raw.count(listing_quarantine).await, 3);
+    storage.backfill_definitions().await.expect("definitions");
+    let catalog = storage.backfill_catalog().await.expect("catalog");
+    let mut after = 0;
+    while let (Some(last), _, _) = storage
+        .retry_quarantined(EntityKind::Listing, after, 10, &catalog)
+        .await
+        .expect("retry")
+    {
+        after = last;
+    }
+    assert_eq!(
+        raw.count(listing_quarantine).await,
+        2,
+        "Volkswagen migrated; the year below 1950 and the orphan stay"
+    );
+    let unified = storage
+        .entity_values(EntityRef::listing(100), UNIFIED)
+        .await
+        .expect("listing 100")
+        .data;
+    assert_eq!(unified["brand"].value.to_json(), json!("volkswagen"));
+    let verified = storage.verify(50, |_| {}).await.expect("verify");
+    assert!(verified.is_clean(), "{:?}", verified.drift);
 }
 
 /// A legacy table without a column the service cannot do without: `migrate` refuses, naming

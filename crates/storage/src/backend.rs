@@ -157,6 +157,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
         conn: &mut Conn<Self>,
     ) -> impl Future<Output = Result<Vec<&'static str>>> + Send;
 
+    /// Up to `limit` ids of existing entities of `kind` after `after` with quarantined values,
+    /// in order; PostgreSQL locks their rows, as a backfill batch does.
+    fn quarantined_entity_ids_after(
+        conn: &mut Conn<Self>,
+        kind: domain::EntityKind,
+        after: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<i64>>> + Send;
+
     /// Every category id.
     fn category_ids(
         conn: &mut Conn<Self>,
@@ -792,6 +801,28 @@ macro_rules! backend_operations {
                 .map(|(column, _)| *column)
                 .filter(|column| !present.iter().any(|p| p == column))
                 .collect())
+        }
+
+        async fn quarantined_entity_ids_after(
+            conn: &mut Conn<Self>,
+            kind: domain::EntityKind,
+            after: i64,
+            limit: i64,
+        ) -> Result<Vec<i64>> {
+            record_queries(1);
+            let statement = format!(
+                "SELECT CAST(e.id AS BIGINT) FROM {} e WHERE e.id > $1 AND e.id IN
+                    (SELECT q.entity_id FROM backfill_quarantine q WHERE q.entity_type = $2)
+                 ORDER BY e.id LIMIT $3{}",
+                sql::entity_table(kind),
+                $sql::LOCK_ROWS
+            );
+            Ok(sqlx::query_scalar(&statement)
+                .bind(after)
+                .bind(kind.as_str())
+                .bind(limit)
+                .fetch_all(conn)
+                .await?)
         }
 
         async fn category_ids(conn: &mut Conn<Self>) -> Result<std::collections::HashSet<i64>> {

@@ -291,59 +291,11 @@ impl<B: Backend> Router<B> {
             tx.commit().await?;
             return Ok(done);
         };
-        let unified_ids = B::unified_ids(&mut tx).await?;
-        let legacy = legacy_values_of::<B>(&mut tx, kind, &ids).await?;
-        let mut values = Vec::new();
-        let mut quarantined = Vec::new();
-        for candidate in legacy {
-            let refuse = |reason: String| crate::backfill::QuarantinedRow {
-                entity_id: candidate.entity_id,
-                attribute_code: candidate.code.clone(),
-                raw_value: candidate.raw.clone(),
-                reason,
-            };
-            let typed = match candidate.read {
-                Err(reason) => {
-                    quarantined.push(refuse(reason));
-                    continue;
-                }
-                Ok(typed) => typed,
-            };
-            let Some(attribute) = catalog.get(&candidate.code) else {
-                quarantined.push(refuse("no definition of this code".into()));
-                continue;
-            };
-            let Some(mut typed) = typed else {
-                quarantined.push(refuse(format!(
-                    "no usable {} value in the row",
-                    attribute.attribute_type
-                )));
-                continue;
-            };
-            domain::canonical_spellings(&attribute.options, &mut typed.value);
-            if let Err(kind) = domain::validate::check_typed(attribute, &attribute.options, &typed)
-            {
-                quarantined.push(refuse(kind.to_string()));
-                continue;
-            }
-            let Some(&unified_id) = unified_ids.get(&candidate.code) else {
-                quarantined.push(refuse(
-                    "no unified definition (run the definitions backfill)".into(),
-                ));
-                continue;
-            };
-            values.push((
-                candidate.entity_id,
-                unified_id,
-                crate::rows::ValueColumns::unified(&typed),
-            ));
-        }
-        B::unified_replace_batch(&mut tx, kind, &ids, &values).await?;
-        B::quarantine_batch(&mut tx, kind.as_str(), &ids, &quarantined).await?;
+        let (migrated, quarantined) = migrate_entities::<B>(&mut tx, kind, &ids, catalog).await?;
         let next = crate::backfill::Checkpoint {
             last_id,
-            migrated: checkpoint.migrated + values.len() as i64,
-            quarantined: checkpoint.quarantined + quarantined.len() as i64,
+            migrated: checkpoint.migrated + migrated as i64,
+            quarantined: checkpoint.quarantined + quarantined as i64,
             completed: false,
             ..checkpoint
         };
@@ -360,6 +312,41 @@ impl<B: Backend> Router<B> {
         B::notify(&mut tx, &invalidations).await?;
         tx.commit().await?;
         Ok(next)
+    }
+
+    /// Migrates again the next `limit` existing entities of `kind` after `after` that have
+    /// quarantined values (after operators added options or labels), in one transaction, under
+    /// the same conditions as a backfill batch. Returns the last entity done (`None`: no more),
+    /// and (migrated, still quarantined) for the batch.
+    pub(crate) async fn retry_quarantined(
+        &self,
+        kind: EntityKind,
+        after: i64,
+        limit: i64,
+        catalog: &HashMap<String, Attribute>,
+    ) -> Result<(Option<i64>, usize, usize)> {
+        let mut tx = self.backend().begin_write().await?;
+        B::fence(&mut tx).await?;
+        ensure_backfill_allowed(&B::state_row(&mut tx).await?)?;
+        let ids = B::quarantined_entity_ids_after(&mut tx, kind, after, limit).await?;
+        let Some(&last) = ids.last() else {
+            return Ok((None, 0, 0));
+        };
+        let (migrated, quarantined) = migrate_entities::<B>(&mut tx, kind, &ids, catalog).await?;
+        B::notify(
+            &mut tx,
+            &[
+                Invalidation::EntityRange {
+                    kind,
+                    first: ids[0],
+                    last,
+                },
+                Invalidation::AllRanges,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((Some(last), migrated, quarantined))
     }
 
     pub(crate) async fn backfill_progress(&self) -> Result<Vec<crate::backfill::Progress>> {
@@ -460,4 +447,64 @@ fn ensure_backfill_allowed(state: &crate::evidence::StateRow) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Migrates the legacy values of these entities: each becomes a unified value or a quarantine
+/// entry with the reason, replacing what unified and the quarantine held for them. Returns
+/// (migrated, quarantined).
+async fn migrate_entities<B: Backend>(
+    conn: &mut Conn<B>,
+    kind: EntityKind,
+    ids: &[i64],
+    catalog: &HashMap<String, Attribute>,
+) -> Result<(usize, usize)> {
+    let unified_ids = B::unified_ids(&mut *conn).await?;
+    let legacy = legacy_values_of::<B>(&mut *conn, kind, ids).await?;
+    let mut values = Vec::new();
+    let mut quarantined = Vec::new();
+    for candidate in legacy {
+        let refuse = |reason: String| crate::backfill::QuarantinedRow {
+            entity_id: candidate.entity_id,
+            attribute_code: candidate.code.clone(),
+            raw_value: candidate.raw.clone(),
+            reason,
+        };
+        let typed = match candidate.read {
+            Err(reason) => {
+                quarantined.push(refuse(reason));
+                continue;
+            }
+            Ok(typed) => typed,
+        };
+        let Some(attribute) = catalog.get(&candidate.code) else {
+            quarantined.push(refuse("no definition of this code".into()));
+            continue;
+        };
+        let Some(mut typed) = typed else {
+            quarantined.push(refuse(format!(
+                "no usable {} value in the row",
+                attribute.attribute_type
+            )));
+            continue;
+        };
+        domain::canonical_spellings(&attribute.options, &mut typed.value);
+        if let Err(kind) = domain::validate::check_typed(attribute, &attribute.options, &typed) {
+            quarantined.push(refuse(kind.to_string()));
+            continue;
+        }
+        let Some(&unified_id) = unified_ids.get(&candidate.code) else {
+            quarantined.push(refuse(
+                "no unified definition (run the definitions backfill)".into(),
+            ));
+            continue;
+        };
+        values.push((
+            candidate.entity_id,
+            unified_id,
+            crate::rows::ValueColumns::unified(&typed),
+        ));
+    }
+    B::unified_replace_batch(&mut *conn, kind, ids, &values).await?;
+    B::quarantine_batch(&mut *conn, kind.as_str(), ids, &quarantined).await?;
+    Ok((values.len(), quarantined.len()))
 }

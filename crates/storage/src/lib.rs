@@ -419,6 +419,18 @@ impl Storage {
         on_router!(self, router => router.backfill_batch(kind, checkpoint, limit, catalog).await)
     }
 
+    /// Migrates again the next batch of entities of `kind` after `after` that have quarantined
+    /// values; see the router. Returns (last entity done or `None`, migrated, still quarantined).
+    pub async fn retry_quarantined(
+        &self,
+        kind: domain::EntityKind,
+        after: i64,
+        limit: i64,
+        catalog: &std::collections::HashMap<String, Attribute>,
+    ) -> Result<(Option<i64>, usize, usize)> {
+        on_router!(self, router => router.retry_quarantined(kind, after, limit, catalog).await)
+    }
+
     /// Compares every entity in both stores (quarantined values left out) and records the run.
     pub async fn verify(
         &self,
