@@ -46,26 +46,8 @@ impl StorageError {
     pub fn is_transient(&self) -> bool {
         match self {
             StorageError::StaleWriteMode { .. } => true,
-            StorageError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => true,
-            StorageError::Database(sqlx::Error::Database(db)) => {
-                matches!(
-                    db.code().as_deref(),
-                    // lock_not_available, query_canceled (statement_timeout), deadlock_detected,
-                    // serialization_failure, too_many_connections, cannot_connect_now,
-                    // idle_in_transaction_session_timeout; SQLite: SQLITE_BUSY, SQLITE_LOCKED.
-                    Some(
-                        "55P03"
-                            | "57014"
-                            | "40P01"
-                            | "40001"
-                            | "53300"
-                            | "57P03"
-                            | "25P03"
-                            | "5"
-                            | "6"
-                    )
-                )
-            }
+            StorageError::Database(err)
+            | StorageError::Migration(sqlx::migrate::MigrateError::Execute(err)) => transient(err),
             _ => false,
         }
     }
@@ -73,5 +55,19 @@ impl StorageError {
     /// Another row already holds this key.
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, StorageError::Database(sqlx::Error::Database(db)) if db.is_unique_violation())
+    }
+}
+
+fn transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            // lock_not_available, query_canceled (statement_timeout), deadlock_detected,
+            // serialization_failure, too_many_connections, cannot_connect_now,
+            // idle_in_transaction_session_timeout; SQLite: SQLITE_BUSY, SQLITE_LOCKED.
+            Some("55P03" | "57014" | "40P01" | "40001" | "53300" | "57P03" | "25P03" | "5" | "6")
+        ),
+        _ => false,
     }
 }
