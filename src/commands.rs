@@ -104,6 +104,16 @@ pub struct BackfillArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct QuarantineArgs {
+    /// Only this attribute's values.
+    #[arg(long)]
+    attribute: Option<String>,
+    /// At most this many groups.
+    #[arg(long, default_value_t = 100)]
+    limit: i64,
+}
+
+#[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Entities compared per page.
     #[arg(long, default_value_t = 1000)]
@@ -583,6 +593,35 @@ pub async fn verify(settings: &Settings, output: Output, args: &VerifyArgs) -> a
         ))
         .into())
     }
+}
+
+/// Lists the quarantine by attribute, raw value and reason.
+pub async fn quarantine(
+    settings: &Settings,
+    output: Output,
+    args: &QuarantineArgs,
+) -> anyhow::Result<()> {
+    if args.limit < 1 {
+        bail!("--limit must be at least 1");
+    }
+    let storage = connect_migrated(settings).await?;
+    let values = storage
+        .quarantine_by_attribute(args.attribute.as_deref(), args.limit)
+        .await?;
+    output.report(&values, |values| {
+        if values.is_empty() {
+            return "the quarantine holds no value".to_owned();
+        }
+        let mut text =
+            String::from("count  kind             attribute            raw value → reason");
+        for group in values {
+            text.push_str(&format!(
+                "\n{:>5}  {:<16} {:<20} {} → {}",
+                group.count, group.entity_type, group.attribute_code, group.raw_value, group.reason
+            ));
+        }
+        text
+    })
 }
 
 /// Copies unified back to legacy, with the flags in force deciding whether that is safe.

@@ -57,6 +57,9 @@ enum Command {
     /// Bring legacy up to date from unified (rollback after unified-only writes). Needs
     /// dual-write in force, so writes made during the sync reach legacy too.
     SyncLegacy(commands::SyncArgs),
+    /// List the quarantined legacy values by attribute, raw value and reason, most common
+    /// first: what to resolve (then `backfill --retry-quarantine`).
+    Quarantine(commands::QuarantineArgs),
     /// Move the legacy attribute tables to the archive (PostgreSQL: schema `legacy_archive`;
     /// SQLite: `legacy_archive_` prefix), with a manifest of counts and checksums. Needs the
     /// unified phase and a clean verify since legacy was last written.
@@ -131,6 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backfill(args) => commands::backfill(&settings, output, &args).await,
         Command::Verify(args) => commands::verify(&settings, output, &args).await,
         Command::SyncLegacy(args) => commands::sync_legacy(&settings, output, &args).await,
+        Command::Quarantine(args) => commands::quarantine(&settings, output, &args).await,
         Command::Archive => commands::archive(&settings, output).await,
         Command::RestoreArchive => commands::restore_archive(&settings, output).await,
         Command::Validate(args) => {

@@ -7,6 +7,7 @@ use crate::common::Backend;
 use crate::helpers::{ADMIN_TOKEN, WRITER_TOKEN, spawn_app};
 
 on_both_backends!(
+    the_quarantine_is_listed_by_attribute_for_admins,
     admin_routes_need_the_admin_token,
     an_attribute_is_created_updated_and_deleted,
     a_label_change_shows_at_once_in_every_category_that_inherits_it,
@@ -16,6 +17,39 @@ on_both_backends!(
 
 const ENGINE: &str = r#"{"code": "engine_power", "type": "number", "display_name": {"sr": "Snaga", "en": "Power"},
                          "validation_rules": {"min": 1, "max": 2000}}"#;
+
+async fn the_quarantine_is_listed_by_attribute_for_admins(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let storage = app.db.storage().await;
+    crate::common::run_backfill(&storage, &domain::EntityKind::ALL, 50, false, None).await;
+    let path = "/api/v2/admin/attributes/quarantine";
+    app.get(path).await.assert_error(401, "errors.unauthorized");
+    let auth = ("Authorization", format!("Bearer {ADMIN_TOKEN}"));
+    let all = app.get_as(path, (auth.0, &auth.1)).await;
+    assert_eq!(all.status, 200, "{}", all.body);
+    let groups = all.body["data"].as_array().expect("groups");
+    assert!(!groups.is_empty(), "the demo's defects are quarantined");
+    let code = groups[0]["attribute_code"]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    let one = app
+        .get_as(
+            &format!("{path}?attribute={code}&limit=3"),
+            (auth.0, &auth.1),
+        )
+        .await;
+    let one = one.body["data"].as_array().expect("groups").clone();
+    assert!(
+        !one.is_empty()
+            && one.len() <= 3
+            && one.iter().all(|g| g["attribute_code"] == code.as_str()),
+        "{one:?}"
+    );
+    app.get_as(&format!("{path}?limit=0"), (auth.0, &auth.1))
+        .await
+        .assert_error(400, "errors.invalidQuery");
+}
 
 async fn admin_routes_need_the_admin_token(backend: Backend) {
     let app = spawn_app(backend).await;

@@ -398,6 +398,22 @@ fn the_migration_subcommands_answer_in_json_and_archive_then_restore_the_legacy_
         String::from_utf8_lossy(&verified.stdout)
     );
     assert_eq!(json(&verified)["checked"], 150 + 7 + 21);
+    let listed = run(&["quarantine", "--limit", "5"], &[]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let groups = json(&listed);
+    let groups = groups.as_array().expect("groups");
+    assert!(
+        !groups.is_empty()
+            && groups.len() <= 5
+            && groups
+                .iter()
+                .all(|g| g["attribute_code"].is_string() && g["count"].as_i64() > Some(0)),
+        "{groups:?}"
+    );
     // Nothing resolved yet: a retry migrates none of the quarantined values and says so.
     let retried = run(&["backfill", "--retry-quarantine"], &dual);
     assert!(

@@ -312,6 +312,18 @@ async fn the_2025_08_database_migrates_with_its_defects_quarantined_and_both_sto
     let listing_quarantine =
         "SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = 'listing'";
     assert_eq!(raw.count(listing_quarantine).await, 3);
+    let brand_quarantine = storage
+        .quarantine_by_attribute(Some("brand"), 10)
+        .await
+        .expect("quarantine of brand");
+    assert_eq!(
+        brand_quarantine
+            .iter()
+            .map(|g| (g.raw_value.as_str(), g.count))
+            .collect::<Vec<_>>(),
+        [("text=Volkswagen", 1)],
+        "{brand_quarantine:?}"
+    );
     storage.backfill_definitions().await.expect("definitions");
     let catalog = storage.backfill_catalog().await.expect("catalog");
     let mut after = 0;
@@ -326,6 +338,13 @@ async fn the_2025_08_database_migrates_with_its_defects_quarantined_and_both_sto
         raw.count(listing_quarantine).await,
         2,
         "Volkswagen migrated; the year below 1950 and the orphan stay"
+    );
+    assert!(
+        storage
+            .quarantine_by_attribute(Some("brand"), 10)
+            .await
+            .expect("quarantine of brand")
+            .is_empty()
     );
     let unified = storage
         .entity_values(EntityRef::listing(100), UNIFIED)

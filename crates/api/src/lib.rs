@@ -605,6 +605,10 @@ fn admin_routes(config: &mut web::ServiceConfig) {
                     .route(web::get().to(migration::shadow_diffs)),
             )
             .service(
+                resource(ADMIN, "/attributes/quarantine")
+                    .route(web::get().to(migration::quarantine)),
+            )
+            .service(
                 resource(ADMIN, "/attributes/migration-status")
                     .route(web::get().to(migration::migration_status)),
             )

@@ -33,6 +33,7 @@ use crate::routes::{admin, attributes, categories, v1, values};
         crate::routes::migration::change_flags,
         crate::routes::migration::migration_status,
         crate::routes::migration::shadow_diffs,
+        crate::routes::migration::quarantine,
         v1::attributes,
         v1::ranges,
     ),

@@ -428,6 +428,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// autovacuum, and plans made from an empty table's statistics scan it whole).
     fn analyze_unified_values(conn: &mut Conn<Self>) -> impl Future<Output = Result<()>> + Send;
 
+    fn quarantine_by_attribute(
+        conn: &mut Conn<Self>,
+        attribute: Option<&str>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<crate::backfill::QuarantinedValues>>> + Send;
+
     fn quarantine_by_reason(
         conn: &mut Conn<Self>,
         limit: i64,
@@ -1405,6 +1411,19 @@ macro_rules! backend_operations {
             record_queries(1);
             sqlx::query("ANALYZE unified_attribute_values").execute(conn).await?;
             Ok(())
+        }
+
+        async fn quarantine_by_attribute(
+            conn: &mut Conn<Self>,
+            attribute: Option<&str>,
+            limit: i64,
+        ) -> Result<Vec<crate::backfill::QuarantinedValues>> {
+            record_queries(1);
+            Ok(sqlx::query_as(crate::backfill::QUARANTINE_BY_ATTRIBUTE)
+                .bind(attribute)
+                .bind(limit)
+                .fetch_all(conn)
+                .await?)
         }
 
         async fn quarantine_by_reason(conn: &mut Conn<Self>, limit: i64) -> Result<Vec<crate::backfill::QuarantineCount>> {

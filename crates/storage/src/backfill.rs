@@ -107,6 +107,25 @@ pub(crate) const QUARANTINE_ORPHAN_LISTING_VALUES: &str = "INSERT INTO backfill_
     ON CONFLICT (entity_type, entity_id, attribute_code) DO UPDATE
         SET raw_value = excluded.raw_value, reason = excluded.reason";
 
+/// Quarantined legacy values of one attribute with the same raw value and reason: what an
+/// operator looks at to resolve them (an alias or label for a spelling, a new option, a fix).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct QuarantinedValues {
+    pub entity_type: String,
+    pub attribute_code: String,
+    pub raw_value: String,
+    pub reason: String,
+    pub count: i64,
+}
+
+/// Grouped by attribute, raw value and reason, most common first; `$1` (when not NULL) keeps one
+/// attribute.
+pub(crate) const QUARANTINE_BY_ATTRIBUTE: &str = "SELECT entity_type, attribute_code,
+        COALESCE(raw_value, '') AS raw_value, reason, COUNT(*) AS count
+    FROM backfill_quarantine WHERE (CAST($1 AS TEXT) IS NULL OR attribute_code = $1)
+    GROUP BY entity_type, attribute_code, raw_value, reason
+    ORDER BY COUNT(*) DESC, entity_type, attribute_code, raw_value, reason LIMIT $2";
+
 /// A legacy row the unified rules refused, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct QuarantinedRow {
@@ -347,6 +366,15 @@ impl<B: Backend> Router<B> {
         .await?;
         tx.commit().await?;
         Ok((Some(last), migrated, quarantined))
+    }
+
+    pub(crate) async fn quarantine_by_attribute(
+        &self,
+        attribute: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<QuarantinedValues>> {
+        let mut conn = self.backend().pool().acquire().await?;
+        B::quarantine_by_attribute(&mut conn, attribute, limit).await
     }
 
     pub(crate) async fn backfill_progress(&self) -> Result<Vec<crate::backfill::Progress>> {

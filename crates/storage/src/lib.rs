@@ -367,6 +367,16 @@ impl Storage {
         on_router!(self, router => router.quarantine_by_reason(limit).await)
     }
 
+    /// Quarantined values grouped by attribute, raw value and reason, most common first
+    /// (`attribute`: one attribute's only).
+    pub async fn quarantine_by_attribute(
+        &self,
+        attribute: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<backfill::QuarantinedValues>> {
+        on_router!(self, router => router.quarantine_by_attribute(attribute, limit).await)
+    }
+
     /// Where the backfill of each entity kind stands (kinds never started are absent).
     pub async fn backfill_progress(&self) -> Result<Vec<backfill::Progress>> {
         on_router!(self, router => router.backfill_progress().await)

@@ -4,7 +4,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use flags::Flags;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use storage::{FlagAuditEntry, MigrationCounts, phase_name};
 
 use crate::AppState;
@@ -176,4 +176,41 @@ pub async fn shadow_diffs(
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state.admin_tokens)?;
     Ok(HttpResponse::Ok().json(Envelope::new(state.shadow_diffs.recent())))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineQuery {
+    /// One attribute's code; all attributes when absent.
+    attribute: Option<String>,
+    /// 1 to 1,000; 100 by default.
+    limit: Option<i64>,
+}
+
+/// `GET /api/v2/admin/attributes/quarantine`: the quarantined legacy values grouped by attribute,
+/// raw value and reason, most common first — what an operator resolves.
+#[utoipa::path(get, path = "/api/v2/admin/attributes/quarantine", tag = "admin",
+    params(QuarantineQuery),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Quarantined values by attribute, raw value and reason", body = Object),
+        (status = 400, description = "Invalid query", body = crate::error::ErrorView),
+        (status = 401, description = "No valid admin token", body = crate::error::ErrorView)))]
+pub async fn quarantine(
+    request: HttpRequest,
+    query: web::Query<QuarantineQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_token(&request, &state.admin_tokens)?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1_000).contains(&limit) {
+        return Err(ApiError::InvalidQuery(
+            "limit is a whole number from 1 to 1000".into(),
+        ));
+    }
+    let values = state
+        .storage
+        .quarantine_by_attribute(query.attribute.as_deref(), limit)
+        .await?;
+    Ok(HttpResponse::Ok().json(Envelope::new(values)))
 }
