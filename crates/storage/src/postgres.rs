@@ -269,19 +269,7 @@ impl Backend for PgBackend {
     }
 
     async fn migrate(&self) -> Result<()> {
-        use sqlx::migrate::Migrate;
-        let mut migrator = sqlx::migrate!("../../migrations/postgres");
-        let applied: Vec<(i64, String)> = {
-            let mut conn = self.pool.acquire().await?;
-            conn.ensure_migrations_table().await?;
-            sqlx::query_as("SELECT version, description FROM _sqlx_migrations")
-                .fetch_all(&mut *conn)
-                .await?
-        };
-        if crate::unknown_migrations_are_additive(&migrator, &applied)? {
-            migrator.set_ignore_missing(true);
-        }
-        migrator.run(&self.pool).await?;
+        migrate_up(&self.pool, sqlx::migrate!("../../migrations/postgres")).await?;
         crate::check_legacy_schema::<Self>(&self.pool).await
     }
 
