@@ -32,6 +32,42 @@ const CANARY: Flags = Flags {
     shadow_percent: 0,
 };
 
+const PHASE1: Flags = Flags {
+    dual_write: true,
+    ..PHASE0
+};
+const PHASE0: Flags = Flags {
+    use_unified: false,
+    unified_percent: 100,
+    fallback: false,
+    dual_write: false,
+    shadow_percent: 0,
+};
+const CANARY_100: Flags = Flags {
+    unified_percent: 100,
+    ..CANARY
+};
+const PHASE3: Flags = Flags {
+    use_unified: true,
+    ..PHASE0
+};
+/// Back from phase 3: dual-write on, every read still unified, no fallback.
+const DUAL_WRITE_BACK_ON: Flags = Flags {
+    fallback: false,
+    ..CANARY_100
+};
+
+/// The operator's walk to phase 3: dual-write, a backfill and a clean verify, every read on
+/// unified, dual-write off.
+async fn walk_to_unified(storage: &Storage) {
+    set_flags(storage, PHASE1).await.expect("phase 1");
+    backfill_and_verify(storage).await;
+    set_flags(storage, CANARY_100)
+        .await
+        .expect("phase 2 at 100 %");
+    set_flags(storage, PHASE3).await.expect("phase 3");
+}
+
 async fn seeded(db: &TestDb) -> (Storage, storage::demo::Dataset) {
     let storage = db.storage().await;
     let data = dataset();
@@ -69,15 +105,7 @@ async fn legacy_rows(db: &TestDb) -> i64 {
 
 async fn sync_legacy_with_nothing_pending_changes_nothing_in_any_phase(db: TestDb) {
     let (storage, _) = seeded(&db).await;
-    set_flags(
-        &storage,
-        Flags {
-            dual_write: true,
-            ..Flags::default()
-        },
-    )
-    .await
-    .expect("phase 1");
+    set_flags(&storage, PHASE1).await.expect("phase 1");
     let before = legacy_rows(&db).await;
     // Mid-backfill (the first operator mistake): nothing is pending, so nothing is touched.
     run_backfill(&storage, &[EntityKind::Listing], 10, false, Some(2)).await;
@@ -109,35 +137,7 @@ async fn sync_legacy_with_nothing_pending_changes_nothing_in_any_phase(db: TestD
 
 async fn sync_legacy_merges_and_keeps_what_unified_cannot_hold(db: TestDb) {
     let (storage, data) = seeded(&db).await;
-    set_flags(
-        &storage,
-        Flags {
-            dual_write: true,
-            ..Flags::default()
-        },
-    )
-    .await
-    .expect("phase 1");
-    backfill_and_verify(&storage).await;
-    set_flags(
-        &storage,
-        Flags {
-            unified_percent: 100,
-            ..CANARY
-        },
-    )
-    .await
-    .expect("phase 2 at 100 %");
-    set_flags(
-        &storage,
-        Flags {
-            use_unified: true,
-            unified_percent: 100,
-            ..Flags::default()
-        },
-    )
-    .await
-    .expect("phase 3");
+    walk_to_unified(&storage).await;
     let car = car_listing(&data);
     let raw = db.raw().await;
     let others = format!("SELECT COUNT(*) FROM listing_attribute_values WHERE listing_id <> {car}");
@@ -157,16 +157,9 @@ async fn sync_legacy_merges_and_keeps_what_unified_cannot_hold(db: TestDb) {
             .expect("state")
             .unified_only_writes_pending_sync
     );
-    set_flags(
-        &storage,
-        Flags {
-            unified_percent: 100,
-            fallback: false,
-            ..CANARY
-        },
-    )
-    .await
-    .expect("dual-write back on, reads still unified");
+    set_flags(&storage, DUAL_WRITE_BACK_ON)
+        .await
+        .expect("dual-write back on, reads still unified");
 
     let dry = storage
         .sync_legacy(WriteMode::Dual, 7, true, |_| {})
@@ -249,15 +242,7 @@ async fn unified_reads_need_a_backfill_under_dual_write_then_a_clean_verify(db: 
     // A backfill run before dual-write was on is no evidence.
     run_backfill(&storage, &EntityKind::ALL, 25, false, None).await;
     assert!(storage.verify(25, |_| {}).await.expect("verify").is_clean());
-    set_flags(
-        &storage,
-        Flags {
-            dual_write: true,
-            ..Flags::default()
-        },
-    )
-    .await
-    .expect("phase 1");
+    set_flags(&storage, PHASE1).await.expect("phase 1");
     refused_by(
         set_flags(&storage, CANARY).await,
         GuardrailViolation::UnifiedReadsBeforeBackfill,
@@ -293,15 +278,7 @@ async fn going_back_to_phase_0_voids_the_evidence_and_the_next_backfill_starts_a
     db: TestDb,
 ) {
     let (storage, _) = seeded(&db).await;
-    set_flags(
-        &storage,
-        Flags {
-            dual_write: true,
-            ..Flags::default()
-        },
-    )
-    .await
-    .expect("phase 1");
+    set_flags(&storage, PHASE1).await.expect("phase 1");
     backfill_and_verify(&storage).await;
     let first = storage
         .backfill_checkpoint(EntityKind::Listing, false)
@@ -311,15 +288,7 @@ async fn going_back_to_phase_0_voids_the_evidence_and_the_next_backfill_starts_a
     set_flags(&storage, Flags::default())
         .await
         .expect("phase 0: a legitimate rollback");
-    set_flags(
-        &storage,
-        Flags {
-            dual_write: true,
-            ..Flags::default()
-        },
-    )
-    .await
-    .expect("phase 1 again");
+    set_flags(&storage, PHASE1).await.expect("phase 1 again");
     refused_by(
         set_flags(&storage, CANARY).await,
         GuardrailViolation::UnifiedReadsBeforeBackfill,
@@ -345,31 +314,7 @@ async fn going_back_to_phase_0_voids_the_evidence_and_the_next_backfill_starts_a
 
 async fn backfill_is_refused_over_unified_only_writes(db: TestDb) {
     let (storage, data) = seeded(&db).await;
-    set_flags(
-        &storage,
-        Flags {
-            dual_write: true,
-            ..Flags::default()
-        },
-    )
-    .await
-    .expect("phase 1");
-    backfill_and_verify(&storage).await;
-    set_flags(
-        &storage,
-        Flags {
-            unified_percent: 100,
-            ..CANARY
-        },
-    )
-    .await
-    .expect("phase 2");
-    let unified_phase = Flags {
-        use_unified: true,
-        unified_percent: 100,
-        ..Flags::default()
-    };
-    set_flags(&storage, unified_phase).await.expect("phase 3");
+    walk_to_unified(&storage).await;
     // Reads and writes are unified-only: a backfill would overwrite them, written or not yet.
     assert!(conflict(storage.backfill_definitions().await).contains("turn dual-write on first"));
     let car = EntityRef::listing(car_listing(&data));
@@ -382,16 +327,9 @@ async fn backfill_is_refused_over_unified_only_writes(db: TestDb) {
         .await
         .expect("unified-only write")
         .data;
-    set_flags(
-        &storage,
-        Flags {
-            unified_percent: 100,
-            fallback: false,
-            ..CANARY
-        },
-    )
-    .await
-    .expect("dual-write back on");
+    set_flags(&storage, DUAL_WRITE_BACK_ON)
+        .await
+        .expect("dual-write back on");
     // The fourth mistake: `backfill --restart` after unified-only writes.
     assert!(conflict(storage.backfill_definitions().await).contains("run sync-legacy first"));
     let restart = storage
@@ -399,6 +337,15 @@ async fn backfill_is_refused_over_unified_only_writes(db: TestDb) {
         .await
         .expect("checkpoint");
     let catalog = storage.backfill_catalog().await.expect("catalog");
+    // Retrying the quarantine overwrites unified values too: refused alike.
+    assert!(
+        conflict(
+            storage
+                .retry_quarantined(EntityKind::Listing, 0, 100, &catalog)
+                .await
+        )
+        .contains("run sync-legacy first")
+    );
     assert!(
         conflict(
             storage
@@ -486,15 +433,7 @@ async fn a_write_decided_before_a_flag_change_commits_under_the_flags_in_force(d
                 .await
         }
     };
-    set_flags(
-        &storage,
-        Flags {
-            dual_write: true,
-            ..Flags::default()
-        },
-    )
-    .await
-    .expect("phase 1");
+    set_flags(&storage, PHASE1).await.expect("phase 1");
     // A replica that has not heard of phase 1 yet decides a legacy-only write.
     write(2015, WriteMode::LegacyOnly)
         .await
@@ -513,37 +452,13 @@ async fn a_write_decided_before_a_flag_change_commits_under_the_flags_in_force(d
     set_flags(&storage, CANARY)
         .await
         .expect("the evidence survived that write");
-    set_flags(
-        &storage,
-        Flags {
-            unified_percent: 100,
-            ..CANARY
-        },
-    )
-    .await
-    .expect("100 %");
-    set_flags(
-        &storage,
-        Flags {
-            use_unified: true,
-            unified_percent: 100,
-            ..Flags::default()
-        },
-    )
-    .await
-    .expect("phase 3");
+    set_flags(&storage, CANARY_100).await.expect("100 %");
+    set_flags(&storage, PHASE3).await.expect("phase 3");
     // Held between its decision (phase 3: unified only) and its commit while ops go back to
     // dual-write: it commits as a dual-write, so legacy is not left behind.
-    set_flags(
-        &storage,
-        Flags {
-            unified_percent: 100,
-            fallback: false,
-            ..CANARY
-        },
-    )
-    .await
-    .expect("dual-write back on");
+    set_flags(&storage, DUAL_WRITE_BACK_ON)
+        .await
+        .expect("dual-write back on");
     write(2016, WriteMode::UnifiedOnly)
         .await
         .expect("redone as a dual-write");
@@ -587,15 +502,7 @@ async fn migrate_down_refuses_to_drop_tables_that_hold_rows(db: TestDb) {
         "nothing reverted"
     );
     // Set flags hold rows too: the audit and the flags in force.
-    set_flags(
-        &storage,
-        Flags {
-            dual_write: true,
-            ..Flags::default()
-        },
-    )
-    .await
-    .expect("phase 1");
+    set_flags(&storage, PHASE1).await.expect("phase 1");
     let message = conflict(storage.migrate_down(6, false).await);
     assert!(message.contains("flag_audit"), "{message}");
 }
