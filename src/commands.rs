@@ -114,6 +114,59 @@ pub struct QuarantineArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ResolveArgs {
+    #[command(subcommand)]
+    action: Resolve,
+    /// Who resolves, for the audit.
+    #[arg(long, global = true, default_value = "cli")]
+    actor: String,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Resolve {
+    /// Register another spelling of an option (`дизель` → `diesel`), ignoring case.
+    Alias {
+        /// The attribute's code.
+        #[arg(long)]
+        attribute: String,
+        /// The spelling found in legacy values.
+        #[arg(long)]
+        alias: String,
+        /// The option value it means.
+        #[arg(long)]
+        option: String,
+    },
+    /// Add an option for a legitimate legacy value (a car make under `brand`).
+    AddOption {
+        #[arg(long)]
+        attribute: String,
+        /// The option value.
+        #[arg(long)]
+        value: String,
+        /// Its label as `lang=text` (sr, en, ru), repeatable; default: the value in Serbian.
+        #[arg(long = "label", value_name = "LANG=TEXT")]
+        labels: Vec<String>,
+    },
+    /// Move quarantined listing values to the attribute they belong to, and migrate them again.
+    Move {
+        /// The attribute the values are under now.
+        #[arg(long)]
+        from: String,
+        /// The attribute they belong to.
+        #[arg(long)]
+        to: String,
+        /// Only values with this raw form, as `quarantine` lists it (`text=Volkswagen`).
+        #[arg(long)]
+        raw_value: Option<String>,
+    },
+    /// The resolutions made, newest first.
+    History {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+#[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Entities compared per page.
     #[arg(long, default_value_t = 1000)]
@@ -622,6 +675,124 @@ pub async fn quarantine(
         }
         text
     })
+}
+
+/// Resolves the quarantine: an alias, an option, values moved; or lists what was resolved.
+pub async fn resolve(
+    settings: &Settings,
+    output: Output,
+    args: &ResolveArgs,
+) -> anyhow::Result<()> {
+    let storage = connect_migrated(settings).await?;
+    let mode = flags_in_force(settings, &storage).await?.write_mode();
+    let actor = args.actor.as_str();
+    let done = |resolution: &storage::resolve::Resolution| {
+        format!(
+            "recorded as resolution {} ({} of '{}'); run `backfill --retry-quarantine` next",
+            resolution.id, resolution.action, resolution.attribute_code
+        )
+    };
+    let result = match &args.action {
+        Resolve::Alias {
+            attribute,
+            alias,
+            option,
+        } => storage
+            .add_alias(attribute, alias, option, actor, mode)
+            .await
+            .map(|written| {
+                output.report(&written.data, |r| {
+                    format!("'{alias}' now means option '{option}' of '{attribute}': {}", done(r))
+                })
+            }),
+        Resolve::AddOption {
+            attribute,
+            value,
+            labels,
+        } => {
+            let mut label = domain::LocalizedText::new();
+            for entry in labels {
+                let (language, text) = entry
+                    .split_once('=')
+                    .and_then(|(l, t)| Some((l.parse::<domain::Language>().ok()?, t)))
+                    .with_context(|| format!("--label {entry:?}: expected sr=…, en=… or ru=…"))?;
+                label.set(language, text);
+            }
+            storage
+                .add_option(attribute, value, label, actor, mode)
+                .await
+                .map(|written| {
+                    output.report(&written.data, |r| {
+                        format!("option '{value}' added to '{attribute}': {}", done(r))
+                    })
+                })
+        }
+        Resolve::Move {
+            from,
+            to,
+            raw_value,
+        } => storage
+            .move_values(from, to, raw_value.as_deref(), actor, mode)
+            .await
+            .map(|written| {
+                let (resolution, report) = written.data;
+                #[derive(Serialize)]
+                struct Moved {
+                    resolution: storage::resolve::Resolution,
+                    #[serde(flatten)]
+                    report: storage::resolve::MoveReport,
+                }
+                output.report(&Moved { resolution, report }, |m| {
+                    let mut text = format!(
+                        "{} listing value(s) moved from '{from}' to '{to}'; those listings were migrated \
+                         again: {} values migrated, {} quarantined; recorded as resolution {}",
+                        m.report.moved.len(),
+                        m.report.migrated,
+                        m.report.quarantined,
+                        m.resolution.id
+                    );
+                    if !m.report.skipped.is_empty() {
+                        text.push_str(&format!(
+                            "\nleft as they are (they have a '{to}' value already): listings {:?}",
+                            m.report.skipped
+                        ));
+                    }
+                    text
+                })
+            }),
+        Resolve::History { limit } => {
+            if *limit < 1 {
+                bail!("--limit must be at least 1");
+            }
+            storage.resolutions(*limit).await.map(|history| {
+                output.report(&history, |history| {
+                    if history.is_empty() {
+                        return "no resolution yet".to_owned();
+                    }
+                    let mut text = String::from("id  at                              by         action  attribute → detail");
+                    for r in history {
+                        text.push_str(&format!(
+                            "\n{:<3} {:<31} {:<10} {:<7} {} → {}",
+                            r.id, r.resolved_at, r.resolved_by, r.action, r.attribute_code, r.detail
+                        ));
+                    }
+                    text
+                })
+            })
+        }
+    };
+    match result {
+        Ok(printed) => printed,
+        Err(storage::StorageError::InvalidValues(fields)) => bail!(
+            "refused: {}",
+            fields
+                .iter()
+                .map(|f| format!("{}: {}", f.field, f.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// Copies unified back to legacy, with the flags in force deciding whether that is safe.

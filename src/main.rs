@@ -60,6 +60,9 @@ enum Command {
     /// List the quarantined legacy values by attribute, raw value and reason, most common
     /// first: what to resolve (then `backfill --retry-quarantine`).
     Quarantine(commands::QuarantineArgs),
+    /// Resolve the quarantine, audited: an alias for an option, an option for a legitimate
+    /// value, values moved to the attribute they belong to; `resolve history` lists them.
+    Resolve(commands::ResolveArgs),
     /// Move the legacy attribute tables to the archive (PostgreSQL: schema `legacy_archive`;
     /// SQLite: `legacy_archive_` prefix), with a manifest of counts and checksums. Needs the
     /// unified phase and a clean verify since legacy was last written.
@@ -135,6 +138,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => commands::verify(&settings, output, &args).await,
         Command::SyncLegacy(args) => commands::sync_legacy(&settings, output, &args).await,
         Command::Quarantine(args) => commands::quarantine(&settings, output, &args).await,
+        Command::Resolve(args) => commands::resolve(&settings, output, &args).await,
         Command::Archive => commands::archive(&settings, output).await,
         Command::RestoreArchive => commands::restore_archive(&settings, output).await,
         Command::Validate(args) => {

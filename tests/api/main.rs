@@ -29,6 +29,7 @@ mod categories;
 mod drill;
 mod monitoring;
 mod observability;
+mod resolution;
 mod runtime_flags;
 mod shadow;
 mod values;
@@ -274,7 +275,8 @@ async fn refused_values_name_each_field_and_change_nothing(backend: Backend) {
         (r#"{"year": 1949}"#, "year", "errors.valueBelowMinimum"),
         (r#"{"year": 2027}"#, "year", "errors.valueAboveMaximum"),
         (
-            r#"{"year": 2020, "transmission": "Automatic"}"#,
+            // A spelling no option explains (`Automatic` would be stored as `automatic`).
+            r#"{"year": 2020, "transmission": "poluautomatik"}"#,
             "transmission",
             "errors.optionNotAllowed",
         ),

@@ -265,7 +265,7 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             };
             count(&sql)
         };
-        let evidence = run(&["migrate", "down", "5"]);
+        let evidence = run(&["migrate", "down", "6"]);
         assert_eq!(evidence.status.code(), Some(2), "{backend:?}");
         assert!(
             String::from_utf8_lossy(&evidence.stderr).contains("migration_state"),
@@ -277,7 +277,7 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             1,
             "{backend:?}: nothing reverted"
         );
-        let down = run(&["migrate", "down", "5", "--allow-data-loss"]);
+        let down = run(&["migrate", "down", "6", "--allow-data-loss"]);
         assert!(
             down.status.success(),
             "{}",
@@ -721,4 +721,104 @@ fn sigterm_lets_a_request_in_flight_finish_its_write_then_the_service_exits_clea
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "clean exit: {status:?}");
+}
+
+/// The operator's resolution of the demo's quarantine on SQLite: `quarantine` names the
+/// spelling no option explains, `resolve alias` maps it (a spelling that already means another
+/// option is refused, exit 2), `backfill --retry-quarantine` migrates it, `verify` stays clean,
+/// and `resolve history` shows who did it.
+#[test]
+fn resolve_alias_then_retry_quarantine_migrates_the_spelling_and_records_who_did_it() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDb::fresh(Backend::Sqlite));
+    let dual = [("DUAL_WRITE_ATTRIBUTES", "true")];
+    let run = |args: &[&str]| {
+        let with_json: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
+        cli(&db, &with_json, &dual)
+    };
+    let json = |output: &std::process::Output| -> serde_json::Value {
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+            panic!(
+                "{err}: stdout {:?}, stderr {}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+    };
+    assert!(run(&["seed-demo", "--listings", "300"]).status.success());
+    assert!(run(&["backfill"]).status.success());
+    let spelled = |output: &std::process::Output| -> i64 {
+        json(output)
+            .as_array()
+            .expect("groups")
+            .iter()
+            .filter(|g| g["raw_value"] == "text=poluautomatik")
+            .map(|g| g["count"].as_i64().expect("count"))
+            .sum()
+    };
+    let listed = run(&["quarantine", "--attribute", "transmission"]);
+    let quarantined = spelled(&listed);
+    assert!(quarantined > 0, "the demo holds `poluautomatik`");
+
+    let conflict = run(&[
+        "resolve",
+        "alias",
+        "--attribute",
+        "transmission",
+        "--alias",
+        "MANUAL",
+        "--option",
+        "automatic",
+    ]);
+    assert_eq!(conflict.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&conflict.stderr).contains("already means option 'manual'"),
+        "{}",
+        String::from_utf8_lossy(&conflict.stderr)
+    );
+    let alias = run(&[
+        "resolve",
+        "alias",
+        "--attribute",
+        "transmission",
+        "--alias",
+        "poluautomatik",
+        "--option",
+        "automatic",
+        "--actor",
+        "night-shift",
+    ]);
+    assert!(
+        alias.status.success(),
+        "{}",
+        String::from_utf8_lossy(&alias.stderr)
+    );
+    assert_eq!(json(&alias)["action"], "alias");
+
+    let retried = run(&["backfill", "--retry-quarantine"]);
+    assert!(
+        retried.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retried.stderr)
+    );
+    let report = json(&retried);
+    assert_eq!(
+        report["quarantined_before"].as_i64().expect("before")
+            - report["quarantined_after"].as_i64().expect("after"),
+        quarantined,
+        "exactly the aliased values left the quarantine: {report}"
+    );
+    assert_eq!(
+        spelled(&run(&["quarantine", "--attribute", "transmission"])),
+        0
+    );
+    assert!(run(&["verify"]).status.success());
+    let history = json(&run(&["resolve", "history"]));
+    assert_eq!(history[0]["resolved_by"], "night-shift");
+    assert_eq!(history[0]["detail"]["alias"], "poluautomatik");
+    assert_eq!(
+        history.as_array().map(Vec::len),
+        Some(1),
+        "the refusal left no record"
+    );
 }

@@ -15,90 +15,10 @@ use crate::common::{Backend, TestDb, backfill_and_verify};
 use crate::{LEGACY, UNIFIED, object};
 
 /// The legacy tables as the monolith had them in 2025-08, created before the service migrates.
-const SCHEMA_2025_08: &str = "
-CREATE SEQUENCE global_product_id_seq;
-CREATE TABLE marketplace_categories (
-    id integer PRIMARY KEY, parent_id integer REFERENCES marketplace_categories (id),
-    name varchar(100) NOT NULL, slug varchar(100) NOT NULL, level integer DEFAULT 0,
-    created_at timestamp DEFAULT now());
-CREATE TABLE marketplace_listings (
-    id integer PRIMARY KEY DEFAULT nextval('global_product_id_seq'), user_id integer,
-    storefront_id integer, category_id integer REFERENCES marketplace_categories (id),
-    title varchar(255) NOT NULL, status varchar(20) DEFAULT 'active',
-    created_at timestamp DEFAULT now());
-CREATE TABLE storefront_products (
-    id integer PRIMARY KEY DEFAULT nextval('global_product_id_seq'), storefront_id integer,
-    category_id integer REFERENCES marketplace_categories (id), attributes jsonb,
-    created_at timestamp DEFAULT now());
-CREATE TABLE storefront_product_variants (
-    id integer PRIMARY KEY DEFAULT nextval('global_product_id_seq'),
-    product_id integer REFERENCES storefront_products (id), variant_attributes jsonb);
-CREATE TABLE category_attributes (
-    id serial PRIMARY KEY, name varchar(100) NOT NULL UNIQUE, display_name varchar(255) NOT NULL,
-    attribute_type varchar(50) NOT NULL, options jsonb, validation_rules jsonb,
-    is_searchable boolean DEFAULT false, is_filterable boolean DEFAULT true,
-    is_required boolean DEFAULT false, sort_order integer DEFAULT 0,
-    created_at timestamp DEFAULT now(), custom_component varchar(255),
-    show_in_card boolean DEFAULT true, show_in_list boolean DEFAULT false, icon varchar(10),
-    affects_stock boolean DEFAULT false);
-CREATE TABLE category_attribute_mapping (
-    category_id integer NOT NULL,
-    attribute_id integer NOT NULL REFERENCES category_attributes (id) ON DELETE CASCADE,
-    is_enabled boolean DEFAULT true, is_required boolean DEFAULT false, sort_order integer DEFAULT 0,
-    custom_component varchar(255), show_in_card boolean, show_in_list boolean,
-    PRIMARY KEY (category_id, attribute_id));
-CREATE TABLE listing_attribute_values (
-    id serial PRIMARY KEY, listing_id integer NOT NULL,
-    attribute_id integer NOT NULL REFERENCES category_attributes (id) ON DELETE CASCADE,
-    text_value text, numeric_value numeric(20, 5), boolean_value boolean, json_value jsonb,
-    unit varchar(20), value_type varchar(20) NOT NULL DEFAULT 'text',
-    UNIQUE (listing_id, attribute_id));
-CREATE TABLE product_variant_attributes (
-    id serial PRIMARY KEY, name varchar(100) NOT NULL, display_name varchar(255) NOT NULL,
-    type varchar(50) NOT NULL, is_required boolean DEFAULT false, sort_order integer DEFAULT 0,
-    created_at timestamp DEFAULT now(), updated_at timestamp DEFAULT now());
-CREATE TABLE product_variant_attribute_values (
-    id serial PRIMARY KEY, attribute_id integer REFERENCES product_variant_attributes (id),
-    value varchar(255) NOT NULL, display_name varchar(255), color_hex varchar(7),
-    image_url text, sort_order integer DEFAULT 0, is_active boolean DEFAULT true);
-CREATE TABLE translations (
-    id serial PRIMARY KEY, entity_type varchar(50) NOT NULL, entity_id integer NOT NULL,
-    language varchar(5) NOT NULL, field_name varchar(100) NOT NULL, translated_text text NOT NULL,
-    UNIQUE (entity_type, entity_id, language, field_name));
-CREATE TABLE attribute_option_translations (
-    id serial PRIMARY KEY, attribute_name varchar(100) NOT NULL, option_value varchar(255) NOT NULL,
-    ru_translation text, sr_translation text, created_at timestamp DEFAULT now(),
-    UNIQUE (attribute_name, option_value));
-";
+pub const SCHEMA_2025_08: &str = include_str!("../fixtures/legacy_2025_08/schema.sql");
 
 /// Data with each class of the real defects.
-const DATA: &str = r#"
-INSERT INTO marketplace_categories (id, parent_id, name, slug, level) VALUES
-    (1003, NULL, 'Automotive', 'automotive', 0), (1301, 1003, 'Cars', 'cars', 1);
-INSERT INTO category_attributes (id, name, display_name, attribute_type, options, validation_rules) VALUES
-    (2201, 'fuel_type', 'Gorivo', 'select', '{"values": ["diesel", "petrol"]}', '{}'),
-    (2202, 'year', 'Godište', 'number', '{}', '{"min": 1950, "max": 2026}'),
-    (2203, 'brand', 'Brend', 'select', '["samsung", "apple"]', NULL),
-    (2204, 'condition', 'Stanje', 'select',
-        '[{"label": "Novo", "value": "new"}, {"label": "Polovno", "value": "used"}]', NULL);
--- The last binding names a category that does not exist (no foreign key in the real schema).
-INSERT INTO category_attribute_mapping (category_id, attribute_id, sort_order) VALUES
-    (1301, 2201, 1), (1301, 2202, 2), (1301, 2203, 3), (1003, 2204, 1), (9999, 2201, 1);
-INSERT INTO attribute_option_translations (attribute_name, option_value, ru_translation, sr_translation) VALUES
-    ('fuel_type', 'diesel', 'Дизель', 'Dizel'), ('condition', 'used', 'Б/у', 'Polovno');
-INSERT INTO marketplace_listings (id, category_id, title, user_id) VALUES
-    (100, 1301, 'Golf', 7), (101, 1301, 'Octavia', 8);
--- Cyrillic spellings the option translations resolve, a year below the minimum, a car make
--- under an electronics brand list, and a value of a listing that no longer exists.
-INSERT INTO listing_attribute_values (listing_id, attribute_id, text_value, numeric_value, value_type) VALUES
-    (100, 2201, 'дизель', NULL, 'text'), (100, 2204, 'Б/у', NULL, 'text'),
-    (100, 2202, NULL, 1, 'numeric'), (100, 2203, 'Volkswagen', NULL, 'text'),
-    (101, 2201, 'petrol', NULL, 'text'), (101, 2202, '2015', NULL, 'text'),
-    (555, 2201, 'diesel', NULL, 'text');
-INSERT INTO storefront_products (id, category_id, attributes) VALUES
-    (200, 1301, NULL), (201, 1301, '{"2202": 2010}');
-INSERT INTO storefront_product_variants (id, product_id, variant_attributes) VALUES (300, 201, NULL);
-"#;
+pub const DATA: &str = include_str!("../fixtures/legacy_2025_08/data.sql");
 
 #[tokio::test]
 async fn the_2025_08_database_migrates_with_its_defects_quarantined_and_both_stores_agree() {
@@ -161,8 +81,8 @@ async fn the_2025_08_database_migrates_with_its_defects_quarantined_and_both_sto
             .filter(|((k, _), _)| k == "listing")
             .map(|(_, n)| n)
             .sum::<i64>(),
-        3,
-        "the orphan, the year below 1950, the car make among phone brands: {quarantine:?}"
+        4,
+        "the orphan, the year below 1950, the car make among phone brands, `БУ`: {quarantine:?}"
     );
 
     // legacy = migrated + quarantined, per table.
@@ -227,7 +147,7 @@ async fn the_2025_08_database_migrates_with_its_defects_quarantined_and_both_sto
     assert_eq!(diesel.label.get(Language::Ru), Some("Дизель"));
 
     // Both stores give every category the same attributes, and the NULL documents read empty.
-    for category in [1003, 1301] {
+    for category in [1003, 1301, 1302] {
         let codes = |store| {
             let storage = storage.clone();
             async move {
@@ -296,35 +216,97 @@ async fn the_2025_08_database_migrates_with_its_defects_quarantined_and_both_sto
         [Some("Broj sedišta".to_owned())]
     );
 
-    // Resolving the quarantine: the car make is a legitimate value, so the operator adds it as
-    // an option (dual-write: both stores), then retries only the quarantined values.
-    let brand: domain::AttributeDraft = serde_json::from_value(json!({
-        "code": "brand", "type": "select", "display_name": {"sr": "Brend"},
-        "options": [{"value": "samsung", "label": {"sr": "samsung"}},
-                    {"value": "apple", "label": {"sr": "apple"}},
-                    {"value": "volkswagen", "label": {"sr": "Volkswagen"}}]
-    }))
-    .expect("brand draft");
-    storage
-        .update_attribute(2203, brand, WriteMode::Dual)
-        .await
-        .expect("an option added");
+    // Resolving the quarantine, as an operator does: an alias for a spelling no label explains,
+    // an option for a legitimate value, the car make moved to the attribute it belongs to.
     let listing_quarantine =
         "SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = 'listing'";
-    assert_eq!(raw.count(listing_quarantine).await, 3);
-    let brand_quarantine = storage
-        .quarantine_by_attribute(Some("brand"), 10)
+    assert_eq!(raw.count(listing_quarantine).await, 4);
+    let refused = storage
+        .add_alias("condition", "Polovno", "new", "ops", WriteMode::Dual)
         .await
-        .expect("quarantine of brand");
-    assert_eq!(
-        brand_quarantine
-            .iter()
-            .map(|g| (g.raw_value.as_str(), g.count))
-            .collect::<Vec<_>>(),
-        [("text=Volkswagen", 1)],
-        "{brand_quarantine:?}"
+        .expect_err("`Polovno` is the label of `used`");
+    assert!(
+        matches!(refused, storage::StorageError::Conflict(_)),
+        "{refused}"
     );
-    storage.backfill_definitions().await.expect("definitions");
+    let refused = storage
+        .add_alias("condition", "БУ", "rabljeno", "ops", WriteMode::Dual)
+        .await
+        .expect_err("no such option");
+    assert!(
+        matches!(refused, storage::StorageError::InvalidValues(_)),
+        "{refused}"
+    );
+    storage
+        .add_alias("condition", "БУ", "used", "ops", WriteMode::Dual)
+        .await
+        .expect("an alias");
+    storage
+        .add_option(
+            "car_make",
+            "volkswagen",
+            domain::LocalizedText::serbian("Volkswagen"),
+            "ops",
+            WriteMode::Dual,
+        )
+        .await
+        .expect("an option for a legitimate make");
+    let refused = storage
+        .add_option(
+            "car_make",
+            "Volkswagen",
+            domain::LocalizedText::new(),
+            "ops",
+            WriteMode::Dual,
+        )
+        .await
+        .expect_err("the option exists in another case");
+    assert!(
+        matches!(refused, storage::StorageError::Conflict(_)),
+        "{refused}"
+    );
+    let moved = storage
+        .move_values(
+            "brand",
+            "car_make",
+            Some("text=Volkswagen"),
+            "ops",
+            WriteMode::Dual,
+        )
+        .await
+        .expect("the make moved to car_make")
+        .data
+        .1;
+    assert_eq!(
+        (moved.moved, moved.migrated, moved.quarantined),
+        (vec![100], 3, 1),
+        "listing 100 migrated again: fuel, condition, the make; its year stays quarantined"
+    );
+    assert_eq!(
+        raw.count("SELECT COUNT(*) FROM listing_attribute_values WHERE listing_id = 100 AND attribute_id = 2205")
+            .await,
+        1,
+        "the legacy row now names car_make"
+    );
+    assert_eq!(
+        raw.count(listing_quarantine).await,
+        3,
+        "the move migrated the make at once"
+    );
+    // A dual-write spelled as the alias is stored as the option, in both stores.
+    storage
+        .write_values(
+            EntityRef::listing(101),
+            storage::ValuesChange::Merge(&object(json!({"condition": "бу"}))),
+            WriteMode::Dual,
+        )
+        .await
+        .expect("an aliased spelling is accepted");
+    assert_eq!(
+        raw.texts("SELECT text_value FROM listing_attribute_values WHERE listing_id = 101 AND attribute_id = 2204")
+            .await,
+        [Some("used".to_owned())]
+    );
     let catalog = storage.backfill_catalog().await.expect("catalog");
     let mut after = 0;
     while let (Some(last), _, _) = storage
@@ -334,26 +316,72 @@ async fn the_2025_08_database_migrates_with_its_defects_quarantined_and_both_sto
     {
         after = last;
     }
+    let left: Vec<(String, String)> = raw
+        .texts(
+            "SELECT attribute_code || ' ' || reason FROM backfill_quarantine
+             WHERE entity_type = 'listing' ORDER BY entity_id",
+        )
+        .await
+        .into_iter()
+        .flatten()
+        .map(|line| {
+            let (code, reason) = line.split_once(' ').expect("code and reason");
+            (code.to_owned(), reason.to_owned())
+        })
+        .collect();
     assert_eq!(
-        raw.count(listing_quarantine).await,
+        left.len(),
         2,
-        "Volkswagen migrated; the year below 1950 and the orphan stay"
+        "the year below 1950 and the orphan stay: {left:?}"
     );
     assert!(
-        storage
-            .quarantine_by_attribute(Some("brand"), 10)
-            .await
-            .expect("quarantine of brand")
-            .is_empty()
+        left[0].0 == "year" && left[1].1.contains("the listing does not exist"),
+        "{left:?}"
     );
-    let unified = storage
-        .entity_values(EntityRef::listing(100), UNIFIED)
-        .await
-        .expect("listing 100")
-        .data;
-    assert_eq!(unified["brand"].value.to_json(), json!("volkswagen"));
+    for (listing, code, expected) in [
+        (100, "car_make", json!("volkswagen")),
+        (102, "condition", json!("used")),
+        (101, "condition", json!("used")),
+    ] {
+        let unified = storage
+            .entity_values(EntityRef::listing(listing), UNIFIED)
+            .await
+            .expect("listing")
+            .data;
+        assert_eq!(unified[code].value.to_json(), expected, "{listing} {code}");
+    }
+    assert_eq!(
+        legacy_values_count(&raw).await,
+        raw.count("SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'listing'")
+            .await
+            + raw.count(listing_quarantine).await,
+        "legacy = migrated + quarantined after the resolution"
+    );
     let verified = storage.verify(50, |_| {}).await.expect("verify");
     assert!(verified.is_clean(), "{:?}", verified.drift);
+    let resolutions = storage.resolutions(10).await.expect("resolutions");
+    assert_eq!(
+        resolutions
+            .iter()
+            .rev()
+            .map(|r| (
+                r.action.as_str(),
+                r.attribute_code.as_str(),
+                r.resolved_by.as_str()
+            ))
+            .collect::<Vec<_>>(),
+        [
+            ("alias", "condition", "ops"),
+            ("option", "car_make", "ops"),
+            ("move", "brand", "ops")
+        ],
+        "refusals leave no record"
+    );
+}
+
+async fn legacy_values_count(raw: &crate::common::Raw) -> i64 {
+    raw.count("SELECT COUNT(*) FROM listing_attribute_values")
+        .await
 }
 
 /// A legacy table without a column the service cannot do without: `migrate` refuses, naming

@@ -486,13 +486,15 @@ async fn migrate_down_refuses_to_drop_tables_that_hold_rows(db: TestDb) {
     let (storage, _) = seeded(&db).await;
     // A run is recorded whatever it found (nothing is backfilled: it finds drift).
     storage.verify(25, |_| {}).await.expect("verify");
-    // Four steps: the option translations (migration 8, legacy: nothing dropped), the phases'
-    // evidence (7), the archive manifests (6, empty) and the verify runs (5).
-    let message = conflict(storage.migrate_down(4, false).await);
+    // Five steps: the quarantine's resolutions (migration 9, empty), the option translations
+    // (8, legacy: nothing dropped), the phases' evidence (7), the archive manifests (6, empty)
+    // and the verify runs (5).
+    let message = conflict(storage.migrate_down(5, false).await);
     assert!(
         message.contains("migration_state")
             && message.contains("verify_runs")
             && !message.contains("archive_manifests")
+            && !message.contains("attribute_option_aliases")
             && message.contains("--allow-data-loss"),
         "{message}"
     );
@@ -501,9 +503,25 @@ async fn migrate_down_refuses_to_drop_tables_that_hold_rows(db: TestDb) {
         0,
         "nothing reverted"
     );
+    // An operator's alias and its record are data too.
+    storage
+        .add_alias(
+            "transmission",
+            "poluautomatik",
+            "automatic",
+            "ops",
+            WriteMode::LegacyOnly,
+        )
+        .await
+        .expect("an alias");
+    let message = conflict(storage.migrate_down(1, false).await);
+    assert!(
+        message.contains("attribute_option_aliases") && message.contains("quarantine_resolutions"),
+        "{message}"
+    );
     // Set flags hold rows too: the audit and the flags in force.
     set_flags(&storage, PHASE1).await.expect("phase 1");
-    let message = conflict(storage.migrate_down(6, false).await);
+    let message = conflict(storage.migrate_down(7, false).await);
     assert!(message.contains("flag_audit"), "{message}");
 }
 

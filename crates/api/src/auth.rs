@@ -27,3 +27,15 @@ pub fn require_token(request: &HttpRequest, tokens: &[SecretString]) -> Result<(
         Err(ApiError::Unauthorized)
     }
 }
+
+/// Who makes an audited change: the `X-Actor` header (at most 200 characters), else
+/// `admin-api`.
+pub fn actor(request: &HttpRequest) -> String {
+    request
+        .headers()
+        .get("X-Actor")
+        .and_then(|h| h.to_str().ok())
+        .map(|a| a.chars().take(200).collect::<String>())
+        .filter(|a| !a.trim().is_empty())
+        .unwrap_or_else(|| "admin-api".to_owned())
+}

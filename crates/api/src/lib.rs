@@ -589,7 +589,7 @@ fn public_routes(config: &mut web::ServiceConfig) {
 }
 
 fn admin_routes(config: &mut web::ServiceConfig) {
-    use routes::{admin, migration};
+    use routes::{admin, migration, quarantine};
     const ADMIN: &str = "/api/v2/admin";
     config.service(
         web::scope(ADMIN)
@@ -607,6 +607,22 @@ fn admin_routes(config: &mut web::ServiceConfig) {
             .service(
                 resource(ADMIN, "/attributes/quarantine")
                     .route(web::get().to(migration::quarantine)),
+            )
+            .service(
+                resource(ADMIN, "/attributes/quarantine/aliases")
+                    .route(web::post().to(quarantine::add_alias)),
+            )
+            .service(
+                resource(ADMIN, "/attributes/quarantine/options")
+                    .route(web::post().to(quarantine::add_option)),
+            )
+            .service(
+                resource(ADMIN, "/attributes/quarantine/moves")
+                    .route(web::post().to(quarantine::move_values)),
+            )
+            .service(
+                resource(ADMIN, "/attributes/quarantine/resolutions")
+                    .route(web::get().to(quarantine::resolutions)),
             )
             .service(
                 resource(ADMIN, "/attributes/migration-status")

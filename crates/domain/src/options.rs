@@ -13,6 +13,11 @@ pub struct AttributeOption {
     pub label: LocalizedText,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub color_hex: Option<String>,
+    /// Other spellings operators registered for this option (`дизель`, `БУ`). They live in a
+    /// table of their own, audited, and are attached when definitions are read: never stored
+    /// with the definition, never served.
+    #[serde(skip)]
+    pub aliases: Vec<String>,
 }
 
 impl AttributeOption {
@@ -23,25 +28,34 @@ impl AttributeOption {
             label: LocalizedText::serbian(value.clone()),
             value,
             color_hex: None,
+            aliases: Vec::new(),
         }
+    }
+
+    /// Whether `spelling` names this option ignoring case: its value, a label in any
+    /// language, or an alias.
+    pub fn is_spelled(&self, spelling: &str) -> bool {
+        let wanted = spelling.trim().to_lowercase();
+        self.value.to_lowercase() == wanted
+            || self
+                .label
+                .iter()
+                .any(|(_, label)| label.to_lowercase() == wanted)
+            || self
+                .aliases
+                .iter()
+                .any(|alias| alias.to_lowercase() == wanted)
     }
 }
 
-/// The option a legacy spelling stands for: the exact value; else the one option whose value
-/// or label in any language equals it ignoring case (`Automatic`, `автомат` → `automatic`).
-/// `None` when no option matches, or several do: then the spelling is not certain.
+/// The option a legacy spelling stands for: the exact value; else the one option whose value,
+/// label in any language or alias equals it ignoring case (`Automatic`, `автомат` →
+/// `automatic`). `None` when no option matches, or several do: then the spelling is not certain.
 pub fn option_for_spelling<'a>(options: &'a [AttributeOption], spelling: &str) -> Option<&'a str> {
     if let Some(exact) = options.iter().find(|o| o.value == spelling) {
         return Some(&exact.value);
     }
-    let wanted = spelling.trim().to_lowercase();
-    let mut matching = options.iter().filter(|option| {
-        option.value.to_lowercase() == wanted
-            || option
-                .label
-                .iter()
-                .any(|(_, label)| label.to_lowercase() == wanted)
-    });
+    let mut matching = options.iter().filter(|option| option.is_spelled(spelling));
     match (matching.next(), matching.next()) {
         (Some(only), None) => Some(&only.value),
         _ => None,
@@ -131,6 +145,7 @@ fn parse_items(items: &[Json], parsed: &mut ParsedOptions) {
                             .and_then(Json::as_str)
                             .map(str::to_owned),
                         value,
+                        aliases: Vec::new(),
                     })
             }
             _ => None,
@@ -226,6 +241,7 @@ mod tests {
                 .with(crate::Language::En, "Automatic")
                 .with(crate::Language::Ru, "Автомат"),
             color_hex: None,
+            aliases: Vec::new(),
         };
         let options = [automatic, AttributeOption::plain("manual")];
         assert_eq!(
@@ -251,5 +267,19 @@ mod tests {
             value,
             crate::Value::Multiselect(vec!["automatic".into(), "x".into()])
         );
+    }
+
+    #[test]
+    fn an_alias_maps_a_spelling_no_label_explains() {
+        let mut used = AttributeOption::plain("used");
+        let options_before = [used.clone(), AttributeOption::plain("new")];
+        assert_eq!(option_for_spelling(&options_before, "БУ"), None);
+        used.aliases.push("бу".into());
+        let options = [used, AttributeOption::plain("new")];
+        assert_eq!(option_for_spelling(&options, "БУ"), Some("used"));
+        assert_eq!(option_for_spelling(&options, " бу "), Some("used"));
+        // Aliases are the registry's, not the definition's: they never travel with it.
+        let stored = serde_json::to_value(&options[0]).expect("serialize");
+        assert!(stored.get("aliases").is_none(), "{stored}");
     }
 }

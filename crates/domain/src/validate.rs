@@ -214,12 +214,15 @@ pub fn validate_patch(
     }
 }
 
-/// Parses one value and checks it against the attribute's options and rules.
+/// Parses one value and checks it against the attribute's options and rules. An option
+/// spelled another way that certainly means one option (its label, another case, an alias
+/// operators registered) is stored as that option, as the backfill stores legacy spellings.
 pub fn check_value(
     attribute: &EffectiveAttribute,
     raw: &Json,
 ) -> Result<TypedValue, FieldErrorKind> {
-    let typed = TypedValue::from_json(attribute.attribute.attribute_type, raw)?;
+    let mut typed = TypedValue::from_json(attribute.attribute.attribute_type, raw)?;
+    crate::options::canonical_spellings(&attribute.options, &mut typed.value);
     check_typed(&attribute.attribute, &attribute.options, &typed)?;
     Ok(typed)
 }
@@ -371,7 +374,7 @@ mod tests {
     #[test]
     fn each_problem_is_reported_on_its_field() {
         let errors = errors_for(json!({
-            "year": 1, "transmission": "Automatic", "vin": "short", "color": ["green"],
+            "year": 1, "transmission": "poluautomatik", "vin": "short", "color": ["green"],
             "paint": "blue", "doors": 4
         }));
         assert!(errors.contains(&("year".into(), "errors.valueBelowMinimum")));
@@ -381,6 +384,28 @@ mod tests {
         assert!(errors.contains(&("paint".into(), "errors.invalidColor")));
         assert!(errors.contains(&("doors".into(), "errors.unknownAttribute")));
         assert_eq!(errors.len(), 6);
+    }
+
+    #[test]
+    fn a_spelling_that_certainly_means_one_option_is_stored_as_that_option() {
+        let mut schema = schema();
+        let transmission = schema
+            .attributes
+            .iter_mut()
+            .find(|a| a.attribute.code == "transmission")
+            .expect("transmission");
+        transmission.options[0].aliases.push("автомат".into());
+        let input = json!({"year": 2015, "transmission": "АВТОМАТ", "color": ["Red", "blue"]});
+        let values = validate_replacement(&schema, input.as_object().expect("object"))
+            .expect("spellings mapped");
+        assert_eq!(
+            values["transmission"].value,
+            Value::Select("automatic".into())
+        );
+        assert_eq!(
+            values["color"].value,
+            Value::Multiselect(vec!["red".into(), "blue".into()])
+        );
     }
 
     #[test]

@@ -442,6 +442,47 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Unified values whose entity does not exist.
     fn orphaned_values(conn: &mut Conn<Self>) -> impl Future<Output = Result<i64>> + Send;
 
+    /// Registers `alias` for option `option` of `attribute`.
+    fn insert_alias(
+        conn: &mut Conn<Self>,
+        attribute: &domain::Attribute,
+        alias: &str,
+        option: &str,
+        actor: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Records a resolution of the quarantine.
+    fn record_resolution(
+        conn: &mut Conn<Self>,
+        action: &str,
+        attribute_code: &str,
+        detail: &serde_json::Value,
+        affected: i64,
+        actor: &str,
+    ) -> impl Future<Output = Result<crate::resolve::Resolution>> + Send;
+
+    fn resolutions(
+        conn: &mut Conn<Self>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<crate::resolve::Resolution>>> + Send;
+
+    /// Entities of `kind` with a quarantined value of `code` (with `raw_value`, when given).
+    fn quarantined_ids_of(
+        conn: &mut Conn<Self>,
+        kind: domain::EntityKind,
+        code: &str,
+        raw_value: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<i64>>> + Send;
+
+    /// Moves the legacy values of attribute `from` of these listings to attribute `to`, except
+    /// where a listing has a value of `to` already; returns the listings moved.
+    fn move_listing_values(
+        conn: &mut Conn<Self>,
+        from: i64,
+        to: i64,
+        listings: &[i64],
+    ) -> impl Future<Output = Result<Vec<i64>>> + Send;
+
     /// Whether the last verify was clean and ran after legacy could last be written alone.
     fn verified_since_legacy_writes(
         conn: &mut Conn<Self>,
@@ -535,7 +576,7 @@ macro_rules! backend_operations {
 
         async fn unified_schema(conn: &mut Conn<Self>, category_id: i64) -> Result<SchemaParts> {
             record_queries(1);
-            let rows: Vec<rows::UnifiedSchemaRow> = sqlx::query_as(sql::UNIFIED_SCHEMA)
+            let rows: Vec<rows::UnifiedSchemaRow> = sqlx::query_as($sql::UNIFIED_SCHEMA)
                 .bind(category_id)
                 .fetch_all(conn)
                 .await?;
@@ -889,7 +930,7 @@ macro_rules! backend_operations {
                 Store::Unified => {
                     record_queries(1);
                     let rows: Vec<rows::UnifiedSchemaRow> =
-                        sqlx::query_as(sql::UNIFIED_CATALOG).fetch_all(conn).await?;
+                        sqlx::query_as($sql::UNIFIED_CATALOG).fetch_all(conn).await?;
                     rows::unified_catalog(&rows)
                 }
             }
@@ -1434,6 +1475,88 @@ macro_rules! backend_operations {
         async fn orphaned_values(conn: &mut Conn<Self>) -> Result<i64> {
             record_queries(1);
             Ok(sqlx::query_scalar(crate::verify::ORPHANED_VALUES).fetch_one(conn).await?)
+        }
+
+        async fn insert_alias(
+            conn: &mut Conn<Self>,
+            attribute: &domain::Attribute,
+            alias: &str,
+            option: &str,
+            actor: &str,
+        ) -> Result<()> {
+            record_queries(1);
+            sqlx::query(crate::resolve::INSERT_ALIAS)
+                .bind(attribute.id)
+                .bind(crate::resolve::alias_key(alias))
+                .bind(alias)
+                .bind(option)
+                .bind(&attribute.code)
+                .bind(actor)
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+
+        async fn record_resolution(
+            conn: &mut Conn<Self>,
+            action: &str,
+            attribute_code: &str,
+            detail: &serde_json::Value,
+            affected: i64,
+            actor: &str,
+        ) -> Result<crate::resolve::Resolution> {
+            record_queries(1);
+            Ok(sqlx::query_as(crate::resolve::INSERT_RESOLUTION)
+                .bind(action)
+                .bind(attribute_code)
+                .bind(sqlx::types::Json(detail))
+                .bind(affected)
+                .bind(actor)
+                .fetch_one(conn)
+                .await?)
+        }
+
+        async fn resolutions(conn: &mut Conn<Self>, limit: i64) -> Result<Vec<crate::resolve::Resolution>> {
+            record_queries(1);
+            Ok(sqlx::query_as(crate::resolve::RESOLUTIONS).bind(limit).fetch_all(conn).await?)
+        }
+
+        async fn quarantined_ids_of(
+            conn: &mut Conn<Self>,
+            kind: EntityKind,
+            code: &str,
+            raw_value: Option<&str>,
+        ) -> Result<Vec<i64>> {
+            record_queries(1);
+            Ok(sqlx::query_scalar(crate::resolve::QUARANTINED_IDS_OF)
+                .bind(kind.as_str())
+                .bind(code)
+                .bind(raw_value)
+                .fetch_all(conn)
+                .await?)
+        }
+
+        async fn move_listing_values(
+            conn: &mut Conn<Self>,
+            from: i64,
+            to: i64,
+            listings: &[i64],
+        ) -> Result<Vec<i64>> {
+            let mut moved = Vec::new();
+            for &listing in listings {
+                record_queries(1);
+                let changed = sqlx::query(crate::resolve::MOVE_LISTING_VALUE)
+                    .bind(from)
+                    .bind(to)
+                    .bind(listing)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                if changed > 0 {
+                    moved.push(listing);
+                }
+            }
+            Ok(moved)
         }
 
         async fn verified_since_legacy_writes(conn: &mut Conn<Self>) -> Result<bool> {

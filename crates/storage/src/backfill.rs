@@ -459,7 +459,7 @@ async fn legacy_values_of<B: Backend>(
 
 /// A backfill overwrites unified values with legacy ones: refused while unified holds writes
 /// legacy lacks, or while the stored flags write only to unified.
-fn ensure_backfill_allowed(state: &crate::evidence::StateRow) -> Result<()> {
+pub(crate) fn ensure_backfill_allowed(state: &crate::evidence::StateRow) -> Result<()> {
     if state.pending_sync {
         return Err(StorageError::Conflict(
             "writes have reached only the unified store since the last reverse sync: a backfill would \
@@ -480,7 +480,7 @@ fn ensure_backfill_allowed(state: &crate::evidence::StateRow) -> Result<()> {
 /// Migrates the legacy values of these entities: each becomes a unified value or a quarantine
 /// entry with the reason, replacing what unified and the quarantine held for them. Returns
 /// (migrated, quarantined).
-async fn migrate_entities<B: Backend>(
+pub(crate) async fn migrate_entities<B: Backend>(
     conn: &mut Conn<B>,
     kind: EntityKind,
     ids: &[i64],

@@ -135,6 +135,7 @@ fn plain_options(values: &[(&str, &str, &str)]) -> Vec<AttributeOption> {
             value: (*value).to_owned(),
             label: labels(value, en, ru),
             color_hex: None,
+            aliases: Vec::new(),
         })
         .collect()
 }
@@ -176,11 +177,13 @@ fn c2c_attributes() -> Vec<Attribute> {
             value: "new".into(),
             label: labels("Novo", "New", "Новое"),
             color_hex: None,
+            aliases: Vec::new(),
         },
         AttributeOption {
             value: "used".into(),
             label: labels("Polovno", "Used", "Б/у"),
             color_hex: None,
+            aliases: Vec::new(),
         },
     ];
     condition.is_filterable = true;
@@ -209,6 +212,7 @@ fn c2c_attributes() -> Vec<Attribute> {
         value: (*value).into(),
         label: labels(sr, en, ru),
         color_hex: Some((*hex).into()),
+        aliases: Vec::new(),
     })
     .collect();
     color.is_variant_compatible = true;
@@ -290,11 +294,13 @@ fn c2c_attributes() -> Vec<Attribute> {
             value: "automatic".into(),
             label: labels("Automatski", "Automatic", "Автомат"),
             color_hex: None,
+            aliases: Vec::new(),
         },
         AttributeOption {
             value: "manual".into(),
             label: labels("Manuelni", "Manual", "Механика"),
             color_hex: None,
+            aliases: Vec::new(),
         },
     ];
     let registered = definition(
@@ -377,16 +383,19 @@ fn c2c_attributes() -> Vec<Attribute> {
             value: "pickup".into(),
             label: labels("Lično preuzimanje", "Pickup", "Самовывоз"),
             color_hex: None,
+            aliases: Vec::new(),
         },
         AttributeOption {
             value: "courier".into(),
             label: labels("Kurirska služba", "Courier", "Курьер"),
             color_hex: None,
+            aliases: Vec::new(),
         },
         AttributeOption {
             value: "post".into(),
             label: labels("Pošta", "Post", "Почта"),
             color_hex: None,
+            aliases: Vec::new(),
         },
     ];
     let exchange = definition(

@@ -15,6 +15,7 @@ pub mod flag_store;
 pub mod invalidation;
 mod legacy;
 mod postgres;
+pub mod resolve;
 mod router;
 mod rows;
 mod sql;
@@ -377,6 +378,50 @@ impl Storage {
         on_router!(self, router => router.quarantine_by_attribute(attribute, limit).await)
     }
 
+    /// Registers `alias` as another spelling of `option` of `attribute` (audited); it takes
+    /// effect at once for reads and writes, and for quarantined values at the next
+    /// `backfill --retry-quarantine`.
+    pub async fn add_alias(
+        &self,
+        attribute: &str,
+        alias: &str,
+        option: &str,
+        actor: &str,
+        mode: WriteMode,
+    ) -> Result<Written<resolve::Resolution>> {
+        on_router!(self, router => router.add_alias(attribute, alias, option, actor, mode).await)
+    }
+
+    /// Adds an option to `attribute` in every store `mode` writes (audited).
+    pub async fn add_option(
+        &self,
+        attribute: &str,
+        value: &str,
+        label: domain::LocalizedText,
+        actor: &str,
+        mode: WriteMode,
+    ) -> Result<Written<resolve::Resolution>> {
+        on_router!(self, router => fenced(mode, |mode| router.add_option(attribute, value, label.clone(), actor, mode)).await)
+    }
+
+    /// Moves quarantined listing values of `from` to attribute `to` and migrates them again
+    /// (audited).
+    pub async fn move_values(
+        &self,
+        from: &str,
+        to: &str,
+        raw_value: Option<&str>,
+        actor: &str,
+        mode: WriteMode,
+    ) -> Result<Written<(resolve::Resolution, resolve::MoveReport)>> {
+        on_router!(self, router => fenced(mode, |mode| router.move_values(from, to, raw_value, actor, mode)).await)
+    }
+
+    /// The quarantine's resolutions, newest first.
+    pub async fn resolutions(&self, limit: i64) -> Result<Vec<resolve::Resolution>> {
+        on_router!(self, router => router.resolutions(limit).await)
+    }
+
     /// Where the backfill of each entity kind stands (kinds never started are absent).
     pub async fn backfill_progress(&self) -> Result<Vec<backfill::Progress>> {
         on_router!(self, router => router.backfill_progress().await)
@@ -543,6 +588,8 @@ fn tables_dropped_by(version: i64) -> &'static [&'static str] {
         20261126000006 => &["archive_manifests"],
         // Drops the recorded evidence of the migration's phases.
         20261130000007 => &["migration_state"],
+        // Drops the operators' aliases and the record of their resolutions.
+        20261130000009 => &["attribute_option_aliases", "quarantine_resolutions"],
         _ => &[],
     }
 }

@@ -24,11 +24,16 @@ use crate::stats::record_queries;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
 mod pg_sql {
+    pub(super) const UNIFIED_SCHEMA: &str =
+        crate::sql::unified_schema_sql!("jsonb_object_agg(x.alias, x.option_value)");
+    pub(super) const UNIFIED_CATALOG: &str =
+        crate::sql::unified_catalog_sql!("jsonb_object_agg(x.alias, x.option_value)");
     pub(super) const LEGACY_SCHEMA: &str = crate::sql::legacy_schema_sql!(
         "jsonb_object_agg(t.language || ':' || t.field_name, t.translated_text)",
         // Read through the row as JSON: a column the database lacks reads as absent.
         "COALESCE(CAST(to_jsonb(a) ->> 'affects_stock' AS BOOLEAN), FALSE) AS affects_stock,
-        COALESCE(CAST(to_jsonb(a) ->> 'is_variant_compatible' AS BOOLEAN), FALSE) AS is_variant_compatible"
+        COALESCE(CAST(to_jsonb(a) ->> 'is_variant_compatible' AS BOOLEAN), FALSE) AS is_variant_compatible",
+        "jsonb_object_agg(x.alias, x.option_value)"
     );
     pub(super) const LEGACY_VOCABULARY: &str = crate::sql::legacy_vocabulary_sql!(
         "jsonb_object_agg(t.language || ':' || t.field_name, t.translated_text)"
@@ -43,13 +48,15 @@ mod pg_sql {
         "jsonb_object_agg(t.language || ':' || t.field_name, t.translated_text)",
         // Read through the row as JSON: a column the database lacks reads as absent.
         "COALESCE(CAST(to_jsonb(a) ->> 'affects_stock' AS BOOLEAN), FALSE) AS affects_stock,
-        COALESCE(CAST(to_jsonb(a) ->> 'is_variant_compatible' AS BOOLEAN), FALSE) AS is_variant_compatible"
+        COALESCE(CAST(to_jsonb(a) ->> 'is_variant_compatible' AS BOOLEAN), FALSE) AS is_variant_compatible",
+        "jsonb_object_agg(x.alias, x.option_value)"
     );
     pub(super) const LEGACY_VARIANT_AXES: &str = crate::sql::legacy_variant_axes_sql!(
         "jsonb_object_agg(t.language || ':' || t.field_name, t.translated_text)",
         "COALESCE(jsonb_agg(jsonb_build_object('value', o.value, 'label', o.display_name,
             'color_hex', o.color_hex) ORDER BY o.sort_order, o.id), '[]')",
-        "COALESCE(CAST(to_jsonb(p) ->> 'affects_stock' AS BOOLEAN), FALSE) AS affects_stock"
+        "COALESCE(CAST(to_jsonb(p) ->> 'affects_stock' AS BOOLEAN), FALSE) AS affects_stock",
+        "jsonb_object_agg(x.alias, x.option_value)"
     );
     pub(super) const LEGACY_RANGES: &str = crate::sql::legacy_ranges_sql!(
         "COALESCE(v.numeric_value, CASE WHEN v.text_value ~ '^-?[0-9]+(\\.[0-9]+)?$'

@@ -56,6 +56,26 @@ pub(crate) struct LegacySchemaRow {
     pub has_variant_axis: Option<bool>,
     /// `{"en:display_name": "Year", "ru:option.automatic": "Автомат", …}`.
     pub translations: Option<SqlJson<Json>>,
+    /// `{"дизель": "diesel", …}`: the aliases operators registered.
+    pub aliases: Option<SqlJson<Json>>,
+}
+
+/// Gives each option the aliases registered for its value (`{"alias": "option value"}`).
+fn with_aliases(mut options: Vec<AttributeOption>, aliases: Option<&Json>) -> Vec<AttributeOption> {
+    if let Some(Json::Object(aliases)) = aliases {
+        for (alias, value) in aliases {
+            if let Some(option) = options
+                .iter_mut()
+                .find(|o| Some(o.value.as_str()) == value.as_str())
+            {
+                option.aliases.push(alias.clone());
+            }
+        }
+        for option in &mut options {
+            option.aliases.sort();
+        }
+    }
+    options
 }
 
 /// Legacy translations are keyed `language:field`; `display_name` labels the attribute and
@@ -127,7 +147,10 @@ impl LegacySchemaRow {
         for warning in parsed.warnings.iter().chain(&rule_warnings) {
             tracing::debug!(attribute_id = id, warning, "legacy attribute data defect");
         }
-        let options = translated_options(parsed.options, translations);
+        let options = with_aliases(
+            translated_options(parsed.options, translations),
+            self.aliases.as_ref().map(|j| &j.0),
+        );
         Some(Attribute {
             id,
             code: normalize_code(name),
@@ -230,6 +253,7 @@ pub(crate) struct UnifiedSchemaRow {
     pub show_in_card: Option<bool>,
     pub sort_order: Option<i32>,
     pub is_active: Option<bool>,
+    pub aliases: Option<SqlJson<Json>>,
 }
 
 impl UnifiedSchemaRow {
@@ -245,7 +269,10 @@ impl UnifiedSchemaRow {
             show_in_list: self.b_show_in_list,
             custom_component: self.b_custom_component.clone(),
             sort_order: self.b_sort_order.unwrap_or(0),
-            category_specific_options: self.b_category_specific_options.clone().map(|j| j.0),
+            category_specific_options: self
+                .b_category_specific_options
+                .clone()
+                .map(|j| with_aliases(j.0, self.aliases.as_ref().map(|j| &j.0))),
         })
     }
 
@@ -272,7 +299,10 @@ impl UnifiedSchemaRow {
                 .unwrap_or("regular")
                 .parse()
                 .map_err(corrupt)?,
-            options: self.options.clone().map(|j| j.0).unwrap_or_default(),
+            options: with_aliases(
+                self.options.clone().map(|j| j.0).unwrap_or_default(),
+                self.aliases.as_ref().map(|j| &j.0),
+            ),
             rules: self
                 .validation_rules
                 .clone()
@@ -526,6 +556,7 @@ pub(crate) struct VariantAxisRow {
     pub affects_stock: bool,
     pub translations: Option<SqlJson<Json>>,
     pub options: Option<SqlJson<Json>>,
+    pub aliases: Option<SqlJson<Json>>,
 }
 
 /// Unified ids of variant-only axes: clear of C2C ids, the same in both stores.
@@ -537,7 +568,10 @@ impl VariantAxisRow {
         let translations = self.translations.as_ref().map(|j| &j.0);
         let labels = legacy_labels(translations, "display_name", &self.display_name);
         let parsed = parse_legacy_options(self.options.as_ref().map_or(&Json::Null, |j| &j.0));
-        let options = translated_options(parsed.options, translations);
+        let options = with_aliases(
+            translated_options(parsed.options, translations),
+            self.aliases.as_ref().map(|j| &j.0),
+        );
         Some(Attribute {
             name: labels.clone(),
             display_name: labels,

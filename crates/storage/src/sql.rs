@@ -15,16 +15,33 @@ macro_rules! category_chain_cte {
     };
 }
 
+/// The aliases operators registered for the options of the attribute whose id is `$id` (the
+/// same in both stores), as an `{"alias": "option value"}` object aggregated by `$aggregate`
+/// (NULL when none).
+macro_rules! option_aliases_column {
+    ($aggregate:literal, $id:literal) => {
+        concat!(
+            "(SELECT ",
+            $aggregate,
+            " FROM attribute_option_aliases x
+              WHERE x.attribute_id = ",
+            $id,
+            ") AS aliases"
+        )
+    };
+}
+
 /// The columns of a legacy definition `a`, with its translations — the shared `translations`
 /// table's and, as `option.{value}` fields, `attribute_option_translations`' Russian and
 /// Serbian option labels — aggregated by `$translations` into a `{"lang:field": text}` object. `$later` reads `affects_stock` and
 /// `is_variant_compatible`, which the monolith added later: older databases lack them.
 macro_rules! legacy_attribute_columns {
-    ($translations:literal, $later:literal) => {
+    ($translations:literal, $later:literal, $aliases:literal) => {
         concat!(
             "a.name, a.display_name, a.attribute_type, a.options, a.validation_rules,
                 a.is_searchable, a.is_filterable, a.is_required, a.sort_order, a.custom_component,
-                a.show_in_card, a.show_in_list, a.icon, ", $later, ",
+                a.show_in_card, a.show_in_list, a.icon, ", $later, ", ",
+                $crate::sql::option_aliases_column!($aliases, "a.id"), ",
                 EXISTS (SELECT 1 FROM product_variant_attributes p
                         WHERE lower(p.name) = lower(a.name)) AS has_variant_axis,
                 (SELECT ", $translations, " FROM (
@@ -45,14 +62,14 @@ macro_rules! legacy_attribute_columns {
 
 /// The legacy schema of a category chain in one query.
 macro_rules! legacy_schema_sql {
-    ($translations:literal, $later:literal) => {
+    ($translations:literal, $later:literal, $aliases:literal) => {
         concat!(
             $crate::sql::category_chain_cte!(),
             "SELECT chain.id AS chain_id, m.attribute_id,
                 m.is_enabled AS b_is_enabled, m.is_required AS b_is_required,
                 m.sort_order AS b_sort_order, m.custom_component AS b_custom_component,
                 m.show_in_card AS b_show_in_card, m.show_in_list AS b_show_in_list, ",
-            $crate::sql::legacy_attribute_columns!($translations, $later),
+            $crate::sql::legacy_attribute_columns!($translations, $later, $aliases),
             "
             FROM chain
             LEFT JOIN category_attribute_mapping m ON m.category_id = chain.id
@@ -64,13 +81,13 @@ macro_rules! legacy_schema_sql {
 
 /// Every legacy C2C definition, shaped like a schema row without a binding.
 macro_rules! legacy_catalog_sql {
-    ($translations:literal, $later:literal) => {
+    ($translations:literal, $later:literal, $aliases:literal) => {
         concat!(
             "SELECT CAST(0 AS INTEGER) AS chain_id, a.id AS attribute_id,
                 CAST(NULL AS BOOLEAN) AS b_is_enabled, CAST(NULL AS BOOLEAN) AS b_is_required,
                 CAST(NULL AS INTEGER) AS b_sort_order, CAST(NULL AS TEXT) AS b_custom_component,
                 CAST(NULL AS BOOLEAN) AS b_show_in_card, CAST(NULL AS BOOLEAN) AS b_show_in_list, ",
-            $crate::sql::legacy_attribute_columns!($translations, $later),
+            $crate::sql::legacy_attribute_columns!($translations, $later, $aliases),
             " FROM category_attributes a ORDER BY a.id"
         )
     };
@@ -78,10 +95,11 @@ macro_rules! legacy_catalog_sql {
 
 /// B2C variant axes that no C2C definition shares a name with, with their option catalogue.
 macro_rules! legacy_variant_axes_sql {
-    ($translations:literal, $options:literal, $affects_stock:literal) => {
+    ($translations:literal, $options:literal, $affects_stock:literal, $aliases:literal) => {
         concat!(
             "SELECT p.id, p.name, p.display_name, p.type AS attribute_type, p.is_required,
-                p.sort_order, ", $affects_stock, ",
+                p.sort_order, ", $affects_stock, ", ",
+                $crate::sql::option_aliases_column!($aliases, "1000000 + p.id"), ",
                 (SELECT ", $translations, " FROM translations t
                   WHERE t.entity_type = 'product_variant_attribute' AND t.entity_id = p.id) AS translations,
                 (SELECT ", $options, " FROM (SELECT * FROM product_variant_attribute_values o
@@ -92,46 +110,62 @@ macro_rules! legacy_variant_axes_sql {
         )
     };
 }
-pub(crate) use {legacy_attribute_columns, legacy_catalog_sql, legacy_variant_axes_sql};
+pub(crate) use {
+    legacy_attribute_columns, legacy_catalog_sql, legacy_variant_axes_sql, option_aliases_column,
+};
 
 pub(crate) use {category_chain_cte, legacy_schema_sql};
 
-/// The unified definition columns of `a`.
+/// The unified definition columns of `a`, with the aliases of its options.
 macro_rules! unified_attribute_columns {
-    () => {
-        "a.code, a.name, a.display_name, a.attribute_type, a.purpose, a.options,
-        a.validation_rules, a.ui_settings, a.is_searchable, a.is_filterable, a.is_required,
-        a.is_variant_compatible, a.affects_stock, a.affects_price, a.show_in_card,
-        a.sort_order, a.is_active"
+    ($aliases:literal) => {
+        concat!(
+            "a.code, a.name, a.display_name, a.attribute_type, a.purpose, a.options,
+            a.validation_rules, a.ui_settings, a.is_searchable, a.is_filterable, a.is_required,
+            a.is_variant_compatible, a.affects_stock, a.affects_price, a.show_in_card,
+            a.sort_order, a.is_active, ",
+            $crate::sql::option_aliases_column!($aliases, "a.id")
+        )
     };
 }
 
-pub(crate) const UNIFIED_CATALOG: &str = concat!(
-    "SELECT CAST(0 AS INTEGER) AS chain_id, a.id AS attribute_id,
-        CAST(NULL AS BOOLEAN) AS b_is_enabled, CAST(NULL AS BOOLEAN) AS b_is_required,
-        CAST(NULL AS BOOLEAN) AS b_is_filterable, CAST(NULL AS BOOLEAN) AS b_is_searchable,
-        CAST(NULL AS BOOLEAN) AS b_show_in_card, CAST(NULL AS BOOLEAN) AS b_show_in_list,
-        CAST(NULL AS TEXT) AS b_custom_component, CAST(NULL AS INTEGER) AS b_sort_order,
-        NULL AS b_category_specific_options, ",
-    unified_attribute_columns!(),
-    " FROM unified_attributes a ORDER BY a.id"
-);
+/// Every unified definition, shaped like a schema row without a binding.
+macro_rules! unified_catalog_sql {
+    ($aliases:literal) => {
+        concat!(
+            "SELECT CAST(0 AS INTEGER) AS chain_id, a.id AS attribute_id,
+                CAST(NULL AS BOOLEAN) AS b_is_enabled, CAST(NULL AS BOOLEAN) AS b_is_required,
+                CAST(NULL AS BOOLEAN) AS b_is_filterable, CAST(NULL AS BOOLEAN) AS b_is_searchable,
+                CAST(NULL AS BOOLEAN) AS b_show_in_card, CAST(NULL AS BOOLEAN) AS b_show_in_list,
+                CAST(NULL AS TEXT) AS b_custom_component, CAST(NULL AS INTEGER) AS b_sort_order,
+                NULL AS b_category_specific_options, ",
+            $crate::sql::unified_attribute_columns!($aliases),
+            " FROM unified_attributes a ORDER BY a.id"
+        )
+    };
+}
 
-pub(crate) const UNIFIED_SCHEMA: &str = concat!(
-    category_chain_cte!(),
-    "SELECT chain.id AS chain_id, b.attribute_id,
-        b.is_enabled AS b_is_enabled, b.is_required AS b_is_required,
-        b.is_filterable AS b_is_filterable, b.is_searchable AS b_is_searchable,
-        b.show_in_card AS b_show_in_card, b.show_in_list AS b_show_in_list,
-        b.custom_component AS b_custom_component, b.sort_order AS b_sort_order,
-        b.category_specific_options AS b_category_specific_options, ",
-    unified_attribute_columns!(),
-    "
-    FROM chain
-    LEFT JOIN unified_category_attributes b ON b.category_id = chain.id
-    LEFT JOIN unified_attributes a ON a.id = b.attribute_id
-    ORDER BY chain.depth, b.attribute_id"
-);
+/// The unified schema of a category chain in one query.
+macro_rules! unified_schema_sql {
+    ($aliases:literal) => {
+        concat!(
+            $crate::sql::category_chain_cte!(),
+            "SELECT chain.id AS chain_id, b.attribute_id,
+                b.is_enabled AS b_is_enabled, b.is_required AS b_is_required,
+                b.is_filterable AS b_is_filterable, b.is_searchable AS b_is_searchable,
+                b.show_in_card AS b_show_in_card, b.show_in_list AS b_show_in_list,
+                b.custom_component AS b_custom_component, b.sort_order AS b_sort_order,
+                b.category_specific_options AS b_category_specific_options, ",
+            $crate::sql::unified_attribute_columns!($aliases),
+            "
+            FROM chain
+            LEFT JOIN unified_category_attributes b ON b.category_id = chain.id
+            LEFT JOIN unified_attributes a ON a.id = b.attribute_id
+            ORDER BY chain.depth, b.attribute_id"
+        )
+    };
+}
+pub(crate) use {unified_attribute_columns, unified_catalog_sql, unified_schema_sql};
 
 pub(crate) const LISTING_CATEGORY: &str =
     "SELECT category_id FROM marketplace_listings WHERE id = $1";

@@ -26,10 +26,15 @@ use crate::stats::record_queries;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 mod sqlite_sql {
+    pub(super) const UNIFIED_SCHEMA: &str =
+        crate::sql::unified_schema_sql!("json_group_object(x.alias, x.option_value)");
+    pub(super) const UNIFIED_CATALOG: &str =
+        crate::sql::unified_catalog_sql!("json_group_object(x.alias, x.option_value)");
     pub(super) const LEGACY_SCHEMA: &str = crate::sql::legacy_schema_sql!(
         "json_group_object(t.language || ':' || t.field_name, t.translated_text)",
         // SQLite databases are this service's own: every column is there.
-        "a.affects_stock, a.is_variant_compatible"
+        "a.affects_stock, a.is_variant_compatible",
+        "json_group_object(x.alias, x.option_value)"
     );
     pub(super) const LEGACY_VOCABULARY: &str = crate::sql::legacy_vocabulary_sql!(
         "json_group_object(t.language || ':' || t.field_name, t.translated_text)"
@@ -43,12 +48,14 @@ mod sqlite_sql {
     pub(super) const LEGACY_CATALOG: &str = crate::sql::legacy_catalog_sql!(
         "json_group_object(t.language || ':' || t.field_name, t.translated_text)",
         // SQLite databases are this service's own: every column is there.
-        "a.affects_stock, a.is_variant_compatible"
+        "a.affects_stock, a.is_variant_compatible",
+        "json_group_object(x.alias, x.option_value)"
     );
     pub(super) const LEGACY_VARIANT_AXES: &str = crate::sql::legacy_variant_axes_sql!(
         "json_group_object(t.language || ':' || t.field_name, t.translated_text)",
         "json_group_array(json_object('value', o.value, 'label', o.display_name, 'color_hex', o.color_hex))",
-        "p.affects_stock"
+        "p.affects_stock",
+        "json_group_object(x.alias, x.option_value)"
     );
     // Decimals are text here; ranges compare them as numbers (REAL is exact to 15 digits).
     pub(super) const LEGACY_RANGES: &str = crate::sql::legacy_ranges_sql!(

@@ -17,7 +17,10 @@ impl<B: Backend> Router<B> {
     /// Opens a write's transaction under the flags it was decided with: records what a write
     /// in `mode` does to the evidence, then holds the migration state (so no flag change
     /// commits until this write does) and refuses a decision the stored flags no longer make.
-    async fn begin_fenced(&self, mode: WriteMode) -> Result<sqlx::Transaction<'static, B::Db>> {
+    pub(crate) async fn begin_fenced(
+        &self,
+        mode: WriteMode,
+    ) -> Result<sqlx::Transaction<'static, B::Db>> {
         let mut tx = self.backend().begin_write().await?;
         B::note_write(&mut tx, mode).await?;
         match B::fence(&mut tx).await? {

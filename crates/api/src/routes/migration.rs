@@ -84,12 +84,7 @@ pub async fn change_flags(
     update
         .check()
         .map_err(|reason| ApiError::InvalidBody(reason.into()))?;
-    let actor = request
-        .headers()
-        .get("X-Actor")
-        .and_then(|h| h.to_str().ok())
-        .map(|a| a.chars().take(200).collect::<String>())
-        .unwrap_or_else(|| "admin-api".to_owned());
+    let actor = crate::auth::actor(&request);
     let change = state
         .storage
         .change_flags(state.flags(), &actor, |flags| update.apply(flags))

@@ -6,6 +6,7 @@ pub mod attributes;
 pub mod categories;
 pub mod health;
 pub mod migration;
+pub mod quarantine;
 pub mod v1;
 pub mod values;
 

@@ -1,0 +1,2 @@
+DROP TABLE quarantine_resolutions;
+DROP TABLE attribute_option_aliases;

@@ -1,0 +1,286 @@
+//! The marketplace's 2025-08 database (tests/fixtures/legacy_2025_08) walked over HTTP: the
+//! service starts on the old schema in dual-write, the backfill and a clean verify follow, v1
+//! and v2 answer the same attributes for every category; then the quarantine is resolved
+//! through the admin API (an alias, an option, a move — each audited), a write spelled as the
+//! alias is accepted, `--retry-quarantine` leaves fewer quarantined, verify stays clean, and
+//! with unified reads on both versions still answer the same attributes and values.
+
+use std::collections::BTreeMap;
+
+use domain::EntityKind;
+use serde_json::{Value as Json, json};
+
+use crate::common::{Backend, TestDb, backfill_and_verify};
+use crate::helpers::{ADMIN_TOKEN, Reply, TestApp, WRITER_TOKEN, settings_for, start};
+
+const SCHEMA: &str = include_str!("../fixtures/legacy_2025_08/schema.sql");
+const DATA: &str = include_str!("../fixtures/legacy_2025_08/data.sql");
+const CATEGORIES: [i64; 3] = [1003, 1301, 1302];
+const LISTINGS: [i64; 3] = [100, 101, 102];
+
+/// Each attribute of a category as `code → option values`, from v1 (`name`) or v2 (`code`).
+async fn attributes(app: &TestApp, version: &str, category: i64) -> BTreeMap<String, Vec<Json>> {
+    let reply = app
+        .get(&format!(
+            "/api/{version}/marketplace/categories/{category}/attributes"
+        ))
+        .await;
+    assert_eq!(reply.status, 200, "{version} {category}: {}", reply.body);
+    let key = if version == "v1" { "name" } else { "code" };
+    reply.body["data"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|a| {
+            let options = a["options"].as_array().cloned().unwrap_or_default();
+            let values = options.iter().map(|o| o["value"].clone()).collect();
+            (a[key].as_str().expect("a code").to_owned(), values)
+        })
+        .collect()
+}
+
+/// v1 and v2 answer the same attributes, with the same options, for every category.
+async fn both_versions_agree(app: &TestApp) -> BTreeMap<i64, BTreeMap<String, Vec<Json>>> {
+    let mut answers = BTreeMap::new();
+    for category in CATEGORIES {
+        let v1 = attributes(app, "v1", category).await;
+        let v2 = attributes(app, "v2", category).await;
+        assert_eq!(v1, v2, "category {category}");
+        answers.insert(category, v2);
+    }
+    answers
+}
+
+async fn admin(app: &TestApp, method: &str, path: &str, body: Json) -> Reply {
+    let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+    let request = app
+        .client
+        .request(method, format!("{}{path}", app.address))
+        .insert_header(("Content-Type", "application/json"))
+        .insert_header(("Authorization", format!("Bearer {ADMIN_TOKEN}")))
+        .insert_header(("X-Actor", "ops-on-call"));
+    app.send(request, Some(body.to_string())).await
+}
+
+/// Quarantined listing values by reason, from the admin API.
+async fn listing_quarantine(app: &TestApp) -> BTreeMap<String, i64> {
+    let reply = admin(
+        app,
+        "GET",
+        "/api/v2/admin/attributes/quarantine",
+        Json::Null,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let mut by_reason = BTreeMap::new();
+    for group in reply.body["data"].as_array().expect("groups") {
+        if group["entity_type"] == "listing" {
+            *by_reason
+                .entry(format!("{} {}", group["attribute_code"], group["reason"]))
+                .or_default() += group["count"].as_i64().expect("count");
+        }
+    }
+    by_reason
+}
+
+#[actix_web::test]
+async fn the_2025_08_database_walks_to_unified_reads_with_its_quarantine_resolved_over_http() {
+    let db = TestDb::fresh(Backend::Postgres).await;
+    let raw = db.raw().await;
+    raw.execute(SCHEMA).await;
+    raw.execute(DATA).await;
+    let mut settings = settings_for(
+        &db,
+        &[
+            ("WRITER_API_TOKEN", WRITER_TOKEN),
+            ("ADMIN_API_TOKEN", ADMIN_TOKEN),
+            ("DUAL_WRITE_ATTRIBUTES", "true"),
+        ],
+    );
+    settings.demo.seed_on_first_start = Some(false);
+    let app = TestApp {
+        address: start(&settings).await,
+        db: db.share(),
+        client: awc::Client::default(),
+    };
+    let storage = db.storage().await;
+    backfill_and_verify(&storage).await;
+    let phase_1 = both_versions_agree(&app).await;
+    assert!(phase_1[&1302].contains_key("year") && phase_1[&1301].contains_key("car_make"));
+
+    let before = listing_quarantine(&app).await;
+    assert_eq!(before.values().sum::<i64>(), 4, "{before:?}");
+
+    // Refusals: no token, an option that does not exist, a spelling that means another option.
+    let no_token = app
+        .json(
+            "POST",
+            "/api/v2/admin/attributes/quarantine/aliases",
+            r#"{"attribute": "condition", "alias": "БУ", "option": "used"}"#,
+            Some(WRITER_TOKEN),
+        )
+        .await;
+    no_token.assert_error(401, "errors.unauthorized");
+    let aliases = "/api/v2/admin/attributes/quarantine/aliases";
+    admin(
+        &app,
+        "POST",
+        aliases,
+        json!({"attribute": "condition", "alias": "БУ", "option": "rabljeno"}),
+    )
+    .await
+    .assert_error(422, "errors.validationFailed");
+    admin(
+        &app,
+        "POST",
+        aliases,
+        json!({"attribute": "condition", "alias": "novo", "option": "used"}),
+    )
+    .await
+    .assert_error(409, "errors.conflict");
+    admin(
+        &app,
+        "POST",
+        aliases,
+        json!({"attribute": "nope", "alias": "x", "option": "y"}),
+    )
+    .await
+    .assert_error(422, "errors.validationFailed");
+
+    let alias = admin(
+        &app,
+        "POST",
+        aliases,
+        json!({"attribute": "condition", "alias": "БУ", "option": "used"}),
+    )
+    .await;
+    assert_eq!(alias.status, 201, "{}", alias.body);
+    let option = admin(
+        &app,
+        "POST",
+        "/api/v2/admin/attributes/quarantine/options",
+        json!({"attribute": "car_make", "value": "volkswagen", "label": {"sr": "Volkswagen"}}),
+    )
+    .await;
+    assert_eq!(option.status, 201, "{}", option.body);
+    let moved = admin(
+        &app,
+        "POST",
+        "/api/v2/admin/attributes/quarantine/moves",
+        json!({"from": "brand", "to": "car_make", "raw_value": "text=Volkswagen"}),
+    )
+    .await;
+    assert_eq!(moved.status, 200, "{}", moved.body);
+    assert_eq!(moved.body["data"]["moved"], json!([100]));
+    // The option reached both stores: both versions list it.
+    let resolved = both_versions_agree(&app).await;
+    assert!(
+        resolved[&1301]["car_make"].contains(&json!("volkswagen")),
+        "{resolved:?}"
+    );
+
+    // A dual-write spelled as the alias is stored as the option it means.
+    let written = app
+        .json(
+            "PATCH",
+            "/api/v2/marketplace/listings/101/attributes",
+            r#"{"condition": "бу"}"#,
+            Some(WRITER_TOKEN),
+        )
+        .await;
+    assert_eq!(written.status, 200, "{}", written.body);
+
+    // backfill --retry-quarantine, then verify.
+    let catalog = storage.backfill_catalog().await.expect("catalog");
+    let mut after = 0;
+    while let (Some(last), _, _) = storage
+        .retry_quarantined(EntityKind::Listing, after, 10, &catalog)
+        .await
+        .expect("retry")
+    {
+        after = last;
+    }
+    let verified = storage.verify(50, |_| {}).await.expect("verify");
+    assert!(verified.is_clean(), "{:?}", verified.drift);
+    let left = listing_quarantine(&app).await;
+    assert_eq!(left.values().sum::<i64>(), 2, "{left:?}");
+    assert!(
+        left.keys()
+            .all(|k| k.starts_with("\"year\"") || k.contains("does not exist")),
+        "only the year below 1950 and the orphan stay: {left:?}"
+    );
+
+    let history = admin(
+        &app,
+        "GET",
+        "/api/v2/admin/attributes/quarantine/resolutions",
+        Json::Null,
+    )
+    .await;
+    assert_eq!(history.status, 200, "{}", history.body);
+    let actions: Vec<(String, String)> = history.body["data"]
+        .as_array()
+        .expect("resolutions")
+        .iter()
+        .map(|r| {
+            assert_eq!(r["resolved_by"], "ops-on-call");
+            (
+                r["action"].as_str().unwrap_or_default().to_owned(),
+                r["attribute_code"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("move", "brand"),
+            ("option", "car_make"),
+            ("alias", "condition")
+        ]
+        .map(|(a, c)| (a.to_owned(), c.to_owned())),
+    );
+
+    // Legacy reads of the listings, then unified reads: the same values.
+    let mut legacy_reads = Vec::new();
+    for listing in LISTINGS {
+        legacy_reads.push(app.listing_values(listing).await);
+    }
+    assert!(
+        legacy_reads[2]
+            .as_array()
+            .expect("values")
+            .contains(&json!({"code": "condition", "value": "used"})),
+        "`БУ` in legacy reads as the option its alias names: {}",
+        legacy_reads[2]
+    );
+    let flipped = admin(
+        &app,
+        "PUT",
+        "/api/v2/admin/attributes/feature-status",
+        json!({"use_unified": true, "unified_percent": 100}),
+    )
+    .await;
+    assert_eq!(flipped.status, 200, "{}", flipped.body);
+    assert_eq!(
+        both_versions_agree(&app).await,
+        resolved,
+        "the same attributes from unified"
+    );
+    for (listing, legacy) in LISTINGS.into_iter().zip(legacy_reads) {
+        let reply = app
+            .get(&format!(
+                "/api/v2/marketplace/listings/{listing}/attributes"
+            ))
+            .await;
+        assert_eq!(reply.header("X-Attributes-Source"), Some("unified"));
+        // Legacy serves the quarantined year (1, below 1950) as stored; unified holds what
+        // passed, and the quarantine the rest.
+        let mut expected = legacy.as_array().expect("values").clone();
+        expected.retain(|v| !(listing == 100 && v["code"] == "year"));
+        assert_eq!(
+            reply.body["data"]["values"],
+            Json::Array(expected),
+            "listing {listing}"
+        );
+    }
+}
