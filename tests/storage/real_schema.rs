@@ -76,6 +76,11 @@ async fn the_2025_08_database_migrates_with_its_defects_quarantined_and_both_sto
         "{quarantine:?}"
     );
     assert_eq!(
+        count("product", "the attribute document is not a JSON object"),
+        1,
+        "{quarantine:?}"
+    );
+    assert_eq!(
         quarantine
             .iter()
             .filter(|((k, _), _)| k == "listing")
