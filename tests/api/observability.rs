@@ -11,6 +11,7 @@ on_both_backends!(
     promtool_accepts_the_metrics_exposition,
     the_openapi_document_lists_every_route_and_the_docs_page_is_served_from_the_binary,
     with_an_internal_listener_metrics_and_admin_routes_leave_the_public_one,
+    made_up_methods_and_paths_add_no_metric_series,
 );
 
 async fn traffic(app: &crate::helpers::TestApp) {
@@ -185,4 +186,45 @@ async fn with_an_internal_listener_metrics_and_admin_routes_leave_the_public_one
         404,
         "the internal listener serves nothing public"
     );
+}
+
+/// Label values come from closed sets: a client inventing methods and paths, unauthenticated,
+/// cannot grow the exposition (each new series would live as long as the process).
+async fn made_up_methods_and_paths_add_no_metric_series(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let invent = |i: usize| {
+        let method = awc::http::Method::from_bytes(format!("FOO{i}").as_bytes()).expect("a method");
+        let path = if i % 2 == 0 {
+            "/api/v2/attributes".to_owned()
+        } else {
+            format!("/made-up/{i}")
+        };
+        app.client.request(method, format!("{}{path}", app.address))
+    };
+    // The series of the first made-up request and of the scrape itself exist from here on.
+    for i in 0..2 {
+        app.send(invent(i), None).await;
+    }
+    app.metrics().await;
+    let series = |text: &str| {
+        text.lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .count()
+    };
+    let before = series(&app.metrics().await);
+    for i in 2..1_002 {
+        let reply = app.send(invent(i), None).await;
+        assert!(reply.status >= 400, "FOO{i}: {}", reply.status);
+    }
+    let exposition = app.metrics().await;
+    assert_eq!(
+        series(&exposition),
+        before,
+        "1,000 made-up methods added series"
+    );
+    assert!(
+        exposition.contains("method=\"other\""),
+        "made-up methods are counted as `other`"
+    );
+    assert!(!exposition.contains("FOO"));
 }

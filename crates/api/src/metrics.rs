@@ -439,13 +439,29 @@ pub async fn track(
             .request()
             .app_data::<crate::RouteTemplate>()
             .map_or("unmatched", |t| t.0);
-        let method = response.request().method().as_str();
+        let method = method_label(response.request().method());
         let status = response.status().as_u16();
         state
             .metrics
             .record_request(route, method, status, started.elapsed().as_secs_f64());
     }
     Ok(response)
+}
+
+/// The method as a label from a closed set: a client inventing methods (`FOO1`, `FOO2`, …)
+/// must not add series to the exposition.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// The memory limit of this process's cgroup (v2, else v1); `None` when unlimited.
