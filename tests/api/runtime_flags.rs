@@ -14,6 +14,7 @@ on_both_backends!(
     every_forbidden_transition_is_refused_with_its_rule_and_changes_nothing,
     bad_flag_changes_are_refused,
     the_migration_status_counts_rows_in_both_stores,
+    an_anonymous_browser_keeps_its_cohort_through_the_canary,
 );
 
 const STATUS: &str = "/api/v2/admin/attributes/feature-status";
@@ -291,4 +292,74 @@ async fn a_runtime_change_reaches_another_process_within_a_second() {
             .await,
         1
     );
+}
+
+/// During the canary a client that names no user and no session gets a cohort cookie with its
+/// first answer; sent back, as a browser does, it keeps every later read on the same store.
+/// Without it (or before the canary) nothing is set.
+async fn an_anonymous_browser_keeps_its_cohort_through_the_canary(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let path = "/api/v2/marketplace/categories/1311/attributes";
+    assert!(
+        app.get(path).await.header("Set-Cookie").is_none(),
+        "phase 0: no cohort to keep"
+    );
+    let dual = app
+        .json("PUT", STATUS, r#"{"dual_write": true}"#, Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(dual.status, 200, "{}", dual.body);
+    crate::common::backfill_and_verify(&app.db.storage().await).await;
+    let canary = app
+        .json(
+            "PUT",
+            STATUS,
+            r#"{"use_unified": true, "unified_percent": 50, "fallback": true}"#,
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(canary.status, 200, "{}", canary.body);
+
+    // Anonymous clients land on both stores…
+    let mut first_answers = std::collections::BTreeSet::new();
+    let mut cookies = Vec::new();
+    for _ in 0..40 {
+        let reply = app.get(path).await;
+        assert_eq!(reply.status, 200);
+        first_answers.insert(reply.header("X-Attributes-Source").map(str::to_owned));
+        let set_cookie = reply
+            .header("Set-Cookie")
+            .expect("a cohort cookie")
+            .to_owned();
+        assert!(
+            set_cookie.contains("HttpOnly") && set_cookie.contains("Path=/"),
+            "{set_cookie}"
+        );
+        assert_eq!(reply.header("Cache-Control"), Some("private, no-cache"));
+        let pair = set_cookie.split(';').next().expect("name=value").to_owned();
+        cookies.push((pair, reply.header("X-Attributes-Source").map(str::to_owned)));
+    }
+    assert_eq!(
+        first_answers.len(),
+        2,
+        "50 %: both stores answer first requests"
+    );
+    // …and each stays where it landed for as long as it sends its cookie back.
+    for (cookie, landed) in &cookies {
+        for _ in 0..5 {
+            let reply = app.get_as(path, ("Cookie", cookie)).await;
+            assert_eq!(reply.status, 200);
+            assert_eq!(
+                &reply.header("X-Attributes-Source").map(str::to_owned),
+                landed,
+                "{cookie}"
+            );
+            assert!(
+                reply.header("Set-Cookie").is_none(),
+                "the cookie is set once"
+            );
+        }
+    }
+    // A client that names its user is bucketed by it, and gets no cookie.
+    let named = app.get_as(path, ("X-User-Id", "42")).await;
+    assert!(named.header("Set-Cookie").is_none());
 }

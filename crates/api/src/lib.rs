@@ -4,6 +4,7 @@
 //! and calls these.
 
 pub mod auth;
+pub mod cohort;
 pub mod error;
 pub mod http_cache;
 pub mod metrics;
@@ -482,6 +483,7 @@ fn app(
     >,
 > {
     App::new()
+        .wrap(from_fn(cohort::keep))
         .wrap(from_fn(metrics::track))
         .wrap(TracingLogger::<telemetry::RequestSpan>::new())
         .app_data(web::Data::new(state))

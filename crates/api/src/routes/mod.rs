@@ -66,15 +66,10 @@ pub fn language(request: &HttpRequest) -> Language {
         .unwrap_or(Language::Sr)
 }
 
-/// The sticky rollout key: the user id, else the session id, else a random key (an
-/// anonymous request without a session is not sticky, and is not always "in").
+/// The sticky rollout key ([`crate::cohort::rollout_key`]), else a random key: such a request
+/// is not sticky, and is not always "in".
 pub fn rollout_key(request: &HttpRequest) -> String {
-    ["X-User-Id", "X-Session-Id"]
-        .iter()
-        .find_map(|name| request.headers().get(*name).and_then(|h| h.to_str().ok()))
-        .map(str::to_owned)
-        .filter(|key| !key.is_empty())
-        .unwrap_or_else(|| rand::random::<u64>().to_string())
+    crate::cohort::rollout_key(request).unwrap_or_else(|| rand::random::<u64>().to_string())
 }
 
 /// What a read needs to know about its request: the store the flags pick for this user,

@@ -1,0 +1,78 @@
+//! Sticky cohorts for clients that name no user and no session. During the canary a read's
+//! store depends on its rollout key; a browser that sends neither `X-User-Id` nor
+//! `X-Session-Id` would be bucketed anew on every request, and one page could mix legacy and
+//! unified answers. Such a client gets a cohort cookie on its first answer and keeps its bucket
+//! with it — no frontend change needed.
+
+use actix_web::body::MessageBody;
+use actix_web::cookie::{Cookie, SameSite, time::Duration};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpRequest, web};
+
+/// The cookie that carries an anonymous client's rollout key.
+pub const COOKIE: &str = "ua_cohort";
+
+/// Longer keys are not ours: a cookie is only trusted as a bucket key of this size.
+const MAX_KEY_LENGTH: usize = 64;
+
+/// The key given to this request when it arrived without one.
+#[derive(Debug, Clone)]
+struct AssignedKey(String);
+
+/// The sticky rollout key a client sent: the user id, else the session id, else its cohort
+/// cookie (else, during the canary, the one this answer assigns). `None`: the client cannot be
+/// kept in a cohort.
+pub fn rollout_key(request: &HttpRequest) -> Option<String> {
+    ["X-User-Id", "X-Session-Id"]
+        .iter()
+        .find_map(|name| request.headers().get(*name).and_then(|h| h.to_str().ok()))
+        .filter(|key| !key.is_empty())
+        .map(str::to_owned)
+        .or_else(|| {
+            request
+                .cookie(COOKIE)
+                .map(|cookie| cookie.value().to_owned())
+                .filter(|key| !key.is_empty() && key.len() <= MAX_KEY_LENGTH)
+        })
+        .or_else(|| {
+            request
+                .extensions()
+                .get::<AssignedKey>()
+                .map(|key| key.0.clone())
+        })
+}
+
+/// Middleware: while the rollout splits reads between the stores, a client without a key gets
+/// one, used for this request and set as a cookie for the next (30 days, `HttpOnly`, `Lax`;
+/// that answer is `Cache-Control: private`).
+pub async fn keep(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
+    let splitting = request
+        .app_data::<web::Data<crate::AppState>>()
+        .is_some_and(|state| {
+            let flags = state.flags();
+            flags.use_unified && (1..100).contains(&flags.unified_percent)
+        });
+    if !splitting || rollout_key(request.request()).is_some() {
+        return next.call(request).await;
+    }
+    let key = format!("{:016x}", rand::random::<u64>());
+    request.extensions_mut().insert(AssignedKey(key.clone()));
+    let mut response = next.call(request).await?;
+    let cookie = Cookie::build(COOKIE, key)
+        .path("/")
+        .max_age(Duration::days(30))
+        .same_site(SameSite::Lax)
+        .http_only(true)
+        .finish();
+    response.response_mut().add_cookie(&cookie)?;
+    // A shared cache must not hand this cookie (this cohort) to other clients.
+    response.headers_mut().insert(
+        actix_web::http::header::CACHE_CONTROL,
+        actix_web::http::header::HeaderValue::from_static("private, no-cache"),
+    );
+    Ok(response)
+}
