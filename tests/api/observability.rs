@@ -194,7 +194,7 @@ async fn made_up_methods_and_paths_add_no_metric_series(backend: Backend) {
     let app = spawn_app(backend).await;
     let invent = |i: usize| {
         let method = awc::http::Method::from_bytes(format!("FOO{i}").as_bytes()).expect("a method");
-        let path = if i % 2 == 0 {
+        let path = if i.is_multiple_of(2) {
             "/api/v2/attributes".to_owned()
         } else {
             format!("/made-up/{i}")
