@@ -32,6 +32,7 @@ mod observability;
 mod resolution;
 mod runtime_flags;
 mod shadow;
+mod users;
 mod values;
 
 use common::Backend;

@@ -20,15 +20,18 @@ const MAX_KEY_LENGTH: usize = 64;
 #[derive(Debug, Clone)]
 struct AssignedKey(String);
 
-/// The sticky rollout key a client sent: the user id, else the session id, else its cohort
-/// cookie (else, during the canary, the one this answer assigns). `None`: the client cannot be
+/// The sticky rollout key a client sent: its token's subject (unverified: a bucket, never a
+/// permission), else the user id, else the session id, else its cohort cookie (else, during the canary, the one this answer assigns). `None`: the client cannot be
 /// kept in a cohort.
 pub fn rollout_key(request: &HttpRequest) -> Option<String> {
-    ["X-User-Id", "X-Session-Id"]
-        .iter()
-        .find_map(|name| request.headers().get(*name).and_then(|h| h.to_str().ok()))
-        .filter(|key| !key.is_empty())
-        .map(str::to_owned)
+    crate::auth::unverified_subject(request)
+        .or_else(|| {
+            ["X-User-Id", "X-Session-Id"]
+                .iter()
+                .find_map(|name| request.headers().get(*name).and_then(|h| h.to_str().ok()))
+                .filter(|key| !key.is_empty())
+                .map(str::to_owned)
+        })
         .or_else(|| {
             request
                 .cookie(COOKIE)

@@ -33,6 +33,8 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     Guardrail(flags::GuardrailViolation),
     #[error("no route for this path")]
     RouteNotFound,
@@ -78,6 +80,7 @@ impl ApiError {
             ApiError::InvalidQuery(_) => "errors.invalidQuery",
             ApiError::InvalidBody(_) => "errors.invalidBody",
             ApiError::Conflict(_) => "errors.conflict",
+            ApiError::Forbidden(_) => "errors.forbidden",
             ApiError::Guardrail(_) => "errors.guardrailViolation",
             ApiError::RouteNotFound => "errors.routeNotFound",
             ApiError::MethodNotAllowed => "errors.methodNotAllowed",
@@ -93,6 +96,7 @@ impl From<StorageError> for ApiError {
             StorageError::NotFound { what, id } => ApiError::NotFound { what, id },
             StorageError::InvalidValues(fields) => ApiError::InvalidValues(fields),
             StorageError::Conflict(message) => ApiError::Conflict(message),
+            StorageError::Forbidden(message) => ApiError::Forbidden(message),
             StorageError::Guardrail(violation) => ApiError::Guardrail(violation),
             ref transient if transient.is_transient() => ApiError::StorageUnavailable(err),
             ref unique if unique.is_unique_violation() => {
@@ -131,6 +135,7 @@ impl ResponseError for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -52,6 +52,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub writer_tokens: Arc<[SecretString]>,
     pub admin_tokens: Arc<[SecretString]>,
+    /// Verifies the marketplace's user tokens; `None` when no key is configured.
+    pub jwt: auth::SharedVerifier,
     /// Every worker's storage, for the pool gauges.
     pub pools: Arc<std::sync::Mutex<Vec<Storage>>>,
     /// Recent disagreements found by shadow reads.
@@ -183,6 +185,8 @@ impl AppState {
 /// Why the service refused to start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    #[error("user authentication: {0}")]
+    Auth(String),
     #[error("invalid flag value: {0}")]
     Flag(#[from] flags::FlagError),
     #[error("unsafe flag combination ({rule}): {violation}", rule = .0.rule(), violation = .0)]
@@ -285,6 +289,9 @@ impl Application {
             .local_addr()
             .map_err(bind_error(&settings.server.bind))?
             .port();
+        let jwt = auth::JwtVerifier::from_settings(&settings.auth)
+            .map_err(StartupError::Auth)?
+            .map(Arc::new);
         let metrics = Metrics::new();
         metrics.set_flags(&flags, phase);
         let shared = AppState {
@@ -299,6 +306,7 @@ impl Application {
             })),
             writer_tokens: settings.auth.writer_tokens().into(),
             admin_tokens: settings.auth.admin_tokens().into(),
+            jwt,
             pools: Arc::default(),
             shadow_diffs: Arc::default(),
         };
@@ -532,6 +540,7 @@ fn public_routes(config: &mut web::ServiceConfig) {
             .app_data(web::Data::new(kind))
             .route(web::get().to(values::get))
             .route(web::put().to(values::put))
+            .route(web::post().to(values::post))
             .route(web::patch().to(values::patch))
     };
     config.service(

@@ -19,6 +19,7 @@ use crate::routes::{admin, attributes, categories, v1, values};
         categories::ranges,
         values::get,
         values::put,
+        values::post,
         values::patch,
         values::batch,
         attributes::list,
@@ -64,5 +65,16 @@ impl Modify for BearerTokens {
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
             );
         }
+        // The marketplace's user tokens (RS256 JWT); browsers send it as the `access_token`
+        // cookie instead. An `admin` role opens the admin routes too.
+        components.add_security_scheme(
+            "user_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
     }
 }

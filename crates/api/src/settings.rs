@@ -94,12 +94,23 @@ impl DatabaseSettings {
     }
 }
 
-/// Bearer tokens, comma-separated to allow rotation. None configured: those routes answer 401.
+/// Who may write. Service tokens (bearer, comma-separated to allow rotation) for backend calls;
+/// the marketplace's users with the RS256 JWTs its auth service signs, verified with its public
+/// key (PEM, inline or from a file) and the expected issuer and audience. Nothing configured:
+/// writes answer 401.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     pub writer_tokens: Option<SecretString>,
     pub admin_tokens: Option<SecretString>,
+    /// The auth service's RSA public key, PEM (`JWT_PUBLIC_KEY`).
+    pub jwt_public_key: Option<String>,
+    /// A file holding it (`JWT_PUBLIC_KEY_FILE`), e.g. a mounted secret.
+    pub jwt_public_key_file: Option<std::path::PathBuf>,
+    /// The `iss` a token must carry (`JWT_ISSUER`); required with a key.
+    pub jwt_issuer: Option<String>,
+    /// The `aud` a token must carry (`JWT_AUDIENCE`); required with a key.
+    pub jwt_audience: Option<String>,
 }
 
 impl AuthSettings {
@@ -195,7 +206,11 @@ impl Settings {
             )
             .set_override_option("database.url", lookup("DATABASE_URL"))?
             .set_override_option("auth.writer_tokens", lookup("WRITER_API_TOKEN"))?
-            .set_override_option("auth.admin_tokens", lookup("ADMIN_API_TOKEN"))?;
+            .set_override_option("auth.admin_tokens", lookup("ADMIN_API_TOKEN"))?
+            .set_override_option("auth.jwt_public_key", lookup("JWT_PUBLIC_KEY"))?
+            .set_override_option("auth.jwt_public_key_file", lookup("JWT_PUBLIC_KEY_FILE"))?
+            .set_override_option("auth.jwt_issuer", lookup("JWT_ISSUER"))?
+            .set_override_option("auth.jwt_audience", lookup("JWT_AUDIENCE"))?;
         for variable in vars::ALL {
             builder = builder.set_override_option(
                 format!("flags.{}", variable.to_ascii_lowercase()),

@@ -52,6 +52,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// The legacy definitions and bindings along the category's chain; an empty chain means
     /// the category does not exist.
+    /// The user who owns an entity (a listing's user, a product's or variant's storefront's
+    /// user); `None` when the entity or its owner is unknown.
+    fn entity_owner(
+        conn: &mut Conn<Self>,
+        entity: EntityRef,
+    ) -> impl Future<Output = Result<Option<i64>>> + Send;
+
     fn legacy_schema(
         conn: &mut Conn<Self>,
         category_id: i64,
@@ -563,6 +570,20 @@ macro_rules! backend_operations {
                 .fetch_optional(conn)
                 .await?;
             Ok(category.map(i64::from))
+        }
+
+        async fn entity_owner(conn: &mut Conn<Self>, entity: EntityRef) -> Result<Option<i64>> {
+            record_queries(1);
+            let statement = match entity.kind {
+                EntityKind::Listing => sql::LISTING_OWNER,
+                EntityKind::Product => sql::PRODUCT_OWNER,
+                EntityKind::ProductVariant => sql::VARIANT_OWNER,
+            };
+            let owner: Option<Option<i64>> = sqlx::query_scalar(statement)
+                .bind(entity.id)
+                .fetch_optional(conn)
+                .await?;
+            Ok(owner.flatten())
         }
 
         async fn legacy_schema(conn: &mut Conn<Self>, category_id: i64) -> Result<SchemaParts> {
@@ -1708,9 +1729,10 @@ macro_rules! backend_operations {
                 .collect();
             for (chunk_index, chunk) in dataset.listings.chunks(SEED_CHUNK).enumerate() {
                 record_queries(2);
-                let mut listings = sqlx::QueryBuilder::<Self::Db>::new("INSERT INTO marketplace_listings (id, category_id, title, status) ");
+                let mut listings = sqlx::QueryBuilder::<Self::Db>::new("INSERT INTO marketplace_listings (id, category_id, title, status, user_id) ");
                 listings.push_values(chunk, |mut row, listing| {
-                    row.push_bind(listing.id).push_bind(listing.category_id).push_bind(&listing.title).push_bind("active");
+                    row.push_bind(listing.id).push_bind(listing.category_id).push_bind(&listing.title).push_bind("active")
+                        .push_bind(crate::demo::listing_owner(listing.id));
                 });
                 listings.build().persistent(false).execute(&mut *conn).await?;
                 let rows: Vec<(i64, i64, rows::ValueColumns)> = chunk
@@ -1739,6 +1761,15 @@ macro_rules! backend_operations {
                     tracing::info!(listings = loaded, of = dataset.listings.len(), "seeding listings");
                 }
             }
+            for (id, user_id) in crate::demo::STOREFRONTS {
+                record_queries(1);
+                sqlx::query(sql::INSERT_STOREFRONT)
+                    .bind(id)
+                    .bind(user_id)
+                    .bind(format!("Demo shop {id}"))
+                    .execute(&mut *conn)
+                    .await?;
+            }
             for product in &dataset.products {
                 let schema = dataset.schema(product.category_id);
                 let document =
@@ -1747,6 +1778,7 @@ macro_rules! backend_operations {
                     .bind(product.id)
                     .bind(product.category_id)
                     .bind(sqlx::types::Json(&document))
+                    .bind(crate::demo::product_storefront(product.id))
                     .execute(&mut *conn)
                     .await?;
             }

@@ -768,3 +768,16 @@ fn random_values(schema: &EffectiveSchema, rng: &mut StdRng) -> EntityValues {
     }
     values
 }
+
+/// The demo's users: listing `id` belongs to user `1 + id % 50`.
+pub fn listing_owner(listing_id: i64) -> i64 {
+    1 + listing_id.rem_euclid(50)
+}
+
+/// The demo's storefronts (id, owner): five shops of users 101 to 105.
+pub const STOREFRONTS: [(i64, i64); 5] = [(1, 101), (2, 102), (3, 103), (4, 104), (5, 105)];
+
+/// The storefront that sells product `id`.
+pub fn product_storefront(product_id: i64) -> i64 {
+    1 + product_id.rem_euclid(STOREFRONTS.len() as i64)
+}

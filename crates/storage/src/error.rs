@@ -10,6 +10,9 @@ pub enum StorageError {
     NotFound { what: &'static str, id: i64 },
     #[error("{0}")]
     Conflict(String),
+    /// The caller may not change this entity.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("refused by a guardrail ({rule}): {violation}", rule = .0.rule(), violation = .0)]
     Guardrail(flags::GuardrailViolation),
     #[error("{} value(s) were refused", .0.len())]

@@ -38,7 +38,9 @@ use sqlx::migrate::{Migrate, Migrator};
 pub use error::{Result, StorageError};
 pub use flag_store::{FlagAuditEntry, FlagChange, MigrationCounts, StoredFlags};
 pub use invalidation::Invalidation;
-pub use router::{FallbackReason, Read, ReadRoute, ServedBy, ValuesChange, Written, phase_name};
+pub use router::{
+    FallbackReason, Read, ReadRoute, ServedBy, ValueWriter, ValuesChange, Written, phase_name,
+};
 pub use rows::{AttributeRange, VARIANT_AXIS_ID_OFFSET};
 pub use stats::queries_executed;
 
@@ -227,14 +229,28 @@ impl Storage {
             .data)
     }
 
-    /// Replaces or merges an entity's values in the stores `mode` names, atomically.
+    /// Replaces or merges an entity's values in the stores `mode` names, atomically, for a
+    /// backend service (any entity).
     pub async fn write_values(
         &self,
         entity: EntityRef,
         change: ValuesChange<'_>,
         mode: WriteMode,
     ) -> Result<Written<EntityValues>> {
-        on_router!(self, router => fenced(mode, |mode| router.write_values(entity, change, mode)).await)
+        self.write_values_as(entity, change, mode, ValueWriter::Service)
+            .await
+    }
+
+    /// As [`Storage::write_values`], for `writer`: a user writes only what they own
+    /// ([`StorageError::Forbidden`] otherwise, nothing written).
+    pub async fn write_values_as(
+        &self,
+        entity: EntityRef,
+        change: ValuesChange<'_>,
+        mode: WriteMode,
+        writer: ValueWriter,
+    ) -> Result<Written<EntityValues>> {
+        on_router!(self, router => fenced(mode, |mode| router.write_values(entity, change, mode, writer)).await)
     }
 
     /// Values of many listings at once (one statement); unknown ids are absent.

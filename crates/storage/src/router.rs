@@ -72,6 +72,14 @@ pub struct Written<T> {
     pub invalidations: Vec<Invalidation>,
 }
 
+/// Who writes an entity's values: a backend service (any entity), or a marketplace user (only
+/// the entities they own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueWriter {
+    Service,
+    User(i64),
+}
+
 /// How a value write changes an entity's values.
 #[derive(Debug, Clone, Copy)]
 pub enum ValuesChange<'a> {

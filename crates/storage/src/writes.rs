@@ -11,7 +11,7 @@ use flags::{Store, WriteMode};
 use crate::backend::{Backend, Conn};
 use crate::error::{Result, StorageError};
 use crate::invalidation::Invalidation;
-use crate::router::{Router, ValuesChange, Written, schema_parts};
+use crate::router::{Router, ValueWriter, ValuesChange, Written, schema_parts};
 
 impl<B: Backend> Router<B> {
     /// Opens a write's transaction under the flags it was decided with: records what a write
@@ -41,6 +41,7 @@ impl<B: Backend> Router<B> {
         entity: EntityRef,
         change: ValuesChange<'_>,
         mode: WriteMode,
+        writer: ValueWriter,
     ) -> Result<Written<EntityValues>> {
         let mut tx = self.begin_fenced(mode).await?;
         let category_id =
@@ -50,6 +51,15 @@ impl<B: Backend> Router<B> {
                     what: entity.kind.as_str(),
                     id: entity.id,
                 })?;
+        if let ValueWriter::User(user) = writer
+            && B::entity_owner(&mut tx, entity).await? != Some(user)
+        {
+            return Err(StorageError::Forbidden(format!(
+                "{} {} is not yours: only its owner writes its values",
+                entity.kind.as_str(),
+                entity.id
+            )));
+        }
         let authoritative = mode.authoritative();
         let parts = schema_parts::<B>(&mut tx, authoritative, category_id).await?;
         let schema = EffectiveSchema::resolve(&parts.chain, &parts.bindings, &parts.attributes);

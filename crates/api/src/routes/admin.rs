@@ -7,7 +7,7 @@ use domain::{BindingDraft, Language};
 use serde_json::Value as Json;
 
 use crate::AppState;
-use crate::auth::require_token;
+use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::routes::{Envelope, language, parse_id, refuse_nul_characters};
 use crate::views::AttributeView;
@@ -39,11 +39,11 @@ fn attribute_response(
         (status = 415, description = "Not JSON", body = crate::error::ErrorView),
         (status = 422, description = "Invalid definition", body = crate::error::ErrorView)))]
 pub async fn create_attribute(
+    _admin: Admin,
     request: HttpRequest,
     body: web::Json<Json>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_token(&request, &state.admin_tokens)?;
     let written = state
         .storage
         .create_attribute(draft(body.into_inner())?, state.flags().write_mode())
@@ -70,12 +70,12 @@ pub async fn create_attribute(
         (status = 415, description = "Not JSON", body = crate::error::ErrorView),
         (status = 422, description = "Invalid definition", body = crate::error::ErrorView)))]
 pub async fn update_attribute(
+    _admin: Admin,
     request: HttpRequest,
     path: web::Path<String>,
     body: web::Json<Json>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_token(&request, &state.admin_tokens)?;
     let id = parse_id(&path, "attribute")?;
     let written = state
         .storage
@@ -99,11 +99,10 @@ pub async fn update_attribute(
         (status = 401, description = "No valid admin token", body = crate::error::ErrorView),
         (status = 404, description = "No such attribute", body = crate::error::ErrorView)))]
 pub async fn delete_attribute(
-    request: HttpRequest,
+    _admin: Admin,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_token(&request, &state.admin_tokens)?;
     let id = parse_id(&path, "attribute")?;
     let written = state
         .storage
@@ -126,12 +125,11 @@ pub async fn delete_attribute(
         (status = 415, description = "Not JSON", body = crate::error::ErrorView),
         (status = 422, description = "Invalid binding", body = crate::error::ErrorView)))]
 pub async fn create_binding(
-    request: HttpRequest,
+    _admin: Admin,
     path: web::Path<String>,
     body: web::Json<Json>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_token(&request, &state.admin_tokens)?;
     let category_id = parse_id(&path, "category")?;
     put_binding(&state, category_id, draft(body.into_inner())?).await
 }
@@ -149,12 +147,11 @@ pub async fn create_binding(
         (status = 415, description = "Not JSON", body = crate::error::ErrorView),
         (status = 422, description = "Invalid binding", body = crate::error::ErrorView)))]
 pub async fn update_binding(
-    request: HttpRequest,
+    _admin: Admin,
     path: web::Path<(String, String)>,
     body: web::Json<Json>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_token(&request, &state.admin_tokens)?;
     let category_id = parse_id(&path.0, "category")?;
     let attribute_id = parse_id(&path.1, "attribute")?;
     let Json::Object(mut fields) = body.into_inner() else {
@@ -187,11 +184,10 @@ async fn put_binding(
         (status = 401, description = "No valid admin token", body = crate::error::ErrorView),
         (status = 404, description = "No such binding", body = crate::error::ErrorView)))]
 pub async fn delete_binding(
-    request: HttpRequest,
+    _admin: Admin,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_token(&request, &state.admin_tokens)?;
     let category_id = parse_id(&path.0, "category")?;
     let attribute_id = parse_id(&path.1, "attribute")?;
     let written = state

@@ -2,13 +2,13 @@
 //! change (guarded, audited, applied by every replica), and the migration status in real
 //! numbers from the database.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use flags::Flags;
 use serde::{Deserialize, Serialize};
 use storage::{FlagAuditEntry, MigrationCounts, phase_name};
 
 use crate::AppState;
-use crate::auth::require_token;
+use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::routes::Envelope;
 
@@ -53,10 +53,9 @@ async fn status(state: &AppState) -> Result<FeatureStatus, ApiError> {
         (status = 200, description = "The flags in force, their source, the phase and the latest changes", body = Object),
         (status = 401, description = "No valid admin token", body = crate::error::ErrorView)))]
 pub async fn feature_status(
-    request: HttpRequest,
+    _admin: Admin,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_token(&request, &state.admin_tokens)?;
     Ok(HttpResponse::Ok().json(Envelope::new(status(&state).await?)))
 }
 
@@ -74,17 +73,16 @@ pub async fn feature_status(
         (status = 415, description = "Not JSON", body = crate::error::ErrorView),
         (status = 422, description = "Unknown flag or value out of range", body = crate::error::ErrorView)))]
 pub async fn change_flags(
-    request: HttpRequest,
+    admin: Admin,
     body: web::Json<serde_json::Value>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_token(&request, &state.admin_tokens)?;
     let update: flags::FlagUpdate = serde_json::from_value(body.into_inner())
         .map_err(|e| ApiError::InvalidBody(e.to_string()))?;
     update
         .check()
         .map_err(|reason| ApiError::InvalidBody(reason.into()))?;
-    let actor = crate::auth::actor(&request);
+    let actor = admin.actor.clone();
     let change = state
         .storage
         .change_flags(state.flags(), &actor, |flags| update.apply(flags))
@@ -128,10 +126,9 @@ pub struct MigrationStatus {
         (status = 200, description = "Phase, flags, state and row counts of both stores", body = Object),
         (status = 401, description = "No valid admin token", body = crate::error::ErrorView)))]
 pub async fn migration_status(
-    request: HttpRequest,
+    _admin: Admin,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_token(&request, &state.admin_tokens)?;
     let in_force = state.flags_in_force();
     let counts = state.storage.migration_counts().await?;
     // Archived legacy tables (no count) were migrated in full before they moved.
@@ -166,10 +163,9 @@ pub async fn migration_status(
         (status = 200, description = "Up to 50 recent differences, newest first", body = Object),
         (status = 401, description = "No valid admin token", body = crate::error::ErrorView)))]
 pub async fn shadow_diffs(
-    request: HttpRequest,
+    _admin: Admin,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_token(&request, &state.admin_tokens)?;
     Ok(HttpResponse::Ok().json(Envelope::new(state.shadow_diffs.recent())))
 }
 
@@ -192,11 +188,10 @@ pub struct QuarantineQuery {
         (status = 400, description = "Invalid query", body = crate::error::ErrorView),
         (status = 401, description = "No valid admin token", body = crate::error::ErrorView)))]
 pub async fn quarantine(
-    request: HttpRequest,
+    _admin: Admin,
     query: web::Query<QuarantineQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_token(&request, &state.admin_tokens)?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1_000).contains(&limit) {
         return Err(ApiError::InvalidQuery(

@@ -2,12 +2,12 @@
 //! legacy value, values moved to the attribute they belong to, and the record of each. The
 //! quarantined values are then migrated again by `backfill --retry-quarantine`.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use storage::resolve::{MoveReport, Resolution};
 
 use crate::AppState;
-use crate::auth::{actor, require_token};
+use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::routes::Envelope;
 
@@ -68,18 +68,17 @@ struct Moved {
         (status = 415, description = "Not JSON", body = crate::error::ErrorView),
         (status = 422, description = "Unknown attribute or option, or an empty alias", body = crate::error::ErrorView)))]
 pub async fn add_alias(
-    request: HttpRequest,
+    admin: Admin,
     body: web::Json<AliasBody>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_token(&request, &state.admin_tokens)?;
     let written = state
         .storage
         .add_alias(
             &body.attribute,
             &body.alias,
             &body.option,
-            &actor(&request),
+            &admin.actor,
             state.flags().write_mode(),
         )
         .await?;
@@ -100,11 +99,10 @@ pub async fn add_alias(
         (status = 422, description = "Unknown attribute, or one without options", body = crate::error::ErrorView),
         (status = 503, description = "The database is busy; retry", body = crate::error::ErrorView)))]
 pub async fn add_option(
-    request: HttpRequest,
+    admin: Admin,
     body: web::Json<OptionBody>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_token(&request, &state.admin_tokens)?;
     let body = body.into_inner();
     let written = state
         .storage
@@ -112,7 +110,7 @@ pub async fn add_option(
             &body.attribute,
             &body.value,
             body.label,
-            &actor(&request),
+            &admin.actor,
             state.flags().write_mode(),
         )
         .await?;
@@ -134,18 +132,17 @@ pub async fn add_option(
         (status = 422, description = "Unknown attribute", body = crate::error::ErrorView),
         (status = 503, description = "The database is busy; retry", body = crate::error::ErrorView)))]
 pub async fn move_values(
-    request: HttpRequest,
+    admin: Admin,
     body: web::Json<MoveBody>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_token(&request, &state.admin_tokens)?;
     let written = state
         .storage
         .move_values(
             &body.from,
             &body.to,
             body.raw_value.as_deref(),
-            &actor(&request),
+            &admin.actor,
             state.flags().write_mode(),
         )
         .await?;
@@ -170,11 +167,10 @@ pub struct ResolutionsQuery {
         (status = 400, description = "Invalid query", body = crate::error::ErrorView),
         (status = 401, description = "No valid admin token", body = crate::error::ErrorView)))]
 pub async fn resolutions(
-    request: HttpRequest,
+    _admin: Admin,
     query: web::Query<ResolutionsQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_token(&request, &state.admin_tokens)?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1_000).contains(&limit) {
         return Err(ApiError::InvalidQuery(

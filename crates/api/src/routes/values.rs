@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 use storage::{StorageError, ValuesChange};
 
 use crate::AppState;
-use crate::auth::require_token;
+use crate::auth::ValueWriter;
 use crate::error::ApiError;
 use crate::http_cache::{Freshness, cached, envelope, respond};
 use crate::routes::{Envelope, ReadContext, parse_id, refuse_nul_characters, to_bytes};
@@ -75,57 +75,83 @@ pub async fn get(
 #[utoipa::path(put, path = "/api/v2/marketplace/listings/{id}/attributes", tag = "values",
     params(("id" = i64, Path, minimum = 1, description = "Listing id; products and variants have the same routes")),
     request_body(content = Object, description = "`{code: value}` or `{code: {\"value\": …, \"unit\": \"km\"}}`"),
-    security(("writer_token" = [])),
+    security(("writer_token" = []), ("user_token" = [])),
     responses(
         (status = 200, description = "The stored values", body = inline(ValuesEnvelope)),
         (status = 400, description = "Invalid id or JSON", body = crate::error::ErrorView),
-        (status = 401, description = "No valid writer token", body = crate::error::ErrorView),
+        (status = 401, description = "No valid writer or user token", body = crate::error::ErrorView),
+        (status = 403, description = "A user writing what is not theirs", body = crate::error::ErrorView),
         (status = 404, description = "No such entity", body = crate::error::ErrorView),
         (status = 413, description = "Body too large", body = crate::error::ErrorView),
         (status = 415, description = "Not JSON", body = crate::error::ErrorView),
         (status = 422, description = "Refused values, one reason per field", body = crate::error::ErrorView)))]
 pub async fn put(
-    request: HttpRequest,
+    writer: ValueWriter,
     kind: web::Data<EntityKind>,
     path: web::Path<String>,
     body: web::Json<Json>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    write(&request, **kind, &path, body.into_inner(), &state, false).await
+    write(writer, **kind, &path, body.into_inner(), &state, false).await
+}
+
+/// `POST …/{id}/attributes`: as `PUT` — the legacy backend accepted both, and its frontend
+/// still sends POST.
+#[utoipa::path(post, path = "/api/v2/marketplace/listings/{id}/attributes", tag = "values",
+    params(("id" = i64, Path, minimum = 1, description = "Listing id; products and variants have the same routes")),
+    request_body(content = Object, description = "`{code: value}`: the full new set, as with PUT"),
+    security(("writer_token" = []), ("user_token" = [])),
+    responses(
+        (status = 200, description = "The stored values", body = inline(ValuesEnvelope)),
+        (status = 400, description = "Invalid id or JSON", body = crate::error::ErrorView),
+        (status = 401, description = "No valid writer or user token", body = crate::error::ErrorView),
+        (status = 403, description = "A user writing what is not theirs", body = crate::error::ErrorView),
+        (status = 404, description = "No such entity", body = crate::error::ErrorView),
+        (status = 413, description = "Body too large", body = crate::error::ErrorView),
+        (status = 415, description = "Not JSON", body = crate::error::ErrorView),
+        (status = 422, description = "Refused values, one reason per field", body = crate::error::ErrorView)))]
+pub async fn post(
+    writer: ValueWriter,
+    kind: web::Data<EntityKind>,
+    path: web::Path<String>,
+    body: web::Json<Json>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    write(writer, **kind, &path, body.into_inner(), &state, false).await
 }
 
 /// `PATCH …/{id}/attributes`: merges the body in; `null` removes a value.
 #[utoipa::path(patch, path = "/api/v2/marketplace/listings/{id}/attributes", tag = "values",
     params(("id" = i64, Path, minimum = 1, description = "Listing id; products and variants have the same routes")),
     request_body(content = Object, description = "`{code: value}`; `{code: null}` removes the value"),
-    security(("writer_token" = [])),
+    security(("writer_token" = []), ("user_token" = [])),
     responses(
         (status = 200, description = "The stored values after the merge", body = inline(ValuesEnvelope)),
         (status = 400, description = "Invalid id or JSON", body = crate::error::ErrorView),
-        (status = 401, description = "No valid writer token", body = crate::error::ErrorView),
+        (status = 401, description = "No valid writer or user token", body = crate::error::ErrorView),
+        (status = 403, description = "A user writing what is not theirs", body = crate::error::ErrorView),
         (status = 404, description = "No such entity", body = crate::error::ErrorView),
         (status = 413, description = "Body too large", body = crate::error::ErrorView),
         (status = 415, description = "Not JSON", body = crate::error::ErrorView),
         (status = 422, description = "Refused values, one reason per field", body = crate::error::ErrorView)))]
 pub async fn patch(
-    request: HttpRequest,
+    writer: ValueWriter,
     kind: web::Data<EntityKind>,
     path: web::Path<String>,
     body: web::Json<Json>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    write(&request, **kind, &path, body.into_inner(), &state, true).await
+    write(writer, **kind, &path, body.into_inner(), &state, true).await
 }
 
 async fn write(
-    request: &HttpRequest,
+    ValueWriter(writer): ValueWriter,
     kind: EntityKind,
     raw_id: &str,
     body: Json,
     state: &AppState,
     merge: bool,
 ) -> Result<HttpResponse, ApiError> {
-    require_token(request, &state.writer_tokens)?;
     let entity = EntityRef {
         kind,
         id: parse_id(raw_id, kind.as_str())?,
@@ -140,7 +166,10 @@ async fn write(
         ValuesChange::Replace(&input)
     };
     let mode = state.flags().write_mode();
-    let written = state.storage.write_values(entity, change, mode).await;
+    let written = state
+        .storage
+        .write_values_as(entity, change, mode, writer)
+        .await;
     state.metrics.write(
         mode,
         match &written {
