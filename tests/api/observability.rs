@@ -12,6 +12,7 @@ on_both_backends!(
     the_openapi_document_lists_every_route_and_the_docs_page_is_served_from_the_binary,
     with_an_internal_listener_metrics_and_admin_routes_leave_the_public_one,
     made_up_methods_and_paths_add_no_metric_series,
+    a_method_a_route_does_not_answer_is_405_with_the_documented_methods_in_allow,
 );
 
 async fn traffic(app: &crate::helpers::TestApp) {
@@ -227,4 +228,44 @@ async fn made_up_methods_and_paths_add_no_metric_series(backend: Backend) {
         "made-up methods are counted as `other`"
     );
     assert!(!exposition.contains("FOO"));
+}
+
+/// Every documented path answers a method it does not serve with 405 and an `Allow` header
+/// listing exactly the methods the OpenAPI document gives it.
+async fn a_method_a_route_does_not_answer_is_405_with_the_documented_methods_in_allow(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let document = app.get("/openapi.json").await;
+    let paths = document.body["paths"].as_object().expect("paths");
+    assert!(paths.len() > 20, "{} paths", paths.len());
+    for (template, operations) in paths {
+        let mut documented: Vec<String> = operations
+            .as_object()
+            .expect("operations")
+            .keys()
+            .map(|method| method.to_uppercase())
+            .collect();
+        documented.sort();
+        let path = template
+            .replace("{id_or_code}", "year")
+            .replace("{attribute_id}", "2202")
+            .replace("{id}", "1311");
+        let method = awc::http::Method::from_bytes(b"FROB").expect("a method");
+        let reply = app
+            .send(
+                app.client.request(method, format!("{}{path}", app.address)),
+                None,
+            )
+            .await;
+        reply.assert_error(405, "errors.methodNotAllowed");
+        let mut allowed: Vec<String> = reply
+            .header("Allow")
+            .unwrap_or_else(|| panic!("{template}: no Allow header"))
+            .split(',')
+            .map(|m| m.trim().to_owned())
+            .collect();
+        allowed.sort();
+        assert_eq!(allowed, documented, "{template}");
+    }
 }

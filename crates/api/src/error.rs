@@ -38,8 +38,8 @@ pub enum ApiError {
     Guardrail(flags::GuardrailViolation),
     #[error("no route for this path")]
     RouteNotFound,
-    #[error("this method is not allowed here")]
-    MethodNotAllowed,
+    #[error("this method is not allowed here; allowed: {allow}")]
+    MethodNotAllowed { allow: &'static str },
     #[error("the database is busy or not reachable; nothing was written: retry shortly")]
     StorageUnavailable(#[source] StorageError),
     #[error("internal error")]
@@ -83,7 +83,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "errors.forbidden",
             ApiError::Guardrail(_) => "errors.guardrailViolation",
             ApiError::RouteNotFound => "errors.routeNotFound",
-            ApiError::MethodNotAllowed => "errors.methodNotAllowed",
+            ApiError::MethodNotAllowed { .. } => "errors.methodNotAllowed",
             ApiError::StorageUnavailable(_) => "errors.storageUnavailable",
             ApiError::Internal(_) => "errors.internal",
         }
@@ -136,7 +136,7 @@ impl ResponseError for ApiError {
             }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -157,6 +157,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if matches!(self, ApiError::Unauthorized) {
             response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let ApiError::MethodNotAllowed { allow } = self {
+            response.insert_header(("Allow", *allow));
         }
         if matches!(self, ApiError::StorageUnavailable(_)) {
             // Transient by construction (a lock or pool wait, a flag change mid-write): nothing

@@ -468,12 +468,14 @@ async fn listen_for_invalidations(state: &AppState) {
 pub struct RouteTemplate(pub &'static str);
 
 /// A resource under `scope` answering `route`; other methods answer 405.
-fn resource(scope: &'static str, path: &'static str) -> actix_web::Resource {
+/// A resource at `scope` + `path` whose routes answer the methods in `allow` (as the `Allow`
+/// header lists them); any other method is 405 with that header.
+fn resource(scope: &'static str, path: &'static str, allow: &'static str) -> actix_web::Resource {
     let template: &'static str = Box::leak(format!("{scope}{path}").into_boxed_str());
     web::resource(path)
         .app_data(RouteTemplate(template))
-        .default_service(web::to(|| async {
-            Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed)
+        .default_service(web::to(move || async move {
+            Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed { allow })
         }))
 }
 
@@ -528,7 +530,7 @@ fn routes_config(config: &mut web::ServiceConfig, listener: Listener) {
     }
     if listener.internal {
         admin_routes(config);
-        config.service(resource("", "/metrics").route(web::get().to(metrics::scrape)));
+        config.service(resource("", "/metrics", "GET").route(web::get().to(metrics::scrape)));
     }
 }
 
@@ -536,7 +538,7 @@ fn public_routes(config: &mut web::ServiceConfig) {
     use routes::{attributes, categories, health, v1, values};
     const MARKETPLACE: &str = "/api/v2/marketplace";
     let entity_values = |path: &'static str, kind: EntityKind| {
-        resource(MARKETPLACE, path)
+        resource(MARKETPLACE, path, "GET, PUT, POST, PATCH")
             .app_data(web::Data::new(kind))
             .route(web::get().to(values::get))
             .route(web::put().to(values::put))
@@ -550,11 +552,12 @@ fn public_routes(config: &mut web::ServiceConfig) {
                 EntityKind::Listing,
             ))
             .service(
-                resource(MARKETPLACE, "/categories/{id}/attributes")
+                resource(MARKETPLACE, "/categories/{id}/attributes", "GET")
                     .route(web::get().to(categories::attributes)),
             )
             .service(
-                resource(MARKETPLACE, "/listings/attributes").route(web::get().to(values::batch)),
+                resource(MARKETPLACE, "/listings/attributes", "GET")
+                    .route(web::get().to(values::batch)),
             )
             .service(entity_values(
                 "/products/{id}/attributes",
@@ -565,37 +568,41 @@ fn public_routes(config: &mut web::ServiceConfig) {
                 EntityKind::ProductVariant,
             ))
             .service(
-                resource(MARKETPLACE, "/categories/{id}/attributes/detailed")
+                resource(MARKETPLACE, "/categories/{id}/attributes/detailed", "GET")
                     .route(web::get().to(categories::detailed)),
             )
             .service(
-                resource(MARKETPLACE, "/categories/{id}/variant-attributes")
+                resource(MARKETPLACE, "/categories/{id}/variant-attributes", "GET")
                     .route(web::get().to(categories::variant_attributes)),
             )
             .service(
-                resource(MARKETPLACE, "/categories/{id}/attribute-ranges")
+                resource(MARKETPLACE, "/categories/{id}/attribute-ranges", "GET")
                     .route(web::get().to(categories::ranges)),
             ),
     );
     const ATTRIBUTES: &str = "/api/v2/attributes";
     config.service(
         web::scope(ATTRIBUTES)
-            .service(resource(ATTRIBUTES, "").route(web::get().to(attributes::list)))
-            .service(resource(ATTRIBUTES, "/{id_or_code}").route(web::get().to(attributes::one))),
+            .service(resource(ATTRIBUTES, "", "GET").route(web::get().to(attributes::list)))
+            .service(
+                resource(ATTRIBUTES, "/{id_or_code}", "GET").route(web::get().to(attributes::one)),
+            ),
     );
     const V1: &str = "/api/v1/marketplace";
     config.service(
         web::scope(V1)
             .service(
-                resource(V1, "/categories/{id}/attributes").route(web::get().to(v1::attributes)),
+                resource(V1, "/categories/{id}/attributes", "GET")
+                    .route(web::get().to(v1::attributes)),
             )
             .service(
-                resource(V1, "/categories/{id}/attribute-ranges").route(web::get().to(v1::ranges)),
+                resource(V1, "/categories/{id}/attribute-ranges", "GET")
+                    .route(web::get().to(v1::ranges)),
             ),
     );
     config
-        .service(resource("", "/health/live").route(web::get().to(health::live)))
-        .service(resource("", "/health/ready").route(web::get().to(health::ready)))
+        .service(resource("", "/health/live", "GET").route(web::get().to(health::live)))
+        .service(resource("", "/health/ready", "GET").route(web::get().to(health::ready)))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::ApiDoc::openapi()));
 }
 
@@ -604,54 +611,61 @@ fn admin_routes(config: &mut web::ServiceConfig) {
     const ADMIN: &str = "/api/v2/admin";
     config.service(
         web::scope(ADMIN)
-            .service(resource(ADMIN, "/attributes").route(web::post().to(admin::create_attribute)))
+            .service(
+                resource(ADMIN, "/attributes", "POST")
+                    .route(web::post().to(admin::create_attribute)),
+            )
             // Static paths before `/attributes/{id}`, which would match them too.
             .service(
-                resource(ADMIN, "/attributes/feature-status")
+                resource(ADMIN, "/attributes/feature-status", "GET, PUT")
                     .route(web::get().to(migration::feature_status))
                     .route(web::put().to(migration::change_flags)),
             )
             .service(
-                resource(ADMIN, "/attributes/shadow-diffs")
+                resource(ADMIN, "/attributes/shadow-diffs", "GET")
                     .route(web::get().to(migration::shadow_diffs)),
             )
             .service(
-                resource(ADMIN, "/attributes/quarantine")
+                resource(ADMIN, "/attributes/quarantine", "GET")
                     .route(web::get().to(migration::quarantine)),
             )
             .service(
-                resource(ADMIN, "/attributes/quarantine/aliases")
+                resource(ADMIN, "/attributes/quarantine/aliases", "POST")
                     .route(web::post().to(quarantine::add_alias)),
             )
             .service(
-                resource(ADMIN, "/attributes/quarantine/options")
+                resource(ADMIN, "/attributes/quarantine/options", "POST")
                     .route(web::post().to(quarantine::add_option)),
             )
             .service(
-                resource(ADMIN, "/attributes/quarantine/moves")
+                resource(ADMIN, "/attributes/quarantine/moves", "POST")
                     .route(web::post().to(quarantine::move_values)),
             )
             .service(
-                resource(ADMIN, "/attributes/quarantine/resolutions")
+                resource(ADMIN, "/attributes/quarantine/resolutions", "GET")
                     .route(web::get().to(quarantine::resolutions)),
             )
             .service(
-                resource(ADMIN, "/attributes/migration-status")
+                resource(ADMIN, "/attributes/migration-status", "GET")
                     .route(web::get().to(migration::migration_status)),
             )
             .service(
-                resource(ADMIN, "/attributes/{id}")
+                resource(ADMIN, "/attributes/{id}", "PUT, DELETE")
                     .route(web::put().to(admin::update_attribute))
                     .route(web::delete().to(admin::delete_attribute)),
             )
             .service(
-                resource(ADMIN, "/categories/{id}/attributes")
+                resource(ADMIN, "/categories/{id}/attributes", "POST")
                     .route(web::post().to(admin::create_binding)),
             )
             .service(
-                resource(ADMIN, "/categories/{id}/attributes/{attribute_id}")
-                    .route(web::put().to(admin::update_binding))
-                    .route(web::delete().to(admin::delete_binding)),
+                resource(
+                    ADMIN,
+                    "/categories/{id}/attributes/{attribute_id}",
+                    "PUT, DELETE",
+                )
+                .route(web::put().to(admin::update_binding))
+                .route(web::delete().to(admin::delete_binding)),
             ),
     );
 }
