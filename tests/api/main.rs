@@ -27,6 +27,7 @@ mod caching;
 mod catalog;
 mod categories;
 mod drill;
+mod faults;
 mod monitoring;
 mod observability;
 mod resolution;

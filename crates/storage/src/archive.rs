@@ -117,7 +117,7 @@ impl<B: Backend> Router<B> {
     /// when none are stored) mean the unified phase and a clean verify ran after legacy could
     /// last be written alone. The move is checked: different evidence after it rolls back.
     pub(crate) async fn archive(&self, configured: Flags) -> Result<crate::archive::Manifest> {
-        let mut tx = self.backend().begin_write().await?;
+        let mut tx = self.begin_write().await?;
         B::lock_migration_state(&mut tx).await?;
         let state = B::migration_state(&mut tx).await?;
         if state.archived {
@@ -161,7 +161,7 @@ impl<B: Backend> Router<B> {
         &self,
         configured: Flags,
     ) -> Result<(crate::archive::Manifest, bool)> {
-        let mut tx = self.backend().begin_write().await?;
+        let mut tx = self.begin_write().await?;
         B::lock_migration_state(&mut tx).await?;
         let state = B::migration_state(&mut tx).await?;
         if !state.archived {
@@ -194,7 +194,7 @@ impl<B: Backend> Router<B> {
     }
 
     pub(crate) async fn last_manifest(&self) -> Result<Option<crate::archive::Manifest>> {
-        let mut conn = self.backend().pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         B::last_manifest(&mut conn).await
     }
 }

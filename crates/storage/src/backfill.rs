@@ -194,7 +194,7 @@ impl<B: Backend> Router<B> {
     /// so a second run changes nothing). Returns (definitions, bindings). Refused while
     /// unified holds writes legacy lacks: they would be overwritten with older data.
     pub(crate) async fn backfill_definitions(&self) -> Result<Definitions> {
-        let mut tx = self.backend().begin_write().await?;
+        let mut tx = self.begin_write().await?;
         ensure_legacy_in_place::<B>(&mut tx).await?;
         B::fence(&mut tx).await?;
         ensure_backfill_allowed(&B::state_row(&mut tx).await?)?;
@@ -254,7 +254,7 @@ impl<B: Backend> Router<B> {
         kind: EntityKind,
         restart: bool,
     ) -> Result<crate::backfill::Checkpoint> {
-        let mut conn = self.backend().pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         let stored = B::load_checkpoint(&mut conn, kind.as_str()).await?;
         let state = B::state_row(&mut conn).await?;
         Ok(match stored {
@@ -281,7 +281,7 @@ impl<B: Backend> Router<B> {
         limit: i64,
         catalog: &HashMap<String, Attribute>,
     ) -> Result<crate::backfill::Checkpoint> {
-        let mut tx = self.backend().begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let checkpoint = checkpoint.clone();
         B::fence(&mut tx).await?;
         let state = B::state_row(&mut tx).await?;
@@ -344,7 +344,7 @@ impl<B: Backend> Router<B> {
         limit: i64,
         catalog: &HashMap<String, Attribute>,
     ) -> Result<(Option<i64>, usize, usize)> {
-        let mut tx = self.backend().begin_write().await?;
+        let mut tx = self.begin_write().await?;
         B::fence(&mut tx).await?;
         ensure_backfill_allowed(&B::state_row(&mut tx).await?)?;
         let ids = B::quarantined_entity_ids_after(&mut tx, kind, after, limit).await?;
@@ -373,17 +373,17 @@ impl<B: Backend> Router<B> {
         attribute: Option<&str>,
         limit: i64,
     ) -> Result<Vec<QuarantinedValues>> {
-        let mut conn = self.backend().pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         B::quarantine_by_attribute(&mut conn, attribute, limit).await
     }
 
     pub(crate) async fn backfill_progress(&self) -> Result<Vec<crate::backfill::Progress>> {
-        let mut conn = self.backend().pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         B::backfill_progress(&mut conn).await
     }
 
     pub(crate) async fn analyze_unified_values(&self) -> Result<()> {
-        let mut conn = self.backend().pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         B::analyze_unified_values(&mut conn).await
     }
 
@@ -391,7 +391,7 @@ impl<B: Backend> Router<B> {
         &self,
         limit: i64,
     ) -> Result<Vec<crate::backfill::QuarantineCount>> {
-        let mut conn = self.backend().pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         B::quarantine_by_reason(&mut conn, limit).await
     }
 }

@@ -34,6 +34,9 @@ pub enum StorageError {
          the marketplace's tables: add them in the marketplace's own schema migrations"
     )]
     LegacySchema(String),
+    /// The database refused connections a moment ago: failing at once until it answers again.
+    #[error("the database cannot be reached")]
+    DatabaseUnreachable,
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("schema migration failed")]
@@ -48,7 +51,7 @@ impl StorageError {
     /// Retry-After, never 500. Nothing was written.
     pub fn is_transient(&self) -> bool {
         match self {
-            StorageError::StaleWriteMode { .. } => true,
+            StorageError::StaleWriteMode { .. } | StorageError::DatabaseUnreachable => true,
             StorageError::Database(err)
             | StorageError::Migration(sqlx::migrate::MigrateError::Execute(err)) => transient(err),
             _ => false,

@@ -161,7 +161,7 @@ impl<B: Backend> Router<B> {
         actor: &str,
         change: impl FnOnce(Flags) -> Flags,
     ) -> Result<crate::flag_store::FlagChange> {
-        let mut tx = self.backend().begin_write().await?;
+        let mut tx = self.begin_write().await?;
         B::lock_migration_state(&mut tx).await?;
         let old = B::load_flags(&mut tx)
             .await?
@@ -188,13 +188,13 @@ impl<B: Backend> Router<B> {
     }
 
     pub(crate) async fn note_write_mode(&self, mode: WriteMode) -> Result<()> {
-        let mut tx = self.backend().begin_write().await?;
+        let mut tx = self.begin_write().await?;
         B::note_write_mode(&mut tx, mode).await?;
         Ok(tx.commit().await?)
     }
 
     pub(crate) async fn stored_flags(&self) -> Result<Option<crate::flag_store::StoredFlags>> {
-        let mut conn = self.backend().pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         B::load_flags(&mut conn).await
     }
 
@@ -202,12 +202,12 @@ impl<B: Backend> Router<B> {
         &self,
         limit: i64,
     ) -> Result<Vec<crate::flag_store::FlagAuditEntry>> {
-        let mut conn = self.backend().pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         B::flag_audit(&mut conn, limit).await
     }
 
     pub(crate) async fn migration_counts(&self) -> Result<crate::flag_store::MigrationCounts> {
-        let mut conn = self.backend().pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         B::migration_counts(&mut conn).await
     }
 }

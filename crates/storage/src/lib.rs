@@ -8,6 +8,7 @@
 pub mod archive;
 mod backend;
 pub mod backfill;
+mod breaker;
 pub mod demo;
 mod error;
 mod evidence;

@@ -105,7 +105,7 @@ impl<B: Backend> Router<B> {
         mode: WriteMode,
     ) -> Result<Written<Resolution>> {
         let alias = spelling("alias", alias)?;
-        let mut tx = self.backend().begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let definition = find_attribute(
             B::catalog(&mut tx, mode.authoritative()).await?,
             "attribute",
@@ -307,7 +307,7 @@ impl<B: Backend> Router<B> {
 
     /// The resolutions, newest first.
     pub(crate) async fn resolutions(&self, limit: i64) -> Result<Vec<Resolution>> {
-        let mut conn = self.backend().pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         B::resolutions(&mut conn, limit).await
     }
 }

@@ -115,15 +115,44 @@ impl<T> MaybeEmpty for Vec<T> {
 #[derive(Debug, Clone)]
 pub(crate) struct Router<B> {
     backend: B,
+    breaker: std::sync::Arc<crate::breaker::Breaker>,
 }
 
 impl<B: Backend> Router<B> {
     pub(crate) fn new(backend: B) -> Self {
-        Self { backend }
+        Self {
+            backend,
+            breaker: std::sync::Arc::new(crate::breaker::Breaker::new()),
+        }
     }
 
     pub(crate) fn backend(&self) -> &B {
         &self.backend
+    }
+
+    /// A connection of the pool, or at once [`StorageError::DatabaseUnreachable`] while the
+    /// database is known to refuse them.
+    pub(crate) async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<B::Db>> {
+        let pool = self.backend.pool();
+        self.breaker
+            .acquire(|| pool.size(), async { Ok(pool.acquire().await?) })
+            .await
+    }
+
+    /// A write transaction, behind the same breaker.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, B::Db>> {
+        let pool = self.backend.pool();
+        self.breaker
+            .acquire(|| pool.size(), self.backend.begin_write())
+            .await
+    }
+
+    /// A read snapshot, behind the same breaker.
+    pub(crate) async fn begin_snapshot(&self) -> Result<sqlx::Transaction<'static, B::Db>> {
+        let pool = self.backend.pool();
+        self.breaker
+            .acquire(|| pool.size(), self.backend.begin_snapshot())
+            .await
     }
 
     /// The effective schema of a category, from the store the route picks.
@@ -154,7 +183,7 @@ impl<B: Backend> Router<B> {
         route: ReadRoute,
     ) -> Result<Read<HashMap<i64, EntityValues>>> {
         let read = |store| async move {
-            let mut conn = self.backend.pool().acquire().await?;
+            let mut conn = self.acquire().await?;
             B::listing_values_batch(&mut conn, store, ids).await
         };
         if route.store == Store::Legacy {
@@ -176,7 +205,7 @@ impl<B: Backend> Router<B> {
                         served_by: ServedBy::Unified,
                     });
                 }
-                let mut conn = self.backend.pool().acquire().await?;
+                let mut conn = self.acquire().await?;
                 let legacy = B::listing_values_batch(&mut conn, Store::Legacy, &empty).await?;
                 let mut served_by = ServedBy::Unified;
                 for (id, values) in legacy.into_iter().filter(|(_, v)| !v.is_empty()) {
@@ -203,7 +232,7 @@ impl<B: Backend> Router<B> {
     /// Every attribute definition of the routed store.
     pub(crate) async fn catalog(&self, route: ReadRoute) -> Result<Read<Vec<Attribute>>> {
         self.routed(route, |store| async move {
-            let mut conn = self.backend.pool().acquire().await?;
+            let mut conn = self.acquire().await?;
             B::catalog(&mut conn, store).await
         })
         .await
@@ -216,7 +245,7 @@ impl<B: Backend> Router<B> {
         route: ReadRoute,
     ) -> Result<Read<Vec<AttributeRange>>> {
         self.routed(route, |store| async move {
-            let mut conn = self.backend.pool().acquire().await?;
+            let mut conn = self.acquire().await?;
             let ranges = B::ranges(&mut conn, store, category_id).await?;
             if ranges.is_empty() && !B::category_exists(&mut conn, category_id).await? {
                 return Err(StorageError::NotFound {
@@ -230,17 +259,17 @@ impl<B: Backend> Router<B> {
     }
 
     pub(crate) async fn archived(&self) -> Result<bool> {
-        let mut conn = self.backend.pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         B::archived(&mut conn).await
     }
 
     pub(crate) async fn count_rows(&self, table: &'static str) -> Result<i64> {
-        let mut conn = self.backend.pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         B::count_rows(&mut conn, table).await
     }
 
     pub(crate) async fn has_legacy_definitions(&self) -> Result<bool> {
-        let mut conn = self.backend.pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         if B::migration_state(&mut conn).await?.archived {
             return Ok(true);
         }
@@ -262,12 +291,12 @@ impl<B: Backend> Router<B> {
     }
 
     pub(crate) async fn migration_state(&self) -> Result<MigrationState> {
-        let mut conn = self.backend.pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         B::migration_state(&mut conn).await
     }
 
     async fn schema_in(&self, store: Store, category_id: i64) -> Result<EffectiveSchema> {
-        let mut conn = self.backend.pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         let parts = schema_parts::<B>(&mut conn, store, category_id).await?;
         if parts.chain.is_empty() {
             return Err(StorageError::NotFound {
@@ -283,7 +312,7 @@ impl<B: Backend> Router<B> {
     }
 
     async fn values_in(&self, store: Store, entity: EntityRef) -> Result<EntityValues> {
-        let mut conn = self.backend.pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         let values = match store {
             Store::Legacy => B::legacy_values(&mut conn, entity).await?,
             Store::Unified => B::unified_values(&mut conn, entity).await?,

@@ -66,7 +66,7 @@ impl<B: Backend> Router<B> {
             dry_run,
             ..SyncReport::default()
         };
-        let mut tx = self.backend().begin_write().await?;
+        let mut tx = self.begin_write().await?;
         ensure_legacy_in_place::<B>(&mut tx).await?;
         B::lock_migration_state(&mut tx).await?;
         if !B::state_row(&mut tx).await?.pending_sync {
@@ -116,7 +116,7 @@ impl<B: Backend> Router<B> {
         for kind in EntityKind::ALL {
             let mut after = 0;
             loop {
-                let mut tx = self.backend().begin_write().await?;
+                let mut tx = self.begin_write().await?;
                 let ids = B::entity_ids_after(&mut tx, kind, after, batch, true).await?;
                 let Some(&last) = ids.last() else { break };
                 let counts = report.kinds.entry(kind.as_str()).or_default();
@@ -131,7 +131,7 @@ impl<B: Backend> Router<B> {
                 progress(report.entities);
             }
         }
-        let mut tx = self.backend().begin_write().await?;
+        let mut tx = self.begin_write().await?;
         B::lock_migration_state(&mut tx).await?;
         report.complete = B::finish_legacy_sync(&mut tx).await?;
         B::notify(&mut tx, &[Invalidation::Everything]).await?;

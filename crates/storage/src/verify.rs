@@ -158,7 +158,7 @@ impl<B: Backend> Router<B> {
         // The era this run can vouch for is fixed when it begins: one that ends meanwhile is not
         // covered by it.
         let (era, legacy_options): (_, HashMap<String, Vec<domain::AttributeOption>>) = {
-            let mut conn = self.backend().pool().acquire().await?;
+            let mut conn = self.acquire().await?;
             ensure_legacy_in_place::<B>(&mut conn).await?;
             let era = B::state_row(&mut conn).await?.era_to_verify();
             let options = B::catalog(&mut conn, Store::Legacy)
@@ -172,7 +172,7 @@ impl<B: Backend> Router<B> {
             let mut after = 0;
             loop {
                 // One snapshot per page: a write committing between the two reads is not drift.
-                let mut conn = self.backend().begin_snapshot().await?;
+                let mut conn = self.begin_snapshot().await?;
                 let ids = B::entity_ids_after(&mut conn, kind, after, page, false).await?;
                 let Some(&last) = ids.last() else { break };
                 let (legacy, unified) = match kind {
@@ -228,7 +228,7 @@ impl<B: Backend> Router<B> {
                 after = last;
             }
         }
-        let mut conn = self.backend().pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         B::save_verify_run(&mut conn, &report).await?;
         if let Some(era) = era.filter(|_| report.is_clean()) {
             B::record_verified(&mut conn, era).await?;
@@ -237,12 +237,12 @@ impl<B: Backend> Router<B> {
     }
 
     pub(crate) async fn last_verify(&self) -> Result<Option<crate::verify::LastVerify>> {
-        let mut conn = self.backend().pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         B::last_verify(&mut conn).await
     }
 
     pub(crate) async fn orphaned_values(&self) -> Result<i64> {
-        let mut conn = self.backend().pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         B::orphaned_values(&mut conn).await
     }
 }

@@ -21,7 +21,7 @@ impl<B: Backend> Router<B> {
         &self,
         mode: WriteMode,
     ) -> Result<sqlx::Transaction<'static, B::Db>> {
-        let mut tx = self.backend().begin_write().await?;
+        let mut tx = self.begin_write().await?;
         B::note_write(&mut tx, mode).await?;
         match B::fence(&mut tx).await? {
             Some(current) if current != mode => Err(StorageError::StaleWriteMode {
