@@ -135,3 +135,81 @@ async fn with_the_database_gone_reads_fail_fast_without_knocking_and_recover_whe
     }
     assert!(recovered, "reads answer again once the database is back");
 }
+
+/// A worker at its bound of requests in flight answers the next one 503 with `Retry-After` at
+/// once — it does not queue it — and counts it; probes are still answered; the admitted
+/// requests finish normally.
+#[actix_web::test]
+async fn beyond_its_bound_of_requests_in_flight_a_worker_sheds_at_once() {
+    use crate::helpers::WRITER_TOKEN;
+    let db = TestDb::fresh(Backend::Postgres).await;
+    let mut settings = settings_for(&db, &[("WRITER_API_TOKEN", WRITER_TOKEN)]);
+    settings.server.max_in_flight = 2;
+    settings.database.lock_timeout_ms = 60_000;
+    let app = TestApp {
+        address: start(&settings).await,
+        db,
+        client: awc::Client::default(),
+    };
+    let path = "/api/v2/marketplace/listings/6/attributes";
+    let holder = sqlx::PgPool::connect(&app.db.url).await.expect("holder");
+    let mut held = holder.begin().await.expect("begin");
+    sqlx::query("SELECT id FROM marketplace_listings WHERE id = 6 FOR UPDATE")
+        .execute(&mut *held)
+        .await
+        .expect("lock");
+    // Two writes wait on the lock: the worker's two permits are taken.
+    let mut writes = Vec::new();
+    for year in [2016, 2017] {
+        let (client, url) = (app.client.clone(), format!("{}{path}", app.address));
+        writes.push(actix_web::rt::spawn(async move {
+            client
+                .patch(url)
+                .insert_header(("Authorization", format!("Bearer {WRITER_TOKEN}")))
+                .insert_header(("Content-Type", "application/json"))
+                .send_body(format!(r#"{{"year": {year}}}"#))
+                .await
+                .expect("answered")
+                .status()
+                .as_u16()
+        }));
+    }
+    let waiting = "SELECT COUNT(*) FROM pg_stat_activity
+        WHERE wait_event_type = 'Lock' AND datname = current_database()";
+    let mut blocked = 0;
+    for _ in 0..200 {
+        blocked = sqlx::query_scalar::<_, i64>(waiting)
+            .fetch_one(&holder)
+            .await
+            .expect("activity");
+        if blocked == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(blocked, 2, "both writes wait on the lock");
+
+    let shed = app
+        .get("/api/v2/marketplace/categories/1311/attributes")
+        .await;
+    shed.assert_error(503, "errors.overloaded");
+    assert_eq!(shed.header("Retry-After"), Some("1"));
+    assert_eq!(
+        app.get("/health/live").await.status,
+        200,
+        "probes are never shed"
+    );
+    assert_eq!(app.metric("unified_attributes_shed_total").await, 1.0);
+
+    held.rollback().await.expect("release");
+    for write in writes {
+        assert_eq!(write.await.expect("joined"), 200);
+    }
+    assert_eq!(
+        app.get("/api/v2/marketplace/categories/1311/attributes")
+            .await
+            .status,
+        200,
+        "permits come back"
+    );
+}

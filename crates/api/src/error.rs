@@ -42,6 +42,9 @@ pub enum ApiError {
     MethodNotAllowed { allow: &'static str },
     #[error("the database is busy or not reachable; nothing was written: retry shortly")]
     StorageUnavailable(#[source] StorageError),
+    /// This replica is at its bound of requests in flight; another may have room.
+    #[error("the service is at capacity; nothing was done: retry shortly")]
+    Overloaded,
     #[error("internal error")]
     Internal(#[source] StorageError),
     /// One error shared by every request that waited on the same cache load.
@@ -85,6 +88,7 @@ impl ApiError {
             ApiError::RouteNotFound => "errors.routeNotFound",
             ApiError::MethodNotAllowed { .. } => "errors.methodNotAllowed",
             ApiError::StorageUnavailable(_) => "errors.storageUnavailable",
+            ApiError::Overloaded => "errors.overloaded",
             ApiError::Internal(_) => "errors.internal",
         }
     }
@@ -137,7 +141,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StorageUnavailable(_) | ApiError::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -161,7 +167,7 @@ impl ResponseError for ApiError {
         if let ApiError::MethodNotAllowed { allow } = self {
             response.insert_header(("Allow", *allow));
         }
-        if matches!(self, ApiError::StorageUnavailable(_)) {
+        if matches!(self, ApiError::StorageUnavailable(_) | ApiError::Overloaded) {
             // Transient by construction (a lock or pool wait, a flag change mid-write): nothing
             // was written, and the same request may succeed a moment later.
             response.insert_header(("Retry-After", "1"));

@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod routes;
 pub mod settings;
 pub mod shadow;
+pub mod shedding;
 pub mod telemetry;
 pub mod views;
 
@@ -54,6 +55,8 @@ pub struct AppState {
     pub admin_tokens: Arc<[SecretString]>,
     /// Verifies the marketplace's user tokens; `None` when no key is configured.
     pub jwt: auth::SharedVerifier,
+    /// This worker's requests in flight: a permit each, none left means shed.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Every worker's storage, for the pool gauges.
     pub pools: Arc<std::sync::Mutex<Vec<Storage>>>,
     /// Recent disagreements found by shadow reads.
@@ -307,6 +310,7 @@ impl Application {
             writer_tokens: settings.auth.writer_tokens().into(),
             admin_tokens: settings.auth.admin_tokens().into(),
             jwt,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(settings.server.max_in_flight)),
             pools: Arc::default(),
             shadow_diffs: Arc::default(),
         };
@@ -325,6 +329,13 @@ impl Application {
             HttpServer::new(move || app(worker_state(&worker_template, &public_url, pool), public))
                 .listen(listener)
                 .map_err(bind_error(&settings.server.bind))?;
+        server = server
+            .keep_alive(std::time::Duration::from_secs(
+                settings.server.keep_alive_seconds,
+            ))
+            .client_request_timeout(std::time::Duration::from_millis(
+                settings.server.request_head_timeout_ms,
+            ));
         if let Some(workers) = settings.server.workers {
             server = server.workers(workers);
         }
@@ -419,6 +430,10 @@ fn worker_state(shared: &AppState, url: &str, pool: storage::PoolSettings) -> Ap
     }
     AppState {
         storage,
+        // Each worker bounds its own requests, as each has its own pool.
+        in_flight: Arc::new(tokio::sync::Semaphore::new(
+            shared.in_flight.available_permits(),
+        )),
         ..shared.clone()
     }
 }
@@ -494,6 +509,7 @@ fn app(
 > {
     App::new()
         .wrap(from_fn(cohort::keep))
+        .wrap(from_fn(shedding::admit))
         .wrap(from_fn(metrics::track))
         .wrap(TracingLogger::<telemetry::RequestSpan>::new())
         .app_data(web::Data::new(state))

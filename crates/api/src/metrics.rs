@@ -44,6 +44,7 @@ pub struct Metrics {
     shadow_percent: IntGauge,
     phase: IntGauge,
     listener_reconnects: IntCounter,
+    shed: IntCounter,
     shadow: IntCounterVec,
     memory_limit: IntGauge,
     backfill_completed: IntGaugeVec,
@@ -223,6 +224,11 @@ impl Metrics {
                 "unified_attributes_invalidation_listener_reconnects_total",
                 "Times the cross-replica invalidation listener lost its connection (each flushes the cache).",
             ),
+            shed: counter(
+                &registry,
+                "unified_attributes_shed_total",
+                "Requests refused at once (503) because the worker was at its bound of requests in flight.",
+            ),
             shadow: counter_vec(
                 &registry,
                 "unified_attributes_shadow_comparisons_total",
@@ -344,6 +350,10 @@ impl Metrics {
 
     pub fn listener_reconnected(&self) {
         self.listener_reconnects.inc();
+    }
+
+    pub fn shed(&self) {
+        self.shed.inc();
     }
 
     fn record_request(&self, route: &str, method: &str, status: u16, seconds: f64) {

@@ -56,6 +56,14 @@ pub struct ServerSettings {
     /// `host:port` of the internal listener: `/metrics` and the admin API move there, off the
     /// public listener, so the network can keep them inside the cluster. Unset: all on `bind`.
     pub internal_bind: Option<String>,
+    /// Requests one worker serves at once; beyond, 503 with `Retry-After` at once (probes and
+    /// scrapes are never shed).
+    pub max_in_flight: usize,
+    /// Seconds an idle keep-alive connection stays open: longer than the mesh's idle timeout
+    /// (60 s in `deploy/`), so the proxy closes first and never reuses a closing connection.
+    pub keep_alive_seconds: u64,
+    /// Milliseconds a client has to send a request's head; slower clients are cut off (408).
+    pub request_head_timeout_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,6 +232,9 @@ impl Settings {
 const DEFAULTS: &str = r#"
 [server]
 bind = "127.0.0.1:8080"
+max_in_flight = 256
+keep_alive_seconds = 75
+request_head_timeout_ms = 5000
 
 [database]
 max_connections = 10
