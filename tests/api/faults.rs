@@ -114,6 +114,15 @@ async fn with_the_database_gone_reads_fail_fast_without_knocking_and_recover_whe
         reply.assert_error(503, "errors.storageUnavailable");
         assert_eq!(reply.header("Retry-After"), Some("1"));
     }
+    let failed = app
+        .metric(
+            "unified_attributes_errors_total{method=\"GET\",route=\"/api/v2/marketplace/listings/{id}/attributes\",status=\"5xx\"}",
+        )
+        .await;
+    assert!(
+        failed >= 50.0,
+        "the 503s are the service's errors: {failed}"
+    );
     let knocked = proxy.attempts.load(Ordering::SeqCst) - before;
     assert!(
         knocked <= 2,

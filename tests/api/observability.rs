@@ -32,11 +32,13 @@ async fn traffic(app: &crate::helpers::TestApp) {
 
 async fn the_seed_metric_names_are_exported_after_traffic_with_route_templates(backend: Backend) {
     let app = spawn_app(backend).await;
+    for probe in ["/health/live", "/health/ready", "/metrics"] {
+        app.get(probe).await;
+    }
     traffic(&app).await;
     let text = app.metrics().await;
     for name in [
         "unified_attributes_requests_total{",
-        "unified_attributes_errors_total{",
         "unified_attributes_cache_hits{",
         "unified_attributes_response_time_bucket{",
         "unified_attributes_cache_misses_total{",
@@ -54,10 +56,23 @@ async fn the_seed_metric_names_are_exported_after_traffic_with_route_templates(b
     let route = "route=\"/api/v2/marketplace/listings/{id}/attributes\"";
     assert!(
         text.lines()
-            .any(|l| l.starts_with("unified_attributes_errors_total")
+            .any(|l| l.starts_with("unified_attributes_requests_total")
                 && l.contains(route)
-                && l.contains("4xx"))
+                && l.contains("4xx")),
+        "a bad id is a request answered 4xx"
     );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("unified_attributes_errors_total")),
+        "a 4xx is the client's error, not the service's"
+    );
+    for probe in ["/health/live", "/health/ready", "/metrics"] {
+        assert!(
+            !text.contains(&format!("route=\"{probe}\"")),
+            "{probe} is not user traffic"
+        );
+    }
     assert!(
         !text.contains("/listings/6/"),
         "labels are route templates, never raw paths"

@@ -129,7 +129,7 @@ impl Metrics {
             errors: counter_vec(
                 &registry,
                 "unified_attributes_errors_total",
-                "Requests answered with a 4xx or 5xx status.",
+                "Requests the service failed (5xx status).",
                 &["route", "method", "status"],
             ),
             response_time,
@@ -367,7 +367,9 @@ impl Metrics {
         self.requests
             .with_label_values(&[route, method, class])
             .inc();
-        if status >= 400 {
+        // An error is the service's failure (5xx), as the alerts and the canary gates count it;
+        // a 4xx is the client's, visible in `requests_total` by its status.
+        if status >= 500 {
             self.errors.with_label_values(&[route, method, class]).inc();
         }
         self.response_time
@@ -435,7 +437,10 @@ fn advance(counter: &IntCounter, total: u64) {
     }
 }
 
-/// Middleware: counts and times every request under its route template.
+/// Routes that only machines call to watch the service.
+const NOT_USER_TRAFFIC: [&str; 3] = ["/health/live", "/health/ready", "/metrics"];
+
+/// Middleware: counts and times every user request under its route template.
 pub async fn track(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -449,6 +454,11 @@ pub async fn track(
             .request()
             .app_data::<crate::RouteTemplate>()
             .map_or("unmatched", |t| t.0);
+        // Probes and scrapes are not user traffic: counted, they would let a canary gate pass
+        // on kubelet and Prometheus requests alone, and shape its latency at low weight.
+        if NOT_USER_TRAFFIC.contains(&route) {
+            return Ok(response);
+        }
         let method = method_label(response.request().method());
         let status = response.status().as_u16();
         state
