@@ -240,6 +240,9 @@ phase_5() {
     notify "phase 5 (cleanup) started"
     # Refused unless the flags mean the unified phase and the last verify (phase 1) is clean.
     in_green archive || rollback 5 "archive refused or failed"
+    # The final, archived state is validated too (read-only: ids from the database).
+    in_green validate --base-url http://127.0.0.1:8080 --internal-url "$internal" --expect-phase archived ||
+        rollback 5 "validation of the archived phase failed"
     run "$kubectl" -n "$namespace" scale deployment "$blue" --replicas=0 ||
         rollback 5 "blue did not scale down"
     record 5 passed "legacy tables archived (manifest in archive_manifests); blue scaled to 0"

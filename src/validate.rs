@@ -23,12 +23,17 @@ pub struct ValidateArgs {
     /// The phase the flags must mean (legacy, dual_write, canary, unified, archived).
     #[arg(long)]
     expect_phase: Option<String>,
-    /// A category whose schema is read (the demo's cars by default).
-    #[arg(long, default_value_t = 1311)]
-    category: i64,
-    /// A listing that the write-then-read check writes back unchanged.
-    #[arg(long, default_value_t = 6)]
-    listing: i64,
+    /// A category whose schema is read; by default one with attributes, found in the database
+    /// (`--database-url`). Unknown: the checks that need one are skipped.
+    #[arg(long)]
+    category: Option<i64>,
+    /// A listing whose values are read; by default one with values, found in the database.
+    #[arg(long)]
+    listing: Option<i64>,
+    /// The write check is off unless this names a listing kept for it (never a user's): its
+    /// values are written back unchanged and read. Without it, validate writes nothing.
+    #[arg(long)]
+    write_listing: Option<i64>,
     /// Requests of the performance probe (bounded; sent four at a time).
     #[arg(long, default_value_t = 200)]
     probe_requests: usize,
@@ -74,18 +79,24 @@ pub struct Report {
 
 type CheckResult = Result<String, String>;
 
-/// Checks of one category, by name, each run (and timed) in turn when awaited.
-type Checks<'a> = Vec<(
-    &'static str,
-    std::pin::Pin<Box<dyn std::future::Future<Output = CheckResult> + 'a>>,
-)>;
+/// One check, run (and timed) when awaited.
+type CheckFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = CheckResult> + 'a>>;
+
+/// A check to run, or the reason it is skipped.
+type Runnable<'a> = Result<CheckFuture<'a>, String>;
 
 struct Probe {
     client: awc::Client,
     base: String,
     internal: String,
     args: ValidateArgs,
+    /// The category and listing the checks read, given or found.
+    category: Option<i64>,
+    listing: Option<i64>,
 }
+
+/// Why a check did not run: a skip is reported as such, never as a pass.
+const NO_CATEGORY: &str = "no category known: pass --category, or --database-url to find one";
 
 struct Answer {
     status: u16,
@@ -173,7 +184,7 @@ impl Probe {
     async fn category_attributes(&self) -> CheckResult {
         let path = format!(
             "/api/v2/marketplace/categories/{}/attributes",
-            self.args.category
+            self.category.ok_or(NO_CATEGORY)?
         );
         let answer = self.get(&path).await?;
         Self::expect(&answer, 200, &path)?;
@@ -184,7 +195,7 @@ impl Probe {
         Ok(format!(
             "{} attributes for category {}",
             codes.len(),
-            self.args.category
+            self.category.ok_or(NO_CATEGORY)?
         ))
     }
 
@@ -228,23 +239,21 @@ impl Probe {
 
     // --- performance ---
 
-    /// Sends the bounded probe: reads across the public routes, four at a time.
+    /// Sends the bounded probe: valid reads across the public routes, four at a time. Every
+    /// answer but a 2xx (or a 304) counts as an error: a fast 400 is not a served read.
     async fn probe(&self) -> (Vec<Duration>, usize) {
-        let paths = [
-            format!(
-                "/api/v2/marketplace/categories/{}/attributes",
-                self.args.category
-            ),
-            format!(
-                "/api/v2/marketplace/listings/{}/attributes",
-                self.args.listing
-            ),
-            "/api/v2/attributes?page_size=20".to_owned(),
-            format!(
-                "/api/v1/marketplace/categories/{}/attributes",
-                self.args.category
-            ),
-        ];
+        let mut paths = vec!["/api/v2/attributes?per_page=20".to_owned()];
+        if let Some(category) = self.category {
+            paths.push(format!(
+                "/api/v2/marketplace/categories/{category}/attributes"
+            ));
+            paths.push(format!(
+                "/api/v1/marketplace/categories/{category}/attributes"
+            ));
+        }
+        if let Some(listing) = self.listing {
+            paths.push(format!("/api/v2/marketplace/listings/{listing}/attributes"));
+        }
         let mut latencies = Vec::with_capacity(self.args.probe_requests);
         let mut errors = 0;
         for chunk in (0..self.args.probe_requests).collect::<Vec<_>>().chunks(4) {
@@ -258,7 +267,7 @@ impl Probe {
             });
             for (elapsed, status) in futures_util::future::join_all(requests).await {
                 latencies.push(elapsed);
-                if !matches!(status, Ok(status) if status < 500) {
+                if !matches!(status, Ok(200..=299 | 304)) {
                     errors += 1;
                 }
             }
@@ -305,7 +314,7 @@ impl Probe {
         let before = self.metric(hits).await?;
         let path = format!(
             "/api/v2/marketplace/categories/{}/attributes",
-            self.args.category
+            self.category.ok_or(NO_CATEGORY)?
         );
         let first = self.get(&path).await?;
         Self::expect(&first, 200, &path)?;
@@ -343,13 +352,13 @@ impl Probe {
         let v2 = self
             .get(&format!(
                 "/api/v2/marketplace/categories/{}/attributes",
-                self.args.category
+                self.category.ok_or(NO_CATEGORY)?
             ))
             .await?;
         let v1 = self
             .get(&format!(
                 "/api/v1/marketplace/categories/{}/attributes",
-                self.args.category
+                self.category.ok_or(NO_CATEGORY)?
             ))
             .await?;
         Self::expect(&v1, 200, "v1 category attributes")?;
@@ -368,10 +377,8 @@ impl Probe {
     async fn write_then_read(&self) -> CheckResult {
         let token = Self::first(&self.args.writer_token)
             .ok_or("no writer token (WRITER_API_TOKEN or --writer-token)")?;
-        let path = format!(
-            "/api/v2/marketplace/listings/{}/attributes",
-            self.args.listing
-        );
+        let listing = self.args.write_listing.ok_or("no --write-listing")?;
+        let path = format!("/api/v2/marketplace/listings/{listing}/attributes");
         let before = self.get(&path).await?;
         Self::expect(&before, 200, &path)?;
         let values: serde_json::Map<String, Json> = before.body["data"]["values"]
@@ -388,10 +395,7 @@ impl Probe {
             })
             .collect();
         if values.is_empty() {
-            return Err(format!(
-                "listing {} has no values to write back",
-                self.args.listing
-            ));
+            return Err(format!("listing {listing} has no values to write back"));
         }
         let written = self
             .send(
@@ -500,6 +504,16 @@ pub async fn run(args: ValidateArgs, database_url: Option<String>) -> Report {
         .unwrap_or(&base)
         .trim_end_matches('/')
         .to_owned();
+    // Real ids, never the demo's: given, or found in the database the service uses.
+    let (mut category, mut listing) = (args.category, args.listing);
+    if let Some(url) = database_url.as_deref()
+        && (category.is_none() || listing.is_none())
+        && let Ok(storage) = storage::Storage::connect(url, storage::PoolSettings::new(1)).await
+        && let Ok((found_category, found_listing)) = storage.sample_ids().await
+    {
+        category = category.or(found_category);
+        listing = listing.or(found_listing);
+    }
     let probe = Probe {
         client: awc::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -507,13 +521,16 @@ pub async fn run(args: ValidateArgs, database_url: Option<String>) -> Report {
         base: base.clone(),
         internal,
         args,
+        category,
+        listing,
     };
     let mut checks = Vec::new();
-    let mut record = |category, name, started: Instant, result: Option<CheckResult>| {
+    // `Err(reason)`: the check was skipped, and says why.
+    let mut record = |category, name, started: Instant, result: Result<CheckResult, String>| {
         let (outcome, detail) = match result {
-            Some(Ok(detail)) => (Outcome::Pass, detail),
-            Some(Err(detail)) => (Outcome::Fail, detail),
-            None => (Outcome::Skipped, "no --database-url given".to_owned()),
+            Ok(Ok(detail)) => (Outcome::Pass, detail),
+            Ok(Err(detail)) => (Outcome::Fail, detail),
+            Err(reason) => (Outcome::Skipped, reason),
         };
         checks.push(Check {
             category,
@@ -524,27 +541,48 @@ pub async fn run(args: ValidateArgs, database_url: Option<String>) -> Report {
         });
     };
 
-    let api: Checks = vec![
-        ("category_attributes", Box::pin(probe.category_attributes())),
-        ("catalog", Box::pin(probe.catalog())),
-        ("error_contract", Box::pin(probe.error_contract())),
-        ("openapi", Box::pin(probe.openapi())),
+    // A check that needs what is not known is skipped with the reason.
+    let known_category = probe.category.is_some();
+    fn needs_category(known: bool, check: CheckFuture<'_>) -> Runnable<'_> {
+        if known {
+            Ok(check)
+        } else {
+            Err(NO_CATEGORY.to_owned())
+        }
+    }
+    let api: Vec<(&str, Runnable)> = vec![
+        (
+            "category_attributes",
+            needs_category(known_category, Box::pin(probe.category_attributes())),
+        ),
+        ("catalog", Ok(Box::pin(probe.catalog()))),
+        ("error_contract", Ok(Box::pin(probe.error_contract()))),
+        ("openapi", Ok(Box::pin(probe.openapi()))),
     ];
     for (name, check) in api {
         let t = Instant::now();
-        record("api", name, t, Some(check.await));
+        let result = match check {
+            Ok(check) => Ok(check.await),
+            Err(reason) => Err(reason),
+        };
+        record("api", name, t, result);
     }
 
     let t = Instant::now();
     match database_url {
         Some(url) => {
             for (name, result) in database_checks(&url).await {
-                record("database", name, t, Some(result));
+                record("database", name, t, Ok(result));
             }
         }
         None => {
             for name in ["schema", "integrity", "parity"] {
-                record("database", name, t, None);
+                record(
+                    "database",
+                    name,
+                    t,
+                    Err("no --database-url given".to_owned()),
+                );
             }
         }
     }
@@ -563,7 +601,7 @@ pub async fn run(args: ValidateArgs, database_url: Option<String>) -> Report {
         "performance",
         "p95_latency",
         t,
-        Some(if p95_ms < limit {
+        Ok(if p95_ms < limit {
             Ok(measured)
         } else {
             Err(measured)
@@ -574,7 +612,7 @@ pub async fn run(args: ValidateArgs, database_url: Option<String>) -> Report {
         "performance",
         "error_rate",
         t,
-        Some(if rate < 0.001 {
+        Ok(if rate < 0.001 {
             Ok(format!("{errors} errors in {count} requests"))
         } else {
             Err(format!(
@@ -584,33 +622,48 @@ pub async fn run(args: ValidateArgs, database_url: Option<String>) -> Report {
         }),
     );
 
-    let rest: Vec<(&str, Checks)> = vec![
+    let write_check = if probe.args.write_listing.is_some() {
+        Ok(Box::pin(probe.write_then_read()) as CheckFuture)
+    } else {
+        Err("read-only: pass --write-listing ID (a listing kept for this check) to check the write path".to_owned())
+    };
+    let rest: Vec<(&str, Vec<(&str, Runnable)>)> = vec![
         (
             "feature",
             vec![
-                ("flags_phase", Box::pin(probe.flags_phase())),
-                ("cache_effective", Box::pin(probe.cache_effective())),
+                ("flags_phase", Ok(Box::pin(probe.flags_phase()))),
+                (
+                    "cache_effective",
+                    needs_category(known_category, Box::pin(probe.cache_effective())),
+                ),
             ],
         ),
         (
             "integration",
             vec![
-                ("v1_v2_agree", Box::pin(probe.v1_v2_agree())),
-                ("write_then_read", Box::pin(probe.write_then_read())),
+                (
+                    "v1_v2_agree",
+                    needs_category(known_category, Box::pin(probe.v1_v2_agree())),
+                ),
+                ("write_then_read", write_check),
             ],
         ),
         (
             "monitoring",
             vec![
-                ("metrics_exported", Box::pin(probe.metrics_exported())),
-                ("health", Box::pin(probe.health())),
+                ("metrics_exported", Ok(Box::pin(probe.metrics_exported()))),
+                ("health", Ok(Box::pin(probe.health()))),
             ],
         ),
     ];
     for (category, checks) in rest {
         for (name, check) in checks {
             let t = Instant::now();
-            record(category, name, t, Some(check.await));
+            let result = match check {
+                Ok(check) => Ok(check.await),
+                Err(reason) => Err(reason),
+            };
+            record(category, name, t, result);
         }
     }
 

@@ -64,8 +64,12 @@ async fn the_seed_metric_names_are_exported_after_traffic_with_route_templates(b
     assert!(
         !text
             .lines()
-            .any(|l| l.starts_with("unified_attributes_errors_total")),
+            .any(|l| l.starts_with("unified_attributes_errors_total") && l.contains("4xx")),
         "a 4xx is the client's error, not the service's"
+    );
+    assert!(
+        text.contains("# TYPE unified_attributes_errors_total counter"),
+        "the seed's error counter is exported before any error"
     );
     for probe in ["/health/live", "/health/ready", "/metrics"] {
         assert!(

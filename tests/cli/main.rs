@@ -476,7 +476,12 @@ fn http_get(address: &str, path: &str) -> String {
 }
 
 /// Runs `validate` against `address`; returns the exit code and the checks that failed.
-fn validate(address: &str, db_url: &str, extra: &[&str]) -> (Option<i32>, Vec<String>) {
+/// Runs `validate`; returns its exit code and the checks that failed and were skipped.
+fn validate(
+    address: &str,
+    db_url: &str,
+    extra: &[&str],
+) -> (Option<i32>, Vec<String>, Vec<String>) {
     let output = Command::new(BINARY)
         .args([
             "validate",
@@ -502,20 +507,22 @@ fn validate(address: &str, db_url: &str, extra: &[&str]) -> (Option<i32>, Vec<St
         Some(15),
         "{report}"
     );
-    let failed = report["checks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| c["outcome"] != "pass")
-        .map(|c| {
-            format!(
-                "{}.{}",
-                c["category"].as_str().unwrap_or(""),
-                c["name"].as_str().unwrap_or("")
-            )
-        })
-        .collect();
-    (output.status.code(), failed)
+    let with = |outcome: &str| -> Vec<String> {
+        report["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["outcome"] == outcome)
+            .map(|c| {
+                format!(
+                    "{}.{}",
+                    c["category"].as_str().unwrap_or(""),
+                    c["name"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    (output.status.code(), with("fail"), with("skipped"))
 }
 
 #[test]
@@ -537,14 +544,43 @@ fn validate_passes_on_a_healthy_service_and_fails_the_right_checks_when_the_phas
     assert!(run(&["backfill"]).status.success());
     assert!(run(&["verify"]).status.success());
 
-    let (code, failed) = validate(&address, &db.url, &["--expect-phase", "dual_write"]);
+    // Read-only unless asked: ids found in the database, nothing written.
+    let last_write = || {
+        runtime.block_on(async {
+            db.raw()
+                .await
+                .texts("SELECT CAST(MAX(updated_at) AS TEXT) FROM unified_attribute_values")
+                .await
+        })
+    };
+    let before = last_write();
+    let (code, failed, skipped) = validate(&address, &db.url, &["--expect-phase", "dual_write"]);
     assert_eq!(
-        (code, failed),
-        (Some(0), Vec::<String>::new()),
-        "a healthy service passes"
+        (code, failed, skipped),
+        (
+            Some(0),
+            Vec::<String>::new(),
+            vec!["integration.write_then_read".to_owned()]
+        ),
+        "a healthy service passes; the write check waits to be asked"
+    );
+    assert_eq!(last_write(), before, "validate wrote nothing");
+    let (code, failed, skipped) = validate(
+        &address,
+        &db.url,
+        &["--expect-phase", "dual_write", "--write-listing", "6"],
+    );
+    assert_eq!(
+        (code, failed, skipped.len()),
+        (Some(0), Vec::<String>::new(), 0)
+    );
+    assert_ne!(
+        last_write(),
+        before,
+        "asked, it writes the listing it was given"
     );
 
-    let (code, failed) = validate(&address, &db.url, &["--expect-phase", "unified"]);
+    let (code, failed, _) = validate(&address, &db.url, &["--expect-phase", "unified"]);
     assert_eq!(code, Some(1));
     assert_eq!(
         failed,
@@ -583,7 +619,18 @@ fn validate_passes_on_a_healthy_service_and_fails_the_right_checks_when_the_phas
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (code, failed) = validate(&address, &db.url, &["--expect-phase", "dual_write"]);
+    let (code, failed, _) = validate(
+        &address,
+        &db.url,
+        &[
+            "--expect-phase",
+            "dual_write",
+            "--category",
+            "1311",
+            "--write-listing",
+            "6",
+        ],
+    );
     assert_eq!(code, Some(1));
     // The cache is empty and the database unreachable: every read that needs the
     // database fails; what needs none still passes.

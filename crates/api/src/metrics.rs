@@ -288,6 +288,10 @@ impl Metrics {
         for reason in ["error", "empty"] {
             metrics.fallbacks.with_label_values(&[reason]);
         }
+        // The seed's error counter is exported before the first failure too.
+        metrics
+            .errors
+            .with_label_values(&["unmatched", "other", "5xx"]);
         metrics
     }
 

@@ -449,6 +449,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Unified values whose entity does not exist.
     fn orphaned_values(conn: &mut Conn<Self>) -> impl Future<Output = Result<i64>> + Send;
 
+    /// The id one of the `sample_id` statements finds, if any.
+    fn sample_id(
+        conn: &mut Conn<Self>,
+        statement: &'static str,
+    ) -> impl Future<Output = Result<Option<i64>>> + Send;
+
     /// Registers `alias` for option `option` of `attribute`.
     fn insert_alias(
         conn: &mut Conn<Self>,
@@ -1496,6 +1502,11 @@ macro_rules! backend_operations {
         async fn orphaned_values(conn: &mut Conn<Self>) -> Result<i64> {
             record_queries(1);
             Ok(sqlx::query_scalar(crate::verify::ORPHANED_VALUES).fetch_one(conn).await?)
+        }
+
+        async fn sample_id(conn: &mut Conn<Self>, statement: &'static str) -> Result<Option<i64>> {
+            record_queries(1);
+            Ok(sqlx::query_scalar(statement).fetch_optional(conn).await?)
         }
 
         async fn insert_alias(

@@ -196,6 +196,12 @@ impl Storage {
         on_router!(self, router => router.backend().pending_migrations().await)
     }
 
+    /// A category with attributes and a listing with values, as the database holds them now
+    /// (unified first, else legacy): real ids for checks of a running service.
+    pub async fn sample_ids(&self) -> Result<(Option<i64>, Option<i64>)> {
+        on_router!(self, router => router.sample_ids().await)
+    }
+
     /// Unified values whose listing, product or variant does not exist.
     pub async fn orphaned_values(&self) -> Result<i64> {
         on_router!(self, router => router.orphaned_values().await)

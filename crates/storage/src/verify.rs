@@ -241,8 +241,43 @@ impl<B: Backend> Router<B> {
         B::last_verify(&mut conn).await
     }
 
+    pub(crate) async fn sample_ids(&self) -> Result<(Option<i64>, Option<i64>)> {
+        let mut conn = self.acquire().await?;
+        let archived = B::migration_state(&mut conn).await?.archived;
+        let mut found = (None, None);
+        for (unified, legacy, slot) in [
+            (SAMPLE_UNIFIED_CATEGORY, SAMPLE_LEGACY_CATEGORY, 0),
+            (SAMPLE_UNIFIED_LISTING, SAMPLE_LEGACY_LISTING, 1),
+        ] {
+            let mut id = B::sample_id(&mut conn, unified).await?;
+            if id.is_none() && !archived {
+                id = B::sample_id(&mut conn, legacy).await?;
+            }
+            if slot == 0 {
+                found.0 = id;
+            } else {
+                found.1 = id;
+            }
+        }
+        Ok(found)
+    }
+
     pub(crate) async fn orphaned_values(&self) -> Result<i64> {
         let mut conn = self.acquire().await?;
         B::orphaned_values(&mut conn).await
     }
 }
+
+/// Real ids for checks of a running service: a category with attributes, a listing with
+/// values — in unified, else in legacy (both backends accept these statements).
+pub(crate) const SAMPLE_UNIFIED_CATEGORY: &str = "SELECT CAST(b.category_id AS BIGINT)
+    FROM unified_category_attributes b ORDER BY b.category_id LIMIT 1";
+pub(crate) const SAMPLE_LEGACY_CATEGORY: &str = "SELECT CAST(m.category_id AS BIGINT)
+    FROM category_attribute_mapping m JOIN marketplace_categories c ON c.id = m.category_id
+    ORDER BY m.category_id LIMIT 1";
+pub(crate) const SAMPLE_UNIFIED_LISTING: &str = "SELECT CAST(v.entity_id AS BIGINT)
+    FROM unified_attribute_values v JOIN marketplace_listings l ON l.id = v.entity_id
+    WHERE v.entity_type = 'listing' ORDER BY v.entity_id LIMIT 1";
+pub(crate) const SAMPLE_LEGACY_LISTING: &str = "SELECT CAST(v.listing_id AS BIGINT)
+    FROM listing_attribute_values v JOIN marketplace_listings l ON l.id = v.listing_id
+    ORDER BY v.listing_id LIMIT 1";
