@@ -45,7 +45,7 @@ promtool test rules deploy/prometheus/rules_test.yml
 
 step "shellcheck"
 shellcheck deploy/deploy.sh deploy/check.sh deploy/tests/run.sh deploy/tests/fakes/* .ci/run \
-    scripts/*.sh benches/load/run.sh benches/backfill/run.sh
+    scripts/*.sh deploy/image/*.sh benches/load/run.sh benches/backfill/run.sh
 
 step "deploy.sh golden tests"
 deploy/tests/run.sh

@@ -43,12 +43,14 @@ pub struct AttributeView {
     /// Every translation of the display name.
     pub labels: BTreeMap<String, String>,
     #[serde(rename = "type")]
+    #[schema(value_type = crate::routes::admin_bodies::AttributeTypeName)]
     pub attribute_type: String,
     /// `regular`, `variant` or `both`.
+    #[schema(value_type = crate::routes::admin_bodies::PurposeName)]
     pub purpose: String,
     pub options: Vec<OptionView>,
     /// `min`, `max`, `minLength`, `maxLength`, `pattern`, `required`, where set.
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::routes::admin_bodies::RulesBody)]
     pub validation_rules: Json,
     pub is_searchable: bool,
     pub is_filterable: bool,
@@ -110,10 +112,12 @@ pub struct CategoryAttributeView {
     pub name: String,
     pub display_name: String,
     #[serde(rename = "type")]
+    #[schema(value_type = crate::routes::admin_bodies::AttributeTypeName)]
     pub attribute_type: String,
+    #[schema(value_type = crate::routes::admin_bodies::PurposeName)]
     pub purpose: String,
     pub options: Vec<OptionView>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::routes::admin_bodies::RulesBody)]
     pub validation_rules: Json,
     pub is_required: bool,
     pub is_filterable: bool,
@@ -207,6 +211,7 @@ impl DetailedBindingView {
 pub struct ValueView {
     pub code: String,
     /// Typed: number, text, boolean, `YYYY-MM-DD` date, or a list of options.
+    #[schema(value_type = crate::routes::admin_bodies::TypedValue)]
     pub value: Json,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,

@@ -53,7 +53,10 @@ impl StorageError {
         match self {
             StorageError::StaleWriteMode { .. } | StorageError::DatabaseUnreachable => true,
             StorageError::Database(err)
-            | StorageError::Migration(sqlx::migrate::MigrateError::Execute(err)) => transient(err),
+            | StorageError::Migration(
+                sqlx::migrate::MigrateError::Execute(err)
+                | sqlx::migrate::MigrateError::ExecuteMigration(err, _),
+            ) => transient(err),
             _ => false,
         }
     }

@@ -189,6 +189,80 @@ impl PartialSchema for BindingBody {
 
 impl ToSchema for BindingBody {}
 
+/// A stored value, typed by its attribute: a number, a text (also dates as `YYYY-MM-DD` and
+/// single options), a boolean, or a list of options.
+pub struct TypedValue;
+
+impl PartialSchema for TypedValue {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder};
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Number))
+            .item(ObjectBuilder::new().schema_type(Type::String))
+            .item(ObjectBuilder::new().schema_type(Type::Boolean))
+            .item(ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String)))
+            .into()
+    }
+}
+
+impl ToSchema for TypedValue {}
+
+/// A value to write: the typed value, or `{"value": …, "unit": "km"}`.
+pub struct ValueInput;
+
+impl PartialSchema for ValueInput {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::OneOfBuilder;
+        let with_unit = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("value", TypedValue::schema())
+            .property("unit", ObjectBuilder::new().schema_type(Type::String))
+            .required("value")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        let mut one_of = OneOfBuilder::new();
+        if let RefOr::T(Schema::OneOf(typed)) = TypedValue::schema() {
+            for item in typed.items {
+                one_of = one_of.item(item);
+            }
+        }
+        one_of.item(with_unit).into()
+    }
+}
+
+impl ToSchema for ValueInput {}
+
+/// `PUT`/`POST` body: the full new set of values, `{code: value}`.
+pub struct ValuesBody;
+
+impl PartialSchema for ValuesBody {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .additional_properties(Some(AdditionalProperties::RefOr(ValueInput::schema())))
+            .into()
+    }
+}
+
+impl ToSchema for ValuesBody {}
+
+/// `PATCH` body: values to set, `null` to remove one.
+pub struct ValuesPatch;
+
+impl PartialSchema for ValuesPatch {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::OneOfBuilder;
+        let value_or_null = OneOfBuilder::new()
+            .item(ValueInput::schema())
+            .item(ObjectBuilder::new().schema_type(Type::Null));
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .additional_properties(Some(AdditionalProperties::RefOr(value_or_null.into())))
+            .into()
+    }
+}
+
+impl ToSchema for ValuesPatch {}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

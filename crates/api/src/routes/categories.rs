@@ -49,7 +49,7 @@ pub(crate) async fn schema_view(
 }
 
 /// `GET /api/v2/marketplace/categories/{id}/attributes`
-#[utoipa::path(get, path = "/api/v2/marketplace/categories/{id}/attributes", tag = "categories",
+#[utoipa::path(get, path = "/api/v2/marketplace/categories/{id}/attributes", tag = "categories", operation_id = "category_attributes",
     params(("id" = i64, Path, minimum = 1, description = "Category id"), ("lang" = Option<String>, Query, description = "sr, en or ru")),
     responses(
         (status = 200, description = "The effective schema: own and inherited bindings, overrides applied, ordered", body = inline(CategoryAttributesEnvelope)),
@@ -154,7 +154,7 @@ pub async fn variant_attributes(
 }
 
 /// `GET /api/v2/marketplace/categories/{id}/attribute-ranges`
-#[utoipa::path(get, path = "/api/v2/marketplace/categories/{id}/attribute-ranges", tag = "categories",
+#[utoipa::path(get, path = "/api/v2/marketplace/categories/{id}/attribute-ranges", tag = "categories", operation_id = "category_ranges",
     params(("id" = i64, Path, minimum = 1, description = "Category id")),
     responses(
         (status = 200, description = "min, max and count of each number attribute over the subtree's listings", body = inline(RangesEnvelope)),

@@ -1,7 +1,7 @@
 //! HTTP handlers, one module per resource, and what they share.
 
 pub mod admin;
-mod admin_bodies;
+pub(crate) mod admin_bodies;
 pub mod attributes;
 pub mod categories;
 pub mod health;

@@ -26,7 +26,7 @@ pub struct AliasBody {
 /// `POST /api/v2/admin/attributes/quarantine/options`
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct OptionBody {
+pub struct NewOptionBody {
     attribute: String,
     /// The new option's value.
     value: String,
@@ -88,7 +88,7 @@ pub async fn add_alias(
 
 /// Adds an option to an attribute, in every store the flags write.
 #[utoipa::path(post, path = "/api/v2/admin/attributes/quarantine/options", tag = "admin",
-    request_body = OptionBody,
+    request_body = NewOptionBody,
     security(("admin_token" = [])),
     responses(
         (status = 201, description = "The option, as recorded among the resolutions", body = Object),
@@ -100,7 +100,7 @@ pub async fn add_alias(
         (status = 503, description = "The database is busy; retry", body = crate::error::ErrorView)))]
 pub async fn add_option(
     admin: Admin,
-    body: web::Json<OptionBody>,
+    body: web::Json<NewOptionBody>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();

@@ -68,7 +68,7 @@ fn v1_attributes(schema: &EffectiveSchema, language: Language) -> Vec<V1Attribut
 }
 
 /// `GET /api/v1/marketplace/categories/{id}/attributes`
-#[utoipa::path(get, path = "/api/v1/marketplace/categories/{id}/attributes", tag = "v1",
+#[utoipa::path(get, path = "/api/v1/marketplace/categories/{id}/attributes", tag = "v1", operation_id = "v1_category_attributes",
     params(("id" = i64, Path, minimum = 1, description = "Category id"), ("lang" = Option<String>, Query, description = "sr, en or ru")),
     responses(
         (status = 200, description = "The category's attributes, inherited ones included, in the v1 shape", body = inline(V1AttributesEnvelope)),
@@ -91,7 +91,7 @@ pub async fn attributes(
 }
 
 /// `GET /api/v1/marketplace/categories/{id}/attribute-ranges`: `{name: {min, max, count}}`.
-#[utoipa::path(get, path = "/api/v1/marketplace/categories/{id}/attribute-ranges", tag = "v1",
+#[utoipa::path(get, path = "/api/v1/marketplace/categories/{id}/attribute-ranges", tag = "v1", operation_id = "v1_category_ranges",
     params(("id" = i64, Path, minimum = 1, description = "Category id")),
     responses(
         (status = 200, description = "Ranges keyed by attribute name", body = Object),

@@ -74,7 +74,7 @@ pub async fn get(
 /// `PUT …/{id}/attributes`: the body is the full new set `{code: value}`.
 #[utoipa::path(put, path = "/api/v2/marketplace/listings/{id}/attributes", tag = "values",
     params(("id" = i64, Path, minimum = 1, description = "Listing id; products and variants have the same routes")),
-    request_body(content = Object, description = "`{code: value}` or `{code: {\"value\": …, \"unit\": \"km\"}}`"),
+    request_body(content = crate::routes::admin_bodies::ValuesBody, description = "`{code: value}` or `{code: {\"value\": …, \"unit\": \"km\"}}`"),
     security(("writer_token" = []), ("user_token" = [])),
     responses(
         (status = 200, description = "The stored values", body = inline(ValuesEnvelope)),
@@ -99,7 +99,7 @@ pub async fn put(
 /// still sends POST.
 #[utoipa::path(post, path = "/api/v2/marketplace/listings/{id}/attributes", tag = "values",
     params(("id" = i64, Path, minimum = 1, description = "Listing id; products and variants have the same routes")),
-    request_body(content = Object, description = "`{code: value}`: the full new set, as with PUT"),
+    request_body(content = crate::routes::admin_bodies::ValuesBody, description = "`{code: value}`: the full new set, as with PUT"),
     security(("writer_token" = []), ("user_token" = [])),
     responses(
         (status = 200, description = "The stored values", body = inline(ValuesEnvelope)),
@@ -123,7 +123,7 @@ pub async fn post(
 /// `PATCH …/{id}/attributes`: merges the body in; `null` removes a value.
 #[utoipa::path(patch, path = "/api/v2/marketplace/listings/{id}/attributes", tag = "values",
     params(("id" = i64, Path, minimum = 1, description = "Listing id; products and variants have the same routes")),
-    request_body(content = Object, description = "`{code: value}`; `{code: null}` removes the value"),
+    request_body(content = crate::routes::admin_bodies::ValuesPatch, description = "`{code: value}`; `{code: null}` removes the value"),
     security(("writer_token" = []), ("user_token" = [])),
     responses(
         (status = 200, description = "The stored values after the merge", body = inline(ValuesEnvelope)),
