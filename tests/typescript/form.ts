@@ -31,10 +31,10 @@ type Field =
 /** The hint under a field: its bounds as the rules give them. */
 function hint(rules: Schemas["RulesBody"]): string {
   const parts: string[] = [];
-  if (rules.min !== undefined) parts.push(`from ${rules.min.toFixed(0)}`);
-  if (rules.max !== undefined) parts.push(`to ${rules.max.toFixed(0)}`);
-  if (rules.maxLength !== undefined) parts.push(`up to ${rules.maxLength.toFixed(0)} characters`);
-  if (rules.pattern !== undefined) parts.push(`format ${rules.pattern.trim()}`);
+  if (rules.min != null) parts.push(`from ${rules.min.toFixed(0)}`);
+  if (rules.max != null) parts.push(`to ${rules.max.toFixed(0)}`);
+  if (rules.maxLength != null) parts.push(`up to ${rules.maxLength.toFixed(0)} characters`);
+  if (rules.pattern != null) parts.push(`format ${rules.pattern.trim()}`);
   return parts.join(", ");
 }
 
@@ -50,10 +50,16 @@ function field(attribute: CategoryAttribute): Field {
   const type: AttributeType = attribute.type;
   switch (type) {
     case "number":
-      return { ...base, kind: "number", min: rules.min, max: rules.max };
+      return { ...base, kind: "number", min: rules.min ?? undefined, max: rules.max ?? undefined };
     case "text":
     case "textarea":
-      return { ...base, kind: "text", multiline: type === "textarea", pattern: rules.pattern, maxLength: rules.maxLength };
+      return {
+        ...base,
+        kind: "text",
+        multiline: type === "textarea",
+        pattern: rules.pattern ?? undefined,
+        maxLength: rules.maxLength ?? undefined,
+      };
     case "select":
     case "color":
     case "size":

@@ -111,6 +111,16 @@ impl AttributeDraft {
                 format!("min {min} is above max {max}"),
             ));
         }
+        if let (Some(min), Some(max)) = (
+            self.validation_rules.min_length,
+            self.validation_rules.max_length,
+        ) && min > max
+        {
+            errors.push(invalid(
+                "validation_rules",
+                format!("minLength {min} is above maxLength {max}"),
+            ));
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -219,6 +229,18 @@ mod tests {
             fields,
             ["code", "display_name", "options", "validation_rules"]
         );
+    }
+
+    #[test]
+    fn lengths_that_no_text_can_meet_are_refused() {
+        let errors = draft(json!({
+            "code": "vin", "type": "text", "display_name": {"sr": "VIN"},
+            "validation_rules": {"minLength": 18, "maxLength": 17}
+        }))
+        .into_attribute(7)
+        .expect_err("minLength above maxLength");
+        assert_eq!(errors[0].field, "validation_rules");
+        assert!(errors[0].reason.contains("minLength 18"), "{errors:?}");
     }
 
     #[test]

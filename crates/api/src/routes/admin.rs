@@ -14,6 +14,16 @@ use crate::views::AttributeView;
 
 fn draft<T: serde::de::DeserializeOwned>(body: Json) -> Result<T, ApiError> {
     refuse_nul_characters(&body)?;
+    // Serde reads a struct from an array too (by position); a client sending one meant
+    // something else, so the documented object shape is the only one accepted.
+    for key in ["validation_rules", "ui", "name", "display_name"] {
+        if let Some(value) = body.get(key)
+            && !value.is_object()
+            && !value.is_null()
+        {
+            return Err(ApiError::InvalidBody(format!("{key} must be an object")));
+        }
+    }
     serde_json::from_value(body).map_err(|e| ApiError::InvalidBody(e.to_string()))
 }
 

@@ -39,13 +39,14 @@ impl PartialSchema for PurposeName {
 
 impl ToSchema for PurposeName {}
 
-/// A text by language (`sr`, `en`, `ru`); no other key.
+/// A text by language (`sr`, `en`, `ru`), at least one; no other key.
 pub struct Labels;
 
 impl PartialSchema for Labels {
     fn schema() -> RefOr<Schema> {
         let mut labels = ObjectBuilder::new()
             .schema_type(Type::Object)
+            .min_properties(Some(1))
             .additional_properties(Some(AdditionalProperties::FreeForm(false)));
         for language in Language::ALL {
             labels = labels.property(
@@ -71,20 +72,19 @@ pub struct OptionBody {
     color_hex: Option<String>,
 }
 
-/// The checks a value must pass; `min`/`max` bound numbers, the lengths bound texts.
+/// The checks a value must pass; `min`/`max` bound numbers, the lengths bound texts (a
+/// minimum above its maximum is refused). In a request, `null` means "not set"; answers leave
+/// unset checks out.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RulesBody {
-    #[schema(nullable = false)]
     min: Option<f64>,
-    #[schema(nullable = false)]
     max: Option<f64>,
-    #[schema(nullable = false)]
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 4_294_967_295_u64)]
     min_length: Option<u32>,
-    #[schema(nullable = false)]
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 4_294_967_295_u64)]
     max_length: Option<u32>,
     /// A regular expression the whole text must match.
-    #[schema(nullable = false)]
     pattern: Option<String>,
     #[schema(nullable = false)]
     required: Option<bool>,
@@ -93,9 +93,7 @@ pub struct RulesBody {
 /// Presentation settings the frontend interprets.
 #[derive(Deserialize, ToSchema)]
 pub struct UiBody {
-    #[schema(nullable = false)]
     custom_component: Option<String>,
-    #[schema(nullable = false)]
     icon: Option<String>,
     #[schema(nullable = false)]
     show_in_list: Option<bool>,
@@ -188,6 +186,19 @@ impl PartialSchema for BindingBody {
 }
 
 impl ToSchema for BindingBody {}
+
+/// A runtime change of the flags: any of them (`null` or absent: unchanged).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlagsBody {
+    use_unified: Option<bool>,
+    #[schema(minimum = 0, maximum = 100)]
+    unified_percent: Option<u8>,
+    fallback: Option<bool>,
+    dual_write: Option<bool>,
+    #[schema(minimum = 0, maximum = 100)]
+    shadow_percent: Option<u8>,
+}
 
 /// A stored value, typed by its attribute: a number, a text (also dates as `YYYY-MM-DD` and
 /// single options), a boolean, or a list of options.

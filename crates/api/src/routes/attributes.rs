@@ -17,18 +17,21 @@ const MAX_PER_PAGE: usize = 200;
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// `regular`, `variant` or `both`.
+    #[param(value_type = Option<crate::routes::admin_bodies::PurposeName>)]
     purpose: Option<String>,
     /// One of the nine attribute types.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", value_type = Option<crate::routes::admin_bodies::AttributeTypeName>)]
     attribute_type: Option<String>,
     filterable: Option<bool>,
     searchable: Option<bool>,
     /// Matches code and labels, case-insensitively.
     q: Option<String>,
     /// From 1.
+    #[param(minimum = 1)]
     page: Option<usize>,
     /// 1 to 200; 50 by default.
+    #[param(minimum = 1, maximum = 200)]
     per_page: Option<usize>,
     /// sr, en or ru. (Read from the raw query by `routes::language`; declared so that it is
     /// accepted and documented.)

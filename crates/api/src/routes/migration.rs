@@ -63,7 +63,7 @@ pub async fn feature_status(
 /// that breaks a guardrail answers 409 with the rule, and nothing changes. `X-Actor` names
 /// who asked, for the audit.
 #[utoipa::path(put, path = "/api/v2/admin/attributes/feature-status", tag = "admin",
-    request_body(content = Object, description = "Any of use_unified, unified_percent (0–100), fallback, dual_write, shadow_percent (0–100)"),
+    request_body(content = crate::routes::admin_bodies::FlagsBody, description = "Any of use_unified, unified_percent (0–100), fallback, dual_write, shadow_percent (0–100)"),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The flags now in force", body = Object),
@@ -175,6 +175,7 @@ pub struct QuarantineQuery {
     /// One attribute's code; all attributes when absent.
     attribute: Option<String>,
     /// 1 to 1,000; 100 by default.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 

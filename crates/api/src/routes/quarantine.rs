@@ -16,10 +16,13 @@ use crate::routes::Envelope;
 #[serde(deny_unknown_fields)]
 pub struct AliasBody {
     /// The attribute's code.
+    #[schema(min_length = 1, max_length = 255)]
     attribute: String,
     /// Another spelling of the option, as legacy values hold it (`дизель`); case is ignored.
+    #[schema(min_length = 1, max_length = 255)]
     alias: String,
     /// The option value it means (`diesel`).
+    #[schema(min_length = 1, max_length = 255)]
     option: String,
 }
 
@@ -27,8 +30,10 @@ pub struct AliasBody {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOptionBody {
+    #[schema(min_length = 1, max_length = 255)]
     attribute: String,
     /// The new option's value.
+    #[schema(min_length = 1, max_length = 255)]
     value: String,
     /// Its labels by language (`{"sr": "Volkswagen"}`); the value in Serbian when absent.
     #[serde(default)]
@@ -41,8 +46,10 @@ pub struct NewOptionBody {
 #[serde(deny_unknown_fields)]
 pub struct MoveBody {
     /// The attribute the quarantined listing values are under.
+    #[schema(min_length = 1, max_length = 255)]
     from: String,
     /// The attribute they belong to.
+    #[schema(min_length = 1, max_length = 255)]
     to: String,
     /// Only values with this raw form, as the quarantine lists it (`text=Volkswagen`).
     raw_value: Option<String>,
@@ -155,6 +162,7 @@ pub async fn move_values(
 #[serde(deny_unknown_fields)]
 pub struct ResolutionsQuery {
     /// 1 to 1,000; 100 by default.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
