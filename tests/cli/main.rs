@@ -588,6 +588,22 @@ fn validate_passes_on_a_healthy_service_and_fails_the_right_checks_when_the_phas
         "only the phase check fails"
     );
 
+    // Parity is compared now: drift made after the last recorded verify is found.
+    runtime.block_on(async {
+        db.raw()
+            .await
+            .execute(
+                "UPDATE unified_attribute_values SET numeric_value = numeric_value + 1
+                 WHERE entity_type = 'listing' AND numeric_value IS NOT NULL
+                   AND entity_id = (SELECT MIN(entity_id) FROM unified_attribute_values
+                                    WHERE entity_type = 'listing' AND numeric_value IS NOT NULL)",
+            )
+            .await
+    });
+    let (code, failed, _) = validate(&address, &db.url, &["--expect-phase", "dual_write"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(failed, ["database.parity"], "the drift is seen now");
+
     // The database goes away for this service (the shared server keeps serving other tests).
     let name = db.url.rsplit('/').next().expect("database name").to_owned();
     runtime.block_on(async {

@@ -515,7 +515,13 @@ impl Storage {
         page: i64,
         progress: impl FnMut(&verify::VerifyReport),
     ) -> Result<verify::VerifyReport> {
-        on_router!(self, router => router.verify(page, progress).await)
+        on_router!(self, router => router.verify(page, None, progress).await)
+    }
+
+    /// Compares the first `per_kind` entities of each kind in both stores now, recording
+    /// nothing: the spot check of a running migration.
+    pub async fn verify_sample(&self, per_kind: i64) -> Result<verify::VerifyReport> {
+        on_router!(self, router => router.verify(per_kind, Some(per_kind), |_| {}).await)
     }
 
     pub async fn last_verify(&self) -> Result<Option<verify::LastVerify>> {
