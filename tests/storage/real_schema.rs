@@ -111,6 +111,33 @@ async fn the_2025_08_database_migrates_with_its_defects_quarantined_and_both_sto
         .count("SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = 'binding'")
         .await;
     assert_eq!(legacy_bindings, unified_bindings + quarantined_bindings);
+    // Products: each key of a document is a value; a document that is not an object is one
+    // unreadable value; a NULL document holds none.
+    let legacy_product_values = raw
+        .count(
+            "SELECT CAST(COALESCE(SUM(CASE
+                WHEN attributes IS NULL THEN 0
+                WHEN jsonb_typeof(attributes) = 'object'
+                    THEN (SELECT COUNT(*) FROM jsonb_object_keys(attributes))
+                ELSE 1 END), 0) AS BIGINT)
+             FROM storefront_products",
+        )
+        .await;
+    let unified_product_values = raw
+        .count("SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'product'")
+        .await;
+    let quarantined_product_values = raw
+        .count("SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = 'product'")
+        .await;
+    assert_eq!(
+        (
+            legacy_product_values,
+            unified_product_values,
+            quarantined_product_values
+        ),
+        (2, 1, 1),
+        "legacy = migrated + quarantined for products"
+    );
 
     // Spellings resolved through the option translations: unified stores the option, and a
     // legacy read means the same one (the API serves legacy values through the same mapping).
