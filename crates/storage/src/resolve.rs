@@ -191,21 +191,12 @@ impl<B: Backend> Router<B> {
         });
         if mode.writes(Store::Legacy) {
             ensure_legacy_in_place::<B>(&mut tx).await?;
-            B::legacy_update_attribute(&mut tx, &definition).await?;
         }
-        if mode.writes(Store::Unified) {
-            let legacy_id = mode.writes(Store::Legacy).then_some(definition.id);
-            B::unified_upsert_attribute(&mut tx, &definition, legacy_id).await?;
-        }
+        let invalidations =
+            crate::writes::store_definition::<B>(&mut tx, mode, &definition).await?;
         let detail = serde_json::json!({"value": value, "label": label});
         let resolution =
             B::record_resolution(&mut tx, "option", &definition.code, &detail, 0, actor).await?;
-        let invalidations = vec![
-            Invalidation::Catalog,
-            Invalidation::Categories {
-                ids: B::categories_using_attribute(&mut tx, definition.id).await?,
-            },
-        ];
         B::notify(&mut tx, &invalidations).await?;
         tx.commit().await?;
         Ok(Written {

@@ -255,22 +255,17 @@ impl<B: Backend> Router<B> {
     pub(crate) async fn sample_ids(&self) -> Result<(Option<i64>, Option<i64>)> {
         let mut conn = self.acquire().await?;
         let archived = B::migration_state(&mut conn).await?.archived;
-        let mut found = (None, None);
-        for (unified, legacy, slot) in [
-            (SAMPLE_UNIFIED_CATEGORY, SAMPLE_LEGACY_CATEGORY, 0),
-            (SAMPLE_UNIFIED_LISTING, SAMPLE_LEGACY_LISTING, 1),
-        ] {
-            let mut id = B::sample_id(&mut conn, unified).await?;
-            if id.is_none() && !archived {
-                id = B::sample_id(&mut conn, legacy).await?;
-            }
-            if slot == 0 {
-                found.0 = id;
-            } else {
-                found.1 = id;
+        let mut found = [None, None];
+        for (slot, (unified, legacy)) in found.iter_mut().zip([
+            (SAMPLE_UNIFIED_CATEGORY, SAMPLE_LEGACY_CATEGORY),
+            (SAMPLE_UNIFIED_LISTING, SAMPLE_LEGACY_LISTING),
+        ]) {
+            *slot = B::sample_id(&mut conn, unified).await?;
+            if slot.is_none() && !archived {
+                *slot = B::sample_id(&mut conn, legacy).await?;
             }
         }
-        Ok(found)
+        Ok((found[0], found[1]))
     }
 
     pub(crate) async fn orphaned_values(&self) -> Result<i64> {

@@ -175,18 +175,7 @@ impl<B: Backend> Router<B> {
                 id,
             })?;
         ensure_code_free::<B>(&mut tx, mode, &attribute.code, id).await?;
-        if mode.writes(Store::Legacy) {
-            B::legacy_update_attribute(&mut tx, &attribute).await?;
-        }
-        if mode.writes(Store::Unified) {
-            let legacy_id = mode.writes(Store::Legacy).then_some(id);
-            B::unified_upsert_attribute(&mut tx, &attribute, legacy_id).await?;
-        }
-        let affected = B::categories_using_attribute(&mut tx, id).await?;
-        let mut invalidations = vec![
-            Invalidation::Catalog,
-            Invalidation::Categories { ids: affected },
-        ];
+        let mut invalidations = store_definition::<B>(&mut tx, mode, &attribute).await?;
         if old_code != attribute.code {
             // Values are keyed by code: every entity holding this attribute now reads differently.
             invalidations.push(Invalidation::AllValues);
@@ -308,6 +297,28 @@ impl<B: Backend> Router<B> {
             invalidations,
         })
     }
+}
+
+/// Rewrites an existing definition in every store `mode` writes; returns what it made stale
+/// (the catalog and every category whose schema includes it).
+pub(crate) async fn store_definition<B: Backend>(
+    conn: &mut Conn<B>,
+    mode: WriteMode,
+    attribute: &Attribute,
+) -> Result<Vec<Invalidation>> {
+    if mode.writes(Store::Legacy) {
+        B::legacy_update_attribute(conn, attribute).await?;
+    }
+    if mode.writes(Store::Unified) {
+        let legacy_id = mode.writes(Store::Legacy).then_some(attribute.id);
+        B::unified_upsert_attribute(conn, attribute, legacy_id).await?;
+    }
+    Ok(vec![
+        Invalidation::Catalog,
+        Invalidation::Categories {
+            ids: B::categories_using_attribute(conn, attribute.id).await?,
+        },
+    ])
 }
 
 /// Refuses a code another attribute already has in a store the write reaches.

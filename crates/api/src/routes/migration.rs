@@ -193,12 +193,7 @@ pub async fn quarantine(
     query: web::Query<QuarantineQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1_000).contains(&limit) {
-        return Err(ApiError::InvalidQuery(
-            "limit is a whole number from 1 to 1000".into(),
-        ));
-    }
+    let limit = crate::routes::admin_limit(query.limit)?;
     let values = state
         .storage
         .quarantine_by_attribute(query.attribute.as_deref(), limit)

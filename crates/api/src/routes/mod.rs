@@ -120,3 +120,15 @@ pub fn to_bytes<T: Serialize>(value: &T) -> bytes::Bytes {
             .into_boxed_slice(),
     )
 }
+
+/// The `limit` of an admin listing: 1 to 1,000, 100 when absent.
+pub fn admin_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(100);
+    if (1..=1_000).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::InvalidQuery(
+            "limit is a whole number from 1 to 1000".into(),
+        ))
+    }
+}

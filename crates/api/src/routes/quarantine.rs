@@ -179,11 +179,6 @@ pub async fn resolutions(
     query: web::Query<ResolutionsQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1_000).contains(&limit) {
-        return Err(ApiError::InvalidQuery(
-            "limit is a whole number from 1 to 1000".into(),
-        ));
-    }
+    let limit = crate::routes::admin_limit(query.limit)?;
     Ok(HttpResponse::Ok().json(Envelope::new(state.storage.resolutions(limit).await?)))
 }
