@@ -36,7 +36,7 @@ async fn the_detailed_view_pairs_each_binding_with_its_full_attribute(backend: B
         "the attribute itself is optional"
     );
     assert_eq!(
-        year["attribute"]["labels"],
+        year["attribute"]["translations"],
         json!({"sr": "Godište", "en": "Year", "ru": "Год выпуска"})
     );
 }
@@ -127,7 +127,7 @@ async fn ranges_cover_every_listing_of_the_subtree_in_both_shapes(backend: Backe
         .await;
     assert_eq!(
         v1.body["data"]["year"],
-        json!({"min": year["min"], "max": year["max"], "count": count})
+        json!({"min": year["min"], "max": year["max"], "step": 1, "count": count})
     );
     let leaf = app
         .get("/api/v2/marketplace/categories/1311/attribute-ranges")
@@ -174,7 +174,20 @@ async fn the_v1_attributes_keep_the_legacy_shape_and_inherit(backend: Backend) {
         .clone();
     assert_eq!(
         transmission["options"][0],
+        json!({"label": "Automatski", "value": "automatic"}),
+        "the labels the legacy column holds"
+    );
+    assert_eq!(
+        transmission["translated_options"][0],
         json!({"label": "Automatic", "value": "automatic"})
+    );
+    assert_eq!(
+        transmission["option_translations"]["ru"]["automatic"],
+        "Автомат"
+    );
+    assert_eq!(
+        transmission["translations"],
+        json!({"sr": "Menjač", "en": "Transmission", "ru": "Коробка передач"})
     );
     app.get("/api/v1/marketplace/categories/x/attributes")
         .await

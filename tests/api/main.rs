@@ -28,6 +28,7 @@ mod catalog;
 mod categories;
 mod drill;
 mod faults;
+mod legacy_contract;
 mod monitoring;
 mod observability;
 mod resolution;

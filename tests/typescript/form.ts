@@ -15,6 +15,10 @@ type ValuesAnswer =
 type Patch =
   paths["/api/v2/marketplace/listings/{id}/attributes"]["patch"]["requestBody"]["content"]["application/json"];
 type ErrorAnswer = Schemas["ErrorView"];
+type V1ListingValues =
+  paths["/api/v1/marketplace/listings/{id}/attributes"]["get"]["responses"][200]["content"]["application/json"];
+type V1Ranges =
+  paths["/api/v1/marketplace/categories/{id}/attribute-ranges"]["get"]["responses"][200]["content"]["application/json"];
 
 interface Choice {
   value: string;
@@ -47,7 +51,7 @@ function field(attribute: CategoryAttribute): Field {
   };
   const rules = attribute.validation_rules;
   const choices: Choice[] = attribute.options.map((option) => ({ value: option.value, label: option.label }));
-  const type: AttributeType = attribute.type;
+  const type: AttributeType = attribute.attribute_type;
   switch (type) {
     case "number":
       return { ...base, kind: "number", min: rules.min ?? undefined, max: rules.max ?? undefined };
@@ -143,4 +147,18 @@ export async function editListing(base: string, category: number, listing: numbe
     }),
   );
   return problems.concat(written.data.values.map((v) => `${v.code}=${JSON.stringify(v.value)}${v.unit ? ` ${v.unit}` : ""}`));
+}
+
+/** The monolith's listing page from the v1 routes: the card's attributes, labelled in the
+ * reader's language, and the category's range filters. */
+export async function legacyListingPage(base: string, category: number, listing: number, language: string): Promise<string[]> {
+  const values = await json<V1ListingValues>(await fetch(`${base}/api/v1/marketplace/listings/${listing}/attributes?lang=${language}`));
+  const ranges = await json<V1Ranges>(await fetch(`${base}/api/v1/marketplace/categories/${category}/attribute-ranges`));
+  const lines = values.data
+    .filter((v) => v.show_in_card)
+    .map((v) => `${v.translations[language] ?? v.display_name}: ${v.display_value}`);
+  for (const [name, range] of Object.entries(ranges.data)) {
+    lines.push(`${name}: ${range.min.toFixed(0)}–${range.max.toFixed(0)}, step ${range.step}, ${range.count} listings`);
+  }
+  return lines;
 }

@@ -14,6 +14,8 @@ pub enum ApiError {
     InvalidId { what: &'static str, given: String },
     #[error("{what} {id} does not exist")]
     NotFound { what: &'static str, id: i64 },
+    #[error("no category has the slug '{0}'")]
+    CategorySlugNotFound(String),
     #[error("the request body is not valid JSON: {0}")]
     MalformedJson(String),
     #[error("the request body must be JSON (Content-Type: application/json)")]
@@ -74,6 +76,7 @@ impl ApiError {
                 "binding" => "errors.bindingNotFound",
                 _ => "errors.notFound",
             },
+            ApiError::CategorySlugNotFound(_) => "errors.categoryNotFound",
             ApiError::MalformedJson(_) => "errors.malformedJson",
             ApiError::UnsupportedContentType => "errors.unsupportedContentType",
             ApiError::PayloadTooLarge { .. } => "errors.payloadTooLarge",
@@ -132,7 +135,9 @@ impl ResponseError for ApiError {
             }
             ApiError::InvalidBody(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) | ApiError::Guardrail(_) => StatusCode::CONFLICT,
-            ApiError::NotFound { .. } | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound { .. }
+            | ApiError::CategorySlugNotFound(_)
+            | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::ExpectedObject | ApiError::InvalidValues(_) => {

@@ -614,6 +614,18 @@ fn public_routes(config: &mut web::ServiceConfig) {
             .service(
                 resource(V1, "/categories/{id}/attribute-ranges", "GET")
                     .route(web::get().to(v1::ranges)),
+            )
+            .service(
+                resource(V1, "/categories/{slug}/variant-attributes", "GET")
+                    .route(web::get().to(v1::category_variant_attributes)),
+            )
+            .service(
+                resource(V1, "/product-variant-attributes", "GET")
+                    .route(web::get().to(v1::product_variant_attributes)),
+            )
+            .service(
+                resource(V1, "/listings/{id}/attributes", "GET")
+                    .route(web::get().to(v1::listing_values)),
             ),
     );
     config

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use domain::{
     Attribute, AttributeOption, EffectiveAttribute, EntityRef, EntityValues, Language,
     LocalizedText,
@@ -33,6 +34,50 @@ fn label(text: &LocalizedText, lang: Language, fallback: &str) -> String {
     text.get(lang).unwrap_or(fallback).to_owned()
 }
 
+/// Every translation of a label: `{"en": "Year", "ru": "Год выпуска", "sr": "Godište"}`.
+pub fn translations(text: &LocalizedText) -> BTreeMap<String, String> {
+    text.iter()
+        .map(|(l, t)| (l.as_str().to_owned(), t.to_owned()))
+        .collect()
+}
+
+/// Every translation of the options' labels, per language then option value:
+/// `{"en": {"automatic": "Automatic"}, "ru": {"automatic": "Автомат"}}`.
+pub fn option_translations(
+    options: &[AttributeOption],
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut by_language: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for option in options {
+        for (language, text) in option.label.iter() {
+            by_language
+                .entry(language.as_str().to_owned())
+                .or_default()
+                .insert(option.value.clone(), text.to_owned());
+        }
+    }
+    by_language
+}
+
+/// How an attribute is presented (free-form settings the frontend interprets).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UiSettingsView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_component: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icon: Option<String>,
+    pub show_in_list: bool,
+}
+
+impl UiSettingsView {
+    fn of(attribute: &Attribute) -> Self {
+        Self {
+            custom_component: attribute.ui.custom_component.clone(),
+            icon: attribute.ui.icon.clone(),
+            show_in_list: attribute.ui.show_in_list,
+        }
+    }
+}
+
 /// An attribute definition, labels in the requested language.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AttributeView {
@@ -40,9 +85,10 @@ pub struct AttributeView {
     pub code: String,
     pub name: String,
     pub display_name: String,
-    /// Every translation of the display name.
-    pub labels: BTreeMap<String, String>,
-    #[serde(rename = "type")]
+    /// Every translation of the display name, by language.
+    pub translations: BTreeMap<String, String>,
+    /// Every translation of the option labels, by language then option value.
+    pub option_translations: BTreeMap<String, BTreeMap<String, String>>,
     #[schema(value_type = crate::routes::admin_bodies::AttributeTypeName)]
     pub attribute_type: String,
     /// `regular`, `variant` or `both`.
@@ -66,6 +112,13 @@ pub struct AttributeView {
     pub icon: Option<String>,
     pub sort_order: i32,
     pub is_active: bool,
+    pub ui_settings: UiSettingsView,
+    /// When the store that answered created the definition.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub created_at: Option<DateTime<Utc>>,
+    /// When it last changed; `null` from the legacy store, which does not record it.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 impl AttributeView {
@@ -75,11 +128,8 @@ impl AttributeView {
             code: attribute.code.clone(),
             name: label(&attribute.name, lang, &attribute.code),
             display_name: label(&attribute.display_name, lang, &attribute.code),
-            labels: attribute
-                .display_name
-                .iter()
-                .map(|(l, t)| (l.as_str().to_owned(), t.to_owned()))
-                .collect(),
+            translations: translations(&attribute.display_name),
+            option_translations: option_translations(&attribute.options),
             attribute_type: attribute.attribute_type.as_str().to_owned(),
             purpose: attribute.purpose.as_str().to_owned(),
             options: attribute
@@ -100,6 +150,9 @@ impl AttributeView {
             icon: attribute.ui.icon.clone(),
             sort_order: attribute.sort_order,
             is_active: attribute.is_active,
+            ui_settings: UiSettingsView::of(attribute),
+            created_at: attribute.created_at,
+            updated_at: attribute.updated_at,
         }
     }
 }
@@ -111,7 +164,10 @@ pub struct CategoryAttributeView {
     pub code: String,
     pub name: String,
     pub display_name: String,
-    #[serde(rename = "type")]
+    /// Every translation of the display name, by language.
+    pub translations: BTreeMap<String, String>,
+    /// Every translation of the option labels, by language then option value.
+    pub option_translations: BTreeMap<String, BTreeMap<String, String>>,
     #[schema(value_type = crate::routes::admin_bodies::AttributeTypeName)]
     pub attribute_type: String,
     #[schema(value_type = crate::routes::admin_bodies::PurposeName)]
@@ -122,16 +178,27 @@ pub struct CategoryAttributeView {
     pub is_required: bool,
     pub is_filterable: bool,
     pub is_searchable: bool,
+    pub is_variant_compatible: bool,
+    pub affects_stock: bool,
+    pub affects_price: bool,
+    pub is_active: bool,
     pub show_in_card: bool,
     pub show_in_list: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_component: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub icon: Option<String>,
+    pub ui_settings: UiSettingsView,
     pub sort_order: i32,
     /// The category whose binding applies: this one or an ancestor.
     pub bound_on: i64,
     pub inherited: bool,
+    /// When the store that answered created the definition.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub created_at: Option<DateTime<Utc>>,
+    /// When it last changed; `null` from the legacy store, which does not record it.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 impl CategoryAttributeView {
@@ -142,6 +209,8 @@ impl CategoryAttributeView {
             code: attribute.code.clone(),
             name: label(&attribute.name, lang, &attribute.code),
             display_name: label(&attribute.display_name, lang, &attribute.code),
+            translations: translations(&attribute.display_name),
+            option_translations: option_translations(&effective.options),
             attribute_type: attribute.attribute_type.as_str().to_owned(),
             purpose: attribute.purpose.as_str().to_owned(),
             options: effective
@@ -153,13 +222,20 @@ impl CategoryAttributeView {
             is_required: effective.is_required,
             is_filterable: effective.is_filterable,
             is_searchable: effective.is_searchable,
+            is_variant_compatible: attribute.is_variant_compatible,
+            affects_stock: attribute.affects_stock,
+            affects_price: attribute.affects_price,
+            is_active: attribute.is_active,
             show_in_card: effective.show_in_card,
             show_in_list: effective.show_in_list,
             custom_component: effective.custom_component.clone(),
             icon: attribute.ui.icon.clone(),
+            ui_settings: UiSettingsView::of(attribute),
             sort_order: effective.sort_order,
             bound_on: effective.bound_on,
             inherited: effective.inherited,
+            created_at: attribute.created_at,
+            updated_at: attribute.updated_at,
         }
     }
 }

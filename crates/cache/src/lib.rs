@@ -208,9 +208,23 @@ pub enum View {
     DetailedAttributes,
     VariantAttributes,
     V1Attributes,
+    V1VariantAttributes,
     Ranges,
+    /// The v1 ranges: with the legacy defaults of the category's attributes that have no data.
     V1Ranges,
     Values,
+    /// The v1 listing values: with their definitions' labels and flags (from the catalog).
+    V1Values,
+}
+
+impl View {
+    /// Views built with the catalog, beyond the scope's own data: a catalog change drops them.
+    fn uses_catalog(self) -> bool {
+        matches!(
+            self,
+            View::VariantAttributes | View::V1VariantAttributes | View::V1Values
+        )
+    }
 }
 
 impl View {
@@ -221,9 +235,10 @@ impl View {
                 View::DetailedAttributes,
                 View::VariantAttributes,
                 View::V1Attributes,
+                View::V1VariantAttributes,
             ],
             Scope::Ranges(_) => &[View::Ranges, View::V1Ranges],
-            Scope::Entity(..) => &[View::Values],
+            Scope::Entity(..) => &[View::Values, View::V1Values],
         }
     }
 }
@@ -415,6 +430,8 @@ impl AttributeCaches {
             Invalidation::Categories { ids } => {
                 for id in ids {
                     self.drop_scope(Scope::Category(*id)).await;
+                    // The v1 ranges give defaults for the attributes the schema binds.
+                    self.drop_scope(Scope::Ranges(*id)).await;
                 }
             }
             Invalidation::Ranges { ids } => {
@@ -425,9 +442,9 @@ impl AttributeCaches {
             Invalidation::Catalog => {
                 self.generations.bump_global();
                 self.catalogs.invalidate_all();
-                // Variant attributes include axes bound to no category: they come from the catalog.
-                self.responses
-                    .invalidate_if(|key| key.view == View::VariantAttributes);
+                // Variant attributes include axes bound to no category, and v1 listing values
+                // carry their definitions: both come from the catalog.
+                self.responses.invalidate_if(|key| key.view.uses_catalog());
             }
             Invalidation::EntityRange { kind, first, last } => {
                 self.generations.bump_global();
@@ -545,6 +562,13 @@ mod tests {
                 View::DetailedAttributes,
                 Some(Language::Ru),
             ),
+            key(
+                Scope::Category(1311),
+                View::V1VariantAttributes,
+                Some(Language::Sr),
+            ),
+            // The v1 ranges give defaults for what the category binds.
+            key(Scope::Ranges(1311), View::V1Ranges, None),
         ];
         let other = key(Scope::Category(1301), View::Attributes, Some(Language::En));
         let entity = key(Scope::Entity(EntityKind::Listing, 6), View::Values, None);
@@ -558,6 +582,42 @@ mod tests {
             assert!(!cached(&caches, k).await, "{k:?} survived");
         }
         assert!(cached(&caches, other).await && cached(&caches, entity).await);
+    }
+
+    #[tokio::test]
+    async fn a_catalog_change_drops_the_views_built_with_the_catalog_only() {
+        let caches = AttributeCaches::new(CacheSettings::default());
+        let with_catalog = [
+            key(
+                Scope::Entity(EntityKind::Listing, 6),
+                View::V1Values,
+                Some(Language::En),
+            ),
+            key(
+                Scope::Category(1101),
+                View::VariantAttributes,
+                Some(Language::Sr),
+            ),
+            key(
+                Scope::Category(1101),
+                View::V1VariantAttributes,
+                Some(Language::Sr),
+            ),
+        ];
+        let without = [
+            key(Scope::Entity(EntityKind::Listing, 6), View::Values, None),
+            key(Scope::Category(1101), View::Attributes, Some(Language::Sr)),
+        ];
+        for k in with_catalog.iter().chain(&without) {
+            caches.responses.insert(*k, response("x")).await;
+        }
+        caches.apply(&Invalidation::Catalog).await;
+        for k in with_catalog {
+            assert!(!cached(&caches, k).await, "{k:?} survived");
+        }
+        for k in without {
+            assert!(cached(&caches, k).await, "{k:?} was dropped");
+        }
     }
 
     #[tokio::test]

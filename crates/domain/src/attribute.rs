@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::i18n::LocalizedText;
@@ -126,6 +127,12 @@ pub struct Attribute {
     pub show_in_card: bool,
     pub sort_order: i32,
     pub is_active: bool,
+    /// When the definition was created, and last changed, as the store that holds it
+    /// recorded (the legacy table records only the creation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 impl Attribute {
@@ -150,6 +157,8 @@ impl Attribute {
             show_in_card: true,
             sort_order: 0,
             is_active: true,
+            created_at: None,
+            updated_at: None,
         }
     }
 }

@@ -147,6 +147,8 @@ impl AttributeDraft {
             show_in_card: self.show_in_card,
             sort_order: self.sort_order,
             is_active: self.is_active,
+            created_at: None,
+            updated_at: None,
         })
     }
 }

@@ -217,6 +217,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
         category_id: i64,
     ) -> impl Future<Output = Result<bool>> + Send;
 
+    fn category_by_slug(
+        conn: &mut Conn<Self>,
+        slug: &str,
+    ) -> impl Future<Output = Result<Option<i64>>> + Send;
+
     /// The category and all its descendants.
     fn category_subtree(
         conn: &mut Conn<Self>,
@@ -989,6 +994,15 @@ macro_rules! backend_operations {
             Ok(count > 0)
         }
 
+        async fn category_by_slug(conn: &mut Conn<Self>, slug: &str) -> Result<Option<i64>> {
+            record_queries(1);
+            let id: Option<i32> = sqlx::query_scalar(sql::CATEGORY_BY_SLUG)
+                .bind(slug)
+                .fetch_optional(conn)
+                .await?;
+            Ok(id.map(i64::from))
+        }
+
         async fn category_subtree(conn: &mut Conn<Self>, category_id: i64) -> Result<Vec<i64>> {
             record_queries(1);
             let ids: Vec<i32> = sqlx::query_scalar(sql::CATEGORY_SUBTREE)
@@ -1421,6 +1435,7 @@ macro_rules! backend_operations {
             let statement = sql::without_columns(sql::INSERT_LEGACY_ATTRIBUTE, &missing);
             record_queries(1);
             bind_legacy_definition(sqlx::query(&statement), &row).execute(&mut *conn).await?;
+            keep_legacy_created_at(conn, attribute).await?;
             write_legacy_translations(conn, attribute).await
         }
 
@@ -1678,6 +1693,7 @@ macro_rules! backend_operations {
                 bind_legacy_definition(sqlx::query(sql::INSERT_LEGACY_ATTRIBUTE), &row)
                     .execute(&mut *conn)
                     .await?;
+                keep_legacy_created_at(conn, attribute).await?;
             }
             for binding in &dataset.bindings {
                 sqlx::query(sql::INSERT_LEGACY_BINDING)
@@ -1706,6 +1722,7 @@ macro_rules! backend_operations {
                     .bind(axis.attribute.is_required)
                     .bind(axis.attribute.sort_order)
                     .bind(axis.attribute.affects_stock)
+                    .bind(axis.attribute.created_at)
                     .execute(&mut *conn)
                     .await?;
                 for (position, option) in axis.attribute.options.iter().enumerate() {
@@ -1881,7 +1898,7 @@ macro_rules! backend_helpers {
             Ok(())
         }
 
-        /// Binds `$1…$20` of a unified definition insert or upsert.
+        /// Binds `$1…$21` of a unified definition insert or upsert.
         fn bind_unified_definition<'q>(
             query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
             attribute: &'q domain::Attribute,
@@ -1909,6 +1926,7 @@ macro_rules! backend_helpers {
                 .bind(attribute.is_active)
                 .bind(legacy_c2c_id)
                 .bind(legacy_variant_id)
+                .bind(attribute.created_at)
         }
 
         /// Binds `$1…$16` of a legacy definition insert or update (`$1` is the id).
@@ -1933,6 +1951,21 @@ macro_rules! backend_helpers {
                 .bind_arg(row.icon.as_deref())
                 .bind_arg(row.affects_stock)
                 .bind_arg(row.is_variant_compatible)
+        }
+
+        async fn keep_legacy_created_at(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            attribute: &domain::Attribute,
+        ) -> Result<()> {
+            if let Some(created_at) = attribute.created_at {
+                record_queries(1);
+                sqlx::query(sql::SET_LEGACY_ATTRIBUTE_CREATED_AT)
+                    .bind(attribute.id)
+                    .bind(created_at)
+                    .execute(conn)
+                    .await?;
+            }
+            Ok(())
         }
 
         /// Binds `$1…$11` of a unified binding insert or upsert.

@@ -151,8 +151,15 @@ fn definition(
         name: label.clone(),
         display_name: label,
         sort_order,
+        created_at: Some(demo_created_at(id)),
         ..Attribute::new(id, code, attribute_type)
     }
+}
+
+/// A fixed creation time per definition, so that both stores and every run agree.
+fn demo_created_at(id: i64) -> chrono::DateTime<chrono::Utc> {
+    let start = chrono::DateTime::from_timestamp(1_704_103_200, 0).unwrap_or_default();
+    start + chrono::Duration::minutes(id % 10_000)
 }
 
 fn number_rules(min: i64, max: i64) -> ValidationRules {

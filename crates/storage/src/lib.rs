@@ -207,6 +207,11 @@ impl Storage {
         on_router!(self, router => router.orphaned_values().await)
     }
 
+    /// The id of the category a slug names, if any.
+    pub async fn category_by_slug(&self, slug: &str) -> Result<Option<i64>> {
+        on_router!(self, router => router.category_by_slug(slug).await)
+    }
+
     pub async fn category_schema(
         &self,
         category_id: i64,

@@ -258,6 +258,13 @@ impl<B: Backend> Router<B> {
         .await
     }
 
+    /// The id of the category with this slug (the categories belong to the marketplace: both
+    /// stores share them).
+    pub(crate) async fn category_by_slug(&self, slug: &str) -> Result<Option<i64>> {
+        let mut conn = self.acquire().await?;
+        B::category_by_slug(&mut conn, slug).await
+    }
+
     pub(crate) async fn archived(&self) -> Result<bool> {
         let mut conn = self.acquire().await?;
         B::archived(&mut conn).await

@@ -5,7 +5,7 @@
 
 use std::str::FromStr;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use domain::attribute::{UiSettings, normalize_code};
 use domain::{
     Attribute, AttributeOption, AttributeType, CategoryBinding, EntityValues, Language,
@@ -50,6 +50,7 @@ pub(crate) struct LegacySchemaRow {
     pub show_in_card: Option<bool>,
     pub show_in_list: Option<bool>,
     pub icon: Option<String>,
+    pub created_at: Option<String>,
     pub affects_stock: Option<bool>,
     pub is_variant_compatible: Option<bool>,
     /// A B2C variant axis has the same name: the unified attribute serves both purposes.
@@ -178,7 +179,28 @@ impl LegacySchemaRow {
             show_in_card: self.show_in_card.unwrap_or(true),
             sort_order: self.sort_order.unwrap_or(0),
             is_active: true,
+            created_at: timestamp(self.created_at.as_deref()),
+            updated_at: None,
         })
+    }
+}
+
+/// A timestamp as either backend writes it in text: PostgreSQL's `2025-08-03 10:00:00[.f][+00]`
+/// (a column without time zone is taken as UTC), SQLite's RFC 3339.
+fn timestamp(text: Option<&str>) -> Option<DateTime<Utc>> {
+    let text = text?.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Some(at.with_timezone(&Utc));
+    }
+    if let Ok(at) = DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z") {
+        return Some(at.with_timezone(&Utc));
+    }
+    match NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f") {
+        Ok(at) => Some(at.and_utc()),
+        Err(err) => {
+            tracing::debug!(text, %err, "unreadable timestamp left out");
+            None
+        }
     }
 }
 
@@ -253,6 +275,8 @@ pub(crate) struct UnifiedSchemaRow {
     pub show_in_card: Option<bool>,
     pub sort_order: Option<i32>,
     pub is_active: Option<bool>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
     pub aliases: Option<SqlJson<Json>>,
 }
 
@@ -318,6 +342,8 @@ impl UnifiedSchemaRow {
             show_in_card: self.show_in_card.unwrap_or(true),
             sort_order: self.sort_order.unwrap_or(0),
             is_active: self.is_active.unwrap_or(true),
+            created_at: timestamp(self.created_at.as_deref()),
+            updated_at: timestamp(self.updated_at.as_deref()),
         }))
     }
 }
@@ -553,6 +579,8 @@ pub(crate) struct VariantAxisRow {
     pub attribute_type: String,
     pub is_required: bool,
     pub sort_order: i32,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
     pub affects_stock: bool,
     pub translations: Option<SqlJson<Json>>,
     pub options: Option<SqlJson<Json>>,
@@ -580,6 +608,8 @@ impl VariantAxisRow {
             is_required: self.is_required,
             sort_order: self.sort_order,
             affects_stock: self.affects_stock,
+            created_at: timestamp(self.created_at.as_deref()),
+            updated_at: timestamp(self.updated_at.as_deref()),
             ..Attribute::new(
                 VARIANT_AXIS_ID_OFFSET + i64::from(self.id),
                 normalize_code(&self.name),
@@ -648,4 +678,27 @@ pub(crate) fn batch_values(
         }
     }
     grouped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_read_as_either_backend_writes_them() {
+        let expected = DateTime::parse_from_rfc3339("2025-08-03T10:00:00Z")
+            .map(|t| t.to_utc())
+            .ok();
+        for text in [
+            "2025-08-03T10:00:00Z",
+            "2025-08-03T10:00:00.000Z",
+            "2025-08-03 10:00:00+00",
+            "2025-08-03 12:00:00+02:00",
+            "2025-08-03 10:00:00",
+            "2025-08-03 10:00:00.000000",
+        ] {
+            assert_eq!(timestamp(Some(text)), expected, "{text}");
+        }
+        assert_eq!(timestamp(Some("yesterday")), None);
+    }
 }

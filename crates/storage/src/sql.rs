@@ -40,7 +40,8 @@ macro_rules! legacy_attribute_columns {
         concat!(
             "a.name, a.display_name, a.attribute_type, a.options, a.validation_rules,
                 a.is_searchable, a.is_filterable, a.is_required, a.sort_order, a.custom_component,
-                a.show_in_card, a.show_in_list, a.icon, ", $later, ", ",
+                a.show_in_card, a.show_in_list, a.icon, CAST(a.created_at AS TEXT) AS created_at,
+                ", $later, ", ",
                 $crate::sql::option_aliases_column!($aliases, "a.id"), ",
                 EXISTS (SELECT 1 FROM product_variant_attributes p
                         WHERE lower(p.name) = lower(a.name)) AS has_variant_axis,
@@ -98,7 +99,8 @@ macro_rules! legacy_variant_axes_sql {
     ($translations:literal, $options:literal, $affects_stock:literal, $aliases:literal) => {
         concat!(
             "SELECT p.id, p.name, p.display_name, p.type AS attribute_type, p.is_required,
-                p.sort_order, ", $affects_stock, ", ",
+                p.sort_order, CAST(p.created_at AS TEXT) AS created_at,
+                CAST(p.updated_at AS TEXT) AS updated_at, ", $affects_stock, ", ",
                 $crate::sql::option_aliases_column!($aliases, "1000000 + p.id"), ",
                 (SELECT ", $translations, " FROM translations t
                   WHERE t.entity_type = 'product_variant_attribute' AND t.entity_id = p.id) AS translations,
@@ -123,7 +125,8 @@ macro_rules! unified_attribute_columns {
             "a.code, a.name, a.display_name, a.attribute_type, a.purpose, a.options,
             a.validation_rules, a.ui_settings, a.is_searchable, a.is_filterable, a.is_required,
             a.is_variant_compatible, a.affects_stock, a.affects_price, a.show_in_card,
-            a.sort_order, a.is_active, ",
+            a.sort_order, a.is_active, CAST(a.created_at AS TEXT) AS created_at,
+            CAST(a.updated_at AS TEXT) AS updated_at, ",
             $crate::sql::option_aliases_column!($aliases, "a.id")
         )
     };
@@ -260,8 +263,9 @@ pub(crate) const INSERT_UNIFIED_ATTRIBUTE: &str = "INSERT INTO unified_attribute
         (id, code, name, display_name, attribute_type, purpose, options, validation_rules,
          ui_settings, is_searchable, is_filterable, is_required, is_variant_compatible,
          affects_stock, affects_price, show_in_card, sort_order, is_active,
-         legacy_category_attribute_id, legacy_product_variant_attribute_id)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+         legacy_category_attribute_id, legacy_product_variant_attribute_id, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+            COALESCE($21, CURRENT_TIMESTAMP), COALESCE($21, CURRENT_TIMESTAMP))
     ON CONFLICT DO NOTHING";
 
 pub(crate) const INSERT_UNIFIED_BINDING: &str = "INSERT INTO unified_category_attributes
@@ -324,7 +328,12 @@ pub(crate) const INSERT_LEGACY_BINDING: &str = "INSERT INTO category_attribute_m
 pub(crate) const INSERT_TRANSLATION: &str = "INSERT INTO translations
         (entity_type, entity_id, language, field_name, translated_text) VALUES ($1, $2, $3, $4, $5)";
 pub(crate) const INSERT_VARIANT_AXIS: &str = "INSERT INTO product_variant_attributes
-        (id, name, display_name, type, is_required, sort_order, affects_stock) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        (id, name, display_name, type, is_required, sort_order, affects_stock, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8, CURRENT_TIMESTAMP), COALESCE($8, CURRENT_TIMESTAMP))";
+/// Keeps the creation time a definition had elsewhere (demo data, a restored definition):
+/// the legacy inserts leave it to the column's default.
+pub(crate) const SET_LEGACY_ATTRIBUTE_CREATED_AT: &str =
+    "UPDATE category_attributes SET created_at = $2 WHERE id = $1";
 pub(crate) const INSERT_VARIANT_AXIS_OPTION: &str = "INSERT INTO product_variant_attribute_values
         (attribute_id, value, display_name, color_hex, sort_order) VALUES ($1, $2, $3, $4, $5)";
 
@@ -423,6 +432,8 @@ pub(crate) use {legacy_listing_values_batch_sql, unified_listing_values_batch_sq
 
 pub(crate) const CATEGORY_EXISTS: &str =
     "SELECT COUNT(*) FROM marketplace_categories WHERE id = $1";
+pub(crate) const CATEGORY_BY_SLUG: &str =
+    "SELECT id FROM marketplace_categories WHERE slug = $1 ORDER BY id LIMIT 1";
 
 // Admin writes of definitions and bindings.
 pub(crate) const INSERT_LEGACY_ATTRIBUTE_AUTO_ID: &str = "INSERT INTO category_attributes
@@ -453,8 +464,9 @@ pub(crate) const UPSERT_UNIFIED_ATTRIBUTE: &str = "INSERT INTO unified_attribute
         (id, code, name, display_name, attribute_type, purpose, options, validation_rules,
          ui_settings, is_searchable, is_filterable, is_required, is_variant_compatible,
          affects_stock, affects_price, show_in_card, sort_order, is_active,
-         legacy_category_attribute_id, legacy_product_variant_attribute_id)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+         legacy_category_attribute_id, legacy_product_variant_attribute_id, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+            COALESCE($21, CURRENT_TIMESTAMP), COALESCE($21, CURRENT_TIMESTAMP))
     ON CONFLICT (id) DO UPDATE SET
         code = excluded.code, name = excluded.name, display_name = excluded.display_name,
         attribute_type = excluded.attribute_type, purpose = excluded.purpose,

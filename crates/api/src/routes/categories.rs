@@ -15,11 +15,10 @@ use crate::views::{AttributeView, CategoryAttributeView, DetailedBindingView, Ra
 pub(crate) async fn schema_view(
     request: &HttpRequest,
     state: &AppState,
-    raw_id: &str,
+    category_id: i64,
     view: View,
     render: fn(&EffectiveSchema, &ReadContext, &[Attribute]) -> bytes::Bytes,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let category_id = parse_id(raw_id, "category")?;
     let context = ReadContext::of(request, &state.flags());
     let key = ResponseKey {
         scope: Scope::Category(category_id),
@@ -34,7 +33,7 @@ pub(crate) async fn schema_view(
                 .storage
                 .category_schema(category_id, context.route)
                 .await?;
-            let catalog = if view == View::VariantAttributes {
+            let catalog = if matches!(view, View::VariantAttributes | View::V1VariantAttributes) {
                 state.catalog(context.route).await?
             } else {
                 Default::default()
@@ -64,7 +63,7 @@ pub async fn attributes(
     schema_view(
         &request,
         &state,
-        &path,
+        parse_id(&path, "category")?,
         View::Attributes,
         |schema, context, _| {
             let views: Vec<_> = schema
@@ -94,7 +93,7 @@ pub async fn detailed(
     schema_view(
         &request,
         &state,
-        &path,
+        parse_id(&path, "category")?,
         View::DetailedAttributes,
         |schema, context, _| {
             let views: Vec<_> = schema
@@ -125,32 +124,35 @@ pub async fn variant_attributes(
     schema_view(
         &request,
         &state,
-        &path,
+        parse_id(&path, "category")?,
         View::VariantAttributes,
         |schema, context, catalog| {
-            let mut views: Vec<_> = schema
-                .attributes
-                .iter()
-                .filter(|a| {
-                    a.attribute.purpose != Purpose::Regular || a.attribute.is_variant_compatible
-                })
-                .map(|a| AttributeView::of(&a.attribute, context.language))
+            let views: Vec<_> = variant_capable(schema, catalog)
+                .map(|a| AttributeView::of(a, context.language))
                 .collect();
-            let mut axes: Vec<&Attribute> = catalog
-                .iter()
-                .filter(|a| {
-                    a.purpose == Purpose::Variant && a.is_active && schema.get(&a.code).is_none()
-                })
-                .collect();
-            axes.sort_by(|a, b| (a.sort_order, &a.code).cmp(&(b.sort_order, &b.code)));
-            views.extend(
-                axes.into_iter()
-                    .map(|a| AttributeView::of(a, context.language)),
-            );
             to_bytes(&views)
         },
     )
     .await
+}
+
+/// The attributes that can define product variants in a category: the variant-capable ones
+/// of its schema, then the variant axes of the catalog (they apply to every category).
+pub(crate) fn variant_capable<'a>(
+    schema: &'a EffectiveSchema,
+    catalog: &'a [Attribute],
+) -> impl Iterator<Item = &'a Attribute> {
+    let bound = schema
+        .attributes
+        .iter()
+        .map(|a| &a.attribute)
+        .filter(|a| a.purpose != Purpose::Regular || a.is_variant_compatible);
+    let mut axes: Vec<&Attribute> = catalog
+        .iter()
+        .filter(|a| a.purpose == Purpose::Variant && a.is_active && schema.get(&a.code).is_none())
+        .collect();
+    axes.sort_by(|a, b| (a.sort_order, &a.code).cmp(&(b.sort_order, &b.code)));
+    bound.chain(axes)
 }
 
 /// `GET /api/v2/marketplace/categories/{id}/attribute-ranges`
@@ -166,21 +168,22 @@ pub async fn ranges(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    ranges_view(&request, &state, &path, View::Ranges, |ranges| {
+    let category_id = parse_id(&path, "category")?;
+    ranges_view(&request, &state, category_id, View::Ranges, |ranges, _| {
         to_bytes(&ranges.iter().map(RangeView::of).collect::<Vec<_>>())
     })
     .await
 }
 
-/// Loads and answers one cached view of a category's value ranges.
+/// Loads and answers one cached view of a category's value ranges; the v1 view also reads
+/// the category's schema (its defaults are for the attributes the category binds).
 pub(crate) async fn ranges_view(
     request: &HttpRequest,
     state: &AppState,
-    raw_id: &str,
+    category_id: i64,
     view: View,
-    render: fn(&[storage::AttributeRange]) -> bytes::Bytes,
+    render: fn(&[storage::AttributeRange], &EffectiveSchema) -> bytes::Bytes,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let category_id = parse_id(raw_id, "category")?;
     let context = ReadContext::of(request, &state.flags());
     let key = ResponseKey {
         scope: Scope::Ranges(category_id),
@@ -192,8 +195,20 @@ pub(crate) async fn ranges_view(
         .caches
         .response(key, || async {
             let read = state.storage.ranges(category_id, context.route).await?;
+            let schema = if view == View::V1Ranges {
+                state
+                    .storage
+                    .category_schema(category_id, context.route)
+                    .await?
+                    .data
+            } else {
+                EffectiveSchema {
+                    category_id,
+                    attributes: Vec::new(),
+                }
+            };
             Ok::<_, ApiError>(cached(
-                envelope(&render(&read.data)),
+                envelope(&render(&read.data, &schema)),
                 read.served_by.as_str(),
             ))
         })
