@@ -1075,6 +1075,7 @@ macro_rules! backend_operations {
                 id: id.into(),
                 ..attribute.clone()
             };
+            keep_legacy_created_at(conn, &stored).await?;
             write_legacy_translations(conn, &stored).await?;
             Ok(id.into())
         }

@@ -138,6 +138,10 @@ impl<B: Backend> Router<B> {
         let mut attribute = draft
             .into_attribute(0)
             .map_err(StorageError::InvalidValues)?;
+        // One creation time for both stores (legacy records no update time).
+        let now = chrono::Utc::now();
+        attribute.created_at = Some(now);
+        attribute.updated_at = mode.writes(Store::Unified).then_some(now);
         let mut tx = self.begin_fenced(mode).await?;
         ensure_code_free::<B>(&mut tx, mode, &attribute.code, 0).await?;
         attribute.id = if mode.writes(Store::Legacy) {

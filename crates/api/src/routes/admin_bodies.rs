@@ -44,21 +44,36 @@ pub struct Labels;
 
 impl PartialSchema for Labels {
     fn schema() -> RefOr<Schema> {
-        let mut labels = ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .min_properties(Some(1))
-            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
-        for language in Language::ALL {
-            labels = labels.property(
-                language.as_str(),
-                ObjectBuilder::new().schema_type(Type::String),
-            );
-        }
-        labels.into()
+        labels_schema(Some(1))
     }
 }
 
 impl ToSchema for Labels {}
+
+/// A text by language that may be empty (`{}`): a name then defaults to the display name.
+pub struct OptionalLabels;
+
+impl PartialSchema for OptionalLabels {
+    fn schema() -> RefOr<Schema> {
+        labels_schema(None)
+    }
+}
+
+impl ToSchema for OptionalLabels {}
+
+fn labels_schema(min_properties: Option<usize>) -> RefOr<Schema> {
+    let mut labels = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .min_properties(min_properties)
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    for language in Language::ALL {
+        labels = labels.property(
+            language.as_str(),
+            ObjectBuilder::new().schema_type(Type::String),
+        );
+    }
+    labels.into()
+}
 
 /// An allowed value and its labels.
 #[derive(Deserialize, ToSchema)]
@@ -112,8 +127,8 @@ pub struct AttributeBody {
     /// `regular` when absent.
     #[schema(value_type = Option<PurposeName>, nullable = false)]
     purpose: (),
-    /// Defaults to `display_name`.
-    #[schema(value_type = Option<Labels>, nullable = false)]
+    /// Defaults to `display_name` (also when empty).
+    #[schema(value_type = Option<OptionalLabels>, nullable = false)]
     name: (),
     /// At least one label.
     #[schema(value_type = Labels)]

@@ -12,6 +12,8 @@ use crate::routes::{Envelope, ReadContext, to_bytes};
 use crate::views::AttributeView;
 
 const MAX_PER_PAGE: usize = 200;
+/// Far past any catalog; bounded so that the document can say what is accepted.
+const MAX_PAGE: usize = 1_000_000;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -27,8 +29,8 @@ pub struct ListQuery {
     searchable: Option<bool>,
     /// Matches code and labels, case-insensitively.
     q: Option<String>,
-    /// From 1.
-    #[param(minimum = 1)]
+    /// From 1 to 1,000,000.
+    #[param(minimum = 1, maximum = 1_000_000)]
     page: Option<usize>,
     /// 1 to 200; 50 by default.
     #[param(minimum = 1, maximum = 200)]
@@ -72,9 +74,9 @@ pub async fn list(
         .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
     let page = query.page.unwrap_or(1);
     let per_page = query.per_page.unwrap_or(50);
-    if page == 0 || !(1..=MAX_PER_PAGE).contains(&per_page) {
+    if !(1..=MAX_PAGE).contains(&page) || !(1..=MAX_PER_PAGE).contains(&per_page) {
         return Err(ApiError::InvalidQuery(format!(
-            "page starts at 1; per_page is 1 to {MAX_PER_PAGE}"
+            "page is 1 to {MAX_PAGE}; per_page is 1 to {MAX_PER_PAGE}"
         )));
     }
     let context = ReadContext::of(&request, &state.flags());
