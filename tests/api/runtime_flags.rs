@@ -15,6 +15,7 @@ on_both_backends!(
     bad_flag_changes_are_refused,
     the_migration_status_counts_rows_in_both_stores,
     an_anonymous_browser_keeps_its_cohort_through_the_canary,
+    a_flag_variable_set_since_the_last_start_is_applied_once_and_only_when_safe,
 );
 
 const STATUS: &str = "/api/v2/admin/attributes/feature-status";
@@ -362,4 +363,85 @@ async fn an_anonymous_browser_keeps_its_cohort_through_the_canary(backend: Backe
     // A client that names its user is bucketed by it, and gets no cookie.
     let named = app.get_as(path, ("X-User-Id", "42")).await;
     assert!(named.header("Set-Cookie").is_none());
+}
+
+/// The flags a process serves, and the newest audit row's author.
+async fn flags_and_last_author(app: &crate::helpers::TestApp) -> (serde_json::Value, String) {
+    let status = app
+        .get_as(STATUS, ("Authorization", &format!("Bearer {ADMIN_TOKEN}")))
+        .await;
+    assert_eq!(status.status, 200, "{}", status.body);
+    let author = app
+        .db
+        .raw()
+        .await
+        .texts("SELECT changed_by FROM flag_audit ORDER BY id DESC LIMIT 1")
+        .await;
+    (
+        status.body["data"]["flags"].clone(),
+        author.into_iter().flatten().next().unwrap_or_default(),
+    )
+}
+
+/// The seed's L1 rollback, `kubectl set env … USE_UNIFIED_ATTRIBUTES=false`: the pods restart
+/// with the variable set, and it takes effect although runtime flags are stored — once, audited,
+/// guarded; a restart with an unchanged environment changes nothing.
+async fn a_flag_variable_set_since_the_last_start_is_applied_once_and_only_when_safe(
+    backend: Backend,
+) {
+    let admin = ("ADMIN_API_TOKEN", ADMIN_TOKEN);
+    let app = spawn_app(backend).await;
+    let put = async |app: &crate::helpers::TestApp, body: &str| {
+        let reply = app.json("PUT", STATUS, body, Some(ADMIN_TOKEN)).await;
+        assert_eq!(reply.status, 200, "{body}: {}", reply.body);
+    };
+    put(&app, r#"{"dual_write": true}"#).await;
+    crate::common::backfill_and_verify(&app.db.storage().await).await;
+    put(&app, r#"{"use_unified": true, "fallback": true}"#).await;
+
+    let restarted = spawn_replica(&app, &[admin]).await;
+    let (flags, _) = flags_and_last_author(&restarted).await;
+    assert_eq!(
+        flags["use_unified"], true,
+        "an unchanged environment changes nothing"
+    );
+
+    let set_env = [admin, ("USE_UNIFIED_ATTRIBUTES", "false")];
+    let rolled_back = spawn_replica(&app, &set_env).await;
+    let (flags, author) = flags_and_last_author(&rolled_back).await;
+    assert_eq!(
+        (
+            flags["use_unified"].clone(),
+            flags["dual_write"].clone(),
+            author.as_str()
+        ),
+        (json!(false), json!(true), "environment"),
+        "the variable set since the last start is applied, audited; the other flags stay"
+    );
+
+    // Forward again at runtime: a restart with the variable still set does not undo it.
+    put(&rolled_back, r#"{"use_unified": true}"#).await;
+    let again = spawn_replica(&app, &set_env).await;
+    assert_eq!(flags_and_last_author(&again).await.0["use_unified"], true);
+
+    // Unified-only writes (dual-write off): legacy reads would hide them, so the same
+    // rollback through the environment is refused — the service still starts, flags unchanged.
+    put(&again, r#"{"dual_write": false, "fallback": false}"#).await;
+    // The variable unset (it asks for nothing), and a write that only unified holds.
+    let writer = spawn_replica(&app, &[admin, ("WRITER_API_TOKEN", WRITER_TOKEN)]).await;
+    let written = writer
+        .put_json(
+            "/api/v2/marketplace/listings/6/attributes",
+            r#"{"year": 2015}"#,
+            Some(WRITER_TOKEN),
+        )
+        .await;
+    assert_eq!(written.status, 200, "{}", written.body);
+    let refused = spawn_replica(&app, &set_env).await;
+    let (flags, author) = flags_and_last_author(&refused).await;
+    assert_eq!(
+        (flags["use_unified"].clone(), author.as_str()),
+        (json!(true), "admin-api"),
+        "refused by the guardrails: nothing changed"
+    );
 }

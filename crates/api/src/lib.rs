@@ -28,6 +28,7 @@ use domain::{Attribute, EntityKind, Invalidation};
 use flags::{Flags, GuardrailViolation, Phase};
 use secrecy::SecretString;
 use storage::demo::Dataset;
+use storage::flag_store::EnvironmentFlags;
 use storage::{ListenerEvent, ReadRoute, Storage};
 use tracing_actix_web::TracingLogger;
 use utoipa::OpenApi;
@@ -269,7 +270,23 @@ impl Application {
                 .map_err(storage_error)?;
         }
         let configured = flags;
-        // A runtime change outlives restarts: every replica serves the same flags.
+        // A runtime change outlives restarts: every replica serves the same flags. A change of
+        // the environment since the last start (`kubectl set env …`) is one too.
+        match storage
+            .adopt_environment(&settings.flags.raw(), configured, "environment")
+            .await
+            .map_err(storage_error)?
+        {
+            EnvironmentFlags::Applied(change) => tracing::warn!(
+                old = ?change.old, new = ?change.new, phase = %change.new_phase,
+                "the environment's flags changed since the last start: applied as a runtime change"
+            ),
+            EnvironmentFlags::Refused(violation) => tracing::error!(
+                rule = violation.rule(), %violation,
+                "the environment's flags changed since the last start, but the guardrails refuse them: the stored flags stay (change them with `flags --set`)"
+            ),
+            EnvironmentFlags::InForce | EnvironmentFlags::Unchanged => {}
+        }
         let stored = storage.stored_flags().await.map_err(storage_error)?;
         let (flags, source) = match &stored {
             Some(stored) => {

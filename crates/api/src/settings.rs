@@ -156,6 +156,11 @@ pub struct FlagSettings {
 
 impl FlagSettings {
     pub fn parse(&self) -> Result<Flags, flags::FlagError> {
+        self.raw().parse()
+    }
+
+    /// The variables as set (`None` where unset).
+    pub fn raw(&self) -> RawFlags {
         RawFlags {
             use_unified: self.use_unified_attributes.clone(),
             unified_percent: self.unified_attributes_percent.clone(),
@@ -163,7 +168,6 @@ impl FlagSettings {
             dual_write: self.dual_write_attributes.clone(),
             shadow_percent: self.unified_attributes_shadow_percent.clone(),
         }
-        .parse()
     }
 }
 

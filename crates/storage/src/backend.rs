@@ -302,6 +302,16 @@ pub(crate) trait Backend: Send + Sync + 'static {
         conn: &mut Conn<Self>,
     ) -> impl Future<Output = Result<Option<crate::flag_store::StoredFlags>>> + Send;
 
+    /// The flags the environment gave when a replica last started.
+    fn load_environment(
+        conn: &mut Conn<Self>,
+    ) -> impl Future<Output = Result<Option<flags::RawFlags>>> + Send;
+
+    fn save_environment(
+        conn: &mut Conn<Self>,
+        raw: &flags::RawFlags,
+    ) -> impl Future<Output = Result<()>> + Send;
+
     /// Stores new runtime flags with an audit row, and tells the replicas (on commit).
     fn save_flags(
         conn: &mut Conn<Self>,
@@ -1204,6 +1214,26 @@ macro_rules! backend_operations {
             let row: Option<crate::flag_store::FlagRow> =
                 sqlx::query_as(crate::flag_store::LOAD_FLAGS).fetch_optional(conn).await?;
             Ok(row.map(crate::flag_store::FlagRow::into_stored))
+        }
+
+        async fn load_environment(conn: &mut Conn<Self>) -> Result<Option<flags::RawFlags>> {
+            record_queries(1);
+            let row: Option<crate::flag_store::EnvironmentRow> =
+                sqlx::query_as(crate::flag_store::LOAD_ENVIRONMENT).fetch_optional(conn).await?;
+            Ok(row.map(crate::flag_store::EnvironmentRow::into_raw))
+        }
+
+        async fn save_environment(conn: &mut Conn<Self>, raw: &flags::RawFlags) -> Result<()> {
+            record_queries(1);
+            sqlx::query(crate::flag_store::SAVE_ENVIRONMENT)
+                .bind(raw.use_unified.as_deref())
+                .bind(raw.unified_percent.as_deref())
+                .bind(raw.fallback.as_deref())
+                .bind(raw.dual_write.as_deref())
+                .bind(raw.shadow_percent.as_deref())
+                .execute(conn)
+                .await?;
+            Ok(())
         }
 
         async fn save_flags(conn: &mut Conn<Self>, change: &crate::flag_store::FlagChange) -> Result<()> {

@@ -6,7 +6,7 @@ use crate::backend::Backend;
 use crate::error::{Result, StorageError};
 use crate::router::{Router, phase_name};
 
-use flags::Flags;
+use flags::{Flags, RawFlags};
 use serde::Serialize;
 
 /// The channel replicas listen on for flag changes.
@@ -107,6 +107,39 @@ pub(crate) const SAVE_FLAGS: &str = "INSERT INTO flag_state
         dual_write = excluded.dual_write, shadow_percent = excluded.shadow_percent,
         updated_at = excluded.updated_at, updated_by = excluded.updated_by";
 
+pub(crate) const LOAD_ENVIRONMENT: &str =
+    "SELECT use_unified, unified_percent, fallback, dual_write, shadow_percent
+    FROM flag_environment WHERE id = 1";
+
+pub(crate) const SAVE_ENVIRONMENT: &str = "INSERT INTO flag_environment
+        (id, use_unified, unified_percent, fallback, dual_write, shadow_percent, seen_at)
+    VALUES (1, $1, $2, $3, $4, $5, CURRENT_TIMESTAMP)
+    ON CONFLICT (id) DO UPDATE SET use_unified = excluded.use_unified,
+        unified_percent = excluded.unified_percent, fallback = excluded.fallback,
+        dual_write = excluded.dual_write, shadow_percent = excluded.shadow_percent,
+        seen_at = excluded.seen_at";
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct EnvironmentRow {
+    pub use_unified: Option<String>,
+    pub unified_percent: Option<String>,
+    pub fallback: Option<String>,
+    pub dual_write: Option<String>,
+    pub shadow_percent: Option<String>,
+}
+
+impl EnvironmentRow {
+    pub(crate) fn into_raw(self) -> RawFlags {
+        RawFlags {
+            use_unified: self.use_unified,
+            unified_percent: self.unified_percent,
+            fallback: self.fallback,
+            dual_write: self.dual_write,
+            shadow_percent: self.shadow_percent,
+        }
+    }
+}
+
 pub(crate) const INSERT_AUDIT: &str =
     "INSERT INTO flag_audit (changed_by, old_flags, new_flags, old_phase, new_phase)
     VALUES ($1, $2, $3, $4, $5)";
@@ -150,7 +183,125 @@ pub(crate) const MIGRATION_COUNTS_ARCHIVED: &str = migration_counts_sql!(
     "CAST(NULL AS BIGINT)"
 );
 
+/// What a start made of the flags its environment gives.
+#[derive(Debug, Clone)]
+pub enum EnvironmentFlags {
+    /// No runtime change was ever made: the environment's flags are the ones in force.
+    InForce,
+    /// The environment is as the last start saw it (or seen for the first time): the stored
+    /// runtime flags stay.
+    Unchanged,
+    /// The environment changed since the last start; its changed flags were applied as a
+    /// runtime change.
+    Applied(FlagChange),
+    /// The environment changed, but the flags it asks for break a guardrail: nothing changed,
+    /// and the next start tries again.
+    Refused(flags::GuardrailViolation),
+}
+
+/// The stored flags, with each flag whose variable the environment set, or set to another
+/// value, since `seen` taken from `configured` (the parsed environment): what an operator
+/// changing the environment asked for. A variable that was unset asks for nothing.
+fn with_environment_changes(
+    stored: Flags,
+    seen: &RawFlags,
+    raw: &RawFlags,
+    configured: Flags,
+) -> Flags {
+    fn pick<T>(stored: T, seen: &Option<String>, raw: &Option<String>, configured: T) -> T {
+        if raw.is_some() && raw != seen {
+            configured
+        } else {
+            stored
+        }
+    }
+    Flags {
+        use_unified: pick(
+            stored.use_unified,
+            &seen.use_unified,
+            &raw.use_unified,
+            configured.use_unified,
+        ),
+        unified_percent: pick(
+            stored.unified_percent,
+            &seen.unified_percent,
+            &raw.unified_percent,
+            configured.unified_percent,
+        ),
+        fallback: pick(
+            stored.fallback,
+            &seen.fallback,
+            &raw.fallback,
+            configured.fallback,
+        ),
+        dual_write: pick(
+            stored.dual_write,
+            &seen.dual_write,
+            &raw.dual_write,
+            configured.dual_write,
+        ),
+        shadow_percent: pick(
+            stored.shadow_percent,
+            &seen.shadow_percent,
+            &raw.shadow_percent,
+            configured.shadow_percent,
+        ),
+    }
+}
+
 impl<B: Backend> Router<B> {
+    /// Compares the environment's flags with those the last start saw, in one transaction
+    /// with the flag changes: a changed environment is applied as a runtime change by
+    /// `actor` (guardrails and audit as any change), then remembered.
+    pub(crate) async fn adopt_environment(
+        &self,
+        raw: &RawFlags,
+        configured: Flags,
+        actor: &str,
+    ) -> Result<EnvironmentFlags> {
+        let mut tx = self.begin_write().await?;
+        B::lock_migration_state(&mut tx).await?;
+        let seen = B::load_environment(&mut tx).await?;
+        let Some(stored) = B::load_flags(&mut tx).await?.map(|s| s.flags) else {
+            B::save_environment(&mut tx, raw).await?;
+            tx.commit().await?;
+            return Ok(EnvironmentFlags::InForce);
+        };
+        // Never seen (a database from before this was recorded): remembered, not applied —
+        // an upgrade must not turn a ConfigMap's old values into a change.
+        let Some(seen) = seen.filter(|seen| seen != raw) else {
+            B::save_environment(&mut tx, raw).await?;
+            tx.commit().await?;
+            return Ok(EnvironmentFlags::Unchanged);
+        };
+        let new = with_environment_changes(stored, &seen, raw, configured);
+        let state = B::migration_state(&mut tx).await?;
+        let new_phase = match new.check(&state) {
+            Ok(phase) => phase,
+            Err(violation) => return Ok(EnvironmentFlags::Refused(violation)),
+        };
+        B::save_environment(&mut tx, raw).await?;
+        if new == stored {
+            tx.commit().await?;
+            return Ok(EnvironmentFlags::Unchanged);
+        }
+        let change = FlagChange {
+            actor: actor.to_owned(),
+            old: stored,
+            new,
+            old_phase: stored.check(&state).map_or_else(
+                |violation| violation.rule().to_owned(),
+                |p| phase_name(p).to_owned(),
+            ),
+            new_phase: phase_name(new_phase).to_owned(),
+            phase: new_phase,
+        };
+        B::save_flags(&mut tx, &change).await?;
+        B::note_write_mode(&mut tx, new.write_mode()).await?;
+        tx.commit().await?;
+        Ok(EnvironmentFlags::Applied(change))
+    }
+
     /// Changes the runtime flags: `change` is applied to the flags in force (`current`, or
     /// the stored ones when another replica changed them since), the result is checked
     /// against the guardrails with the persisted migration state, then stored with an audit
@@ -209,5 +360,49 @@ impl<B: Backend> Router<B> {
     pub(crate) async fn migration_counts(&self) -> Result<crate::flag_store::MigrationCounts> {
         let mut conn = self.acquire().await?;
         B::migration_counts(&mut conn).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_variable_set_or_changed_since_the_last_start_overrides_the_stored_flags() {
+        let canary = Flags {
+            dual_write: true,
+            use_unified: true,
+            unified_percent: 50,
+            fallback: true,
+            ..Flags::default()
+        };
+        let nothing_set = RawFlags::default();
+        // Restarted with the same environment: the stored flags stay.
+        assert_eq!(
+            with_environment_changes(canary, &nothing_set, &nothing_set, Flags::default()),
+            canary
+        );
+        // `kubectl set env … USE_UNIFIED_ATTRIBUTES=false`: that flag, and only that one.
+        let set_env = RawFlags {
+            use_unified: Some("false".into()),
+            ..RawFlags::default()
+        };
+        let configured = set_env.parse().expect("valid");
+        assert_eq!(
+            with_environment_changes(canary, &nothing_set, &set_env, configured),
+            Flags {
+                use_unified: false,
+                ..canary
+            }
+        );
+        // The next restart with it still set changes nothing again; unsetting it neither.
+        assert_eq!(
+            with_environment_changes(canary, &set_env, &set_env, configured),
+            canary
+        );
+        assert_eq!(
+            with_environment_changes(canary, &set_env, &nothing_set, Flags::default()),
+            canary
+        );
     }
 }

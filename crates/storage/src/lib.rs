@@ -361,6 +361,17 @@ impl Storage {
         on_router!(self, router => router.change_flags(current, actor, change).await)
     }
 
+    /// Applies a change of the environment's flags since the last start as a runtime change
+    /// (see [`flag_store::EnvironmentFlags`]).
+    pub async fn adopt_environment(
+        &self,
+        raw: &flags::RawFlags,
+        configured: flags::Flags,
+        actor: &str,
+    ) -> Result<flag_store::EnvironmentFlags> {
+        on_router!(self, router => router.adopt_environment(raw, configured, actor).await)
+    }
+
     /// The flags of the last runtime change; `None` before the first.
     pub async fn stored_flags(&self) -> Result<Option<StoredFlags>> {
         on_router!(self, router => router.stored_flags().await)

@@ -1,0 +1,2 @@
+-- Bookkeeping only: without it the next start records the environment afresh.
+DROP TABLE IF EXISTS flag_environment;
