@@ -19,7 +19,8 @@ rendered=$(mktemp -d)
 trap 'rm -rf "$rendered"' EXIT
 
 step "kustomize + kubernetes-validate"
-for kustomization in deploy/k8s/overlays/blue deploy/k8s/overlays/green deploy/k8s/istio deploy/k8s/rollout; do
+for kustomization in deploy/k8s/overlays/blue deploy/k8s/overlays/green deploy/k8s/istio deploy/k8s/rollout \
+    deploy/k8s/monitoring; do
     out="$rendered/$(echo "$kustomization" | tr / _).yaml"
     kubectl kustomize "$kustomization" >"$out"
     kinds=$(grep -c '^kind:' "$out")
@@ -35,16 +36,33 @@ for expected in 'replicas: 3' 'memory: 256Mi' 'memory: 512Mi' 'cpu: 250m' 'cpu: 
     grep -qF -- "$expected" "$deployment" || { echo "green overlay lacks: $expected" >&2; exit 1; }
 done
 
+step "monitoring: PrometheusRule = rules.yml, the dashboard's uid, the sidecar's label"
+python3 deploy/prometheus/prometheusrule.py --check
+python3 - "$rendered/deploy_k8s_monitoring.yaml" deploy/k8s/monitoring/unified-attributes-dashboard.json <<'PY'
+import json, sys, yaml
+docs = {d["kind"]: d for d in yaml.safe_load_all(open(sys.argv[1], encoding="utf-8"))}
+rule = docs["PrometheusRule"]
+assert rule["apiVersion"] == "monitoring.coreos.com/v1", rule["apiVersion"]
+for group in rule["spec"]["groups"]:
+    assert group["name"] and group["rules"], group
+    for r in group["rules"]:
+        assert ("alert" in r) != ("record" in r) and r["expr"], r
+dashboard = docs["ConfigMap"]
+assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1", dashboard["metadata"]
+uid = json.load(open(sys.argv[2], encoding="utf-8"))["uid"]
+assert uid == "unified-attrs", f"the seed's dashboard uid is unified-attrs, not {uid}"
+print("PrometheusRule and dashboard ConfigMap: structure checked; dashboard uid unified-attrs")
+PY
+
 step "yamllint"
 yamllint --strict deploy .yamllint
-python3 -m json.tool deploy/grafana/unified-attributes.json >/dev/null
 
 step "promtool"
 promtool check rules deploy/prometheus/rules.yml
 promtool test rules deploy/prometheus/rules_test.yml
 
 step "shellcheck"
-shellcheck deploy/deploy.sh deploy/check.sh deploy/tests/run.sh deploy/tests/fakes/* .ci/run \
+shellcheck deploy/deploy.sh deploy/rollback.sh deploy/check.sh deploy/tests/run.sh deploy/tests/fakes/* .ci/run \
     scripts/*.sh deploy/image/*.sh benches/load/run.sh benches/backfill/run.sh
 
 step "deploy.sh golden tests"

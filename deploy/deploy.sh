@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # The five-phase deployment of the unified attributes service, with health gates and an
 # automatic rollback when a gate fails:
-#   1 preparation   backup (pg_dump), verify legacy = unified, monitoring is up
-#   2 green         deploy the green colour, wait for it, validate it
+#   1 preparation   backup (pg_dump), verify legacy = unified, install the alert rules and the
+#                   dashboard (k8s/monitoring), monitoring is up
+#   2 green         deploy the green colour, wait for it, validate it, apply the Istio routing
 #   3 switch        move traffic and the unified read share 10 → 25 → 50 → 100 %, a gate after each
 #   4 finalize      dual-write off, fallback off (the unified phase), validate
 #   5 cleanup       archive the legacy tables, scale the blue colour down
 # Every command is printed; with --dry-run nothing runs. A report is written at the end, and
-# SLACK_WEBHOOK_URL (a Slack-compatible incoming webhook) hears of every phase.
+# SLACK_WEBHOOK_URL (a Slack-compatible incoming webhook) hears of every phase. A gate that sees
+# no user traffic on green is inconclusive, never a pass: it soaks again (--gate-retries times),
+# then the deploy pauses where it is, without a rollback, for a human (exit 3).
 #
 # Usage: deploy/deploy.sh [--dry-run] [--image-tag TAG] [--namespace NS] [--report FILE]
-#                         [--soak SECONDS] [--from-phase N]
+#                         [--soak SECONDS] [--from-phase N] [--gate-retries N]
 # Environment: DATABASE_URL (backup), PROMETHEUS_URL, ADMIN_API_TOKEN, SLACK_WEBHOOK_URL,
 #   KUBECTL (default kubectl), BACKUP_DIR (default .).
-# Exit codes: 0 deployed; 1 a gate failed and the rollback ran; 2 usage or a failed command.
+# Exit codes: 0 deployed; 1 a gate failed and the rollback ran; 2 usage or a failed command;
+#   3 paused: a gate stayed inconclusive (no user traffic on green).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,6 +27,7 @@ namespace=marketplace
 report=""
 soak=60
 from_phase=1
+gate_retries=2
 while [ $# -gt 0 ]; do
     case "$1" in
         --dry-run) dry_run=true ;;
@@ -31,12 +36,14 @@ while [ $# -gt 0 ]; do
         --report) report=${2:?--report needs a value}; shift ;;
         --soak) soak=${2:?--soak needs a value}; shift ;;
         --from-phase) from_phase=${2:?--from-phase needs a value}; shift ;;
-        -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+        --gate-retries) gate_retries=${2:?--gate-retries needs a value}; shift ;;
+        -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
 case "$soak" in '' | *[!0-9]*) echo "--soak must be a number of seconds" >&2; exit 2 ;; esac
+case "$gate_retries" in '' | *[!0-9]*) echo "--gate-retries must be a number" >&2; exit 2 ;; esac
 case "$from_phase" in [1-5]) ;; *) echo "--from-phase must be 1 to 5" >&2; exit 2 ;; esac
 
 kubectl=${KUBECTL:-kubectl}
@@ -94,18 +101,50 @@ result = json.load(sys.stdin)["data"]["result"]
 print(result[0]["value"][1] if result else "")'
 }
 
-# Gate: the green colour's error ratio and p95 over the soak window. No data fails the gate:
-# a gate passes on evidence, never on silence.
+# Gate: the green colour's error ratio and p95 over the soak window, on user traffic only (the
+# service leaves probes and scrapes out of its request metrics). Returns 0 pass, 1 fail, and
+# 2 inconclusive when green served no user request in the window: silence is never a pass.
 metrics_gate() {
-    $dry_run && { printf '+ gate: green error ratio <= 0.01, p95 <= 0.1 s (Prometheus)\n'; return 0; }
-    local errors p95
+    $dry_run && { printf '+ gate: green user traffic > 0, error ratio <= 0.01, p95 <= 0.1 s (Prometheus)\n'; return 0; }
+    local traffic errors p95
+    traffic=$(prometheus_value 'sum(rate(unified_attributes_requests_total{version="green"}[2m]))') || return 1
+    if ! python3 -c 'import sys; v = sys.argv[1]; sys.exit(0 if v not in ("", "NaN") and float(v) > 0 else 1)' "$traffic"; then
+        log "gate: inconclusive, no user traffic on green"
+        return 2
+    fi
     errors=$(prometheus_value 'sum(rate(unified_attributes_requests_total{version="green",status="5xx"}[2m])) / sum(rate(unified_attributes_requests_total{version="green"}[2m]))') || return 1
     p95=$(prometheus_value 'histogram_quantile(0.95, sum by (le) (rate(unified_attributes_response_time_bucket{version="green"}[2m])))') || return 1
-    log "gate: green error ratio=${errors:-none} p95=${p95:-none}"
+    log "gate: green requests/s=${traffic} error ratio=${errors:-none} p95=${p95:-none}"
     python3 -c 'import math, sys
 e, p = sys.argv[1], sys.argv[2]
 ok = e not in ("", "NaN") and p not in ("", "NaN") and float(e) <= 0.01 and float(p) <= 0.1
 sys.exit(0 if ok else 1)' "$errors" "$p95"
+}
+
+# Soaks, then gates; an inconclusive gate soaks and looks again, up to --gate-retries times,
+# then pauses the deploy (exit 3) where it is. Returns 1 when the gate failed.
+soak_and_gate() {
+    local phase=$1 where=$2 attempt=0 verdict
+    while true; do
+        soak_for
+        verdict=0
+        metrics_gate || verdict=$?
+        [ "$verdict" = 2 ] || return "$verdict"
+        if [ "$attempt" -ge "$gate_retries" ]; then
+            pause "$phase" "gate inconclusive ${where}: no user traffic on green"
+        fi
+        attempt=$((attempt + 1))
+        notify "phase ${phase}: gate inconclusive ${where} (no user traffic on green); soaking again"
+    done
+}
+
+# Stops without a rollback: nothing failed, the evidence is missing. Re-run with --from-phase.
+pause() {
+    local phase=$1 reason=$2
+    notify "phase ${phase} PAUSED: ${reason}; nothing rolled back — check the traffic, then re-run with --from-phase ${phase}"
+    record "$phase" paused "$reason"
+    write_report "paused in phase ${phase} (inconclusive)"
+    exit 3
 }
 
 # Routes `weight` percent of the traffic to green (the rest to blue).
@@ -183,12 +222,15 @@ phase_1() {
     # Green is not there yet: the running colour checks the stores.
     run "$kubectl" -n "$namespace" exec "deploy/$blue" -- unified-attributes verify ||
         rollback 1 "verify found drift between legacy and unified (run the backfill first)"
+    # The alert rules (PrometheusRule) and the dashboard (ConfigMap for the Grafana sidecar).
+    run "$kubectl" -n "$namespace" apply -k "$here/k8s/monitoring" ||
+        rollback 1 "the alert rules and the dashboard could not be installed"
     if ! $dry_run; then
         curl -fsS -m 10 "$prometheus/-/ready" >/dev/null || rollback 1 "Prometheus is not ready"
     else
         printf '+ curl %s/-/ready\n' "$prometheus"
     fi
-    record 1 passed "backup ${backup}; verify clean; monitoring up"
+    record 1 passed "backup ${backup}; verify clean; rules and dashboard installed; monitoring up"
     notify "phase 1 (preparation) passed"
 }
 
@@ -206,7 +248,10 @@ phase_2() {
         rollback 2 "green did not become ready"
     in_green validate --base-url http://127.0.0.1:8080 --internal-url "$internal" --expect-phase dual_write ||
         rollback 2 "post-deployment validation of green failed"
-    record 2 passed "green ready and validated"
+    # The routing phase 3 moves: the Service over both colours, the subsets, the weights
+    # (all on blue until phase 3 patches them).
+    run "$kubectl" -n "$namespace" apply -k "$here/k8s/istio" || rollback 2 "the Istio routing could not be applied"
+    record 2 passed "green ready and validated; routing applied (blue 100 %)"
     notify "phase 2 (green deployment) passed"
 }
 
@@ -217,8 +262,7 @@ phase_3() {
         set_weights "$percent" || rollback 3 "weights not applied at ${percent} %"
         set_flags "{\"dual_write\": true, \"use_unified\": true, \"unified_percent\": ${percent}, \"fallback\": true}" ||
             rollback 3 "flags not applied at ${percent} %"
-        soak_for
-        metrics_gate || rollback 3 "health gate failed at ${percent} %"
+        soak_and_gate 3 "at ${percent} %" || rollback 3 "health gate failed at ${percent} %"
         notify "phase 3: ${percent} % on green and unified reads, gate passed"
     done
     record 3 passed "10 → 25 → 50 → 100 %, every gate passed"
@@ -228,10 +272,9 @@ phase_3() {
 phase_4() {
     notify "phase 4 (finalization) started"
     set_flags '{"dual_write": false, "fallback": false}' || rollback 4 "flags not applied"
-    soak_for
     in_green validate --base-url http://127.0.0.1:8080 --internal-url "$internal" --expect-phase unified ||
         rollback 4 "validation in the unified phase failed"
-    metrics_gate || rollback 4 "health gate failed in the unified phase"
+    soak_and_gate 4 "in the unified phase" || rollback 4 "health gate failed in the unified phase"
     record 4 passed "dual-write and fallback off; validated"
     notify "phase 4 (finalization) passed"
 }

@@ -1,6 +1,7 @@
 """A local stand-in for Prometheus and a Slack incoming webhook, for deploy.sh's tests.
 
-Answers GET /-/ready, GET /api/v1/query (error ratio and p95 from ERROR_RATIO and P95_SECONDS)
+Answers GET /-/ready, GET /api/v1/query (error ratio, p95 and green's request rate from
+ERROR_RATIO, P95_SECONDS and REQUEST_RATE; "none" answers an empty result)
 and records every POST /slack body as one line in the file given as the first argument.
 The port it listens on is written to the second argument. Stops after STOP_AFTER seconds.
 """
@@ -29,7 +30,12 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(200, {"status": "ready"})
         elif url.path == "/api/v1/query":
             query = parse_qs(url.query).get("query", [""])[0]
-            value = os.environ["P95_SECONDS"] if "histogram_quantile" in query else os.environ["ERROR_RATIO"]
+            if "histogram_quantile" in query:
+                value = os.environ["P95_SECONDS"]
+            elif " / " in query:
+                value = os.environ["ERROR_RATIO"]
+            else:
+                value = os.environ.get("REQUEST_RATE", "5")
             result = [] if value == "none" else [{"metric": {}, "value": [0, value]}]
             self._reply(200, {"status": "success", "data": {"resultType": "vector", "result": result}})
         else:

@@ -4,9 +4,14 @@
 #   success   every gate passes: the recorded calls equal golden/success.calls, exit 0
 #   rollback  the green error ratio is 5 %: phase 3's first gate fails, the traffic and the
 #             flags go back; the calls equal golden/rollback.calls, exit 1
-#   no-data   Prometheus has no data: the gate fails too (silence is not health)
+#   no-data   Prometheus has no error ratio or p95 for green's traffic: the gate fails
+#   no-traffic green serves no user request: the gate is inconclusive, soaks again, then the
+#             deploy pauses (exit 3) with nothing rolled back; golden/no-traffic.calls
 #   phase-2/4 a failed rollout or validation rolls back what that phase changed
 #   dry-run   nothing runs; every command is printed
+#   ladder-*  rollback.sh, each level of the seed's ladder (L1 by flags and by `kubectl set env`,
+#             L2, L3, L4 with and without the archive): its calls equal golden/ladder-*.calls;
+#             a refused step stops the level with exit 1
 # Each scenario also checks the team notifications and the report. UPDATE_GOLDEN=1 rewrites
 # the golden files. Loopback only; the stand-in stops by itself.
 set -euo pipefail
@@ -22,13 +27,13 @@ trap cleanup EXIT
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 
-start_server() { # $1 error ratio, $2 p95 seconds
+start_server() { # $1 error ratio, $2 p95 seconds, $3 green's user requests/s (default 5)
     if [ -n "$server_pid" ]; then
         kill "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
     fi
     rm -f "$work/port" "$work/messages"
-    ERROR_RATIO=$1 P95_SECONDS=$2 STOP_AFTER=120 \
+    ERROR_RATIO=$1 P95_SECONDS=$2 REQUEST_RATE=${3:-5} STOP_AFTER=120 \
         python3 "$here/capture_server.py" "$work/messages" "$work/port" &
     server_pid=$!
     for _ in $(seq 50); do [ -s "$work/port" ] && break; sleep 0.1; done
@@ -100,6 +105,16 @@ code=$(deploy)
 [ "$code" = 1 ] || fail "no-data: exit $code (expected 1)"
 expect_message no-data "phase 3 FAILED: health gate failed at 10 %"
 
+# no user traffic on green: inconclusive, never a pass — soaks again, then pauses
+start_server 0.001 0.020 0
+code=$(deploy)
+[ "$code" = 3 ] || fail "no-traffic: exit $code (expected 3)"
+check_golden no-traffic
+expect_message no-traffic "phase 3: gate inconclusive at 10 % (no user traffic on green); soaking again"
+expect_message no-traffic "phase 3 PAUSED: gate inconclusive at 10 %"
+grep -q "outcome: paused in phase 3 (inconclusive)" "$work/report.md" || fail "no-traffic: report outcome"
+grep -qF '"use_unified": false' "$work/calls" && fail "no-traffic: a pause rolls nothing back"
+
 # a failed command in phase 2 (green never ready) scales green back down
 start_server 0.001 0.020
 code=$(FAKE_KUBECTL_FAIL='rollout status' deploy)
@@ -127,6 +142,33 @@ grep -q "^+ kubectl -n marketplace exec deploy/unified-attributes-green -- unifi
     fail "dry-run: archive printed"
 grep -q "^+ pg_dump" "$work/stdout" || fail "dry-run: backup printed"
 
+# the rollback ladder, level by level
+ladder() { # $1 golden name, then rollback.sh's arguments; prints the exit code
+    local name=$1
+    shift
+    rm -f "$work/calls"
+    touch "$work/calls"
+    set +e
+    PATH="$here/fakes:$PATH" FAKE_CALLS="$work/calls" "$here/../rollback.sh" "$@" >"$work/stdout" 2>"$work/stderr"
+    local code=$?
+    set -e
+    echo "$code"
+}
+for case in "ladder-L1 L1" "ladder-L1-env L1 --via env" "ladder-L2 L2" "ladder-L3 L3" \
+    "ladder-L4 L4" "ladder-L4-archived L4 --restore-archive"; do
+    read -r name args <<<"$case"
+    # shellcheck disable=SC2086 # the arguments are words
+    code=$(ladder "$name" $args)
+    [ "$code" = 0 ] || fail "$name: exit $code: $(cat "$work/stderr")"
+    grep -q "^rollback L[1-4]: done in [0-9]* s$" "$work/stdout" || fail "$name: the level's time is not reported"
+    check_golden "$name"
+done
+code=$(FAKE_KUBECTL_FAIL='flags --set' ladder ladder-refused L1)
+[ "$code" = 1 ] || fail "ladder-refused: exit $code (expected 1)"
+grep -q "rollback L1: FAILED at: the flag change" "$work/stderr" || fail "ladder-refused: the failed step is named"
+code=$(ladder ladder-usage L5)
+[ "$code" = 2 ] || fail "ladder-usage: exit $code (expected 2)"
+
 # usage errors
 code=$(deploy --soak x)
 [ "$code" = 2 ] || fail "usage: exit $code (expected 2)"
@@ -135,4 +177,4 @@ if [ "$failures" -gt 0 ]; then
     echo "deploy.sh tests: $failures failed" >&2
     exit 1
 fi
-echo "deploy.sh tests: success, rollback, no-data, phase-2 and phase-4 failures, dry-run, usage — all passed"
+echo "deploy.sh tests: success, rollback, no-data, no-traffic, phase-2 and phase-4 failures, dry-run, the rollback ladder L1–L4, usage — all passed"

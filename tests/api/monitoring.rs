@@ -26,7 +26,7 @@ fn read(path: &str) -> String {
 /// The files whose queries must work against the service.
 fn monitoring_files() -> Vec<(&'static str, String)> {
     [
-        "grafana/unified-attributes.json",
+        "k8s/monitoring/unified-attributes-dashboard.json",
         "prometheus/rules.yml",
         "k8s/rollout/analysistemplate.yaml",
     ]
@@ -142,7 +142,7 @@ fn free_port() -> u16 {
 /// filled in.
 fn dashboard_and_analysis_queries() -> Vec<String> {
     let dashboard: serde_json::Value =
-        serde_json::from_str(&read("grafana/unified-attributes.json")).expect("dashboard JSON");
+        serde_json::from_str(&read("k8s/monitoring/unified-attributes-dashboard.json")).expect("dashboard JSON");
     let mut queries: Vec<String> = dashboard["panels"]
         .as_array()
         .expect("panels")
