@@ -54,6 +54,37 @@ assert uid == "unified-attrs", f"the seed's dashboard uid is unified-attrs, not 
 print("PrometheusRule and dashboard ConfigMap: structure checked; dashboard uid unified-attrs")
 PY
 
+step "Argo Rollouts: one Rollout over the base workload, routed by the subsets it manages"
+python3 - "$rendered/deploy_k8s_rollout.yaml" <<'PY'
+import sys, yaml
+docs = list(yaml.safe_load_all(open(sys.argv[1], encoding="utf-8")))
+by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+rollout = by[("Rollout", "unified-attributes")]["spec"]
+ref = rollout["workloadRef"]
+deployment = by[(ref["kind"], ref["name"])]["spec"]
+template_labels = deployment["template"]["metadata"]["labels"]
+for key, value in rollout["selector"]["matchLabels"].items():
+    assert template_labels.get(key) == value, f"the Rollout's selector misses the pods: {key}"
+canary = rollout["strategy"]["canary"]
+istio = canary["trafficRouting"]["istio"]
+rule = by[("DestinationRule", istio["destinationRule"]["name"])]["spec"]
+subsets = {s["name"]: s for s in rule["subsets"]}
+wanted = {istio["destinationRule"]["stableSubsetName"], istio["destinationRule"]["canarySubsetName"]}
+assert set(subsets) == wanted, f"subsets {set(subsets)} vs {wanted}"
+assert all("labels" not in s for s in subsets.values()), "Argo manages the subsets' labels"
+service = by[("VirtualService", istio["virtualService"]["name"])]["spec"]
+routes = {r["name"]: r for r in service["http"]}
+for name in istio["virtualService"]["routes"]:
+    assert {d["destination"]["subset"] for d in routes[name]["route"]} == wanted, name
+for template in canary["analysis"]["templates"]:
+    assert ("AnalysisTemplate", template["templateName"]) in by, template
+assert canary["canaryMetadata"]["labels"]["version"] == canary["analysis"]["args"][0]["value"]
+hpa = by[("HorizontalPodAutoscaler", "unified-attributes")]["spec"]["scaleTargetRef"]
+assert hpa["kind"] == "Rollout", f"the HPA must scale the Rollout, not {hpa['kind']}"
+assert "workloadRef" in rollout and "template" not in rollout
+print("Rollout: selector matches the workload, subsets stable/canary unlabelled, routes, analysis, HPA checked")
+PY
+
 step "yamllint"
 yamllint --strict deploy .yamllint
 
