@@ -281,6 +281,9 @@ phase_4() {
 
 phase_5() {
     notify "phase 5 (cleanup) started"
+    # Unified values of listings and products the marketplace deleted meanwhile (it owns them
+    # and may hard-delete): removed before the final state is archived and validated.
+    in_green sweep-orphans || rollback 5 "sweep-orphans failed"
     # Refused unless the flags mean the unified phase and the last verify (phase 1) is clean.
     in_green archive || rollback 5 "archive refused or failed"
     # The final, archived state is validated too (read-only: ids from the database).

@@ -174,6 +174,13 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Count what would be removed, and remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct SyncArgs {
     /// Entities per batch (one transaction each).
     #[arg(long, default_value_t = 1000)]
@@ -866,6 +873,32 @@ fn manifest_text(manifest: &storage::archive::Manifest) -> String {
         ));
     }
     text
+}
+
+pub async fn sweep_orphans(
+    settings: &Settings,
+    output: Output,
+    args: &SweepArgs,
+) -> anyhow::Result<()> {
+    let storage = connect_migrated(settings).await?;
+    let orphans = storage
+        .sweep_orphans(args.dry_run)
+        .await
+        .context("sweep-orphans failed")?;
+    output.report(&orphans, |o| {
+        format!(
+            "{} unified values of deleted entities {} (listings {}, products {}, variants {})",
+            o.total(),
+            if args.dry_run {
+                "would be removed"
+            } else {
+                "removed"
+            },
+            o.listing,
+            o.product,
+            o.product_variant
+        )
+    })
 }
 
 pub async fn archive(settings: &Settings, output: Output) -> anyhow::Result<()> {

@@ -63,6 +63,10 @@ enum Command {
     /// Resolve the quarantine, audited: an alias for an option, an option for a legitimate
     /// value, values moved to the attribute they belong to; `resolve history` lists them.
     Resolve(commands::ResolveArgs),
+    /// Remove the unified values of listings, products and variants the marketplace deleted
+    /// (it owns them and may hard-delete; nothing cascades into our tables); `--dry-run`
+    /// counts them.
+    SweepOrphans(commands::SweepArgs),
     /// Move the legacy attribute tables to the archive (PostgreSQL: schema `legacy_archive`;
     /// SQLite: `legacy_archive_` prefix), with a manifest of counts and checksums. Needs the
     /// unified phase and a clean verify since legacy was last written.
@@ -139,6 +143,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::SyncLegacy(args) => commands::sync_legacy(&settings, output, &args).await,
         Command::Quarantine(args) => commands::quarantine(&settings, output, &args).await,
         Command::Resolve(args) => commands::resolve(&settings, output, &args).await,
+        Command::SweepOrphans(args) => commands::sweep_orphans(&settings, output, &args).await,
         Command::Archive => commands::archive(&settings, output).await,
         Command::RestoreArchive => commands::restore_archive(&settings, output).await,
         Command::Validate(args) => {

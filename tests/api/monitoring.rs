@@ -142,7 +142,8 @@ fn free_port() -> u16 {
 /// filled in.
 fn dashboard_and_analysis_queries() -> Vec<String> {
     let dashboard: serde_json::Value =
-        serde_json::from_str(&read("k8s/monitoring/unified-attributes-dashboard.json")).expect("dashboard JSON");
+        serde_json::from_str(&read("k8s/monitoring/unified-attributes-dashboard.json"))
+            .expect("dashboard JSON");
     let mut queries: Vec<String> = dashboard["panels"]
         .as_array()
         .expect("panels")

@@ -885,3 +885,82 @@ fn resolve_alias_then_retry_quarantine_migrates_the_spelling_and_records_who_did
         "the refusal left no record"
     );
 }
+
+/// The marketplace's own 2025-08 database, not the demo: `validate` finds its ids itself
+/// (none of the demo's defaults exist there), passes, and writes to no user entity — also
+/// after the marketplace hard-deleted a listing, whose unified values `sweep-orphans` removes.
+#[test]
+fn validate_passes_on_the_marketplaces_own_database_with_its_own_ids_and_writes_nothing() {
+    const SCHEMA: &str = include_str!("../fixtures/legacy_2025_08/schema.sql");
+    const DATA: &str = include_str!("../fixtures/legacy_2025_08/data.sql");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDb::fresh(Backend::Postgres));
+    let sql = |statement: &str| runtime.block_on(async { db.raw().await.execute(statement).await });
+    sql(SCHEMA);
+    sql(DATA);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let vars = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("ADMIN_API_TOKEN", "admin"),
+        ("WRITER_API_TOKEN", "writer"),
+        ("DUAL_WRITE_ATTRIBUTES", "true"),
+    ];
+    let (_service, address) = serve_with(dir.path(), &vars);
+    let run = |args: &[&str]| cli(&db, args, &[]);
+    assert!(run(&["backfill"]).status.success());
+    assert!(run(&["verify"]).status.success());
+    let texts = |statement: &str| runtime.block_on(async { db.raw().await.texts(statement).await });
+    let deleted = texts(
+        "SELECT CAST(MIN(entity_id) AS TEXT) FROM unified_attribute_values WHERE entity_type = 'listing'",
+    )
+    .into_iter()
+    .flatten()
+    .next()
+    .expect("a migrated listing");
+    sql(&format!(
+        "DELETE FROM listing_attribute_values WHERE listing_id = {deleted};
+         DELETE FROM marketplace_listings WHERE id = {deleted};"
+    ));
+    // Every user-owned value, in both stores, with its last change.
+    let user_data = || {
+        texts(
+            "SELECT string_agg(row, ';' ORDER BY row) FROM (
+                SELECT concat_ws(',', 'legacy', listing_id, attribute_id, text_value, numeric_value,
+                    boolean_value, json_value::text, unit) AS row FROM listing_attribute_values
+                UNION ALL
+                SELECT concat_ws(',', entity_type, entity_id, attribute_id, text_value, numeric_value,
+                    boolean_value, json_value::text, unit, updated_at) FROM unified_attribute_values
+                UNION ALL
+                SELECT concat_ws(',', 'product', id, attributes::text) FROM storefront_products
+             ) r",
+        )
+    };
+    let before = user_data();
+
+    let (code, failed, skipped) = validate(&address, &db.url, &["--expect-phase", "dual_write"]);
+    assert_eq!(
+        (code, failed, skipped),
+        (
+            Some(0),
+            vec![],
+            vec!["integration.write_then_read".to_owned()]
+        ),
+        "passes on the marketplace's ids; the write check waits to be asked"
+    );
+    assert_eq!(user_data(), before, "validate wrote nothing");
+
+    let swept = run(&["sweep-orphans", "--json"]);
+    assert!(
+        swept.status.success(),
+        "{}",
+        String::from_utf8_lossy(&swept.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&swept.stdout).expect("JSON");
+    assert!(report["listing"].as_i64().expect("count") > 0, "{report}");
+    assert_eq!(
+        texts(&format!(
+            "SELECT CAST(COUNT(*) AS TEXT) FROM unified_attribute_values WHERE entity_id = {deleted}"
+        )),
+        [Some("0".to_owned())]
+    );
+}

@@ -68,6 +68,7 @@ conformance!(
     fallback_answers_from_legacy_when_unified_has_nothing,
     a_dual_write_creates_the_unified_definition_before_any_backfill,
     product_and_variant_values_are_written_to_both_stores,
+    values_of_entities_the_marketplace_deletes_are_counted_then_swept,
 );
 
 const LEGACY: ReadRoute = ReadRoute {
@@ -714,4 +715,73 @@ async fn product_and_variant_values_are_written_to_both_stores(db: TestDb) {
             written
         );
     }
+}
+
+/// The marketplace hard-deletes listings and products (it owns them; nothing cascades into the
+/// unified values): `validate` counts what is left behind, `sweep-orphans` removes exactly that.
+async fn values_of_entities_the_marketplace_deletes_are_counted_then_swept(db: TestDb) {
+    let (storage, _) = seeded(&db, true).await;
+    let raw = db.raw().await;
+    let unified = |kind: &str| {
+        format!("SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = '{kind}'")
+    };
+    let (listings_before, products_before) = (
+        raw.count(&unified("listing")).await,
+        raw.count(&unified("product")).await,
+    );
+    assert_eq!(storage.orphaned_values().await.expect("count"), 0);
+    let listing = raw
+        .count("SELECT MIN(entity_id) FROM unified_attribute_values WHERE entity_type = 'listing'")
+        .await;
+    let product = raw
+        .count("SELECT MIN(entity_id) FROM unified_attribute_values WHERE entity_type = 'product'")
+        .await;
+    let of = |kind: &str, id: i64| {
+        format!(
+            "SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = '{kind}' AND entity_id = {id}"
+        )
+    };
+    let (listing_values, product_values) = (
+        raw.count(&of("listing", listing)).await,
+        raw.count(&of("product", product)).await,
+    );
+    assert!(listing_values > 0 && product_values > 0);
+    raw.execute(&format!(
+        "DELETE FROM listing_attribute_values WHERE listing_id = {listing};
+         DELETE FROM marketplace_listings WHERE id = {listing};
+         DELETE FROM storefront_product_variants WHERE product_id = {product};
+         DELETE FROM storefront_products WHERE id = {product};"
+    ))
+    .await;
+    let left_behind = storage.orphaned_values().await.expect("count");
+    assert!(
+        left_behind >= listing_values + product_values,
+        "{left_behind}"
+    );
+
+    let counted = storage.sweep_orphans(true).await.expect("dry run");
+    assert_eq!(counted.total(), left_behind);
+    assert_eq!(counted.listing, listing_values);
+    assert_eq!(
+        storage.orphaned_values().await.expect("count"),
+        left_behind,
+        "a dry run removes nothing"
+    );
+
+    let swept = storage.sweep_orphans(false).await.expect("sweep");
+    assert_eq!(swept, counted);
+    assert_eq!(storage.orphaned_values().await.expect("count"), 0);
+    assert_eq!(
+        raw.count(&unified("listing")).await,
+        listings_before - listing_values
+    );
+    assert_eq!(
+        raw.count(&unified("product")).await,
+        products_before - product_values,
+        "only the deleted entities' values went"
+    );
+    assert_eq!(
+        storage.sweep_orphans(false).await.expect("again").total(),
+        0
+    );
 }

@@ -184,6 +184,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
         conn: &mut Conn<Self>,
     ) -> impl Future<Output = Result<u64>> + Send;
 
+    /// Unified values of `kind` whose entity is missing from `table` (both from
+    /// [`crate::verify::ORPHAN_KINDS`]): counted, or deleted with `delete`.
+    fn orphans_of_kind(
+        conn: &mut Conn<Self>,
+        kind: &'static str,
+        table: &'static str,
+        delete: bool,
+    ) -> impl Future<Output = Result<i64>> + Send;
+
     /// Rows of one of the service's own tables (a name from a closed list).
     fn count_rows(
         conn: &mut Conn<Self>,
@@ -926,6 +935,23 @@ macro_rules! backend_operations {
                 .execute(conn)
                 .await?
                 .rows_affected())
+        }
+
+        async fn orphans_of_kind(
+            conn: &mut Conn<Self>,
+            kind: &'static str,
+            table: &'static str,
+            delete: bool,
+        ) -> Result<i64> {
+            record_queries(1);
+            if delete {
+                let statement = crate::verify::orphans_sql("DELETE", kind, table);
+                let deleted = sqlx::query(&statement).execute(conn).await?.rows_affected();
+                Ok(i64::try_from(deleted).unwrap_or(i64::MAX))
+            } else {
+                let statement = crate::verify::orphans_sql("SELECT COUNT(*)", kind, table);
+                Ok(sqlx::query_scalar(&statement).fetch_one(conn).await?)
+            }
         }
 
         async fn count_rows(conn: &mut Conn<Self>, table: &'static str) -> Result<i64> {

@@ -207,6 +207,12 @@ impl Storage {
         on_router!(self, router => router.orphaned_values().await)
     }
 
+    /// Removes the unified values of entities the marketplace deleted (with `dry_run`, counts
+    /// them); per kind.
+    pub async fn sweep_orphans(&self, dry_run: bool) -> Result<verify::Orphans> {
+        on_router!(self, router => router.sweep_orphans(dry_run).await)
+    }
+
     /// The id of the category a slug names, if any.
     pub async fn category_by_slug(&self, slug: &str) -> Result<Option<i64>> {
         on_router!(self, router => router.category_by_slug(slug).await)

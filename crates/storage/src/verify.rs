@@ -146,7 +146,63 @@ pub(crate) const ORPHANED_VALUES: &str = "SELECT COUNT(*) FROM unified_attribute
     OR (v.entity_type = 'product_variant'
         AND NOT EXISTS (SELECT 1 FROM storefront_product_variants e WHERE e.id = v.entity_id))";
 
+/// Unified values of entities the marketplace deleted (it owns them, and may hard-delete),
+/// per kind: counted by `validate`, removed by `sweep-orphans`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Orphans {
+    pub listing: i64,
+    pub product: i64,
+    pub product_variant: i64,
+}
+
+impl Orphans {
+    pub fn total(&self) -> i64 {
+        self.listing + self.product + self.product_variant
+    }
+}
+
+/// The values of one kind whose entity no longer exists (`{kind}`, `{table}` filled in).
+const ORPHANS_OF_KIND: &str = "FROM unified_attribute_values WHERE entity_type = '{kind}'
+    AND NOT EXISTS (SELECT 1 FROM {table} e WHERE e.id = unified_attribute_values.entity_id)";
+
+pub(crate) const ORPHAN_KINDS: [(&str, &str); 3] = [
+    ("listing", "marketplace_listings"),
+    ("product", "storefront_products"),
+    ("product_variant", "storefront_product_variants"),
+];
+
+pub(crate) fn orphans_sql(verb: &str, kind: &str, table: &str) -> String {
+    format!(
+        "{verb} {}",
+        ORPHANS_OF_KIND
+            .replace("{kind}", kind)
+            .replace("{table}", table)
+    )
+}
+
 impl<B: Backend> Router<B> {
+    /// Removes (or with `dry_run` only counts) the unified values of entities the marketplace
+    /// deleted, kind by kind, each in its own transaction; the caches of those entities are
+    /// dropped with an invalidation of all values of the kind.
+    pub(crate) async fn sweep_orphans(&self, dry_run: bool) -> Result<Orphans> {
+        let mut swept = Orphans::default();
+        for (kind, table) in ORPHAN_KINDS {
+            let mut tx = self.begin_write().await?;
+            let count = B::orphans_of_kind(&mut tx, kind, table, !dry_run).await?;
+            if count > 0 && !dry_run {
+                // Another process's caches may still hold a deleted entity's answer.
+                B::notify(&mut tx, &[domain::Invalidation::AllValues]).await?;
+            }
+            tx.commit().await?;
+            match kind {
+                "listing" => swept.listing = count,
+                "product" => swept.product = count,
+                _ => swept.product_variant = count,
+            }
+        }
+        Ok(swept)
+    }
+
     /// Compares every entity's values in both stores, kind by kind and page by page, and
     /// records the result. With `sample`, only the first `sample` entities of each kind are
     /// compared, and nothing is recorded: a spot check is no evidence for a phase.
