@@ -222,3 +222,68 @@ async fn beyond_its_bound_of_requests_in_flight_a_worker_sheds_at_once() {
         "permits come back"
     );
 }
+
+/// A client that sends a write's head and then trickles its body is answered 408 when the
+/// body deadline passes, and nothing is written; the worker is free again.
+#[actix_web::test]
+async fn a_client_trickling_a_body_is_cut_off_and_nothing_is_written() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use crate::helpers::WRITER_TOKEN;
+    let db = TestDb::fresh(Backend::Sqlite).await;
+    let mut settings = settings_for(&db, &[("WRITER_API_TOKEN", WRITER_TOKEN)]);
+    settings.server.request_body_timeout_ms = 500;
+    let app = TestApp {
+        address: start(&settings).await,
+        db,
+        client: awc::Client::default(),
+    };
+    let before = app.listing_values(6).await;
+    let body = r#"{"year": 2019}"#;
+    let mut stream = TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    let head = format!(
+        "PUT /api/v2/marketplace/listings/6/attributes HTTP/1.1\r\nHost: test\r\n\
+         Authorization: Bearer {WRITER_TOKEN}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let (mut reader, mut writer) = stream.into_split();
+    let sent = AtomicUsize::new(0);
+    let answered = AtomicBool::new(false);
+    // One byte every 200 ms (the whole body would take about 3 s) until the answer comes.
+    let trickle = async {
+        for byte in body.as_bytes() {
+            if answered.load(Ordering::SeqCst) || writer.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            sent.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let read = async {
+        let mut answer = vec![0_u8; 1024];
+        let read = reader.read(&mut answer).await.expect("read");
+        answered.store(true, Ordering::SeqCst);
+        (
+            String::from_utf8_lossy(&answer[..read]).into_owned(),
+            sent.load(Ordering::SeqCst),
+        )
+    };
+    let ((text, sent_when_answered), ()) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(read, trickle)
+    })
+    .await
+    .expect("answered");
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("errors.requestTimeout"), "{text}");
+    assert!(
+        sent_when_answered < body.len(),
+        "cut off before the body was complete ({sent_when_answered} of {} bytes)",
+        body.len()
+    );
+    assert_eq!(app.listing_values(6).await, before, "nothing was written");
+}

@@ -18,6 +18,8 @@ pub enum ApiError {
     CategorySlugNotFound(String),
     #[error("the request body is not valid JSON: {0}")]
     MalformedJson(String),
+    #[error("{0}")]
+    BodyTimeout(String),
     #[error("the request body must be JSON (Content-Type: application/json)")]
     UnsupportedContentType,
     #[error("the request body is larger than {limit} bytes")]
@@ -78,6 +80,7 @@ impl ApiError {
             },
             ApiError::CategorySlugNotFound(_) => "errors.categoryNotFound",
             ApiError::MalformedJson(_) => "errors.malformedJson",
+            ApiError::BodyTimeout(_) => "errors.requestTimeout",
             ApiError::UnsupportedContentType => "errors.unsupportedContentType",
             ApiError::PayloadTooLarge { .. } => "errors.payloadTooLarge",
             ApiError::ExpectedObject => "errors.expectedObject",
@@ -140,6 +143,7 @@ impl ResponseError for ApiError {
             | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::ExpectedObject | ApiError::InvalidValues(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -196,6 +200,9 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, limit: usize) -> ApiE
     match err {
         E::ContentType => ApiError::UnsupportedContentType,
         E::Overflow { .. } | E::OverflowKnownLength { .. } => ApiError::PayloadTooLarge { limit },
+        E::Payload(payload) if crate::body_deadline::is_deadline(&payload) => {
+            ApiError::BodyTimeout(payload.to_string())
+        }
         other => ApiError::MalformedJson(other.to_string()),
     }
 }

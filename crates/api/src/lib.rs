@@ -4,6 +4,7 @@
 //! and calls these.
 
 pub mod auth;
+mod body_deadline;
 pub mod cohort;
 pub mod error;
 pub mod http_cache;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub jwt: auth::SharedVerifier,
     /// This worker's requests in flight: a permit each, none left means shed.
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// How long a client has to send a request's body (then 408).
+    pub body_timeout: std::time::Duration,
     /// Every worker's storage, for the pool gauges.
     pub pools: Arc<std::sync::Mutex<Vec<Storage>>>,
     /// Recent disagreements found by shadow reads.
@@ -328,6 +331,7 @@ impl Application {
             admin_tokens: settings.auth.admin_tokens().into(),
             jwt,
             in_flight: Arc::new(tokio::sync::Semaphore::new(settings.server.max_in_flight)),
+            body_timeout: std::time::Duration::from_millis(settings.server.request_body_timeout_ms),
             pools: Arc::default(),
             shadow_diffs: Arc::default(),
         };
@@ -525,6 +529,7 @@ fn app(
     >,
 > {
     App::new()
+        .wrap(from_fn(body_deadline::enforce))
         .wrap(from_fn(cohort::keep))
         .wrap(from_fn(shedding::admit))
         .wrap(from_fn(metrics::track))

@@ -64,6 +64,8 @@ pub struct ServerSettings {
     pub keep_alive_seconds: u64,
     /// Milliseconds a client has to send a request's head; slower clients are cut off (408).
     pub request_head_timeout_ms: u64,
+    /// Milliseconds a client has, after the head, to send the body; slower ones get 408.
+    pub request_body_timeout_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,6 +241,7 @@ bind = "127.0.0.1:8080"
 max_in_flight = 256
 keep_alive_seconds = 75
 request_head_timeout_ms = 5000
+request_body_timeout_ms = 10000
 
 [database]
 max_connections = 10
