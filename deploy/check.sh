@@ -93,7 +93,7 @@ promtool check rules deploy/prometheus/rules.yml
 promtool test rules deploy/prometheus/rules_test.yml
 
 step "shellcheck"
-shellcheck deploy/deploy.sh deploy/rollback.sh deploy/check.sh deploy/tests/run.sh deploy/tests/fakes/* .ci/run \
+shellcheck deploy/deploy.sh deploy/rollback.sh deploy/rehearsal/run.sh deploy/check.sh deploy/tests/run.sh deploy/tests/fakes/* .ci/run \
     scripts/*.sh deploy/image/*.sh benches/load/run.sh benches/backfill/run.sh
 
 step "deploy.sh golden tests"

@@ -13,7 +13,7 @@
 # then the deploy pauses where it is, without a rollback, for a human (exit 3).
 #
 # Usage: deploy/deploy.sh [--dry-run] [--image-tag TAG] [--namespace NS] [--report FILE]
-#                         [--soak SECONDS] [--from-phase N] [--gate-retries N]
+#                         [--soak SECONDS] [--from-phase N] [--to-phase N] [--gate-retries N]
 # Environment: DATABASE_URL (backup), PROMETHEUS_URL, ADMIN_API_TOKEN, SLACK_WEBHOOK_URL,
 #   KUBECTL (default kubectl), BACKUP_DIR (default .).
 # Exit codes: 0 deployed; 1 a gate failed and the rollback ran; 2 usage or a failed command;
@@ -27,6 +27,7 @@ namespace=marketplace
 report=""
 soak=60
 from_phase=1
+to_phase=5
 gate_retries=2
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -36,6 +37,7 @@ while [ $# -gt 0 ]; do
         --report) report=${2:?--report needs a value}; shift ;;
         --soak) soak=${2:?--soak needs a value}; shift ;;
         --from-phase) from_phase=${2:?--from-phase needs a value}; shift ;;
+        --to-phase) to_phase=${2:?--to-phase needs a value}; shift ;;
         --gate-retries) gate_retries=${2:?--gate-retries needs a value}; shift ;;
         -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
@@ -45,6 +47,7 @@ done
 case "$soak" in '' | *[!0-9]*) echo "--soak must be a number of seconds" >&2; exit 2 ;; esac
 case "$gate_retries" in '' | *[!0-9]*) echo "--gate-retries must be a number" >&2; exit 2 ;; esac
 case "$from_phase" in [1-5]) ;; *) echo "--from-phase must be 1 to 5" >&2; exit 2 ;; esac
+case "$to_phase" in [1-5]) ;; *) echo "--to-phase must be 1 to 5" >&2; exit 2 ;; esac
 
 kubectl=${KUBECTL:-kubectl}
 prometheus=${PROMETHEUS_URL:-http://prometheus.monitoring.svc.cluster.local:9090}
@@ -112,7 +115,8 @@ metrics_gate() {
         log "gate: inconclusive, no user traffic on green"
         return 2
     fi
-    errors=$(prometheus_value 'sum(rate(unified_attributes_requests_total{version="green",status="5xx"}[2m])) / sum(rate(unified_attributes_requests_total{version="green"}[2m]))') || return 1
+    # No 5xx at all means no 5xx series: read as 0 (else a clean green could never pass).
+    errors=$(prometheus_value '(sum(rate(unified_attributes_requests_total{version="green",status="5xx"}[2m])) or vector(0)) / sum(rate(unified_attributes_requests_total{version="green"}[2m]))') || return 1
     p95=$(prometheus_value 'histogram_quantile(0.95, sum by (le) (rate(unified_attributes_response_time_bucket{version="green"}[2m])))') || return 1
     log "gate: green requests/s=${traffic} error ratio=${errors:-none} p95=${p95:-none}"
     python3 -c 'import math, sys
@@ -296,8 +300,15 @@ phase_5() {
 }
 
 for phase in 1 2 3 4 5; do
-    [ "$phase" -ge "$from_phase" ] || continue
+    if [ "$phase" -lt "$from_phase" ] || [ "$phase" -gt "$to_phase" ]; then
+        continue
+    fi
     "phase_${phase}"
 done
+if [ "$to_phase" -lt 5 ]; then
+    write_report "stopped after phase ${to_phase} as asked"
+    notify "deployment stopped after phase ${to_phase} as asked"
+    exit 0
+fi
 write_report "deployed"
 notify "deployment finished: unified phase, legacy archived"
