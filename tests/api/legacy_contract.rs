@@ -271,6 +271,16 @@ async fn every_v1_answer_has_the_legacy_fields_and_types_from_either_store(backe
         assert_eq!(legacy, unified, "{path}: the stores answer alike");
     }
 
+    // By id as well as by slug; a slug asked twice is answered alike (its id is cached).
+    let by_slug = "/api/v1/marketplace/categories/mobile-phones/variant-attributes?lang=en";
+    let first = app.get(by_slug).await.body;
+    assert_eq!(app.get(by_slug).await.body, first);
+    assert_eq!(
+        app.get("/api/v1/marketplace/categories/1101/variant-attributes?lang=en")
+            .await
+            .body,
+        first
+    );
     app.get("/api/v1/marketplace/categories/no-such-slug/variant-attributes")
         .await
         .assert_error(404, "errors.categoryNotFound");

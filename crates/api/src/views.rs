@@ -30,7 +30,8 @@ impl OptionView {
     }
 }
 
-fn label(text: &LocalizedText, lang: Language, fallback: &str) -> String {
+/// A label in `lang`, else `fallback` (the code or the option value).
+pub(crate) fn label(text: &LocalizedText, lang: Language, fallback: &str) -> String {
     text.get(lang).unwrap_or(fallback).to_owned()
 }
 

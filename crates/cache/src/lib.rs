@@ -341,6 +341,9 @@ impl Generations {
 pub struct AttributeCaches {
     pub responses: BoundedCache<ResponseKey, CachedResponse>,
     pub catalogs: BoundedCache<Store, Arc<Vec<Attribute>>>,
+    /// Category ids by slug (the v1 variant route names categories by slug). Only slugs that
+    /// exist are kept; the categories are the marketplace's, so the TTL is the backstop.
+    pub category_slugs: BoundedCache<String, i64>,
     generations: Arc<Generations>,
 }
 
@@ -360,6 +363,9 @@ impl AttributeCaches {
                 },
                 |_, catalog| u32::try_from(catalog.len().saturating_mul(1024)).unwrap_or(u32::MAX),
             ),
+            category_slugs: BoundedCache::new(settings, |slug, _| {
+                u32::try_from(slug.len() + 64).unwrap_or(u32::MAX)
+            }),
             generations: Arc::new(Generations::new()),
         }
     }
@@ -471,6 +477,7 @@ impl AttributeCaches {
         self.generations.bump_global();
         self.responses.invalidate_all();
         self.catalogs.invalidate_all();
+        self.category_slugs.invalidate_all();
     }
 
     async fn drop_scope(&self, scope: Scope) {

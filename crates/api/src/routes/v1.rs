@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::http_cache::{Freshness, cached, envelope, respond};
 use crate::routes::categories::{self, variant_capable};
 use crate::routes::{ReadContext, parse_id, to_bytes};
-use crate::views::{option_translations, translations};
+use crate::views::{label, option_translations, translations};
 
 type OptionTranslations = BTreeMap<String, BTreeMap<String, String>>;
 
@@ -35,7 +35,7 @@ fn v1_options(options: &[AttributeOption], language: Language) -> Vec<V1Option> 
     options
         .iter()
         .map(|o| V1Option {
-            label: o.label.get(language).unwrap_or(&o.value).to_owned(),
+            label: label(&o.label, language, &o.value),
             value: o.value.clone(),
         })
         .collect()
@@ -85,11 +85,7 @@ fn v1_attributes(schema: &EffectiveSchema, language: Language) -> Vec<V1Attribut
             V1Attribute {
                 id: attribute.id,
                 name: attribute.code.clone(),
-                display_name: attribute
-                    .display_name
-                    .get(language)
-                    .unwrap_or(&attribute.code)
-                    .to_owned(),
+                display_name: label(&attribute.display_name, language, &attribute.code),
                 attribute_type: attribute.attribute_type.as_str().to_owned(),
                 icon: attribute.ui.icon.clone(),
                 options: v1_options(&effective.options, Language::Sr),
@@ -279,11 +275,7 @@ impl V1VariantAttribute {
         Self {
             id: attribute.id,
             name: attribute.code.clone(),
-            display_name: attribute
-                .display_name
-                .get(language)
-                .unwrap_or(&attribute.code)
-                .to_owned(),
+            display_name: label(&attribute.display_name, language, &attribute.code),
             attribute_type: attribute.attribute_type.as_str().to_owned(),
             is_required: attribute.is_required,
             sort_order: attribute.sort_order,
@@ -296,11 +288,7 @@ impl V1VariantAttribute {
                 .zip(0..)
                 .map(|(option, position)| V1VariantValue {
                     value: option.value.clone(),
-                    display_name: option
-                        .label
-                        .get(language)
-                        .unwrap_or(&option.value)
-                        .to_owned(),
+                    display_name: label(&option.label, language, &option.value),
                     color_hex: option.color_hex.clone(),
                     sort_order: position,
                     is_active: true,
@@ -349,14 +337,26 @@ pub async fn category_variant_attributes(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let slug = path.into_inner();
-    let by_slug = state
-        .storage
-        .category_by_slug(&slug)
-        .await
-        .map_err(ApiError::from)?;
-    let category_id = by_slug
-        .or_else(|| slug.parse::<i64>().ok().filter(|id| *id > 0))
-        .ok_or_else(|| ApiError::CategorySlugNotFound(slug.chars().take(80).collect()))?;
+    // One query per slug, not per request: the id is cached (slugs that exist only).
+    let found = state
+        .caches
+        .category_slugs
+        .get_or_try_load(slug.clone(), || async {
+            state
+                .storage
+                .category_by_slug(&slug)
+                .await
+                .map_err(ApiError::from)?
+                .ok_or_else(|| ApiError::CategorySlugNotFound(slug.chars().take(80).collect()))
+        })
+        .await;
+    let category_id = match found {
+        Ok((id, _)) => id,
+        Err(err) => match slug.parse::<i64>().ok().filter(|id| *id > 0) {
+            Some(id) if matches!(*err, ApiError::CategorySlugNotFound(_)) => id,
+            _ => return Err(ApiError::Shared(err).into()),
+        },
+    };
     categories::schema_view(
         &request,
         &state,
@@ -416,14 +416,9 @@ fn v1_listing_value(
     typed: &domain::TypedValue,
     language: Language,
 ) -> V1ListingValue {
-    let label = |value: &str| {
-        attribute
-            .options
-            .iter()
-            .find(|o| o.value == value)
-            .and_then(|o| o.label.get(language))
-            .unwrap_or(value)
-            .to_owned()
+    let option_label = |value: &str| match attribute.options.iter().find(|o| o.value == value) {
+        Some(option) => label(&option.label, language, value),
+        None => value.to_owned(),
     };
     let (mut text_value, mut numeric_value, mut boolean_value, mut json_value) =
         (None, None, None, None);
@@ -434,14 +429,14 @@ fn v1_listing_value(
         }
         Value::Select(choice) | Value::Color(choice) | Value::Size(choice) => {
             text_value = Some(choice.clone());
-            label(choice)
+            option_label(choice)
         }
         Value::Multiselect(choices) => {
             text_value = Some(choices.join(","));
             json_value = Some(typed.value.to_json());
             choices
                 .iter()
-                .map(|c| label(c))
+                .map(|c| option_label(c))
                 .collect::<Vec<_>>()
                 .join(", ")
         }
@@ -466,11 +461,7 @@ fn v1_listing_value(
     V1ListingValue {
         attribute_id: attribute.id,
         attribute_name: attribute.code.clone(),
-        display_name: attribute
-            .display_name
-            .get(language)
-            .unwrap_or(&attribute.code)
-            .to_owned(),
+        display_name: label(&attribute.display_name, language, &attribute.code),
         attribute_type: attribute.attribute_type.as_str().to_owned(),
         text_value,
         numeric_value,
