@@ -262,15 +262,21 @@ impl<B: Backend> Router<B> {
         let mut tx = self.begin_write().await?;
         B::lock_migration_state(&mut tx).await?;
         let seen = B::load_environment(&mut tx).await?;
+        // A restart with the same environment (the usual start) writes nothing.
+        let changed = seen.as_ref() != Some(raw);
         let Some(stored) = B::load_flags(&mut tx).await?.map(|s| s.flags) else {
-            B::save_environment(&mut tx, raw).await?;
+            if changed {
+                B::save_environment(&mut tx, raw).await?;
+            }
             tx.commit().await?;
             return Ok(EnvironmentFlags::InForce);
         };
         // Never seen (a database from before this was recorded): remembered, not applied —
         // an upgrade must not turn a ConfigMap's old values into a change.
         let Some(seen) = seen.filter(|seen| seen != raw) else {
-            B::save_environment(&mut tx, raw).await?;
+            if changed {
+                B::save_environment(&mut tx, raw).await?;
+            }
             tx.commit().await?;
             return Ok(EnvironmentFlags::Unchanged);
         };
