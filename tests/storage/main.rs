@@ -36,6 +36,7 @@ mod archive;
 mod backfill;
 mod model;
 mod real_schema;
+mod round_trips;
 mod safety;
 
 /// Runs each named test against both backends.

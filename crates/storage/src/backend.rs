@@ -24,6 +24,23 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     fn pool(&self) -> &sqlx::Pool<Self::Db>;
 
+    /// A connection for the routed reads (the API's uncached reads): on PostgreSQL from a pool
+    /// that sends nothing when a connection returns (see `read_pool`).
+    type ReadConnection: std::ops::DerefMut<Target = Conn<Self>> + Send;
+
+    fn acquire_read(&self) -> impl Future<Output = Result<Self::ReadConnection>> + Send;
+
+    /// Returns a read connection after `outcome`: one that a failure may have broken is closed.
+    fn release_read<T>(connection: Self::ReadConnection, outcome: &Result<T>);
+
+    /// Read connections open now.
+    fn read_connections(&self) -> u32;
+
+    /// Connections open and idle, of every pool.
+    fn connections(&self) -> (u32, usize) {
+        (self.pool().size(), self.pool().num_idle())
+    }
+
     /// Starts a transaction that will write. (SQLite takes the write lock up front, so a
     /// read-then-write transaction cannot fail to upgrade its lock.)
     fn begin_write(

@@ -16,6 +16,7 @@ pub mod flag_store;
 pub mod invalidation;
 mod legacy;
 mod postgres;
+mod read_pool;
 pub mod resolve;
 mod router;
 mod rows;
@@ -335,10 +336,7 @@ impl Storage {
 
     /// Connections of the pool: (open, idle).
     pub fn pool_connections(&self) -> (u32, usize) {
-        on_router!(self, router => {
-            let pool = router.backend().pool();
-            (pool.size(), pool.num_idle())
-        })
+        on_router!(self, router => router.backend().connections())
     }
 
     /// A listener for other replicas' invalidations (PostgreSQL); `None` on SQLite, which

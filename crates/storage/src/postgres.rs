@@ -17,6 +17,7 @@ use crate::backend::{
 };
 use crate::demo::Dataset;
 use crate::error::{Result, StorageError};
+use crate::read_pool::{ReadConnection, ReadPool};
 use crate::rows::{self, SchemaParts};
 use crate::sql;
 use crate::stats::record_queries;
@@ -214,9 +215,14 @@ mod pg_sql {
          JOIN storefront_products p ON p.id = v.product_id WHERE v.id = $1 FOR UPDATE OF v";
 }
 
+/// The longest wait for a connection of a full pool (the breaker answers at once while the
+/// database refuses connections).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone)]
 pub(crate) struct PgBackend {
     pool: PgPool,
+    reads: ReadPool,
 }
 
 impl PgBackend {
@@ -232,26 +238,36 @@ impl PgBackend {
         ]);
         let pool = PgPoolOptions::new()
             .max_connections(pool.max_connections)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             // A ping before every acquire would double the round trips of a read; a broken
             // connection surfaces as an error on use and is replaced.
             .test_before_acquire(false);
         Ok((connection, pool))
     }
 
-    pub(crate) async fn connect(url: &str, pool: PoolSettings) -> Result<Self> {
-        let (connection, pool) = Self::options(url, pool)?;
+    pub(crate) async fn connect(url: &str, settings: PoolSettings) -> Result<Self> {
+        let (connection, pool) = Self::options(url, settings)?;
         Ok(Self {
+            reads: Self::read_pool(&connection, settings),
             pool: pool.connect_with(connection).await?,
         })
     }
 
-    /// A pool that opens its connections on first use, on the runtime that uses them.
-    pub(crate) fn connect_lazy(url: &str, pool: PoolSettings) -> Result<Self> {
-        let (connection, pool) = Self::options(url, pool)?;
+    /// Pools that open their connections on first use, on the runtime that uses them.
+    pub(crate) fn connect_lazy(url: &str, settings: PoolSettings) -> Result<Self> {
+        let (connection, pool) = Self::options(url, settings)?;
         Ok(Self {
+            reads: Self::read_pool(&connection, settings),
             pool: pool.connect_lazy_with(connection),
         })
+    }
+
+    fn read_pool(connection: &PgConnectOptions, settings: PoolSettings) -> ReadPool {
+        ReadPool::new(
+            connection.clone(),
+            settings.max_connections,
+            ACQUIRE_TIMEOUT,
+        )
     }
 }
 
@@ -262,6 +278,25 @@ impl Backend for PgBackend {
 
     fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    type ReadConnection = ReadConnection;
+
+    async fn acquire_read(&self) -> Result<ReadConnection> {
+        self.reads.acquire().await
+    }
+
+    fn release_read<T>(connection: ReadConnection, outcome: &Result<T>) {
+        ReadPool::discard_if_broken(connection, outcome);
+    }
+
+    fn read_connections(&self) -> u32 {
+        self.reads.size()
+    }
+
+    fn connections(&self) -> (u32, usize) {
+        let (open, idle) = self.reads.connections();
+        (self.pool.size() + open, self.pool.num_idle() + idle)
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {

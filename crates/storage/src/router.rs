@@ -139,6 +139,21 @@ impl<B: Backend> Router<B> {
             .await
     }
 
+    /// Runs `read` on a read connection, behind the same breaker.
+    async fn on_read_connection<T>(
+        &self,
+        read: impl AsyncFnOnce(&mut Conn<B>) -> Result<T>,
+    ) -> Result<T> {
+        let backend = &self.backend;
+        let mut connection = self
+            .breaker
+            .acquire(|| backend.read_connections(), backend.acquire_read())
+            .await?;
+        let outcome = read(&mut connection).await;
+        B::release_read(connection, &outcome);
+        outcome
+    }
+
     /// A write transaction, behind the same breaker.
     pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, B::Db>> {
         let pool = self.backend.pool();
@@ -182,9 +197,10 @@ impl<B: Backend> Router<B> {
         ids: &[i64],
         route: ReadRoute,
     ) -> Result<Read<HashMap<i64, EntityValues>>> {
-        let read = |store| async move {
-            let mut conn = self.acquire().await?;
-            B::listing_values_batch(&mut conn, store, ids).await
+        let read = |store| {
+            self.on_read_connection(async move |conn| {
+                B::listing_values_batch(conn, store, ids).await
+            })
         };
         if route.store == Store::Legacy {
             return Ok(Read {
@@ -205,8 +221,11 @@ impl<B: Backend> Router<B> {
                         served_by: ServedBy::Unified,
                     });
                 }
-                let mut conn = self.acquire().await?;
-                let legacy = B::listing_values_batch(&mut conn, Store::Legacy, &empty).await?;
+                let legacy = self
+                    .on_read_connection(async |conn| {
+                        B::listing_values_batch(conn, Store::Legacy, &empty).await
+                    })
+                    .await?;
                 let mut served_by = ServedBy::Unified;
                 for (id, values) in legacy.into_iter().filter(|(_, v)| !v.is_empty()) {
                     data.insert(id, values);
@@ -231,9 +250,8 @@ impl<B: Backend> Router<B> {
 
     /// Every attribute definition of the routed store.
     pub(crate) async fn catalog(&self, route: ReadRoute) -> Result<Read<Vec<Attribute>>> {
-        self.routed(route, |store| async move {
-            let mut conn = self.acquire().await?;
-            B::catalog(&mut conn, store).await
+        self.routed(route, |store| {
+            self.on_read_connection(async move |conn| B::catalog(conn, store).await)
         })
         .await
     }
@@ -244,16 +262,17 @@ impl<B: Backend> Router<B> {
         category_id: i64,
         route: ReadRoute,
     ) -> Result<Read<Vec<AttributeRange>>> {
-        self.routed(route, |store| async move {
-            let mut conn = self.acquire().await?;
-            let ranges = B::ranges(&mut conn, store, category_id).await?;
-            if ranges.is_empty() && !B::category_exists(&mut conn, category_id).await? {
-                return Err(StorageError::NotFound {
-                    what: "category",
-                    id: category_id,
-                });
-            }
-            Ok(ranges)
+        self.routed(route, |store| {
+            self.on_read_connection(async move |conn| {
+                let ranges = B::ranges(conn, store, category_id).await?;
+                if ranges.is_empty() && !B::category_exists(conn, category_id).await? {
+                    return Err(StorageError::NotFound {
+                        what: "category",
+                        id: category_id,
+                    });
+                }
+                Ok(ranges)
+            })
         })
         .await
     }
@@ -261,8 +280,8 @@ impl<B: Backend> Router<B> {
     /// The id of the category with this slug (the categories belong to the marketplace: both
     /// stores share them).
     pub(crate) async fn category_by_slug(&self, slug: &str) -> Result<Option<i64>> {
-        let mut conn = self.acquire().await?;
-        B::category_by_slug(&mut conn, slug).await
+        self.on_read_connection(async |conn| B::category_by_slug(conn, slug).await)
+            .await
     }
 
     pub(crate) async fn archived(&self) -> Result<bool> {
@@ -303,8 +322,9 @@ impl<B: Backend> Router<B> {
     }
 
     async fn schema_in(&self, store: Store, category_id: i64) -> Result<EffectiveSchema> {
-        let mut conn = self.acquire().await?;
-        let parts = schema_parts::<B>(&mut conn, store, category_id).await?;
+        let parts = self
+            .on_read_connection(async |conn| schema_parts::<B>(conn, store, category_id).await)
+            .await?;
         if parts.chain.is_empty() {
             return Err(StorageError::NotFound {
                 what: "category",
@@ -319,11 +339,12 @@ impl<B: Backend> Router<B> {
     }
 
     async fn values_in(&self, store: Store, entity: EntityRef) -> Result<EntityValues> {
-        let mut conn = self.acquire().await?;
-        let values = match store {
-            Store::Legacy => B::legacy_values(&mut conn, entity).await?,
-            Store::Unified => B::unified_values(&mut conn, entity).await?,
-        };
+        let values = self
+            .on_read_connection(async |conn| match store {
+                Store::Legacy => B::legacy_values(conn, entity).await,
+                Store::Unified => B::unified_values(conn, entity).await,
+            })
+            .await?;
         values.ok_or(StorageError::NotFound {
             what: entity.kind.as_str(),
             id: entity.id,

@@ -238,6 +238,19 @@ impl Backend for SqliteBackend {
         &self.pool
     }
 
+    // SQLite's "ping" on release is in-process: its pool serves reads too.
+    type ReadConnection = sqlx::pool::PoolConnection<Sqlite>;
+
+    async fn acquire_read(&self) -> Result<Self::ReadConnection> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    fn release_read<T>(_connection: Self::ReadConnection, _outcome: &Result<T>) {}
+
+    fn read_connections(&self) -> u32 {
+        self.pool.size()
+    }
+
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
