@@ -387,7 +387,7 @@ impl Metrics {
             .scrape
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.mirror_cache("responses", caches.responses.stats());
+        self.mirror_cache("responses", caches.response_stats());
         self.mirror_cache("catalog", caches.catalogs.stats());
         advance(&self.db_queries, storage::queries_executed());
         let (open, idle) = pools

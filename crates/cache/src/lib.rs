@@ -17,6 +17,10 @@ use flags::Store;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 
+mod pages;
+use pages::EntityPages;
+pub use pages::PAGE;
+
 /// Limits of one cache.
 #[derive(Debug, Clone, Copy)]
 pub struct CacheSettings {
@@ -339,7 +343,11 @@ impl Generations {
 /// Every cache of the service.
 #[derive(Debug, Clone)]
 pub struct AttributeCaches {
+    /// Responses about categories (schemas, ranges), one entry each.
     pub responses: BoundedCache<ResponseKey, CachedResponse>,
+    /// Responses about entities (values), packed by page: the hot set of a marketplace's
+    /// listings is far larger than its categories.
+    entities: EntityPages,
     pub catalogs: BoundedCache<Store, Arc<Vec<Attribute>>>,
     /// Category ids by slug (the v1 variant route names categories by slug). Only slugs that
     /// exist are kept; the categories are the marketplace's, so the TTL is the backstop.
@@ -348,11 +356,24 @@ pub struct AttributeCaches {
 }
 
 impl AttributeCaches {
+    /// `settings.max_bytes` bounds the responses: an eighth for categories, the rest for
+    /// entities.
     pub fn new(settings: CacheSettings) -> Self {
+        let categories = settings.max_bytes / 8;
         Self {
             // Weight = body bytes plus the measured cost of an entry: the bound is memory.
-            responses: BoundedCache::new(settings, |_, response| {
-                u32::try_from(response.body.len() + RESPONSE_ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+            responses: BoundedCache::new(
+                CacheSettings {
+                    max_bytes: categories,
+                    ..settings
+                },
+                |_, response| {
+                    u32::try_from(response.body.len() + RESPONSE_ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+                },
+            ),
+            entities: EntityPages::new(CacheSettings {
+                max_bytes: settings.max_bytes - categories,
+                ..settings
             }),
             // The catalog stays cached even with the response cache off: every value read
             // from legacy consults it, and it is small and invalidated exactly.
@@ -384,6 +405,19 @@ impl AttributeCaches {
         E: Send + Sync + 'static,
     {
         let before = self.generations.current(Some(&key.scope));
+        if matches!(key.scope, Scope::Entity(..)) {
+            // Not single-flight: concurrent misses of one entity each load it (a load is one
+            // indexed query), rather than wait behind a lock on a page of sixteen.
+            if let Some(response) = self.entities.get(&key).await {
+                return Ok((response, Lookup::Hit));
+            }
+            let response = load().await.map_err(Arc::new)?;
+            self.entities.insert(&key, &response).await;
+            if self.generations.current(Some(&key.scope)) != before {
+                self.entities.remove(&key).await;
+            }
+            return Ok((response, Lookup::Miss));
+        }
         let (response, lookup) = self.responses.get_or_try_load(key, load).await?;
         if lookup == Lookup::Miss && self.generations.current(Some(&key.scope)) != before {
             self.responses.invalidate(&key).await;
@@ -399,9 +433,43 @@ impl AttributeCaches {
         response: CachedResponse,
         generation: (u64, u64),
     ) {
-        self.responses.insert(key, response).await;
+        if matches!(key.scope, Scope::Entity(..)) {
+            self.entities.insert(&key, &response).await;
+        } else {
+            self.responses.insert(key, response).await;
+        }
         if self.generations.current(Some(&key.scope)) != generation {
-            self.responses.invalidate(&key).await;
+            self.forget(&key).await;
+        }
+    }
+
+    /// A cached response, counting a hit or a miss (batch reads, which load many at once).
+    pub async fn cached(&self, key: &ResponseKey) -> Option<CachedResponse> {
+        if matches!(key.scope, Scope::Entity(..)) {
+            self.entities.get(key).await
+        } else {
+            self.responses.get(key).await
+        }
+    }
+
+    async fn forget(&self, key: &ResponseKey) {
+        if matches!(key.scope, Scope::Entity(..)) {
+            self.entities.remove(key).await;
+        } else {
+            self.responses.invalidate(key).await;
+        }
+    }
+
+    /// Hits, misses and size of all cached responses (categories and entities): what the
+    /// response cache's metrics report. Entries count entities, not pages.
+    pub fn response_stats(&self) -> StatsSnapshot {
+        let (categories, entities) = (self.responses.stats(), self.entities.stats());
+        StatsSnapshot {
+            hits: categories.hits + entities.hits,
+            misses: categories.misses + entities.misses,
+            evictions: categories.evictions + entities.evictions,
+            entries: categories.entries + entities.entries,
+            weighted_size: categories.weighted_size + entities.weighted_size,
         }
     }
 
@@ -451,18 +519,18 @@ impl AttributeCaches {
                 // Variant attributes include axes bound to no category, and v1 listing values
                 // carry their definitions: both come from the catalog.
                 self.responses.invalidate_if(|key| key.view.uses_catalog());
+                self.entities.invalidate_if(|key| key.view.uses_catalog());
             }
             Invalidation::EntityRange { kind, first, last } => {
                 self.generations.bump_global();
-                let (kind, range) = (*kind, *first..=*last);
-                self.responses.invalidate_if(move |key| {
-                    matches!(key.scope, Scope::Entity(k, id) if k == kind && range.contains(&id))
-                });
+                let (kind, first, last) = (*kind, *first, *last);
+                // Whole pages: their neighbours outside the range are loaded again.
+                self.entities
+                    .invalidate_if(move |key| key.kind == kind && key.overlaps(first, last));
             }
             Invalidation::AllValues => {
                 self.generations.bump_global();
-                self.responses
-                    .invalidate_if(|key| matches!(key.scope, Scope::Entity(..)));
+                self.entities.invalidate_all();
             }
             Invalidation::AllRanges => {
                 self.generations.bump_global();
@@ -476,6 +544,7 @@ impl AttributeCaches {
     pub fn flush(&self) {
         self.generations.bump_global();
         self.responses.invalidate_all();
+        self.entities.invalidate_all();
         self.catalogs.invalidate_all();
         self.category_slugs.invalidate_all();
     }
@@ -491,14 +560,13 @@ impl AttributeCaches {
         for view in View::of(scope) {
             for store in [Store::Legacy, Store::Unified] {
                 for language in languages {
-                    self.responses
-                        .invalidate(&ResponseKey {
-                            scope,
-                            view: *view,
-                            store,
-                            language,
-                        })
-                        .await;
+                    self.forget(&ResponseKey {
+                        scope,
+                        view: *view,
+                        store,
+                        language,
+                    })
+                    .await;
                 }
             }
         }
@@ -529,7 +597,16 @@ mod tests {
     }
 
     async fn cached(caches: &AttributeCaches, key: ResponseKey) -> bool {
-        caches.responses.inner.get(&key).await.is_some()
+        match key.scope {
+            Scope::Entity(..) => caches.entities.peek(&key).await.is_some(),
+            _ => caches.responses.inner.get(&key).await.is_some(),
+        }
+    }
+
+    async fn put(caches: &AttributeCaches, key: ResponseKey, response: CachedResponse) {
+        caches
+            .store_response(key, response, caches.generation(&key.scope))
+            .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -580,7 +657,7 @@ mod tests {
         let other = key(Scope::Category(1301), View::Attributes, Some(Language::En));
         let entity = key(Scope::Entity(EntityKind::Listing, 6), View::Values, None);
         for k in mine.iter().chain([&other, &entity]) {
-            caches.responses.insert(*k, response("x")).await;
+            put(&caches, *k, response("x")).await;
         }
         caches
             .apply(&Invalidation::Categories { ids: vec![1311] })
@@ -616,7 +693,7 @@ mod tests {
             key(Scope::Category(1101), View::Attributes, Some(Language::Sr)),
         ];
         for k in with_catalog.iter().chain(&without) {
-            caches.responses.insert(*k, response("x")).await;
+            put(&caches, *k, response("x")).await;
         }
         caches.apply(&Invalidation::Catalog).await;
         for k in with_catalog {
@@ -634,7 +711,7 @@ mod tests {
         let seven = key(Scope::Entity(EntityKind::Listing, 7), View::Values, None);
         let product_six = key(Scope::Entity(EntityKind::Product, 6), View::Values, None);
         for k in [six, seven, product_six] {
-            caches.responses.insert(k, response("x")).await;
+            put(&caches, k, response("x")).await;
         }
         caches
             .apply(&Invalidation::Entity {
@@ -683,7 +760,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_range_invalidation_drops_that_kind_in_that_range_only() {
+    async fn a_range_invalidation_drops_the_pages_of_that_kind_in_that_range_only() {
         let caches = AttributeCaches::new(CacheSettings::default());
         let listing = |id| key(Scope::Entity(EntityKind::Listing, id), View::Values, None);
         let product = key(Scope::Entity(EntityKind::Product, 15), View::Values, None);
@@ -692,11 +769,12 @@ mod tests {
             listing(9),
             listing(10),
             listing(20),
-            listing(21),
+            listing(47),
+            listing(48),
             product,
             category,
         ] {
-            caches.responses.insert(k, response("x")).await;
+            put(&caches, k, response("x")).await;
         }
         caches
             .apply(&Invalidation::EntityRange {
@@ -705,17 +783,78 @@ mod tests {
                 last: 20,
             })
             .await;
-        caches.responses.inner.run_pending_tasks().await;
+        caches.entities.run_pending_tasks().await;
         for (k, kept) in [
-            (listing(9), true),
+            // Pages are dropped whole: 9 shares the page of 10 (ids 0–15).
+            (listing(9), false),
             (listing(10), false),
             (listing(20), false),
-            (listing(21), true),
+            (listing(47), true),
+            (listing(48), true),
             (product, true),
             (category, true),
         ] {
             assert_eq!(cached(&caches, k).await, kept, "{k:?}");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_insertions_into_one_page_all_land_and_removals_are_exact() {
+        let caches = AttributeCaches::new(CacheSettings::default());
+        let listing = |id| key(Scope::Entity(EntityKind::Listing, id), View::Values, None);
+        let mut insertions = tokio::task::JoinSet::new();
+        for id in 0..PAGE {
+            let caches = caches.clone();
+            insertions.spawn(async move {
+                put(&caches, listing(id), response(&format!("listing {id}"))).await;
+            });
+        }
+        insertions.join_all().await;
+        for id in 0..PAGE {
+            let found = caches.entities.peek(&listing(id)).await.expect("cached");
+            assert_eq!(found.body, format!("listing {id}").as_bytes());
+            assert_eq!(found.fingerprint, Fingerprint::of(&found.body));
+        }
+        caches.entities.run_pending_tasks().await;
+        assert_eq!(caches.response_stats().entries, PAGE as u64);
+        caches
+            .apply(&Invalidation::Entity {
+                kind: EntityKind::Listing,
+                id: 3,
+            })
+            .await;
+        caches.entities.run_pending_tasks().await;
+        assert!(!cached(&caches, listing(3)).await);
+        assert!(cached(&caches, listing(2)).await && cached(&caches, listing(4)).await);
+        assert_eq!(caches.response_stats().entries, PAGE as u64 - 1);
+    }
+
+    #[tokio::test]
+    async fn the_byte_bound_holds_for_entities_and_a_page_shares_one_entry_overhead() {
+        let max_bytes = 80_000;
+        let caches = AttributeCaches::new(CacheSettings {
+            max_bytes,
+            ..CacheSettings::default()
+        });
+        let body = "x".repeat(400);
+        for id in 0..2_000 {
+            put(
+                &caches,
+                key(Scope::Entity(EntityKind::Listing, id), View::Values, None),
+                response(&body),
+            )
+            .await;
+        }
+        caches.entities.run_pending_tasks().await;
+        let stats = caches.entities.stats();
+        assert!(stats.weighted_size <= max_bytes, "{stats:?}");
+        assert!(stats.evictions > 0, "{stats:?}");
+        // Full pages: an entity costs its body and a slot, plus a sixteenth of an entry.
+        let per_entity = stats.weighted_size / stats.entries;
+        assert!(
+            per_entity < (400 + RESPONSE_ENTRY_OVERHEAD as u64) / 2,
+            "{per_entity} bytes per entity: {stats:?}"
+        );
     }
 
     #[tokio::test]
@@ -746,7 +885,7 @@ mod tests {
             caches
                 .responses
                 .insert(
-                    key(Scope::Entity(EntityKind::Listing, id), View::Values, None),
+                    key(Scope::Category(id), View::Attributes, None),
                     response(&"x".repeat(500)),
                 )
                 .await;

@@ -229,8 +229,7 @@ pub async fn batch(
     for &id in &ids {
         let cached_fragment = state
             .caches
-            .responses
-            .get(&key(EntityRef::listing(id), &context))
+            .cached(&key(EntityRef::listing(id), &context))
             .await;
         if cached_fragment.is_none() {
             missing.push((
