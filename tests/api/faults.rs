@@ -225,6 +225,80 @@ async fn beyond_its_bound_of_requests_in_flight_a_worker_sheds_at_once() {
 
 /// A client that sends a write's head and then trickles its body is answered 408 when the
 /// body deadline passes, and nothing is written; the worker is free again.
+/// With every read connection busy and enough reads queued for one, the next uncached read
+/// is answered 503 with `Retry-After` at once and counted; the queued reads are served when
+/// the database frees up.
+#[actix_web::test]
+async fn beyond_its_bound_of_queued_reads_a_worker_refuses_at_once() {
+    let db = TestDb::fresh(Backend::Postgres).await;
+    let mut settings = settings_for(&db, &[]);
+    settings.database.max_connections = 1;
+    settings.database.lock_timeout_ms = 60_000;
+    let app = TestApp {
+        address: start(&settings).await,
+        db,
+        client: awc::Client::default(),
+    };
+    let listing = |id: i64| format!("/api/v2/marketplace/listings/{id}/attributes");
+    assert_eq!(
+        app.get(&listing(1)).await.status,
+        200,
+        "the catalog is cached"
+    );
+    let holder = sqlx::PgPool::connect(&app.db.url).await.expect("holder");
+    let mut held = holder.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE listing_attribute_values IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *held)
+        .await
+        .expect("lock");
+    // One read holds the one connection (blocked on the lock), four wait for it.
+    let mut reads = Vec::new();
+    for id in 2..=6 {
+        let (client, url) = (
+            app.client.clone(),
+            format!("{}{}", app.address, listing(id)),
+        );
+        reads.push(actix_web::rt::spawn(async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .expect("answered")
+                .status()
+                .as_u16()
+        }));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let waiting = "SELECT COUNT(*) FROM pg_stat_activity
+        WHERE wait_event_type = 'Lock' AND datname = current_database()";
+    let mut blocked = 0;
+    for _ in 0..200 {
+        blocked = sqlx::query_scalar::<_, i64>(waiting)
+            .fetch_one(&holder)
+            .await
+            .expect("activity");
+        if blocked == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(blocked, 1, "one read waits on the lock");
+
+    let refused = app.get(&listing(7)).await;
+    refused.assert_error(503, "errors.overloaded");
+    assert_eq!(refused.header("Retry-After"), Some("1"));
+    assert_eq!(
+        app.metric("unified_attributes_db_reads_refused_total")
+            .await,
+        1.0
+    );
+    held.rollback().await.expect("release");
+    for read in reads {
+        assert_eq!(read.await.expect("joined"), 200, "a queued read is served");
+    }
+    assert_eq!(app.get(&listing(7)).await.status, 200);
+}
+
 #[actix_web::test]
 async fn a_client_trickling_a_body_is_cut_off_and_nothing_is_written() {
     use std::time::Duration;

@@ -108,6 +108,7 @@ impl From<StorageError> for ApiError {
             StorageError::Conflict(message) => ApiError::Conflict(message),
             StorageError::Forbidden(message) => ApiError::Forbidden(message),
             StorageError::Guardrail(violation) => ApiError::Guardrail(violation),
+            StorageError::Saturated => ApiError::Overloaded,
             ref transient if transient.is_transient() => ApiError::StorageUnavailable(err),
             ref unique if unique.is_unique_violation() => {
                 ApiError::Conflict("another record already has this key".into())

@@ -38,6 +38,7 @@ pub struct Metrics {
     fallbacks: IntCounterVec,
     writes: IntCounterVec,
     db_queries: IntCounter,
+    reads_refused: IntCounter,
     db_pool: IntGaugeVec,
     flag: IntGaugeVec,
     rollout_percent: IntGauge,
@@ -186,6 +187,11 @@ impl Metrics {
                 "unified_attributes_writes_total",
                 "Writes by mode (legacy_only, dual, unified_only) and result (committed, refused, failed).",
                 &["mode", "result"],
+            ),
+            reads_refused: counter(
+                &registry,
+                "unified_attributes_db_reads_refused_total",
+                "Reads refused at once (503) because every read connection was busy and enough reads waited for one.",
             ),
             db_queries: counter(
                 &registry,
@@ -390,6 +396,7 @@ impl Metrics {
         self.mirror_cache("responses", caches.response_stats());
         self.mirror_cache("catalog", caches.catalogs.stats());
         advance(&self.db_queries, storage::queries_executed());
+        advance(&self.reads_refused, storage::reads_refused());
         let (open, idle) = pools
             .iter()
             .map(Storage::pool_connections)

@@ -34,6 +34,9 @@ pub enum StorageError {
          the marketplace's tables: add them in the marketplace's own schema migrations"
     )]
     LegacySchema(String),
+    /// Every read connection is busy and enough reads wait for one: refused at once.
+    #[error("every database connection is busy")]
+    Saturated,
     /// The database refused connections a moment ago: failing at once until it answers again.
     #[error("the database cannot be reached")]
     DatabaseUnreachable,
@@ -51,7 +54,9 @@ impl StorageError {
     /// Retry-After, never 500. Nothing was written.
     pub fn is_transient(&self) -> bool {
         match self {
-            StorageError::StaleWriteMode { .. } | StorageError::DatabaseUnreachable => true,
+            StorageError::StaleWriteMode { .. }
+            | StorageError::DatabaseUnreachable
+            | StorageError::Saturated => true,
             StorageError::Database(err)
             | StorageError::Migration(
                 sqlx::migrate::MigrateError::Execute(err)

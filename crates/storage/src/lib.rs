@@ -44,7 +44,7 @@ pub use router::{
     FallbackReason, Read, ReadRoute, ServedBy, ValueWriter, ValuesChange, Written, phase_name,
 };
 pub use rows::{AttributeRange, VARIANT_AXIS_ID_OFFSET};
-pub use stats::queries_executed;
+pub use stats::{queries_executed, reads_refused};
 
 use backend::Backend;
 use postgres::PgBackend;
