@@ -251,9 +251,9 @@ async fn beyond_its_bound_of_queued_reads_a_worker_refuses_at_once() {
         .execute(&mut *held)
         .await
         .expect("lock");
-    // One read holds the one connection (blocked on the lock), four wait for it.
+    // One read holds the one connection (blocked on the lock), two wait for it.
     let mut reads = Vec::new();
-    for id in 2..=6 {
+    for id in 2..=4 {
         let (client, url) = (
             app.client.clone(),
             format!("{}{}", app.address, listing(id)),

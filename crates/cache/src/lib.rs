@@ -407,7 +407,7 @@ impl AttributeCaches {
         let before = self.generations.current(Some(&key.scope));
         if matches!(key.scope, Scope::Entity(..)) {
             // Not single-flight: concurrent misses of one entity each load it (a load is one
-            // indexed query), rather than wait behind a lock on a page of sixteen.
+            // indexed query), rather than wait behind a lock on a whole page.
             if let Some(response) = self.entities.get(&key).await {
                 return Ok((response, Lookup::Hit));
             }
@@ -803,16 +803,22 @@ mod tests {
         let caches = AttributeCaches::new(CacheSettings::default());
         let listing = |id| key(Scope::Entity(EntityKind::Listing, id), View::Values, None);
         let mut insertions = tokio::task::JoinSet::new();
+        let body = |id: i64| {
+            format!(
+                r#"{{"entity_type":"listing","entity_id":{id},"values":[{{"code":"year","value":{}}},{{"code":"city","value":"Novi Sad"}}]}}"#,
+                2000 + id
+            )
+        };
         for id in 0..PAGE {
             let caches = caches.clone();
             insertions.spawn(async move {
-                put(&caches, listing(id), response(&format!("listing {id}"))).await;
+                put(&caches, listing(id), response(&body(id))).await;
             });
         }
         insertions.join_all().await;
         for id in 0..PAGE {
             let found = caches.entities.peek(&listing(id)).await.expect("cached");
-            assert_eq!(found.body, format!("listing {id}").as_bytes());
+            assert_eq!(found.body, body(id).as_bytes());
             assert_eq!(found.fingerprint, Fingerprint::of(&found.body));
         }
         caches.entities.run_pending_tasks().await;
@@ -827,6 +833,19 @@ mod tests {
         assert!(!cached(&caches, listing(3)).await);
         assert!(cached(&caches, listing(2)).await && cached(&caches, listing(4)).await);
         assert_eq!(caches.response_stats().entries, PAGE as u64 - 1);
+        // Whichever body the others are compressed against, removing it keeps them all whole.
+        for gone in (0..PAGE).filter(|id| id % 2 == 0) {
+            caches
+                .apply(&Invalidation::Entity {
+                    kind: EntityKind::Listing,
+                    id: gone,
+                })
+                .await;
+            for id in (0..PAGE).filter(|id| *id > gone && *id != 3) {
+                let found = caches.entities.peek(&listing(id)).await.expect("kept");
+                assert_eq!(found.body, body(id).as_bytes(), "after {gone} left");
+            }
+        }
     }
 
     #[tokio::test]
@@ -849,7 +868,7 @@ mod tests {
         let stats = caches.entities.stats();
         assert!(stats.weighted_size <= max_bytes, "{stats:?}");
         assert!(stats.evictions > 0, "{stats:?}");
-        // Full pages: an entity costs its body and a slot, plus a sixteenth of an entry.
+        // Full pages: an entity costs its compressed body and a slot, plus a share of an entry.
         let per_entity = stats.weighted_size / stats.entries;
         assert!(
             per_entity < (400 + RESPONSE_ENTRY_OVERHEAD as u64) / 2,

@@ -49,10 +49,10 @@ impl managed::Manager for Connector {
 }
 
 /// Reads that may wait for a connection, per connection of a full pool. Beyond, a read is
-/// refused at once ([`StorageError::Saturated`], 503): at about 100 µs a statement, four
-/// waits a connection cost a few milliseconds, and a longer queue only adds latency to
-/// every read it holds while the database is already at its limit.
-const QUEUED_READS_PER_CONNECTION: usize = 4;
+/// refused at once ([`StorageError::Saturated`], 503): at about 100 µs a statement, two
+/// waits a connection cost a fraction of a millisecond while the database keeps up; a longer
+/// queue only adds latency to every read it holds once the database is at its limit.
+const QUEUED_READS_PER_CONNECTION: usize = 2;
 
 /// Read connections, opened on first use and kept.
 #[derive(Debug, Clone)]
