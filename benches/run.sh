@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Every figure of benches/README.md from one command: the criterion benchmarks of the hot
+# paths, the load benchmark and the backfill benchmark, each figure next to its ceiling
+# measured in the same run. Writes target/bench/report.md. Loopback only; each part stops by
+# itself. Needs PostgreSQL on 127.0.0.1:5432, wrk, hey, pgbench, psql and GNU time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=target/bench
+mkdir -p "$OUT"
+
+printf '\n== criterion: hot paths\n' >&2
+cargo bench --bench hot_paths -- --noplot 2>/dev/null | tee "$OUT/criterion.txt" >&2
+python3 - "$OUT/criterion.txt" >"$OUT/criterion.md" <<'PY'
+import re, sys
+rows, name = [], None
+for line in open(sys.argv[1]):
+    if m := re.match(r"^(\S+)\s+time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", line):
+        rows.append((m.group(1), m.group(2)))
+    elif m := re.match(r"^(\S+)$", line.strip()):
+        name = m.group(1)
+    elif name and (m := re.match(r"^\s+time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", line)):
+        rows.append((name, m.group(1)))
+print("| function | time (median estimate) |\n|---|---|")
+for function, time in rows:
+    print(f"| `{function}` | {time} |")
+PY
+
+benches/load/run.sh
+benches/backfill/run.sh
+
+{
+    printf '## Load (benches/load/run.sh)\n\n'
+    cat "$OUT/load.md"
+    printf '\n## Backfill (benches/backfill/run.sh)\n\n'
+    cat "$OUT/backfill.md"
+    printf '\n## Criterion (cargo bench --bench hot_paths)\n\n'
+    cat "$OUT/criterion.md"
+} >"$OUT/report.md"
+printf '\n== report: %s\n' "$OUT/report.md" >&2
+cat "$OUT/report.md"
