@@ -51,6 +51,19 @@ pub struct CacheStats {
     evictions: AtomicU64,
 }
 
+impl CacheStats {
+    /// Counts a lookup: a hit when it found something.
+    fn count<T>(&self, found: Option<T>) -> Option<T> {
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+}
+
 /// A copy of the counters and the current size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatsSnapshot {
@@ -153,13 +166,7 @@ where
         } else {
             None
         };
-        let counter = if found.is_some() {
-            &self.stats.hits
-        } else {
-            &self.stats.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        found
+        self.stats.count(found)
     }
 
     pub async fn insert(&self, key: K, value: V) {

@@ -275,13 +275,7 @@ impl EntityPages {
             }
             _ => None,
         };
-        let counter = if found.is_some() {
-            &self.stats.hits
-        } else {
-            &self.stats.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        found
+        self.stats.count(found)
     }
 
     pub(crate) async fn insert(&self, key: &ResponseKey, response: &CachedResponse) {
