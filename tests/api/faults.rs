@@ -183,20 +183,11 @@ async fn beyond_its_bound_of_requests_in_flight_a_worker_sheds_at_once() {
                 .as_u16()
         }));
     }
-    let waiting = "SELECT COUNT(*) FROM pg_stat_activity
-        WHERE wait_event_type = 'Lock' AND datname = current_database()";
-    let mut blocked = 0;
-    for _ in 0..200 {
-        blocked = sqlx::query_scalar::<_, i64>(waiting)
-            .fetch_one(&holder)
-            .await
-            .expect("activity");
-        if blocked == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert_eq!(blocked, 2, "both writes wait on the lock");
+    assert_eq!(
+        sessions_waiting_on_a_lock(&holder, 2).await,
+        2,
+        "both writes wait on the lock"
+    );
 
     let shed = app
         .get("/api/v2/marketplace/categories/1311/attributes")
@@ -269,20 +260,11 @@ async fn beyond_its_bound_of_queued_reads_a_worker_refuses_at_once() {
         }));
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let waiting = "SELECT COUNT(*) FROM pg_stat_activity
-        WHERE wait_event_type = 'Lock' AND datname = current_database()";
-    let mut blocked = 0;
-    for _ in 0..200 {
-        blocked = sqlx::query_scalar::<_, i64>(waiting)
-            .fetch_one(&holder)
-            .await
-            .expect("activity");
-        if blocked == 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert_eq!(blocked, 1, "one read waits on the lock");
+    assert_eq!(
+        sessions_waiting_on_a_lock(&holder, 1).await,
+        1,
+        "one read waits on the lock"
+    );
 
     let refused = app.get(&listing(7)).await;
     refused.assert_error(503, "errors.overloaded");
@@ -360,4 +342,22 @@ async fn a_client_trickling_a_body_is_cut_off_and_nothing_is_written() {
         body.len()
     );
     assert_eq!(app.listing_values(6).await, before, "nothing was written");
+}
+
+/// Sessions of the database waiting on a lock, polled (5 s at most) until there are `expected`.
+async fn sessions_waiting_on_a_lock(pool: &sqlx::PgPool, expected: i64) -> i64 {
+    let waiting = "SELECT COUNT(*) FROM pg_stat_activity
+        WHERE wait_event_type = 'Lock' AND datname = current_database()";
+    let mut blocked = 0;
+    for _ in 0..200 {
+        blocked = sqlx::query_scalar::<_, i64>(waiting)
+            .fetch_one(pool)
+            .await
+            .expect("activity");
+        if blocked == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    blocked
 }
