@@ -101,6 +101,138 @@ pub struct BackfillArgs {
     /// added to resolve them); the checkpoints are left as they are.
     #[arg(long, conflicts_with = "restart")]
     retry_quarantine: bool,
+    #[command(flatten)]
+    limits: ThrottleLimits,
+}
+
+/// Throttle limits given when an operation starts; stored, so `throttle` can change them
+/// while it runs.
+#[derive(Debug, Args)]
+pub struct ThrottleLimits {
+    /// Wait before a batch while a read replica's replay lag exceeds this (DATABASE_READ_URL).
+    #[arg(long)]
+    max_lag_ms: Option<i64>,
+    /// Wait before a batch while the primary runs more statements than this at once.
+    #[arg(long)]
+    max_load: Option<i64>,
+}
+
+/// `throttle`: shows an operation's throttle; changes it first when told to.
+#[derive(Debug, Args)]
+pub struct ThrottleArgs {
+    /// `backfill` or `sync-legacy`.
+    #[arg(default_value = "backfill")]
+    operation: storage::throttle::Operation,
+    /// Hold the operation before its next batch until `--resume`.
+    #[arg(long, conflicts_with = "resume")]
+    pause: bool,
+    #[arg(long)]
+    resume: bool,
+    #[command(flatten)]
+    limits: ThrottleLimits,
+    /// Remove the replay lag limit.
+    #[arg(long, conflicts_with = "max_lag_ms")]
+    no_max_lag: bool,
+    /// Remove the load limit.
+    #[arg(long, conflicts_with = "max_load")]
+    no_max_load: bool,
+    /// Who changes it, for the record.
+    #[arg(long, default_value = "cli")]
+    actor: String,
+}
+
+impl ThrottleLimits {
+    fn change(&self) -> anyhow::Result<storage::throttle::ThrottleChange> {
+        for (name, limit) in [
+            ("--max-lag-ms", self.max_lag_ms),
+            ("--max-load", self.max_load),
+        ] {
+            if limit.is_some_and(|limit| limit < 1) {
+                bail!("{name} must be at least 1");
+            }
+        }
+        Ok(storage::throttle::ThrottleChange {
+            paused: None,
+            max_lag_ms: self.max_lag_ms.map(Some),
+            max_load: self.max_load.map(Some),
+        })
+    }
+}
+
+/// Shows (after changing, if told) the throttle of a bulk operation.
+pub async fn throttle(
+    settings: &Settings,
+    output: Output,
+    args: &ThrottleArgs,
+) -> anyhow::Result<()> {
+    let mut change = args.limits.change()?;
+    if args.pause || args.resume {
+        change.paused = Some(args.pause);
+    }
+    if args.no_max_lag {
+        change.max_lag_ms = Some(None);
+    }
+    if args.no_max_load {
+        change.max_load = Some(None);
+    }
+    let storage = connect_migrated(settings).await?;
+    let throttle = if change == storage::throttle::ThrottleChange::default() {
+        storage.throttle(args.operation).await?
+    } else {
+        storage
+            .change_throttle(args.operation, change, &args.actor)
+            .await?
+    };
+    output.report(&throttle, |t| {
+        let limit = |value: Option<i64>, unit: &str| {
+            value.map_or_else(|| "none".to_owned(), |v| format!("{v}{unit}"))
+        };
+        format!(
+            "{}: {}; max lag {}, max load {}{}{}",
+            args.operation.as_str().replace('_', "-"),
+            if t.paused { "paused" } else { "not paused" },
+            limit(t.max_lag_ms, " ms"),
+            limit(t.max_load, " active backends"),
+            if t.updated_by.is_empty() {
+                String::new()
+            } else {
+                format!(" (set by {})", t.updated_by)
+            },
+            t.throttled.as_ref().map_or_else(String::new, |why| format!(
+                "\nthe running operation waits: {why}"
+            )),
+        )
+    })
+}
+
+/// Stores the limits an operation was started with, and says when it starts paused.
+async fn start_throttle<'a>(
+    storage: &'a Storage,
+    operation: storage::throttle::Operation,
+    limits: &ThrottleLimits,
+) -> anyhow::Result<crate::throttle::Throttler<'a>> {
+    let change = limits.change()?;
+    let throttle = if change == storage::throttle::ThrottleChange::default() {
+        storage.throttle(operation).await?
+    } else {
+        storage
+            .change_throttle(operation, change, operation.as_str())
+            .await?
+    };
+    if throttle.max_lag_ms.is_some() && storage.replicas().is_empty() {
+        note(
+            "--max-lag-ms is set but no read replica is configured (DATABASE_READ_URL): it has nothing to measure",
+        );
+    }
+    if throttle.paused {
+        note(&format!(
+            "{} is paused (by {}): it waits until `throttle {} --resume`",
+            operation.as_str(),
+            throttle.updated_by,
+            operation.as_str().replace('_', "-")
+        ));
+    }
+    Ok(crate::throttle::Throttler::new(storage, operation))
 }
 
 #[derive(Debug, Args)]
@@ -188,18 +320,24 @@ pub struct SyncArgs {
     /// Report per entity kind what the sync would insert, update and delete, and change nothing.
     #[arg(long)]
     dry_run: bool,
+    #[command(flatten)]
+    limits: ThrottleLimits,
 }
 
 async fn connect(settings: &Settings) -> anyhow::Result<Storage> {
     let url = settings.database.url();
-    Storage::connect(&url, settings.database.pool())
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the database ({})",
-                url.split('@').next_back().unwrap_or(&url)
-            )
-        })
+    Storage::connect_with(
+        &url,
+        settings.database.pool(),
+        &settings.database.topology(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot open the database ({})",
+            url.split('@').next_back().unwrap_or(&url)
+        )
+    })
 }
 
 /// Connects and brings the schema up to date, as every data command needs.
@@ -443,6 +581,12 @@ pub async fn backfill(
     ));
     let catalog = storage.backfill_catalog().await?;
     let counts = storage.migration_counts().await?;
+    let mut throttler = start_throttle(
+        &storage,
+        storage::throttle::Operation::Backfill,
+        &args.limits,
+    )
+    .await?;
     let mut batches = 0;
     let mut checkpoints = Vec::new();
     for (kind, label, total) in [
@@ -450,21 +594,25 @@ pub async fn backfill(
         (EntityKind::Product, "products:", counts.products),
         (EntityKind::ProductVariant, "variants:", counts.variants),
     ] {
-        let checkpoint = backfill_kind(&storage, args, &catalog, &mut batches, kind, label, total)
+        let run = KindRun { kind, label, total };
+        let checkpoint = backfill_kind(&storage, args, &catalog, &mut batches, &mut throttler, run)
             .await
             .with_context(|| format!("{kind} batch failed"))?;
         checkpoints.push(checkpoint);
     }
+    throttler.finish().await?;
     let completed = checkpoints.iter().all(|checkpoint| checkpoint.completed);
     let seconds = started.elapsed().as_secs_f64();
+    let throttled = throttler.waited.as_secs_f64();
     let summary = serde_json::json!({
         "definitions": definitions.attributes, "bindings": definitions.bindings,
         "quarantined_bindings": definitions.quarantined_bindings, "entities": checkpoints,
-        "batches": batches, "seconds": seconds, "completed": completed,
+        "batches": batches, "seconds": seconds, "throttled_seconds": throttled,
+        "completed": completed,
     });
     output.report(&summary, |_| {
         let mut text = format!(
-            "backfill {} in {seconds:.1} s ({batches} batches); quarantined values are listed in backfill_quarantine",
+            "backfill {} in {seconds:.1} s ({batches} batches, {throttled:.1} s throttled); quarantined values are listed in backfill_quarantine",
             if completed { "complete" } else { "paused" },
         );
         for checkpoint in &checkpoints {
@@ -531,15 +679,21 @@ async fn retry_quarantine(
     })
 }
 
+/// One entity kind of a backfill run: which, its progress label, how many entities it has.
+struct KindRun {
+    kind: EntityKind,
+    label: &'static str,
+    total: i64,
+}
+
 /// Backfills one entity kind from its checkpoint, throttled, until done or out of batches.
 async fn backfill_kind(
     storage: &Storage,
     args: &BackfillArgs,
     catalog: &HashMap<String, domain::Attribute>,
     batches: &mut u64,
-    kind: EntityKind,
-    label: &'static str,
-    total: i64,
+    throttler: &mut crate::throttle::Throttler<'_>,
+    KindRun { kind, label, total }: KindRun,
 ) -> anyhow::Result<storage::backfill::Checkpoint> {
     let started = Instant::now();
     let mut checkpoint = storage.backfill_checkpoint(kind, args.restart).await?;
@@ -553,6 +707,7 @@ async fn backfill_kind(
             storage.analyze_unified_values().await?;
             analyzed_at = checkpoint.migrated.max(1);
         }
+        throttler.wait_turn(|line| progress.note(line)).await?;
         let batch_started = Instant::now();
         let next = storage
             .backfill_batch(kind, &checkpoint, args.batch_size, catalog)
@@ -814,18 +969,34 @@ pub async fn sync_legacy(
     let total = counts.listings + counts.products + counts.variants;
     let started = Instant::now();
     let progress = Progress::new("synced", total.max(0) as u64);
+    let mut throttler = start_throttle(
+        &storage,
+        storage::throttle::Operation::SyncLegacy,
+        &args.limits,
+    )
+    .await?;
+    let mut throttle_failed = None;
     let report = storage
         .sync_legacy(
             in_force.write_mode(),
             args.batch_size.max(1),
             args.dry_run,
-            |synced| {
+            async |synced| {
                 progress.step(synced as u64, format!("{synced} of {total} entities"));
+                if throttle_failed.is_none()
+                    && let Err(err) = throttler.wait_turn(|line| progress.note(line)).await
+                {
+                    throttle_failed = Some(err);
+                }
             },
         )
         .await
         .context("sync-legacy failed")?;
     progress.finish();
+    if let Some(err) = throttle_failed {
+        return Err(err.context("sync-legacy ran unthrottled after its throttle failed"));
+    }
+    throttler.finish().await?;
     let seconds = started.elapsed().as_secs_f64();
     output.report(&report, |report| {
         if report.nothing_to_sync {

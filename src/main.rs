@@ -2,6 +2,7 @@
 
 mod commands;
 mod progress;
+mod throttle;
 mod validate;
 
 use std::path::PathBuf;
@@ -56,6 +57,9 @@ enum Command {
     /// the unified tables: batched, resumable from its checkpoint, idempotent; refused rows go
     /// to the quarantine.
     Backfill(commands::BackfillArgs),
+    /// Show or change the throttle of a running backfill or sync-legacy: pause, resume, the
+    /// replay lag and load limits it waits for (stored: takes effect before its next batch).
+    Throttle(commands::ThrottleArgs),
     /// Compare legacy and unified values of every entity (quarantined rows left out); exit 1
     /// on drift.
     Verify(commands::VerifyArgs),
@@ -145,6 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Flags(args) => commands::flags(&settings, output, &args).await,
         Command::Backfill(args) => commands::backfill(&settings, output, &args).await,
         Command::Verify(args) => commands::verify(&settings, output, &args).await,
+        Command::Throttle(args) => commands::throttle(&settings, output, &args).await,
         Command::SyncLegacy(args) => commands::sync_legacy(&settings, output, &args).await,
         Command::Quarantine(args) => commands::quarantine(&settings, output, &args).await,
         Command::Resolve(args) => commands::resolve(&settings, output, &args).await,

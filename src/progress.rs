@@ -34,6 +34,16 @@ impl Progress {
         }
     }
 
+    /// Shows `message` without moving the bar (a line of its own without a terminal).
+    #[allow(clippy::print_stderr)] // progress is part of the command's output
+    pub fn note(&self, message: &str) {
+        if self.bar.is_hidden() {
+            eprintln!("{} {message}", self.label);
+        } else {
+            self.bar.set_message(message.to_owned());
+        }
+    }
+
     pub fn finish(&self) {
         self.bar.finish_and_clear();
     }

@@ -255,7 +255,7 @@ async fn the_rollback_drill_loses_no_acknowledged_write() {
         .await;
     assert_eq!(refused.body["rule"], "legacy_reads_before_reverse_sync");
     storage
-        .sync_legacy(flags::WriteMode::Dual, 5, false, |_| {})
+        .sync_legacy(flags::WriteMode::Dual, 5, false, async |_| {})
         .await
         .expect("sync-legacy");
     let_it_write(&writer).await;

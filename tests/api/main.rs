@@ -33,6 +33,7 @@ mod monitoring;
 mod observability;
 mod resolution;
 mod runtime_flags;
+mod scale_out;
 mod shadow;
 mod users;
 mod values;

@@ -265,7 +265,7 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             };
             count(&sql)
         };
-        let evidence = run(&["migrate", "down", "8"]);
+        let evidence = run(&["migrate", "down", "9"]);
         assert_eq!(evidence.status.code(), Some(2), "{backend:?}");
         assert!(
             String::from_utf8_lossy(&evidence.stderr).contains("migration_state"),
@@ -277,7 +277,7 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             1,
             "{backend:?}: nothing reverted"
         );
-        let down = run(&["migrate", "down", "8", "--allow-data-loss"]);
+        let down = run(&["migrate", "down", "9", "--allow-data-loss"]);
         assert!(
             down.status.success(),
             "{}",

@@ -5,6 +5,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub mod cluster;
+
 use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
 use storage::Storage;
 use tempfile::TempDir;

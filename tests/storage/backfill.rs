@@ -281,7 +281,7 @@ async fn sync_legacy_brings_unified_only_writes_back_and_lifts_the_guardrail(db:
     );
 
     let refused = storage
-        .sync_legacy(flags::WriteMode::UnifiedOnly, 10, false, |_| {})
+        .sync_legacy(flags::WriteMode::UnifiedOnly, 10, false, async |_| {})
         .await;
     assert!(
         matches!(refused, Err(storage::StorageError::Conflict(_))),
@@ -289,7 +289,7 @@ async fn sync_legacy_brings_unified_only_writes_back_and_lifts_the_guardrail(db:
     );
 
     let synced = storage
-        .sync_legacy(flags::WriteMode::Dual, 10, false, |_| {})
+        .sync_legacy(flags::WriteMode::Dual, 10, false, async |_| {})
         .await
         .expect("sync");
     assert_eq!(synced.entities, 60 + 6 + 18, "listings, products, variants");

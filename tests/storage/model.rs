@@ -235,7 +235,7 @@ async fn run(storage: &mut Storage, db: &TestDb, action: &Action) -> Result<(), 
         } => backfill(storage, *max_batches, *restart).await,
         Action::Verify => storage.verify(13, |_| {}).await.map(drop),
         Action::SyncLegacy { dry_run } => storage
-            .sync_legacy(in_force.write_mode(), 7, *dry_run, |_| {})
+            .sync_legacy(in_force.write_mode(), 7, *dry_run, async |_| {})
             .await
             .map(drop),
         Action::Archive => storage.archive(in_force).await.map(drop),

@@ -110,7 +110,7 @@ async fn sync_legacy_with_nothing_pending_changes_nothing_in_any_phase(db: TestD
     // Mid-backfill (the first operator mistake): nothing is pending, so nothing is touched.
     run_backfill(&storage, &[EntityKind::Listing], 10, false, Some(2)).await;
     let report = storage
-        .sync_legacy(WriteMode::Dual, 10, false, |_| {})
+        .sync_legacy(WriteMode::Dual, 10, false, async |_| {})
         .await
         .expect("sync");
     assert!(report.nothing_to_sync, "{report:?}");
@@ -124,7 +124,7 @@ async fn sync_legacy_with_nothing_pending_changes_nothing_in_any_phase(db: TestD
         .await;
     assert!(quarantined > 0, "the demo's defects are quarantined");
     let report = storage
-        .sync_legacy(WriteMode::Dual, 10, false, |_| {})
+        .sync_legacy(WriteMode::Dual, 10, false, async |_| {})
         .await
         .expect("sync");
     assert!(report.nothing_to_sync && report.entities == 0, "{report:?}");
@@ -162,7 +162,7 @@ async fn sync_legacy_merges_and_keeps_what_unified_cannot_hold(db: TestDb) {
         .expect("dual-write back on, reads still unified");
 
     let dry = storage
-        .sync_legacy(WriteMode::Dual, 7, true, |_| {})
+        .sync_legacy(WriteMode::Dual, 7, true, async |_| {})
         .await
         .expect("dry run");
     let listings = dry.kinds["listing"];
@@ -182,7 +182,7 @@ async fn sync_legacy_merges_and_keeps_what_unified_cannot_hold(db: TestDb) {
     );
 
     let synced = storage
-        .sync_legacy(WriteMode::Dual, 7, false, |_| {})
+        .sync_legacy(WriteMode::Dual, 7, false, async |_| {})
         .await
         .expect("sync");
     assert!(synced.complete, "{synced:?}");
@@ -214,7 +214,7 @@ async fn sync_legacy_merges_and_keeps_what_unified_cannot_hold(db: TestDb) {
             .unified_only_writes_pending_sync
     );
     let again = storage
-        .sync_legacy(WriteMode::Dual, 7, false, |_| {})
+        .sync_legacy(WriteMode::Dual, 7, false, async |_| {})
         .await
         .expect("second sync");
     assert!(again.nothing_to_sync, "{again:?}");
@@ -542,24 +542,13 @@ async fn a_unified_only_write_during_sync_legacy_keeps_the_sync_pending(db: Test
     let url = db.url.clone();
     let mut written = false;
     let report = storage
-        .sync_legacy(WriteMode::Dual, 5, false, |_| {
+        .sync_legacy(WriteMode::Dual, 5, false, async |_| {
             if !written {
                 written = true;
-                let url = url.clone();
-                std::thread::spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("runtime");
-                    runtime.block_on(async {
-                        let replica = Storage::connect(&url, PoolSettings::new(1))
-                            .await
-                            .expect("replica");
-                        unified_only_year(&replica, car, 2019).await;
-                    });
-                })
-                .join()
-                .expect("the replica's write");
+                let replica = Storage::connect(&url, PoolSettings::new(1))
+                    .await
+                    .expect("replica");
+                unified_only_year(&replica, car, 2019).await;
             }
         })
         .await
@@ -576,7 +565,7 @@ async fn a_unified_only_write_during_sync_legacy_keeps_the_sync_pending(db: Test
             .unified_only_writes_pending_sync
     );
     let again = storage
-        .sync_legacy(WriteMode::Dual, 5, false, |_| {})
+        .sync_legacy(WriteMode::Dual, 5, false, async |_| {})
         .await
         .expect("second sync");
     assert!(again.complete, "{again:?}");

@@ -246,9 +246,13 @@ impl Application {
             url: redact(&url),
             source,
         };
-        let storage = Storage::connect(&url, settings.database.pool())
-            .await
-            .map_err(storage_error)?;
+        let storage = Storage::connect_with(
+            &url,
+            settings.database.pool(),
+            &settings.database.topology(),
+        )
+        .await
+        .map_err(storage_error)?;
         if settings.database.migrate_on_start {
             storage.migrate().await.map_err(storage_error)?;
         }
@@ -442,7 +446,7 @@ impl Application {
 /// The state of one worker: the shared parts, and a pool of its own that connects lazily on
 /// the worker's runtime. (The URL was checked when the service started.)
 fn worker_state(shared: &AppState, url: &str, pool: storage::PoolSettings) -> AppState {
-    let storage = Storage::connect_lazy(url, pool).unwrap_or_else(|err| {
+    let storage = shared.storage.for_worker(url, pool).unwrap_or_else(|err| {
         tracing::error!(error = ?err, "worker pool not created; the worker shares the main pool");
         shared.storage.clone()
     });
@@ -475,7 +479,8 @@ async fn listen_for_invalidations(state: &AppState) {
         loop {
             match listener.next().await {
                 Ok(ListenerEvent::Invalidate(invalidations)) => {
-                    state.invalidate(&invalidations).await
+                    state.invalidate(&invalidations).await;
+                    state.metrics.invalidations_heard(invalidations.len());
                 }
                 Ok(ListenerEvent::FlagsChanged) => state.reload_flags().await,
                 Ok(ListenerEvent::ConnectionLost) => {

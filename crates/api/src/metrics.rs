@@ -45,6 +45,15 @@ pub struct Metrics {
     shadow_percent: IntGauge,
     phase: IntGauge,
     listener_reconnects: IntCounter,
+    invalidations_heard: IntCounter,
+    replica_up: IntGaugeVec,
+    replica_lag: GaugeVec,
+    replica_reads: IntCounterVec,
+    replica_taken_out: IntCounterVec,
+    primary_reads: IntCounterVec,
+    throttle_paused: IntGaugeVec,
+    throttled: IntGaugeVec,
+    throttle_lag: GaugeVec,
     shed: IntCounter,
     shadow: IntCounterVec,
     memory_limit: IntGauge,
@@ -66,6 +75,14 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric name");
+    metric
+}
+
+fn float_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let metric = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
     registry
         .register(Box::new(metric.clone()))
         .expect("unique metric name");
@@ -230,6 +247,59 @@ impl Metrics {
                 "unified_attributes_invalidation_listener_reconnects_total",
                 "Times the cross-replica invalidation listener lost its connection (each flushes the cache).",
             ),
+            invalidations_heard: counter(
+                &registry,
+                "unified_attributes_invalidations_heard_total",
+                "Invalidations heard from other replicas (and this one) through LISTEN and applied to the cache.",
+            ),
+            replica_up: gauge_vec(
+                &registry,
+                "unified_attributes_replica_up",
+                "1 while a read replica serves reads (answers, and lags no more than its limit).",
+                &["replica"],
+            ),
+            replica_lag: float_gauge_vec(
+                &registry,
+                "unified_attributes_replica_lag_seconds",
+                "Replay lag of a read replica at its last poll (absent while it does not answer).",
+                &["replica"],
+            ),
+            replica_reads: counter_vec(
+                &registry,
+                "unified_attributes_replica_reads_total",
+                "Uncached reads a read replica answered.",
+                &["replica"],
+            ),
+            replica_taken_out: counter_vec(
+                &registry,
+                "unified_attributes_replica_taken_out_total",
+                "Times a read replica was taken out of reads (lagging, unreachable, failed a read, not a standby).",
+                &["replica"],
+            ),
+            primary_reads: counter_vec(
+                &registry,
+                "unified_attributes_primary_reads_total",
+                "Uncached reads the primary answered although replicas are configured: stale (no replica had replayed the read's last write yet), no_replica, replica_failed.",
+                &["reason"],
+            ),
+            throttle_paused: gauge_vec(
+                &registry,
+                "unified_attributes_operation_paused",
+                "1 while a bulk operation (backfill, sync_legacy) is told to pause.",
+                &["operation"],
+            ),
+            throttled: gauge_vec(
+                &registry,
+                "unified_attributes_operation_throttled",
+                "1 while a running bulk operation waits (paused, replica lag, load), as it last reported.",
+                &["operation"],
+            ),
+            throttle_lag: float_gauge_vec(
+                &registry,
+                "unified_attributes_operation_replica_lag_seconds",
+                "The replica replay lag a running bulk operation last measured.",
+                &["operation"],
+            ),
             shed: counter(
                 &registry,
                 "unified_attributes_shed_total",
@@ -358,6 +428,26 @@ impl Metrics {
         self.shadow.with_label_values(&[result]).inc();
     }
 
+    pub fn invalidations_heard(&self, count: usize) {
+        self.invalidations_heard.inc_by(count as u64);
+    }
+
+    /// Records what the bulk operations' throttles say (read from the database at scrape).
+    pub fn set_throttles(&self, throttles: &[storage::throttle::Throttle]) {
+        for throttle in throttles {
+            let operation = throttle.operation.as_str();
+            self.throttle_paused
+                .with_label_values(&[operation])
+                .set(i64::from(throttle.paused));
+            self.throttled
+                .with_label_values(&[operation])
+                .set(i64::from(throttle.throttled.is_some()));
+            self.throttle_lag
+                .with_label_values(&[operation])
+                .set(throttle.lag_ms.unwrap_or(0) as f64 / 1000.0);
+        }
+    }
+
     pub fn listener_reconnected(&self) {
         self.listener_reconnects.inc();
     }
@@ -397,6 +487,9 @@ impl Metrics {
         self.mirror_cache("catalog", caches.catalogs.stats());
         advance(&self.db_queries, storage::queries_executed());
         advance(&self.reads_refused, storage::reads_refused());
+        if let Some(storage) = pools.first() {
+            self.mirror_replicas(storage);
+        }
         let (open, idle) = pools
             .iter()
             .map(Storage::pool_connections)
@@ -413,6 +506,39 @@ impl Metrics {
             tracing::error!(%err, "metrics encoding failed");
         }
         String::from_utf8(buffer).unwrap_or_default()
+    }
+
+    /// Replicas' state is shared by every worker's storage: one of them tells it.
+    fn mirror_replicas(&self, storage: &Storage) {
+        for replica in storage.replicas() {
+            let name = replica.name.as_str();
+            self.replica_up.with_label_values(&[name]).set(i64::from(
+                replica.state == storage::replicas::ReplicaState::Serving,
+            ));
+            match replica.lag {
+                Some(lag) => self
+                    .replica_lag
+                    .with_label_values(&[name])
+                    .set(lag.as_secs_f64()),
+                None => {
+                    let _ = self.replica_lag.remove_label_values(&[name]);
+                }
+            }
+            advance(
+                &self.replica_reads.with_label_values(&[name]),
+                replica.reads,
+            );
+            advance(
+                &self.replica_taken_out.with_label_values(&[name]),
+                replica.taken_out,
+            );
+        }
+        for (why, count) in storage.primary_reads() {
+            advance(
+                &self.primary_reads.with_label_values(&[why.as_str()]),
+                count,
+            );
+        }
     }
 
     fn mirror_cache(&self, cache: &str, stats: StatsSnapshot) {
@@ -521,6 +647,11 @@ pub async fn scrape(state: web::Data<crate::AppState>) -> HttpResponse {
         Ok(Ok(progress)) => state.metrics.set_backfill(&progress),
         Ok(Err(err)) => tracing::debug!(error = ?err, "backfill progress unavailable"),
         Err(_) => tracing::debug!("backfill progress timed out"),
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(1), state.storage.throttles()).await {
+        Ok(Ok(throttles)) => state.metrics.set_throttles(&throttles),
+        Ok(Err(err)) => tracing::debug!(error = ?err, "throttles unavailable"),
+        Err(_) => tracing::debug!("throttles timed out"),
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

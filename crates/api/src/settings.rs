@@ -82,6 +82,15 @@ pub struct DatabaseSettings {
     pub lock_timeout_ms: u64,
     /// A transaction idle this long is ended (PostgreSQL `idle_in_transaction_session_timeout`).
     pub idle_in_transaction_timeout_ms: u64,
+    /// A direct session connection to the primary (`DATABASE_SESSION_URL`) for `LISTEN`,
+    /// migrations and the replica watch, when `url` passes a transaction pooler.
+    pub session_url: Option<SecretString>,
+    /// Streaming read replicas (`DATABASE_READ_URL`, comma-separated) for uncached reads.
+    pub read_urls: Option<SecretString>,
+    /// A replica lagging more than this is taken out of reads (at most 10,000).
+    pub replica_max_lag_ms: u64,
+    /// `url` (and the replicas') go through a transaction-mode pooler such as PgBouncer.
+    pub transaction_pooler: bool,
 }
 
 impl DatabaseSettings {
@@ -93,6 +102,26 @@ impl DatabaseSettings {
             statement_timeout: ms(self.statement_timeout_ms),
             lock_timeout: ms(self.lock_timeout_ms),
             idle_in_transaction_timeout: ms(self.idle_in_transaction_timeout_ms),
+        }
+    }
+
+    /// The session URL, replicas and pooler, as the storage takes them.
+    pub fn topology(&self) -> storage::Topology {
+        storage::Topology {
+            session_url: self
+                .session_url
+                .as_ref()
+                .map(|url| url.expose_secret().to_owned()),
+            read_urls: self.read_urls.as_ref().map_or_else(Vec::new, |urls| {
+                urls.expose_secret()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|url| !url.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }),
+            replica_max_lag: std::time::Duration::from_millis(self.replica_max_lag_ms),
+            transaction_pooler: self.transaction_pooler,
         }
     }
 
@@ -219,6 +248,8 @@ impl Settings {
                     .separator("__"),
             )
             .set_override_option("database.url", lookup("DATABASE_URL"))?
+            .set_override_option("database.session_url", lookup("DATABASE_SESSION_URL"))?
+            .set_override_option("database.read_urls", lookup("DATABASE_READ_URL"))?
             .set_override_option("auth.writer_tokens", lookup("WRITER_API_TOKEN"))?
             .set_override_option("auth.admin_tokens", lookup("ADMIN_API_TOKEN"))?
             .set_override_option("auth.jwt_public_key", lookup("JWT_PUBLIC_KEY"))?
@@ -249,6 +280,8 @@ migrate_on_start = true
 statement_timeout_ms = 30000
 lock_timeout_ms = 3000
 idle_in_transaction_timeout_ms = 60000
+replica_max_lag_ms = 1000
+transaction_pooler = false
 
 [telemetry]
 format = "pretty"

@@ -36,6 +36,34 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Read connections open now.
     fn read_connections(&self) -> u32;
 
+    /// How transactions begin behind a transaction pooler, where every statement must run in
+    /// one (see `postgres::Pooled`); `None` with a direct connection.
+    fn pooled(&self) -> Option<&crate::postgres::Pooled> {
+        None
+    }
+
+    /// The pool for migrations: a direct session connection (they hold an advisory lock).
+    fn admin_pool(&self) -> &sqlx::Pool<Self::Db> {
+        self.pool()
+    }
+
+    /// The read replicas, when configured.
+    fn replicas(&self) -> Option<&std::sync::Arc<crate::replicas::ReplicaSet>> {
+        None
+    }
+
+    /// A read connection to replica `replica` of [`Backend::replicas`].
+    fn acquire_replica(
+        &self,
+        _replica: usize,
+    ) -> impl Future<Output = Result<Self::ReadConnection>> + Send {
+        async {
+            Err(crate::StorageError::Configuration(
+                "this database has no read replicas".into(),
+            ))
+        }
+    }
+
     /// Connections open and idle, of every pool.
     fn connections(&self) -> (u32, usize) {
         (self.pool().size(), self.pool().num_idle())
@@ -327,6 +355,31 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn load_flags(
         conn: &mut Conn<Self>,
     ) -> impl Future<Output = Result<Option<crate::flag_store::StoredFlags>>> + Send;
+
+    fn load_throttle(
+        conn: &mut Conn<Self>,
+        operation: &str,
+    ) -> impl Future<Output = Result<Option<crate::throttle::Throttle>>> + Send;
+
+    fn throttles(
+        conn: &mut Conn<Self>,
+    ) -> impl Future<Output = Result<Vec<crate::throttle::Throttle>>> + Send;
+
+    /// Stores a throttle's settings (not the operation's report).
+    fn save_throttle(
+        conn: &mut Conn<Self>,
+        throttle: &crate::throttle::Throttle,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    fn report_throttle(
+        conn: &mut Conn<Self>,
+        operation: &str,
+        throttled: Option<&str>,
+        lag_ms: Option<i64>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Client backends running a statement now, the caller's not counted (SQLite: 0).
+    fn active_backends(conn: &mut Conn<Self>) -> impl Future<Output = Result<i64>> + Send;
 
     /// The flags the environment gave when a replica last started.
     fn load_environment(
@@ -844,6 +897,56 @@ macro_rules! backend_operations {
             record_queries(1);
             sqlx::query(statement).execute(conn).await?;
             Ok(())
+        }
+
+        async fn load_throttle(
+            conn: &mut Conn<Self>,
+            operation: &str,
+        ) -> Result<Option<crate::throttle::Throttle>> {
+            record_queries(1);
+            Ok(sqlx::query_as(crate::throttle::LOAD).bind(operation).fetch_optional(conn).await?)
+        }
+
+        async fn throttles(conn: &mut Conn<Self>) -> Result<Vec<crate::throttle::Throttle>> {
+            record_queries(1);
+            Ok(sqlx::query_as(crate::throttle::LOAD_ALL).fetch_all(conn).await?)
+        }
+
+        async fn save_throttle(
+            conn: &mut Conn<Self>,
+            throttle: &crate::throttle::Throttle,
+        ) -> Result<()> {
+            record_queries(1);
+            sqlx::query(crate::throttle::SAVE)
+                .bind(&throttle.operation)
+                .bind(throttle.paused)
+                .bind(throttle.max_lag_ms)
+                .bind(throttle.max_load)
+                .bind(&throttle.updated_by)
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+
+        async fn report_throttle(
+            conn: &mut Conn<Self>,
+            operation: &str,
+            throttled: Option<&str>,
+            lag_ms: Option<i64>,
+        ) -> Result<()> {
+            record_queries(1);
+            sqlx::query(crate::throttle::REPORT)
+                .bind(operation)
+                .bind(throttled)
+                .bind(lag_ms)
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+
+        async fn active_backends(conn: &mut Conn<Self>) -> Result<i64> {
+            record_queries(1);
+            Ok(sqlx::query_scalar($sql::ACTIVE_BACKENDS).fetch_one(conn).await?)
         }
 
         async fn note_write_mode(conn: &mut Conn<Self>, mode: flags::WriteMode) -> Result<()> {

@@ -384,7 +384,8 @@ impl<B: Backend> Router<B> {
 
     pub(crate) async fn analyze_unified_values(&self) -> Result<()> {
         let mut conn = self.acquire().await?;
-        B::analyze_unified_values(&mut conn).await
+        B::analyze_unified_values(&mut conn).await?;
+        conn.commit().await
     }
 
     pub(crate) async fn quarantine_by_reason(

@@ -19,6 +19,9 @@ pub enum StorageError {
     InvalidValues(Vec<FieldError>),
     #[error("unsupported database URL '{0}': use postgres://… or sqlite://…")]
     UnsupportedUrl(String),
+    /// Database settings that cannot work together.
+    #[error("{0}")]
+    Configuration(String),
     #[error("stored data cannot be read: {0}")]
     CorruptData(String),
     /// The flags changed between a write's decision and its commit, twice in a row.

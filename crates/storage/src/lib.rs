@@ -13,10 +13,12 @@ pub mod demo;
 mod error;
 mod evidence;
 pub mod flag_store;
+mod freshness;
 pub mod invalidation;
 mod legacy;
 mod postgres;
 mod read_pool;
+pub mod replicas;
 pub mod resolve;
 mod router;
 mod rows;
@@ -24,6 +26,7 @@ mod sql;
 mod sqlite;
 mod stats;
 pub mod sync;
+pub mod throttle;
 pub mod verify;
 mod writes;
 
@@ -78,6 +81,31 @@ impl PoolSettings {
     }
 }
 
+/// Where PostgreSQL connections go besides the main URL: a direct session URL when the main
+/// one passes a transaction pooler, and streaming read replicas for the routed reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Topology {
+    /// A direct connection to the primary for `LISTEN`, migrations and the replica watch
+    /// (required with `transaction_pooler`; default: the main URL).
+    pub session_url: Option<String>,
+    /// Streaming read replicas: uncached reads go to one that has replayed what they need.
+    pub read_urls: Vec<String>,
+    /// A replica lagging more than this is taken out of reads.
+    pub replica_max_lag: std::time::Duration,
+    /// The main URL (and the replicas') reach PostgreSQL through a transaction-mode pooler.
+    pub transaction_pooler: bool,
+}
+
+impl Topology {
+    /// One direct URL, nothing else.
+    fn is_plain(&self) -> bool {
+        self.session_url.is_none() && self.read_urls.is_empty() && !self.transaction_pooler
+    }
+
+    /// The longest lag a replica may be allowed: its positions must still be remembered.
+    pub const MAX_REPLICA_LAG: std::time::Duration = std::time::Duration::from_secs(10);
+}
+
 /// The database the service runs on, picked from the URL scheme.
 #[derive(Debug, Clone)]
 pub struct Storage(Backends);
@@ -101,10 +129,27 @@ macro_rules! on_router {
 impl Storage {
     /// Connects to `postgres://…` or `sqlite://…` (the SQLite file is created if missing).
     pub async fn connect(url: &str, pool: PoolSettings) -> Result<Self> {
+        Self::connect_with(url, pool, &Topology::default()).await
+    }
+
+    /// As [`Storage::connect`], with a session URL, read replicas or a pooler (PostgreSQL).
+    /// With replicas, a task watches their lag for as long as this storage (or a worker's
+    /// copy) lives.
+    pub async fn connect_with(url: &str, pool: PoolSettings, topology: &Topology) -> Result<Self> {
+        if topology.replica_max_lag > Topology::MAX_REPLICA_LAG {
+            return Err(StorageError::Configuration(format!(
+                "a read replica's lag limit may be at most {} ms (replicas lagging more are of no use to reads)",
+                Topology::MAX_REPLICA_LAG.as_millis()
+            )));
+        }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Storage(Backends::Postgres(Router::new(
-                PgBackend::connect(url, pool).await?,
+                PgBackend::connect(url, pool, topology).await?,
             ))))
+        } else if !topology.is_plain() {
+            Err(StorageError::Configuration(
+                "read replicas, a session URL and a pooler are PostgreSQL settings".into(),
+            ))
         } else if url.starts_with("sqlite:") {
             Ok(Storage(Backends::Sqlite(Router::new(
                 SqliteBackend::connect(url, pool).await?,
@@ -135,6 +180,91 @@ impl Storage {
         }
     }
 
+    /// This storage's databases through pools of a worker's own, opened on first use on the
+    /// worker's runtime; what is known of the replicas is shared.
+    pub fn for_worker(&self, url: &str, pool: PoolSettings) -> Result<Self> {
+        match &self.0 {
+            Backends::Postgres(router) => Ok(Storage(Backends::Postgres(Router::new(
+                router.backend().for_worker(),
+            )))),
+            Backends::Sqlite(_) => Self::connect_lazy(url, pool),
+        }
+    }
+
+    /// The read replicas as the last poll found them (none configured: empty).
+    pub fn replicas(&self) -> Vec<replicas::ReplicaStatus> {
+        self.replica_set().map_or_else(Vec::new, |set| set.status())
+    }
+
+    /// Routed reads the primary answered although replicas are configured, by why.
+    pub fn primary_reads(&self) -> Vec<(replicas::PrimaryRead, u64)> {
+        self.replica_set()
+            .map_or_else(Vec::new, |set| set.primary_reads().to_vec())
+    }
+
+    /// The largest replay lag among the replicas that answer, and which replica.
+    pub fn replication_lag(&self) -> Option<(String, std::time::Duration)> {
+        self.replica_set().and_then(|set| set.max_lag())
+    }
+
+    fn replica_set(&self) -> Option<&std::sync::Arc<replicas::ReplicaSet>> {
+        match &self.0 {
+            Backends::Postgres(router) => router.backend().replicas(),
+            Backends::Sqlite(_) => None,
+        }
+    }
+
+    /// Records where a committed write stands in the WAL before the caller drops the cache
+    /// entries it made stale, so no replica answers those reads from before it. Unknown (the
+    /// primary did not answer): those reads go to the primary while they are remembered.
+    async fn stamped<T>(&self, written: Result<Written<T>>) -> Result<Written<T>> {
+        if let (Ok(written), Backends::Postgres(router)) = (&written, &self.0)
+            && let Some(replicas) = router.backend().replicas()
+        {
+            let lsn = router.backend().primary_position().await.unwrap_or_else(|err| {
+                tracing::warn!(error = ?err, "no WAL position for a committed write; its reads go to the primary");
+                freshness::Lsn::MAX
+            });
+            replicas.freshness.record(&written.invalidations, lsn);
+        }
+        written
+    }
+
+    /// An operation's throttle: its settings and what the running operation reported.
+    pub async fn throttle(&self, operation: throttle::Operation) -> Result<throttle::Throttle> {
+        on_router!(self, router => router.throttle(operation).await)
+    }
+
+    /// Every throttle that has been set or reported (for the metrics).
+    pub async fn throttles(&self) -> Result<Vec<throttle::Throttle>> {
+        on_router!(self, router => router.throttles().await)
+    }
+
+    /// Changes an operation's throttle; a running operation follows before its next batch.
+    pub async fn change_throttle(
+        &self,
+        operation: throttle::Operation,
+        change: throttle::ThrottleChange,
+        actor: &str,
+    ) -> Result<throttle::Throttle> {
+        on_router!(self, router => router.change_throttle(operation, change, actor).await)
+    }
+
+    /// What a running operation reports: why it waits (`None`: it runs), the lag it saw.
+    pub async fn report_throttle(
+        &self,
+        operation: throttle::Operation,
+        throttled: Option<&str>,
+        lag_ms: Option<i64>,
+    ) -> Result<()> {
+        on_router!(self, router => router.report_throttle(operation, throttled, lag_ms).await)
+    }
+
+    /// The primary's client backends running a statement now (this one not counted).
+    pub async fn active_backends(&self) -> Result<i64> {
+        on_router!(self, router => router.active_backends().await)
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self.0 {
             Backends::Postgres(_) => "postgres",
@@ -152,7 +282,7 @@ impl Storage {
     /// the legacy tables are never dropped (their down migration does nothing).
     pub async fn migrate_down(&self, steps: usize, allow_data_loss: bool) -> Result<Vec<i64>> {
         on_router!(self, router => {
-            let mut conn = router.backend().pool().acquire().await?;
+            let mut conn = router.backend().admin_pool().acquire().await?;
             let mut versions: Vec<i64> = conn
                 .list_applied_migrations()
                 .await?
@@ -269,7 +399,7 @@ impl Storage {
         mode: WriteMode,
         writer: ValueWriter,
     ) -> Result<Written<EntityValues>> {
-        on_router!(self, router => fenced(mode, |mode| router.write_values(entity, change, mode, writer)).await)
+        self.stamped(on_router!(self, router => fenced(mode, |mode| router.write_values(entity, change, mode, writer)).await)).await
     }
 
     /// Values of many listings at once (one statement); unknown ids are absent.
@@ -300,7 +430,7 @@ impl Storage {
         draft: AttributeDraft,
         mode: WriteMode,
     ) -> Result<Written<Attribute>> {
-        on_router!(self, router => fenced(mode, |mode| router.create_attribute(draft.clone(), mode)).await)
+        self.stamped(on_router!(self, router => fenced(mode, |mode| router.create_attribute(draft.clone(), mode)).await)).await
     }
 
     pub async fn update_attribute(
@@ -309,11 +439,11 @@ impl Storage {
         draft: AttributeDraft,
         mode: WriteMode,
     ) -> Result<Written<Attribute>> {
-        on_router!(self, router => fenced(mode, |mode| router.update_attribute(id, draft.clone(), mode)).await)
+        self.stamped(on_router!(self, router => fenced(mode, |mode| router.update_attribute(id, draft.clone(), mode)).await)).await
     }
 
     pub async fn delete_attribute(&self, id: i64, mode: WriteMode) -> Result<Written<()>> {
-        on_router!(self, router => fenced(mode, |mode| router.delete_attribute(id, mode)).await)
+        self.stamped(on_router!(self, router => fenced(mode, |mode| router.delete_attribute(id, mode)).await)).await
     }
 
     pub async fn put_binding(
@@ -322,7 +452,7 @@ impl Storage {
         draft: BindingDraft,
         mode: WriteMode,
     ) -> Result<Written<CategoryBinding>> {
-        on_router!(self, router => fenced(mode, |mode| router.put_binding(category_id, draft.clone(), mode)).await)
+        self.stamped(on_router!(self, router => fenced(mode, |mode| router.put_binding(category_id, draft.clone(), mode)).await)).await
     }
 
     pub async fn delete_binding(
@@ -331,7 +461,7 @@ impl Storage {
         attribute_id: i64,
         mode: WriteMode,
     ) -> Result<Written<()>> {
-        on_router!(self, router => fenced(mode, |mode| router.delete_binding(category_id, attribute_id, mode)).await)
+        self.stamped(on_router!(self, router => fenced(mode, |mode| router.delete_binding(category_id, attribute_id, mode)).await)).await
     }
 
     /// Connections of the pool: (open, idle).
@@ -345,11 +475,16 @@ impl Storage {
         match &self.0 {
             Backends::Postgres(router) => {
                 let mut listener =
-                    sqlx::postgres::PgListener::connect_with(router.backend().pool()).await?;
+                    sqlx::postgres::PgListener::connect_with(router.backend().admin_pool()).await?;
                 listener
                     .listen_all([invalidation::CHANNEL, flag_store::FLAGS_CHANNEL])
                     .await?;
-                Ok(Some(InvalidationListener { listener }))
+                Ok(Some(InvalidationListener {
+                    listener,
+                    replicas: router.backend().replicas().cloned(),
+                    flags_changed: false,
+                    lost: false,
+                }))
             }
             Backends::Sqlite(_) => Ok(None),
         }
@@ -432,7 +567,7 @@ impl Storage {
         actor: &str,
         mode: WriteMode,
     ) -> Result<Written<resolve::Resolution>> {
-        on_router!(self, router => router.add_alias(attribute, alias, option, actor, mode).await)
+        self.stamped(on_router!(self, router => router.add_alias(attribute, alias, option, actor, mode).await)).await
     }
 
     /// Adds an option to `attribute` in every store `mode` writes (audited).
@@ -444,7 +579,7 @@ impl Storage {
         actor: &str,
         mode: WriteMode,
     ) -> Result<Written<resolve::Resolution>> {
-        on_router!(self, router => fenced(mode, |mode| router.add_option(attribute, value, label.clone(), actor, mode)).await)
+        self.stamped(on_router!(self, router => fenced(mode, |mode| router.add_option(attribute, value, label.clone(), actor, mode)).await)).await
     }
 
     /// Moves quarantined listing values of `from` to attribute `to` and migrates them again
@@ -457,7 +592,7 @@ impl Storage {
         actor: &str,
         mode: WriteMode,
     ) -> Result<Written<(resolve::Resolution, resolve::MoveReport)>> {
-        on_router!(self, router => fenced(mode, |mode| router.move_values(from, to, raw_value, actor, mode)).await)
+        self.stamped(on_router!(self, router => fenced(mode, |mode| router.move_values(from, to, raw_value, actor, mode)).await)).await
     }
 
     /// The quarantine's resolutions, newest first.
@@ -550,15 +685,16 @@ impl Storage {
 
     /// Brings legacy up to date from unified (rollback after unified-only writes), merging;
     /// changes nothing when no unified-only write is pending; refused unless `mode` is
-    /// dual-write. With `dry_run` nothing is committed.
+    /// dual-write. With `dry_run` nothing is committed. `between_batches` is awaited after
+    /// each batch with the entities synced so far (progress, throttle).
     pub async fn sync_legacy(
         &self,
         mode: WriteMode,
         batch: i64,
         dry_run: bool,
-        progress: impl FnMut(i64),
+        between_batches: impl AsyncFnMut(i64),
     ) -> Result<sync::SyncReport> {
-        on_router!(self, router => router.sync_legacy(mode, batch, dry_run, progress).await)
+        on_router!(self, router => router.sync_legacy(mode, batch, dry_run, between_batches).await)
     }
 
     /// Records that the flags in force send writes in `mode` (set from the environment at
@@ -592,6 +728,12 @@ impl Storage {
 #[derive(Debug)]
 pub struct InvalidationListener {
     listener: sqlx::postgres::PgListener,
+    /// With read replicas, each invalidation heard is recorded with the primary's position.
+    replicas: Option<std::sync::Arc<replicas::ReplicaSet>>,
+    /// A flags notification heard while draining invalidations, to report next.
+    flags_changed: bool,
+    /// The connection dropped since the last position was taken.
+    lost: bool,
 }
 
 /// What the listener heard.
@@ -606,14 +748,60 @@ pub enum ListenerEvent {
 
 impl InvalidationListener {
     pub async fn next(&mut self) -> Result<ListenerEvent> {
-        Ok(match self.listener.try_recv().await? {
-            Some(notification) if notification.channel() == flag_store::FLAGS_CHANNEL => {
-                ListenerEvent::FlagsChanged
+        let event = self.receive().await;
+        if let (Some(replicas), Err(_) | Ok(ListenerEvent::ConnectionLost)) =
+            (&self.replicas, &event)
+        {
+            // Until the listener is back, an invalidation may be missed: reads stay on the primary.
+            replicas.freshness.lost();
+            self.lost = true;
+        }
+        event
+    }
+
+    async fn receive(&mut self) -> Result<ListenerEvent> {
+        if let Some(replicas) = self.replicas.clone()
+            && self.lost
+        {
+            // Reconnects; whatever was missed committed before this position.
+            let lsn = self.primary_position().await?;
+            replicas.freshness.resumed(lsn);
+            self.lost = false;
+        }
+        if std::mem::take(&mut self.flags_changed) {
+            return Ok(ListenerEvent::FlagsChanged);
+        }
+        let Some(first) = self.listener.try_recv().await? else {
+            return Ok(ListenerEvent::ConnectionLost);
+        };
+        if first.channel() == flag_store::FLAGS_CHANNEL {
+            return Ok(ListenerEvent::FlagsChanged);
+        }
+        let mut invalidations = invalidation::parse_payload(first.payload());
+        let Some(replicas) = self.replicas.clone() else {
+            return Ok(ListenerEvent::Invalidate(invalidations));
+        };
+        // One position for all that arrived together: the primary's, now, is at or after
+        // every commit whose notification was delivered.
+        while let Some(more) = self.listener.next_buffered() {
+            if more.channel() == flag_store::FLAGS_CHANNEL {
+                self.flags_changed = true;
+            } else {
+                invalidations.extend(invalidation::parse_payload(more.payload()));
             }
-            Some(notification) => {
-                ListenerEvent::Invalidate(invalidation::parse_payload(notification.payload()))
-            }
-            None => ListenerEvent::ConnectionLost,
+        }
+        let lsn = self.primary_position().await?;
+        replicas.freshness.record(&invalidations, lsn);
+        Ok(ListenerEvent::Invalidate(invalidations))
+    }
+
+    /// Boxed: the listener runs in a spawned task, which must be `Send` for every lifetime.
+    fn primary_position(&mut self) -> futures_util::future::BoxFuture<'_, Result<freshness::Lsn>> {
+        Box::pin(async move {
+            use sqlx::Row;
+            let row =
+                sqlx::Executor::fetch_one(&mut self.listener, replicas::PRIMARY_POSITION).await?;
+            Ok(row.try_get::<i64, _>(0)? as freshness::Lsn)
         })
     }
 }

@@ -11,20 +11,25 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-use crate::PoolSettings;
+use std::sync::Arc;
+
 use crate::backend::{
     Backend, Conn, SEED_CHUNK, backend_helpers, backend_operations, push_id_list,
 };
 use crate::demo::Dataset;
 use crate::error::{Result, StorageError};
 use crate::read_pool::{ReadConnection, ReadPool};
+use crate::replicas::{self, ReplicaSet};
 use crate::rows::{self, SchemaParts};
 use crate::sql;
 use crate::stats::record_queries;
+use crate::{PoolSettings, Topology};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
 mod pg_sql {
+    pub(super) const ACTIVE_BACKENDS: &str = "SELECT count(*) FROM pg_stat_activity
+        WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()";
     pub(super) const UNIFIED_SCHEMA: &str =
         crate::sql::unified_schema_sql!("jsonb_object_agg(x.alias, x.option_value)");
     pub(super) const UNIFIED_CATALOG: &str =
@@ -222,52 +227,187 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub(crate) struct PgBackend {
     pool: PgPool,
+    /// Migrations (they hold a session advisory lock) and `LISTEN`: the session URL's pool
+    /// behind a transaction pooler, else the main pool.
+    admin: PgPool,
     reads: ReadPool,
+    /// One read pool per read replica, in the order of the replica set.
+    replica_reads: Vec<ReadPool>,
+    config: Arc<PgConfig>,
+}
+
+/// What every worker's pools are made from, and what the workers of a process share.
+#[derive(Debug)]
+struct PgConfig {
+    connection: PgConnectOptions,
+    session: PgConnectOptions,
+    settings: PoolSettings,
+    /// Behind a transaction pooler: how transactions begin (see [`Pooled`]).
+    pooled: Option<Pooled>,
+    replicas: Option<Arc<ReplicaSet>>,
+}
+
+/// Behind a transaction-mode pooler (PgBouncer before 1.21), a server connection is ours only
+/// inside a transaction, and sqlx's statements (named, or unnamed and parsed in a round trip
+/// of their own) would reach another client's server between their messages. So every
+/// statement runs inside a transaction, whose `BEGIN` also drops the statements an earlier
+/// client left on the server (names are per client: they would collide) and sets the time
+/// limits that a pooler does not let through as startup options. The statement cache is off.
+#[derive(Debug)]
+pub(crate) struct Pooled {
+    pub(crate) read: String,
+    pub(crate) write: String,
+    snapshot: String,
+}
+
+impl Pooled {
+    fn new(settings: PoolSettings) -> Self {
+        let limits = format!(
+            "DEALLOCATE ALL; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
+             SET LOCAL idle_in_transaction_session_timeout = {}",
+            settings.statement_timeout.as_millis(),
+            settings.lock_timeout.as_millis(),
+            settings.idle_in_transaction_timeout.as_millis()
+        );
+        Self {
+            read: format!("BEGIN READ ONLY; {limits}"),
+            write: format!("BEGIN; {limits}"),
+            snapshot: format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {limits}"),
+        }
+    }
 }
 
 impl PgBackend {
-    fn options(url: &str, pool: PoolSettings) -> Result<(PgConnectOptions, PgPoolOptions)> {
+    fn connect_options(
+        url: &str,
+        settings: PoolSettings,
+        pooled: bool,
+    ) -> Result<PgConnectOptions> {
+        let options = PgConnectOptions::from_str(url)?;
+        if pooled {
+            return Ok(options.statement_cache_capacity(0));
+        }
         let millis = |d: Duration| d.as_millis().to_string();
-        let connection = PgConnectOptions::from_str(url)?.options([
-            ("statement_timeout", millis(pool.statement_timeout)),
-            ("lock_timeout", millis(pool.lock_timeout)),
+        Ok(options.options([
+            ("statement_timeout", millis(settings.statement_timeout)),
+            ("lock_timeout", millis(settings.lock_timeout)),
             (
                 "idle_in_transaction_session_timeout",
-                millis(pool.idle_in_transaction_timeout),
+                millis(settings.idle_in_transaction_timeout),
             ),
-        ]);
-        let pool = PgPoolOptions::new()
-            .max_connections(pool.max_connections)
+        ]))
+    }
+
+    fn pool_options(settings: PoolSettings) -> PgPoolOptions {
+        PgPoolOptions::new()
+            .max_connections(settings.max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             // A ping before every acquire would double the round trips of a read; a broken
             // connection surfaces as an error on use and is replaced.
-            .test_before_acquire(false);
-        Ok((connection, pool))
+            .test_before_acquire(false)
     }
 
-    pub(crate) async fn connect(url: &str, settings: PoolSettings) -> Result<Self> {
-        let (connection, pool) = Self::options(url, settings)?;
-        Ok(Self {
-            reads: Self::read_pool(&connection, settings),
-            pool: pool.connect_with(connection).await?,
-        })
+    /// Connects the main pool now (the rest on first use); starts watching the replicas.
+    pub(crate) async fn connect(
+        url: &str,
+        settings: PoolSettings,
+        topology: &Topology,
+    ) -> Result<Self> {
+        let config = Arc::new(Self::config(url, settings, topology)?);
+        let backend = Self::pools(&config);
+        backend.pool.acquire().await?;
+        if let Some(replicas) = &config.replicas {
+            replicas::watch(replicas, config.session.clone());
+        }
+        Ok(backend)
     }
 
     /// Pools that open their connections on first use, on the runtime that uses them.
     pub(crate) fn connect_lazy(url: &str, settings: PoolSettings) -> Result<Self> {
-        let (connection, pool) = Self::options(url, settings)?;
-        Ok(Self {
-            reads: Self::read_pool(&connection, settings),
-            pool: pool.connect_lazy_with(connection),
+        let config = Self::config(url, settings, &Topology::default())?;
+        Ok(Self::pools(&Arc::new(config)))
+    }
+
+    /// The same databases through pools of its own, opened on first use on the runtime that
+    /// uses them (a server worker's); the replicas' state is shared.
+    pub(crate) fn for_worker(&self) -> Self {
+        Self::pools(&self.config)
+    }
+
+    fn config(url: &str, settings: PoolSettings, topology: &Topology) -> Result<PgConfig> {
+        let pooled = topology.transaction_pooler;
+        let session_url = match (&topology.session_url, pooled) {
+            (Some(session), _) => session.as_str(),
+            (None, false) => url,
+            (None, true) => {
+                return Err(StorageError::Configuration(
+                    "behind a transaction pooler, LISTEN and migrations need a direct session \
+                     connection to the primary: set DATABASE_SESSION_URL"
+                        .into(),
+                ));
+            }
+        };
+        let replicas = topology
+            .read_urls
+            .iter()
+            .map(|url| Self::connect_options(url, settings, pooled))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PgConfig {
+            connection: Self::connect_options(url, settings, pooled)?,
+            session: Self::connect_options(session_url, settings, false)?,
+            settings,
+            pooled: pooled.then(|| Pooled::new(settings)),
+            replicas: (!replicas.is_empty())
+                .then(|| Arc::new(ReplicaSet::new(replicas, topology.replica_max_lag))),
         })
     }
 
-    fn read_pool(connection: &PgConnectOptions, settings: PoolSettings) -> ReadPool {
-        ReadPool::new(
-            connection.clone(),
-            settings.max_connections,
-            ACQUIRE_TIMEOUT,
-        )
+    fn pools(config: &Arc<PgConfig>) -> Self {
+        let settings = config.settings;
+        let pool = Self::pool_options(settings).connect_lazy_with(config.connection.clone());
+        let admin = if config.pooled.is_some() {
+            PgPoolOptions::new()
+                .max_connections(2)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_lazy_with(config.session.clone())
+        } else {
+            pool.clone()
+        };
+        let read_pool = |options: &PgConnectOptions| {
+            ReadPool::new(options.clone(), settings.max_connections, ACQUIRE_TIMEOUT)
+        };
+        Self {
+            reads: read_pool(&config.connection),
+            replica_reads: config.replicas.as_ref().map_or_else(Vec::new, |replicas| {
+                (0..replicas.len())
+                    .map(|i| read_pool(replicas.options(i)))
+                    .collect()
+            }),
+            pool,
+            admin,
+            config: Arc::clone(config),
+        }
+    }
+
+    /// The primary's WAL position now: at or after every commit that has returned.
+    pub(crate) async fn primary_position(&self) -> Result<crate::freshness::Lsn> {
+        use sqlx::Row;
+        let mut connection = self.reads.acquire().await?;
+        let outcome = async {
+            let row =
+                sqlx::Executor::fetch_one(&mut *connection, replicas::PRIMARY_POSITION).await?;
+            Ok(row.try_get::<i64, _>(0)? as crate::freshness::Lsn)
+        }
+        .await;
+        ReadPool::discard_if_broken(connection, &outcome);
+        outcome
+    }
+
+    fn begin_with(&self, plain: &'static str, pooled: impl FnOnce(&Pooled) -> &String) -> String {
+        self.config
+            .pooled
+            .as_ref()
+            .map_or_else(|| plain.to_owned(), |p| pooled(p).clone())
     }
 }
 
@@ -300,27 +440,46 @@ impl Backend for PgBackend {
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
-        Ok(self.pool.begin().await?)
-    }
-
-    async fn begin_snapshot(&self) -> Result<Transaction<'static, Postgres>> {
         Ok(self
             .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .begin_with(self.begin_with("BEGIN", |p| &p.write))
             .await?)
     }
 
+    async fn begin_snapshot(&self) -> Result<Transaction<'static, Postgres>> {
+        let begin = self.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", |p| {
+            &p.snapshot
+        });
+        Ok(self.pool.begin_with(begin).await?)
+    }
+
+    fn pooled(&self) -> Option<&Pooled> {
+        self.config.pooled.as_ref()
+    }
+
+    fn admin_pool(&self) -> &PgPool {
+        &self.admin
+    }
+
+    fn replicas(&self) -> Option<&Arc<ReplicaSet>> {
+        self.config.replicas.as_ref()
+    }
+
+    async fn acquire_replica(&self, replica: usize) -> Result<ReadConnection> {
+        self.replica_reads[replica].acquire().await
+    }
+
     async fn migrate(&self) -> Result<()> {
-        migrate_up(&self.pool, sqlx::migrate!("../../migrations/postgres")).await?;
-        crate::check_legacy_schema::<Self>(&self.pool).await
+        migrate_up(&self.admin, sqlx::migrate!("../../migrations/postgres")).await?;
+        crate::check_legacy_schema::<Self>(&self.admin).await
     }
 
     async fn migrate_down(&self, steps: usize) -> Result<Vec<i64>> {
-        crate::migrate_down(&MIGRATOR, &self.pool, steps).await
+        crate::migrate_down(&MIGRATOR, &self.admin, steps).await
     }
 
     async fn pending_migrations(&self) -> Result<usize> {
-        crate::pending_migrations(&MIGRATOR, &self.pool).await
+        crate::pending_migrations(&MIGRATOR, &self.admin).await
     }
 
     backend_operations!(pg_sql);

@@ -117,7 +117,7 @@ impl ReadPool {
 
 /// Whether an error may have left the connection unusable: I/O, protocol, or the server
 /// ending the session (SQLSTATE classes 08 and 57, except a cancelled statement).
-fn broke_the_connection(err: &StorageError) -> bool {
+pub(crate) fn broke_the_connection(err: &StorageError) -> bool {
     match err {
         StorageError::Database(sqlx::Error::Database(db)) => db.code().is_some_and(|code| {
             code.starts_with("08") || (code.starts_with("57") && code != "57014")

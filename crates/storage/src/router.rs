@@ -13,7 +13,9 @@ use serde_json::{Map, Value as Json};
 
 use crate::backend::{Backend, Conn};
 use crate::error::{Result, StorageError};
+use crate::freshness::ReadScope;
 use crate::invalidation::Invalidation;
+use crate::replicas::PrimaryRead;
 use crate::rows::{AttributeRange, SchemaParts};
 
 /// Where a read should go, as the flags decided for this request.
@@ -130,27 +132,87 @@ impl<B: Backend> Router<B> {
         &self.backend
     }
 
-    /// A connection of the pool, or at once [`StorageError::DatabaseUnreachable`] while the
-    /// database is known to refuse them.
-    pub(crate) async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<B::Db>> {
+    /// A connection of the pool for statements outside an explicit transaction, or at once
+    /// [`StorageError::DatabaseUnreachable`] while the database is known to refuse them.
+    /// Behind a transaction pooler it is a transaction (see `postgres::Pooled`): one that
+    /// writes must [`Session::commit`].
+    pub(crate) async fn acquire(&self) -> Result<Session<B::Db>> {
         let pool = self.backend.pool();
         self.breaker
-            .acquire(|| pool.size(), async { Ok(pool.acquire().await?) })
+            .acquire(|| pool.size(), async {
+                Ok(match self.backend.pooled() {
+                    Some(pooled) => {
+                        Session::Transaction(pool.begin_with(pooled.write.clone()).await?)
+                    }
+                    None => Session::Connection(pool.acquire().await?),
+                })
+            })
             .await
     }
 
-    /// Runs `read` on a read connection, behind the same breaker.
+    /// Runs `read` on a read connection: a read replica's when one is fresh enough for
+    /// `scope` (see `freshness`), else the primary's, behind the breaker. A replica that fails
+    /// the read is taken out and the primary answers it.
     async fn on_read_connection<T>(
         &self,
-        read: impl AsyncFnOnce(&mut Conn<B>) -> Result<T>,
+        scope: ReadScope<'_>,
+        read: impl AsyncFn(&mut Conn<B>) -> Result<T>,
     ) -> Result<T> {
         let backend = &self.backend;
+        if let Some(replicas) = backend.replicas() {
+            let why = match replicas.choose(replicas.freshness.required(scope)) {
+                Ok(replica) => match backend.acquire_replica(replica).await {
+                    Ok(mut connection) => {
+                        let outcome = self.read_on(&mut connection, &read).await;
+                        let failed = outcome
+                            .as_ref()
+                            .err()
+                            .filter(|err| crate::read_pool::broke_the_connection(err));
+                        if let Some(err) = failed {
+                            replicas.read_failed(replica, err);
+                        }
+                        let failed = failed.is_some();
+                        B::release_read(connection, &outcome);
+                        if !failed {
+                            return outcome;
+                        }
+                        PrimaryRead::ReplicaFailed
+                    }
+                    Err(err @ StorageError::Saturated) => return Err(err),
+                    Err(err) => {
+                        replicas.read_failed(replica, &err);
+                        PrimaryRead::ReplicaFailed
+                    }
+                },
+                Err(why) => why,
+            };
+            replicas.count_primary_read(why);
+        }
         let mut connection = self
             .breaker
             .acquire(|| backend.read_connections(), backend.acquire_read())
             .await?;
-        let outcome = read(&mut connection).await;
+        let outcome = self.read_on(&mut connection, &read).await;
         B::release_read(connection, &outcome);
+        outcome
+    }
+
+    /// Runs `read` on `connection`, inside a read-only transaction behind a pooler.
+    async fn read_on<T>(
+        &self,
+        connection: &mut Conn<B>,
+        read: &impl AsyncFn(&mut Conn<B>) -> Result<T>,
+    ) -> Result<T> {
+        let Some(pooled) = self.backend.pooled() else {
+            return read(connection).await;
+        };
+        let mut tx = sqlx::Connection::begin_with(connection, pooled.read.clone()).await?;
+        let outcome = read(&mut tx).await;
+        match &outcome {
+            Ok(_) => tx.commit().await?,
+            // Given back at once: an aborted transaction would hold the pooler's server.
+            Err(_) => tx.rollback().await?,
+        }
         outcome
     }
 
@@ -198,7 +260,7 @@ impl<B: Backend> Router<B> {
         route: ReadRoute,
     ) -> Result<Read<HashMap<i64, EntityValues>>> {
         let read = |store| {
-            self.on_read_connection(async move |conn| {
+            self.on_read_connection(ReadScope::Listings(ids), async move |conn| {
                 B::listing_values_batch(conn, store, ids).await
             })
         };
@@ -222,7 +284,7 @@ impl<B: Backend> Router<B> {
                     });
                 }
                 let legacy = self
-                    .on_read_connection(async |conn| {
+                    .on_read_connection(ReadScope::Listings(&empty), async |conn| {
                         B::listing_values_batch(conn, Store::Legacy, &empty).await
                     })
                     .await?;
@@ -251,7 +313,9 @@ impl<B: Backend> Router<B> {
     /// Every attribute definition of the routed store.
     pub(crate) async fn catalog(&self, route: ReadRoute) -> Result<Read<Vec<Attribute>>> {
         self.routed(route, |store| {
-            self.on_read_connection(async move |conn| B::catalog(conn, store).await)
+            self.on_read_connection(ReadScope::Catalog, async move |conn| {
+                B::catalog(conn, store).await
+            })
         })
         .await
     }
@@ -263,7 +327,7 @@ impl<B: Backend> Router<B> {
         route: ReadRoute,
     ) -> Result<Read<Vec<AttributeRange>>> {
         self.routed(route, |store| {
-            self.on_read_connection(async move |conn| {
+            self.on_read_connection(ReadScope::Ranges(category_id), async move |conn| {
                 let ranges = B::ranges(conn, store, category_id).await?;
                 if ranges.is_empty() && !B::category_exists(conn, category_id).await? {
                     return Err(StorageError::NotFound {
@@ -280,8 +344,10 @@ impl<B: Backend> Router<B> {
     /// The id of the category with this slug (the categories belong to the marketplace: both
     /// stores share them).
     pub(crate) async fn category_by_slug(&self, slug: &str) -> Result<Option<i64>> {
-        self.on_read_connection(async |conn| B::category_by_slug(conn, slug).await)
-            .await
+        self.on_read_connection(ReadScope::Shared, async |conn| {
+            B::category_by_slug(conn, slug).await
+        })
+        .await
     }
 
     pub(crate) async fn archived(&self) -> Result<bool> {
@@ -323,7 +389,9 @@ impl<B: Backend> Router<B> {
 
     async fn schema_in(&self, store: Store, category_id: i64) -> Result<EffectiveSchema> {
         let parts = self
-            .on_read_connection(async |conn| schema_parts::<B>(conn, store, category_id).await)
+            .on_read_connection(ReadScope::Category(category_id), async |conn| {
+                schema_parts::<B>(conn, store, category_id).await
+            })
             .await?;
         if parts.chain.is_empty() {
             return Err(StorageError::NotFound {
@@ -340,7 +408,7 @@ impl<B: Backend> Router<B> {
 
     async fn values_in(&self, store: Store, entity: EntityRef) -> Result<EntityValues> {
         let values = self
-            .on_read_connection(async |conn| match store {
+            .on_read_connection(ReadScope::Entity(entity), async |conn| match store {
                 Store::Legacy => B::legacy_values(conn, entity).await,
                 Store::Unified => B::unified_values(conn, entity).await,
             })
@@ -417,6 +485,42 @@ pub(crate) async fn ensure_legacy_in_place<B: Backend>(conn: &mut Conn<B>) -> Re
         ));
     }
     Ok(())
+}
+
+/// A connection for statements outside an explicit transaction; see [`Router::acquire`].
+pub(crate) enum Session<DB: sqlx::Database> {
+    Connection(sqlx::pool::PoolConnection<DB>),
+    Transaction(sqlx::Transaction<'static, DB>),
+}
+
+impl<DB: sqlx::Database> Session<DB> {
+    /// Makes what the statements wrote last (a no-op outside a pooler's transaction).
+    pub(crate) async fn commit(self) -> Result<()> {
+        if let Session::Transaction(tx) = self {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::Deref for Session<DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &DB::Connection {
+        match self {
+            Session::Connection(conn) => conn,
+            Session::Transaction(tx) => tx,
+        }
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::DerefMut for Session<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        match self {
+            Session::Connection(conn) => conn,
+            Session::Transaction(tx) => tx,
+        }
+    }
 }
 
 /// The name a phase goes by in the audit and the status.

@@ -26,6 +26,8 @@ use crate::stats::record_queries;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 mod sqlite_sql {
+    /// One process owns the file: there is no load of other backends to measure.
+    pub(super) const ACTIVE_BACKENDS: &str = "SELECT 0";
     pub(super) const UNIFIED_SCHEMA: &str =
         crate::sql::unified_schema_sql!("json_group_object(x.alias, x.option_value)");
     pub(super) const UNIFIED_CATALOG: &str =

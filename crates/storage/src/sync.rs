@@ -60,7 +60,7 @@ impl<B: Backend> Router<B> {
         mode: WriteMode,
         batch: i64,
         dry_run: bool,
-        mut progress: impl FnMut(i64),
+        mut between_batches: impl AsyncFnMut(i64),
     ) -> Result<SyncReport> {
         let mut report = SyncReport {
             dry_run,
@@ -128,7 +128,7 @@ impl<B: Backend> Router<B> {
                 end::<B>(tx, dry_run).await?;
                 report.entities += ids.len() as i64;
                 after = last;
-                progress(report.entities);
+                between_batches(report.entities).await;
             }
         }
         let mut tx = self.begin_write().await?;

@@ -300,6 +300,7 @@ impl<B: Backend> Router<B> {
         if let Some(era) = era.filter(|_| report.is_clean()) {
             B::record_verified(&mut conn, era).await?;
         }
+        conn.commit().await?;
         Ok(report)
     }
 

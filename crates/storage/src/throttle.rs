@@ -1,0 +1,155 @@
+//! The throttle of the bulk operations that make read replicas lag (backfill, sync-legacy), as
+//! gh-ost has it: paused, or held while a replica lags or the primary is busy. The settings
+//! live in `operation_throttle`, so the CLI or any service replica changes them while the
+//! operation runs; the operation reads them before every batch and reports why it waits.
+
+use serde::Serialize;
+
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::router::Router;
+
+/// A throttled operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Backfill,
+    SyncLegacy,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 2] = [Operation::Backfill, Operation::SyncLegacy];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Backfill => "backfill",
+            Operation::SyncLegacy => "sync_legacy",
+        }
+    }
+}
+
+impl std::str::FromStr for Operation {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "backfill" => Ok(Operation::Backfill),
+            "sync_legacy" | "sync-legacy" => Ok(Operation::SyncLegacy),
+            other => Err(format!(
+                "unknown operation '{other}': backfill or sync-legacy"
+            )),
+        }
+    }
+}
+
+/// An operation's throttle: its settings and what the running operation last reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Throttle {
+    pub operation: String,
+    pub paused: bool,
+    /// Batches wait while a read replica's replay lag exceeds this.
+    pub max_lag_ms: Option<i64>,
+    /// Batches wait while the primary has more active backends than this.
+    pub max_load: Option<i64>,
+    pub updated_by: String,
+    /// Why the running operation waits (`None`: it does not, or none runs).
+    pub throttled: Option<String>,
+    /// The replay lag it last measured.
+    pub lag_ms: Option<i64>,
+}
+
+impl Throttle {
+    fn unset(operation: Operation) -> Self {
+        Throttle {
+            operation: operation.as_str().to_owned(),
+            paused: false,
+            max_lag_ms: None,
+            max_load: None,
+            updated_by: String::new(),
+            throttled: None,
+            lag_ms: None,
+        }
+    }
+}
+
+/// A change of the settings; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThrottleChange {
+    pub paused: Option<bool>,
+    /// `Some(None)` removes the limit.
+    pub max_lag_ms: Option<Option<i64>>,
+    pub max_load: Option<Option<i64>>,
+}
+
+pub(crate) const LOAD: &str =
+    "SELECT operation, paused, max_lag_ms, max_load, updated_by, throttled, lag_ms
+    FROM operation_throttle WHERE operation = $1";
+
+pub(crate) const LOAD_ALL: &str =
+    "SELECT operation, paused, max_lag_ms, max_load, updated_by, throttled, lag_ms
+    FROM operation_throttle ORDER BY operation";
+
+pub(crate) const SAVE: &str = "INSERT INTO operation_throttle
+        (operation, paused, max_lag_ms, max_load, updated_by, updated_at)
+    VALUES ($1, $2, $3, $4, $5, CURRENT_TIMESTAMP)
+    ON CONFLICT (operation) DO UPDATE SET paused = excluded.paused,
+        max_lag_ms = excluded.max_lag_ms, max_load = excluded.max_load,
+        updated_by = excluded.updated_by, updated_at = excluded.updated_at";
+
+pub(crate) const REPORT: &str = "INSERT INTO operation_throttle
+        (operation, updated_by, throttled, lag_ms, reported_at)
+    VALUES ($1, 'operation', $2, $3, CURRENT_TIMESTAMP)
+    ON CONFLICT (operation) DO UPDATE SET throttled = excluded.throttled,
+        lag_ms = excluded.lag_ms, reported_at = excluded.reported_at";
+
+impl<B: Backend> Router<B> {
+    pub(crate) async fn throttle(&self, operation: Operation) -> Result<Throttle> {
+        let mut conn = self.acquire().await?;
+        Ok(B::load_throttle(&mut conn, operation.as_str())
+            .await?
+            .unwrap_or_else(|| Throttle::unset(operation)))
+    }
+
+    pub(crate) async fn throttles(&self) -> Result<Vec<Throttle>> {
+        let mut conn = self.acquire().await?;
+        B::throttles(&mut conn).await
+    }
+
+    /// Applies `change` to the stored settings in one transaction; returns them.
+    pub(crate) async fn change_throttle(
+        &self,
+        operation: Operation,
+        change: ThrottleChange,
+        actor: &str,
+    ) -> Result<Throttle> {
+        let mut tx = self.begin_write().await?;
+        let mut throttle = B::load_throttle(&mut tx, operation.as_str())
+            .await?
+            .unwrap_or_else(|| Throttle::unset(operation));
+        throttle.paused = change.paused.unwrap_or(throttle.paused);
+        throttle.max_lag_ms = change.max_lag_ms.unwrap_or(throttle.max_lag_ms);
+        throttle.max_load = change.max_load.unwrap_or(throttle.max_load);
+        actor.clone_into(&mut throttle.updated_by);
+        B::save_throttle(&mut tx, &throttle).await?;
+        tx.commit().await?;
+        Ok(throttle)
+    }
+
+    /// The running operation's report: why it waits (`None`: it runs), and the lag it saw.
+    pub(crate) async fn report_throttle(
+        &self,
+        operation: Operation,
+        throttled: Option<&str>,
+        lag_ms: Option<i64>,
+    ) -> Result<()> {
+        let mut conn = self.acquire().await?;
+        B::report_throttle(&mut conn, operation.as_str(), throttled, lag_ms).await?;
+        conn.commit().await
+    }
+
+    /// Client backends of the primary running a statement now, this one not counted.
+    pub(crate) async fn active_backends(&self) -> Result<i64> {
+        let mut conn = self.acquire().await?;
+        B::active_backends(&mut conn).await
+    }
+}
