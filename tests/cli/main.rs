@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use common::{Backend, TestDb};
 
+mod scale_out;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_unified-attributes");
 
 /// Kills the service when the test ends, passed or not.
