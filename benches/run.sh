@@ -26,11 +26,14 @@ for function, time in rows:
 PY
 
 benches/load/run.sh
+benches/load/replica.sh
 benches/backfill/run.sh
 
 {
     printf '## Load (benches/load/run.sh)\n\n'
     cat "$OUT/load.md"
+    printf '\n## Read replica (benches/load/replica.sh)\n\n'
+    cat "$OUT/replica.md"
     printf '\n## Backfill (benches/backfill/run.sh)\n\n'
     cat "$OUT/backfill.md"
     printf '\n## Criterion (cargo bench --bench hot_paths)\n\n'
