@@ -26,14 +26,14 @@ for function, time in rows:
 PY
 
 benches/load/run.sh
-benches/load/replica.sh
+benches/load/scale_out.sh
 benches/backfill/run.sh
 
 {
     printf '## Load (benches/load/run.sh)\n\n'
     cat "$OUT/load.md"
-    printf '\n## Read replica (benches/load/replica.sh)\n\n'
-    cat "$OUT/replica.md"
+    printf '\n## Scale-out (benches/load/scale_out.sh)\n\n'
+    cat "$OUT/scale_out.md"
     printf '\n## Backfill (benches/backfill/run.sh)\n\n'
     cat "$OUT/backfill.md"
     printf '\n## Criterion (cargo bench --bench hot_paths)\n\n'

@@ -337,3 +337,72 @@ async fn through_pgbouncer_in_transaction_mode_every_answer_is_right_and_a_resta
     assert_eq!(mileage(&first.listing_values(CAR).await), Some(300_000));
     drop(bouncer);
 }
+
+#[actix_web::test]
+async fn any_service_replica_pauses_and_limits_a_bulk_operation_for_ops() {
+    use crate::helpers::{ADMIN_TOKEN, spawn_app};
+    let app = spawn_app(Backend::Postgres).await;
+    let path = "/api/v2/admin/operations/backfill/throttle";
+    let reply = app
+        .json("PUT", path, r#"{"paused": true, "max_lag_ms": 750}"#, None)
+        .await;
+    reply.assert_error(401, "errors.unauthorized");
+    let reply = app
+        .send(
+            app.client
+                .put(format!("{}{path}", app.address))
+                .insert_header(("Content-Type", "application/json"))
+                .insert_header(("Authorization", format!("Bearer {ADMIN_TOKEN}")))
+                .insert_header(("X-Actor", "ops-on-call")),
+            Some(r#"{"paused": true, "max_lag_ms": 750}"#.into()),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["data"]["paused"], true);
+    assert_eq!(reply.body["data"]["max_lag_ms"], 750);
+    assert_eq!(reply.body["data"]["updated_by"], "ops-on-call");
+    // What a running backfill reads before its next batch: the stored row.
+    let stored = app
+        .db
+        .storage()
+        .await
+        .throttle(storage::throttle::Operation::Backfill)
+        .await
+        .expect("the throttle");
+    assert!(stored.paused);
+    assert_eq!(stored.max_lag_ms, Some(750));
+    let reply = app
+        .json(
+            "PUT",
+            path,
+            r#"{"max_lag_ms": null, "paused": false}"#,
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["data"]["paused"], false);
+    assert!(reply.body["data"]["max_lag_ms"].is_null());
+    app.json("PUT", path, r#"{"max_load": 0}"#, Some(ADMIN_TOKEN))
+        .await
+        .assert_error(422, "errors.invalidBody");
+    app.json("PUT", path, r#"{"pause": true}"#, Some(ADMIN_TOKEN))
+        .await
+        .assert_error(422, "errors.invalidBody");
+    app.json(
+        "PUT",
+        "/api/v2/admin/operations/vacuum/throttle",
+        r#"{"paused": true}"#,
+        Some(ADMIN_TOKEN),
+    )
+    .await
+    .assert_error(404, "errors.routeNotFound");
+    let shown = app
+        .get_as(
+            "/api/v2/admin/operations/sync-legacy/throttle",
+            ("Authorization", &format!("Bearer {ADMIN_TOKEN}")),
+        )
+        .await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert_eq!(shown.body["data"]["operation"], "sync_legacy");
+    assert_eq!(shown.body["data"]["paused"], false);
+}

@@ -671,3 +671,62 @@ async fn a_write_behind_a_held_row_lock_fails_fast_as_transient() {
         .await
         .expect("the same write once the lock is gone");
 }
+
+/// Writes hold the migration state shared until they commit, and shared row locks admit each
+/// other without queueing: a flag change must queue ahead of the writes that come after it, or
+/// a steady stream of writes would hold it past any timeout.
+#[tokio::test]
+async fn a_flag_change_waits_for_the_writes_in_flight_only_not_for_those_after_it() {
+    use sqlx::{Connection, Executor};
+    let db = TestDb::fresh(Backend::Postgres).await;
+    let (storage, _) = seeded(&db).await;
+    let mut in_flight = sqlx::PgConnection::connect(&db.url)
+        .await
+        .expect("a session");
+    in_flight
+        .execute("BEGIN; SELECT 1 FROM migration_state WHERE id = 1 FOR SHARE")
+        .await
+        .expect("a write's fence");
+    let change = tokio::spawn({
+        let storage = storage.clone();
+        async move { set_flags(&storage, PHASE1).await }
+    });
+    let mut watcher = sqlx::PgConnection::connect(&db.url)
+        .await
+        .expect("a session");
+    let waiting = "SELECT COUNT(*) FROM pg_stat_activity
+        WHERE wait_event_type = 'Lock' AND datname = current_database()";
+    for _ in 0..100 {
+        let count: i64 = sqlx::query_scalar(waiting)
+            .fetch_one(&mut watcher)
+            .await
+            .expect("count");
+        if count == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A write that comes now waits behind the change (its lock wait times out here).
+    let mut later = sqlx::PgConnection::connect(&db.url)
+        .await
+        .expect("a session");
+    let queued = later
+        .execute(
+            "BEGIN; SET LOCAL lock_timeout = '300ms'; \
+             SELECT 1 FROM migration_state WHERE id = 1 FOR SHARE",
+        )
+        .await;
+    assert!(
+        queued.is_err(),
+        "a write after the flag change went ahead of it"
+    );
+    later.execute("ROLLBACK").await.expect("rollback");
+    in_flight
+        .execute("COMMIT")
+        .await
+        .expect("the write in flight commits");
+    assert_eq!(
+        change.await.expect("the change").expect("applied"),
+        flags::Phase::DualWrite
+    );
+}

@@ -677,6 +677,11 @@ fn admin_routes(config: &mut web::ServiceConfig) {
                     .route(web::put().to(migration::change_flags)),
             )
             .service(
+                resource(ADMIN, "/operations/{operation}/throttle", "GET, PUT")
+                    .route(web::get().to(routes::throttle::show))
+                    .route(web::put().to(routes::throttle::change)),
+            )
+            .service(
                 resource(ADMIN, "/attributes/shadow-diffs", "GET")
                     .route(web::get().to(migration::shadow_diffs)),
             )

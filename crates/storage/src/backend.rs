@@ -1411,7 +1411,8 @@ macro_rules! backend_operations {
         }
 
         async fn lock_migration_state(conn: &mut Conn<Self>) -> Result<()> {
-            record_queries(1);
+            record_queries(2);
+            sqlx::query($sql::QUEUE_FOR_MIGRATION_STATE).execute(&mut *conn).await?;
             sqlx::query(crate::flag_store::LOCK_MIGRATION_STATE).execute(conn).await?;
             Ok(())
         }

@@ -160,6 +160,8 @@ mod sqlite_sql {
          WHERE name IN ('affects_stock', 'is_variant_compatible')";
     /// Write transactions hold SQLite's one write lock from their start: nothing to add.
     pub(super) const SHARE_MIGRATION_STATE: &str = "SELECT 1 FROM migration_state WHERE id = 1";
+    /// The write transaction holds SQLite's one write lock already.
+    pub(super) const QUEUE_FOR_MIGRATION_STATE: &str = "SELECT 1";
 
     /// Inserts unified value rows in multi-row statements (SQLite allows 32,766 parameters).
     pub(super) async fn insert_unified_rows(

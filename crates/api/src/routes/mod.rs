@@ -7,6 +7,7 @@ pub mod categories;
 pub mod health;
 pub mod migration;
 pub mod quarantine;
+pub mod throttle;
 pub mod v1;
 pub mod values;
 
