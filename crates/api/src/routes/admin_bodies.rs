@@ -289,6 +289,51 @@ impl PartialSchema for ValuesPatch {
 
 impl ToSchema for ValuesPatch {}
 
+/// A bulk operation whose throttle the admin API shows and changes.
+pub struct OperationName;
+
+impl PartialSchema for OperationName {
+    fn schema() -> RefOr<Schema> {
+        one_of(["backfill", "sync-legacy"])
+    }
+}
+
+impl ToSchema for OperationName {}
+
+/// A change of a bulk operation's throttle: any of these keys, no other.
+pub struct ThrottleBody;
+
+impl PartialSchema for ThrottleBody {
+    fn schema() -> RefOr<Schema> {
+        let limit = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                    Type::Integer,
+                    Type::Null,
+                ]))
+                .minimum(Some(1))
+                .description(Some(description))
+        };
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("paused", ObjectBuilder::new().schema_type(Type::Boolean))
+            .property(
+                "max_lag_ms",
+                limit("Wait while a read replica lags more (ms); null removes the limit"),
+            )
+            .property(
+                "max_load",
+                limit(
+                    "Wait while the primary runs more statements at once; null removes the limit",
+                ),
+            )
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .into()
+    }
+}
+
+impl ToSchema for ThrottleBody {}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

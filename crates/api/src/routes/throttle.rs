@@ -17,7 +17,7 @@ fn operation(path: &str) -> Result<Operation, ApiError> {
 
 /// `GET /api/v2/admin/operations/{operation}/throttle`
 #[utoipa::path(get, path = "/api/v2/admin/operations/{operation}/throttle", tag = "admin",
-    params(("operation" = String, Path, description = "`backfill` or `sync-legacy`")),
+    params(("operation" = inline(crate::routes::admin_bodies::OperationName), Path, description = "`backfill` or `sync-legacy`")),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Paused or not, the limits, and why the running operation waits", body = Object),
@@ -36,8 +36,8 @@ pub async fn show(
 /// `max_lag_ms` and `max_load` (a positive integer, or null to remove the limit). `X-Actor`
 /// names who asked.
 #[utoipa::path(put, path = "/api/v2/admin/operations/{operation}/throttle", tag = "admin",
-    params(("operation" = String, Path, description = "`backfill` or `sync-legacy`")),
-    request_body(content = Object, description = "Any of paused (boolean), max_lag_ms and max_load (integer ≥ 1, or null)"),
+    params(("operation" = inline(crate::routes::admin_bodies::OperationName), Path, description = "`backfill` or `sync-legacy`")),
+    request_body(content = crate::routes::admin_bodies::ThrottleBody, description = "Any of paused (boolean), max_lag_ms and max_load (integer ≥ 1, or null)"),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The throttle now stored", body = Object),
