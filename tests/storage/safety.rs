@@ -22,6 +22,7 @@ conformance_in!(
     migrate_down_refuses_to_drop_tables_that_hold_rows,
     a_binary_starts_beside_newer_additive_migrations_and_refuses_others,
     a_unified_only_write_during_sync_legacy_keeps_the_sync_pending,
+    throttle_changes_racing_each_other_keep_both,
 );
 
 const CANARY: Flags = Flags {
@@ -729,4 +730,44 @@ async fn a_flag_change_waits_for_the_writes_in_flight_only_not_for_those_after_i
         change.await.expect("the change").expect("applied"),
         flags::Phase::DualWrite
     );
+}
+
+/// Ops pause a running backfill from one place while another changes its lag limit: each
+/// change touches only what it names, so neither is lost whatever the interleaving.
+async fn throttle_changes_racing_each_other_keep_both(db: TestDb) {
+    use storage::throttle::{Operation, ThrottleChange};
+    let pausing = db.storage().await;
+    let limiting = db.storage().await;
+    for round in 1..=20_i64 {
+        let paused = round % 2 == 1;
+        let (first, second) = tokio::join!(
+            pausing.change_throttle(
+                Operation::Backfill,
+                ThrottleChange {
+                    paused: Some(paused),
+                    ..ThrottleChange::default()
+                },
+                "pausing",
+            ),
+            limiting.change_throttle(
+                Operation::Backfill,
+                ThrottleChange {
+                    max_lag_ms: Some(Some(100 * round)),
+                    ..ThrottleChange::default()
+                },
+                "limiting",
+            ),
+        );
+        first.expect("the pause");
+        second.expect("the limit");
+        let stored = pausing
+            .throttle(Operation::Backfill)
+            .await
+            .expect("the throttle");
+        assert_eq!(
+            (stored.paused, stored.max_lag_ms),
+            (paused, Some(100 * round)),
+            "round {round}: a change was lost"
+        );
+    }
 }

@@ -365,11 +365,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
         conn: &mut Conn<Self>,
     ) -> impl Future<Output = Result<Vec<crate::throttle::Throttle>>> + Send;
 
-    /// Stores a throttle's settings (not the operation's report).
-    fn save_throttle(
+    /// Changes the settings `change` names (not the operation's report); returns them all.
+    fn change_throttle(
         conn: &mut Conn<Self>,
-        throttle: &crate::throttle::Throttle,
-    ) -> impl Future<Output = Result<()>> + Send;
+        operation: &str,
+        change: crate::throttle::ThrottleChange,
+        actor: &str,
+    ) -> impl Future<Output = Result<crate::throttle::Throttle>> + Send;
 
     fn report_throttle(
         conn: &mut Conn<Self>,
@@ -912,20 +914,23 @@ macro_rules! backend_operations {
             Ok(sqlx::query_as(crate::throttle::LOAD_ALL).fetch_all(conn).await?)
         }
 
-        async fn save_throttle(
+        async fn change_throttle(
             conn: &mut Conn<Self>,
-            throttle: &crate::throttle::Throttle,
-        ) -> Result<()> {
+            operation: &str,
+            change: crate::throttle::ThrottleChange,
+            actor: &str,
+        ) -> Result<crate::throttle::Throttle> {
             record_queries(1);
-            sqlx::query(crate::throttle::SAVE)
-                .bind(&throttle.operation)
-                .bind(throttle.paused)
-                .bind(throttle.max_lag_ms)
-                .bind(throttle.max_load)
-                .bind(&throttle.updated_by)
-                .execute(conn)
-                .await?;
-            Ok(())
+            Ok(sqlx::query_as(crate::throttle::CHANGE)
+                .bind(operation)
+                .bind(change.paused)
+                .bind(change.max_lag_ms.is_some())
+                .bind(change.max_lag_ms.flatten())
+                .bind(change.max_load.is_some())
+                .bind(change.max_load.flatten())
+                .bind(actor)
+                .fetch_one(conn)
+                .await?)
         }
 
         async fn report_throttle(

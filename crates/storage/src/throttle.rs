@@ -89,12 +89,16 @@ pub(crate) const LOAD_ALL: &str =
     "SELECT operation, paused, max_lag_ms, max_load, updated_by, throttled, lag_ms
     FROM operation_throttle ORDER BY operation";
 
-pub(crate) const SAVE: &str = "INSERT INTO operation_throttle
+/// Changes only the settings a change names, in one statement: two changes racing each other
+/// (a pause from the CLI, a limit from the admin API) both land.
+pub(crate) const CHANGE: &str = "INSERT INTO operation_throttle
         (operation, paused, max_lag_ms, max_load, updated_by, updated_at)
-    VALUES ($1, $2, $3, $4, $5, CURRENT_TIMESTAMP)
-    ON CONFLICT (operation) DO UPDATE SET paused = excluded.paused,
-        max_lag_ms = excluded.max_lag_ms, max_load = excluded.max_load,
-        updated_by = excluded.updated_by, updated_at = excluded.updated_at";
+    VALUES ($1, COALESCE($2, false), $4, $6, $7, CURRENT_TIMESTAMP)
+    ON CONFLICT (operation) DO UPDATE SET paused = COALESCE($2, operation_throttle.paused),
+        max_lag_ms = CASE WHEN $3 THEN $4 ELSE operation_throttle.max_lag_ms END,
+        max_load = CASE WHEN $5 THEN $6 ELSE operation_throttle.max_load END,
+        updated_by = excluded.updated_by, updated_at = excluded.updated_at
+    RETURNING operation, paused, max_lag_ms, max_load, updated_by, throttled, lag_ms";
 
 pub(crate) const REPORT: &str = "INSERT INTO operation_throttle
         (operation, updated_by, throttled, lag_ms, reported_at)
@@ -115,23 +119,16 @@ impl<B: Backend> Router<B> {
         B::throttles(&mut conn).await
     }
 
-    /// Applies `change` to the stored settings in one transaction; returns them.
+    /// Applies `change` to the stored settings; returns them.
     pub(crate) async fn change_throttle(
         &self,
         operation: Operation,
         change: ThrottleChange,
         actor: &str,
     ) -> Result<Throttle> {
-        let mut tx = self.begin_write().await?;
-        let mut throttle = B::load_throttle(&mut tx, operation.as_str())
-            .await?
-            .unwrap_or_else(|| Throttle::unset(operation));
-        throttle.paused = change.paused.unwrap_or(throttle.paused);
-        throttle.max_lag_ms = change.max_lag_ms.unwrap_or(throttle.max_lag_ms);
-        throttle.max_load = change.max_load.unwrap_or(throttle.max_load);
-        actor.clone_into(&mut throttle.updated_by);
-        B::save_throttle(&mut tx, &throttle).await?;
-        tx.commit().await?;
+        let mut conn = self.acquire().await?;
+        let throttle = B::change_throttle(&mut conn, operation.as_str(), change, actor).await?;
+        conn.commit().await?;
         Ok(throttle)
     }
 
