@@ -20,6 +20,9 @@ use domain::{EntityKind, EntityRef, Invalidation};
 /// How long one invalidation's position is remembered by its scope.
 pub(crate) const RETENTION: Duration = Duration::from_secs(30);
 
+/// How often records under the floor are dropped.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
+
 /// A WAL position, as bytes from `0/0` (`pg_wal_lsn_diff(lsn, '0/0')`).
 pub(crate) type Lsn = u64;
 
@@ -59,6 +62,8 @@ struct Positions {
     log: VecDeque<(Instant, Lsn)>,
     /// The floor to return to once a lost listener is back.
     floor_before_loss: Option<Lsn>,
+    /// When records under the floor were last dropped from `keys` and `entity_ranges`.
+    pruned_at: Option<Instant>,
 }
 
 /// The positions recent invalidations require, by scope. Shared by every worker of a process.
@@ -184,7 +189,16 @@ impl Positions {
             Some(before) => *before = (*before).max(aged),
             None => self.floor = self.floor.max(aged),
         }
-        let floor = self.floor_before_loss.unwrap_or(self.floor).max(aged);
+        // Records under the floor no longer matter to any read; dropping them walks every
+        // record, so it is done at most once a second, not on every read and write.
+        if self
+            .pruned_at
+            .is_some_and(|at| now.saturating_duration_since(at) < PRUNE_EVERY)
+        {
+            return;
+        }
+        self.pruned_at = Some(now);
+        let floor = self.floor_before_loss.unwrap_or(self.floor);
         self.keys.retain(|_, lsn| *lsn > floor);
         self.entity_ranges.retain(|(.., lsn)| *lsn > floor);
     }
