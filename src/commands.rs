@@ -176,20 +176,14 @@ pub async fn throttle(
         change.max_load = Some(None);
     }
     let storage = connect_migrated(settings).await?;
-    let throttle = if change == storage::throttle::ThrottleChange::default() {
-        storage.throttle(args.operation).await?
-    } else {
-        storage
-            .change_throttle(args.operation, change, &args.actor)
-            .await?
-    };
+    let throttle = apply_throttle(&storage, args.operation, change, &args.actor).await?;
     output.report(&throttle, |t| {
         let limit = |value: Option<i64>, unit: &str| {
             value.map_or_else(|| "none".to_owned(), |v| format!("{v}{unit}"))
         };
         format!(
             "{}: {}; max lag {}, max load {}{}{}",
-            args.operation.as_str().replace('_', "-"),
+            args.operation.command(),
             if t.paused { "paused" } else { "not paused" },
             limit(t.max_lag_ms, " ms"),
             limit(t.max_load, " active backends"),
@@ -205,20 +199,28 @@ pub async fn throttle(
     })
 }
 
+/// The operation's throttle after `change` (read only when the change names nothing).
+async fn apply_throttle(
+    storage: &Storage,
+    operation: storage::throttle::Operation,
+    change: storage::throttle::ThrottleChange,
+    actor: &str,
+) -> anyhow::Result<storage::throttle::Throttle> {
+    Ok(if change == storage::throttle::ThrottleChange::default() {
+        storage.throttle(operation).await?
+    } else {
+        storage.change_throttle(operation, change, actor).await?
+    })
+}
+
 /// Stores the limits an operation was started with, and says when it starts paused.
 async fn start_throttle<'a>(
     storage: &'a Storage,
     operation: storage::throttle::Operation,
     limits: &ThrottleLimits,
 ) -> anyhow::Result<crate::throttle::Throttler<'a>> {
-    let change = limits.change()?;
-    let throttle = if change == storage::throttle::ThrottleChange::default() {
-        storage.throttle(operation).await?
-    } else {
-        storage
-            .change_throttle(operation, change, operation.as_str())
-            .await?
-    };
+    let throttle =
+        apply_throttle(storage, operation, limits.change()?, operation.command()).await?;
     if throttle.max_lag_ms.is_some() && storage.replicas().is_empty() {
         note(
             "--max-lag-ms is set but no read replica is configured (DATABASE_READ_URL): it has nothing to measure",
@@ -227,9 +229,9 @@ async fn start_throttle<'a>(
     if throttle.paused {
         note(&format!(
             "{} is paused (by {}): it waits until `throttle {} --resume`",
-            operation.as_str(),
+            operation.command(),
             throttle.updated_by,
-            operation.as_str().replace('_', "-")
+            operation.command()
         ));
     }
     Ok(crate::throttle::Throttler::new(storage, operation))

@@ -72,7 +72,7 @@ impl<'a> Throttler<'a> {
             return Ok(Some(format!(
                 "paused by {} (resume: throttle {} --resume)",
                 throttle.updated_by,
-                self.operation.as_str().replace('_', "-")
+                self.operation.command()
             )));
         }
         if let (Some(max), Some((replica, lag))) = (throttle.max_lag_ms, lag)

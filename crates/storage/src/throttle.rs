@@ -26,6 +26,14 @@ impl Operation {
             Operation::SyncLegacy => "sync_legacy",
         }
     }
+
+    /// The subcommand, as operators type it (also accepted in the admin route).
+    pub fn command(self) -> &'static str {
+        match self {
+            Operation::Backfill => "backfill",
+            Operation::SyncLegacy => "sync-legacy",
+        }
+    }
 }
 
 impl std::str::FromStr for Operation {

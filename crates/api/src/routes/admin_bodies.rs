@@ -294,7 +294,7 @@ pub struct OperationName;
 
 impl PartialSchema for OperationName {
     fn schema() -> RefOr<Schema> {
-        one_of(["backfill", "sync-legacy"])
+        one_of(storage::throttle::Operation::ALL.map(storage::throttle::Operation::command))
     }
 }
 
