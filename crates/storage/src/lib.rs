@@ -161,25 +161,6 @@ impl Storage {
         }
     }
 
-    /// Like [`Storage::connect`], but opens connections only when first used, on the runtime
-    /// that uses them: a server gives each worker thread its own pool this way, so queries
-    /// do not hop between threads. Checks the URL only.
-    pub fn connect_lazy(url: &str, pool: PoolSettings) -> Result<Self> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Storage(Backends::Postgres(Router::new(
-                PgBackend::connect_lazy(url, pool)?,
-            ))))
-        } else if url.starts_with("sqlite:") {
-            Ok(Storage(Backends::Sqlite(Router::new(
-                SqliteBackend::connect_lazy(url, pool)?,
-            ))))
-        } else {
-            Err(StorageError::UnsupportedUrl(
-                url.split("://").next().unwrap_or(url).to_owned(),
-            ))
-        }
-    }
-
     /// This storage's databases through pools of a worker's own, opened on first use on the
     /// worker's runtime; what is known of the replicas is shared.
     pub fn for_worker(&self, url: &str, pool: PoolSettings) -> Result<Self> {
@@ -187,7 +168,10 @@ impl Storage {
             Backends::Postgres(router) => Ok(Storage(Backends::Postgres(Router::new(
                 router.backend().for_worker(),
             )))),
-            Backends::Sqlite(_) => Self::connect_lazy(url, pool),
+            // Opened on first use, on the worker's runtime.
+            Backends::Sqlite(_) => Ok(Storage(Backends::Sqlite(Router::new(
+                SqliteBackend::connect_lazy(url, pool)?,
+            )))),
         }
     }
 

@@ -327,12 +327,6 @@ impl PgBackend {
         Ok(backend)
     }
 
-    /// Pools that open their connections on first use, on the runtime that uses them.
-    pub(crate) fn connect_lazy(url: &str, settings: PoolSettings) -> Result<Self> {
-        let config = Self::config(url, settings, &Topology::default())?;
-        Ok(Self::pools(&Arc::new(config)))
-    }
-
     /// The same databases through pools of its own, opened on first use on the runtime that
     /// uses them (a server worker's); the replicas' state is shared.
     pub(crate) fn for_worker(&self) -> Self {
@@ -408,11 +402,16 @@ impl PgBackend {
         outcome
     }
 
-    fn begin_with(&self, plain: &'static str, pooled: impl FnOnce(&Pooled) -> &String) -> String {
+    /// How a transaction begins: `plain`, or behind a pooler its statement with the limits.
+    fn begin_with(
+        &self,
+        plain: &'static str,
+        pooled: impl FnOnce(&Pooled) -> &String,
+    ) -> std::borrow::Cow<'static, str> {
         self.config
             .pooled
             .as_ref()
-            .map_or_else(|| plain.to_owned(), |p| pooled(p).clone())
+            .map_or(plain.into(), |p| pooled(p).clone().into())
     }
 }
 
