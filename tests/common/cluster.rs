@@ -36,26 +36,42 @@ fn running_as_root() -> bool {
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
 }
 
-/// Runs a server program, as `postgres` when we are root; panics with its output on failure.
-fn run_as_server_user(program: &Path, args: &[&str]) {
-    let mut command = if running_as_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(program);
-        c
+/// A server program's command, run as `postgres` when we are root.
+fn server_command(program: &Path) -> Command {
+    if running_as_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
     } else {
         Command::new(program)
-    };
-    let output = command
+    }
+}
+
+/// Runs a server program; panics with its output, and `hint`, on failure.
+fn run_as_server_user(program: &Path, args: &[&str], hint: &str) {
+    let output = server_command(program)
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
     assert!(
         output.status.success(),
-        "{} {args:?} failed: {}{}",
+        "{} {args:?} failed: {}{}{hint}",
         program.display(),
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Makes `path` and what it holds the server user's (when we are root).
+fn give_to_server_user(path: &Path) {
+    if running_as_root() {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(path)
+            .status()
+            .expect("chown");
+        assert!(status.success(), "chown of {}", path.display());
+    }
 }
 
 /// A directory the server user owns.
@@ -64,14 +80,7 @@ fn server_dir(prefix: &str) -> TempDir {
         .prefix(prefix)
         .tempdir_in("/tmp")
         .expect("a temporary directory");
-    if running_as_root() {
-        let status = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(dir.path())
-            .status()
-            .expect("chown");
-        assert!(status.success(), "chown of {}", dir.path().display());
-    }
+    give_to_server_user(dir.path());
     dir
 }
 
@@ -110,29 +119,25 @@ impl StreamingReplica {
         let dir = server_dir("ua-replica-");
         let data = dir.path().join("data");
         let data_arg = data.to_str().expect("a UTF-8 path");
-        let backup = Command::new(if running_as_root() { "runuser" } else { "env" })
-            .args(if running_as_root() {
-                vec!["-u", "postgres", "--"]
-            } else {
-                vec![]
-            })
-            .arg(postgres_bin("pg_basebackup"))
-            .args([
+        run_as_server_user(
+            &postgres_bin("pg_basebackup"),
+            &[
                 "-h",
                 &host,
                 "-p",
                 &primary_port.to_string(),
                 "-U",
                 "postgres",
-            ])
-            .args(["-D", data_arg, "-R", "-X", "stream", "-c", "fast"])
-            .output()
-            .expect("pg_basebackup runs");
-        assert!(
-            backup.status.success(),
-            "pg_basebackup failed: {}\nthe test server must accept replication connections from \
-             127.0.0.1 (pg_hba.conf: `host replication all 127.0.0.1/32 trust`; .ci/run adds it)",
-            String::from_utf8_lossy(&backup.stderr)
+                "-D",
+                data_arg,
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ],
+            "\nthe test server must accept replication connections from 127.0.0.1 \
+             (pg_hba.conf: `host replication all 127.0.0.1/32 trust`; .ci/run adds it)",
         );
         let port = free_port();
         // Debian keeps the server's configuration outside its data directory: the copy has
@@ -152,14 +157,7 @@ impl StreamingReplica {
         )
         .expect("pg_hba.conf");
         std::fs::write(data.join("pg_ident.conf"), "").expect("pg_ident.conf");
-        if running_as_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&data)
-                .status()
-                .expect("chown");
-            assert!(status.success());
-        }
+        give_to_server_user(&data);
         let replica = Self { port, dir };
         replica.pg_ctl(&["start", "-w", "-t", "60"]);
         replica
@@ -189,22 +187,15 @@ impl StreamingReplica {
             log.to_str().expect("UTF-8"),
         ];
         all.extend_from_slice(args);
-        run_as_server_user(&postgres_bin("pg_ctl"), &all);
+        run_as_server_user(&postgres_bin("pg_ctl"), &all, "");
     }
 }
 
 impl Drop for StreamingReplica {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");
-        let mut command = if running_as_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(postgres_bin("pg_ctl"));
-            c
-        } else {
-            Command::new(postgres_bin("pg_ctl"))
-        };
-        let _ = command
-            .args(["-D"])
+        let _ = server_command(&postgres_bin("pg_ctl"))
+            .arg("-D")
             .arg(&data)
             .args(["stop", "-m", "immediate", "-w"])
             .output();
@@ -234,14 +225,7 @@ impl PgBouncer {
         );
         std::fs::write(dir.path().join("pgbouncer.ini"), config).expect("pgbouncer.ini");
         std::fs::write(dir.path().join("users.txt"), "\"postgres\" \"\"\n").expect("users");
-        if running_as_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .expect("chown");
-            assert!(status.success());
-        }
+        give_to_server_user(dir.path());
         let bouncer = Self { port, dir };
         bouncer.launch();
         bouncer
@@ -254,7 +238,7 @@ impl PgBouncer {
     fn launch(&self) {
         let program = which("pgbouncer").expect("pgbouncer is installed (Debian: pgbouncer)");
         let ini = self.dir.path().join("pgbouncer.ini");
-        run_as_server_user(&program, &["-d", ini.to_str().expect("UTF-8")]);
+        run_as_server_user(&program, &["-d", ini.to_str().expect("UTF-8")], "");
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
