@@ -164,19 +164,14 @@ impl<B: Backend> Router<B> {
                 Ok(replica) => match backend.acquire_replica(replica).await {
                     Ok(mut connection) => {
                         let outcome = self.read_on(&mut connection, &read).await;
-                        let failed = outcome
-                            .as_ref()
-                            .err()
-                            .filter(|err| crate::read_pool::broke_the_connection(err));
-                        if let Some(err) = failed {
-                            replicas.read_failed(replica, err);
-                        }
-                        let failed = failed.is_some();
                         B::release_read(connection, &outcome);
-                        if !failed {
-                            return outcome;
+                        match outcome {
+                            Err(err) if crate::read_pool::broke_the_connection(&err) => {
+                                replicas.read_failed(replica, &err);
+                                PrimaryRead::ReplicaFailed
+                            }
+                            outcome => return outcome,
                         }
-                        PrimaryRead::ReplicaFailed
                     }
                     Err(err @ StorageError::Saturated) => return Err(err),
                     Err(err) => {
