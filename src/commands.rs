@@ -12,12 +12,19 @@ use serde::Serialize;
 use storage::Storage;
 use storage::demo::Dataset;
 
+use crate::lease::{HeldLease, Stop};
 use crate::progress::Progress;
 
 /// A check ran and found a problem: exit code 1 (errors are 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct CheckFailed(pub String);
+
+/// A bulk operation stopped at a batch boundary before its end (Ctrl-C, SIGTERM, or its lease
+/// taken over): exit code 130. What it committed stays; it resumes from its checkpoint.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Interrupted(pub String);
 
 /// How a command reports its result.
 #[derive(Debug, Clone, Copy)]
@@ -362,6 +369,7 @@ pub async fn migrate(
     settings: &Settings,
     output: Output,
     direction: Direction,
+    grace: Duration,
 ) -> anyhow::Result<()> {
     let storage = connect(settings).await?;
     #[derive(Serialize)]
@@ -377,10 +385,14 @@ pub async fn migrate(
         Direction::Down {
             steps,
             allow_data_loss,
-        } => storage
-            .migrate_down(steps, allow_data_loss)
-            .await
-            .context("migrating down failed")?,
+        } => {
+            // The lease's own table may be among what is reverted: a lease that cannot be
+            // released then is gone with its table.
+            let lease = HeldLease::take(&storage, "migrate down", grace, false).await?;
+            let reverted = storage.migrate_down(steps, allow_data_loss).await;
+            lease.release().await;
+            reverted.context("migrating down failed")?
+        }
     };
     let report = Report {
         database: storage.backend_name(),
@@ -546,12 +558,26 @@ pub async fn backfill(
     settings: &Settings,
     output: Output,
     args: &BackfillArgs,
+    grace: Duration,
 ) -> anyhow::Result<()> {
     if args.batch_size < 1 {
         bail!("--batch-size must be at least 1");
     }
     let storage = connect_migrated(settings).await?;
-    let in_force = flags_in_force(settings, &storage).await?;
+    let lease = HeldLease::take(&storage, "backfill", grace, true).await?;
+    let result = backfill_leased(settings, output, args, &storage, &lease).await;
+    lease.release().await;
+    result
+}
+
+async fn backfill_leased(
+    settings: &Settings,
+    output: Output,
+    args: &BackfillArgs,
+    storage: &Storage,
+    lease: &HeldLease,
+) -> anyhow::Result<()> {
+    let in_force = flags_in_force(settings, storage).await?;
     if in_force.write_mode() == flags::WriteMode::UnifiedOnly {
         return Err(CheckFailed(
             "the flags in force write only to the unified store (DUAL_WRITE_ATTRIBUTES=false, \
@@ -575,7 +601,7 @@ pub async fn backfill(
         .await
         .context("definitions backfill failed")?;
     if args.retry_quarantine {
-        return retry_quarantine(&storage, output, args, started).await;
+        return retry_quarantine(storage, output, args, started, lease).await;
     }
     note(&format!(
         "definitions: {} attributes, {} bindings copied, {} bindings quarantined (their category or attribute does not exist)",
@@ -584,7 +610,7 @@ pub async fn backfill(
     let catalog = storage.backfill_catalog().await?;
     let counts = storage.migration_counts().await?;
     let mut throttler = start_throttle(
-        &storage,
+        storage,
         storage::throttle::Operation::Backfill,
         &args.limits,
     )
@@ -597,9 +623,20 @@ pub async fn backfill(
         (EntityKind::ProductVariant, "variants:", counts.variants),
     ] {
         let run = KindRun { kind, label, total };
-        let checkpoint = backfill_kind(&storage, args, &catalog, &mut batches, &mut throttler, run)
-            .await
-            .with_context(|| format!("{kind} batch failed"))?;
+        let checkpoint = backfill_kind(
+            storage,
+            args,
+            &catalog,
+            &mut batches,
+            &mut throttler,
+            lease,
+            run,
+        )
+        .await
+        .map_err(|err| match err.downcast::<Interrupted>() {
+            Ok(interrupted) => interrupted.into(),
+            Err(err) => err.context(format!("{kind} batch failed")),
+        })?;
         checkpoints.push(checkpoint);
     }
     throttler.finish().await?;
@@ -637,6 +674,7 @@ async fn retry_quarantine(
     output: Output,
     args: &BackfillArgs,
     started: Instant,
+    lease: &HeldLease,
 ) -> anyhow::Result<()> {
     let before = storage.quarantine_by_reason(1_000).await?;
     let catalog = storage.backfill_catalog().await?;
@@ -644,11 +682,21 @@ async fn retry_quarantine(
     let mut migrated = 0;
     for kind in EntityKind::ALL {
         let mut after = 0;
-        while let (Some(last), done, _) = storage
-            .retry_quarantined(kind, after, args.batch_size, &catalog)
-            .await
-            .with_context(|| format!("{kind} retry failed"))?
-        {
+        loop {
+            if let Some(stop) = lease.stop() {
+                return Err(interrupted(
+                    stop,
+                    &format!("{kind} id {after}"),
+                    "backfill --retry-quarantine",
+                ));
+            }
+            let (Some(last), done, _) = storage
+                .retry_quarantined(kind, after, args.batch_size, &catalog)
+                .await
+                .with_context(|| format!("{kind} retry failed"))?
+            else {
+                break;
+            };
             after = last;
             retried += 1;
             migrated += done;
@@ -695,6 +743,7 @@ async fn backfill_kind(
     catalog: &HashMap<String, domain::Attribute>,
     batches: &mut u64,
     throttler: &mut crate::throttle::Throttler<'_>,
+    lease: &HeldLease,
     KindRun { kind, label, total }: KindRun,
 ) -> anyhow::Result<storage::backfill::Checkpoint> {
     let started = Instant::now();
@@ -710,6 +759,14 @@ async fn backfill_kind(
             analyzed_at = checkpoint.migrated.max(1);
         }
         throttler.wait_turn(|line| progress.note(line)).await?;
+        if let Some(stop) = lease.stop() {
+            progress.finish();
+            return Err(interrupted(
+                stop,
+                &format!("{kind} id {}", checkpoint.last_id),
+                "backfill",
+            ));
+        }
         let batch_started = Instant::now();
         let next = storage
             .backfill_batch(kind, &checkpoint, args.batch_size, catalog)
@@ -745,9 +802,21 @@ async fn backfill_kind(
     Ok(checkpoint)
 }
 
+/// The error of an operation stopped at a batch boundary, after `position` (what it did stays).
+fn interrupted(stop: Stop, position: &str, resume: &str) -> anyhow::Error {
+    Interrupted(match stop {
+        Stop::Asked => format!("interrupted at {position}; run `{resume}` to resume"),
+        Stop::LeaseLost => format!(
+            "stopped at {position}: another run took the lease over (this one's heartbeat had stopped \
+             for longer than the grace period); that run goes on from the checkpoint"
+        ),
+    })
+    .into()
+}
+
 /// A line of progress that needs no bar.
 #[allow(clippy::print_stderr)] // progress is part of the command's output
-fn note(line: &str) {
+pub fn note(line: &str) {
     eprintln!("{line}");
 }
 
@@ -964,15 +1033,30 @@ pub async fn sync_legacy(
     settings: &Settings,
     output: Output,
     args: &SyncArgs,
+    grace: Duration,
 ) -> anyhow::Result<()> {
     let storage = connect_migrated(settings).await?;
-    let in_force = flags_in_force(settings, &storage).await?;
+    // Stopping a sync between batches would leave legacy half-synced with "pending" still
+    // set: Ctrl-C ends it as before and the next run redoes it.
+    let lease = HeldLease::take(&storage, "sync-legacy", grace, false).await?;
+    let result = sync_legacy_leased(settings, output, args, &storage).await;
+    lease.release().await;
+    result
+}
+
+async fn sync_legacy_leased(
+    settings: &Settings,
+    output: Output,
+    args: &SyncArgs,
+    storage: &Storage,
+) -> anyhow::Result<()> {
+    let in_force = flags_in_force(settings, storage).await?;
     let counts = storage.migration_counts().await?;
     let total = counts.listings + counts.products + counts.variants;
     let started = Instant::now();
     let progress = Progress::new("synced", total.max(0) as u64);
     let mut throttler = start_throttle(
-        &storage,
+        storage,
         storage::throttle::Operation::SyncLegacy,
         &args.limits,
     )
@@ -1052,12 +1136,13 @@ pub async fn sweep_orphans(
     settings: &Settings,
     output: Output,
     args: &SweepArgs,
+    grace: Duration,
 ) -> anyhow::Result<()> {
     let storage = connect_migrated(settings).await?;
-    let orphans = storage
-        .sweep_orphans(args.dry_run)
-        .await
-        .context("sweep-orphans failed")?;
+    let lease = HeldLease::take(&storage, "sweep-orphans", grace, false).await?;
+    let orphans = storage.sweep_orphans(args.dry_run).await;
+    lease.release().await;
+    let orphans = orphans.context("sweep-orphans failed")?;
     output.report(&orphans, |o| {
         format!(
             "{} unified values of deleted entities {} (listings {}, products {}, variants {})",
@@ -1074,13 +1159,13 @@ pub async fn sweep_orphans(
     })
 }
 
-pub async fn archive(settings: &Settings, output: Output) -> anyhow::Result<()> {
+pub async fn archive(settings: &Settings, output: Output, grace: Duration) -> anyhow::Result<()> {
     let storage = connect_migrated(settings).await?;
     let configured = settings.flags.parse().context("invalid flag value")?;
-    let manifest = storage
-        .archive(configured)
-        .await
-        .context("archive refused")?;
+    let lease = HeldLease::take(&storage, "archive", grace, false).await?;
+    let manifest = storage.archive(configured).await;
+    lease.release().await;
+    let manifest = manifest.context("archive refused")?;
     output.report(&manifest, |manifest| {
         format!(
             "legacy tables archived; restore-archive moves them back.\n{}",
@@ -1089,13 +1174,17 @@ pub async fn archive(settings: &Settings, output: Output) -> anyhow::Result<()> 
     })
 }
 
-pub async fn restore_archive(settings: &Settings, output: Output) -> anyhow::Result<()> {
+pub async fn restore_archive(
+    settings: &Settings,
+    output: Output,
+    grace: Duration,
+) -> anyhow::Result<()> {
     let storage = connect_migrated(settings).await?;
     let configured = settings.flags.parse().context("invalid flag value")?;
-    let (manifest, unchanged) = storage
-        .restore_archive(configured)
-        .await
-        .context("restore-archive failed")?;
+    let lease = HeldLease::take(&storage, "restore-archive", grace, false).await?;
+    let restored = storage.restore_archive(configured).await;
+    lease.release().await;
+    let (manifest, unchanged) = restored.context("restore-archive failed")?;
     let report = serde_json::json!({"manifest": manifest, "matches_archive_manifest": unchanged});
     output.report(&report, |_| {
         format!(

@@ -1,6 +1,7 @@
 //! The `unified-attributes` binary: loads settings, starts telemetry, runs one subcommand.
 
 mod commands;
+mod lease;
 mod progress;
 mod throttle;
 mod validate;
@@ -12,7 +13,7 @@ use anyhow::Context;
 use api::{Application, Settings, telemetry};
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::CheckFailed;
+use crate::commands::{CheckFailed, Interrupted};
 
 // A request that misses the cache makes a few dozen small allocations (rows, strings, the JSON
 // body); glibc's malloc took a tenth of the service's CPU on that path (perf, load benchmark).
@@ -23,7 +24,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// downtime, and serves them.
 ///
 /// Exit codes: 0 done, 1 a check failed (verify found drift, the flags break a guardrail, a
-/// restored archive had changed), 2 usage, settings or connection error.
+/// restored archive had changed, another bulk operation holds the lease), 2 usage, settings or
+/// connection error, 130 a backfill stopped at a batch boundary by Ctrl-C or SIGTERM.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -36,6 +38,11 @@ struct Cli {
     /// Print the result as JSON on stdout (progress stays on stderr). Not for `serve`.
     #[arg(long, global = true)]
     json: bool,
+    /// Bulk operations run one at a time under a lease; one whose heartbeat stopped this long
+    /// ago (its process was killed) is taken over by the next.
+    #[arg(long, global = true, env = "OPERATION_LEASE_GRACE_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(2..=3600))]
+    lease_grace_seconds: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -116,6 +123,10 @@ fn main() -> ExitCode {
             eprintln!("check failed: {err}");
             ExitCode::from(1)
         }
+        Err(err) if err.is::<Interrupted>() => {
+            eprintln!("{err}");
+            ExitCode::from(130)
+        }
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(2)
@@ -131,6 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         settings.database.url = Some(url.into());
     }
     let output = commands::Output { json: cli.json };
+    let grace = std::time::Duration::from_secs(cli.lease_grace_seconds);
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => {
             if let Some(bind) = args.bind {
@@ -143,19 +155,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("server stopped with an error")
         }
         Command::Migrate(args) => {
-            commands::migrate(&settings, output, args.direction.unwrap_or_default()).await
+            commands::migrate(&settings, output, args.direction.unwrap_or_default(), grace).await
         }
         Command::SeedDemo(args) => commands::seed_demo(&settings, output, &args).await,
         Command::Flags(args) => commands::flags(&settings, output, &args).await,
-        Command::Backfill(args) => commands::backfill(&settings, output, &args).await,
+        Command::Backfill(args) => commands::backfill(&settings, output, &args, grace).await,
         Command::Verify(args) => commands::verify(&settings, output, &args).await,
         Command::Throttle(args) => commands::throttle(&settings, output, &args).await,
-        Command::SyncLegacy(args) => commands::sync_legacy(&settings, output, &args).await,
+        Command::SyncLegacy(args) => commands::sync_legacy(&settings, output, &args, grace).await,
         Command::Quarantine(args) => commands::quarantine(&settings, output, &args).await,
         Command::Resolve(args) => commands::resolve(&settings, output, &args).await,
-        Command::SweepOrphans(args) => commands::sweep_orphans(&settings, output, &args).await,
-        Command::Archive => commands::archive(&settings, output).await,
-        Command::RestoreArchive => commands::restore_archive(&settings, output).await,
+        Command::SweepOrphans(args) => {
+            commands::sweep_orphans(&settings, output, &args, grace).await
+        }
+        Command::Archive => commands::archive(&settings, output, grace).await,
+        Command::RestoreArchive => commands::restore_archive(&settings, output, grace).await,
         Command::Validate(args) => {
             let database_url = settings
                 .database

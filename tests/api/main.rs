@@ -305,6 +305,28 @@ async fn refused_values_name_each_field_and_change_nothing(backend: Backend) {
             "vin",
             "errors.nulCharacter",
         ),
+        // Dates one of the stores cannot hold: PostgreSQL refused them once they reached
+        // unified (a 500), and in legacy they stopped every backfill.
+        (
+            r#"{"year": 2020, "first_registration": "-0001-01-01"}"#,
+            "first_registration",
+            "errors.dateOutOfRange",
+        ),
+        (
+            r#"{"year": 2020, "first_registration": "0000-01-01"}"#,
+            "first_registration",
+            "errors.dateOutOfRange",
+        ),
+        (
+            r#"{"year": 2020, "first_registration": "+10000-01-01"}"#,
+            "first_registration",
+            "errors.dateOutOfRange",
+        ),
+        (
+            r#"{"year": 2020, "first_registration": "-4713-11-24"}"#,
+            "first_registration",
+            "errors.dateOutOfRange",
+        ),
     ];
     for (body, field, key) in cases {
         let reply = app.put_json(&path, body, Some(WRITER_TOKEN)).await;

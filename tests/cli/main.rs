@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::{Backend, TestDb};
 
+mod lease;
 mod scale_out;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_unified-attributes");
@@ -267,7 +268,7 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             };
             count(&sql)
         };
-        let evidence = run(&["migrate", "down", "9"]);
+        let evidence = run(&["migrate", "down", "10"]);
         assert_eq!(evidence.status.code(), Some(2), "{backend:?}");
         assert!(
             String::from_utf8_lossy(&evidence.stderr).contains("migration_state"),
@@ -279,7 +280,7 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             1,
             "{backend:?}: nothing reverted"
         );
-        let down = run(&["migrate", "down", "9", "--allow-data-loss"]);
+        let down = run(&["migrate", "down", "10", "--allow-data-loss"]);
         assert!(
             down.status.success(),
             "{}",

@@ -14,6 +14,8 @@ conformance_in!(
     verify_is_clean_after_a_backfill_and_names_every_kind_of_drift,
     sync_legacy_brings_unified_only_writes_back_and_lifts_the_guardrail,
     on_the_defects_dataset_every_legacy_value_is_migrated_or_quarantined_with_its_reason,
+    a_date_no_store_can_hold_is_quarantined_and_the_backfill_completes,
+    a_value_the_database_refuses_is_quarantined_with_its_reason_and_the_rest_migrates,
 );
 
 const LEGACY: ReadRoute = ReadRoute {
@@ -450,5 +452,125 @@ async fn on_the_defects_dataset_every_legacy_value_is_migrated_or_quarantined_wi
         snapshot(&db).await,
         first,
         "a second backfill changes nothing"
+    );
+}
+
+/// The poison pill: a listing owner's `-0001-01-01` in a date attribute, stored as text in legacy
+/// (as phase 0 once accepted), stopped every backfill at that batch for good.
+async fn a_date_no_store_can_hold_is_quarantined_and_the_backfill_completes(db: TestDb) {
+    let storage = db.storage().await;
+    let data = storage::demo::Dataset::marketplace(60, 7);
+    storage.seed_legacy(&data).await.expect("seed");
+    let car = crate::car_listing(&data);
+    let raw = db.raw().await;
+    raw.execute(&format!(
+        "DELETE FROM listing_attribute_values WHERE listing_id = {car} AND attribute_id = 2206;
+         INSERT INTO listing_attribute_values (listing_id, attribute_id, text_value, value_type)
+         VALUES ({car}, 2206, '-0001-01-01', 'text')"
+    ))
+    .await;
+    run_to_end(&storage, 7, false).await;
+    let reason = raw
+        .texts(&format!(
+            "SELECT raw_value || ' / ' || reason FROM backfill_quarantine
+             WHERE entity_id = {car} AND attribute_code = 'first_registration'"
+        ))
+        .await;
+    assert_eq!(
+        reason,
+        [Some(
+            "text=-0001-01-01 / dates are kept from 0001-01-01 to 9999-12-31".to_owned()
+        )]
+    );
+    let (legacy, migrated, quarantined) = listing_rows(&db).await;
+    assert_eq!(legacy, migrated + quarantined);
+    let unified = storage
+        .entity_values(EntityRef::listing(car), UNIFIED)
+        .await
+        .expect("unified")
+        .data;
+    assert!(unified.contains_key("year") && !unified.contains_key("first_registration"));
+    // The same value through the service, once writes reach unified: a field error, not a 500.
+    let refused = storage
+        .write_values(
+            EntityRef::listing(car),
+            storage::ValuesChange::Merge(&crate::object(
+                serde_json::json!({"first_registration": "-0001-01-01"}),
+            )),
+            flags::WriteMode::Dual,
+        )
+        .await
+        .expect_err("refused");
+    let storage::StorageError::InvalidValues(fields) = refused else {
+        panic!("not a field error: {refused:?}");
+    };
+    assert_eq!(fields[0].key, "errors.dateOutOfRange");
+}
+
+/// What the domain accepts, a store may still refuse (here a trigger of the marketplace's on
+/// one attribute): the backfill quarantines each refused value with the database's words,
+/// migrates every other value of the same listings, and completes.
+async fn a_value_the_database_refuses_is_quarantined_with_its_reason_and_the_rest_migrates(
+    db: TestDb,
+) {
+    let storage = db.storage().await;
+    storage
+        .seed_legacy(&storage::demo::Dataset::marketplace(60, 7))
+        .await
+        .expect("seed");
+    let raw = db.raw().await;
+    match db.backend {
+        crate::common::Backend::Postgres => {
+            raw.execute(
+                "CREATE FUNCTION refuse_registrations() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN IF NEW.attribute_id = 2206 THEN RAISE EXCEPTION 'no registrations here'; END IF;
+                 RETURN NEW; END $$;
+                 CREATE TRIGGER refuse_registrations BEFORE INSERT ON unified_attribute_values
+                 FOR EACH ROW EXECUTE FUNCTION refuse_registrations();",
+            )
+            .await
+        }
+        crate::common::Backend::Sqlite => {
+            raw.execute(
+                "CREATE TRIGGER refuse_registrations BEFORE INSERT ON unified_attribute_values
+                 WHEN NEW.attribute_id = 2206
+                 BEGIN SELECT RAISE(ABORT, 'no registrations here'); END;",
+            )
+            .await
+        }
+    }
+    let registrations = raw
+        .count("SELECT COUNT(*) FROM listing_attribute_values WHERE attribute_id = 2206")
+        .await;
+    assert!(registrations > 0, "the demo has registration dates");
+    run_to_end(&storage, 7, false).await;
+    let refused = raw
+        .count(
+            "SELECT COUNT(*) FROM backfill_quarantine WHERE attribute_code = 'first_registration'
+             AND reason LIKE 'the database refused it (%): %no registrations here%'",
+        )
+        .await;
+    assert_eq!(
+        refused, registrations,
+        "every refused value, with the database's words"
+    );
+    let (legacy, migrated, quarantined) = listing_rows(&db).await;
+    assert_eq!(legacy, migrated + quarantined);
+    let kept = raw
+        .count(
+            "SELECT COUNT(*) FROM unified_attribute_values u JOIN listing_attribute_values l
+             ON l.listing_id = u.entity_id AND u.entity_type = 'listing'
+             WHERE l.attribute_id = 2206 AND u.attribute_id <> 2206",
+        )
+        .await;
+    assert!(kept > 0, "the other values of those listings migrated");
+    let checkpoint = storage
+        .backfill_checkpoint(EntityKind::Listing, false)
+        .await
+        .expect("checkpoint");
+    assert!(checkpoint.completed);
+    assert_eq!(
+        (checkpoint.migrated, checkpoint.quarantined),
+        (migrated, quarantined)
     );
 }

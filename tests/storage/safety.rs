@@ -487,11 +487,11 @@ async fn migrate_down_refuses_to_drop_tables_that_hold_rows(db: TestDb) {
     let (storage, _) = seeded(&db).await;
     // A run is recorded whatever it found (nothing is backfilled: it finds drift).
     storage.verify(25, |_| {}).await.expect("verify");
-    // Eight steps: the operations' throttles (migration 12) and the environment's flags last
-    // seen (11), bookkeeping both, dropped freely; the owners (10, the marketplace's: nothing dropped), the quarantine's
+    // Nine steps: the bulk operations' lease (migration 13), their throttles (12) and the
+    // environment's flags last seen (11), bookkeeping all, dropped freely; the owners (10, the marketplace's: nothing dropped), the quarantine's
     // resolutions (9, empty), the option translations (8, legacy: nothing dropped), the phases'
     // evidence (7), the archive manifests (6, empty) and the verify runs (5).
-    let message = conflict(storage.migrate_down(8, false).await);
+    let message = conflict(storage.migrate_down(9, false).await);
     assert!(
         message.contains("migration_state")
             && message.contains("verify_runs")
@@ -516,14 +516,14 @@ async fn migrate_down_refuses_to_drop_tables_that_hold_rows(db: TestDb) {
         )
         .await
         .expect("an alias");
-    let message = conflict(storage.migrate_down(4, false).await);
+    let message = conflict(storage.migrate_down(5, false).await);
     assert!(
         message.contains("attribute_option_aliases") && message.contains("quarantine_resolutions"),
         "{message}"
     );
     // Set flags hold rows too: the audit and the flags in force.
     set_flags(&storage, PHASE1).await.expect("phase 1");
-    let message = conflict(storage.migrate_down(10, false).await);
+    let message = conflict(storage.migrate_down(11, false).await);
     assert!(message.contains("flag_audit"), "{message}");
 }
 
@@ -768,6 +768,145 @@ async fn throttle_changes_racing_each_other_keep_both(db: TestDb) {
             (stored.paused, stored.max_lag_ms),
             (paused, Some(100 * round)),
             "round {round}: a change was lost"
+        );
+    }
+}
+
+/// How many sessions of this database wait for a lock now.
+async fn sessions_waiting_for_a_lock(watcher: &mut sqlx::PgConnection) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_stat_activity
+         WHERE wait_event_type = 'Lock' AND datname = current_database()",
+    )
+    .fetch_one(watcher)
+    .await
+    .expect("count")
+}
+
+async fn until_one_session_waits(db: &TestDb) {
+    use sqlx::Connection;
+    let mut watcher = sqlx::PgConnection::connect(&db.url)
+        .await
+        .expect("a session");
+    for _ in 0..250 {
+        if sessions_waiting_for_a_lock(&mut watcher).await == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the write never waited for the held lock");
+}
+
+/// A storefront's owner changes while a write to one of its products is in flight. The write
+/// holds the storefront row it was authorised by, so the change waits for the write's commit;
+/// a write that waited behind the change reads the new owner, is refused, and writes nothing.
+/// (It used to commit for the previous owner after the change had committed.)
+#[tokio::test]
+async fn a_product_write_commits_only_for_the_owner_at_its_commit() {
+    use sqlx::{Connection, Executor};
+    let db = TestDb::fresh(Backend::Postgres).await;
+    let (storage, data) = seeded(&db).await;
+    set_flags(&storage, PHASE1).await.expect("phase 1");
+    run_backfill(&storage, &EntityKind::ALL, 50, false, None).await;
+    let mut found = None;
+    for p in &data.products {
+        let values = storage
+            .entity_values(EntityRef::product(p.id), UNIFIED)
+            .await
+            .expect("unified")
+            .data;
+        if let Some((code, typed)) = values.into_iter().find(|(_, t)| t.unit.is_none()) {
+            found = Some((p.id, code, typed.value.to_json()));
+            break;
+        }
+    }
+    let (product, code, value) = found.expect("a product with a value");
+    let storefront = storage::demo::product_storefront(product);
+    let owner = storage::demo::STOREFRONTS[(storefront - 1) as usize].1;
+    let write = |change: serde_json::Value| {
+        let storage = storage.clone();
+        async move {
+            storage
+                .write_values_as(
+                    EntityRef::product(product),
+                    storage::ValuesChange::Merge(&object(change)),
+                    WriteMode::Dual,
+                    storage::ValueWriter::User(owner),
+                )
+                .await
+                .map(|_| ())
+        }
+    };
+
+    // Held after its ownership check (on the unified row it rewrites): the owner cannot change.
+    let mut holder = sqlx::PgConnection::connect(&db.url).await.expect("holder");
+    holder
+        .execute(
+            format!(
+                "BEGIN; SELECT 1 FROM unified_attribute_values
+                 WHERE entity_type = 'product' AND entity_id = {product} FOR UPDATE"
+            )
+            .as_str(),
+        )
+        .await
+        .expect("hold the unified row");
+    let one = |value: serde_json::Value| {
+        serde_json::Value::Object([(code.clone(), value)].into_iter().collect())
+    };
+    let in_flight = tokio::spawn(write(one(value.clone())));
+    until_one_session_waits(&db).await;
+    let mut ops = sqlx::PgConnection::connect(&db.url).await.expect("ops");
+    let changed = ops
+        .execute(
+            format!(
+                "BEGIN; SET LOCAL lock_timeout = '300ms';
+                 UPDATE storefronts SET user_id = 999 WHERE id = {storefront}"
+            )
+            .as_str(),
+        )
+        .await;
+    assert!(
+        changed.is_err(),
+        "the owner changed while a write it no longer authorises was in flight"
+    );
+    ops.execute("ROLLBACK").await.expect("rollback");
+    holder.execute("ROLLBACK").await.expect("release");
+    in_flight
+        .await
+        .expect("the write")
+        .expect("it commits for the owner it was authorised by");
+
+    // Held before its ownership check (on the product row) while the owner changes: refused.
+    holder
+        .execute(
+            format!("BEGIN; SELECT 1 FROM storefront_products WHERE id = {product} FOR UPDATE")
+                .as_str(),
+        )
+        .await
+        .expect("hold the product row");
+    let after_the_change = tokio::spawn(write(one(serde_json::Value::Null)));
+    until_one_session_waits(&db).await;
+    holder
+        .execute(
+            format!("UPDATE storefronts SET user_id = 999 WHERE id = {storefront}; COMMIT")
+                .as_str(),
+        )
+        .await
+        .expect("the owner changes");
+    let refused = after_the_change.await.expect("the write");
+    assert!(
+        matches!(refused, Err(StorageError::Forbidden(_))),
+        "{refused:?}"
+    );
+    for route in [LEGACY, UNIFIED] {
+        let values = storage
+            .entity_values(EntityRef::product(product), route)
+            .await
+            .expect("read")
+            .data;
+        assert_eq!(
+            values.get(&code).map(|t| t.value.to_json()),
+            Some(value.clone())
         );
     }
 }

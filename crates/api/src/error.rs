@@ -106,6 +106,7 @@ impl From<StorageError> for ApiError {
             StorageError::NotFound { what, id } => ApiError::NotFound { what, id },
             StorageError::InvalidValues(fields) => ApiError::InvalidValues(fields),
             StorageError::Conflict(message) => ApiError::Conflict(message),
+            leased @ StorageError::Leased(_) => ApiError::Conflict(leased.to_string()),
             StorageError::Forbidden(message) => ApiError::Forbidden(message),
             StorageError::Guardrail(violation) => ApiError::Guardrail(violation),
             StorageError::Saturated => ApiError::Overloaded,

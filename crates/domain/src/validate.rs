@@ -46,6 +46,8 @@ pub enum FieldErrorKind {
     Required,
     #[error("contains a NUL character (\\u0000), which stored text cannot hold")]
     NulCharacter,
+    #[error("dates are kept from 0001-01-01 to 9999-12-31")]
+    DateOutOfRange,
 }
 
 impl FieldErrorKind {
@@ -66,6 +68,7 @@ impl FieldErrorKind {
             FieldErrorKind::InvalidColor => "errors.invalidColor",
             FieldErrorKind::Required => "errors.requiredAttributeMissing",
             FieldErrorKind::NulCharacter => "errors.nulCharacter",
+            FieldErrorKind::DateOutOfRange => "errors.dateOutOfRange",
         }
     }
 }
@@ -271,6 +274,7 @@ pub fn check_typed(
         Value::Color(hex) if options.is_empty() && !is_hex_colour(hex) => {
             return Err(FieldErrorKind::InvalidColor);
         }
+        Value::Date(date) => crate::value::check_date_range(*date)?,
         _ => {}
     }
     if attribute.attribute_type.uses_options() && !options.is_empty() {

@@ -15,6 +15,12 @@ const MAX_INTEGER_DIGITS: u32 = 15;
 /// Fraction digits of `numeric(20,5)`.
 pub const MAX_SCALE: u32 = 5;
 
+/// The dates both stores hold exactly: four-digit years of the common era. PostgreSQL's `date`
+/// spells years before 1 as `BC` and refuses `-0001-01-01`; SQLite keeps the text, which
+/// would then never reach PostgreSQL (a backfill or sync would fail on it).
+pub const FIRST_DATE: NaiveDate = NaiveDate::from_ymd_opt(1, 1, 1).expect("a valid date");
+pub const LAST_DATE: NaiveDate = NaiveDate::from_ymd_opt(9999, 12, 31).expect("a valid date");
+
 /// One value, typed by its attribute's type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -99,9 +105,11 @@ impl Value {
             AttributeType::Boolean => raw.as_bool().map(Value::Boolean).ok_or_else(wrong_type),
             AttributeType::Date => {
                 let text = text()?;
-                NaiveDate::parse_from_str(&text, "%Y-%m-%d")
-                    .map(Value::Date)
-                    .map_err(|_| wrong_type())
+                match NaiveDate::parse_from_str(&text, "%Y-%m-%d") {
+                    Ok(date) => check_date_range(date).map(|()| Value::Date(date)),
+                    Err(_) if spells_a_distant_date(&text) => Err(FieldErrorKind::DateOutOfRange),
+                    Err(_) => Err(wrong_type()),
+                }
             }
             AttributeType::Select => text().map(Value::Select),
             AttributeType::Color => text().map(Value::Color),
@@ -179,6 +187,32 @@ pub fn check_precision(number: Decimal) -> Result<(), FieldErrorKind> {
         });
     }
     Ok(())
+}
+
+/// Refuses dates outside [`FIRST_DATE`]..=[`LAST_DATE`], which one of the stores cannot hold.
+pub fn check_date_range(date: NaiveDate) -> Result<(), FieldErrorKind> {
+    if (FIRST_DATE..=LAST_DATE).contains(&date) {
+        Ok(())
+    } else {
+        Err(FieldErrorKind::DateOutOfRange)
+    }
+}
+
+/// `+10000-01-01`, `-4713-11-24`: a year-month-day the parser may not take, whose year is
+/// signed or longer than four digits — out of range rather than not a date.
+fn spells_a_distant_date(text: &str) -> bool {
+    let unsigned = text.trim_start_matches(['+', '-']);
+    let mut parts = unsigned.split('-');
+    let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(year), Some(month), Some(day), None) => {
+            all_digits(year)
+                && all_digits(month)
+                && all_digits(day)
+                && (unsigned.len() != text.len() || year.len() > 4)
+        }
+        _ => false,
+    }
 }
 
 /// All values of one entity, keyed by attribute code.
@@ -267,6 +301,21 @@ mod tests {
                 ),
                 "{attribute_type} accepted {raw}"
             );
+        }
+    }
+
+    #[test]
+    fn dates_outside_years_1_to_9999_are_refused_as_out_of_range() {
+        for raw in ["-0001-01-01", "0000-01-01", "+10000-01-01", "-4713-11-24"] {
+            assert_eq!(
+                Value::from_json(AttributeType::Date, &json!(raw)),
+                Err(FieldErrorKind::DateOutOfRange),
+                "{raw}"
+            );
+        }
+        for raw in ["0001-01-01", "9999-12-31", "2024-02-29"] {
+            let value = Value::from_json(AttributeType::Date, &json!(raw)).expect(raw);
+            assert_eq!(value.to_json(), json!(raw));
         }
     }
 

@@ -24,6 +24,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     fn pool(&self) -> &sqlx::Pool<Self::Db>;
 
+    /// The connection as the dialect it speaks (see `dialect`).
+    fn dialect(conn: &mut Conn<Self>) -> crate::dialect::Dialect<'_>;
+
     /// A connection for the routed reads (the API's uncached reads): on PostgreSQL from a pool
     /// that sends nothing when a connection returns (see `read_pool`).
     type ReadConnection: std::ops::DerefMut<Target = Conn<Self>> + Send;
@@ -97,13 +100,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// The legacy definitions and bindings along the category's chain; an empty chain means
     /// the category does not exist.
-    /// The user who owns an entity (a listing's user, a product's or variant's storefront's
-    /// user); `None` when the entity or its owner is unknown.
-    fn entity_owner(
-        conn: &mut Conn<Self>,
-        entity: EntityRef,
-    ) -> impl Future<Output = Result<Option<i64>>> + Send;
-
     fn legacy_schema(
         conn: &mut Conn<Self>,
         category_id: i64,
@@ -672,20 +668,6 @@ macro_rules! backend_operations {
                 .fetch_optional(conn)
                 .await?;
             Ok(category.map(i64::from))
-        }
-
-        async fn entity_owner(conn: &mut Conn<Self>, entity: EntityRef) -> Result<Option<i64>> {
-            record_queries(1);
-            let statement = match entity.kind {
-                EntityKind::Listing => sql::LISTING_OWNER,
-                EntityKind::Product => sql::PRODUCT_OWNER,
-                EntityKind::ProductVariant => sql::VARIANT_OWNER,
-            };
-            let owner: Option<Option<i64>> = sqlx::query_scalar(statement)
-                .bind(entity.id)
-                .fetch_optional(conn)
-                .await?;
-            Ok(owner.flatten())
         }
 
         async fn legacy_schema(conn: &mut Conn<Self>, category_id: i64) -> Result<SchemaParts> {

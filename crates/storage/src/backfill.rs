@@ -490,6 +490,8 @@ pub(crate) async fn migrate_entities<B: Backend>(
     let unified_ids = B::unified_ids(&mut *conn).await?;
     let legacy = legacy_values_of::<B>(&mut *conn, kind, ids).await?;
     let mut values = Vec::new();
+    // Each value's code and raw form, for the quarantine entry should the database refuse it.
+    let mut sources = Vec::new();
     let mut quarantined = Vec::new();
     for candidate in legacy {
         let refuse = |reason: String| crate::backfill::QuarantinedRow {
@@ -532,8 +534,92 @@ pub(crate) async fn migrate_entities<B: Backend>(
             unified_id,
             crate::rows::ValueColumns::unified(&typed),
         ));
+        sources.push((candidate.code, candidate.raw));
     }
-    B::unified_replace_batch(&mut *conn, kind, ids, &values).await?;
+    let migrated =
+        store_values::<B>(&mut *conn, kind, ids, &values, &sources, &mut quarantined).await?;
     B::quarantine_batch(&mut *conn, kind.as_str(), ids, &quarantined).await?;
-    Ok((values.len(), quarantined.len()))
+    Ok((migrated, quarantined.len()))
+}
+
+/// Replaces the unified values of `ids` with `values`. No row is fatal: when the database
+/// refuses the batch for its data (a value the domain let through that a store cannot hold, a
+/// constraint or trigger of the marketplace's), the entities are written one by one under
+/// savepoints, a refused entity's values are tried one by one, and each value the database
+/// refuses goes to `quarantined` with the database's reason (`sources[i]` names `values[i]`).
+/// Anything else (a lost connection, a timeout) fails the batch, which resumes from its
+/// checkpoint. Returns how many values were written.
+async fn store_values<B: Backend>(
+    conn: &mut Conn<B>,
+    kind: EntityKind,
+    ids: &[i64],
+    values: &[(i64, i64, crate::rows::ValueColumns)],
+    sources: &[(String, String)],
+    quarantined: &mut Vec<QuarantinedRow>,
+) -> Result<usize> {
+    if attempt::<B>(conn, kind, ids, values, true).await?.is_none() {
+        return Ok(values.len());
+    }
+    tracing::warn!(
+        kind = kind.as_str(),
+        first = ids.first(),
+        "the database refused a value of this batch: writing it entity by entity"
+    );
+    let mut written = 0;
+    for &id in ids {
+        let mine: Vec<usize> = (0..values.len()).filter(|&i| values[i].0 == id).collect();
+        let rows: Vec<_> = mine.iter().map(|&i| values[i].clone()).collect();
+        if attempt::<B>(conn, kind, &[id], &rows, true)
+            .await?
+            .is_none()
+        {
+            written += rows.len();
+            continue;
+        }
+        let mut storable = Vec::new();
+        for i in mine {
+            let one = std::slice::from_ref(&values[i]);
+            match attempt::<B>(conn, kind, &[id], one, false).await? {
+                None => storable.push(values[i].clone()),
+                Some(reason) => quarantined.push(QuarantinedRow {
+                    entity_id: id,
+                    attribute_code: sources[i].0.clone(),
+                    raw_value: sources[i].1.clone(),
+                    reason,
+                }),
+            }
+        }
+        written += storable.len();
+        B::unified_replace_batch(&mut *conn, kind, &[id], &storable).await?;
+    }
+    Ok(written)
+}
+
+/// Replaces the unified values of `ids` with `rows` under a savepoint, kept when `keep` and the
+/// database took them. Returns the database's reason when it refused them for their data.
+async fn attempt<B: Backend>(
+    conn: &mut Conn<B>,
+    kind: EntityKind,
+    ids: &[i64],
+    rows: &[(i64, i64, crate::rows::ValueColumns)],
+    keep: bool,
+) -> Result<Option<String>> {
+    let mut savepoint = sqlx::Connection::begin(&mut *conn).await?;
+    match B::unified_replace_batch(&mut savepoint, kind, ids, rows).await {
+        Ok(()) if keep => {
+            savepoint.commit().await?;
+            Ok(None)
+        }
+        Ok(()) => {
+            savepoint.rollback().await?;
+            Ok(None)
+        }
+        Err(err) => match err.refused_data() {
+            Some(reason) => {
+                savepoint.rollback().await?;
+                Ok(Some(reason))
+            }
+            None => Err(err),
+        },
+    }
 }

@@ -43,6 +43,12 @@ pub enum StorageError {
     /// The database refused connections a moment ago: failing at once until it answers again.
     #[error("the database cannot be reached")]
     DatabaseUnreachable,
+    /// Another bulk operation holds the lease (one runs at a time).
+    #[error(
+        "another bulk operation is running: {0}; wait for it to finish, or stop it (a killed \
+         one's lease is taken over once its heartbeat is older than the grace period)"
+    )]
+    Leased(Box<crate::lease::LeaseHolder>),
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("schema migration failed")]
@@ -67,6 +73,36 @@ impl StorageError {
             ) => transient(err),
             _ => false,
         }
+    }
+
+    /// The database's own words when it refused a statement because of the data it was given
+    /// (a value it cannot convert or hold, a constraint, a trigger that raised): what a bulk
+    /// operation quarantines with the row, where anything else fails the batch.
+    pub fn refused_data(&self) -> Option<String> {
+        let StorageError::Database(sqlx::Error::Database(db)) = self else {
+            return None;
+        };
+        let code = db.code()?;
+        let refused = match code.parse::<u32>() {
+            // SQLite: SQLITE_TOOBIG, SQLITE_CONSTRAINT (and its extended codes), SQLITE_MISMATCH.
+            Ok(sqlite) => matches!(sqlite & 0xff, 18..=20),
+            // PostgreSQL: data exception, integrity constraint violation, program limit
+            // exceeded (a value too large to index), raise_exception (a trigger's refusal).
+            Err(_) => {
+                code.starts_with("22")
+                    || code.starts_with("23")
+                    || code.starts_with("54")
+                    || code == "P0001"
+            }
+        };
+        refused.then(|| format!("the database refused it ({code}): {}", db.message()))
+    }
+
+    /// The statement named a table the schema does not have (yet, or any more).
+    pub fn is_undefined_table(&self) -> bool {
+        matches!(self, StorageError::Database(sqlx::Error::Database(db))
+            if db.code().as_deref() == Some("42P01")
+                || (db.code().as_deref() == Some("1") && db.message().starts_with("no such table")))
     }
 
     /// Another row already holds this key.

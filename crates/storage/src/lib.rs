@@ -10,12 +10,15 @@ mod backend;
 pub mod backfill;
 mod breaker;
 pub mod demo;
+mod dialect;
 mod error;
 mod evidence;
 pub mod flag_store;
 mod freshness;
 pub mod invalidation;
+pub mod lease;
 mod legacy;
+mod ownership;
 mod postgres;
 mod read_pool;
 pub mod replicas;
@@ -242,6 +245,31 @@ impl Storage {
         lag_ms: Option<i64>,
     ) -> Result<()> {
         on_router!(self, router => router.report_throttle(operation, throttled, lag_ms).await)
+    }
+
+    /// Takes the bulk operations' lease for `operation` as `holder` (unique per run); refused
+    /// with [`StorageError::Leased`] while another holder's heartbeat is younger than `grace`.
+    pub async fn take_lease(
+        &self,
+        operation: &str,
+        holder: &str,
+        grace: std::time::Duration,
+    ) -> Result<lease::LeaseTaken> {
+        on_router!(self, router => router.take_lease(operation, holder, grace).await)
+    }
+
+    /// Renews the lease's heartbeat; `false` once another run took it over.
+    pub async fn renew_lease(&self, holder: &str) -> Result<bool> {
+        on_router!(self, router => router.renew_lease(holder).await)
+    }
+
+    pub async fn release_lease(&self, holder: &str) -> Result<()> {
+        on_router!(self, router => router.release_lease(holder).await)
+    }
+
+    /// Who holds the bulk operations' lease now, if anyone.
+    pub async fn lease_holder(&self) -> Result<Option<lease::LeaseHolder>> {
+        on_router!(self, router => router.lease_holder().await)
     }
 
     /// The primary's client backends running a statement now (this one not counted).

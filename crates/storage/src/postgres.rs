@@ -424,6 +424,10 @@ impl Backend for PgBackend {
         &self.pool
     }
 
+    fn dialect(conn: &mut sqlx::PgConnection) -> crate::dialect::Dialect<'_> {
+        crate::dialect::Dialect::Pg(conn)
+    }
+
     type ReadConnection = ReadConnection;
 
     async fn acquire_read(&self) -> Result<ReadConnection> {

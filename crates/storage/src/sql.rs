@@ -283,13 +283,6 @@ pub(crate) const INSERT_STOREFRONT: &str = "INSERT INTO storefronts (id, user_id
     VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING";
 /// Who may write an entity's values: the listing's user, the product's (or the variant's
 /// product's) storefront's user.
-pub(crate) const LISTING_OWNER: &str =
-    "SELECT CAST(user_id AS BIGINT) FROM marketplace_listings WHERE id = $1";
-pub(crate) const PRODUCT_OWNER: &str = "SELECT CAST(s.user_id AS BIGINT)
-    FROM storefront_products p JOIN storefronts s ON s.id = p.storefront_id WHERE p.id = $1";
-pub(crate) const VARIANT_OWNER: &str = "SELECT CAST(s.user_id AS BIGINT)
-    FROM storefront_product_variants v JOIN storefront_products p ON p.id = v.product_id
-    JOIN storefronts s ON s.id = p.storefront_id WHERE v.id = $1";
 pub(crate) const INSERT_VARIANT: &str = "INSERT INTO storefront_product_variants (id, product_id, variant_attributes) VALUES ($1, $2, $3)";
 /// Columns of `category_attributes` the monolith added later (absent from older databases),
 /// with the placeholder the definition statements bind each to.

@@ -242,6 +242,10 @@ impl Backend for SqliteBackend {
         &self.pool
     }
 
+    fn dialect(conn: &mut sqlx::SqliteConnection) -> crate::dialect::Dialect<'_> {
+        crate::dialect::Dialect::Lite(conn)
+    }
+
     // SQLite's "ping" on release is in-process: its pool serves reads too.
     type ReadConnection = sqlx::pool::PoolConnection<Sqlite>;
 

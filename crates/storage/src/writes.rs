@@ -52,7 +52,7 @@ impl<B: Backend> Router<B> {
                     id: entity.id,
                 })?;
         if let ValueWriter::User(user) = writer
-            && B::entity_owner(&mut tx, entity).await? != Some(user)
+            && crate::ownership::entity_owner::<B>(&mut tx, entity).await? != Some(user)
         {
             return Err(StorageError::Forbidden(format!(
                 "{} {} is not yours: only its owner writes its values",

@@ -1,0 +1,47 @@
+//! One connection as the dialect it speaks. Concerns written outside `backend_operations!` run
+//! their statements through [`Dialect`], each arm type-checked with its own sqlx types, and keep
+//! each statement's two spellings ([`Sql`]) beside the code that runs it.
+
+use sqlx::{PgConnection, SqliteConnection};
+
+/// A connection of either backend, borrowed for one operation.
+#[derive(Debug)]
+pub(crate) enum Dialect<'c> {
+    Pg(&'c mut PgConnection),
+    Lite(&'c mut SqliteConnection),
+}
+
+/// One statement as PostgreSQL and SQLite spell it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sql {
+    pub pg: &'static str,
+    pub lite: &'static str,
+}
+
+impl Sql {
+    /// A statement both dialects spell alike.
+    pub(crate) const fn same(statement: &'static str) -> Self {
+        Self {
+            pg: statement,
+            lite: statement,
+        }
+    }
+}
+
+/// Runs `$body` on the connection with `$statement` bound to the dialect's spelling of `$sql`;
+/// the body is compiled once per arm, with that arm's connection type.
+macro_rules! on_dialect {
+    ($conn:expr, $sql:expr, |$c:ident, $statement:ident| $body:expr) => {
+        match $conn {
+            $crate::dialect::Dialect::Pg($c) => {
+                let $statement = $sql.pg;
+                $body
+            }
+            $crate::dialect::Dialect::Lite($c) => {
+                let $statement = $sql.lite;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_dialect;
