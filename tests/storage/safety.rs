@@ -23,6 +23,7 @@ conformance_in!(
     a_binary_starts_beside_newer_additive_migrations_and_refuses_others,
     a_unified_only_write_during_sync_legacy_keeps_the_sync_pending,
     throttle_changes_racing_each_other_keep_both,
+    sync_legacy_leaves_documents_nobody_wrote_byte_identical_and_keeps_the_marketplaces_spelling,
 );
 
 const CANARY: Flags = Flags {
@@ -166,7 +167,7 @@ async fn sync_legacy_merges_and_keeps_what_unified_cannot_hold(db: TestDb) {
         .sync_legacy(WriteMode::Dual, 7, true, async |_| {})
         .await
         .expect("dry run");
-    let listings = dry.kinds["listing"];
+    let listings = dry.kinds["listing"].clone();
     assert!(dry.dry_run && !dry.nothing_to_sync, "{dry:?}");
     assert_eq!((listings.updated, listings.deleted), (1, 1), "{dry:?}");
     assert!(
@@ -908,5 +909,173 @@ async fn a_product_write_commits_only_for_the_owner_at_its_commit() {
             values.get(&code).map(|t| t.value.to_json()),
             Some(value.clone())
         );
+    }
+}
+
+/// Every B2C document as the database renders it, by entity.
+async fn documents(db: &TestDb) -> Vec<(String, String)> {
+    let raw = db.raw().await;
+    let rows = raw
+        .texts(
+            "SELECT 'product ' || CAST(id AS TEXT) || ' ' || COALESCE(CAST(attributes AS TEXT), 'NULL')
+             FROM storefront_products
+             UNION ALL
+             SELECT 'variant ' || CAST(id AS TEXT) || ' ' || COALESCE(CAST(variant_attributes AS TEXT), 'NULL')
+             FROM storefront_product_variants ORDER BY 1",
+        )
+        .await;
+    rows.into_iter()
+        .flatten()
+        .map(|row| {
+            let mut parts = row.splitn(3, ' ');
+            let entity = format!(
+                "{} {}",
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default()
+            );
+            (entity, parts.next().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
+/// A rollback's sync writes back only what unified changed, as the marketplace spells it: after
+/// listing-only writes every product and variant document stays byte-identical (the dry run
+/// says so too, entity for entity); after a variant write only that document changes, only in
+/// the written key, under the key's own spelling and in its value's own JSON shape.
+async fn sync_legacy_leaves_documents_nobody_wrote_byte_identical_and_keeps_the_marketplaces_spelling(
+    db: TestDb,
+) {
+    let (storage, data) = seeded(&db).await;
+    walk_to_unified(&storage).await;
+    let before = documents(&db).await;
+    let car = EntityRef::listing(car_listing(&data));
+    unified_only_year(&storage, car, 2012).await;
+    set_flags(&storage, DUAL_WRITE_BACK_ON)
+        .await
+        .expect("dual-write back on");
+    let dry = storage
+        .sync_legacy(WriteMode::Dual, 7, true, async |_| {})
+        .await
+        .expect("dry run");
+    let synced = storage
+        .sync_legacy(WriteMode::Dual, 7, false, async |_| {})
+        .await
+        .expect("sync");
+    assert!(synced.complete, "{synced:?}");
+    assert_eq!(
+        dry.kinds, synced.kinds,
+        "the dry run names what the sync did"
+    );
+    assert_eq!(synced.kinds["listing"].changed_sample, [car.id]);
+    for kind in ["product", "product_variant"] {
+        let counts = &synced.kinds[kind];
+        assert_eq!(
+            (
+                counts.inserted,
+                counts.updated,
+                counts.deleted,
+                counts.entities_changed
+            ),
+            (0, 0, 0, 0),
+            "{kind}: {counts:?}"
+        );
+    }
+    assert_eq!(documents(&db).await, before, "no document changed");
+
+    // A variant whose document spells its keys its own way: one value changes in unified only.
+    set_flags(&storage, PHASE3).await.expect("phase 3 again");
+    let mut found = None;
+    for (entity, document) in before.iter().filter(|(e, _)| e.starts_with("variant ")) {
+        let Ok(parsed) =
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(document)
+        else {
+            continue;
+        };
+        if !parsed.keys().any(|key| key.chars().any(char::is_uppercase)) {
+            continue;
+        }
+        let variant: i64 = entity["variant ".len()..].parse().expect("id");
+        let current = storage
+            .entity_values(EntityRef::variant(variant), UNIFIED)
+            .await
+            .expect("unified")
+            .data;
+        if current.contains_key("color") {
+            found = Some((entity.clone(), parsed, variant, current));
+            break;
+        }
+    }
+    let (entity, document, variant, current) =
+        found.expect("a variant with a colour, its keys in the marketplace's spelling");
+    let code = &"color".to_owned();
+    let catalog = storage.catalog(UNIFIED).await.expect("catalog").data;
+    let color = catalog
+        .iter()
+        .find(|a| a.code == "color")
+        .expect("color in the catalog");
+    let other = color
+        .options
+        .iter()
+        .map(|o| o.value.clone())
+        .find(|o| Some(o.as_str()) != current[code].value.chosen_options().first().copied())
+        .expect("another colour");
+    let as_list = current[code].value.to_json().is_array();
+    let value = if as_list {
+        json!([other])
+    } else {
+        json!(other)
+    };
+    storage
+        .write_values(
+            EntityRef::variant(variant),
+            storage::ValuesChange::Merge(&object(json!({ "color": value.clone() }))),
+            WriteMode::UnifiedOnly,
+        )
+        .await
+        .expect("unified-only variant write");
+    set_flags(&storage, DUAL_WRITE_BACK_ON)
+        .await
+        .expect("dual-write back on");
+    let synced = storage
+        .sync_legacy(WriteMode::Dual, 7, false, async |_| {})
+        .await
+        .expect("sync");
+    assert_eq!(synced.kinds["product_variant"].changed_sample, [variant]);
+    let after = documents(&db).await;
+    for ((entity_before, old), (entity_after, new)) in before.iter().zip(&after) {
+        assert_eq!(entity_before, entity_after);
+        if *entity_before != entity {
+            assert_eq!(old, new, "{entity_before} changed");
+        }
+    }
+    let new: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+        &after
+            .iter()
+            .find(|(e, _)| *e == entity)
+            .expect("the variant")
+            .1,
+    )
+    .expect("an object");
+    assert_eq!(
+        new.keys().collect::<Vec<_>>(),
+        document.keys().collect::<Vec<_>>(),
+        "the same keys, spelled the same"
+    );
+    let changed: Vec<&String> = new
+        .iter()
+        .filter(|(key, value)| document.get(*key) != Some(value))
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(
+        changed.len(),
+        1,
+        "only the written key: {new:?} was {document:?}"
+    );
+    let written = &new[changed[0]];
+    match &document[changed[0]] {
+        serde_json::Value::String(_) => {
+            assert_eq!(written, &json!(other), "a string stays a string")
+        }
+        _ => assert_eq!(written, &value),
     }
 }

@@ -800,6 +800,11 @@ macro_rules! backend_operations {
                         removed,
                         &std::collections::HashSet::new(),
                         legacy_id,
+                        |code, value| {
+                            if let Some(effective) = schema.get(code) {
+                                domain::canonical_spellings(&effective.attribute.options, value);
+                            }
+                        },
                     )?;
                     Self::write_legacy_document(conn, entity, &document.document).await
                 }

@@ -195,10 +195,15 @@ impl MergedDocument {
     }
 }
 
-/// Merges values into a legacy B2C document: the codes of `set` are written (under the key
-/// legacy readers expect), the readable keys of `removed` are dropped unless `keep` names their
-/// key or code (quarantined values), and every other key stays as it is — keys that name
-/// nothing, values that cannot be read, attributes this write does not touch.
+/// Merges values into a legacy B2C document in the marketplace's own spelling and shape: a key
+/// that already names a code of `set` keeps its spelling (`SIZE`, `Veličina`) and is left
+/// byte-identical when it already reads as the value (after `canonical` maps its spelling of an
+/// option), or gets the new value in its own JSON shape (a string stays a string); codes the
+/// document lacks are added under the key legacy readers expect. The readable keys of `removed`
+/// are dropped unless `keep` names their key or code (quarantined values), and every other key
+/// stays as it is — keys that name nothing, values that cannot be read, attributes this write
+/// does not touch.
+#[allow(clippy::too_many_arguments)] // one merge, every input it reads
 pub(crate) fn merge_document(
     kind: EntityKind,
     current: Option<&Json>,
@@ -207,6 +212,7 @@ pub(crate) fn merge_document(
     removed: &[String],
     keep: &std::collections::HashSet<String>,
     legacy_id: impl Fn(&str) -> Option<i64>,
+    canonical: impl Fn(&str, &mut Value),
 ) -> Result<MergedDocument> {
     let mut document = match current {
         None | Some(Json::Null) => Map::new(),
@@ -219,47 +225,77 @@ pub(crate) fn merge_document(
     };
     let keys = DocumentKeys::new(kind, vocabulary);
     let mut merged = MergedDocument::default();
-    let mut replaced: HashMap<String, Json> = HashMap::new();
+    let mut present: std::collections::HashSet<String> = std::collections::HashSet::new();
     document.retain(|key, raw| {
         let read = keys.read(key, raw).ok();
         let code = read
             .as_ref()
-            .map(|(code, _)| code.as_str())
-            .or(keys.code(key).map(String::as_str));
-        match code {
-            Some(code) if set.contains_key(code) => {
-                replaced.insert(code.to_owned(), raw.clone());
-                false
+            .map(|(code, _)| code.clone())
+            .or_else(|| keys.code(key).cloned());
+        let Some(code) = code else {
+            return true;
+        };
+        if let Some(wanted) = set.get(&code) {
+            present.insert(code.clone());
+            let already = read.is_some_and(|(_, mut typed)| {
+                canonical(&code, &mut typed.value);
+                typed == *wanted
+            });
+            if !already {
+                merged.updated += 1;
+                *raw = in_shape_of(raw, wanted, keys.type_of.get(&code).copied());
             }
-            Some(code)
-                if read.is_some()
-                    && removed.iter().any(|r| r == code)
-                    && !keep.contains(code)
-                    && !keep.contains(key.as_str()) =>
-            {
-                merged.deleted += 1;
-                false
-            }
-            _ => true,
+            return true;
         }
+        if read.is_some()
+            && removed.contains(&code)
+            && !keep.contains(&code)
+            && !keep.contains(key.as_str())
+        {
+            merged.deleted += 1;
+            return false;
+        }
+        true
     });
-    for (code, typed) in set {
+    for (code, typed) in set.iter().filter(|(code, _)| !present.contains(*code)) {
         let key = match kind {
             EntityKind::Product => legacy_id(code).map(|id| id.to_string()).ok_or_else(|| {
                 StorageError::CorruptData(format!("'{code}' is not in the legacy schema"))
             })?,
             _ => code.clone(),
         };
-        let value = json_document_value(typed);
-        match replaced.get(code) {
-            Some(old) if *old == value => {}
-            Some(_) => merged.updated += 1,
-            None => merged.inserted += 1,
-        }
-        document.insert(key, value);
+        merged.inserted += 1;
+        document.insert(key, json_document_value(typed));
     }
     merged.document = Json::Object(document);
     Ok(merged)
+}
+
+/// `wanted` in the JSON shape `old` has: one colour written as a bare string stays a string,
+/// a list written as `"S, M"` stays such a string, a number written as text stays text —
+/// when that shape reads back as exactly `wanted`; else the shape the service writes.
+fn in_shape_of(
+    old: &Json,
+    wanted: &domain::TypedValue,
+    attribute_type: Option<AttributeType>,
+) -> Json {
+    let ours = json_document_value(wanted);
+    let shaped = match (old, &ours) {
+        (Json::String(_), Json::Array(items)) => {
+            let texts: Option<Vec<&str>> = items.iter().map(Json::as_str).collect();
+            texts.map(|texts| Json::String(texts.join(", ")))
+        }
+        (Json::String(_), Json::Number(number)) => Some(Json::String(number.to_string())),
+        _ => None,
+    };
+    match (shaped, attribute_type) {
+        (Some(shaped), Some(attribute_type))
+            if typed_from_document(attribute_type, &shaped).as_ref() == Some(wanted) =>
+        {
+            shaped
+        }
+        _ => ours,
+    }
 }
 
 /// The B2C document that legacy readers expect for these values.

@@ -31,12 +31,29 @@ pub struct SyncReport {
     pub complete: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SyncCounts {
     pub inserted: usize,
     pub updated: usize,
     pub deleted: usize,
     pub kept: usize,
+    /// Entities whose legacy rows or document the sync changes; every other one is left
+    /// byte-identical.
+    pub entities_changed: usize,
+    /// The first [`CHANGED_SAMPLE`] of them, by id: a dry run names the same entities.
+    pub changed_sample: Vec<i64>,
+}
+
+/// How many changed entities a report names, per kind.
+pub const CHANGED_SAMPLE: usize = 100;
+
+impl SyncCounts {
+    fn changed(&mut self, id: i64) {
+        self.entities_changed += 1;
+        if self.changed_sample.len() < CHANGED_SAMPLE {
+            self.changed_sample.push(id);
+        }
+    }
 }
 
 /// Ends a sync transaction: commits it, or rolls it back for a dry run.
@@ -210,6 +227,14 @@ async fn sync_listings<B: Backend>(
             }
         }
     }
+    let changed: std::collections::BTreeSet<i64> = delete
+        .iter()
+        .map(|(listing, _)| *listing)
+        .chain(insert.iter().map(|(listing, _, _)| *listing))
+        .collect();
+    for listing in changed {
+        counts.changed(listing);
+    }
     B::legacy_merge_listing_rows(conn, &delete, &insert).await
 }
 
@@ -246,6 +271,11 @@ async fn sync_documents<B: Backend>(
             &removed,
             keep,
             |code| catalog.legacy_ids.get(code).copied(),
+            |code, value| {
+                if let Some(options) = catalog.legacy_options.get(code) {
+                    domain::canonical_spellings(options, value);
+                }
+            },
         )?;
         let before = crate::legacy::decode_document(kind, document, &vocabulary);
         counts.kept += before.refused.len();
@@ -253,6 +283,7 @@ async fn sync_documents<B: Backend>(
         counts.updated += merged.updated;
         counts.deleted += merged.deleted;
         if merged.changed() {
+            counts.changed(*id);
             B::write_legacy_document(conn, EntityRef { kind, id: *id }, &merged.document).await?;
         }
     }
