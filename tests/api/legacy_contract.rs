@@ -92,10 +92,12 @@ const PRODUCT_VARIANT_ATTRIBUTE: [(&str, Kind); 10] = [
     ("values", Kind::Array),
 ];
 
-const VARIANT_VALUE: [(&str, Kind); 5] = [
+// The legacy option catalogue's row: `image_url` is one of its columns, served as v1 served it.
+const VARIANT_VALUE: [(&str, Kind); 6] = [
     ("value", Kind::Text),
     ("display_name", Kind::Text),
     ("color_hex", NULLABLE_TEXT),
+    ("image_url", NULLABLE_TEXT),
     ("sort_order", Kind::Integer),
     ("is_active", Kind::Bool),
 ];

@@ -14,6 +14,7 @@ conformance_in!(
     archiving_is_refused_until_the_unified_phase_and_a_clean_verify,
     archive_and_restore_move_the_legacy_tables_whole_with_matching_manifests,
     a_restore_says_when_the_archive_changed_since_it_was_made,
+    the_variant_option_catalogue_reaches_unified_whole_and_survives_archive_and_restore,
 );
 
 const UNIFIED_PHASE: Flags = Flags {
@@ -210,4 +211,62 @@ async fn a_restore_says_when_the_archive_changed_since_it_was_made(db: TestDb) {
         table_exists(&db, "listing_attribute_values").await,
         "restored all the same"
     );
+}
+
+/// The B2C option catalogue carries pictures (`image_url`) beside colours: they reach unified
+/// with the options, are read from it once legacy is archived, and come back with a restore.
+async fn the_variant_option_catalogue_reaches_unified_whole_and_survives_archive_and_restore(
+    db: TestDb,
+) {
+    let storage = backfilled(&db).await;
+    let raw = db.raw().await;
+    let catalogue = "SELECT o.value || ' ' || o.image_url FROM product_variant_attribute_values o
+        JOIN product_variant_attributes p ON p.id = o.attribute_id
+        WHERE p.name = 'size' ORDER BY o.sort_order";
+    let legacy_pictures = raw.texts(catalogue).await;
+    assert_eq!(
+        legacy_pictures.len(),
+        3,
+        "the demo's sizes have pictures: {legacy_pictures:?}"
+    );
+    let pictures = |catalog: &[domain::Attribute]| -> Vec<Option<String>> {
+        catalog
+            .iter()
+            .find(|a| a.code == "size")
+            .expect("size")
+            .options
+            .iter()
+            .map(|o| {
+                Some(format!(
+                    "{} {}",
+                    o.value,
+                    o.image_url.as_deref().unwrap_or("-")
+                ))
+            })
+            .collect()
+    };
+    let unified_catalog = |storage: &Storage| {
+        let storage = storage.clone();
+        async move {
+            storage
+                .catalog(ReadRoute::new(Store::Unified, false))
+                .await
+                .expect("unified catalog")
+                .data
+        }
+    };
+    assert_eq!(pictures(&unified_catalog(&storage).await), legacy_pictures);
+    assert!(storage.verify(20, |_| {}).await.expect("verify").is_clean());
+    storage.archive(UNIFIED_PHASE).await.expect("archive");
+    assert_eq!(
+        pictures(&unified_catalog(&storage).await),
+        legacy_pictures,
+        "served from unified while legacy is archived"
+    );
+    let (_, unchanged) = storage
+        .restore_archive(UNIFIED_PHASE)
+        .await
+        .expect("restore");
+    assert!(unchanged);
+    assert_eq!(raw.texts(catalogue).await, legacy_pictures);
 }

@@ -18,6 +18,9 @@ pub struct OptionView {
     pub label: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub color_hex: Option<String>,
+    /// A variant option's picture, from the B2C option catalogue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
 }
 
 impl OptionView {
@@ -26,6 +29,7 @@ impl OptionView {
             label: option.label.get(lang).unwrap_or(&option.value).to_owned(),
             value: option.value.clone(),
             color_hex: option.color_hex.clone(),
+            image_url: option.image_url.clone(),
         }
     }
 }

@@ -93,6 +93,14 @@ impl AttributeDraft {
                     format!("option {index} has an empty value"),
                 ));
             }
+            if let Some(url) = option.image_url.as_deref()
+                && !(url.starts_with("https://") || url.starts_with("http://"))
+            {
+                errors.push(invalid(
+                    "options",
+                    format!("option '{}': image_url is an http(s) URL", option.value),
+                ));
+            }
             if self.options[..index]
                 .iter()
                 .any(|o| o.value == option.value)

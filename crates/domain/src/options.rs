@@ -13,6 +13,9 @@ pub struct AttributeOption {
     pub label: LocalizedText,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub color_hex: Option<String>,
+    /// The picture of a variant option (a fabric, a pattern), as the B2C catalogue keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
     /// Other spellings operators registered for this option (`дизель`, `БУ`). They live in a
     /// table of their own, audited, and are attached when definitions are read: never stored
     /// with the definition, never served.
@@ -28,6 +31,7 @@ impl AttributeOption {
             label: LocalizedText::serbian(value.clone()),
             value,
             color_hex: None,
+            image_url: None,
             aliases: Vec::new(),
         }
     }
@@ -144,6 +148,10 @@ fn parse_items(items: &[Json], parsed: &mut ParsedOptions) {
                             .get("color_hex")
                             .and_then(Json::as_str)
                             .map(str::to_owned),
+                        image_url: obj
+                            .get("image_url")
+                            .and_then(Json::as_str)
+                            .map(str::to_owned),
                         value,
                         aliases: Vec::new(),
                     })
@@ -241,6 +249,7 @@ mod tests {
                 .with(crate::Language::En, "Automatic")
                 .with(crate::Language::Ru, "Автомат"),
             color_hex: None,
+            image_url: None,
             aliases: Vec::new(),
         };
         let options = [automatic, AttributeOption::plain("manual")];

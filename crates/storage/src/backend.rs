@@ -1902,6 +1902,7 @@ macro_rules! backend_operations {
                         .bind(option.label.get(domain::Language::Sr))
                         .bind(&option.color_hex)
                         .bind(position as i32)
+                        .bind(&option.image_url)
                         .execute(&mut *conn)
                         .await?;
                 }

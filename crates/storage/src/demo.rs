@@ -135,6 +135,7 @@ fn plain_options(values: &[(&str, &str, &str)]) -> Vec<AttributeOption> {
             value: (*value).to_owned(),
             label: labels(value, en, ru),
             color_hex: None,
+            image_url: None,
             aliases: Vec::new(),
         })
         .collect()
@@ -184,12 +185,14 @@ fn c2c_attributes() -> Vec<Attribute> {
             value: "new".into(),
             label: labels("Novo", "New", "Новое"),
             color_hex: None,
+            image_url: None,
             aliases: Vec::new(),
         },
         AttributeOption {
             value: "used".into(),
             label: labels("Polovno", "Used", "Б/у"),
             color_hex: None,
+            image_url: None,
             aliases: Vec::new(),
         },
     ];
@@ -219,6 +222,7 @@ fn c2c_attributes() -> Vec<Attribute> {
         value: (*value).into(),
         label: labels(sr, en, ru),
         color_hex: Some((*hex).into()),
+        image_url: None,
         aliases: Vec::new(),
     })
     .collect();
@@ -301,12 +305,14 @@ fn c2c_attributes() -> Vec<Attribute> {
             value: "automatic".into(),
             label: labels("Automatski", "Automatic", "Автомат"),
             color_hex: None,
+            image_url: None,
             aliases: Vec::new(),
         },
         AttributeOption {
             value: "manual".into(),
             label: labels("Manuelni", "Manual", "Механика"),
             color_hex: None,
+            image_url: None,
             aliases: Vec::new(),
         },
     ];
@@ -390,18 +396,21 @@ fn c2c_attributes() -> Vec<Attribute> {
             value: "pickup".into(),
             label: labels("Lično preuzimanje", "Pickup", "Самовывоз"),
             color_hex: None,
+            image_url: None,
             aliases: Vec::new(),
         },
         AttributeOption {
             value: "courier".into(),
             label: labels("Kurirska služba", "Courier", "Курьер"),
             color_hex: None,
+            image_url: None,
             aliases: Vec::new(),
         },
         AttributeOption {
             value: "post".into(),
             label: labels("Pošta", "Post", "Почта"),
             color_hex: None,
+            image_url: None,
             aliases: Vec::new(),
         },
     ];
@@ -522,6 +531,13 @@ fn variant_axes() -> Vec<VariantAxis> {
     size.is_required = true;
     size.affects_stock = true;
     size.options = plain_options(&[("S", "S", "S"), ("M", "M", "M"), ("L", "L", "L")]);
+    // The B2C catalogue shows each size with its picture of the size guide.
+    for option in &mut size.options {
+        option.image_url = Some(format!(
+            "https://cdn.marketplace.example/size-guide/{}.png",
+            option.value.to_lowercase()
+        ));
+    }
     vec![
         VariantAxis {
             legacy_id: 1,

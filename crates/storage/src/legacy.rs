@@ -356,7 +356,9 @@ pub(crate) struct LegacyDefinitionRow {
 pub(crate) fn encode_definition(attribute: &Attribute, defects: bool) -> LegacyDefinitionRow {
     let labelled = !defects
         || attribute.options.iter().any(|o| {
-            o.label.exact(Language::Sr) != Some(o.value.as_str()) || o.color_hex.is_some()
+            o.label.exact(Language::Sr) != Some(o.value.as_str())
+                || o.color_hex.is_some()
+                || o.image_url.is_some()
         });
     let values: Vec<&str> = attribute.options.iter().map(|o| o.value.as_str()).collect();
     let mut rules = serde_json::to_value(&attribute.rules).unwrap_or_else(|_| json!({}));
@@ -369,6 +371,9 @@ pub(crate) fn encode_definition(attribute: &Attribute, defects: bool) -> LegacyD
                     let mut item = json!({"label": o.label.exact(Language::Sr).unwrap_or(&o.value), "value": o.value});
                     if let Some(hex) = &o.color_hex {
                         item["color_hex"] = json!(hex);
+                    }
+                    if let Some(url) = &o.image_url {
+                        item["image_url"] = json!(url);
                     }
                     item
                 })
@@ -642,6 +647,7 @@ pub(crate) const INDISPENSABLE_COLUMNS: &[(&str, &[&str])] = &[
             "value",
             "display_name",
             "color_hex",
+            "image_url",
             "sort_order",
             "is_active",
         ],

@@ -328,7 +328,8 @@ pub(crate) const INSERT_VARIANT_AXIS: &str = "INSERT INTO product_variant_attrib
 pub(crate) const SET_LEGACY_ATTRIBUTE_CREATED_AT: &str =
     "UPDATE category_attributes SET created_at = $2 WHERE id = $1";
 pub(crate) const INSERT_VARIANT_AXIS_OPTION: &str = "INSERT INTO product_variant_attribute_values
-        (attribute_id, value, display_name, color_hex, sort_order) VALUES ($1, $2, $3, $4, $5)";
+        (attribute_id, value, display_name, color_hex, sort_order, image_url)
+    VALUES ($1, $2, $3, $4, $5, $6)";
 
 /// Categories below (and including) `$1`; `UNION` stops on a cycle in the category data.
 macro_rules! subtree_cte {

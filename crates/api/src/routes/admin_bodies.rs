@@ -85,6 +85,9 @@ pub struct OptionBody {
     /// `#1a2b3c`
     #[schema(nullable = false, pattern = "^#[0-9a-fA-F]{6}$")]
     color_hex: Option<String>,
+    /// A picture of the option (variant catalogues), an http(s) URL.
+    #[schema(nullable = false, pattern = "^https?://")]
+    image_url: Option<String>,
 }
 
 /// The checks a value must pass; `min`/`max` bound numbers, the lengths bound texts (a

@@ -246,6 +246,7 @@ pub struct V1VariantValue {
     /// In the requested language.
     display_name: String,
     color_hex: Option<String>,
+    image_url: Option<String>,
     sort_order: i32,
     is_active: bool,
 }
@@ -290,6 +291,7 @@ impl V1VariantAttribute {
                     value: option.value.clone(),
                     display_name: label(&option.label, language, &option.value),
                     color_hex: option.color_hex.clone(),
+                    image_url: option.image_url.clone(),
                     sort_order: position,
                     is_active: true,
                 })
