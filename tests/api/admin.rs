@@ -13,6 +13,7 @@ on_both_backends!(
     a_label_change_shows_at_once_in_every_category_that_inherits_it,
     a_binding_change_shows_at_once_in_the_category_and_its_descendants,
     bad_definitions_and_taken_codes_are_refused,
+    dropping_an_option_that_values_still_choose_is_refused_with_the_count,
 );
 
 const ENGINE: &str = r#"{"code": "engine_power", "type": "number", "display_name": {"sr": "Snaga", "en": "Power"},
@@ -387,5 +388,64 @@ async fn bad_definitions_and_taken_codes_are_refused(backend: Backend) {
         app.get("/api/v2/attributes?per_page=200").await.body["data"]["total"],
         23,
         "nothing was created"
+    );
+}
+
+/// An admin change that drops an option still chosen by values would leave those values
+/// pointing at nothing (unreadable once they reach unified): refused with the count; an
+/// option no value chooses goes freely.
+async fn dropping_an_option_that_values_still_choose_is_refused_with_the_count(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let transmission = |options: &[&str]| {
+        let options: Vec<_> = options
+            .iter()
+            .map(|value| json!({"value": value, "label": {"sr": value}}))
+            .collect();
+        json!({"code": "transmission", "type": "select",
+               "display_name": {"sr": "Menjač", "en": "Transmission"}, "options": options})
+        .to_string()
+    };
+    let put = |body: String| {
+        let app = &app;
+        async move {
+            app.json(
+                "PUT",
+                "/api/v2/admin/attributes/2205",
+                &body,
+                Some(ADMIN_TOKEN),
+            )
+            .await
+        }
+    };
+    let refused = put(transmission(&["automatic"])).await;
+    refused.assert_error(409, "errors.conflict");
+    let detail = refused.body["detail"].as_str().expect("detail").to_owned();
+    let uses: i64 = detail
+        .split("'manual' by ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the refusal counts the values: {detail}"));
+    assert!(uses > 0, "{detail}");
+    let schema = app
+        .get("/api/v2/marketplace/categories/1311/attributes?lang=en")
+        .await;
+    let options = schema.body["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|a| a["code"] == "transmission")
+        .expect("transmission")["options"]
+        .as_array()
+        .expect("options")
+        .len();
+    assert_eq!(options, 2, "nothing changed");
+    let added = put(transmission(&["automatic", "manual", "cvt"])).await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    let dropped = put(transmission(&["automatic", "manual"])).await;
+    assert_eq!(
+        dropped.status, 200,
+        "an unused option goes: {}",
+        dropped.body
     );
 }

@@ -24,6 +24,7 @@ conformance_in!(
     a_unified_only_write_during_sync_legacy_keeps_the_sync_pending,
     throttle_changes_racing_each_other_keep_both,
     sync_legacy_leaves_documents_nobody_wrote_byte_identical_and_keeps_the_marketplaces_spelling,
+    an_option_unified_values_still_choose_cannot_be_dropped,
 );
 
 const CANARY: Flags = Flags {
@@ -1078,4 +1079,57 @@ async fn sync_legacy_leaves_documents_nobody_wrote_byte_identical_and_keeps_the_
         }
         _ => assert_eq!(written, &value),
     }
+}
+
+/// In the unified phase the values live in unified only: a colour chosen in a multiselect list
+/// (a JSON array there) still counts as a use of its option.
+async fn an_option_unified_values_still_choose_cannot_be_dropped(db: TestDb) {
+    let (storage, _) = seeded(&db).await;
+    walk_to_unified(&storage).await;
+    let colours = |options: &[&str]| -> domain::AttributeDraft {
+        let options: Vec<_> = options
+            .iter()
+            .map(|value| json!({"value": value, "label": {"sr": value}}))
+            .collect();
+        serde_json::from_value(
+            json!({"code": "color", "type": "multiselect", "purpose": "both",
+            "display_name": {"sr": "Boja"}, "options": options}),
+        )
+        .expect("draft")
+    };
+    let raw = db.raw().await;
+    let red = raw
+        .count(match db.backend {
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM unified_attribute_values
+                 WHERE attribute_id = 2004 AND json_value @> '[\"red\"]'"
+            }
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM unified_attribute_values v WHERE attribute_id = 2004
+                 AND EXISTS (SELECT 1 FROM json_each(v.json_value) e WHERE e.value = 'red')"
+            }
+        })
+        .await;
+    assert!(red > 0, "the demo chooses red");
+    let message = conflict(
+        storage
+            .update_attribute(
+                2004,
+                colours(&["blue", "black", "white"]),
+                WriteMode::UnifiedOnly,
+            )
+            .await,
+    );
+    assert!(
+        message.contains(&format!("'red' by {red} unified value(s)")),
+        "{message}"
+    );
+    storage
+        .update_attribute(
+            2004,
+            colours(&["red", "blue", "black", "white"]),
+            WriteMode::UnifiedOnly,
+        )
+        .await
+        .expect("keeping every option in use is fine");
 }

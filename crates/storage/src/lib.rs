@@ -18,6 +18,7 @@ mod freshness;
 pub mod invalidation;
 pub mod lease;
 mod legacy;
+mod option_use;
 mod ownership;
 mod postgres;
 mod read_pool;

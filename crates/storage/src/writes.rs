@@ -179,6 +179,16 @@ impl<B: Backend> Router<B> {
                 id,
             })?;
         ensure_code_free::<B>(&mut tx, mode, &attribute.code, id).await?;
+        if let Some(current) = B::catalog(&mut tx, mode.authoritative())
+            .await?
+            .into_iter()
+            .find(|a| a.id == id)
+        {
+            crate::option_use::ensure_dropped_options_unused::<B>(
+                &mut tx, mode, &current, &attribute,
+            )
+            .await?;
+        }
         let mut invalidations = store_definition::<B>(&mut tx, mode, &attribute).await?;
         if old_code != attribute.code {
             // Values are keyed by code: every entity holding this attribute now reads differently.
