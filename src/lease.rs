@@ -51,14 +51,30 @@ impl HeldLease {
             .unwrap_or_default()
             .as_nanos();
         let holder = format!("{operation}:{}:{started}", std::process::id());
-        match storage.take_lease(operation, &holder, grace).await {
+        let mut taken = storage.take_lease(operation, &holder, grace, None).await;
+        // A holder that ran on this host and whose process is gone (`kill -9`) need not be
+        // waited for: only that very holder is taken over, so a live newcomer is not.
+        if let Err(StorageError::Leased(current)) = &taken
+            && current.is_gone()
+        {
+            let dead = current.holder.clone();
+            taken = storage
+                .take_lease(operation, &holder, grace, Some(&dead))
+                .await;
+        }
+        match taken {
             Ok(taken) => {
-                if let Some(stale) = taken.took_over {
-                    tracing::warn!(previous = %stale, "took over the lease of a bulk operation whose heartbeat had stopped");
-                    crate::commands::note(&format!(
-                        "took over the lease of {stale}: its heartbeat had stopped for longer than the grace period ({} s)",
-                        grace.as_secs()
-                    ));
+                if let Some(previous) = taken.took_over {
+                    let why = if previous.is_gone() {
+                        "its process is gone".to_owned()
+                    } else {
+                        format!(
+                            "its heartbeat had stopped for longer than the grace period ({} s)",
+                            grace.as_secs()
+                        )
+                    };
+                    tracing::warn!(%previous, "took over the lease of a bulk operation: {why}");
+                    crate::commands::note(&format!("took over the lease of {previous}: {why}"));
                 }
             }
             Err(leased @ StorageError::Leased(_)) => {

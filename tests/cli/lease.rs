@@ -12,15 +12,15 @@ use crate::{BINARY, Running, cli};
 
 const GRACE: (&str, &str) = ("OPERATION_LEASE_GRACE_SECONDS", "2");
 
-/// A slow backfill (small batches, a pause after each) in the background.
-fn slow_backfill(db: &TestDb, extra: &[&str]) -> Running {
+/// A slow backfill (small batches, a pause after each) in the background, as if on `host`.
+fn slow_backfill(db: &TestDb, host: &str) -> Running {
     Running(
         Command::new(BINARY)
             .args(["backfill", "--batch-size", "40", "--batch-delay", "60"])
-            .args(extra)
             .args(["--database-url", &db.url])
             .env_clear()
             .env(GRACE.0, GRACE.1)
+            .env("HOSTNAME", host)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -83,7 +83,8 @@ async fn a_second_bulk_operation_is_refused_and_a_killed_ones_lease_is_taken_ove
         }
     });
 
-    let mut first = slow_backfill(&db, &[]);
+    // On another pod: nothing here can tell whether its process lives, so the grace decides.
+    let mut first = slow_backfill(&db, "job-pod-a");
     let first_pid = first.0.id();
     wait_for_progress(&pool, 200).await;
     for (args, operation) in [
@@ -159,7 +160,7 @@ async fn sigterm_stops_a_backfill_at_a_batch_boundary_and_releases_the_lease() {
             .success()
     );
     let pool = sqlx::PgPool::connect(&db.url).await.expect("pool");
-    let mut running = slow_backfill(&db, &[]);
+    let mut running = slow_backfill(&db, "job-pod-b");
     wait_for_progress(&pool, 0).await;
     let terminated = Command::new("kill")
         .args(["-TERM", &running.0.id().to_string()])

@@ -48,8 +48,8 @@ pub struct LeaseTaken {
     pub took_over: Option<LeaseHolder>,
 }
 
-/// Takes the row when it is free or its heartbeat is older than `$5` seconds; returns a row
-/// only when taken.
+/// Takes the row when it is free, its heartbeat is older than `$5` seconds, or its holder is
+/// `$6` (a holder known to be dead); returns a row only when taken.
 const TAKE: Sql = Sql {
     pg: "INSERT INTO operation_lease (id, operation, holder, host, pid, started_epoch, heartbeat_epoch)
         VALUES (1, $1, $2, $3, $4, extract(epoch FROM clock_timestamp()), extract(epoch FROM clock_timestamp()))
@@ -57,6 +57,7 @@ const TAKE: Sql = Sql {
             host = excluded.host, pid = excluded.pid, started_epoch = excluded.started_epoch,
             heartbeat_epoch = excluded.heartbeat_epoch
         WHERE operation_lease.heartbeat_epoch < excluded.heartbeat_epoch - $5
+            OR operation_lease.holder = $6
         RETURNING holder",
     lite: "INSERT INTO operation_lease (id, operation, holder, host, pid, started_epoch, heartbeat_epoch)
         VALUES (1, $1, $2, $3, $4, (julianday('now') - 2440587.5) * 86400.0,
@@ -65,6 +66,7 @@ const TAKE: Sql = Sql {
             host = excluded.host, pid = excluded.pid, started_epoch = excluded.started_epoch,
             heartbeat_epoch = excluded.heartbeat_epoch
         WHERE operation_lease.heartbeat_epoch < excluded.heartbeat_epoch - $5
+            OR operation_lease.holder = $6
         RETURNING holder",
 };
 
@@ -90,13 +92,15 @@ const RELEASE: Sql = Sql::same("DELETE FROM operation_lease WHERE holder = $1");
 
 impl<B: Backend> Router<B> {
     /// Takes the lease for `operation` as `holder` (unique per run), or refuses with
-    /// [`StorageError::Leased`] naming the live holder. A holder silent for longer than `grace`
-    /// is replaced, and returned so the caller can say so.
+    /// [`StorageError::Leased`] naming the live holder. A holder silent for longer than `grace`,
+    /// or the holder `dead` (its process is known to be gone), is replaced, and returned so the
+    /// caller can say so.
     pub(crate) async fn take_lease(
         &self,
         operation: &str,
         holder: &str,
         grace: Duration,
+        dead: Option<&str>,
     ) -> Result<LeaseTaken> {
         let mut conn = self.acquire().await?;
         let before = on_dialect!(B::dialect(&mut *conn), HOLDER, |c, statement| {
@@ -112,6 +116,7 @@ impl<B: Backend> Router<B> {
                 .bind(&host)
                 .bind(i64::from(std::process::id()))
                 .bind(grace.as_secs_f64())
+                .bind(dead)
                 .fetch_optional(&mut *c)
                 .await?
         });
@@ -132,7 +137,9 @@ impl<B: Backend> Router<B> {
         }
         conn.commit().await?;
         Ok(LeaseTaken {
-            took_over: before.filter(|b| b.heartbeat_age_seconds > grace.as_secs_f64()),
+            took_over: before.filter(|b| {
+                b.heartbeat_age_seconds > grace.as_secs_f64() || Some(b.holder.as_str()) == dead
+            }),
         })
     }
 
@@ -174,6 +181,20 @@ impl<B: Backend> Router<B> {
         });
         conn.commit().await?;
         Ok(holder)
+    }
+}
+
+impl LeaseHolder {
+    /// Whether the holder's process is known to be gone: it ran on this host (same name) and
+    /// no process has its pid now. A pid reused since reads as alive: the grace period then
+    /// decides, never a guess.
+    pub fn is_gone(&self) -> bool {
+        self.host == hostname()
+            && u32::try_from(self.pid).is_ok_and(|pid| {
+                pid != std::process::id()
+                    && std::path::Path::new("/proc/self").exists()
+                    && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            })
     }
 }
 

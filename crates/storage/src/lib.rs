@@ -249,14 +249,16 @@ impl Storage {
     }
 
     /// Takes the bulk operations' lease for `operation` as `holder` (unique per run); refused
-    /// with [`StorageError::Leased`] while another holder's heartbeat is younger than `grace`.
+    /// with [`StorageError::Leased`] while another holder's heartbeat is younger than `grace`,
+    /// unless that holder is `dead` (its process is known to be gone).
     pub async fn take_lease(
         &self,
         operation: &str,
         holder: &str,
         grace: std::time::Duration,
+        dead: Option<&str>,
     ) -> Result<lease::LeaseTaken> {
-        on_router!(self, router => router.take_lease(operation, holder, grace).await)
+        on_router!(self, router => router.take_lease(operation, holder, grace, dead).await)
     }
 
     /// Renews the lease's heartbeat; `false` once another run took it over.
