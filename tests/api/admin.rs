@@ -448,4 +448,51 @@ async fn dropping_an_option_that_values_still_choose_is_refused_with_the_count(b
         "an unused option goes: {}",
         dropped.body
     );
+
+    // Re-mapped in the same change: every listing that chose `manual` now reads `automatic`.
+    let manual = listings_choosing(&app, "manual").await;
+    assert!(
+        !manual.is_empty(),
+        "the demo has manual cars among its first listings"
+    );
+    let mut remapped: serde_json::Value =
+        serde_json::from_str(&transmission(&["automatic"])).expect("json");
+    remapped["remap_options"] = json!({"manual": "automatic"});
+    let moved = put(remapped.to_string()).await;
+    assert_eq!(moved.status, 200, "{}", moved.body);
+    assert!(listings_choosing(&app, "manual").await.is_empty());
+    let automatic = listings_choosing(&app, "automatic").await;
+    assert!(
+        manual.iter().all(|listing| automatic.contains(listing)),
+        "{manual:?} moved to automatic: {automatic:?}"
+    );
+    let mut stray: serde_json::Value =
+        serde_json::from_str(&transmission(&["automatic"])).expect("json");
+    stray["remap_options"] = json!({"tiptronic": "automatic"});
+    put(stray.to_string())
+        .await
+        .assert_error(422, "errors.validationFailed");
+}
+
+/// The first 60 listings whose transmission reads `option`.
+async fn listings_choosing(app: &crate::helpers::TestApp, option: &str) -> Vec<i64> {
+    let mut listings = Vec::new();
+    for listing in 1..=60 {
+        let reply = app
+            .get(&format!(
+                "/api/v2/marketplace/listings/{listing}/attributes"
+            ))
+            .await;
+        let chooses = reply.body["data"]["values"]
+            .as_array()
+            .is_some_and(|values| {
+                values
+                    .iter()
+                    .any(|v| v["code"] == "transmission" && v["value"] == option)
+            });
+        if chooses {
+            listings.push(listing);
+        }
+    }
+    listings
 }

@@ -1132,4 +1132,23 @@ async fn an_option_unified_values_still_choose_cannot_be_dropped(db: TestDb) {
         )
         .await
         .expect("keeping every option in use is fine");
+    // Re-mapped in the same change: red becomes blue, once per list.
+    let mut remapped = colours(&["blue", "black", "white"]);
+    remapped.remap_options = [("red".to_owned(), "blue".to_owned())].into();
+    storage
+        .update_attribute(2004, remapped, WriteMode::UnifiedOnly)
+        .await
+        .expect("red re-mapped to blue");
+    let lists = raw
+        .texts(
+            "SELECT CAST(json_value AS TEXT) FROM unified_attribute_values WHERE attribute_id = 2004",
+        )
+        .await;
+    assert!(!lists.is_empty());
+    for list in lists.into_iter().flatten() {
+        let items: Vec<String> = serde_json::from_str(&list).expect("a list");
+        assert!(!items.contains(&"red".to_owned()), "{list}");
+        let unique: std::collections::HashSet<&String> = items.iter().collect();
+        assert_eq!(unique.len(), items.len(), "{list}");
+    }
 }

@@ -47,6 +47,11 @@ pub struct AttributeDraft {
     pub sort_order: i32,
     #[serde(default = "yes")]
     pub is_active: bool,
+    /// On a change: options dropped by it, each with the kept option its values move to in the
+    /// same transaction (`{"manual": "automatic"}`). Without it, a drop of an option values
+    /// still choose is refused.
+    #[serde(default)]
+    pub remap_options: std::collections::BTreeMap<String, String>,
 }
 
 fn regular() -> Purpose {
@@ -128,6 +133,22 @@ impl AttributeDraft {
                 "validation_rules",
                 format!("minLength {min} is above maxLength {max}"),
             ));
+        }
+        for (from, to) in &self.remap_options {
+            if self.options.iter().any(|o| o.value == *from) {
+                errors.push(invalid(
+                    "remap_options",
+                    format!(
+                        "'{from}' is kept among the options: only a dropped option is re-mapped"
+                    ),
+                ));
+            }
+            if !self.options.iter().any(|o| o.value == *to) {
+                errors.push(invalid(
+                    "remap_options",
+                    format!("'{from}' is re-mapped to '{to}', which is not among the options"),
+                ));
+            }
         }
         if !errors.is_empty() {
             return Err(errors);

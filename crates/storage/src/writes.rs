@@ -135,6 +135,14 @@ impl<B: Backend> Router<B> {
         draft: AttributeDraft,
         mode: WriteMode,
     ) -> Result<Written<Attribute>> {
+        if !draft.remap_options.is_empty() {
+            return Err(StorageError::InvalidValues(vec![domain::FieldError::new(
+                "remap_options",
+                &domain::FieldErrorKind::InvalidValueShape(
+                    "a new attribute has no values to re-map".into(),
+                ),
+            )]));
+        }
         let mut attribute = draft
             .into_attribute(0)
             .map_err(StorageError::InvalidValues)?;
@@ -168,6 +176,7 @@ impl<B: Backend> Router<B> {
         draft: AttributeDraft,
         mode: WriteMode,
     ) -> Result<Written<Attribute>> {
+        let remap = draft.remap_options.clone();
         let attribute = draft
             .into_attribute(id)
             .map_err(StorageError::InvalidValues)?;
@@ -179,19 +188,21 @@ impl<B: Backend> Router<B> {
                 id,
             })?;
         ensure_code_free::<B>(&mut tx, mode, &attribute.code, id).await?;
+        let mut moved = 0;
         if let Some(current) = B::catalog(&mut tx, mode.authoritative())
             .await?
             .into_iter()
             .find(|a| a.id == id)
         {
-            crate::option_use::ensure_dropped_options_unused::<B>(
-                &mut tx, mode, &current, &attribute,
+            moved = crate::option_use::settle_dropped_options::<B>(
+                &mut tx, mode, &current, &attribute, &remap,
             )
             .await?;
         }
         let mut invalidations = store_definition::<B>(&mut tx, mode, &attribute).await?;
-        if old_code != attribute.code {
-            // Values are keyed by code: every entity holding this attribute now reads differently.
+        if old_code != attribute.code || moved > 0 {
+            // Values are keyed by code, or moved to another option: every entity holding this
+            // attribute may now read differently.
             invalidations.push(Invalidation::AllValues);
         }
         finish::<B>(tx, &invalidations).await?;

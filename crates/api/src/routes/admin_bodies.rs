@@ -161,6 +161,10 @@ pub struct AttributeBody {
     sort_order: Option<i32>,
     #[schema(nullable = false)]
     is_active: Option<bool>,
+    /// On a change: each option the change drops, with the kept option its values move to (in
+    /// the same transaction). A drop of an option values still choose is refused (409) without it.
+    #[schema(nullable = false)]
+    remap_options: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// How a category uses an attribute; unset overrides inherit the attribute's own flags.
