@@ -1101,6 +1101,12 @@ async fn sync_legacy_leased(
                 "\n  {kind:<16} {:>8} inserted {:>8} updated {:>8} deleted {:>8} kept (quarantined, unreadable or unknown to unified)",
                 counts.inserted, counts.updated, counts.deleted, counts.kept
             ));
+            for refused in &counts.refused {
+                text.push_str(&format!(
+                    "\n    legacy refused {kind} {}: {}",
+                    refused.id, refused.reason
+                ));
+            }
         }
         text.push_str(if report.dry_run {
             "\nnothing was changed"
@@ -1111,8 +1117,15 @@ async fn sync_legacy_leased(
         });
         text
     })?;
+    let refused: usize = report.kinds.values().map(|c| c.entities_refused).sum();
     if report.complete || report.dry_run {
         Ok(())
+    } else if refused > 0 {
+        Err(CheckFailed(format!(
+            "legacy refused the values of {refused} entities (listed above): they stay as they were \
+             and legacy is not up to date; fix what refuses them, then run sync-legacy again"
+        ))
+        .into())
     } else {
         Err(CheckFailed("legacy is not yet up to date: run sync-legacy again".into()).into())
     }

@@ -25,6 +25,7 @@ conformance_in!(
     throttle_changes_racing_each_other_keep_both,
     sync_legacy_leaves_documents_nobody_wrote_byte_identical_and_keeps_the_marketplaces_spelling,
     an_option_unified_values_still_choose_cannot_be_dropped,
+    a_value_legacy_refuses_keeps_the_sync_pending_and_the_rest_goes_through,
 );
 
 const CANARY: Flags = Flags {
@@ -1151,4 +1152,86 @@ async fn an_option_unified_values_still_choose_cannot_be_dropped(db: TestDb) {
         let unique: std::collections::HashSet<&String> = items.iter().collect();
         assert_eq!(unique.len(), items.len(), "{list}");
     }
+}
+
+/// Legacy may refuse what unified holds (a trigger or constraint of the marketplace's): the
+/// sync names the refused listing with the database's words, syncs every other one, and leaves
+/// "pending" set — legacy is not up to date — until a run gets everything through.
+async fn a_value_legacy_refuses_keeps_the_sync_pending_and_the_rest_goes_through(db: TestDb) {
+    let (storage, data) = seeded(&db).await;
+    walk_to_unified(&storage).await;
+    let mut cars = data.listings.iter().filter(|l| l.category_id == 1311);
+    let refused = EntityRef::listing(cars.next().expect("a car").id);
+    let other = EntityRef::listing(cars.next().expect("another car").id);
+    unified_only_year(&storage, refused, 2013).await;
+    unified_only_year(&storage, other, 2014).await;
+    set_flags(&storage, DUAL_WRITE_BACK_ON)
+        .await
+        .expect("dual-write back on");
+    let raw = db.raw().await;
+    match db.backend {
+        Backend::Postgres => {
+            raw.execute(
+                "CREATE FUNCTION no_2013() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN IF NEW.numeric_value = 2013 THEN RAISE EXCEPTION 'no 2013 here'; END IF;
+                 RETURN NEW; END $$;
+                 CREATE TRIGGER no_2013 BEFORE INSERT ON listing_attribute_values
+                 FOR EACH ROW EXECUTE FUNCTION no_2013();",
+            )
+            .await
+        }
+        Backend::Sqlite => {
+            raw.execute(
+                "CREATE TRIGGER no_2013 BEFORE INSERT ON listing_attribute_values
+                 WHEN CAST(NEW.numeric_value AS REAL) = 2013
+                 BEGIN SELECT RAISE(ABORT, 'no 2013 here'); END;",
+            )
+            .await
+        }
+    }
+    let synced = storage
+        .sync_legacy(WriteMode::Dual, 7, false, async |_| {})
+        .await
+        .expect("sync");
+    assert!(!synced.complete, "{synced:?}");
+    let listings = &synced.kinds["listing"];
+    assert_eq!(listings.entities_refused, 1, "{listings:?}");
+    assert_eq!(listings.refused[0].id, refused.id);
+    assert!(
+        listings.refused[0].reason.contains("no 2013 here"),
+        "{listings:?}"
+    );
+    let year = |entity: EntityRef| {
+        let storage = storage.clone();
+        async move {
+            storage
+                .entity_values(entity, LEGACY)
+                .await
+                .expect("legacy")
+                .data["year"]
+                .value
+                .to_json()
+        }
+    };
+    assert_eq!(year(other).await, json!(2014), "the other listing synced");
+    assert_ne!(year(refused).await, json!(2013));
+    assert!(
+        storage
+            .migration_state()
+            .await
+            .expect("state")
+            .unified_only_writes_pending_sync,
+        "legacy is not up to date"
+    );
+    raw.execute(match db.backend {
+        Backend::Postgres => "DROP TRIGGER no_2013 ON listing_attribute_values",
+        Backend::Sqlite => "DROP TRIGGER no_2013",
+    })
+    .await;
+    let again = storage
+        .sync_legacy(WriteMode::Dual, 7, false, async |_| {})
+        .await
+        .expect("sync again");
+    assert!(again.complete, "{again:?}");
+    assert_eq!(year(refused).await, json!(2013));
 }

@@ -42,12 +42,32 @@ pub struct SyncCounts {
     pub entities_changed: usize,
     /// The first [`CHANGED_SAMPLE`] of them, by id: a dry run names the same entities.
     pub changed_sample: Vec<i64>,
+    /// Entities whose unified values legacy refused for their data (a constraint or trigger of
+    /// the marketplace's): left as they were, so legacy is not up to date and the sync is not
+    /// complete.
+    pub entities_refused: usize,
+    /// The first [`CHANGED_SAMPLE`] of them, with the database's words.
+    pub refused: Vec<RefusedEntity>,
+}
+
+/// An entity legacy would not take, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefusedEntity {
+    pub id: i64,
+    pub reason: String,
 }
 
 /// How many changed entities a report names, per kind.
 pub const CHANGED_SAMPLE: usize = 100;
 
 impl SyncCounts {
+    fn refuse(&mut self, id: i64, reason: String) {
+        self.entities_refused += 1;
+        if self.refused.len() < CHANGED_SAMPLE {
+            self.refused.push(RefusedEntity { id, reason });
+        }
+    }
+
     fn changed(&mut self, id: i64) {
         self.entities_changed += 1;
         if self.changed_sample.len() < CHANGED_SAMPLE {
@@ -150,7 +170,12 @@ impl<B: Backend> Router<B> {
         }
         let mut tx = self.begin_write().await?;
         B::lock_migration_state(&mut tx).await?;
-        report.complete = B::finish_legacy_sync(&mut tx).await?;
+        // Legacy lacks what it refused: "pending" stays until a run gets everything through.
+        let refused = report
+            .kinds
+            .values()
+            .any(|counts| counts.entities_refused > 0);
+        report.complete = !refused && B::finish_legacy_sync(&mut tx).await?;
         B::notify(&mut tx, &[Invalidation::Everything]).await?;
         end::<B>(tx, dry_run).await?;
         Ok(report)
@@ -232,10 +257,46 @@ async fn sync_listings<B: Backend>(
         .map(|(listing, _)| *listing)
         .chain(insert.iter().map(|(listing, _, _)| *listing))
         .collect();
-    for listing in changed {
-        counts.changed(listing);
+    if merge_rows::<B>(conn, &delete, &insert).await?.is_none() {
+        for listing in changed {
+            counts.changed(listing);
+        }
+        return Ok(());
     }
-    B::legacy_merge_listing_rows(conn, &delete, &insert).await
+    // Legacy refused a value of the batch for its data: listing by listing, so one listing
+    // that legacy cannot hold keeps neither the others nor the sync from going on.
+    for listing in changed {
+        let delete: Vec<_> = delete.iter().filter(|d| d.0 == listing).copied().collect();
+        let insert: Vec<_> = insert.iter().filter(|i| i.0 == listing).cloned().collect();
+        match merge_rows::<B>(conn, &delete, &insert).await? {
+            None => counts.changed(listing),
+            Some(reason) => counts.refuse(listing, reason),
+        }
+    }
+    Ok(())
+}
+
+/// Merges legacy listing rows under a savepoint; the database's reason when it refused them for
+/// their data (nothing of them is then written).
+async fn merge_rows<B: Backend>(
+    conn: &mut Conn<B>,
+    delete: &[(i64, i64)],
+    insert: &[(i64, i64, ValueColumns)],
+) -> Result<Option<String>> {
+    let mut savepoint = sqlx::Connection::begin(&mut *conn).await?;
+    match B::legacy_merge_listing_rows(&mut savepoint, delete, insert).await {
+        Ok(()) => {
+            savepoint.commit().await?;
+            Ok(None)
+        }
+        Err(err) => match err.refused_data() {
+            Some(reason) => {
+                savepoint.rollback().await?;
+                Ok(Some(reason))
+            }
+            None => Err(err),
+        },
+    }
 }
 
 /// Merges unified values into the legacy documents of these products or variants.
@@ -283,8 +344,21 @@ async fn sync_documents<B: Backend>(
         counts.updated += merged.updated;
         counts.deleted += merged.deleted;
         if merged.changed() {
-            counts.changed(*id);
-            B::write_legacy_document(conn, EntityRef { kind, id: *id }, &merged.document).await?;
+            let mut savepoint = sqlx::Connection::begin(&mut *conn).await?;
+            let entity = EntityRef { kind, id: *id };
+            match B::write_legacy_document(&mut savepoint, entity, &merged.document).await {
+                Ok(()) => {
+                    savepoint.commit().await?;
+                    counts.changed(*id);
+                }
+                Err(err) => match err.refused_data() {
+                    Some(reason) => {
+                        savepoint.rollback().await?;
+                        counts.refuse(*id, reason);
+                    }
+                    None => return Err(err),
+                },
+            }
         }
     }
     Ok(())
