@@ -38,6 +38,7 @@ mod model;
 mod real_schema;
 mod round_trips;
 mod safety;
+mod storable;
 
 /// Runs each named test against both backends.
 macro_rules! conformance {
