@@ -213,36 +213,53 @@ async fn a_restore_says_when_the_archive_changed_since_it_was_made(db: TestDb) {
     );
 }
 
-/// The B2C option catalogue carries pictures (`image_url`) beside colours: they reach unified
-/// with the options, are read from it once legacy is archived, and come back with a restore.
+/// The B2C option catalogue reaches unified whole: pictures (`image_url`) beside colours, and
+/// the options it retired (`is_active = false`), kept apart — never offered — rather than lost.
+/// Unified serves them while legacy is archived, and a restore brings the catalogue back.
 async fn the_variant_option_catalogue_reaches_unified_whole_and_survives_archive_and_restore(
     db: TestDb,
 ) {
-    let storage = backfilled(&db).await;
+    let storage = db.storage().await;
+    storage
+        .seed_legacy(&storage::demo::Dataset::marketplace(40, 3))
+        .await
+        .expect("seed");
     let raw = db.raw().await;
-    let catalogue = "SELECT o.value || ' ' || o.image_url FROM product_variant_attribute_values o
+    raw.execute(
+        "UPDATE product_variant_attribute_values SET is_active = false
+         WHERE value = 'L' AND attribute_id IN
+             (SELECT id FROM product_variant_attributes WHERE name = 'size')",
+    )
+    .await;
+    storage
+        .note_write_mode(flags::WriteMode::Dual)
+        .await
+        .expect("dual-write");
+    crate::common::run_backfill(&storage, &EntityKind::ALL, 15, false, None).await;
+    let catalogue =
+        "SELECT o.value || ' ' || o.image_url || CASE WHEN o.is_active THEN '' ELSE ' retired' END
+        FROM product_variant_attribute_values o
         JOIN product_variant_attributes p ON p.id = o.attribute_id
         WHERE p.name = 'size' ORDER BY o.sort_order";
-    let legacy_pictures = raw.texts(catalogue).await;
+    let legacy_catalogue = raw.texts(catalogue).await;
     assert_eq!(
-        legacy_pictures.len(),
+        legacy_catalogue.len(),
         3,
-        "the demo's sizes have pictures: {legacy_pictures:?}"
+        "the demo's sizes have pictures: {legacy_catalogue:?}"
     );
-    let pictures = |catalog: &[domain::Attribute]| -> Vec<Option<String>> {
-        catalog
+    let carried = |catalog: &[domain::Attribute]| -> Vec<Option<String>> {
+        let size = catalog.iter().find(|a| a.code == "size").expect("size");
+        let text = |o: &domain::AttributeOption, retired: &str| {
+            Some(format!(
+                "{} {}{retired}",
+                o.value,
+                o.image_url.as_deref().unwrap_or("-")
+            ))
+        };
+        size.options
             .iter()
-            .find(|a| a.code == "size")
-            .expect("size")
-            .options
-            .iter()
-            .map(|o| {
-                Some(format!(
-                    "{} {}",
-                    o.value,
-                    o.image_url.as_deref().unwrap_or("-")
-                ))
-            })
+            .map(|o| text(o, ""))
+            .chain(size.retired_options.iter().map(|o| text(o, " retired")))
             .collect()
     };
     let unified_catalog = |storage: &Storage| {
@@ -255,12 +272,24 @@ async fn the_variant_option_catalogue_reaches_unified_whole_and_survives_archive
                 .data
         }
     };
-    assert_eq!(pictures(&unified_catalog(&storage).await), legacy_pictures);
+    let unified = unified_catalog(&storage).await;
+    assert_eq!(carried(&unified), legacy_catalogue);
+    let size = unified.iter().find(|a| a.code == "size").expect("size");
+    assert!(
+        size.options.iter().all(|o| o.value != "L"),
+        "a retired option is not offered"
+    );
+    let legacy = storage
+        .catalog(ReadRoute::new(Store::Legacy, false))
+        .await
+        .expect("legacy catalog")
+        .data;
+    assert_eq!(carried(&legacy), legacy_catalogue, "legacy reads alike");
     assert!(storage.verify(20, |_| {}).await.expect("verify").is_clean());
     storage.archive(UNIFIED_PHASE).await.expect("archive");
     assert_eq!(
-        pictures(&unified_catalog(&storage).await),
-        legacy_pictures,
+        carried(&unified_catalog(&storage).await),
+        legacy_catalogue,
         "served from unified while legacy is archived"
     );
     let (_, unchanged) = storage
@@ -268,5 +297,18 @@ async fn the_variant_option_catalogue_reaches_unified_whole_and_survives_archive
         .await
         .expect("restore");
     assert!(unchanged);
-    assert_eq!(raw.texts(catalogue).await, legacy_pictures);
+    assert_eq!(raw.texts(catalogue).await, legacy_catalogue);
+
+    // An admin's change names the offered options only: the retired one stays retired.
+    let size = unified.iter().find(|a| a.code == "size").expect("size");
+    let draft: domain::AttributeDraft = serde_json::from_value(serde_json::json!({
+        "code": "size", "type": "size", "purpose": "variant", "display_name": {"sr": "Veličina"},
+        "options": size.options,
+    }))
+    .expect("draft");
+    storage
+        .update_attribute(size.id, draft, flags::WriteMode::UnifiedOnly)
+        .await
+        .expect("admin change");
+    assert_eq!(carried(&unified_catalog(&storage).await), legacy_catalogue);
 }

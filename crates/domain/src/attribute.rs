@@ -116,6 +116,10 @@ pub struct Attribute {
     pub attribute_type: AttributeType,
     pub purpose: Purpose,
     pub options: Vec<AttributeOption>,
+    /// Options a catalogue retired (inactive in the B2C catalogue): carried with the definition
+    /// so nothing of the catalogue is lost, never offered to clients or accepted in a value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_options: Vec<AttributeOption>,
     pub rules: ValidationRules,
     pub ui: UiSettings,
     pub is_searchable: bool,
@@ -136,6 +140,20 @@ pub struct Attribute {
 }
 
 impl Attribute {
+    /// Moves the options marked inactive out of `options` into `retired_options`.
+    pub fn retire_inactive_options(mut self) -> Self {
+        let (active, retired): (Vec<_>, Vec<_>) =
+            self.options.drain(..).partition(|option| option.is_active);
+        self.options = active;
+        self.retired_options.extend(retired);
+        self
+    }
+
+    /// Every option as a store keeps it: the offered ones, then the retired ones (marked).
+    pub fn stored_options(&self) -> Vec<&AttributeOption> {
+        self.options.iter().chain(&self.retired_options).collect()
+    }
+
     /// A definition with the legacy defaults (filterable, shown in cards, active).
     pub fn new(id: i64, code: impl Into<String>, attribute_type: AttributeType) -> Self {
         Self {
@@ -146,6 +164,7 @@ impl Attribute {
             attribute_type,
             purpose: Purpose::Regular,
             options: Vec::new(),
+            retired_options: Vec::new(),
             rules: ValidationRules::default(),
             ui: UiSettings::default(),
             is_searchable: false,

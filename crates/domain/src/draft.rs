@@ -165,6 +165,7 @@ impl AttributeDraft {
             attribute_type: self.attribute_type,
             purpose: self.purpose,
             options: self.options,
+            retired_options: Vec::new(),
             rules: self.validation_rules,
             ui: self.ui,
             is_searchable: self.is_searchable,

@@ -16,11 +16,23 @@ pub struct AttributeOption {
     /// The picture of a variant option (a fabric, a pattern), as the B2C catalogue keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_url: Option<String>,
+    /// `false` for an option the B2C catalogue retired (`is_active`): kept with the definition,
+    /// never offered or accepted (see `Attribute::retired_options`).
+    #[serde(default = "active", skip_serializing_if = "is_active")]
+    pub is_active: bool,
     /// Other spellings operators registered for this option (`дизель`, `БУ`). They live in a
     /// table of their own, audited, and are attached when definitions are read: never stored
     /// with the definition, never served.
     #[serde(skip)]
     pub aliases: Vec<String>,
+}
+
+fn active() -> bool {
+    true
+}
+
+fn is_active(active: &bool) -> bool {
+    *active
 }
 
 impl AttributeOption {
@@ -32,6 +44,7 @@ impl AttributeOption {
             value,
             color_hex: None,
             image_url: None,
+            is_active: true,
             aliases: Vec::new(),
         }
     }
@@ -152,6 +165,13 @@ fn parse_items(items: &[Json], parsed: &mut ParsedOptions) {
                             .get("image_url")
                             .and_then(Json::as_str)
                             .map(str::to_owned),
+                        // SQLite spells the catalogue's boolean as 0/1.
+                        is_active: obj.get("is_active").is_none_or(|active| {
+                            active
+                                .as_bool()
+                                .or_else(|| active.as_i64().map(|n| n != 0))
+                                .unwrap_or(true)
+                        }),
                         value,
                         aliases: Vec::new(),
                     })
@@ -250,6 +270,7 @@ mod tests {
                 .with(crate::Language::Ru, "Автомат"),
             color_hex: None,
             image_url: None,
+            is_active: true,
             aliases: Vec::new(),
         };
         let options = [automatic, AttributeOption::plain("manual")];

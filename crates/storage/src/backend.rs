@@ -2083,7 +2083,7 @@ macro_rules! backend_helpers {
                 .bind(sqlx::types::Json(&attribute.display_name))
                 .bind(attribute.attribute_type.as_str())
                 .bind(attribute.purpose.as_str())
-                .bind(sqlx::types::Json(&attribute.options))
+                .bind(sqlx::types::Json(attribute.stored_options()))
                 .bind(sqlx::types::Json(&attribute.rules))
                 .bind(sqlx::types::Json(&attribute.ui))
                 .bind(attribute.is_searchable)

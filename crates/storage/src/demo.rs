@@ -136,6 +136,7 @@ fn plain_options(values: &[(&str, &str, &str)]) -> Vec<AttributeOption> {
             label: labels(value, en, ru),
             color_hex: None,
             image_url: None,
+            is_active: true,
             aliases: Vec::new(),
         })
         .collect()
@@ -186,6 +187,7 @@ fn c2c_attributes() -> Vec<Attribute> {
             label: labels("Novo", "New", "Новое"),
             color_hex: None,
             image_url: None,
+            is_active: true,
             aliases: Vec::new(),
         },
         AttributeOption {
@@ -193,6 +195,7 @@ fn c2c_attributes() -> Vec<Attribute> {
             label: labels("Polovno", "Used", "Б/у"),
             color_hex: None,
             image_url: None,
+            is_active: true,
             aliases: Vec::new(),
         },
     ];
@@ -223,6 +226,7 @@ fn c2c_attributes() -> Vec<Attribute> {
         label: labels(sr, en, ru),
         color_hex: Some((*hex).into()),
         image_url: None,
+        is_active: true,
         aliases: Vec::new(),
     })
     .collect();
@@ -306,6 +310,7 @@ fn c2c_attributes() -> Vec<Attribute> {
             label: labels("Automatski", "Automatic", "Автомат"),
             color_hex: None,
             image_url: None,
+            is_active: true,
             aliases: Vec::new(),
         },
         AttributeOption {
@@ -313,6 +318,7 @@ fn c2c_attributes() -> Vec<Attribute> {
             label: labels("Manuelni", "Manual", "Механика"),
             color_hex: None,
             image_url: None,
+            is_active: true,
             aliases: Vec::new(),
         },
     ];
@@ -397,6 +403,7 @@ fn c2c_attributes() -> Vec<Attribute> {
             label: labels("Lično preuzimanje", "Pickup", "Самовывоз"),
             color_hex: None,
             image_url: None,
+            is_active: true,
             aliases: Vec::new(),
         },
         AttributeOption {
@@ -404,6 +411,7 @@ fn c2c_attributes() -> Vec<Attribute> {
             label: labels("Kurirska služba", "Courier", "Курьер"),
             color_hex: None,
             image_url: None,
+            is_active: true,
             aliases: Vec::new(),
         },
         AttributeOption {
@@ -411,6 +419,7 @@ fn c2c_attributes() -> Vec<Attribute> {
             label: labels("Pošta", "Post", "Почта"),
             color_hex: None,
             image_url: None,
+            is_active: true,
             aliases: Vec::new(),
         },
     ];

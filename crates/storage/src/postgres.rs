@@ -60,7 +60,7 @@ mod pg_sql {
     pub(super) const LEGACY_VARIANT_AXES: &str = crate::sql::legacy_variant_axes_sql!(
         "jsonb_object_agg(t.language || ':' || t.field_name, t.translated_text)",
         "COALESCE(jsonb_agg(jsonb_build_object('value', o.value, 'label', o.display_name,
-            'color_hex', o.color_hex, 'image_url', o.image_url) ORDER BY o.sort_order, o.id), '[]')",
+            'color_hex', o.color_hex, 'image_url', o.image_url, 'is_active', o.is_active) ORDER BY o.sort_order, o.id), '[]')",
         "COALESCE(CAST(to_jsonb(p) ->> 'affects_stock' AS BOOLEAN), FALSE) AS affects_stock",
         "jsonb_object_agg(x.alias, x.option_value)"
     );

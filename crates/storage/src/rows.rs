@@ -164,6 +164,7 @@ impl LegacySchemaRow {
                 Purpose::Regular
             },
             options,
+            retired_options: Vec::new(),
             rules,
             ui: UiSettings {
                 custom_component: self.custom_component.clone(),
@@ -311,40 +312,44 @@ impl UnifiedSchemaRow {
         let corrupt = |e: domain::UnknownVariant| {
             StorageError::CorruptData(format!("unified attribute {id}: {e}"))
         };
-        Ok(Some(Attribute {
-            id: id.into(),
-            code: code.clone(),
-            name: self.name.clone().map(|j| j.0).unwrap_or_default(),
-            display_name: self.display_name.clone().map(|j| j.0).unwrap_or_default(),
-            attribute_type: attribute_type.parse().map_err(corrupt)?,
-            purpose: self
-                .purpose
-                .as_deref()
-                .unwrap_or("regular")
-                .parse()
-                .map_err(corrupt)?,
-            options: with_aliases(
-                self.options.clone().map(|j| j.0).unwrap_or_default(),
-                self.aliases.as_ref().map(|j| &j.0),
-            ),
-            rules: self
-                .validation_rules
-                .clone()
-                .map(|j| j.0)
-                .unwrap_or_default(),
-            ui: self.ui_settings.clone().map(|j| j.0).unwrap_or_default(),
-            is_searchable: self.is_searchable.unwrap_or(false),
-            is_filterable: self.is_filterable.unwrap_or(true),
-            is_required: self.is_required.unwrap_or(false),
-            is_variant_compatible: self.is_variant_compatible.unwrap_or(false),
-            affects_stock: self.affects_stock.unwrap_or(false),
-            affects_price: self.affects_price.unwrap_or(false),
-            show_in_card: self.show_in_card.unwrap_or(true),
-            sort_order: self.sort_order.unwrap_or(0),
-            is_active: self.is_active.unwrap_or(true),
-            created_at: timestamp(self.created_at.as_deref()),
-            updated_at: timestamp(self.updated_at.as_deref()),
-        }))
+        Ok(Some(
+            Attribute {
+                id: id.into(),
+                code: code.clone(),
+                name: self.name.clone().map(|j| j.0).unwrap_or_default(),
+                display_name: self.display_name.clone().map(|j| j.0).unwrap_or_default(),
+                attribute_type: attribute_type.parse().map_err(corrupt)?,
+                purpose: self
+                    .purpose
+                    .as_deref()
+                    .unwrap_or("regular")
+                    .parse()
+                    .map_err(corrupt)?,
+                options: with_aliases(
+                    self.options.clone().map(|j| j.0).unwrap_or_default(),
+                    self.aliases.as_ref().map(|j| &j.0),
+                ),
+                retired_options: Vec::new(),
+                rules: self
+                    .validation_rules
+                    .clone()
+                    .map(|j| j.0)
+                    .unwrap_or_default(),
+                ui: self.ui_settings.clone().map(|j| j.0).unwrap_or_default(),
+                is_searchable: self.is_searchable.unwrap_or(false),
+                is_filterable: self.is_filterable.unwrap_or(true),
+                is_required: self.is_required.unwrap_or(false),
+                is_variant_compatible: self.is_variant_compatible.unwrap_or(false),
+                affects_stock: self.affects_stock.unwrap_or(false),
+                affects_price: self.affects_price.unwrap_or(false),
+                show_in_card: self.show_in_card.unwrap_or(true),
+                sort_order: self.sort_order.unwrap_or(0),
+                is_active: self.is_active.unwrap_or(true),
+                created_at: timestamp(self.created_at.as_deref()),
+                updated_at: timestamp(self.updated_at.as_deref()),
+            }
+            .retire_inactive_options(),
+        ))
     }
 }
 
@@ -600,22 +605,25 @@ impl VariantAxisRow {
             translated_options(parsed.options, translations),
             self.aliases.as_ref().map(|j| &j.0),
         );
-        Some(Attribute {
-            name: labels.clone(),
-            display_name: labels,
-            purpose: Purpose::Variant,
-            options,
-            is_required: self.is_required,
-            sort_order: self.sort_order,
-            affects_stock: self.affects_stock,
-            created_at: timestamp(self.created_at.as_deref()),
-            updated_at: timestamp(self.updated_at.as_deref()),
-            ..Attribute::new(
-                VARIANT_AXIS_ID_OFFSET + i64::from(self.id),
-                normalize_code(&self.name),
-                attribute_type,
-            )
-        })
+        Some(
+            Attribute {
+                name: labels.clone(),
+                display_name: labels,
+                purpose: Purpose::Variant,
+                options,
+                is_required: self.is_required,
+                sort_order: self.sort_order,
+                affects_stock: self.affects_stock,
+                created_at: timestamp(self.created_at.as_deref()),
+                updated_at: timestamp(self.updated_at.as_deref()),
+                ..Attribute::new(
+                    VARIANT_AXIS_ID_OFFSET + i64::from(self.id),
+                    normalize_code(&self.name),
+                    attribute_type,
+                )
+            }
+            .retire_inactive_options(),
+        )
     }
 }
 

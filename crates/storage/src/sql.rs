@@ -105,7 +105,7 @@ macro_rules! legacy_variant_axes_sql {
                 (SELECT ", $translations, " FROM translations t
                   WHERE t.entity_type = 'product_variant_attribute' AND t.entity_id = p.id) AS translations,
                 (SELECT ", $options, " FROM (SELECT * FROM product_variant_attribute_values o
-                  WHERE o.attribute_id = p.id AND o.is_active ORDER BY o.sort_order, o.id) o) AS options
+                  WHERE o.attribute_id = p.id ORDER BY o.sort_order, o.id) o) AS options
             FROM product_variant_attributes p
             WHERE NOT EXISTS (SELECT 1 FROM category_attributes a WHERE lower(a.name) = lower(p.name))
             ORDER BY p.id"

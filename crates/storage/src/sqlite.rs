@@ -55,7 +55,7 @@ mod sqlite_sql {
     );
     pub(super) const LEGACY_VARIANT_AXES: &str = crate::sql::legacy_variant_axes_sql!(
         "json_group_object(t.language || ':' || t.field_name, t.translated_text)",
-        "json_group_array(json_object('value', o.value, 'label', o.display_name, 'color_hex', o.color_hex, 'image_url', o.image_url))",
+        "json_group_array(json_object('value', o.value, 'label', o.display_name, 'color_hex', o.color_hex, 'image_url', o.image_url, 'is_active', o.is_active))",
         "p.affects_stock",
         "json_group_object(x.alias, x.option_value)"
     );

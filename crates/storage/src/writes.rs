@@ -177,7 +177,7 @@ impl<B: Backend> Router<B> {
         mode: WriteMode,
     ) -> Result<Written<Attribute>> {
         let remap = draft.remap_options.clone();
-        let attribute = draft
+        let mut attribute = draft
             .into_attribute(id)
             .map_err(StorageError::InvalidValues)?;
         let mut tx = self.begin_fenced(mode).await?;
@@ -198,6 +198,12 @@ impl<B: Backend> Router<B> {
                 &mut tx, mode, &current, &attribute, &remap,
             )
             .await?;
+            // Options the catalogue retired are not in an admin's draft: they stay retired.
+            attribute.retired_options = current
+                .retired_options
+                .into_iter()
+                .filter(|retired| !attribute.options.iter().any(|o| o.value == retired.value))
+                .collect();
         }
         let mut invalidations = store_definition::<B>(&mut tx, mode, &attribute).await?;
         if old_code != attribute.code || moved > 0 {
