@@ -168,6 +168,40 @@ impl Raw {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// Makes the inserts into `table` whose new row matches `when` (a condition on `NEW`, the
+    /// same in both dialects) fail with `message`, as a trigger of the marketplace's would.
+    pub async fn refuse_inserts_into(&self, table: &str, when: &str, message: &str) {
+        match self {
+            Raw::Postgres(_) => {
+                self.execute(&format!(
+                    "CREATE FUNCTION refuse_inserts() RETURNS trigger LANGUAGE plpgsql AS $$
+                     BEGIN IF {when} THEN RAISE EXCEPTION '{message}'; END IF; RETURN NEW; END $$;
+                     CREATE TRIGGER refuse_inserts BEFORE INSERT ON {table}
+                     FOR EACH ROW EXECUTE FUNCTION refuse_inserts();"
+                ))
+                .await
+            }
+            Raw::Sqlite(_) => {
+                self.execute(&format!(
+                    "CREATE TRIGGER refuse_inserts BEFORE INSERT ON {table} WHEN {when}
+                     BEGIN SELECT RAISE(ABORT, '{message}'); END;"
+                ))
+                .await
+            }
+        }
+    }
+
+    /// Removes what [`Raw::refuse_inserts_into`] installed on `table`.
+    pub async fn stop_refusing_inserts_into(&self, table: &str) {
+        match self {
+            Raw::Postgres(_) => {
+                self.execute(&format!("DROP TRIGGER refuse_inserts ON {table}"))
+                    .await
+            }
+            Raw::Sqlite(_) => self.execute("DROP TRIGGER refuse_inserts").await,
+        }
+    }
+
     /// Makes every insert into `table` fail, to force one half of a dual-write to fail.
     pub async fn fail_inserts_into(&self, table: &str) {
         match self {

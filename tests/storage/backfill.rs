@@ -519,26 +519,12 @@ async fn a_value_the_database_refuses_is_quarantined_with_its_reason_and_the_res
         .await
         .expect("seed");
     let raw = db.raw().await;
-    match db.backend {
-        crate::common::Backend::Postgres => {
-            raw.execute(
-                "CREATE FUNCTION refuse_registrations() RETURNS trigger LANGUAGE plpgsql AS $$
-                 BEGIN IF NEW.attribute_id = 2206 THEN RAISE EXCEPTION 'no registrations here'; END IF;
-                 RETURN NEW; END $$;
-                 CREATE TRIGGER refuse_registrations BEFORE INSERT ON unified_attribute_values
-                 FOR EACH ROW EXECUTE FUNCTION refuse_registrations();",
-            )
-            .await
-        }
-        crate::common::Backend::Sqlite => {
-            raw.execute(
-                "CREATE TRIGGER refuse_registrations BEFORE INSERT ON unified_attribute_values
-                 WHEN NEW.attribute_id = 2206
-                 BEGIN SELECT RAISE(ABORT, 'no registrations here'); END;",
-            )
-            .await
-        }
-    }
+    raw.refuse_inserts_into(
+        "unified_attribute_values",
+        "NEW.attribute_id = 2206",
+        "no registrations here",
+    )
+    .await;
     let registrations = raw
         .count("SELECT COUNT(*) FROM listing_attribute_values WHERE attribute_id = 2206")
         .await;

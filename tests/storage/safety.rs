@@ -1169,26 +1169,12 @@ async fn a_value_legacy_refuses_keeps_the_sync_pending_and_the_rest_goes_through
         .await
         .expect("dual-write back on");
     let raw = db.raw().await;
-    match db.backend {
-        Backend::Postgres => {
-            raw.execute(
-                "CREATE FUNCTION no_2013() RETURNS trigger LANGUAGE plpgsql AS $$
-                 BEGIN IF NEW.numeric_value = 2013 THEN RAISE EXCEPTION 'no 2013 here'; END IF;
-                 RETURN NEW; END $$;
-                 CREATE TRIGGER no_2013 BEFORE INSERT ON listing_attribute_values
-                 FOR EACH ROW EXECUTE FUNCTION no_2013();",
-            )
-            .await
-        }
-        Backend::Sqlite => {
-            raw.execute(
-                "CREATE TRIGGER no_2013 BEFORE INSERT ON listing_attribute_values
-                 WHEN CAST(NEW.numeric_value AS REAL) = 2013
-                 BEGIN SELECT RAISE(ABORT, 'no 2013 here'); END;",
-            )
-            .await
-        }
-    }
+    raw.refuse_inserts_into(
+        "listing_attribute_values",
+        "CAST(NEW.numeric_value AS REAL) = 2013",
+        "no 2013 here",
+    )
+    .await;
     let synced = storage
         .sync_legacy(WriteMode::Dual, 7, false, async |_| {})
         .await
@@ -1223,11 +1209,8 @@ async fn a_value_legacy_refuses_keeps_the_sync_pending_and_the_rest_goes_through
             .unified_only_writes_pending_sync,
         "legacy is not up to date"
     );
-    raw.execute(match db.backend {
-        Backend::Postgres => "DROP TRIGGER no_2013 ON listing_attribute_values",
-        Backend::Sqlite => "DROP TRIGGER no_2013",
-    })
-    .await;
+    raw.stop_refusing_inserts_into("listing_attribute_values")
+        .await;
     let again = storage
         .sync_legacy(WriteMode::Dual, 7, false, async |_| {})
         .await

@@ -605,21 +605,6 @@ async fn attempt<B: Backend>(
     keep: bool,
 ) -> Result<Option<String>> {
     let mut savepoint = sqlx::Connection::begin(&mut *conn).await?;
-    match B::unified_replace_batch(&mut savepoint, kind, ids, rows).await {
-        Ok(()) if keep => {
-            savepoint.commit().await?;
-            Ok(None)
-        }
-        Ok(()) => {
-            savepoint.rollback().await?;
-            Ok(None)
-        }
-        Err(err) => match err.refused_data() {
-            Some(reason) => {
-                savepoint.rollback().await?;
-                Ok(Some(reason))
-            }
-            None => Err(err),
-        },
-    }
+    let outcome = B::unified_replace_batch(&mut savepoint, kind, ids, rows).await;
+    crate::savepoint::settle(savepoint, outcome, keep).await
 }

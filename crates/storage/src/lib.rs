@@ -26,6 +26,7 @@ pub mod replicas;
 pub mod resolve;
 mod router;
 mod rows;
+mod savepoint;
 mod sql;
 mod sqlite;
 mod stats;

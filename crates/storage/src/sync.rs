@@ -284,19 +284,8 @@ async fn merge_rows<B: Backend>(
     insert: &[(i64, i64, ValueColumns)],
 ) -> Result<Option<String>> {
     let mut savepoint = sqlx::Connection::begin(&mut *conn).await?;
-    match B::legacy_merge_listing_rows(&mut savepoint, delete, insert).await {
-        Ok(()) => {
-            savepoint.commit().await?;
-            Ok(None)
-        }
-        Err(err) => match err.refused_data() {
-            Some(reason) => {
-                savepoint.rollback().await?;
-                Ok(Some(reason))
-            }
-            None => Err(err),
-        },
-    }
+    let outcome = B::legacy_merge_listing_rows(&mut savepoint, delete, insert).await;
+    crate::savepoint::settle(savepoint, outcome, true).await
 }
 
 /// Merges unified values into the legacy documents of these products or variants.
@@ -346,18 +335,10 @@ async fn sync_documents<B: Backend>(
         if merged.changed() {
             let mut savepoint = sqlx::Connection::begin(&mut *conn).await?;
             let entity = EntityRef { kind, id: *id };
-            match B::write_legacy_document(&mut savepoint, entity, &merged.document).await {
-                Ok(()) => {
-                    savepoint.commit().await?;
-                    counts.changed(*id);
-                }
-                Err(err) => match err.refused_data() {
-                    Some(reason) => {
-                        savepoint.rollback().await?;
-                        counts.refuse(*id, reason);
-                    }
-                    None => return Err(err),
-                },
+            let outcome = B::write_legacy_document(&mut savepoint, entity, &merged.document).await;
+            match crate::savepoint::settle(savepoint, outcome, true).await? {
+                None => counts.changed(*id),
+                Some(reason) => counts.refuse(*id, reason),
             }
         }
     }
