@@ -223,7 +223,7 @@ async fn the_2025_08_database_walks_to_unified_reads_with_its_quarantine_resolve
         .expect("resolutions")
         .iter()
         .map(|r| {
-            assert_eq!(r["resolved_by"], "ops-on-call");
+            assert_eq!(r["resolved_by"], "admin-api (claims: ops-on-call)");
             (
                 r["action"].as_str().unwrap_or_default().to_owned(),
                 r["attribute_code"].as_str().unwrap_or_default().to_owned(),

@@ -16,6 +16,7 @@ on_both_backends!(
     the_migration_status_counts_rows_in_both_stores,
     an_anonymous_browser_keeps_its_cohort_through_the_canary,
     a_flag_variable_set_since_the_last_start_is_applied_once_and_only_when_safe,
+    an_actor_named_with_the_admin_token_is_recorded_as_the_tokens_claim,
 );
 
 const STATUS: &str = "/api/v2/admin/attributes/feature-status";
@@ -443,5 +444,42 @@ async fn a_flag_variable_set_since_the_last_start_is_applied_once_and_only_when_
         (flags["use_unified"].clone(), author.as_str()),
         (json!(true), "admin-api"),
         "refused by the guardrails: nothing changed"
+    );
+}
+
+/// `X-Actor` is what the admin token's holder claims: recorded as its claim, in any script,
+/// never as a JWT user (`user:42`) or the environment would be.
+async fn an_actor_named_with_the_admin_token_is_recorded_as_the_tokens_claim(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for (actor, body) in [
+        ("user:42".as_bytes(), r#"{"dual_write": true}"#),
+        ("Јована\tПетровић ".as_bytes(), r#"{"dual_write": false}"#),
+        ("environment".as_bytes(), r#"{"dual_write": true}"#),
+    ] {
+        let request = app
+            .client
+            .put(format!("{}{STATUS}", app.address))
+            .insert_header(("Content-Type", "application/json"))
+            .insert_header(("Authorization", format!("Bearer {ADMIN_TOKEN}")))
+            .insert_header((
+                "X-Actor",
+                awc::http::header::HeaderValue::from_bytes(actor).expect("a header value"),
+            ));
+        let reply = app.send(request, Some(body.to_owned())).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let audit = app
+        .db
+        .raw()
+        .await
+        .texts("SELECT changed_by FROM flag_audit ORDER BY id")
+        .await;
+    assert_eq!(
+        audit,
+        [
+            Some("admin-api (claims: user:42)".to_owned()),
+            Some("admin-api (claims: Јована Петровић)".to_owned()),
+            Some("admin-api (claims: environment)".to_owned()),
+        ]
     );
 }

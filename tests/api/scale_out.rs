@@ -360,7 +360,10 @@ async fn any_service_replica_pauses_and_limits_a_bulk_operation_for_ops() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["data"]["paused"], true);
     assert_eq!(reply.body["data"]["max_lag_ms"], 750);
-    assert_eq!(reply.body["data"]["updated_by"], "ops-on-call");
+    assert_eq!(
+        reply.body["data"]["updated_by"],
+        "admin-api (claims: ops-on-call)"
+    );
     // What a running backfill reads before its next batch: the stored row.
     let stored = app
         .db

@@ -213,6 +213,8 @@ async fn a_user_writes_what_they_own_and_nothing_else(backend: Backend) {
     assert_eq!(service.status, 200, "{}", service.body);
 }
 
+/// Tokens the auth service did not issue now for us: expired, not yet valid (`nbf`), issued in
+/// the future (`iat`), for another issuer or audience, forged, or not tokens at all.
 async fn a_missing_expired_foreign_or_forged_token_is_401_before_the_body_is_read(
     backend: Backend,
 ) {
@@ -223,8 +225,17 @@ async fn a_missing_expired_foreign_or_forged_token_is_401_before_the_body_is_rea
     let foreign_issuer = issuer.token(CAR_OWNER, &["user"], json!({"iss": "https://evil.test"}));
     let foreign_audience = issuer.token(CAR_OWNER, &["user"], json!({"aud": "another-api"}));
     let forged = forger.token(CAR_OWNER, &["user", "admin"], json!({}));
+    let in_a_day = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 86_400;
+    let not_yet_valid = issuer.token(CAR_OWNER, &["user"], json!({"nbf": in_a_day}));
+    let issued_tomorrow = issuer.token(CAR_OWNER, &["user"], json!({"iat": in_a_day}));
     for (what, token) in [
         ("expired", expired),
+        ("valid only from tomorrow (nbf)", not_yet_valid),
+        ("issued tomorrow (iat)", issued_tomorrow),
         ("another issuer", foreign_issuer),
         ("another audience", foreign_audience),
         ("a key the service does not trust", forged),

@@ -52,16 +52,26 @@ fn matches_any(presented: &str, tokens: &[SecretString]) -> bool {
     bool::from(matched)
 }
 
-/// Who makes an audited change: the `X-Actor` header (at most 200 characters), else
-/// `admin-api`.
+/// Who makes an audited change with the admin token: `admin-api`, with what the caller claims
+/// in `X-Actor` (at most 200 characters, any script, control characters as spaces) as a claim of
+/// the token's holder — `admin-api (claims: ops-on-call)` — so no caller can write an audit row
+/// that reads as a JWT user's (`user:42`) or the environment's.
 pub fn actor(request: &HttpRequest) -> String {
-    request
+    let claimed = request
         .headers()
         .get("X-Actor")
-        .and_then(|h| h.to_str().ok())
-        .map(|a| a.chars().take(200).collect::<String>())
-        .filter(|a| !a.trim().is_empty())
-        .unwrap_or_else(|| "admin-api".to_owned())
+        .and_then(|h| std::str::from_utf8(h.as_bytes()).ok())
+        .map(|a| {
+            a.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(200)
+                .collect::<String>()
+        })
+        .filter(|a| !a.trim().is_empty());
+    match claimed {
+        Some(claimed) => format!("admin-api (claims: {})", claimed.trim()),
+        None => "admin-api".to_owned(),
+    }
 }
 
 /// Verifies the marketplace's user tokens.
@@ -83,6 +93,8 @@ impl std::fmt::Debug for JwtVerifier {
 /// The claims the service reads; the rest of the token is ignored.
 #[derive(Debug, Deserialize)]
 struct Claims {
+    /// Issued at, in seconds since the Unix epoch: a token issued in the future is refused.
+    iat: Option<u64>,
     sub: String,
     user_id: Option<i64>,
     #[serde(default)]
@@ -120,6 +132,8 @@ impl JwtVerifier {
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 30;
+        // `exp`, and `nbf` when present, with the same leeway; `iat` is checked in `user`.
+        validation.validate_nbf = true;
         Ok(Some(Self { key, validation }))
     }
 
@@ -129,6 +143,13 @@ impl JwtVerifier {
             .map_err(|err| tracing::debug!(%err, "token refused"))
             .ok()?
             .claims;
+        if claims
+            .iat
+            .is_some_and(|iat| iat > jsonwebtoken::get_current_timestamp() + self.validation.leeway)
+        {
+            tracing::debug!(iat = claims.iat, "token refused: issued in the future");
+            return None;
+        }
         let id = claims.user_id.or_else(|| claims.sub.parse().ok())?;
         Some(User {
             id,
