@@ -341,12 +341,7 @@ async fn connect(settings: &Settings) -> anyhow::Result<Storage> {
         &settings.database.topology(),
     )
     .await
-    .with_context(|| {
-        format!(
-            "cannot open the database ({})",
-            url.split('@').next_back().unwrap_or(&url)
-        )
-    })
+    .with_context(|| format!("cannot open the database ({})", storage::redact_url(&url)))
 }
 
 /// Connects and brings the schema up to date, as every data command needs.

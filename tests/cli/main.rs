@@ -967,3 +967,45 @@ fn validate_passes_on_the_marketplaces_own_database_with_its_own_ids_and_writes_
         [Some("0".to_owned())]
     );
 }
+
+/// A password given as a query parameter of the database URL (or in its user-info part) is
+/// never printed: not by a subcommand's error, not by `serve`'s.
+#[test]
+fn a_database_password_in_any_part_of_the_url_is_never_printed() {
+    let url = format!(
+        "postgres://postgres:topsecret@127.0.0.1:{}/ua_no_such_database?password=hunter2&sslmode=disable",
+        url_port()
+    );
+    for args in [&["verify"][..], &["serve", "--bind", "127.0.0.1:0"][..]] {
+        let output = Command::new(BINARY)
+            .args(args)
+            .args(["--database-url", &url])
+            .env_clear()
+            .output()
+            .expect("the binary runs");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!output.status.success(), "{args:?}: {printed}");
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("topsecret"),
+            "{args:?} printed a password: {printed}"
+        );
+        assert!(
+            printed.contains("postgres:***@") && printed.contains("password=***"),
+            "{args:?} names the database it could not open: {printed}"
+        );
+    }
+}
+
+/// The port of the test PostgreSQL server.
+fn url_port() -> u16 {
+    let admin = common::postgres_admin_url();
+    admin
+        .rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or(5432)
+}

@@ -243,7 +243,7 @@ impl Application {
         let flags = settings.flags.parse()?;
         let url = settings.database.url();
         let storage_error = |source| StartupError::Storage {
-            url: redact(&url),
+            url: storage::redact_url(&url),
             source,
         };
         let storage = Storage::connect_with(
@@ -732,18 +732,6 @@ fn admin_routes(config: &mut web::ServiceConfig) {
 
 fn host(bind: &str) -> &str {
     bind.rsplit_once(':').map_or(bind, |(host, _)| host)
-}
-
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            let user = credentials.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// SIGTERM (what Kubernetes sends) and SIGINT, listened for from the moment it is installed.

@@ -111,6 +111,35 @@ impl Topology {
     pub const MAX_REPLICA_LAG: std::time::Duration = std::time::Duration::from_secs(10);
 }
 
+/// A database URL fit for a message or a log line: the password of the user-info part and every
+/// query parameter that carries a secret (`password`, `sslpassword`, `passfile`…) read `***`.
+pub fn redact_url(url: &str) -> String {
+    let (address, query) = url.split_once('?').unwrap_or((url, ""));
+    let address = match (address.find("://"), address.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &address[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => {
+                    format!("{}{user}:***{}", &address[..scheme_end + 3], &address[at..])
+                }
+                None => address.to_owned(),
+            }
+        }
+        _ => address.to_owned(),
+    };
+    if query.is_empty() {
+        return address;
+    }
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.to_ascii_lowercase().contains("pass") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{address}?{}", query.join("&"))
+}
+
 /// The database the service runs on, picked from the URL scheme.
 #[derive(Debug, Clone)]
 pub struct Storage(Backends);
@@ -947,4 +976,33 @@ where
         .filter(|m| m.migration_type.is_up_migration())
         .filter(|m| !applied.iter().any(|a| a.version == m.version))
         .count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn a_database_url_loses_every_password_it_carries() {
+        for (url, shown) in [
+            (
+                "postgres://app:s3cret@db:5432/attrs",
+                "postgres://app:***@db:5432/attrs",
+            ),
+            (
+                "postgres://app@db/attrs?password=s3cret&sslmode=require",
+                "postgres://app@db/attrs?password=***&sslmode=require",
+            ),
+            (
+                "postgres://db/attrs?sslmode=verify-full&sslpassword=s3cret&user=app",
+                "postgres://db/attrs?sslmode=verify-full&sslpassword=***&user=app",
+            ),
+            (
+                "sqlite://unified-attributes.db",
+                "sqlite://unified-attributes.db",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown);
+        }
+    }
 }
