@@ -39,7 +39,7 @@ mod users;
 mod values;
 
 use common::Backend;
-use helpers::{WRITER_TOKEN, spawn_app, spawn_app_with};
+use helpers::{ADMIN_TOKEN, WRITER_TOKEN, spawn_app, spawn_app_with};
 use serde_json::{Value as Json, json};
 
 on_both_backends!(
@@ -54,6 +54,7 @@ on_both_backends!(
     unknown_ids_routes_and_methods_answer_in_the_error_contract,
     the_flags_route_reads_and_writes_to_the_stores_of_their_phase,
     unsafe_or_malformed_flags_stop_start_up,
+    a_nul_character_anywhere_in_the_url_is_a_400_never_a_500,
 );
 
 /// A car listing of the demo data (category 1311, electric sedans: year is required).
@@ -468,4 +469,35 @@ async fn a_write_behind_a_held_lock_answers_503_with_retry_after() {
         .json("PATCH", &path, r#"{"year": 2018}"#, Some(WRITER_TOKEN))
         .await;
     assert_eq!(written.status, 200, "{}", written.body);
+}
+
+/// `%00` reached PostgreSQL as a parameter and answered 500 (22021), unauthenticated: now every
+/// route refuses it with 400 before a handler runs, in the path or the query, with or without
+/// credentials.
+async fn a_nul_character_anywhere_in_the_url_is_a_400_never_a_500(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for path in [
+        "/api/v1/marketplace/categories/%00/variant-attributes",
+        "/api/v1/marketplace/categories/cars%00/attributes",
+        "/api/v2/marketplace/categories/13%0011/attributes",
+        "/api/v2/marketplace/listings/attributes?ids=1,%00",
+        "/api/v2/admin/attributes/quarantine?attribute=%00",
+        "/api/v2/admin/attributes/quarantine?attribute=year%00",
+        "/api/v2/attributes?search=%00",
+    ] {
+        let reply = app.get(path).await;
+        reply.assert_error(400, "errors.invalidUrl");
+        let with_token = app
+            .get_as(path, ("Authorization", &format!("Bearer {ADMIN_TOKEN}")))
+            .await;
+        with_token.assert_error(400, "errors.invalidUrl");
+    }
+    // The same routes without the NUL still answer as before.
+    let fine = app
+        .get_as(
+            "/api/v2/admin/attributes/quarantine?attribute=year",
+            ("Authorization", &format!("Bearer {ADMIN_TOKEN}")),
+        )
+        .await;
+    assert_eq!(fine.status, 200, "{}", fine.body);
 }

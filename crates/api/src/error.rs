@@ -32,6 +32,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    #[error("{0}")]
+    InvalidUrl(String),
     #[error("invalid request body: {0}")]
     InvalidBody(String),
     #[error("{0}")]
@@ -87,6 +89,7 @@ impl ApiError {
             ApiError::InvalidValues(_) => "errors.validationFailed",
             ApiError::Unauthorized => "errors.unauthorized",
             ApiError::InvalidQuery(_) => "errors.invalidQuery",
+            ApiError::InvalidUrl(_) => "errors.invalidUrl",
             ApiError::InvalidBody(_) => "errors.invalidBody",
             ApiError::Conflict(_) => "errors.conflict",
             ApiError::Forbidden(_) => "errors.forbidden",
@@ -135,9 +138,10 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Shared(inner) => inner.status_code(),
-            ApiError::InvalidId { .. } | ApiError::MalformedJson(_) | ApiError::InvalidQuery(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::InvalidId { .. }
+            | ApiError::MalformedJson(_)
+            | ApiError::InvalidQuery(_)
+            | ApiError::InvalidUrl(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidBody(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) | ApiError::Guardrail(_) => StatusCode::CONFLICT,
             ApiError::NotFound { .. }

@@ -15,6 +15,7 @@ pub mod settings;
 pub mod shadow;
 pub mod shedding;
 pub mod telemetry;
+mod url_guard;
 pub mod views;
 
 use std::net::TcpListener;
@@ -534,6 +535,7 @@ fn app(
     >,
 > {
     App::new()
+        .wrap(from_fn(url_guard::refuse_nul))
         .wrap(from_fn(body_deadline::enforce))
         .wrap(from_fn(cohort::keep))
         .wrap(from_fn(shedding::admit))
