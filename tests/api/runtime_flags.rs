@@ -364,6 +364,47 @@ async fn an_anonymous_browser_keeps_its_cohort_through_the_canary(backend: Backe
     // A client that names its user is bucketed by it, and gets no cookie.
     let named = app.get_as(path, ("X-User-Id", "42")).await;
     assert!(named.header("Set-Cookie").is_none());
+    // Whatever chose the cohort, a shared cache must not hand this answer to another client:
+    // private, and varying on everything that can choose the store.
+    for (path, header) in [
+        (path, ("X-User-Id", "42")),
+        (
+            "/api/v2/marketplace/listings/6/attributes",
+            ("Cookie", cookies[0].0.as_str()),
+        ),
+    ] {
+        let reply = app.get_as(path, header).await;
+        let cache_control = reply.header("Cache-Control").unwrap_or_default();
+        assert!(
+            cache_control.starts_with("private"),
+            "{path}: {cache_control}"
+        );
+        let vary = reply.header("Vary").unwrap_or_default();
+        for chooses in ["X-User-Id", "X-Session-Id", "Cookie", "Authorization"] {
+            assert!(
+                vary.contains(chooses),
+                "{path}: Vary {vary} lacks {chooses}"
+            );
+        }
+    }
+    // Once every read is unified again, answers are the same for everyone: public.
+    let all = app
+        .json(
+            "PUT",
+            STATUS,
+            r#"{"unified_percent": 100}"#,
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(all.status, 200, "{}", all.body);
+    let reply = app.get_as(path, ("X-User-Id", "42")).await;
+    assert!(
+        reply
+            .header("Cache-Control")
+            .is_some_and(|c| c.starts_with("public")),
+        "{:?}",
+        reply.header("Cache-Control")
+    );
 }
 
 /// The flags a process serves, and the newest audit row's author.

@@ -46,6 +46,12 @@ pub fn rollout_key(request: &HttpRequest) -> Option<String> {
         })
 }
 
+/// Whether the rollout splits reads between the stores now: then an answer depends on who asks.
+pub fn splitting(state: &crate::AppState) -> bool {
+    let flags = state.flags();
+    flags.use_unified && (1..100).contains(&flags.unified_percent)
+}
+
 /// Middleware: while the rollout splits reads between the stores, a client without a key gets
 /// one, used for this request and set as a cookie for the next (30 days, `HttpOnly`, `Lax`;
 /// that answer is `Cache-Control: private`).
@@ -55,10 +61,7 @@ pub async fn keep(
 ) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
     let splitting = request
         .app_data::<web::Data<crate::AppState>>()
-        .is_some_and(|state| {
-            let flags = state.flags();
-            flags.use_unified && (1..100).contains(&flags.unified_percent)
-        });
+        .is_some_and(|state| splitting(state));
     if !splitting || rollout_key(request.request()).is_some() {
         return next.call(request).await;
     }

@@ -40,6 +40,10 @@ pub fn respond(
             tags.split(',')
                 .any(|tag| tag.trim() == etag || tag.trim() == "*")
         });
+    // During a canary a shared cache must not hand one cohort's answer to another.
+    let split = request
+        .app_data::<actix_web::web::Data<crate::AppState>>()
+        .is_some_and(|state| crate::cohort::splitting(state));
     let mut builder = if not_modified {
         HttpResponse::NotModified()
     } else {
@@ -54,13 +58,23 @@ pub fn respond(
         ))
         .insert_header((
             header::CACHE_CONTROL,
-            match freshness {
-                Freshness::Schema => "public, max-age=30, stale-while-revalidate=30",
-                Freshness::Values => "public, no-cache",
+            match (freshness, split) {
+                (Freshness::Schema, false) => "public, max-age=30, stale-while-revalidate=30",
+                (Freshness::Values, false) => "public, no-cache",
+                (Freshness::Schema, true) => "private, max-age=30",
+                (Freshness::Values, true) => "private, no-cache",
             },
         ))
-        // The answer depends on the language and on the user's rollout cohort.
-        .insert_header((header::VARY, "Accept-Language, X-User-Id, X-Session-Id"))
+        // The answer depends on the language and, during a canary, on the user's cohort, which
+        // any of these may choose (the cohort cookie and the token's subject included).
+        .insert_header((
+            header::VARY,
+            if split {
+                "Accept-Language, X-User-Id, X-Session-Id, Cookie, Authorization"
+            } else {
+                "Accept-Language"
+            },
+        ))
         .insert_header((SOURCE_HEADER, response.served_by));
     if not_modified {
         builder.finish()
