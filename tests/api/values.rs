@@ -136,6 +136,28 @@ async fn a_batch_read_refuses_bad_or_too_many_ids(backend: Backend) {
     app.get("/api/v2/marketplace/listings/attributes?ids=1,x")
         .await
         .assert_error(400, "errors.invalidListingId");
+    // Bounded while parsing: 11,000 ids are refused at the 101st, before the bad one at the
+    // end is even read (it used to be parsed and de-duplicated whole first).
+    let huge = format!(
+        "{},x",
+        (1..=11_000)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    app.get(&format!(
+        "/api/v2/marketplace/listings/attributes?ids={huge}"
+    ))
+    .await
+    .assert_error(400, "errors.invalidQuery");
+    // Repeats of a few ids stay fine.
+    let repeated = vec!["6"; 150].join(",");
+    let reply = app
+        .get(&format!(
+            "/api/v2/marketplace/listings/attributes?ids={repeated}"
+        ))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
     app.get("/api/v2/marketplace/listings/attributes?ids=")
         .await
         .assert_error(400, "errors.invalidQuery");

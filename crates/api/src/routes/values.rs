@@ -205,22 +205,34 @@ pub async fn batch(
     query: web::Query<BatchQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let too_many = || {
+        ApiError::InvalidQuery(format!(
+            "ids must list 1 to {MAX_BATCH} listing ids, comma-separated"
+        ))
+    };
+    // Bounded while parsing: a list of thousands is refused at its 101st id, not after it was
+    // all parsed and de-duplicated.
     let mut ids: Vec<i64> = Vec::new();
-    for raw in query
+    for (position, raw) in query
         .ids
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
+        .enumerate()
     {
+        if position >= 2 * MAX_BATCH {
+            return Err(too_many());
+        }
         let id = parse_id(raw, "listing")?;
         if !ids.contains(&id) {
+            if ids.len() == MAX_BATCH {
+                return Err(too_many());
+            }
             ids.push(id);
         }
     }
-    if ids.is_empty() || ids.len() > MAX_BATCH {
-        return Err(ApiError::InvalidQuery(format!(
-            "ids must list 1 to {MAX_BATCH} listing ids, comma-separated"
-        )));
+    if ids.is_empty() {
+        return Err(too_many());
     }
     let context = ReadContext::of(&request, &state.flags());
     let mut fragments: Vec<Option<bytes::Bytes>> = Vec::with_capacity(ids.len());
