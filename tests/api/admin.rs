@@ -384,6 +384,44 @@ async fn bad_definitions_and_taken_codes_are_refused(backend: Backend) {
     )
     .await
     .assert_error(422, "errors.validationFailed");
+    // Wider than the narrowest column that holds it in either store (a catalogue option's
+    // value and a label varchar(255), an icon varchar(10)), or not a colour: a 422 naming the
+    // field, never stored.
+    let long = "x".repeat(1_000);
+    let huge = "y".repeat(60_000);
+    for (body, field) in [
+        (
+            format!(r#"{{"code": "fabric", "type": "select", "display_name": {{"sr": "Tkanina"}}, "options": [{{"value": "{long}", "label": {{"sr": "L"}}}}]}}"#),
+            "options",
+        ),
+        (
+            format!(r#"{{"code": "fabric", "type": "text", "display_name": {{"sr": "{huge}"}}}}"#),
+            "display_name",
+        ),
+        (
+            r#"{"code": "fabric", "type": "text", "display_name": {"sr": "Tkanina"}, "ui": {"icon": "a-very-long-icon-name"}}"#.to_owned(),
+            "ui",
+        ),
+        (
+            r##"{"code": "fabric", "type": "color", "display_name": {"sr": "Boja"}, "options": [{"value": "x", "label": {"sr": "X"}, "color_hex": "javascript:alert(1)"}]}"##.to_owned(),
+            "options",
+        ),
+    ] {
+        let refused = app
+            .json("POST", "/api/v2/admin/attributes", &body, Some(ADMIN_TOKEN))
+            .await;
+        refused.assert_error(422, "errors.validationFailed");
+        assert_eq!(refused.body["fields"][0]["field"], field, "{}", refused.body);
+    }
+    let component = format!(r#"{{"custom_component": "{long}"}}"#);
+    app.json(
+        "PUT",
+        "/api/v2/admin/categories/1301/attributes/2202",
+        &component,
+        Some(ADMIN_TOKEN),
+    )
+    .await
+    .assert_error(422, "errors.validationFailed");
     assert_eq!(
         app.get("/api/v2/attributes?per_page=200").await.body["data"]["total"],
         23,

@@ -54,6 +54,11 @@ pub struct AttributeDraft {
     pub remap_options: std::collections::BTreeMap<String, String>,
 }
 
+/// `varchar(255)`: labels, a variant option's value and label, a custom component.
+const LABEL_WIDTH: usize = 255;
+/// `category_attributes.icon varchar(10)`.
+const ICON_WIDTH: usize = 10;
+
 fn regular() -> Purpose {
     Purpose::Regular
 }
@@ -134,6 +139,64 @@ impl AttributeDraft {
                 format!("minLength {min} is above maxLength {max}"),
             ));
         }
+        // What both stores hold: the legacy columns' widths (display_name, a variant option's
+        // value and label varchar(255), icon varchar(10), custom_component varchar(255)).
+        let too_long = |text: &str, max: usize| text.chars().count() > max;
+        for (field, labels) in [("display_name", &self.display_name), ("name", &self.name)] {
+            for (language, label) in labels.iter() {
+                if too_long(label, LABEL_WIDTH) {
+                    errors.push(invalid(
+                        field,
+                        format!("the {language} label is longer than {LABEL_WIDTH} characters"),
+                    ));
+                }
+            }
+        }
+        for option in &self.options {
+            if too_long(&option.value, LABEL_WIDTH)
+                || option
+                    .label
+                    .iter()
+                    .any(|(_, label)| too_long(label, LABEL_WIDTH))
+            {
+                errors.push(invalid(
+                    "options",
+                    format!("an option's value and labels are at most {LABEL_WIDTH} characters"),
+                ));
+            }
+            if let Some(hex) = option.color_hex.as_deref()
+                && !(hex.len() == 7
+                    && hex.starts_with('#')
+                    && hex[1..].chars().all(|c| c.is_ascii_hexdigit()))
+            {
+                errors.push(invalid(
+                    "options",
+                    format!("option '{}': color_hex is #rrggbb", option.value),
+                ));
+            }
+        }
+        if self
+            .ui
+            .icon
+            .as_deref()
+            .is_some_and(|icon| too_long(icon, ICON_WIDTH))
+        {
+            errors.push(invalid(
+                "ui",
+                format!("icon is at most {ICON_WIDTH} characters"),
+            ));
+        }
+        if self
+            .ui
+            .custom_component
+            .as_deref()
+            .is_some_and(|component| too_long(component, LABEL_WIDTH))
+        {
+            errors.push(invalid(
+                "ui",
+                format!("custom_component is at most {LABEL_WIDTH} characters"),
+            ));
+        }
         for (from, to) in &self.remap_options {
             if self.options.iter().any(|o| o.value == *from) {
                 errors.push(invalid(
@@ -209,8 +272,21 @@ pub struct BindingDraft {
 }
 
 impl BindingDraft {
-    pub fn into_binding(self, category_id: i64) -> CategoryBinding {
-        CategoryBinding {
+    /// The binding of `category_id`; refused when a field is wider than both stores hold.
+    pub fn into_binding(self, category_id: i64) -> Result<CategoryBinding, Vec<FieldError>> {
+        if self
+            .custom_component
+            .as_deref()
+            .is_some_and(|component| component.chars().count() > LABEL_WIDTH)
+        {
+            return Err(vec![FieldError::new(
+                "custom_component",
+                &FieldErrorKind::InvalidValueShape(format!(
+                    "custom_component is at most {LABEL_WIDTH} characters"
+                )),
+            )]);
+        }
+        Ok(CategoryBinding {
             category_id,
             attribute_id: self.attribute_id,
             is_enabled: self.is_enabled,
@@ -222,7 +298,7 @@ impl BindingDraft {
             custom_component: self.custom_component,
             sort_order: self.sort_order,
             category_specific_options: self.category_specific_options,
-        }
+        })
     }
 }
 

@@ -254,7 +254,9 @@ impl<B: Backend> Router<B> {
         draft: BindingDraft,
         mode: WriteMode,
     ) -> Result<Written<CategoryBinding>> {
-        let binding = draft.into_binding(category_id);
+        let binding = draft
+            .into_binding(category_id)
+            .map_err(StorageError::InvalidValues)?;
         let mut tx = self.begin_fenced(mode).await?;
         if !B::category_exists(&mut tx, category_id).await? {
             return Err(StorageError::NotFound {
