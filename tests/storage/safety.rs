@@ -26,6 +26,7 @@ conformance_in!(
     sync_legacy_leaves_documents_nobody_wrote_byte_identical_and_keeps_the_marketplaces_spelling,
     an_option_unified_values_still_choose_cannot_be_dropped,
     a_value_legacy_refuses_keeps_the_sync_pending_and_the_rest_goes_through,
+    look_alike_aliases_and_options_are_refused_and_wide_or_invisible_spellings_mean_their_option,
 );
 
 const CANARY: Flags = Flags {
@@ -1217,4 +1218,62 @@ async fn a_value_legacy_refuses_keeps_the_sync_pending_and_the_rest_goes_through
         .expect("sync again");
     assert!(again.complete, "{again:?}");
     assert_eq!(year(refused).await, json!(2013));
+}
+
+/// An alias or option that people cannot tell from another option (full-width letters, a
+/// zero-width space, a Cyrillic о in `yugo`) used to pass, and user writes of that spelling were
+/// then stored as another make. Now they are refused; a wide or invisible-laden spelling of an
+/// option means that option.
+async fn look_alike_aliases_and_options_are_refused_and_wide_or_invisible_spellings_mean_their_option(
+    db: TestDb,
+) {
+    let (storage, data) = seeded(&db).await;
+    for alias in ["ＢＭＷ", "bmw\u{200B}"] {
+        let message = conflict(
+            storage
+                .add_alias("car_make", alias, "tesla", "ops", WriteMode::LegacyOnly)
+                .await,
+        );
+        assert!(message.contains("already means option 'bmw'"), "{message}");
+    }
+    let message = conflict(
+        storage
+            .add_alias("car_make", "yugо", "tesla", "ops", WriteMode::LegacyOnly)
+            .await,
+    );
+    assert!(message.contains("looks like option 'yugo'"), "{message}");
+    let message = conflict(
+        storage
+            .add_option(
+                "car_make",
+                "yugо",
+                domain::LocalizedText::new(),
+                "ops",
+                WriteMode::LegacyOnly,
+            )
+            .await,
+    );
+    assert!(message.contains("looks like option 'yugo'"), "{message}");
+    let car = EntityRef::listing(car_listing(&data));
+    let written = storage
+        .write_values(
+            car,
+            storage::ValuesChange::Merge(&object(json!({"car_make": "ＢＭＷ\u{200B}"}))),
+            WriteMode::LegacyOnly,
+        )
+        .await
+        .expect("a wide BMW is BMW")
+        .data;
+    assert_eq!(written["car_make"].value.to_json(), json!("bmw"));
+    let refused = storage
+        .write_values(
+            car,
+            storage::ValuesChange::Merge(&object(json!({"car_make": "yugо"}))),
+            WriteMode::LegacyOnly,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StorageError::InvalidValues(_))),
+        "a look-alike is not an option: {refused:?}"
+    );
 }

@@ -52,17 +52,50 @@ impl AttributeOption {
     /// Whether `spelling` names this option ignoring case: its value, a label in any
     /// language, or an alias.
     pub fn is_spelled(&self, spelling: &str) -> bool {
-        let wanted = spelling.trim().to_lowercase();
-        self.value.to_lowercase() == wanted
-            || self
-                .label
-                .iter()
-                .any(|(_, label)| label.to_lowercase() == wanted)
-            || self
-                .aliases
-                .iter()
-                .any(|alias| alias.to_lowercase() == wanted)
+        let wanted = folded(spelling);
+        self.spellings().any(|known| folded(known) == wanted)
     }
+
+    /// Whether `spelling` could be mistaken for this option's value, a label or an alias: the
+    /// same confusable skeleton (Unicode TS #39), as `yugо` with a Cyrillic `о` is for `yugo`.
+    pub fn looks_like(&self, spelling: &str) -> bool {
+        let wanted = skeleton(spelling);
+        self.spellings().any(|known| skeleton(known) == wanted)
+    }
+
+    fn spellings(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.value.as_str())
+            .chain(self.label.iter().map(|(_, label)| label))
+            .chain(self.aliases.iter().map(String::as_str))
+    }
+}
+
+/// A spelling as people see it: compatibility-normalised (NFKC: the full-width `ＢＭＷ` is
+/// `BMW`), without invisible characters (zero-width spaces and joiners, soft hyphens, byte
+/// order marks, variation selectors), lower-cased and trimmed.
+pub fn folded(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    text.nfkc()
+        .filter(|c| !is_invisible(*c))
+        .collect::<String>()
+        .to_lowercase()
+        .trim()
+        .to_owned()
+}
+
+/// The confusable skeleton of a folded spelling (Unicode TS #39): two spellings with the same
+/// skeleton can be mistaken for each other.
+pub fn skeleton(text: &str) -> String {
+    unicode_security::confusable_detection::skeleton(&folded(text)).collect()
+}
+
+/// Default-ignorable code points: they render as nothing.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{1BCA0}'..='\u{1BCA3}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// The option a legacy spelling stands for: the exact value; else the one option whose value,
@@ -206,6 +239,21 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn spellings_compare_the_way_people_see_them() {
+        let bmw = AttributeOption::plain("bmw");
+        for seen in ["BMW", "ＢＭＷ", "bmw\u{200B}", "\u{FEFF}b\u{00AD}mw "] {
+            assert!(bmw.is_spelled(seen), "{seen:?}");
+        }
+        let yugo = AttributeOption::plain("yugo");
+        assert!(
+            !yugo.is_spelled("yugо"),
+            "a Cyrillic о is another spelling…"
+        );
+        assert!(yugo.looks_like("yugо"), "…that looks the same");
+        assert!(yugo.looks_like("YUGO") && !yugo.looks_like("audi"));
+    }
 
     fn values(parsed: &ParsedOptions) -> Vec<&str> {
         parsed.options.iter().map(|o| o.value.as_str()).collect()

@@ -131,6 +131,17 @@ impl<B: Backend> Router<B> {
                 other.value
             )));
         }
+        if let Some(other) = definition
+            .options
+            .iter()
+            .find(|o| o.value != target.value && o.looks_like(alias))
+        {
+            return Err(StorageError::Conflict(format!(
+                "'{alias}' looks like option '{}' of '{attribute}' (Unicode confusables): an alias that \
+                 can be mistaken for another option would store that option's look-alike as '{}'",
+                other.value, target.value
+            )));
+        }
         let already = option_for_spelling(&definition.options, alias) == Some(&target.value);
         if !already {
             B::insert_alias(&mut tx, &definition, alias, &target.value, actor).await?;
@@ -177,6 +188,13 @@ impl<B: Backend> Router<B> {
         if let Some(other) = definition.options.iter().find(|o| o.is_spelled(value)) {
             return Err(StorageError::Conflict(format!(
                 "'{value}' already means option '{}' of '{attribute}'",
+                other.value
+            )));
+        }
+        if let Some(other) = definition.options.iter().find(|o| o.looks_like(value)) {
+            return Err(StorageError::Conflict(format!(
+                "'{value}' looks like option '{}' of '{attribute}' (Unicode confusables): two \
+                 options people cannot tell apart are refused",
                 other.value
             )));
         }
