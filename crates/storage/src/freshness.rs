@@ -73,6 +73,16 @@ pub(crate) struct Freshness {
 }
 
 impl Freshness {
+    /// Before the process listens for invalidations it knows nothing of what committed
+    /// earlier (a schema a replica has not replayed yet, a write of another process): every
+    /// read goes to the primary until the listener says from which position on it heard all
+    /// ([`Freshness::resumed`]).
+    pub(crate) fn not_yet_listening() -> Self {
+        let freshness = Self::default();
+        freshness.lost();
+        freshness
+    }
+
     /// Records that `invalidations` committed at or before `lsn`.
     pub(crate) fn record(&self, invalidations: &[Invalidation], lsn: Lsn) {
         self.record_at(invalidations, lsn, Instant::now());
@@ -210,6 +220,22 @@ mod tests {
 
     fn listing(id: i64) -> Invalidation {
         Invalidation::entity(EntityRef::listing(id))
+    }
+
+    #[test]
+    fn before_the_listener_listens_no_read_may_go_to_a_replica() {
+        // A replica can be behind the schema itself when the process starts: a category read
+        // with no write recorded went to it and found no table.
+        let freshness = Freshness::not_yet_listening();
+        assert_eq!(freshness.required(ReadScope::Category(1311)), Lsn::MAX);
+        assert_eq!(freshness.required(ReadScope::Shared), Lsn::MAX);
+        freshness.resumed(5_540_512_480);
+        assert_eq!(freshness.required(ReadScope::Category(1311)), 5_540_512_480);
+        freshness.record(&[listing(6)], 5_591_355_408);
+        assert_eq!(
+            freshness.required(ReadScope::Entity(EntityRef::listing(6))),
+            5_591_355_408
+        );
     }
 
     #[test]

@@ -524,6 +524,13 @@ impl Storage {
                 listener
                     .listen_all([invalidation::CHANNEL, flag_store::FLAGS_CHANNEL])
                     .await?;
+                // Nothing committed before this process listened was heard: its reads wait
+                // for a replica that replayed at least the position the primary has now
+                // (until here they all went to the primary, see `ReplicaSet::new`).
+                if let Some(replicas) = router.backend().replicas() {
+                    let lsn = router.backend().primary_position().await?;
+                    replicas.freshness.resumed(lsn);
+                }
                 Ok(Some(InvalidationListener {
                     listener,
                     replicas: router.backend().replicas().cloned(),

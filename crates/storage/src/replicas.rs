@@ -129,7 +129,7 @@ impl ReplicaSet {
                     taken_out: AtomicU64::new(0),
                 })
                 .collect(),
-            freshness: Freshness::default(),
+            freshness: Freshness::not_yet_listening(),
             max_lag,
             next: AtomicUsize::new(0),
             primary_history: Mutex::new(VecDeque::new()),
