@@ -48,7 +48,7 @@ use crate::routes::{admin, attributes, categories, v1, values};
         v1::listing_values,
     ),
     components(schemas(crate::error::ErrorView, crate::error::FieldErrorView)),
-    modifiers(&BearerTokens),
+    modifiers(&BearerTokens, &RefusedUrls),
     tags(
         (name = "categories", description = "Effective schemas of categories"),
         (name = "values", description = "Attribute values of listings, products and variants"),
@@ -81,5 +81,43 @@ impl Modify for BearerTokens {
                     .build(),
             ),
         );
+    }
+}
+
+/// Every route answers 400 `errors.invalidUrl` to a URL holding a NUL character (`url_guard`,
+/// before any handler): documented on every operation, where its own annotations do not already
+/// document a 400.
+struct RefusedUrls;
+
+impl Modify for RefusedUrls {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let refused = ResponseBuilder::new()
+            .description("Invalid request: a parameter is invalid, or the URL holds a NUL character (errors.invalidUrl)")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorView")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                operation
+                    .responses
+                    .responses
+                    .entry("400".to_owned())
+                    .or_insert_with(|| refused.clone().into());
+            }
+        }
     }
 }
