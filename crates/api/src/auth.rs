@@ -53,10 +53,12 @@ fn matches_any(presented: &str, tokens: &[SecretString]) -> bool {
 }
 
 /// Who makes an audited change with the admin token: `admin-api`, with what the caller claims
-/// in `X-Actor` (at most 200 characters, any script, control characters as spaces) as a claim of
-/// the token's holder — `admin-api (claims: ops-on-call)` — so no caller can write an audit row
-/// that reads as a JWT user's (`user:42`) or the environment's.
+/// in `X-Actor` (any script, control characters as spaces) as a claim of the token's holder —
+/// `admin-api (claims: ops-on-call)` — so no caller can write an audit row that reads as a JWT
+/// user's (`user:42`) or the environment's. The whole fits the audit columns (200 characters).
 pub fn actor(request: &HttpRequest) -> String {
+    const PREFIX: &str = "admin-api (claims: ";
+    const AUDIT_WIDTH: usize = 200;
     let claimed = request
         .headers()
         .get("X-Actor")
@@ -64,12 +66,15 @@ pub fn actor(request: &HttpRequest) -> String {
         .map(|a| {
             a.chars()
                 .map(|c| if c.is_control() { ' ' } else { c })
-                .take(200)
                 .collect::<String>()
         })
         .filter(|a| !a.trim().is_empty());
     match claimed {
-        Some(claimed) => format!("admin-api (claims: {})", claimed.trim()),
+        Some(claimed) => {
+            let room = AUDIT_WIDTH - PREFIX.len() - 1;
+            let claimed: String = claimed.trim().chars().take(room).collect();
+            format!("{PREFIX}{})", claimed.trim_end())
+        }
         None => "admin-api".to_owned(),
     }
 }
