@@ -75,6 +75,11 @@ impl AttributeOption {
 /// order marks, variation selectors), lower-cased and trimmed.
 pub fn folded(text: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
+    // Most spellings are ASCII (legacy reads fold every option's labels on a near miss):
+    // nothing there to normalise or to hide.
+    if text.is_ascii() {
+        return text.trim().to_ascii_lowercase();
+    }
     text.nfkc()
         .filter(|c| !is_invisible(*c))
         .collect::<String>()
