@@ -73,7 +73,7 @@ async fn listing_quarantine(app: &TestApp) -> BTreeMap<String, i64> {
     .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let mut by_reason = BTreeMap::new();
-    for group in reply.body["data"].as_array().expect("groups") {
+    for group in reply.body["data"]["groups"].as_array().expect("groups") {
         if group["entity_type"] == "listing" {
             *by_reason
                 .entry(format!("{} {}", group["attribute_code"], group["reason"]))
@@ -167,7 +167,7 @@ async fn the_2025_08_database_walks_to_unified_reads_with_its_quarantine_resolve
         &app,
         "POST",
         "/api/v2/admin/attributes/quarantine/moves",
-        json!({"from": "brand", "to": "car_make", "raw_value": "text=Volkswagen"}),
+        json!({"from": "brand", "to": "car_make", "raw_value": " VOLKSWAGEN"}),
     )
     .await;
     assert_eq!(moved.status, 200, "{}", moved.body);
@@ -253,13 +253,84 @@ async fn the_2025_08_database_walks_to_unified_reads_with_its_quarantine_resolve
         "`БУ` in legacy reads as the option its alias names: {}",
         legacy_reads[2]
     );
-    let flipped = admin(
+    // Unified reads without fallback would hide the year users see: refused, with the count.
+    let features = "/api/v2/admin/attributes/feature-status";
+    let unified_reads = json!({"use_unified": true, "unified_percent": 100, "fallback": false});
+    let refused = admin(&app, "PUT", features, unified_reads.clone()).await;
+    refused.assert_error(409, "errors.guardrailViolation");
+    assert_eq!(
+        refused.body["rule"],
+        "unified_reads_hide_quarantined_values"
+    );
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("year (invalid) 1")),
+        "{}",
+        refused.body
+    );
+    // A canary with fallback: listing 100 answers from legacy, its year included.
+    let canary = admin(
         &app,
         "PUT",
-        "/api/v2/admin/attributes/feature-status",
-        json!({"use_unified": true, "unified_percent": 100}),
+        features,
+        json!({"use_unified": true, "unified_percent": 100, "fallback": true}),
     )
     .await;
+    assert_eq!(canary.status, 200, "{}", canary.body);
+    let reply = app.get("/api/v2/marketplace/listings/100/attributes").await;
+    assert_eq!(
+        reply.header("X-Attributes-Source"),
+        Some("fallback_quarantined")
+    );
+    assert!(
+        reply.body["data"]["values"]
+            .as_array()
+            .expect("values")
+            .iter()
+            .any(|v| v["code"] == "year"),
+        "{}",
+        reply.body
+    );
+    // A move that matches nothing names what there is, and records nothing.
+    let nothing = admin(
+        &app,
+        "POST",
+        "/api/v2/admin/attributes/quarantine/moves",
+        json!({"from": "year", "to": "brand", "raw_value": "2999"}),
+    )
+    .await;
+    nothing.assert_error(409, "errors.conflict");
+    assert!(
+        nothing.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(": 1")),
+        "{}",
+        nothing.body
+    );
+    let acceptances = "/api/v2/admin/attributes/quarantine/acceptances";
+    let accepted = admin(
+        &app,
+        "POST",
+        acceptances,
+        json!({"attribute": "year", "note": "not a year"}),
+    )
+    .await;
+    assert_eq!(accepted.status, 201, "{}", accepted.body);
+    assert_eq!(accepted.body["data"]["affected"], 1);
+    let again = admin(&app, "POST", acceptances, json!({"attribute": "year"})).await;
+    assert_eq!(
+        again.status, 200,
+        "a repeat changes nothing: {}",
+        again.body
+    );
+    assert_eq!(again.body["data"]["id"], accepted.body["data"]["id"]);
+    admin(&app, "POST", acceptances, json!({}))
+        .await
+        .assert_error(409, "errors.conflict");
+    let documents = admin(&app, "POST", acceptances, json!({"reason": "unreadable"})).await;
+    assert_eq!(documents.status, 201, "{}", documents.body);
+    let flipped = admin(&app, "PUT", features, unified_reads).await;
     assert_eq!(flipped.status, 200, "{}", flipped.body);
     assert_eq!(
         both_versions_agree(&app).await,

@@ -268,7 +268,7 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             };
             count(&sql)
         };
-        let evidence = run(&["migrate", "down", "10"]);
+        let evidence = run(&["migrate", "down", "11"]);
         assert_eq!(evidence.status.code(), Some(2), "{backend:?}");
         assert!(
             String::from_utf8_lossy(&evidence.stderr).contains("migration_state"),
@@ -280,7 +280,7 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             1,
             "{backend:?}: nothing reverted"
         );
-        let down = run(&["migrate", "down", "10", "--allow-data-loss"]);
+        let down = run(&["migrate", "down", "11", "--allow-data-loss"]);
         assert!(
             down.status.success(),
             "{}",
@@ -407,8 +407,9 @@ fn the_migration_subcommands_answer_in_json_and_archive_then_restore_the_legacy_
         "{}",
         String::from_utf8_lossy(&listed.stderr)
     );
-    let groups = json(&listed);
-    let groups = groups.as_array().expect("groups");
+    let listing = json(&listed);
+    assert!(listing["total"].as_i64() > Some(0), "{listing}");
+    let groups = listing["groups"].as_array().expect("groups");
     assert!(
         !groups.is_empty()
             && groups.len() <= 5
@@ -431,6 +432,28 @@ fn the_migration_subcommands_answer_in_json_and_archive_then_restore_the_legacy_
     assert_eq!(wrong_phase.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&wrong_phase.stderr).contains("'dual_write'"));
 
+    // The demo's defects: the operator accepts that unified goes without them.
+    let accepted = run(
+        &[
+            "quarantine",
+            "accept",
+            "--all",
+            "--actor",
+            "ops",
+            "--note",
+            "demo defects",
+        ],
+        &[],
+    );
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    assert!(
+        json(&accepted)["affected"].as_i64() > Some(0),
+        "something was accepted"
+    );
     let archived = run(&["archive"], &unified_phase);
     assert!(
         archived.status.success(),
@@ -814,11 +837,11 @@ fn resolve_alias_then_retry_quarantine_migrates_the_spelling_and_records_who_did
     assert!(run(&["seed-demo", "--listings", "300"]).status.success());
     assert!(run(&["backfill"]).status.success());
     let spelled = |output: &std::process::Output| -> i64 {
-        json(output)
+        json(output)["groups"]
             .as_array()
             .expect("groups")
             .iter()
-            .filter(|g| g["raw_value"] == "text=poluautomatik")
+            .filter(|g| g["value"] == "poluautomatik")
             .map(|g| g["count"].as_i64().expect("count"))
             .sum()
     };

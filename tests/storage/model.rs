@@ -147,7 +147,12 @@ fn cases(backend: Backend) -> u32 {
 /// Refusals and transient failures are answers an operator gets; anything else is a defect.
 fn expected(result: Result<(), StorageError>) -> Result<(), TestCaseError> {
     match result {
-        Ok(()) | Err(StorageError::Conflict(_) | StorageError::Guardrail(_)) => Ok(()),
+        Ok(())
+        | Err(
+            StorageError::Conflict(_)
+            | StorageError::Guardrail(_)
+            | StorageError::QuarantineUnsettled(_),
+        ) => Ok(()),
         Err(err) if err.is_transient() => Ok(()),
         Err(err) => Err(TestCaseError::fail(format!("unexpected error: {err:?}"))),
     }

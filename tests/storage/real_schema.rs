@@ -254,7 +254,7 @@ async fn the_2025_08_database_migrates_with_its_defects_quarantined_and_both_sto
         "SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = 'listing'";
     assert_eq!(raw.count(listing_quarantine).await, 4);
     let refused = storage
-        .add_alias("condition", "Polovno", "new", "ops", WriteMode::Dual)
+        .add_alias("condition", "Polovno", "new", "ops", WriteMode::Dual, false)
         .await
         .expect_err("`Polovno` is the label of `used`");
     assert!(
@@ -262,17 +262,28 @@ async fn the_2025_08_database_migrates_with_its_defects_quarantined_and_both_sto
         "{refused}"
     );
     let refused = storage
-        .add_alias("condition", "БУ", "rabljeno", "ops", WriteMode::Dual)
+        .add_alias("condition", "БУ", "rabljeno", "ops", WriteMode::Dual, false)
         .await
         .expect_err("no such option");
     assert!(
         matches!(refused, storage::StorageError::InvalidValues(_)),
         "{refused}"
     );
-    storage
-        .add_alias("condition", "БУ", "used", "ops", WriteMode::Dual)
+    let alias = storage
+        .add_alias("condition", "БУ", "used", "ops", WriteMode::Dual, false)
         .await
-        .expect("an alias");
+        .expect("an alias")
+        .data;
+    assert_eq!(alias.detail["quarantined_matching"], 1, "{alias:?}");
+    let again = storage
+        .add_alias("condition", "бу", "used", "ops", WriteMode::Dual, false)
+        .await
+        .expect("the same alias again")
+        .data;
+    assert!(
+        again.repeated && again.id == alias.id,
+        "one idempotent answer: {again:?}"
+    );
     storage
         .add_option(
             "car_make",
@@ -280,9 +291,23 @@ async fn the_2025_08_database_migrates_with_its_defects_quarantined_and_both_sto
             domain::LocalizedText::serbian("Volkswagen"),
             "ops",
             WriteMode::Dual,
+            false,
         )
         .await
         .expect("an option for a legitimate make");
+    let again = storage
+        .add_option(
+            "car_make",
+            "volkswagen",
+            domain::LocalizedText::serbian("Volkswagen"),
+            "ops",
+            WriteMode::Dual,
+            false,
+        )
+        .await
+        .expect("the same option again")
+        .data;
+    assert!(again.repeated, "one idempotent answer: {again:?}");
     let refused = storage
         .add_option(
             "car_make",
@@ -290,6 +315,7 @@ async fn the_2025_08_database_migrates_with_its_defects_quarantined_and_both_sto
             domain::LocalizedText::new(),
             "ops",
             WriteMode::Dual,
+            false,
         )
         .await
         .expect_err("the option exists in another case");
@@ -297,14 +323,41 @@ async fn the_2025_08_database_migrates_with_its_defects_quarantined_and_both_sto
         matches!(refused, storage::StorageError::Conflict(_)),
         "{refused}"
     );
+    let request = |raw: &str, dry_run: bool| storage::resolve::MoveRequest {
+        from: "brand".into(),
+        to: "car_make".into(),
+        raw_value: Some(raw.into()),
+        dry_run,
+        ..Default::default()
+    };
+    // As users saw the value, in another case and with a trailing space; the stored form
+    // (`text=Volkswagen`) matches nothing.
+    let unmatched = storage
+        .move_values(&request("text=Volkswagen", false), "ops", WriteMode::Dual)
+        .await
+        .expect("a move that matches nothing")
+        .data
+        .1;
+    assert_eq!(
+        unmatched.nothing_matched,
+        Some(vec!["Volkswagen".to_owned()]),
+        "it lists the values as users saw them"
+    );
+    let dry = storage
+        .move_values(&request("volkswagen ", true), "ops", WriteMode::Dual)
+        .await
+        .expect("a dry run")
+        .data
+        .1;
+    assert_eq!((dry.dry_run, dry.moved.clone()), (true, vec![100]));
+    assert_eq!(
+        raw.count("SELECT COUNT(*) FROM listing_attribute_values WHERE listing_id = 100 AND attribute_id = 2205")
+            .await,
+        0,
+        "a dry run changes nothing"
+    );
     let moved = storage
-        .move_values(
-            "brand",
-            "car_make",
-            Some("text=Volkswagen"),
-            "ops",
-            WriteMode::Dual,
-        )
+        .move_values(&request("volkswagen ", false), "ops", WriteMode::Dual)
         .await
         .expect("the make moved to car_make")
         .data
@@ -409,6 +462,294 @@ async fn the_2025_08_database_migrates_with_its_defects_quarantined_and_both_sto
         ],
         "refusals leave no record"
     );
+    the_cut_over_hides_nothing(&storage, &raw).await;
+}
+
+const FALLBACK: ReadRoute = ReadRoute {
+    store: Store::Unified,
+    fallback: true,
+};
+
+/// After the resolutions, the year below 1950 is what users still see in legacy and unified
+/// cannot hold: unified reads without fallback wait for an operator's decision, a canary with
+/// fallback answers that listing from legacy, and an acceptance lets the cut-over go on.
+async fn the_cut_over_hides_nothing(storage: &storage::Storage, raw: &crate::common::Raw) {
+    let unified_reads = flags::Flags {
+        use_unified: true,
+        unified_percent: 100,
+        fallback: false,
+        dual_write: true,
+        shadow_percent: 0,
+    };
+    let refused = storage
+        .change_flags(flags::Flags::default(), "ops", |_| unified_reads)
+        .await
+        .expect_err("a quarantined value users see is neither resolved nor accepted");
+    match &refused {
+        storage::StorageError::QuarantineUnsettled(counts) => {
+            let kinds: Vec<(&str, i64)> =
+                counts.iter().map(|c| (c.kind.as_str(), c.count)).collect();
+            assert!(
+                counts
+                    .iter()
+                    .any(|c| (c.attribute_code.as_str(), c.kind.as_str(), c.count)
+                        == ("year", "invalid", 1)),
+                "{counts:?}"
+            );
+            assert_eq!(
+                kinds.iter().map(|(_, n)| n).sum::<i64>(),
+                2,
+                "the year and the product document that is not an object; the orphans do not \
+                 count, nobody saw them: {counts:?}"
+            );
+        }
+        other => panic!("{other}"),
+    }
+    assert!(
+        refused.to_string().contains("year (invalid) 1"),
+        "{refused}"
+    );
+
+    // The canary with fallback: the listing with the quarantined year answers from legacy.
+    let canary = storage
+        .entity_values(EntityRef::listing(100), FALLBACK)
+        .await
+        .expect("listing 100");
+    assert_eq!(
+        canary.served_by,
+        storage::ServedBy::Fallback(storage::FallbackReason::Quarantined)
+    );
+    assert!(canary.data.contains_key("year"), "{:?}", canary.data);
+    let clean = storage
+        .entity_values(EntityRef::listing(101), FALLBACK)
+        .await
+        .expect("listing 101");
+    assert_eq!(clean.served_by, storage::ServedBy::Unified);
+    let batch = storage
+        .listing_values_batch(&[100, 101], FALLBACK)
+        .await
+        .expect("batch");
+    assert!(batch.data[&100].contains_key("year"), "{:?}", batch.data);
+
+    // A move never takes orphans (fuel_type's only entry is the listing that no longer
+    // exists), and a year is no car make without --force.
+    let orphans = storage
+        .move_values(
+            &storage::resolve::MoveRequest {
+                from: "fuel_type".into(),
+                to: "car_make".into(),
+                ..Default::default()
+            },
+            "ops",
+            WriteMode::Dual,
+        )
+        .await
+        .expect("a move without a filter")
+        .data
+        .1;
+    assert_eq!(orphans.nothing_matched, Some(Vec::new()));
+    let refused = storage
+        .move_values(
+            &storage::resolve::MoveRequest {
+                from: "year".into(),
+                to: "car_make".into(),
+                ..Default::default()
+            },
+            "ops",
+            WriteMode::Dual,
+        )
+        .await
+        .expect_err("a number into a select");
+    assert!(refused.to_string().contains("--force"), "{refused}");
+
+    let accepted = storage
+        .accept_quarantined(
+            &storage::quarantine::AcceptFilter {
+                attribute: Some("year".into()),
+                kind: None,
+            },
+            false,
+            Some("a year of 1 was never a year"),
+            "ops",
+            false,
+        )
+        .await
+        .expect("accepted");
+    assert_eq!((accepted.action.as_str(), accepted.affected), ("accept", 1));
+    let again = storage
+        .accept_quarantined(
+            &storage::quarantine::AcceptFilter {
+                attribute: Some("year".into()),
+                kind: None,
+            },
+            false,
+            None,
+            "ops",
+            false,
+        )
+        .await
+        .expect("accepted again");
+    assert!(again.repeated && again.id == accepted.id, "{again:?}");
+    assert!(
+        storage
+            .change_flags(flags::Flags::default(), "ops", |_| unified_reads)
+            .await
+            .is_err(),
+        "the product document still holds it up"
+    );
+    storage
+        .accept_quarantined(
+            &storage::quarantine::AcceptFilter {
+                attribute: None,
+                kind: Some(storage::quarantine::QuarantineKind::Unreadable),
+            },
+            false,
+            None,
+            "ops",
+            false,
+        )
+        .await
+        .expect("accepted by kind");
+    let listing = storage.quarantine(None, 50).await.expect("quarantine");
+    assert_eq!(
+        (listing.seen_by_users, listing.accepted),
+        (2, 2),
+        "{listing:?}"
+    );
+    assert!(
+        storage
+            .unsettled_quarantine()
+            .await
+            .expect("unsettled")
+            .is_empty(),
+        "nothing holds up unified reads"
+    );
+    storage
+        .change_flags(flags::Flags::default(), "ops", |_| unified_reads)
+        .await
+        .expect("unified reads once the rest is accepted");
+    let unified = storage
+        .entity_values(EntityRef::listing(100), UNIFIED)
+        .await
+        .expect("listing 100")
+        .data;
+    assert!(
+        !unified.contains_key("year") && unified.contains_key("car_make"),
+        "only the accepted value is missing: {unified:?}"
+    );
+    assert_eq!(
+        legacy_values_count(raw).await,
+        raw.count("SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'listing'")
+            .await
+            + raw
+                .count("SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = 'listing'")
+                .await,
+        "legacy = migrated + quarantined after the acceptance"
+    );
+}
+
+/// A user deletes, in unified-only writes, a value the backfill had quarantined; after the
+/// rollback (`sync-legacy`) legacy must not serve it again. A dual-write that replaces a
+/// quarantined value takes its quarantine entry with it.
+#[tokio::test]
+async fn a_quarantined_value_the_user_deleted_stays_deleted_after_the_rollback() {
+    let db = TestDb::fresh(Backend::Postgres).await;
+    let raw = db.raw().await;
+    raw.execute(SCHEMA_2025_08).await;
+    raw.execute(DATA).await;
+    let storage = db.storage().await;
+    storage
+        .note_write_mode(WriteMode::Dual)
+        .await
+        .expect("phase 1");
+    backfill_and_verify(&storage).await;
+    let entry = |listing: i64, code: &str| {
+        format!(
+            "SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = 'listing'
+             AND entity_id = {listing} AND attribute_code = '{code}'"
+        )
+    };
+    assert_eq!(raw.count(&entry(100, "year")).await, 1, "the year of 1");
+    assert_eq!(
+        raw.count(&entry(100, "brand")).await,
+        1,
+        "the make under brand"
+    );
+    storage
+        .write_values(
+            EntityRef::listing(100),
+            storage::ValuesChange::Merge(&object(json!({"brand": "apple"}))),
+            WriteMode::Dual,
+        )
+        .await
+        .expect("a dual-write replaces the quarantined brand");
+    assert_eq!(
+        raw.count(&entry(100, "brand")).await,
+        0,
+        "the entry went with it"
+    );
+
+    storage
+        .accept_quarantined(
+            &storage::quarantine::AcceptFilter::default(),
+            true,
+            None,
+            "ops",
+            false,
+        )
+        .await
+        .expect("accept the rest");
+    let phase3 = flags::Flags {
+        use_unified: true,
+        unified_percent: 100,
+        fallback: false,
+        dual_write: false,
+        shadow_percent: 0,
+    };
+    storage
+        .change_flags(flags::Flags::default(), "ops", |_| phase3)
+        .await
+        .expect("phase 3");
+    storage
+        .write_values(
+            EntityRef::listing(100),
+            storage::ValuesChange::Merge(&object(json!({"year": null}))),
+            WriteMode::UnifiedOnly,
+        )
+        .await
+        .expect("the user deletes the year");
+    assert_eq!(raw.count(&entry(100, "year")).await, 0);
+
+    // The rollback: dual-write back on, legacy caught up (the product document that is no
+    // JSON object is the monolith's to fix by hand first; sync-legacy refuses to touch it).
+    raw.execute("UPDATE storefront_products SET attributes = NULL WHERE id = 202")
+        .await;
+    storage
+        .change_flags(flags::Flags::default(), "ops", |_| flags::Flags {
+            dual_write: true,
+            ..phase3
+        })
+        .await
+        .expect("dual-write back on");
+    let report = storage
+        .sync_legacy(WriteMode::Dual, 10, false, async |_| {})
+        .await
+        .expect("sync-legacy");
+    assert!(report.complete, "{report:?}");
+    assert_eq!(
+        raw.count("SELECT COUNT(*) FROM listing_attribute_values WHERE listing_id = 100 AND attribute_id = 2202")
+            .await,
+        0,
+        "the year the user deleted is gone from legacy too"
+    );
+    let legacy = storage
+        .entity_values(EntityRef::listing(100), LEGACY)
+        .await
+        .expect("legacy read")
+        .data;
+    assert!(!legacy.contains_key("year"), "{legacy:?}");
+    let verified = storage.verify(50, |_| {}).await.expect("verify");
+    assert!(verified.is_clean(), "{:?}", verified.drift);
 }
 
 async fn legacy_values_count(raw: &crate::common::Raw) -> i64 {

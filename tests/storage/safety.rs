@@ -491,11 +491,12 @@ async fn migrate_down_refuses_to_drop_tables_that_hold_rows(db: TestDb) {
     let (storage, _) = seeded(&db).await;
     // A run is recorded whatever it found (nothing is backfilled: it finds drift).
     storage.verify(25, |_| {}).await.expect("verify");
-    // Nine steps: the bulk operations' lease (migration 13), their throttles (12) and the
-    // environment's flags last seen (11), bookkeeping all, dropped freely; the owners (10, the marketplace's: nothing dropped), the quarantine's
+    // Ten steps: the quarantine's acceptance (migration 14, nothing quarantined), the bulk
+    // operations' lease (13), their throttles (12) and the environment's flags last seen (11),
+    // bookkeeping all, dropped freely; the owners (10, the marketplace's: nothing dropped), the quarantine's
     // resolutions (9, empty), the option translations (8, legacy: nothing dropped), the phases'
     // evidence (7), the archive manifests (6, empty) and the verify runs (5).
-    let message = conflict(storage.migrate_down(9, false).await);
+    let message = conflict(storage.migrate_down(10, false).await);
     assert!(
         message.contains("migration_state")
             && message.contains("verify_runs")
@@ -517,17 +518,18 @@ async fn migrate_down_refuses_to_drop_tables_that_hold_rows(db: TestDb) {
             "automatic",
             "ops",
             WriteMode::LegacyOnly,
+            false,
         )
         .await
         .expect("an alias");
-    let message = conflict(storage.migrate_down(5, false).await);
+    let message = conflict(storage.migrate_down(6, false).await);
     assert!(
         message.contains("attribute_option_aliases") && message.contains("quarantine_resolutions"),
         "{message}"
     );
     // Set flags hold rows too: the audit and the flags in force.
     set_flags(&storage, PHASE1).await.expect("phase 1");
-    let message = conflict(storage.migrate_down(11, false).await);
+    let message = conflict(storage.migrate_down(12, false).await);
     assert!(message.contains("flag_audit"), "{message}");
 }
 
@@ -1231,14 +1233,28 @@ async fn look_alike_aliases_and_options_are_refused_and_wide_or_invisible_spelli
     for alias in ["ＢＭＷ", "bmw\u{200B}"] {
         let message = conflict(
             storage
-                .add_alias("car_make", alias, "tesla", "ops", WriteMode::LegacyOnly)
+                .add_alias(
+                    "car_make",
+                    alias,
+                    "tesla",
+                    "ops",
+                    WriteMode::LegacyOnly,
+                    false,
+                )
                 .await,
         );
         assert!(message.contains("already means option 'bmw'"), "{message}");
     }
     let message = conflict(
         storage
-            .add_alias("car_make", "yugо", "tesla", "ops", WriteMode::LegacyOnly)
+            .add_alias(
+                "car_make",
+                "yugо",
+                "tesla",
+                "ops",
+                WriteMode::LegacyOnly,
+                false,
+            )
             .await,
     );
     assert!(message.contains("looks like option 'yugo'"), "{message}");
@@ -1250,6 +1266,7 @@ async fn look_alike_aliases_and_options_are_refused_and_wide_or_invisible_spelli
                 domain::LocalizedText::new(),
                 "ops",
                 WriteMode::LegacyOnly,
+                false,
             )
             .await,
     );

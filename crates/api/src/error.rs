@@ -42,6 +42,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     Guardrail(flags::GuardrailViolation),
+    /// A guardrail with what holds it up (the unsettled quarantine).
+    #[error("{1}")]
+    GuardrailDetail(flags::GuardrailViolation, String),
     #[error("no route for this path")]
     RouteNotFound,
     #[error("this method is not allowed here; allowed: {allow}")]
@@ -93,7 +96,7 @@ impl ApiError {
             ApiError::InvalidBody(_) => "errors.invalidBody",
             ApiError::Conflict(_) => "errors.conflict",
             ApiError::Forbidden(_) => "errors.forbidden",
-            ApiError::Guardrail(_) => "errors.guardrailViolation",
+            ApiError::Guardrail(_) | ApiError::GuardrailDetail(..) => "errors.guardrailViolation",
             ApiError::RouteNotFound => "errors.routeNotFound",
             ApiError::MethodNotAllowed { .. } => "errors.methodNotAllowed",
             ApiError::StorageUnavailable(_) => "errors.storageUnavailable",
@@ -112,6 +115,10 @@ impl From<StorageError> for ApiError {
             leased @ StorageError::Leased(_) => ApiError::Conflict(leased.to_string()),
             StorageError::Forbidden(message) => ApiError::Forbidden(message),
             StorageError::Guardrail(violation) => ApiError::Guardrail(violation),
+            ref unsettled @ StorageError::QuarantineUnsettled(_) => ApiError::GuardrailDetail(
+                flags::GuardrailViolation::UnifiedReadsHideQuarantinedValues,
+                unsettled.to_string(),
+            ),
             StorageError::Saturated => ApiError::Overloaded,
             ref transient if transient.is_transient() => ApiError::StorageUnavailable(err),
             ref unique if unique.is_unique_violation() => {
@@ -143,7 +150,9 @@ impl ResponseError for ApiError {
             | ApiError::InvalidQuery(_)
             | ApiError::InvalidUrl(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidBody(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Conflict(_) | ApiError::Guardrail(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::Guardrail(_) | ApiError::GuardrailDetail(..) => {
+                StatusCode::CONFLICT
+            }
             ApiError::NotFound { .. }
             | ApiError::CategorySlugNotFound(_)
             | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
@@ -193,7 +202,9 @@ impl ResponseError for ApiError {
             detail: self.to_string(),
             fields,
             rule: match self {
-                ApiError::Guardrail(violation) => Some(violation.rule()),
+                ApiError::Guardrail(violation) | ApiError::GuardrailDetail(violation, _) => {
+                    Some(violation.rule())
+                }
                 _ => None,
             },
         })

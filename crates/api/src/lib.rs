@@ -100,6 +100,11 @@ impl AppState {
             .flags_in_force
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Fallback decides what a unified read answers (an entity with quarantined values
+        // answers from legacy): cached answers made under the other setting are not reused.
+        if in_force.flags.fallback != flags.fallback {
+            self.caches.flush();
+        }
         *in_force = FlagsInForce {
             flags,
             phase,
@@ -702,6 +707,14 @@ fn admin_routes(config: &mut web::ServiceConfig) {
             .service(
                 resource(ADMIN, "/attributes/quarantine/moves", "POST")
                     .route(web::post().to(quarantine::move_values)),
+            )
+            .service(
+                resource(ADMIN, "/attributes/quarantine/acceptances", "POST")
+                    .route(web::post().to(quarantine::accept)),
+            )
+            .service(
+                resource(ADMIN, "/attributes/quarantine/acceptances/undo", "POST")
+                    .route(web::post().to(quarantine::unaccept)),
             )
             .service(
                 resource(ADMIN, "/attributes/quarantine/resolutions", "GET")

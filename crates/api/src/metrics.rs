@@ -358,10 +358,16 @@ impl Metrics {
         for result in ["match", "mismatch", "error"] {
             metrics.shadow.with_label_values(&[result]);
         }
-        for served_by in ["legacy", "unified", "fallback_error", "fallback_empty"] {
+        for served_by in [
+            "legacy",
+            "unified",
+            "fallback_error",
+            "fallback_empty",
+            "fallback_quarantined",
+        ] {
             metrics.reads_served.with_label_values(&[served_by]);
         }
-        for reason in ["error", "empty"] {
+        for reason in ["error", "empty", "quarantined"] {
             metrics.fallbacks.with_label_values(&[reason]);
         }
         // The seed's error counter is exported before the first failure too.

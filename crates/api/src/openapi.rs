@@ -40,6 +40,8 @@ use crate::routes::{admin, attributes, categories, v1, values};
         crate::routes::quarantine::add_alias,
         crate::routes::quarantine::add_option,
         crate::routes::quarantine::move_values,
+        crate::routes::quarantine::accept,
+        crate::routes::quarantine::unaccept,
         crate::routes::quarantine::resolutions,
         v1::attributes,
         v1::ranges,

@@ -17,6 +17,9 @@ pub struct MigrationState {
     pub backfill_complete: bool,
     /// A verify found no drift after that backfill pass completed, with no gap since.
     pub verified_clean: bool,
+    /// Legacy values users see today sit in the quarantine, neither resolved nor accepted by
+    /// an operator: unified reads without a legacy answer would hide them.
+    pub quarantine_unsettled: bool,
 }
 
 impl MigrationState {
@@ -27,6 +30,7 @@ impl MigrationState {
         unified_only_writes_pending_sync: false,
         backfill_complete: true,
         verified_clean: true,
+        quarantine_unsettled: false,
     };
 }
 
@@ -84,6 +88,12 @@ pub enum GuardrailViolation {
          verify (exit 0) with dual-write still on"
     )]
     UnifiedReadsBeforeVerify,
+    #[error(
+        "values users see today are in the quarantine, neither resolved nor accepted: unified reads \
+         without UNIFIED_ATTRIBUTES_FALLBACK would hide them; resolve them (resolve …, backfill \
+         --retry-quarantine) or accept their absence (quarantine accept), or keep fallback on"
+    )]
+    UnifiedReadsHideQuarantinedValues,
 }
 
 impl GuardrailViolation {
@@ -98,6 +108,9 @@ impl GuardrailViolation {
             GuardrailViolation::FallbackToStaleLegacy => "fallback_to_stale_legacy",
             GuardrailViolation::UnifiedReadsBeforeBackfill => "unified_reads_before_backfill",
             GuardrailViolation::UnifiedReadsBeforeVerify => "unified_reads_before_verify",
+            GuardrailViolation::UnifiedReadsHideQuarantinedValues => {
+                "unified_reads_hide_quarantined_values"
+            }
         }
     }
 }
@@ -127,6 +140,10 @@ impl Flags {
             }
             if !state.verified_clean {
                 return Err(GuardrailViolation::UnifiedReadsBeforeVerify);
+            }
+            // With fallback an entity that has quarantined values answers from legacy.
+            if !self.fallback && state.quarantine_unsettled {
+                return Err(GuardrailViolation::UnifiedReadsHideQuarantinedValues);
             }
         }
         Ok(match (self.dual_write, self.use_unified) {
@@ -244,6 +261,32 @@ mod tests {
             flags(false, true, 100, false).check(&pending),
             Ok(Phase::Unified)
         );
+    }
+
+    #[test]
+    fn unified_reads_without_fallback_wait_for_the_quarantine_to_be_settled() {
+        let unsettled = MigrationState {
+            quarantine_unsettled: true,
+            ..FRESH
+        };
+        for hides in [
+            flags(true, true, 10, false),
+            flags(true, true, 100, false),
+            flags(false, true, 100, false),
+        ] {
+            assert_eq!(
+                hides.check(&unsettled),
+                Err(GuardrailViolation::UnifiedReadsHideQuarantinedValues)
+            );
+        }
+        // Fallback answers such entities from legacy; legacy reads hide nothing.
+        for shows in [
+            flags(true, true, 100, true),
+            flags(true, false, 100, false),
+            flags(true, true, 0, false),
+        ] {
+            assert!(shows.check(&unsettled).is_ok(), "{shows:?}");
+        }
     }
 
     #[test]

@@ -458,15 +458,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
         values: &[(i64, i64, crate::rows::ValueColumns)],
     ) -> impl Future<Output = Result<()>> + Send;
 
-    /// Replaces the quarantine entries of these entities (`entity_type`: an entity kind, or
-    /// `binding` for bindings by category).
-    fn quarantine_batch(
-        conn: &mut Conn<Self>,
-        entity_type: &str,
-        ids: &[i64],
-        rows: &[crate::backfill::QuarantinedRow],
-    ) -> impl Future<Output = Result<()>> + Send;
-
     fn load_checkpoint(
         conn: &mut Conn<Self>,
         entity_type: &str,
@@ -527,12 +518,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// autovacuum, and plans made from an empty table's statistics scan it whole).
     fn analyze_unified_values(conn: &mut Conn<Self>) -> impl Future<Output = Result<()>> + Send;
 
-    fn quarantine_by_attribute(
-        conn: &mut Conn<Self>,
-        attribute: Option<&str>,
-        limit: i64,
-    ) -> impl Future<Output = Result<Vec<crate::backfill::QuarantinedValues>>> + Send;
-
     fn quarantine_by_reason(
         conn: &mut Conn<Self>,
         limit: i64,
@@ -570,14 +555,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
         conn: &mut Conn<Self>,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<crate::resolve::Resolution>>> + Send;
-
-    /// Entities of `kind` with a quarantined value of `code` (with `raw_value`, when given).
-    fn quarantined_ids_of(
-        conn: &mut Conn<Self>,
-        kind: domain::EntityKind,
-        code: &str,
-        raw_value: Option<&str>,
-    ) -> impl Future<Output = Result<Vec<i64>>> + Send;
 
     /// Moves the legacy values of attribute `from` of these listings to attribute `to`, except
     /// where a listing has a value of `to` already; returns the listings moved.
@@ -1514,34 +1491,6 @@ macro_rules! backend_operations {
             Ok(())
         }
 
-        async fn quarantine_batch(
-            conn: &mut Conn<Self>,
-            entity_type: &str,
-            ids: &[i64],
-            rows: &[crate::backfill::QuarantinedRow],
-        ) -> Result<()> {
-            record_queries(1);
-            let mut delete = sqlx::QueryBuilder::<Self::Db>::new("DELETE FROM backfill_quarantine WHERE entity_type = ");
-            delete.push_bind(entity_type).push(" AND entity_id IN ");
-            push_id_list(&mut delete, ids);
-            delete.build().persistent(false).execute(&mut *conn).await?;
-            for chunk in rows.chunks(2_000) {
-                record_queries(1);
-                let mut insert = sqlx::QueryBuilder::<Self::Db>::new(
-                    "INSERT INTO backfill_quarantine (entity_type, entity_id, attribute_code, raw_value, reason) ",
-                );
-                insert.push_values(chunk, |mut row, quarantined| {
-                    row.push_bind(entity_type)
-                        .push_bind(quarantined.entity_id)
-                        .push_bind(&quarantined.attribute_code)
-                        .push_bind(&quarantined.raw_value)
-                        .push_bind(&quarantined.reason);
-                });
-                insert.build().persistent(false).execute(&mut *conn).await?;
-            }
-            Ok(())
-        }
-
         async fn load_checkpoint(conn: &mut Conn<Self>, entity_type: &str) -> Result<Option<crate::backfill::Checkpoint>> {
             record_queries(1);
             Ok(sqlx::query_as(crate::backfill::LOAD_CHECKPOINT).bind(entity_type).fetch_optional(conn).await?)
@@ -1666,19 +1615,6 @@ macro_rules! backend_operations {
             Ok(())
         }
 
-        async fn quarantine_by_attribute(
-            conn: &mut Conn<Self>,
-            attribute: Option<&str>,
-            limit: i64,
-        ) -> Result<Vec<crate::backfill::QuarantinedValues>> {
-            record_queries(1);
-            Ok(sqlx::query_as(crate::backfill::QUARANTINE_BY_ATTRIBUTE)
-                .bind(attribute)
-                .bind(limit)
-                .fetch_all(conn)
-                .await?)
-        }
-
         async fn quarantine_by_reason(conn: &mut Conn<Self>, limit: i64) -> Result<Vec<crate::backfill::QuarantineCount>> {
             record_queries(1);
             Ok(sqlx::query_as(crate::backfill::QUARANTINE_BY_REASON).bind(limit).fetch_all(conn).await?)
@@ -1736,21 +1672,6 @@ macro_rules! backend_operations {
         async fn resolutions(conn: &mut Conn<Self>, limit: i64) -> Result<Vec<crate::resolve::Resolution>> {
             record_queries(1);
             Ok(sqlx::query_as(crate::resolve::RESOLUTIONS).bind(limit).fetch_all(conn).await?)
-        }
-
-        async fn quarantined_ids_of(
-            conn: &mut Conn<Self>,
-            kind: EntityKind,
-            code: &str,
-            raw_value: Option<&str>,
-        ) -> Result<Vec<i64>> {
-            record_queries(1);
-            Ok(sqlx::query_scalar(crate::resolve::QUARANTINED_IDS_OF)
-                .bind(kind.as_str())
-                .bind(code)
-                .bind(raw_value)
-                .fetch_all(conn)
-                .await?)
         }
 
         async fn move_listing_values(

@@ -9,6 +9,7 @@ use flags::{Store, WriteMode};
 use crate::backend::{Backend, Conn};
 use crate::error::{Result, StorageError};
 use crate::invalidation::Invalidation;
+use crate::quarantine::{QuarantineKind, QuarantinedRow};
 use crate::router::{Router, ensure_legacy_in_place};
 
 use serde::Serialize;
@@ -95,45 +96,20 @@ pub(crate) const CATEGORY_IDS: &str = "SELECT CAST(id AS BIGINT) FROM marketplac
 /// Legacy values of listings that no longer exist, into the quarantine (the real schema has no
 /// foreign key from a value to its listing). The `WHERE` also lets SQLite parse the upsert.
 pub(crate) const QUARANTINE_ORPHAN_LISTING_VALUES: &str = "INSERT INTO backfill_quarantine
-        (entity_type, entity_id, attribute_code, raw_value, reason)
+        (entity_type, entity_id, attribute_code, raw_value, shown_value, reason, kind)
     SELECT 'listing', v.listing_id, COALESCE(lower(a.name), '#' || CAST(v.attribute_id AS TEXT)),
         COALESCE(v.text_value, CAST(v.numeric_value AS TEXT), CAST(v.json_value AS TEXT),
             CAST(v.boolean_value AS TEXT)),
-        'the listing does not exist'
+        COALESCE(NULLIF(trim(v.text_value), ''), CAST(v.numeric_value AS TEXT),
+            CAST(v.json_value AS TEXT), CAST(v.boolean_value AS TEXT)),
+        'the listing does not exist', 'orphan'
     FROM listing_attribute_values v
     LEFT JOIN marketplace_listings l ON l.id = v.listing_id
     LEFT JOIN category_attributes a ON a.id = v.attribute_id
     WHERE l.id IS NULL
     ON CONFLICT (entity_type, entity_id, attribute_code) DO UPDATE
-        SET raw_value = excluded.raw_value, reason = excluded.reason";
-
-/// Quarantined legacy values of one attribute with the same raw value and reason: what an
-/// operator looks at to resolve them (an alias or label for a spelling, a new option, a fix).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-pub struct QuarantinedValues {
-    pub entity_type: String,
-    pub attribute_code: String,
-    pub raw_value: String,
-    pub reason: String,
-    pub count: i64,
-}
-
-/// Grouped by attribute, raw value and reason, most common first; `$1` (when not NULL) keeps one
-/// attribute.
-pub(crate) const QUARANTINE_BY_ATTRIBUTE: &str = "SELECT entity_type, attribute_code,
-        COALESCE(raw_value, '') AS raw_value, reason, COUNT(*) AS count
-    FROM backfill_quarantine WHERE (CAST($1 AS TEXT) IS NULL OR attribute_code = $1)
-    GROUP BY entity_type, attribute_code, raw_value, reason
-    ORDER BY COUNT(*) DESC, entity_type, attribute_code, raw_value, reason LIMIT $2";
-
-/// A legacy row the unified rules refused, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct QuarantinedRow {
-    pub entity_id: i64,
-    pub attribute_code: String,
-    pub raw_value: String,
-    pub reason: String,
-}
+        SET raw_value = excluded.raw_value, shown_value = excluded.shown_value,
+            reason = excluded.reason, kind = excluded.kind";
 
 pub(crate) const LOAD_CHECKPOINT: &str = "SELECT entity_type, last_id, migrated, quarantined,
         completed_at IS NOT NULL AS completed, CAST(era AS BIGINT) AS era
@@ -230,12 +206,20 @@ impl<B: Backend> Router<B> {
                     |code| (*code).to_owned(),
                 ),
                 raw_value: serde_json::to_string(&binding).unwrap_or_default(),
+                shown_value: None,
                 reason: reason.to_owned(),
+                kind: QuarantineKind::Orphan,
             });
         }
         let categories_with_orphans: Vec<i64> = orphans.iter().map(|o| o.entity_id).collect();
         if !orphans.is_empty() {
-            B::quarantine_batch(&mut tx, BINDING, &categories_with_orphans, &orphans).await?;
+            crate::quarantine::replace_entries::<B>(
+                &mut tx,
+                BINDING,
+                &categories_with_orphans,
+                &orphans,
+            )
+            .await?;
         }
         B::notify(&mut tx, &[Invalidation::Everything]).await?;
         tx.commit().await?;
@@ -368,13 +352,20 @@ impl<B: Backend> Router<B> {
         Ok((Some(last), migrated, quarantined))
     }
 
-    pub(crate) async fn quarantine_by_attribute(
+    pub(crate) async fn quarantine_listing(
         &self,
         attribute: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<QuarantinedValues>> {
+    ) -> Result<crate::quarantine::QuarantineListing> {
         let mut conn = self.acquire().await?;
-        B::quarantine_by_attribute(&mut conn, attribute, limit).await
+        crate::quarantine::listing::<B>(&mut conn, attribute, limit).await
+    }
+
+    pub(crate) async fn unsettled_quarantine(
+        &self,
+    ) -> Result<Vec<crate::quarantine::UnsettledCount>> {
+        let mut conn = self.acquire().await?;
+        crate::quarantine::unsettled::<B>(&mut conn).await
     }
 
     pub(crate) async fn backfill_progress(&self) -> Result<Vec<crate::backfill::Progress>> {
@@ -404,6 +395,8 @@ struct LegacyCandidate {
     entity_id: i64,
     code: String,
     raw: String,
+    /// The value as legacy reads showed it to users.
+    shown: Option<String>,
     read: std::result::Result<Option<domain::TypedValue>, String>,
 }
 
@@ -422,6 +415,7 @@ async fn legacy_values_of<B: Backend>(
                 Some(LegacyCandidate {
                     entity_id: row.entity_id,
                     raw: row.value.raw_text(),
+                    shown: row.value.shown_text(),
                     read: Ok(row.value.typed_value().map(|(_, typed)| typed)),
                     code,
                 })
@@ -440,20 +434,22 @@ async fn legacy_values_of<B: Backend>(
                     entity_id: *entity_id,
                     code,
                     raw: typed.value.to_json().to_string(),
+                    shown: crate::quarantine::shown_json(&typed.value.to_json()),
                     read: Ok(Some(typed)),
                 }),
         );
-        candidates.extend(
-            decoded
-                .refused
-                .into_iter()
-                .map(|(key, raw, reason)| LegacyCandidate {
-                    entity_id: *entity_id,
-                    code: key,
-                    raw,
-                    read: Err(reason),
-                }),
-        );
+        candidates.extend(decoded.refused.into_iter().map(|(key, raw, reason)| {
+            LegacyCandidate {
+                entity_id: *entity_id,
+                code: key,
+                shown: serde_json::from_str(&raw)
+                    .ok()
+                    .and_then(|json| crate::quarantine::shown_json(&json))
+                    .or_else(|| Some(raw.clone())),
+                raw,
+                read: Err(reason),
+            }
+        }));
     }
     Ok(candidates)
 }
@@ -494,37 +490,43 @@ pub(crate) async fn migrate_entities<B: Backend>(
     let mut sources = Vec::new();
     let mut quarantined = Vec::new();
     for candidate in legacy {
-        let refuse = |reason: String| crate::backfill::QuarantinedRow {
+        let refuse = |kind: QuarantineKind, reason: String| QuarantinedRow {
             entity_id: candidate.entity_id,
             attribute_code: candidate.code.clone(),
             raw_value: candidate.raw.clone(),
+            shown_value: candidate.shown.clone(),
             reason,
+            kind,
         };
         let typed = match candidate.read {
             Err(reason) => {
-                quarantined.push(refuse(reason));
+                quarantined.push(refuse(QuarantineKind::Unreadable, reason));
                 continue;
             }
             Ok(typed) => typed,
         };
         let Some(attribute) = catalog.get(&candidate.code) else {
-            quarantined.push(refuse("no definition of this code".into()));
+            quarantined.push(refuse(
+                QuarantineKind::Unknown,
+                "no definition of this code".into(),
+            ));
             continue;
         };
         let Some(mut typed) = typed else {
-            quarantined.push(refuse(format!(
-                "no usable {} value in the row",
-                attribute.attribute_type
-            )));
+            quarantined.push(refuse(
+                QuarantineKind::Empty,
+                format!("no usable {} value in the row", attribute.attribute_type),
+            ));
             continue;
         };
         domain::canonical_spellings(&attribute.options, &mut typed.value);
         if let Err(kind) = domain::validate::check_typed(attribute, &attribute.options, &typed) {
-            quarantined.push(refuse(kind.to_string()));
+            quarantined.push(refuse(QuarantineKind::Invalid, kind.to_string()));
             continue;
         }
         let Some(&unified_id) = unified_ids.get(&candidate.code) else {
             quarantined.push(refuse(
+                QuarantineKind::Unknown,
                 "no unified definition (run the definitions backfill)".into(),
             ));
             continue;
@@ -534,11 +536,11 @@ pub(crate) async fn migrate_entities<B: Backend>(
             unified_id,
             crate::rows::ValueColumns::unified(&typed),
         ));
-        sources.push((candidate.code, candidate.raw));
+        sources.push((candidate.code, candidate.raw, candidate.shown));
     }
     let migrated =
         store_values::<B>(&mut *conn, kind, ids, &values, &sources, &mut quarantined).await?;
-    B::quarantine_batch(&mut *conn, kind.as_str(), ids, &quarantined).await?;
+    crate::quarantine::replace_entries::<B>(&mut *conn, kind.as_str(), ids, &quarantined).await?;
     Ok((migrated, quarantined.len()))
 }
 
@@ -554,7 +556,7 @@ async fn store_values<B: Backend>(
     kind: EntityKind,
     ids: &[i64],
     values: &[(i64, i64, crate::rows::ValueColumns)],
-    sources: &[(String, String)],
+    sources: &[(String, String, Option<String>)],
     quarantined: &mut Vec<QuarantinedRow>,
 ) -> Result<usize> {
     if attempt::<B>(conn, kind, ids, values, true).await?.is_none() {
@@ -585,7 +587,9 @@ async fn store_values<B: Backend>(
                     entity_id: id,
                     attribute_code: sources[i].0.clone(),
                     raw_value: sources[i].1.clone(),
+                    shown_value: sources[i].2.clone(),
                     reason,
+                    kind: QuarantineKind::Refused,
                 }),
             }
         }

@@ -15,6 +15,14 @@ pub enum StorageError {
     Forbidden(String),
     #[error("refused by a guardrail ({rule}): {violation}", rule = .0.rule(), violation = .0)]
     Guardrail(flags::GuardrailViolation),
+    /// The guardrail `unified_reads_hide_quarantined_values`, with what holds it up.
+    #[error(
+        "refused by a guardrail ({rule}): {violation}; not yet resolved or accepted: {counts}",
+        rule = flags::GuardrailViolation::UnifiedReadsHideQuarantinedValues.rule(),
+        violation = flags::GuardrailViolation::UnifiedReadsHideQuarantinedValues,
+        counts = crate::quarantine::describe_unsettled(.0)
+    )]
+    QuarantineUnsettled(Vec<crate::quarantine::UnsettledCount>),
     #[error("{} value(s) were refused", .0.len())]
     InvalidValues(Vec<FieldError>),
     #[error("unsupported database URL '{0}': use postgres://… or sqlite://…")]

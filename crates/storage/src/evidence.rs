@@ -18,6 +18,7 @@ pub(crate) struct StateRow {
     pub verified: bool,
     pub stored_use_unified: Option<bool>,
     pub stored_dual_write: Option<bool>,
+    pub quarantine_unsettled: bool,
 }
 
 impl StateRow {
@@ -27,6 +28,7 @@ impl StateRow {
             unified_only_writes_pending_sync: self.pending_sync,
             backfill_complete: self.backfill_complete,
             verified_clean: self.backfill_complete && self.verified,
+            quarantine_unsettled: self.quarantine_unsettled,
         }
     }
 
@@ -65,7 +67,10 @@ pub(crate) const STATE: &str = "SELECT m.archived_at IS NOT NULL AS archived,
             AS backfill_complete,
         (m.unified_written_since IS NOT NULL AND COALESCE(m.verified_era = m.unified_era, false))
             AS verified,
-        f.use_unified AS stored_use_unified, f.dual_write AS stored_dual_write
+        f.use_unified AS stored_use_unified, f.dual_write AS stored_dual_write,
+        EXISTS (SELECT 1 FROM backfill_quarantine q
+                WHERE q.kind NOT IN ('orphan', 'empty') AND q.accepted_at IS NULL)
+            AS quarantine_unsettled
     FROM migration_state m LEFT JOIN flag_state f ON f.id = m.id WHERE m.id = 1";
 
 pub(crate) const ARCHIVED: &str =

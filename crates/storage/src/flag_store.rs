@@ -6,7 +6,7 @@ use crate::backend::Backend;
 use crate::error::{Result, StorageError};
 use crate::router::{Router, phase_name};
 
-use flags::{Flags, RawFlags};
+use flags::{Flags, GuardrailViolation, RawFlags};
 use serde::Serialize;
 
 /// The channel replicas listen on for flag changes.
@@ -325,7 +325,15 @@ impl<B: Backend> Router<B> {
             .map_or(current, |stored| stored.flags);
         let state = B::migration_state(&mut tx).await?;
         let new = change(old);
-        let new_phase = new.check(&state).map_err(StorageError::Guardrail)?;
+        let new_phase = match new.check(&state) {
+            Ok(phase) => phase,
+            Err(GuardrailViolation::UnifiedReadsHideQuarantinedValues) => {
+                return Err(StorageError::QuarantineUnsettled(
+                    crate::quarantine::unsettled::<B>(&mut tx).await?,
+                ));
+            }
+            Err(violation) => return Err(StorageError::Guardrail(violation)),
+        };
         let old_phase = old.check(&state).map_or_else(
             |violation| violation.rule().to_owned(),
             |p| phase_name(p).to_owned(),

@@ -21,6 +21,7 @@ mod legacy;
 mod option_use;
 mod ownership;
 mod postgres;
+pub mod quarantine;
 mod read_pool;
 pub mod replicas;
 pub mod resolve;
@@ -598,14 +599,33 @@ impl Storage {
         on_router!(self, router => router.quarantine_by_reason(limit).await)
     }
 
-    /// Quarantined values grouped by attribute, raw value and reason, most common first
-    /// (`attribute`: one attribute's only).
-    pub async fn quarantine_by_attribute(
+    /// The quarantine with its totals, grouped by attribute, value as users saw it and reason,
+    /// most common first (`attribute`: one attribute's only).
+    pub async fn quarantine(
         &self,
         attribute: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<backfill::QuarantinedValues>> {
-        on_router!(self, router => router.quarantine_by_attribute(attribute, limit).await)
+    ) -> Result<quarantine::QuarantineListing> {
+        on_router!(self, router => router.quarantine_listing(attribute, limit).await)
+    }
+
+    /// Quarantined values users see in legacy reads that no operator resolved or accepted:
+    /// what holds up unified reads without fallback, by attribute and kind.
+    pub async fn unsettled_quarantine(&self) -> Result<Vec<quarantine::UnsettledCount>> {
+        on_router!(self, router => router.unsettled_quarantine().await)
+    }
+
+    /// Accepts that unified reads go without the quarantined values `filter` names (`undo`:
+    /// takes that back); audited. `all` is needed when the filter names nothing.
+    pub async fn accept_quarantined(
+        &self,
+        filter: &quarantine::AcceptFilter,
+        all: bool,
+        note: Option<&str>,
+        actor: &str,
+        undo: bool,
+    ) -> Result<resolve::Resolution> {
+        on_router!(self, router => router.accept_quarantined(filter, all, note, actor, undo).await)
     }
 
     /// Registers `alias` as another spelling of `option` of `attribute` (audited); it takes
@@ -618,8 +638,9 @@ impl Storage {
         option: &str,
         actor: &str,
         mode: WriteMode,
+        dry_run: bool,
     ) -> Result<Written<resolve::Resolution>> {
-        self.stamped(on_router!(self, router => router.add_alias(attribute, alias, option, actor, mode).await)).await
+        self.stamped(on_router!(self, router => router.add_alias(attribute, alias, option, actor, mode, dry_run).await)).await
     }
 
     /// Adds an option to `attribute` in every store `mode` writes (audited).
@@ -630,21 +651,20 @@ impl Storage {
         label: domain::LocalizedText,
         actor: &str,
         mode: WriteMode,
+        dry_run: bool,
     ) -> Result<Written<resolve::Resolution>> {
-        self.stamped(on_router!(self, router => fenced(mode, |mode| router.add_option(attribute, value, label.clone(), actor, mode)).await)).await
+        self.stamped(on_router!(self, router => fenced(mode, |mode| router.add_option(attribute, value, label.clone(), actor, mode, dry_run)).await)).await
     }
 
     /// Moves quarantined listing values of `from` to attribute `to` and migrates them again
     /// (audited).
     pub async fn move_values(
         &self,
-        from: &str,
-        to: &str,
-        raw_value: Option<&str>,
+        request: &resolve::MoveRequest,
         actor: &str,
         mode: WriteMode,
     ) -> Result<Written<(resolve::Resolution, resolve::MoveReport)>> {
-        self.stamped(on_router!(self, router => fenced(mode, |mode| router.move_values(from, to, raw_value, actor, mode)).await)).await
+        self.stamped(on_router!(self, router => fenced(mode, |mode| router.move_values(request, actor, mode)).await)).await
     }
 
     /// The quarantine's resolutions, newest first.
@@ -879,6 +899,8 @@ fn tables_dropped_by(version: i64) -> &'static [&'static str] {
         20261130000007 => &["migration_state"],
         // Drops the operators' aliases and the record of their resolutions.
         20261130000009 => &["attribute_option_aliases", "quarantine_resolutions"],
+        // Drops the operators' acceptances (the quarantine's columns).
+        20261204000014 => &["backfill_quarantine"],
         _ => &[],
     }
 }

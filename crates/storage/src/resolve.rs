@@ -13,9 +13,11 @@ use domain::{
 use flags::{Store, WriteMode};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Conn};
+use crate::dialect::{Sql, on_dialect};
 use crate::error::{Result, StorageError};
 use crate::invalidation::Invalidation;
+use crate::quarantine::{self, AcceptFilter, QuarantineKind, ValueMatch};
 use crate::router::{Router, Written, ensure_legacy_in_place};
 
 /// The longest alias or option value kept (the legacy `option_value` column's width).
@@ -37,11 +39,65 @@ pub struct Resolution {
     pub affected: i64,
     pub resolved_at: String,
     pub resolved_by: String,
+    /// The same resolution was asked for again: this is the earlier one, nothing changed.
+    #[sqlx(skip)]
+    #[serde(default)]
+    pub repeated: bool,
 }
 
-/// What `move_values` did.
+impl Resolution {
+    fn repeated(self) -> Self {
+        Self {
+            repeated: true,
+            ..self
+        }
+    }
+}
+
+/// Which quarantined values to move, and how carefully.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct MoveRequest {
+    pub from: String,
+    pub to: String,
+    /// Only the values users saw as this (trimmed, any case).
+    #[serde(default)]
+    pub raw_value: Option<String>,
+    /// Only the values stored exactly as this (`text=Volkswagen, unit=`).
+    #[serde(default)]
+    pub raw_value_exact: Option<String>,
+    /// Move although the target's type or rules refuse some of the values.
+    #[serde(default)]
+    pub force: bool,
+    /// Report what would move, changing nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl MoveRequest {
+    fn value(&self) -> Option<ValueMatch<'_>> {
+        match (&self.raw_value_exact, &self.raw_value) {
+            (Some(exact), _) => Some(ValueMatch::Exact(exact)),
+            (None, Some(seen)) => Some(ValueMatch::Seen(seen)),
+            (None, None) => None,
+        }
+    }
+
+    /// What a repeat of this move looks like in a recorded resolution's detail.
+    fn same_as(&self, detail: &serde_json::Value) -> bool {
+        detail["to"] == self.to.as_str()
+            && detail["raw_value"].as_str() == self.raw_value.as_deref()
+            && detail["raw_value_exact"].as_str() == self.raw_value_exact.as_deref()
+    }
+}
+
+/// What `move_values` did (or, with `dry_run`, would do).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MoveReport {
+    pub dry_run: bool,
+    /// Nothing quarantined as "not valid for this attribute" matched: the values that are
+    /// (as users saw them), so the operator can type one of them. Nothing was recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nothing_matched: Option<Vec<String>>,
     /// Legacy values now under the target attribute (listing ids).
     pub moved: Vec<i64>,
     /// Listings left as they were: they already have a value of the target attribute.
@@ -92,6 +148,106 @@ fn with_options(attribute: &Attribute) -> Result<()> {
     }
 }
 
+impl MoveReport {
+    fn nothing(dry_run: bool, nothing_matched: Option<Vec<String>>) -> Self {
+        Self {
+            dry_run,
+            nothing_matched,
+            moved: Vec::new(),
+            skipped: Vec::new(),
+            migrated: 0,
+            quarantined: 0,
+        }
+    }
+}
+
+impl Resolution {
+    /// What a dry run or a move that matched nothing answers: no id, nothing recorded.
+    fn unrecorded(action: &str, attribute_code: &str, actor: &str) -> Self {
+        Self {
+            id: 0,
+            action: action.to_owned(),
+            attribute_code: attribute_code.to_owned(),
+            detail: serde_json::Value::Null,
+            affected: 0,
+            resolved_at: String::new(),
+            resolved_by: actor.to_owned(),
+            repeated: false,
+        }
+    }
+}
+
+/// The values about to move, read as the target attribute: refused when the target's type
+/// differs or its rules refuse some of them (a `year` is no `mileage`), naming how many.
+async fn ensure_target_holds<B: Backend>(
+    conn: &mut Conn<B>,
+    listings: &[i64],
+    source: &Attribute,
+    target: &Attribute,
+) -> Result<()> {
+    if source.attribute_type != target.attribute_type {
+        return Err(StorageError::Conflict(format!(
+            "'{}' is a {} attribute and '{}' a {} one: its values cannot hold them as they are; \
+             pass --force (\"force\": true) to move them anyway (what '{}' refuses stays quarantined)",
+            source.code, source.attribute_type, target.code, target.attribute_type, target.code
+        )));
+    }
+    let rows = B::legacy_listing_rows(conn, listings).await?;
+    let mut refused = 0;
+    for row in rows
+        .iter()
+        .filter(|r| r.value.code.as_deref() == Some(&source.code))
+    {
+        let Some((_, mut typed)) = row.value.typed_value() else {
+            continue;
+        };
+        domain::canonical_spellings(&target.options, &mut typed.value);
+        if domain::validate::check_typed(target, &target.options, &typed).is_err() {
+            refused += 1;
+        }
+    }
+    if refused > 0 {
+        return Err(StorageError::Conflict(format!(
+            "'{}' refuses {refused} of the {} value(s) to move: pass --force (\"force\": true) to \
+             move them anyway (those stay quarantined under '{}')",
+            target.code,
+            listings.len(),
+            target.code
+        )));
+    }
+    Ok(())
+}
+
+const EARLIER_RESOLUTIONS: Sql = Sql::same(
+    "SELECT CAST(id AS BIGINT) AS id, action, attribute_code, detail, affected,
+        CAST(resolved_at AS TEXT) AS resolved_at, resolved_by
+    FROM quarantine_resolutions WHERE action = $1 AND attribute_code = $2
+    ORDER BY id DESC LIMIT 200",
+);
+
+/// The latest resolution of `action` on `attribute` whose detail `same` recognises: a repeat
+/// answers it instead of recording another.
+async fn earlier_resolution<B: Backend>(
+    conn: &mut Conn<B>,
+    action: &str,
+    attribute: &str,
+    same: impl Fn(&serde_json::Value) -> bool,
+) -> Result<Option<Resolution>> {
+    crate::stats::record_queries(1);
+    let earlier: Vec<Resolution> = on_dialect!(
+        B::dialect(&mut *conn),
+        EARLIER_RESOLUTIONS,
+        |c, statement| {
+            sqlx::query_as(statement)
+                .bind(action)
+                .bind(attribute)
+                .fetch_all(&mut *c)
+                .await?
+        }
+    );
+    Ok(earlier.into_iter().find(|r| same(&r.detail)))
+}
+
 impl<B: Backend> Router<B> {
     /// Registers `alias` as another spelling of `option` of `attribute`. Refused when the
     /// spelling already means another option (it would no longer be certain); accepted without
@@ -103,6 +259,7 @@ impl<B: Backend> Router<B> {
         option: &str,
         actor: &str,
         mode: WriteMode,
+        dry_run: bool,
     ) -> Result<Written<Resolution>> {
         let alias = spelling("alias", alias)?;
         let mut tx = self.begin_write().await?;
@@ -143,12 +300,45 @@ impl<B: Backend> Router<B> {
             )));
         }
         let already = option_for_spelling(&definition.options, alias) == Some(&target.value);
-        if !already {
+        if already {
+            let same = |d: &serde_json::Value| {
+                d["option"] == target.value.as_str()
+                    && d["alias"].as_str().map(alias_key) == Some(alias_key(alias))
+            };
+            if let Some(earlier) =
+                earlier_resolution::<B>(&mut tx, "alias", &definition.code, same).await?
+            {
+                return Ok(Written {
+                    data: earlier.repeated(),
+                    invalidations: Vec::new(),
+                });
+            }
+        } else {
             B::insert_alias(&mut tx, &definition, alias, &target.value, actor).await?;
         }
+        // How many quarantined values users saw spelled so: they migrate at the next retry.
+        let matching = quarantine::ids_of::<B>(
+            &mut tx,
+            EntityKind::Listing,
+            &definition.code,
+            QuarantineKind::Invalid,
+            Some(ValueMatch::Seen(alias)),
+        )
+        .await?
+        .len();
         let detail = serde_json::json!({
             "alias": alias, "option": target.value, "already_known": already,
+            "quarantined_matching": matching,
         });
+        if dry_run {
+            return Ok(Written {
+                data: Resolution {
+                    detail,
+                    ..Resolution::unrecorded("alias", &definition.code, actor)
+                },
+                invalidations: Vec::new(),
+            });
+        }
         let resolution =
             B::record_resolution(&mut tx, "alias", &definition.code, &detail, 0, actor).await?;
         let invalidations = vec![
@@ -176,6 +366,7 @@ impl<B: Backend> Router<B> {
         label: LocalizedText,
         actor: &str,
         mode: WriteMode,
+        dry_run: bool,
     ) -> Result<Written<Resolution>> {
         let value = spelling("value", value)?;
         let mut tx = self.begin_fenced(mode).await?;
@@ -185,6 +376,18 @@ impl<B: Backend> Router<B> {
             attribute,
         )?;
         with_options(&definition)?;
+        if definition.options.iter().any(|o| o.value == value)
+            && let Some(earlier) =
+                earlier_resolution::<B>(&mut tx, "option", &definition.code, |d| {
+                    d["value"] == value
+                })
+                .await?
+        {
+            return Ok(Written {
+                data: earlier.repeated(),
+                invalidations: Vec::new(),
+            });
+        }
         if let Some(other) = definition.options.iter().find(|o| o.is_spelled(value)) {
             return Err(StorageError::Conflict(format!(
                 "'{value}' already means option '{}' of '{attribute}'",
@@ -212,7 +415,26 @@ impl<B: Backend> Router<B> {
         }
         let invalidations =
             crate::writes::store_definition::<B>(&mut tx, mode, &definition).await?;
-        let detail = serde_json::json!({"value": value, "label": label});
+        let matching = quarantine::ids_of::<B>(
+            &mut tx,
+            EntityKind::Listing,
+            &definition.code,
+            QuarantineKind::Invalid,
+            Some(ValueMatch::Seen(value)),
+        )
+        .await?
+        .len();
+        let detail =
+            serde_json::json!({"value": value, "label": label, "quarantined_matching": matching});
+        if dry_run {
+            return Ok(Written {
+                data: Resolution {
+                    detail,
+                    ..Resolution::unrecorded("option", &definition.code, actor)
+                },
+                invalidations: Vec::new(),
+            });
+        }
         let resolution =
             B::record_resolution(&mut tx, "option", &definition.code, &detail, 0, actor).await?;
         B::notify(&mut tx, &invalidations).await?;
@@ -223,15 +445,15 @@ impl<B: Backend> Router<B> {
         })
     }
 
-    /// Moves the quarantined listing values of attribute `from` (those with `raw_value`, or
-    /// all) to attribute `to`, where they belong: the legacy rows change attribute, and the
-    /// listings are migrated again in the same transaction, so both stores agree at commit.
-    /// A listing that already has a value of `to` is left as it is and reported.
+    /// Moves the quarantined listing values of attribute `from` that its rules refused (those
+    /// users saw as `raw_value`, or all) to attribute `to`: the legacy rows change attribute,
+    /// and the listings are migrated again in the same transaction, so both stores agree at
+    /// commit. Orphans, empty rows and unknown codes are never moved. A listing that already
+    /// has a value of `to` is left as it is and reported. A target whose type or rules refuse
+    /// some of the values needs `force`; a move that matches nothing records nothing.
     pub(crate) async fn move_values(
         &self,
-        from: &str,
-        to: &str,
-        raw_value: Option<&str>,
+        request: &MoveRequest,
         actor: &str,
         mode: WriteMode,
     ) -> Result<Written<(Resolution, MoveReport)>> {
@@ -242,6 +464,7 @@ impl<B: Backend> Router<B> {
                     .into(),
             ));
         }
+        let (from, to) = (request.from.as_str(), request.to.as_str());
         let mut tx = self.begin_fenced(mode).await?;
         ensure_legacy_in_place::<B>(&mut tx).await?;
         crate::backfill::ensure_backfill_allowed(&B::state_row(&mut tx).await?)?;
@@ -250,9 +473,9 @@ impl<B: Backend> Router<B> {
             .into_iter()
             .map(|a| (a.code.clone(), a))
             .collect();
-        let listing_attribute = |field: &str, code: &str| -> Result<i64> {
+        let listing_attribute = |field: &str, code: &str| -> Result<&Attribute> {
             match catalog.get(code) {
-                Some(a) if a.id < crate::VARIANT_AXIS_ID_OFFSET => Ok(a.id),
+                Some(a) if a.id < crate::VARIANT_AXIS_ID_OFFSET => Ok(a),
                 Some(_) => Err(invalid(
                     field,
                     format!("'{code}' is a B2C variant axis: listings cannot hold it"),
@@ -263,19 +486,55 @@ impl<B: Backend> Router<B> {
                 )),
             }
         };
-        let (from_id, to_id) = (
+        let (source, target) = (
             listing_attribute("from", from)?,
             listing_attribute("to", to)?,
         );
-        if from_id == to_id {
+        if source.id == target.id {
             return Err(invalid(
                 "to",
                 "is the attribute the values are under".into(),
             ));
         }
-        let candidates =
-            B::quarantined_ids_of(&mut tx, EntityKind::Listing, from, raw_value).await?;
-        let moved = B::move_listing_values(&mut tx, from_id, to_id, &candidates).await?;
+        let candidates = quarantine::ids_of::<B>(
+            &mut tx,
+            EntityKind::Listing,
+            from,
+            QuarantineKind::Invalid,
+            request.value(),
+        )
+        .await?;
+        if candidates.is_empty() {
+            if let Some(earlier) =
+                earlier_resolution::<B>(&mut tx, "move", from, |d| request.same_as(d)).await?
+            {
+                return Ok(Written {
+                    data: (
+                        earlier.repeated(),
+                        MoveReport::nothing(request.dry_run, None),
+                    ),
+                    invalidations: Vec::new(),
+                });
+            }
+            let known = quarantine::shown_values_of::<B>(
+                &mut tx,
+                EntityKind::Listing,
+                from,
+                QuarantineKind::Invalid,
+            )
+            .await?;
+            return Ok(Written {
+                data: (
+                    Resolution::unrecorded("move", from, actor),
+                    MoveReport::nothing(request.dry_run, Some(known)),
+                ),
+                invalidations: Vec::new(),
+            });
+        }
+        if !request.force {
+            ensure_target_holds::<B>(&mut tx, &candidates, source, target).await?;
+        }
+        let moved = B::move_listing_values(&mut tx, source.id, target.id, &candidates).await?;
         let skipped: Vec<i64> = candidates
             .iter()
             .copied()
@@ -288,13 +547,23 @@ impl<B: Backend> Router<B> {
                 .await?
         };
         let report = MoveReport {
+            dry_run: request.dry_run,
+            nothing_matched: None,
             moved,
             skipped,
             migrated,
             quarantined,
         };
+        if request.dry_run {
+            // Everything above ran in the transaction, which is dropped: nothing changed.
+            return Ok(Written {
+                data: (Resolution::unrecorded("move", from, actor), report),
+                invalidations: Vec::new(),
+            });
+        }
         let detail = serde_json::json!({
-            "to": to, "raw_value": raw_value, "moved": report.moved, "skipped": report.skipped,
+            "to": to, "raw_value": request.raw_value, "raw_value_exact": request.raw_value_exact,
+            "force": request.force, "moved": report.moved, "skipped": report.skipped,
             "migrated": report.migrated, "quarantined": report.quarantined,
         });
         let affected = report.moved.len() as i64;
@@ -312,6 +581,41 @@ impl<B: Backend> Router<B> {
             data: (resolution, report),
             invalidations,
         })
+    }
+
+    /// Accepts that unified reads go without the quarantined values `filter` names (or, with
+    /// `undo`, takes that back), audited as a resolution. Repeating an acceptance that changes
+    /// nothing answers the earlier one.
+    pub(crate) async fn accept_quarantined(
+        &self,
+        filter: &AcceptFilter,
+        all: bool,
+        note: Option<&str>,
+        actor: &str,
+        undo: bool,
+    ) -> Result<Resolution> {
+        let action = if undo { "unaccept" } else { "accept" };
+        let attribute = filter.attribute.as_deref().unwrap_or("*");
+        let mut tx = self.begin_write().await?;
+        let changed = quarantine::set_accepted::<B>(&mut tx, filter, all, actor, undo).await?;
+        if changed == 0 {
+            let same = |detail: &serde_json::Value| {
+                detail["reason"].as_str() == filter.kind.map(QuarantineKind::as_str)
+            };
+            if let Some(earlier) = earlier_resolution::<B>(&mut tx, action, attribute, same).await?
+            {
+                return Ok(earlier.repeated());
+            }
+        }
+        let detail = serde_json::json!({
+            "attribute": filter.attribute, "reason": filter.kind.map(QuarantineKind::as_str),
+            "note": note, "values": changed,
+        });
+        let resolution =
+            B::record_resolution(&mut tx, action, attribute, &detail, changed as i64, actor)
+                .await?;
+        tx.commit().await?;
+        Ok(resolution)
     }
 
     /// The resolutions, newest first.
@@ -335,10 +639,6 @@ pub(crate) const INSERT_RESOLUTION: &str = "INSERT INTO quarantine_resolutions
 pub(crate) const RESOLUTIONS: &str = "SELECT CAST(id AS BIGINT) AS id, action, attribute_code,
         detail, affected, CAST(resolved_at AS TEXT) AS resolved_at, resolved_by
     FROM quarantine_resolutions ORDER BY id DESC LIMIT $1";
-
-pub(crate) const QUARANTINED_IDS_OF: &str = "SELECT entity_id FROM backfill_quarantine
-    WHERE entity_type = $1 AND attribute_code = $2 AND ($3 IS NULL OR raw_value = $3)
-    ORDER BY entity_id";
 
 /// Moves a listing's value to another attribute unless the listing has one there already.
 pub(crate) const MOVE_LISTING_VALUE: &str = "UPDATE listing_attribute_values

@@ -38,6 +38,8 @@ impl ReadRoute {
 pub enum FallbackReason {
     UnifiedError,
     UnifiedEmpty,
+    /// The entity has quarantined values users see in legacy: unified would hide them.
+    Quarantined,
 }
 
 /// Which store answered a read.
@@ -56,6 +58,7 @@ impl ServedBy {
             ServedBy::Unified => "unified",
             ServedBy::Fallback(FallbackReason::UnifiedError) => "fallback_error",
             ServedBy::Fallback(FallbackReason::UnifiedEmpty) => "fallback_empty",
+            ServedBy::Fallback(FallbackReason::Quarantined) => "fallback_quarantined",
         }
     }
 }
@@ -243,8 +246,38 @@ impl<B: Backend> Router<B> {
         entity: EntityRef,
         route: ReadRoute,
     ) -> Result<Read<EntityValues>> {
+        if route.store == Store::Unified
+            && route.fallback
+            && !self
+                .quarantined_among(entity.kind, &[entity.id])
+                .await
+                .is_empty()
+        {
+            return Ok(Read {
+                data: self.values_in(Store::Legacy, entity).await?,
+                served_by: ServedBy::Fallback(FallbackReason::Quarantined),
+            });
+        }
         self.routed(route, |store| self.values_in(store, entity))
             .await
+    }
+
+    /// Which of these entities have quarantined values users see in legacy reads. A failed
+    /// look-up finds none: the unified read that follows meets the same failure and falls back.
+    async fn quarantined_among(
+        &self,
+        kind: domain::EntityKind,
+        ids: &[i64],
+    ) -> std::collections::HashSet<i64> {
+        let scope = match (kind, ids) {
+            (_, [id]) => ReadScope::Entity(EntityRef { kind, id: *id }),
+            _ => ReadScope::Listings(ids),
+        };
+        self.on_read_connection(scope, async |conn| {
+            crate::quarantine::entities_with_seen_values::<B>(conn, kind, ids).await
+        })
+        .await
+        .unwrap_or_default()
     }
 
     /// Values of many listings; listings that do not exist are absent from the answer. With
@@ -267,10 +300,15 @@ impl<B: Backend> Router<B> {
         }
         match read(Store::Unified).await {
             Ok(mut data) if route.fallback => {
+                let quarantined = self
+                    .quarantined_among(domain::EntityKind::Listing, ids)
+                    .await;
                 let empty: Vec<i64> = ids
                     .iter()
                     .copied()
-                    .filter(|id| data.get(id).is_none_or(|v| v.is_empty()))
+                    .filter(|id| {
+                        quarantined.contains(id) || data.get(id).is_none_or(|v| v.is_empty())
+                    })
                     .collect();
                 if empty.is_empty() {
                     return Ok(Read {
@@ -286,7 +324,11 @@ impl<B: Backend> Router<B> {
                 let mut served_by = ServedBy::Unified;
                 for (id, values) in legacy.into_iter().filter(|(_, v)| !v.is_empty()) {
                     data.insert(id, values);
-                    served_by = ServedBy::Fallback(FallbackReason::UnifiedEmpty);
+                    served_by = ServedBy::Fallback(if quarantined.contains(&id) {
+                        FallbackReason::Quarantined
+                    } else {
+                        FallbackReason::UnifiedEmpty
+                    });
                 }
                 Ok(Read { data, served_by })
             }

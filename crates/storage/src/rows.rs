@@ -456,6 +456,37 @@ impl ValueRow {
         }
     }
 
+    /// The row's value as legacy reads showed it to users (`Volkswagen`, `456`, `150000 km`);
+    /// `None` for a row that shows nothing.
+    pub(crate) fn shown_text(&self) -> Option<String> {
+        let number = self.numeric_value.as_deref().map(|n| {
+            let n = n.trim();
+            let n = if n.contains('.') {
+                n.trim_end_matches('0').trim_end_matches('.')
+            } else {
+                n
+            };
+            match self.unit.as_deref().map(str::trim) {
+                Some(unit) if !unit.is_empty() => format!("{n} {unit}"),
+                _ => n.to_owned(),
+            }
+        });
+        let json = self
+            .json_value
+            .as_ref()
+            .and_then(|j| crate::quarantine::shown_json(&j.0));
+        [
+            self.text_value.as_deref().map(str::trim).map(str::to_owned),
+            number,
+            self.boolean_value.map(|b| b.to_string()),
+            self.date_value.clone(),
+            json,
+        ]
+        .into_iter()
+        .flatten()
+        .find(|text| !text.is_empty())
+    }
+
     /// The typed value of a row, read as the attribute's type says. Legacy defects are
     /// coped with: numbers tagged 'text', multiselect kept as one comma-separated string,
     /// booleans as text. A row that holds no usable value gives `None`.

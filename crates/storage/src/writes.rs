@@ -115,6 +115,14 @@ impl<B: Backend> Router<B> {
             }
             B::unified_apply_values(&mut tx, entity, &set, &removed).await?;
         }
+        // The user's word replaces what the quarantine held for these codes: in legacy the
+        // value is replaced or gone, and a later sync must not keep a value they deleted.
+        let written: Vec<&str> = set
+            .keys()
+            .chain(removed.iter())
+            .map(String::as_str)
+            .collect();
+        crate::quarantine::forget_written::<B>(&mut tx, entity, &written).await?;
         let mut invalidations = vec![Invalidation::entity(entity)];
         if entity.kind == EntityKind::Listing {
             invalidations.push(Invalidation::Ranges {

@@ -179,8 +179,9 @@ pub struct QuarantineQuery {
     limit: Option<i64>,
 }
 
-/// `GET /api/v2/admin/attributes/quarantine`: the quarantined legacy values grouped by attribute,
-/// raw value and reason, most common first — what an operator resolves.
+/// `GET /api/v2/admin/attributes/quarantine`: the quarantine's totals and its values grouped by
+/// attribute, value as users saw it and reason, most common first — what an operator resolves
+/// or accepts.
 #[utoipa::path(get, path = "/api/v2/admin/attributes/quarantine", tag = "admin",
     params(QuarantineQuery),
     security(("admin_token" = [])),
@@ -196,7 +197,7 @@ pub async fn quarantine(
     let limit = crate::routes::admin_limit(query.limit)?;
     let values = state
         .storage
-        .quarantine_by_attribute(query.attribute.as_deref(), limit)
+        .quarantine(query.attribute.as_deref(), limit)
         .await?;
     Ok(HttpResponse::Ok().json(Envelope::new(values)))
 }

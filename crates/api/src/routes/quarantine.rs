@@ -24,6 +24,9 @@ pub struct AliasBody {
     /// The option value it means (`diesel`).
     #[schema(min_length = 1, max_length = 255)]
     option: String,
+    /// Answer what it would do, changing nothing.
+    #[serde(default)]
+    dry_run: bool,
 }
 
 /// `POST /api/v2/admin/attributes/quarantine/options`
@@ -39,6 +42,9 @@ pub struct NewOptionBody {
     #[serde(default)]
     #[schema(value_type = Object)]
     label: domain::LocalizedText,
+    /// Answer what it would do, changing nothing.
+    #[serde(default)]
+    dry_run: bool,
 }
 
 /// `POST /api/v2/admin/attributes/quarantine/moves`
@@ -51,8 +57,45 @@ pub struct MoveBody {
     /// The attribute they belong to.
     #[schema(min_length = 1, max_length = 255)]
     to: String,
-    /// Only values with this raw form, as the quarantine lists it (`text=Volkswagen`).
+    /// Only values users saw as this, as the quarantine lists it (`Volkswagen`): trimmed, any
+    /// case.
     raw_value: Option<String>,
+    /// Only values stored exactly as this (`text=Volkswagen, unit=`).
+    raw_value_exact: Option<String>,
+    /// Move although the target's type or rules refuse some of the values.
+    #[serde(default)]
+    force: bool,
+    /// Answer what would move, changing nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// `POST /api/v2/admin/attributes/quarantine/acceptances[/undo]`
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptBody {
+    /// Only this attribute's values.
+    #[schema(min_length = 1, max_length = 255)]
+    attribute: Option<String>,
+    /// Only values quarantined for this kind of reason.
+    #[schema(value_type = Option<String>, example = "invalid")]
+    reason: Option<storage::quarantine::QuarantineKind>,
+    /// Every quarantined value users see (needed when neither filter is given).
+    #[serde(default)]
+    all: bool,
+    /// Why, for the audit.
+    #[schema(max_length = 1000)]
+    note: Option<String>,
+}
+
+/// A resolution's answer: 201 when recorded now, 200 when it repeats an earlier one (or is
+/// a dry run) and nothing changed.
+fn resolved(resolution: &Resolution) -> actix_web::HttpResponseBuilder {
+    if resolution.repeated || resolution.id == 0 {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::Created()
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -87,10 +130,11 @@ pub async fn add_alias(
             &body.option,
             &admin.actor,
             state.flags().write_mode(),
+            body.dry_run,
         )
         .await?;
     state.invalidate(&written.invalidations).await;
-    Ok(HttpResponse::Created().json(Envelope::new(written.data)))
+    Ok(resolved(&written.data).json(Envelope::new(written.data)))
 }
 
 /// Adds an option to an attribute, in every store the flags write.
@@ -119,10 +163,11 @@ pub async fn add_option(
             body.label,
             &admin.actor,
             state.flags().write_mode(),
+            body.dry_run,
         )
         .await?;
     state.invalidate(&written.invalidations).await;
-    Ok(HttpResponse::Created().json(Envelope::new(written.data)))
+    Ok(resolved(&written.data).json(Envelope::new(written.data)))
 }
 
 /// Moves quarantined listing values to the attribute they belong to and migrates them again,
@@ -143,19 +188,93 @@ pub async fn move_values(
     body: web::Json<MoveBody>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let request = storage::resolve::MoveRequest {
+        from: body.from,
+        to: body.to,
+        raw_value: body.raw_value,
+        raw_value_exact: body.raw_value_exact,
+        force: body.force,
+        dry_run: body.dry_run,
+    };
     let written = state
         .storage
-        .move_values(
-            &body.from,
-            &body.to,
-            body.raw_value.as_deref(),
-            &admin.actor,
-            state.flags().write_mode(),
-        )
+        .move_values(&request, &admin.actor, state.flags().write_mode())
         .await?;
     state.invalidate(&written.invalidations).await;
     let (resolution, report) = written.data;
+    if let Some(known) = &report.nothing_matched {
+        return Err(ApiError::Conflict(format!(
+            "no value of '{}' quarantined as not valid for it matches; nothing moved or recorded. \
+             Its quarantined values, as users saw them: {}",
+            request.from,
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(" | ")
+            }
+        )));
+    }
     Ok(HttpResponse::Ok().json(Envelope::new(Moved { resolution, report })))
+}
+
+/// Accepts that unified reads go without the quarantined values named (audited): unified reads
+/// without fallback need every value users see resolved or accepted.
+#[utoipa::path(post, path = "/api/v2/admin/attributes/quarantine/acceptances", tag = "admin",
+    request_body = AcceptBody,
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "The acceptance, as recorded among the resolutions", body = Object),
+        (status = 200, description = "It repeats an earlier one: nothing changed", body = Object),
+        (status = 400, description = "Malformed JSON", body = crate::error::ErrorView),
+        (status = 401, description = "No valid admin token", body = crate::error::ErrorView),
+        (status = 409, description = "Neither a filter nor `all`", body = crate::error::ErrorView),
+        (status = 415, description = "Not JSON", body = crate::error::ErrorView),
+        (status = 422, description = "An unknown reason kind", body = crate::error::ErrorView)))]
+pub async fn accept(
+    admin: Admin,
+    body: web::Json<AcceptBody>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    accept_or_undo(admin, body.into_inner(), state, false).await
+}
+
+/// Takes an acceptance back: those values hold up unified reads again.
+#[utoipa::path(post, path = "/api/v2/admin/attributes/quarantine/acceptances/undo", tag = "admin",
+    request_body = AcceptBody,
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "Recorded among the resolutions", body = Object),
+        (status = 200, description = "It repeats an earlier one: nothing changed", body = Object),
+        (status = 400, description = "Malformed JSON", body = crate::error::ErrorView),
+        (status = 401, description = "No valid admin token", body = crate::error::ErrorView),
+        (status = 409, description = "Neither a filter nor `all`", body = crate::error::ErrorView),
+        (status = 415, description = "Not JSON", body = crate::error::ErrorView),
+        (status = 422, description = "An unknown reason kind", body = crate::error::ErrorView)))]
+pub async fn unaccept(
+    admin: Admin,
+    body: web::Json<AcceptBody>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    accept_or_undo(admin, body.into_inner(), state, true).await
+}
+
+async fn accept_or_undo(
+    admin: Admin,
+    body: AcceptBody,
+    state: web::Data<AppState>,
+    undo: bool,
+) -> Result<HttpResponse, ApiError> {
+    let filter = storage::quarantine::AcceptFilter {
+        attribute: body.attribute,
+        kind: body.reason,
+    };
+    let resolution = state
+        .storage
+        .accept_quarantined(&filter, body.all, body.note.as_deref(), &admin.actor, undo)
+        .await?;
+    // The guardrail that reads this changed: every replica reloads the migration state.
+    Ok(resolved(&resolution).json(Envelope::new(resolution)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
