@@ -278,12 +278,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
         category_id: i64,
     ) -> impl Future<Output = Result<Vec<i64>>> + Send;
 
-    /// Categories whose effective schema includes the attribute, in either store.
-    fn categories_using_attribute(
-        conn: &mut Conn<Self>,
-        attribute_id: i64,
-    ) -> impl Future<Output = Result<Vec<i64>>> + Send;
-
     /// Whether another attribute (not `except_id`) has this code in the store.
     fn code_taken(
         conn: &mut Conn<Self>,
@@ -1132,18 +1126,6 @@ macro_rules! backend_operations {
             record_queries(1);
             let ids: Vec<i32> = sqlx::query_scalar(sql::CATEGORY_SUBTREE)
                 .bind(category_id)
-                .fetch_all(conn)
-                .await?;
-            Ok(ids.into_iter().map(i64::from).collect())
-        }
-
-        async fn categories_using_attribute(
-            conn: &mut Conn<Self>,
-            attribute_id: i64,
-        ) -> Result<Vec<i64>> {
-            record_queries(1);
-            let ids: Vec<i32> = sqlx::query_scalar(sql::CATEGORIES_USING_ATTRIBUTE)
-                .bind(attribute_id)
                 .fetch_all(conn)
                 .await?;
             Ok(ids.into_iter().map(i64::from).collect())

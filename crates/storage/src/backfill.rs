@@ -457,6 +457,13 @@ async fn legacy_values_of<B: Backend>(
 /// A backfill overwrites unified values with legacy ones: refused while unified holds writes
 /// legacy lacks, or while the stored flags write only to unified.
 pub(crate) fn ensure_backfill_allowed(state: &crate::evidence::StateRow) -> Result<()> {
+    if state.archived {
+        return Err(StorageError::Conflict(
+            "the legacy tables are archived: there is nothing to migrate from; run restore-archive \
+             first"
+                .into(),
+        ));
+    }
     if state.pending_sync {
         return Err(StorageError::Conflict(
             "writes have reached only the unified store since the last reverse sync: a backfill would \

@@ -5,6 +5,7 @@
 //! operations. Backends only provide SQL operations on a connection they are handed; the
 //! router owns every transaction.
 
+mod affected;
 pub mod archive;
 mod backend;
 pub mod backfill;
@@ -694,6 +695,13 @@ impl Storage {
 
     /// The legacy definitions by code: the rules the backfill holds legacy values to.
     pub async fn backfill_catalog(&self) -> Result<std::collections::HashMap<String, Attribute>> {
+        if on_router!(self, router => router.archived().await)? {
+            return Err(StorageError::Conflict(
+                "the legacy tables are archived: there is nothing to migrate from; run \
+                 restore-archive first"
+                    .into(),
+            ));
+        }
         Ok(self
             .catalog(ReadRoute::new(flags::Store::Legacy, false))
             .await?

@@ -344,7 +344,8 @@ impl<B: Backend> Router<B> {
         let invalidations = vec![
             Invalidation::Catalog,
             Invalidation::Categories {
-                ids: B::categories_using_attribute(&mut tx, definition.id).await?,
+                ids: crate::affected::categories_using_attribute::<B>(&mut tx, definition.id)
+                    .await?,
             },
             // Legacy reads give spellings the option they mean: cached answers change.
             Invalidation::AllValues,

@@ -344,18 +344,6 @@ macro_rules! subtree_cte {
 
 pub(crate) const CATEGORY_SUBTREE: &str = concat!(subtree_cte!(), "SELECT id FROM subtree");
 
-/// Categories whose effective schema includes attribute `$1`: where either store binds it,
-/// and every descendant of those.
-pub(crate) const CATEGORIES_USING_ATTRIBUTE: &str = "WITH RECURSIVE affected (id) AS (
-        SELECT category_id FROM (
-            SELECT category_id FROM category_attribute_mapping WHERE attribute_id = $1
-            UNION
-            SELECT category_id FROM unified_category_attributes WHERE attribute_id = $1
-        ) bound
-        UNION
-        SELECT c.id FROM marketplace_categories c JOIN affected a ON c.parent_id = a.id
-    ) SELECT id FROM affected";
-
 /// min/max/count of each number attribute over the listings of a category subtree. Legacy
 /// numbers are read from `numeric_value`, or from `text_value` where they were tagged 'text';
 /// `$number` is the backend's expression for that number.

@@ -235,7 +235,7 @@ impl<B: Backend> Router<B> {
                 what: "attribute",
                 id,
             })?;
-        let affected = B::categories_using_attribute(&mut tx, id).await?;
+        let affected = crate::affected::categories_using_attribute::<B>(&mut tx, id).await?;
         for store in [Store::Legacy, Store::Unified] {
             if mode.writes(store) {
                 B::delete_attribute(&mut tx, store, id).await?;
@@ -357,7 +357,7 @@ pub(crate) async fn store_definition<B: Backend>(
     Ok(vec![
         Invalidation::Catalog,
         Invalidation::Categories {
-            ids: B::categories_using_attribute(conn, attribute.id).await?,
+            ids: crate::affected::categories_using_attribute::<B>(conn, attribute.id).await?,
         },
     ])
 }
