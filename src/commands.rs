@@ -347,6 +347,13 @@ enum Resolve {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Take resolution ID back while nothing was written on top of it (an alias no value was
+    /// migrated through, an option no value chooses, moved values whose listings did not
+    /// change, an acceptance); recorded as an `undo`.
+    Undo {
+        /// The resolution's id, as `resolve history` lists it.
+        id: i64,
+    },
     /// The resolutions made, newest first.
     History {
         #[arg(long, default_value_t = 50)]
@@ -1165,6 +1172,23 @@ pub async fn resolve(
                 })
             })
         }
+        Resolve::Undo { id } => storage
+            .undo_resolution(*id, actor, mode)
+            .await
+            .map(|written| {
+                output.report(&written.data, |r| {
+                    if r.repeated {
+                        return repeated(r);
+                    }
+                    format!(
+                        "resolution {id} ({} of '{}') undone ({} changed); recorded as resolution {}",
+                        r.detail["action"].as_str().unwrap_or("?"),
+                        r.attribute_code,
+                        r.affected,
+                        r.id
+                    )
+                })
+            }),
         Resolve::History { limit } => {
             if *limit < 1 {
                 bail!("--limit must be at least 1");

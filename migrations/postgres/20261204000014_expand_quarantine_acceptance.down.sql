@@ -1,4 +1,4 @@
-DELETE FROM quarantine_resolutions WHERE action IN ('accept', 'unaccept');
+DELETE FROM quarantine_resolutions WHERE action IN ('accept', 'unaccept', 'undo');
 ALTER TABLE quarantine_resolutions DROP CONSTRAINT IF EXISTS quarantine_resolutions_action_check;
 ALTER TABLE quarantine_resolutions ADD CONSTRAINT quarantine_resolutions_action_check
     CHECK (action IN ('alias', 'option', 'move'));

@@ -29,4 +29,4 @@ CREATE INDEX backfill_quarantine_unsettled ON backfill_quarantine (attribute_cod
 
 ALTER TABLE quarantine_resolutions DROP CONSTRAINT IF EXISTS quarantine_resolutions_action_check;
 ALTER TABLE quarantine_resolutions ADD CONSTRAINT quarantine_resolutions_action_check
-    CHECK (action IN ('alias', 'option', 'move', 'accept', 'unaccept'));
+    CHECK (action IN ('alias', 'option', 'move', 'accept', 'unaccept', 'undo'));

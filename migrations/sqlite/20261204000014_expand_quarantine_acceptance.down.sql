@@ -1,4 +1,4 @@
-DELETE FROM quarantine_resolutions WHERE action IN ('accept', 'unaccept');
+DELETE FROM quarantine_resolutions WHERE action IN ('accept', 'unaccept', 'undo');
 CREATE TABLE quarantine_resolutions_old (
     id             integer PRIMARY KEY AUTOINCREMENT,
     action         varchar(20) NOT NULL CHECK (action IN ('alias', 'option', 'move')),

@@ -20,7 +20,7 @@ CREATE INDEX backfill_quarantine_unsettled ON backfill_quarantine (attribute_cod
 CREATE TABLE quarantine_resolutions_new (
     id             integer PRIMARY KEY AUTOINCREMENT,
     action         varchar(20) NOT NULL
-        CHECK (action IN ('alias', 'option', 'move', 'accept', 'unaccept')),
+        CHECK (action IN ('alias', 'option', 'move', 'accept', 'unaccept', 'undo')),
     attribute_code varchar(100) NOT NULL,
     detail         text NOT NULL,
     affected       bigint NOT NULL DEFAULT 0,

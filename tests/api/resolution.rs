@@ -240,6 +240,29 @@ async fn the_2025_08_database_walks_to_unified_reads_with_its_quarantine_resolve
         .map(|(a, c)| (a.to_owned(), c.to_owned())),
     );
 
+    // Undo over HTTP: an unknown resolution is 404; the alias values were migrated through, 409.
+    let alias_id = history.body["data"]
+        .as_array()
+        .and_then(|all| all.iter().find(|r| r["action"] == "alias"))
+        .and_then(|r| r["id"].as_i64())
+        .expect("the alias's id");
+    admin(
+        &app,
+        "POST",
+        "/api/v2/admin/attributes/quarantine/resolutions/999999/undo",
+        Json::Null,
+    )
+    .await
+    .assert_error(404, "errors.notFound");
+    admin(
+        &app,
+        "POST",
+        &format!("/api/v2/admin/attributes/quarantine/resolutions/{alias_id}/undo"),
+        Json::Null,
+    )
+    .await
+    .assert_error(409, "errors.conflict");
+
     // Legacy reads of the listings, then unified reads: the same values.
     let mut legacy_reads = Vec::new();
     for listing in LISTINGS {

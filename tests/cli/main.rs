@@ -910,6 +910,84 @@ fn resolve_alias_then_retry_quarantine_migrates_the_spelling_and_records_who_did
         Some(1),
         "the refusal left no record"
     );
+
+    // The same alias again, as users spelled it: one idempotent answer, nothing recorded.
+    let again = run(&[
+        "resolve",
+        "alias",
+        "--attribute",
+        "transmission",
+        "--alias",
+        " PoluAutomatik ",
+        "--option",
+        "automatic",
+    ]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(json(&again)["repeated"], true);
+    // A move that matches nothing exits 1, names what is quarantined, and records nothing.
+    let nothing = cli(
+        &db,
+        &[
+            "resolve",
+            "move",
+            "--from",
+            "transmission",
+            "--to",
+            "fuel_type",
+            "--raw-value",
+            "warp drive",
+        ],
+        &dual,
+    );
+    assert_eq!(
+        nothing.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&nothing.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&nothing.stderr).contains("nothing moved or recorded"),
+        "{}",
+        String::from_utf8_lossy(&nothing.stderr)
+    );
+    // Acceptance: a filter or --all; then the walk to unified reads is open.
+    let unfiltered = cli(
+        &db,
+        &["quarantine", "accept", "--actor", "night-shift"],
+        &dual,
+    );
+    assert_eq!(unfiltered.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unfiltered.stderr).contains("--all"));
+    let text = cli(&db, &["quarantine"], &dual);
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("resolve: "),
+        "each group names the command that resolves it: {}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+    let accepted = run(&["quarantine", "accept", "--all", "--actor", "night-shift"]);
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    let accepted = json(&accepted);
+    assert_eq!(accepted["action"], "accept");
+    let undone = run(&["resolve", "undo", &accepted["id"].to_string()]);
+    assert!(
+        undone.status.success(),
+        "{}",
+        String::from_utf8_lossy(&undone.stderr)
+    );
+    assert_eq!(json(&undone)["detail"]["undoes"], accepted["id"]);
+    assert_eq!(
+        json(&run(&["resolve", "history"])).as_array().map(Vec::len),
+        Some(3),
+        "the alias, the acceptance and its undo; the repeats and refusals left no record"
+    );
 }
 
 /// The marketplace's own 2025-08 database, not the demo: `validate` finds its ids itself

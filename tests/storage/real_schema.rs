@@ -474,6 +474,59 @@ const FALLBACK: ReadRoute = ReadRoute {
 /// cannot hold: unified reads without fallback wait for an operator's decision, a canary with
 /// fallback answers that listing from legacy, and an acceptance lets the cut-over go on.
 async fn the_cut_over_hides_nothing(storage: &storage::Storage, raw: &crate::common::Raw) {
+    // Undo: the alias cannot go (listing 102's `БУ` was migrated through it); the move goes
+    // back whole (the make is quarantined under `brand` again), once; then it is made again.
+    let history = storage.resolutions(10).await.expect("history");
+    let id_of = |action: &str| {
+        history
+            .iter()
+            .find(|r| r.action == action)
+            .map(|r| r.id)
+            .expect("recorded")
+    };
+    let refused = storage
+        .undo_resolution(id_of("alias"), "ops", WriteMode::Dual)
+        .await
+        .expect_err("values were migrated through the alias");
+    assert!(
+        refused.to_string().contains("migrated through"),
+        "{refused}"
+    );
+    let undone = storage
+        .undo_resolution(id_of("move"), "ops", WriteMode::Dual)
+        .await
+        .expect("the move undone")
+        .data;
+    assert_eq!((undone.action.as_str(), undone.affected), ("undo", 1));
+    let again = storage
+        .undo_resolution(id_of("move"), "ops", WriteMode::Dual)
+        .await
+        .expect("undone already")
+        .data;
+    assert!(again.repeated && again.id == undone.id, "{again:?}");
+    assert_eq!(
+        raw.count(
+            "SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = 'listing'
+             AND entity_id = 100 AND attribute_code = 'brand' AND shown_value = 'Volkswagen'"
+        )
+        .await,
+        1,
+        "the make is quarantined under brand again"
+    );
+    storage
+        .move_values(
+            &storage::resolve::MoveRequest {
+                from: "brand".into(),
+                to: "car_make".into(),
+                raw_value: Some("Volkswagen".into()),
+                ..Default::default()
+            },
+            "ops",
+            WriteMode::Dual,
+        )
+        .await
+        .expect("moved again");
+
     let unified_reads = flags::Flags {
         use_unified: true,
         unified_percent: 100,
@@ -590,6 +643,35 @@ async fn the_cut_over_hides_nothing(storage: &storage::Storage, raw: &crate::com
         .await
         .expect("accepted again");
     assert!(again.repeated && again.id == accepted.id, "{again:?}");
+    // An acceptance undone holds unified reads up again, and is accepted anew.
+    storage
+        .undo_resolution(accepted.id, "ops", WriteMode::Dual)
+        .await
+        .expect("acceptance undone");
+    assert_eq!(
+        storage
+            .unsettled_quarantine()
+            .await
+            .expect("unsettled")
+            .iter()
+            .map(|c| c.count)
+            .sum::<i64>(),
+        2
+    );
+    let accepted = storage
+        .accept_quarantined(
+            &storage::quarantine::AcceptFilter {
+                attribute: Some("year".into()),
+                kind: None,
+            },
+            false,
+            None,
+            "ops",
+            false,
+        )
+        .await
+        .expect("accepted anew");
+    assert!(!accepted.repeated && accepted.affected == 1, "{accepted:?}");
     assert!(
         storage
             .change_flags(flags::Flags::default(), "ops", |_| unified_reads)
@@ -788,4 +870,256 @@ async fn a_legacy_table_without_an_indispensable_column_is_refused_by_name() {
         0,
         "the marketplace's table is left as it is"
     );
+}
+
+/// Defects at their real proportions.
+const PROPORTIONS: &str = include_str!("../fixtures/legacy_2025_08/proportions.sql");
+
+/// legacy = migrated + quarantined, for listing values.
+async fn accounted(raw: &crate::common::Raw, after: &str) {
+    assert_eq!(
+        legacy_values_count(raw).await,
+        raw.count("SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'listing'")
+            .await
+            + raw
+                .count("SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = 'listing'")
+                .await,
+        "legacy = migrated + quarantined after {after}"
+    );
+}
+
+/// The codes of a listing's values, from one route.
+async fn codes_of(storage: &storage::Storage, listing: i64, route: ReadRoute) -> Vec<String> {
+    let mut codes: Vec<String> = storage
+        .entity_values(EntityRef::listing(listing), route)
+        .await
+        .expect("listing")
+        .data
+        .into_keys()
+        .collect();
+    codes.sort();
+    codes
+}
+
+/// The issue's walk at the real proportions: backfill → verify → unified reads refused (by
+/// attribute and kind) → a canary with fallback serves every value users saw → resolutions
+/// typed as users saw the values → a no-op move → a move without a filter leaves orphans →
+/// retry → accept the rest → unified reads → every value users saw reads from unified except
+/// the accepted ones; legacy = migrated + quarantined after each command.
+#[tokio::test]
+async fn at_the_real_proportions_the_cut_over_hides_no_value_users_saw() {
+    let db = TestDb::fresh(Backend::Postgres).await;
+    let raw = db.raw().await;
+    raw.execute(SCHEMA_2025_08).await;
+    raw.execute(DATA).await;
+    raw.execute(PROPORTIONS).await;
+    let storage = db.storage().await;
+    storage
+        .note_write_mode(WriteMode::Dual)
+        .await
+        .expect("phase 1");
+    backfill_and_verify(&storage).await;
+    accounted(&raw, "the backfill").await;
+    let listings: Vec<i64> = (100..=102).chain(110..=119).collect();
+    let mut seen = 0;
+    for &listing in &listings {
+        seen += codes_of(&storage, listing, LEGACY).await.len();
+    }
+    let quarantined_seen = raw
+        .count(
+            "SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = 'listing'
+             AND kind NOT IN ('orphan', 'empty')",
+        )
+        .await;
+    assert!(
+        quarantined_seen * 7 >= seen as i64 * 2,
+        "about a third of what users see is quarantined: {quarantined_seen} of {seen}"
+    );
+
+    let unified_reads = flags::Flags {
+        use_unified: true,
+        unified_percent: 100,
+        fallback: false,
+        dual_write: true,
+        shadow_percent: 0,
+    };
+    let refused = storage
+        .change_flags(flags::Flags::default(), "ops", |_| unified_reads)
+        .await
+        .expect_err("refused");
+    assert!(
+        refused.to_string().contains("color (invalid) 3")
+            && refused.to_string().contains("brand (invalid) 4"),
+        "{refused}"
+    );
+    // The canary with fallback: every listing answers every value users saw.
+    for &listing in &listings {
+        assert_eq!(
+            codes_of(&storage, listing, FALLBACK).await,
+            codes_of(&storage, listing, LEGACY).await,
+            "listing {listing}"
+        );
+    }
+
+    // Resolutions, typed as users saw the values.
+    let listed = storage.quarantine(Some("color"), 10).await.expect("listed");
+    assert!(
+        listed.groups.iter().any(|g| g.value == "серый металлик")
+            && listed
+                .groups
+                .iter()
+                .any(|g| g.value == "siva" || g.value == "Siva"),
+        "{listed:?}"
+    );
+    storage
+        .add_option(
+            "color",
+            "grey",
+            domain::LocalizedText::serbian("Siva"),
+            "ops",
+            WriteMode::Dual,
+            false,
+        )
+        .await
+        .expect("grey");
+    for spelling in ["SIVA", "серый металлик "] {
+        let alias = storage
+            .add_alias("color", spelling, "grey", "ops", WriteMode::Dual, false)
+            .await
+            .expect("an alias")
+            .data;
+        assert!(
+            alias.detail["quarantined_matching"].as_u64() >= Some(1),
+            "{alias:?}"
+        );
+    }
+    storage
+        .add_option(
+            "car_make",
+            "toyota",
+            domain::LocalizedText::serbian("Toyota"),
+            "ops",
+            WriteMode::Dual,
+            false,
+        )
+        .await
+        .expect("toyota");
+    let moved = storage
+        .move_values(
+            &storage::resolve::MoveRequest {
+                from: "brand".into(),
+                to: "car_make".into(),
+                raw_value: Some("toyota".into()),
+                ..Default::default()
+            },
+            "ops",
+            WriteMode::Dual,
+        )
+        .await
+        .expect("the Toyotas moved")
+        .data
+        .1;
+    assert_eq!(moved.moved, vec![112, 113, 119], "{moved:?}");
+    accounted(&raw, "the move").await;
+    let nothing = storage
+        .move_values(
+            &storage::resolve::MoveRequest {
+                from: "brand".into(),
+                to: "car_make".into(),
+                raw_value: Some("Tesla".into()),
+                ..Default::default()
+            },
+            "ops",
+            WriteMode::Dual,
+        )
+        .await
+        .expect("a no-op move")
+        .data
+        .1;
+    assert_eq!(nothing.nothing_matched, Some(vec!["Volkswagen".to_owned()]));
+    let without_filter = storage
+        .move_values(
+            &storage::resolve::MoveRequest {
+                from: "fuel_type".into(),
+                to: "car_make".into(),
+                force: true,
+                dry_run: true,
+                ..Default::default()
+            },
+            "ops",
+            WriteMode::Dual,
+        )
+        .await
+        .expect("a dry run without a filter")
+        .data
+        .1;
+    assert_eq!(
+        (without_filter.moved, without_filter.skipped),
+        (vec![115], vec![110]),
+        "the LPG, and the gas of a listing with a make already; the values of listings that \
+         no longer exist stay orphans"
+    );
+    let catalog = storage.backfill_catalog().await.expect("catalog");
+    let mut after = 0;
+    while let (Some(last), _, _) = storage
+        .retry_quarantined(EntityKind::Listing, after, 10, &catalog)
+        .await
+        .expect("retry")
+    {
+        after = last;
+    }
+    accounted(&raw, "the retry").await;
+    assert_eq!(
+        raw.count("SELECT COUNT(*) FROM backfill_quarantine WHERE attribute_code = 'color' AND kind = 'invalid'")
+            .await,
+        0,
+        "every grey migrated"
+    );
+    let accepted = storage
+        .accept_quarantined(
+            &storage::quarantine::AcceptFilter::default(),
+            true,
+            Some("reviewed: typos and makes we do not list"),
+            "ops",
+            false,
+        )
+        .await
+        .expect("accept the rest");
+    assert!(accepted.affected >= 4, "{accepted:?}");
+    accounted(&raw, "the acceptance").await;
+    let verified = storage.verify(50, |_| {}).await.expect("verify");
+    assert!(verified.is_clean(), "{:?}", verified.drift);
+    storage
+        .change_flags(flags::Flags::default(), "ops", |_| unified_reads)
+        .await
+        .expect("unified reads");
+    let accepted_codes: std::collections::BTreeSet<(i64, String)> = raw
+        .texts(
+            "SELECT entity_id || ' ' || attribute_code FROM backfill_quarantine
+             WHERE entity_type = 'listing' AND accepted_at IS NOT NULL",
+        )
+        .await
+        .into_iter()
+        .flatten()
+        .map(|line| {
+            let (id, code) = line.split_once(' ').expect("id and code");
+            (id.parse().expect("id"), code.to_owned())
+        })
+        .collect();
+    for &listing in &listings {
+        let mut expected = codes_of(&storage, listing, LEGACY).await;
+        expected.retain(|code| !accepted_codes.contains(&(listing, code.clone())));
+        assert_eq!(
+            codes_of(&storage, listing, UNIFIED).await,
+            expected,
+            "listing {listing}: only the accepted values are missing"
+        );
+    }
+    let grey = storage
+        .entity_values(EntityRef::listing(112), UNIFIED)
+        .await
+        .expect("112")
+        .data;
+    assert_eq!(grey["color"].value.to_json(), json!("grey"));
+    assert_eq!(grey["car_make"].value.to_json(), json!("toyota"));
 }

@@ -309,7 +309,12 @@ impl Application {
             None => (configured, "configured"),
         };
         let migration_state = storage.migration_state().await.map_err(storage_error)?;
-        let phase = flags.check(&migration_state)?;
+        // Flags from the environment alone are decided at every start; stored ones were
+        // decided when they were set.
+        let phase = match &stored {
+            Some(_) => flags.check(&migration_state)?,
+            None => flags.check_change(None, &migration_state)?,
+        };
         // Flags from the environment reach the evidence here (runtime changes record their own).
         storage
             .note_write_mode(flags.write_mode())
@@ -715,6 +720,14 @@ fn admin_routes(config: &mut web::ServiceConfig) {
             .service(
                 resource(ADMIN, "/attributes/quarantine/acceptances/undo", "POST")
                     .route(web::post().to(quarantine::unaccept)),
+            )
+            .service(
+                resource(
+                    ADMIN,
+                    "/attributes/quarantine/resolutions/{id}/undo",
+                    "POST",
+                )
+                .route(web::post().to(quarantine::undo)),
             )
             .service(
                 resource(ADMIN, "/attributes/quarantine/resolutions", "GET")

@@ -42,6 +42,7 @@ use crate::routes::{admin, attributes, categories, v1, values};
         crate::routes::quarantine::move_values,
         crate::routes::quarantine::accept,
         crate::routes::quarantine::unaccept,
+        crate::routes::quarantine::undo,
         crate::routes::quarantine::resolutions,
         v1::attributes,
         v1::ranges,

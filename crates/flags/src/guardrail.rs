@@ -116,6 +116,31 @@ impl GuardrailViolation {
 }
 
 impl Flags {
+    /// Some reads come from unified with no legacy answer behind them: a value only legacy
+    /// holds would be hidden.
+    pub fn hides_legacy_only_values(&self) -> bool {
+        self.use_unified && self.unified_percent > 0 && !self.fallback
+    }
+
+    /// [`Flags::check`] for a decision to put these flags in force after `from` (`None`: no
+    /// flags were in force, as at a start from the environment alone). Moving to reads that
+    /// hide legacy-only values also needs the quarantine settled; flags already in force are
+    /// never refused for it later, so a restart never fails on a decision already taken.
+    pub fn check_change(
+        &self,
+        from: Option<&Flags>,
+        state: &MigrationState,
+    ) -> Result<Phase, GuardrailViolation> {
+        let phase = self.check(state)?;
+        if self.hides_legacy_only_values()
+            && !from.is_some_and(Flags::hides_legacy_only_values)
+            && state.quarantine_unsettled
+        {
+            return Err(GuardrailViolation::UnifiedReadsHideQuarantinedValues);
+        }
+        Ok(phase)
+    }
+
     /// The phase these flags mean given the state of the data, or the rule they break.
     pub fn check(&self, state: &MigrationState) -> Result<Phase, GuardrailViolation> {
         if state.archived {
@@ -140,10 +165,6 @@ impl Flags {
             }
             if !state.verified_clean {
                 return Err(GuardrailViolation::UnifiedReadsBeforeVerify);
-            }
-            // With fallback an entity that has quarantined values answers from legacy.
-            if !self.fallback && state.quarantine_unsettled {
-                return Err(GuardrailViolation::UnifiedReadsHideQuarantinedValues);
             }
         }
         Ok(match (self.dual_write, self.use_unified) {
@@ -269,23 +290,30 @@ mod tests {
             quarantine_unsettled: true,
             ..FRESH
         };
+        let canary = flags(true, true, 100, true);
         for hides in [
             flags(true, true, 10, false),
             flags(true, true, 100, false),
             flags(false, true, 100, false),
         ] {
-            assert_eq!(
-                hides.check(&unsettled),
-                Err(GuardrailViolation::UnifiedReadsHideQuarantinedValues)
-            );
+            for from in [None, Some(&canary)] {
+                assert_eq!(
+                    hides.check_change(from, &unsettled),
+                    Err(GuardrailViolation::UnifiedReadsHideQuarantinedValues)
+                );
+            }
+            assert!(hides.check_change(Some(&canary), &FRESH).is_ok());
+            // A decision already taken stands: a restart or a reload is not refused.
+            assert!(hides.check(&unsettled).is_ok());
+            assert!(hides.check_change(Some(&hides), &unsettled).is_ok());
         }
         // Fallback answers such entities from legacy; legacy reads hide nothing.
         for shows in [
-            flags(true, true, 100, true),
+            canary,
             flags(true, false, 100, false),
             flags(true, true, 0, false),
         ] {
-            assert!(shows.check(&unsettled).is_ok(), "{shows:?}");
+            assert!(shows.check_change(None, &unsettled).is_ok(), "{shows:?}");
         }
     }
 

@@ -128,7 +128,11 @@ impl<B: Backend> Router<B> {
         let flags = B::load_flags(&mut tx)
             .await?
             .map_or(configured, |stored| stored.flags);
-        let phase = flags.check(&state).map_err(StorageError::Guardrail)?;
+        // The archive ends legacy reads for good: what unified lacks must have been decided on.
+        let phase = match flags.check_change(None, &state) {
+            Ok(phase) => phase,
+            Err(violation) => return Err(crate::quarantine::refusal::<B>(&mut tx, violation).await),
+        };
         if phase != Phase::Unified {
             return Err(StorageError::Conflict(format!(
                 "archiving needs the unified phase (dual-write off, every read unified, no fallback); \

@@ -3,10 +3,10 @@
 use flags::WriteMode;
 
 use crate::backend::Backend;
-use crate::error::{Result, StorageError};
+use crate::error::Result;
 use crate::router::{Router, phase_name};
 
-use flags::{Flags, GuardrailViolation, RawFlags};
+use flags::{Flags, RawFlags};
 use serde::Serialize;
 
 /// The channel replicas listen on for flag changes.
@@ -282,7 +282,7 @@ impl<B: Backend> Router<B> {
         };
         let new = with_environment_changes(stored, &seen, raw, configured);
         let state = B::migration_state(&mut tx).await?;
-        let new_phase = match new.check(&state) {
+        let new_phase = match new.check_change(Some(&stored), &state) {
             Ok(phase) => phase,
             Err(violation) => return Ok(EnvironmentFlags::Refused(violation)),
         };
@@ -325,14 +325,9 @@ impl<B: Backend> Router<B> {
             .map_or(current, |stored| stored.flags);
         let state = B::migration_state(&mut tx).await?;
         let new = change(old);
-        let new_phase = match new.check(&state) {
+        let new_phase = match new.check_change(Some(&old), &state) {
             Ok(phase) => phase,
-            Err(GuardrailViolation::UnifiedReadsHideQuarantinedValues) => {
-                return Err(StorageError::QuarantineUnsettled(
-                    crate::quarantine::unsettled::<B>(&mut tx).await?,
-                ));
-            }
-            Err(violation) => return Err(StorageError::Guardrail(violation)),
+            Err(violation) => return Err(crate::quarantine::refusal::<B>(&mut tx, violation).await),
         };
         let old_phase = old.check(&state).map_or_else(
             |violation| violation.rule().to_owned(),

@@ -34,6 +34,7 @@ mod sqlite;
 mod stats;
 pub mod sync;
 pub mod throttle;
+mod undo;
 pub mod verify;
 mod writes;
 
@@ -666,6 +667,17 @@ impl Storage {
         mode: WriteMode,
     ) -> Result<Written<(resolve::Resolution, resolve::MoveReport)>> {
         self.stamped(on_router!(self, router => fenced(mode, |mode| router.move_values(request, actor, mode)).await)).await
+    }
+
+    /// Takes resolution `id` back while nothing was written on top of it (audited as an
+    /// `undo`); repeating it answers the earlier undo.
+    pub async fn undo_resolution(
+        &self,
+        id: i64,
+        actor: &str,
+        mode: WriteMode,
+    ) -> Result<Written<resolve::Resolution>> {
+        self.stamped(on_router!(self, router => fenced(mode, |mode| router.undo_resolution(id, actor, mode)).await)).await
     }
 
     /// The quarantine's resolutions, newest first.

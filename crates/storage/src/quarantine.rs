@@ -359,8 +359,24 @@ const UNACCEPT: Sql = Sql::same(
       AND (CAST($2 AS TEXT) IS NULL OR kind = $2)",
 );
 
+/// A guardrail refusal as operators read it: the quarantine's rule names what holds it up.
+pub(crate) async fn refusal<B: Backend>(
+    conn: &mut Conn<B>,
+    violation: flags::GuardrailViolation,
+) -> StorageError {
+    if violation != flags::GuardrailViolation::UnifiedReadsHideQuarantinedValues {
+        return StorageError::Guardrail(violation);
+    }
+    match unsettled::<B>(conn).await {
+        Ok(counts) => StorageError::QuarantineUnsettled(counts),
+        Err(err) => err,
+    }
+}
+
 /// Accepts (or, with `undo`, takes back the acceptance of) the quarantined values `filter`
-/// names; returns how many changed. Everything at once only when `all` says so.
+/// names; returns how many changed. Everything at once only when `all` says so. Taking an
+/// acceptance back is refused while the flags in force hide legacy-only values: they were
+/// decided on it.
 pub(crate) async fn set_accepted<B: Backend>(
     conn: &mut Conn<B>,
     filter: &AcceptFilter,
@@ -372,6 +388,17 @@ pub(crate) async fn set_accepted<B: Backend>(
         return Err(StorageError::Conflict(
             "name an attribute (--attribute) or a kind (--reason), or pass --all to accept every \
              quarantined value users see"
+                .into(),
+        ));
+    }
+    if undo
+        && B::load_flags(&mut *conn)
+            .await?
+            .is_some_and(|stored| stored.flags.hides_legacy_only_values())
+    {
+        return Err(StorageError::Conflict(
+            "the flags in force read unified without fallback, decided on these acceptances: \
+             turn fallback on (or read legacy) before taking one back"
                 .into(),
         ));
     }

@@ -277,6 +277,32 @@ async fn accept_or_undo(
     Ok(resolved(&resolution).json(Envelope::new(resolution)))
 }
 
+/// Takes a resolution back while nothing was written on top of it; recorded as an `undo`.
+#[utoipa::path(post, path = "/api/v2/admin/attributes/quarantine/resolutions/{id}/undo", tag = "admin",
+    params(("id" = i64, Path, minimum = 1, description = "The resolution's id")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "The undo, as recorded among the resolutions", body = Object),
+        (status = 200, description = "It was undone already: nothing changed", body = Object),
+        (status = 400, description = "Invalid id", body = crate::error::ErrorView),
+        (status = 401, description = "No valid admin token", body = crate::error::ErrorView),
+        (status = 404, description = "No such resolution", body = crate::error::ErrorView),
+        (status = 409, description = "Something was written on top of it", body = crate::error::ErrorView),
+        (status = 503, description = "The database is busy; retry", body = crate::error::ErrorView)))]
+pub async fn undo(
+    admin: Admin,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = crate::routes::parse_id(&path, "resolution")?;
+    let written = state
+        .storage
+        .undo_resolution(id, &admin.actor, state.flags().write_mode())
+        .await?;
+    state.invalidate(&written.invalidations).await;
+    Ok(resolved(&written.data).json(Envelope::new(written.data)))
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ResolutionsQuery {
