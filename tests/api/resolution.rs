@@ -378,3 +378,191 @@ async fn the_2025_08_database_walks_to_unified_reads_with_its_quarantine_resolve
         );
     }
 }
+
+/// Defects at their real proportions (about a third of what users see is quarantined).
+const PROPORTIONS: &str = include_str!("../fixtures/legacy_2025_08/proportions.sql");
+
+/// A listing's values over v2 as `code → value`, and the store that answered.
+async fn values_over_http(app: &TestApp, listing: i64) -> (BTreeMap<String, Json>, String) {
+    let reply = app
+        .get(&format!(
+            "/api/v2/marketplace/listings/{listing}/attributes"
+        ))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let values = reply.body["data"]["values"]
+        .as_array()
+        .expect("values")
+        .iter()
+        .map(|v| {
+            (
+                v["code"].as_str().expect("code").to_owned(),
+                v["value"].clone(),
+            )
+        })
+        .collect();
+    let source = reply
+        .header("X-Attributes-Source")
+        .unwrap_or_default()
+        .to_owned();
+    (values, source)
+}
+
+/// Over HTTP at the real proportions: what users see in legacy reads, a canary with fallback
+/// shows whole; unified reads without fallback are refused until the quarantine is settled;
+/// after the resolutions and the acceptances every value users saw answers from unified except
+/// the accepted ones.
+#[actix_web::test]
+async fn at_the_real_proportions_no_value_users_saw_goes_missing_over_http() {
+    let db = TestDb::fresh(Backend::Postgres).await;
+    let raw = db.raw().await;
+    raw.execute(SCHEMA).await;
+    raw.execute(DATA).await;
+    raw.execute(PROPORTIONS).await;
+    let mut settings = settings_for(
+        &db,
+        &[
+            ("WRITER_API_TOKEN", WRITER_TOKEN),
+            ("ADMIN_API_TOKEN", ADMIN_TOKEN),
+            ("DUAL_WRITE_ATTRIBUTES", "true"),
+        ],
+    );
+    settings.demo.seed_on_first_start = Some(false);
+    let app = TestApp {
+        address: start(&settings).await,
+        db: db.share(),
+        client: awc::Client::default(),
+    };
+    let storage = db.storage().await;
+    backfill_and_verify(&storage).await;
+    let listings: Vec<i64> = (100..=102).chain(110..=119).collect();
+    let mut legacy = BTreeMap::new();
+    for &listing in &listings {
+        legacy.insert(listing, values_over_http(&app, listing).await.0);
+    }
+    let features = "/api/v2/admin/attributes/feature-status";
+    admin(
+        &app,
+        "PUT",
+        features,
+        json!({"use_unified": true, "unified_percent": 100, "fallback": false}),
+    )
+    .await
+    .assert_error(409, "errors.guardrailViolation");
+    let canary = admin(
+        &app,
+        "PUT",
+        features,
+        json!({"use_unified": true, "unified_percent": 100, "fallback": true}),
+    )
+    .await;
+    assert_eq!(canary.status, 200, "{}", canary.body);
+    let mut from_legacy = 0;
+    for &listing in &listings {
+        let (values, source) = values_over_http(&app, listing).await;
+        assert_eq!(values, legacy[&listing], "listing {listing} in the canary");
+        from_legacy += usize::from(source == "fallback_quarantined");
+    }
+    assert!(
+        from_legacy >= 8,
+        "the listings with quarantined values: {from_legacy}"
+    );
+
+    // The resolutions, typed as users saw the values.
+    let quarantine = "/api/v2/admin/attributes/quarantine";
+    for (path, body) in [
+        (
+            "options",
+            json!({"attribute": "color", "value": "grey", "label": {"sr": "Siva"}}),
+        ),
+        (
+            "aliases",
+            json!({"attribute": "color", "alias": "Siva", "option": "grey"}),
+        ),
+        (
+            "aliases",
+            json!({"attribute": "color", "alias": "серый металлик", "option": "grey"}),
+        ),
+        (
+            "options",
+            json!({"attribute": "car_make", "value": "toyota"}),
+        ),
+    ] {
+        let reply = admin(&app, "POST", &format!("{quarantine}/{path}"), body).await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
+    let moved = admin(
+        &app,
+        "POST",
+        &format!("{quarantine}/moves"),
+        json!({"from": "brand", "to": "car_make", "raw_value": "TOYOTA"}),
+    )
+    .await;
+    assert_eq!(moved.status, 200, "{}", moved.body);
+    assert_eq!(moved.body["data"]["moved"], json!([112, 113, 119]));
+    let catalog = storage.backfill_catalog().await.expect("catalog");
+    let mut after = 0;
+    while let (Some(last), _, _) = storage
+        .retry_quarantined(EntityKind::Listing, after, 10, &catalog)
+        .await
+        .expect("retry")
+    {
+        after = last;
+    }
+    let accepted = admin(
+        &app,
+        "POST",
+        &format!("{quarantine}/acceptances"),
+        json!({"all": true, "note": "typos and makes we do not list"}),
+    )
+    .await;
+    assert_eq!(accepted.status, 201, "{}", accepted.body);
+    let listed = admin(&app, "GET", quarantine, Json::Null).await;
+    assert_eq!(
+        listed.body["data"]["seen_by_users"], listed.body["data"]["accepted"],
+        "{}",
+        listed.body
+    );
+    let verified = storage.verify(50, |_| {}).await.expect("verify");
+    assert!(verified.is_clean(), "{:?}", verified.drift);
+    let flipped = admin(
+        &app,
+        "PUT",
+        features,
+        json!({"use_unified": true, "unified_percent": 100, "fallback": false}),
+    )
+    .await;
+    assert_eq!(flipped.status, 200, "{}", flipped.body);
+    let accepted: Vec<(i64, String)> = raw
+        .texts(
+            "SELECT entity_id || ' ' || attribute_code FROM backfill_quarantine
+             WHERE entity_type = 'listing' AND accepted_at IS NOT NULL",
+        )
+        .await
+        .into_iter()
+        .flatten()
+        .map(|line| {
+            let (id, code) = line.split_once(' ').expect("id and code");
+            (id.parse().expect("id"), code.to_owned())
+        })
+        .collect();
+    for &listing in &listings {
+        let (values, source) = values_over_http(&app, listing).await;
+        assert_eq!(source, "unified");
+        let codes: std::collections::BTreeSet<String> = values.into_keys().collect();
+        let mut expected: std::collections::BTreeSet<String> = legacy[&listing]
+            .keys()
+            .filter(|code| !accepted.contains(&(listing, (*code).clone())))
+            .cloned()
+            .collect();
+        // A car make moved from `brand` reads under `car_make` now.
+        if [112, 113, 119].contains(&listing) {
+            expected.remove("brand");
+            expected.insert("car_make".to_owned());
+        }
+        assert_eq!(
+            codes, expected,
+            "listing {listing}: only the accepted values are missing"
+        );
+    }
+}
