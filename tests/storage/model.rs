@@ -8,7 +8,13 @@
 //! - the flags in force pass the guardrails, so a restarted replica starts;
 //! - with a complete backfill of the current era, dual-write in force and nothing pending,
 //!   verify finds legacy = migrated + quarantined (its run is removed again, so the check
-//!   grants no evidence).
+//!   grants no evidence);
+//! - a value the backfill quarantined and its owner then deleted stays deleted in every store
+//!   the flags read.
+//!
+//! The operator also resolves the quarantine (accept and take back, an alias, an option, the
+//! latest resolution undone, a retry); a year users see and a value no option explains are
+//! planted so that it has something to resolve and unified reads without fallback wait for it.
 //!
 //! `PROPTEST_CASES` sets the number of sequences per backend (default 200 on SQLite; PostgreSQL
 //! runs a fifth of them, as each needs a fresh database); `PROPTEST_RNG_SEED` draws other
@@ -56,6 +62,9 @@ enum Action {
     AddOption,
     UndoLatest,
     RetryQuarantine,
+    /// The owner deletes the planted value the backfill quarantines (a `PATCH` to null) under
+    /// the flags in force.
+    DeletePlanted,
 }
 
 #[derive(Debug, Clone)]
@@ -135,6 +144,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => Just(Action::AddOption),
         1 => Just(Action::UndoLatest),
         1 => Just(Action::RetryQuarantine),
+        1 => Just(Action::DeletePlanted),
     ]
 }
 
@@ -236,10 +246,24 @@ async fn next_step(storage: &Storage, action: &Action) -> Result<Option<Action>,
     }))
 }
 
-async fn run(storage: &mut Storage, db: &TestDb, action: &Action) -> Result<(), StorageError> {
+/// A value the backfill quarantines (not one of the options), planted on a car listing whose
+/// category does not require the attribute: the owner may delete it.
+#[derive(Debug, Clone)]
+struct Planted {
+    listing: i64,
+    code: String,
+    legacy_id: i64,
+}
+
+async fn run(
+    storage: &mut Storage,
+    db: &TestDb,
+    action: &Action,
+    planted: &Planted,
+) -> Result<(), StorageError> {
     if matches!(action, Action::Advance | Action::Retreat) {
         return match next_step(storage, action).await? {
-            Some(step) => Box::pin(run(storage, db, &step)).await,
+            Some(step) => Box::pin(run(storage, db, &step, planted)).await,
             None => Ok(()),
         };
     }
@@ -312,6 +336,14 @@ async fn run(storage: &mut Storage, db: &TestDb, action: &Action) -> Result<(), 
             ),
             None => Ok(()),
         },
+        Action::DeletePlanted => storage
+            .write_values(
+                EntityRef::listing(planted.listing),
+                ValuesChange::Merge(&object(json!({ planted.code.clone(): null }))),
+                in_force.write_mode(),
+            )
+            .await
+            .map(drop),
         Action::RetryQuarantine => {
             let catalog = storage.backfill_catalog().await?;
             for kind in EntityKind::ALL {
@@ -357,8 +389,14 @@ async fn year_in(
         .map(|typed| typed.value.to_json())
 }
 
-/// Legacy rows other than `year`, per listing, wherever the legacy table is.
-async fn other_legacy_rows(db: &TestDb, raw: &Raw, archived: bool) -> BTreeMap<i64, i64> {
+/// Legacy rows other than `year` and the planted value, per listing, wherever the legacy
+/// table is.
+async fn other_legacy_rows(
+    db: &TestDb,
+    raw: &Raw,
+    archived: bool,
+    planted: &Planted,
+) -> BTreeMap<i64, i64> {
     let table = match (archived, db.backend) {
         (false, _) => "listing_attribute_values",
         (true, Backend::Postgres) => "legacy_archive.listing_attribute_values",
@@ -367,7 +405,10 @@ async fn other_legacy_rows(db: &TestDb, raw: &Raw, archived: bool) -> BTreeMap<i
     let rows = raw
         .texts(&format!(
             "SELECT CAST(listing_id AS TEXT) || ':' || CAST(COUNT(*) AS TEXT) FROM {table}
-             WHERE attribute_id <> {YEAR} GROUP BY listing_id"
+             WHERE attribute_id <> {YEAR}
+               AND NOT (listing_id = {} AND attribute_id = {})
+             GROUP BY listing_id",
+            planted.listing, planted.legacy_id
         ))
         .await;
     rows.into_iter()
@@ -385,6 +426,7 @@ async fn check_invariants(
     raw: &Raw,
     acked: &HashMap<i64, i64>,
     baseline: &BTreeMap<i64, i64>,
+    (planted, planted_deleted): (&Planted, bool),
     step: usize,
 ) -> Result<(), TestCaseError> {
     let flags = flags_in_force(storage).await;
@@ -423,8 +465,33 @@ async fn check_invariants(
             );
         }
     }
+    // A value the owner deleted after the backfill quarantined it stays deleted in every store
+    // the flags read — also after a rollback's sync-legacy.
+    if planted_deleted {
+        let entity = EntityRef::listing(planted.listing);
+        if flags.use_unified && flags.unified_percent > 0 {
+            let unified = storage.entity_values(entity, UNIFIED).await.expect("read");
+            prop_assert!(
+                !unified.data.contains_key(&planted.code),
+                "step {}: unified serves the deleted {}",
+                step,
+                planted.code
+            );
+        }
+        if flags.reads_legacy() && !state.archived {
+            let legacy = storage.entity_values(entity, LEGACY).await.expect("read");
+            prop_assert!(
+                !legacy.data.contains_key(&planted.code),
+                "step {}: legacy serves the {} the owner deleted ({:?}, {:?})",
+                step,
+                planted.code,
+                flags,
+                state
+            );
+        }
+    }
     prop_assert_eq!(
-        &other_legacy_rows(db, raw, state.archived).await,
+        &other_legacy_rows(db, raw, state.archived, planted).await,
         baseline,
         "step {}: a legacy value was lost",
         step
@@ -461,6 +528,28 @@ async fn run_sequence(backend: Backend, steps: Vec<Step>) -> Result<(), TestCase
         .collect();
     prop_assume!(cars.len() == 4);
     let raw = db.raw().await;
+    let optional = data
+        .schema(1311)
+        .attributes
+        .into_iter()
+        .find(|a| {
+            !a.is_required
+                && a.attribute.attribute_type.uses_options()
+                && !a.attribute.options.is_empty()
+        })
+        .expect("an optional attribute with options on cars");
+    let planted = Planted {
+        listing: cars[1],
+        code: optional.attribute.code.clone(),
+        legacy_id: optional.attribute.id,
+    };
+    raw.execute(&format!(
+        "DELETE FROM listing_attribute_values WHERE listing_id = {0} AND attribute_id = {1};
+         INSERT INTO listing_attribute_values (listing_id, attribute_id, text_value)
+         VALUES ({0}, {1}, 'not-one-of-the-options')",
+        planted.listing, planted.legacy_id
+    ))
+    .await;
     // A year users see that unified cannot hold: quarantined by the backfill, it holds up
     // unified reads without fallback until accepted or written over.
     raw.execute(&format!(
@@ -469,7 +558,8 @@ async fn run_sequence(backend: Backend, steps: Vec<Step>) -> Result<(), TestCase
         cars[0]
     ))
     .await;
-    let baseline = other_legacy_rows(&db, &raw, false).await;
+    let baseline = other_legacy_rows(&db, &raw, false, &planted).await;
+    let mut planted_deleted = false;
     let mut acked: HashMap<i64, i64> = HashMap::new();
     for (n, step) in steps.iter().enumerate() {
         // The write's mode is decided from the flags before the action, as a request would.
@@ -491,7 +581,11 @@ async fn run_sequence(backend: Backend, steps: Vec<Step>) -> Result<(), TestCase
                 None => None,
             }
         };
-        let (outcome, written) = tokio::join!(run(&mut storage, &db, &step.action), write);
+        let (outcome, written) =
+            tokio::join!(run(&mut storage, &db, &step.action, &planted), write);
+        if matches!(step.action, Action::DeletePlanted) && outcome.is_ok() {
+            planted_deleted = true;
+        }
         expected(outcome)?;
         if let Some((listing, year, result)) = written {
             match result {
@@ -507,7 +601,16 @@ async fn run_sequence(backend: Backend, steps: Vec<Step>) -> Result<(), TestCase
                 Err(err) => expected(Err(err))?,
             }
         }
-        check_invariants(&storage, &db, &raw, &acked, &baseline, n).await?;
+        check_invariants(
+            &storage,
+            &db,
+            &raw,
+            &acked,
+            &baseline,
+            (&planted, planted_deleted),
+            n,
+        )
+        .await?;
         COVERAGE.note(&storage).await;
     }
     Ok(())
