@@ -28,6 +28,7 @@ mod catalog;
 mod categories;
 mod drill;
 mod faults;
+mod hostile;
 mod legacy_contract;
 mod monitoring;
 mod observability;
@@ -55,7 +56,43 @@ on_both_backends!(
     the_flags_route_reads_and_writes_to_the_stores_of_their_phase,
     unsafe_or_malformed_flags_stop_start_up,
     a_nul_character_anywhere_in_the_url_is_a_400_never_a_500,
+    a_value_the_database_refuses_is_a_422_never_a_500,
 );
+
+/// A value every check before the database lets through and the database refuses (here a
+/// trigger of the marketplace's) is the client's: 422 `errors.invalidInput`, nothing written.
+async fn a_value_the_database_refuses_is_a_422_never_a_500(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let path = format!("/api/v2/marketplace/listings/{CAR_LISTING}/attributes");
+    let before = app.listing_values(CAR_LISTING).await;
+    let raw = app.db.raw().await;
+    raw.refuse_inserts_into(
+        "listing_attribute_values",
+        "NEW.attribute_id = (SELECT id FROM category_attributes WHERE name = 'year')",
+        "no 1999 here",
+    )
+    .await;
+    let refused = app
+        .json("PATCH", &path, r#"{"year": 1999}"#, Some(WRITER_TOKEN))
+        .await;
+    refused.assert_error(422, "errors.invalidInput");
+    assert!(
+        !refused.body["detail"].to_string().contains("no 1999 here"),
+        "the database's words stay in the log: {}",
+        refused.body
+    );
+    assert_eq!(
+        app.listing_values(CAR_LISTING).await,
+        before,
+        "nothing written"
+    );
+    raw.stop_refusing_inserts_into("listing_attribute_values")
+        .await;
+    let accepted = app
+        .json("PATCH", &path, r#"{"year": 2001}"#, Some(WRITER_TOKEN))
+        .await;
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+}
 
 /// A car listing of the demo data (category 1311, electric sedans: year is required).
 const CAR_LISTING: i64 = 6;

@@ -38,6 +38,9 @@ pub enum ApiError {
     InvalidBody(String),
     #[error("{0}")]
     Conflict(String),
+    /// The database refused the request's data (a value no check before it caught).
+    #[error("{0}")]
+    RefusedInput(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -93,6 +96,7 @@ impl ApiError {
             ApiError::Unauthorized => "errors.unauthorized",
             ApiError::InvalidQuery(_) => "errors.invalidQuery",
             ApiError::InvalidUrl(_) => "errors.invalidUrl",
+            ApiError::RefusedInput(_) => "errors.invalidInput",
             ApiError::InvalidBody(_) => "errors.invalidBody",
             ApiError::Conflict(_) => "errors.conflict",
             ApiError::Forbidden(_) => "errors.forbidden",
@@ -124,6 +128,14 @@ impl From<StorageError> for ApiError {
             ref unique if unique.is_unique_violation() => {
                 ApiError::Conflict("another record already has this key".into())
             }
+            // A value the database refuses (a byte sequence, a length, a range, a trigger of the
+            // marketplace's) is the client's: 422, never 500. Its words stay in the log.
+            ref refused if refused.refused_data().is_some() => {
+                tracing::warn!(reason = ?refused.refused_data(), "the database refused a request's data");
+                ApiError::RefusedInput(
+                    "the database refused a value of this request; nothing was written".into(),
+                )
+            }
             other => ApiError::Internal(other),
         }
     }
@@ -149,7 +161,9 @@ impl ResponseError for ApiError {
             | ApiError::MalformedJson(_)
             | ApiError::InvalidQuery(_)
             | ApiError::InvalidUrl(_) => StatusCode::BAD_REQUEST,
-            ApiError::InvalidBody(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InvalidBody(_) | ApiError::RefusedInput(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Conflict(_) | ApiError::Guardrail(_) | ApiError::GuardrailDetail(..) => {
                 StatusCode::CONFLICT
             }
