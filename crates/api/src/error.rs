@@ -131,7 +131,15 @@ impl From<StorageError> for ApiError {
             // A value the database refuses (a byte sequence, a length, a range, a trigger of the
             // marketplace's) is the client's: 422, never 500. Its words stay in the log.
             ref refused if refused.refused_data().is_some() => {
-                tracing::warn!(reason = ?refused.refused_data(), "the database refused a request's data");
+                static REFUSED: crate::telemetry::LogBudget = crate::telemetry::LogBudget::new();
+                if let Some(suppressed) = REFUSED.allow_now() {
+                    let reason = refused.refused_data().unwrap_or_default();
+                    tracing::warn!(
+                        reason = %crate::telemetry::Bounded(&reason),
+                        suppressed,
+                        "the database refused a request's data"
+                    );
+                }
                 ApiError::RefusedInput(
                     "the database refused a value of this request; nothing was written".into(),
                 )
@@ -190,9 +198,21 @@ impl ResponseError for ApiError {
         if let ApiError::Shared(inner) = self {
             return inner.error_response();
         }
-        if let ApiError::Internal(cause) | ApiError::StorageUnavailable(cause) = self {
-            // The cause chain goes to the log only.
-            tracing::error!(error = ?cause, "request failed");
+        // The cause chain goes to the log only, once a second per kind at most.
+        static INTERNAL: crate::telemetry::LogBudget = crate::telemetry::LogBudget::new();
+        static UNAVAILABLE: crate::telemetry::LogBudget = crate::telemetry::LogBudget::new();
+        match self {
+            ApiError::Internal(cause) => {
+                if let Some(suppressed) = INTERNAL.allow_now() {
+                    tracing::error!(error = ?cause, suppressed, "request failed");
+                }
+            }
+            ApiError::StorageUnavailable(cause) => {
+                if let Some(suppressed) = UNAVAILABLE.allow_now() {
+                    tracing::error!(error = ?cause, suppressed, "request failed: the database is unavailable");
+                }
+            }
+            _ => {}
         }
         let fields = match self {
             ApiError::InvalidValues(fields) => fields.as_slice(),

@@ -53,7 +53,7 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
         tracing::info_span!(
             "request",
             http.method = %request.method(),
-            http.target = %request.path(),
+            http.target = %Bounded(request.path()),
             request_id = ?request_id,
             http.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
@@ -66,6 +66,113 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
         span: tracing::Span,
         outcome: &Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
     ) {
-        tracing_actix_web::DefaultRootSpanBuilder::on_request_end(span, outcome);
+        let (status, error) = match outcome {
+            Ok(response) => (response.status(), response.response().error()),
+            Err(error) => (error.as_response_error().status_code(), Some(error)),
+        };
+        span.record("http.status_code", status.as_u16());
+        span.record(
+            "otel.status_code",
+            if status.is_server_error() {
+                "ERROR"
+            } else {
+                "OK"
+            },
+        );
+        // An error's words may echo what the client sent (a 60 KB path): bounded.
+        if let Some(error) = error {
+            span.record(
+                "exception.message",
+                tracing::field::display(Bounded(&error.to_string())),
+            );
+            span.record(
+                "exception.details",
+                tracing::field::display(Bounded(&format!("{error:?}"))),
+            );
+        }
+    }
+}
+
+/// The longest text a log line carries from a request.
+const LOGGED_TEXT_LIMIT: usize = 256;
+
+/// Text from a request as logged: at most [`LOGGED_TEXT_LIMIT`] characters, then how long it was.
+#[derive(Debug)]
+pub struct Bounded<'a>(pub &'a str);
+
+impl std::fmt::Display for Bounded<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.char_indices().nth(LOGGED_TEXT_LIMIT) {
+            None => f.write_str(self.0),
+            Some((cut, _)) => write!(f, "{}… ({} bytes)", &self.0[..cut], self.0.len()),
+        }
+    }
+}
+
+/// At most one log line a second for each kind of failure: an outage or a flood of bad
+/// requests must not drown the log (and its disk). The next line says how many were left out.
+#[derive(Debug, Default)]
+pub struct LogBudget {
+    last_second: std::sync::atomic::AtomicU64,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl LogBudget {
+    pub const fn new() -> Self {
+        Self {
+            last_second: std::sync::atomic::AtomicU64::new(0),
+            suppressed: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(n)` when a line may be written now (`n` lines were left out since the last one).
+    pub fn allow(&self, now_second: u64) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = self.last_second.load(Relaxed);
+        if now_second > last
+            && self
+                .last_second
+                .compare_exchange(last, now_second, Relaxed, Relaxed)
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Relaxed));
+        }
+        self.suppressed.fetch_add(1, Relaxed);
+        None
+    }
+
+    /// [`LogBudget::allow`] on the wall clock.
+    pub fn allow_now(&self) -> Option<u64> {
+        let second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.allow(second)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_request_text_is_cut_in_the_log_and_says_how_long_it_was() {
+        let path = format!("/api/v2/marketplace/listings/{}", "x".repeat(60_000));
+        let logged = Bounded(&path).to_string();
+        assert!(logged.chars().count() < 300, "{}", logged.len());
+        assert!(logged.ends_with("… (60029 bytes)"), "{logged}");
+        assert_eq!(Bounded("/health/live").to_string(), "/health/live");
+        // Cut on a character, not inside one.
+        let cyrillic = "ж".repeat(1_000);
+        assert!(Bounded(&cyrillic).to_string().starts_with(&"ж".repeat(256)));
+    }
+
+    #[test]
+    fn a_kind_logs_once_a_second_and_then_says_how_many_it_left_out() {
+        let budget = LogBudget::new();
+        assert_eq!(budget.allow(10), Some(0));
+        assert_eq!(budget.allow(10), None);
+        assert_eq!(budget.allow(10), None);
+        assert_eq!(budget.allow(11), Some(2));
+        assert_eq!(budget.allow(11), None);
     }
 }
