@@ -15,6 +15,43 @@ on_both_backends!(
     a_method_a_route_does_not_answer_is_405_with_the_documented_methods_in_allow,
 );
 
+/// `/metrics` answers from memory: a flood of scrapes costs the database nothing (counted by
+/// PostgreSQL itself), and the bulk operations' gauges, read in the background, still show a
+/// backfill another process ran.
+#[actix_web::test]
+async fn a_scrape_runs_no_query_and_still_shows_the_backfill() {
+    let app = spawn_app(Backend::Postgres).await;
+    let storage = app.db.storage().await;
+    crate::common::run_backfill(&storage, &domain::EntityKind::ALL, 50, false, None).await;
+    let migrated = "unified_attributes_backfill_rows{entity_type=\"listing\",outcome=\"migrated\"}";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while app.metric(migrated).await == 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            app.metrics().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let raw = app.db.raw().await;
+    let transactions = || async {
+        // An idle backend publishes its counters within ten seconds (PGSTAT_IDLE_INTERVAL).
+        tokio::time::sleep(std::time::Duration::from_millis(11_000)).await;
+        raw.count(
+            "SELECT CAST(xact_commit + xact_rollback AS BIGINT) FROM pg_stat_database
+             WHERE datname = current_database()",
+        )
+        .await
+    };
+    let before = transactions().await;
+    for _ in 0..200 {
+        app.metrics().await;
+    }
+    let spent = transactions().await - before;
+    // The background refresh, the listener and the two counter reads: a handful.
+    assert!(spent < 20, "200 scrapes cost {spent} transactions");
+}
+
 async fn traffic(app: &crate::helpers::TestApp) {
     app.get("/api/v2/marketplace/categories/1311/attributes")
         .await;

@@ -351,6 +351,7 @@ impl Application {
             shadow_diffs: Arc::default(),
         };
         listen_for_invalidations(&shared).await;
+        metrics::refresh_operations(&shared);
 
         // With an internal listener, /metrics and the admin API are served there only.
         let internal = settings.server.internal_bind.is_none();

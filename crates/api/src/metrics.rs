@@ -640,25 +640,37 @@ fn container_memory_limit() -> Option<u64> {
         .filter(|bytes| *bytes < 1 << 60)
 }
 
-/// `GET /metrics`
+/// How often the gauges of other processes' bulk operations are read from the database.
+const OPERATIONS_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keeps the gauges of the bulk operations (the backfill runs in another process; its
+/// checkpoints and the throttles are the shared truth) up to date in the background, so a
+/// scrape runs no query: a flood of scrapes costs the database nothing. A slow or absent
+/// database leaves the last values.
+pub fn refresh_operations(state: &crate::AppState) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(OPERATIONS_REFRESH);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let limit = std::time::Duration::from_secs(1);
+            match tokio::time::timeout(limit, state.storage.backfill_progress()).await {
+                Ok(Ok(progress)) => state.metrics.set_backfill(&progress),
+                Ok(Err(err)) => tracing::debug!(error = ?err, "backfill progress unavailable"),
+                Err(_) => tracing::debug!("backfill progress timed out"),
+            }
+            match tokio::time::timeout(limit, state.storage.throttles()).await {
+                Ok(Ok(throttles)) => state.metrics.set_throttles(&throttles),
+                Ok(Err(err)) => tracing::debug!(error = ?err, "throttles unavailable"),
+                Err(_) => tracing::debug!("throttles timed out"),
+            }
+        }
+    });
+}
+
+/// `GET /metrics`: values kept in memory, no query.
 pub async fn scrape(state: web::Data<crate::AppState>) -> HttpResponse {
-    // The backfill runs in another process; its checkpoints are the shared truth. A slow or
-    // absent database must not fail the scrape: the gauges keep their last values.
-    match tokio::time::timeout(
-        std::time::Duration::from_secs(1),
-        state.storage.backfill_progress(),
-    )
-    .await
-    {
-        Ok(Ok(progress)) => state.metrics.set_backfill(&progress),
-        Ok(Err(err)) => tracing::debug!(error = ?err, "backfill progress unavailable"),
-        Err(_) => tracing::debug!("backfill progress timed out"),
-    }
-    match tokio::time::timeout(std::time::Duration::from_secs(1), state.storage.throttles()).await {
-        Ok(Ok(throttles)) => state.metrics.set_throttles(&throttles),
-        Ok(Err(err)) => tracing::debug!(error = ?err, "throttles unavailable"),
-        Err(_) => tracing::debug!("throttles timed out"),
-    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render(
