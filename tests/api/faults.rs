@@ -361,3 +361,67 @@ async fn sessions_waiting_on_a_lock(pool: &sqlx::PgPool, expected: i64) -> i64 {
     }
     blocked
 }
+
+/// One token sending write bodies slowly holds at most its own bound of a worker's slots: its
+/// next write is refused at once (429, `Retry-After`), another client's write and every read
+/// are served, and once its slow writes are cut off (408) it writes again.
+#[actix_web::test]
+async fn a_client_trickling_bodies_holds_only_its_own_slots() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const SLOW: &str = "slow-writer-token";
+    const OTHER: &str = "other-writer-token";
+    let db = TestDb::fresh(Backend::Sqlite).await;
+    let tokens = format!("{SLOW},{OTHER}");
+    let mut settings = settings_for(&db, &[("WRITER_API_TOKEN", tokens.as_str())]);
+    settings.server.workers = Some(1);
+    settings.server.max_writes_in_flight_per_client = 2;
+    settings.server.request_body_timeout_ms = 2_000;
+    let app = TestApp {
+        address: start(&settings).await,
+        db,
+        client: awc::Client::default(),
+    };
+    let path = "/api/v2/marketplace/listings/6/attributes";
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(app.address.trim_start_matches("http://"))
+            .await
+            .expect("connect");
+        let head = format!(
+            "PATCH {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {SLOW}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+        );
+        stream.write_all(head.as_bytes()).await.expect("head");
+        held.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = app
+        .json("PATCH", path, r#"{"year": 2019}"#, Some(SLOW))
+        .await;
+    refused.assert_error(429, "errors.tooManyRequests");
+    assert_eq!(refused.header("Retry-After"), Some("1"));
+    let other = app
+        .json("PATCH", path, r#"{"year": 2018}"#, Some(OTHER))
+        .await;
+    assert_eq!(other.status, 200, "another client writes: {}", other.body);
+    assert_eq!(app.get(path).await.status, 200, "reads are served");
+    for mut stream in held {
+        let mut answer = vec![0_u8; 512];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+            .await
+            .expect("answered")
+            .expect("read");
+        let text = String::from_utf8_lossy(&answer[..read]);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+    let again = app
+        .json("PATCH", path, r#"{"year": 2017}"#, Some(SLOW))
+        .await;
+    assert_eq!(
+        again.status, 200,
+        "its slots are free again: {}",
+        again.body
+    );
+}

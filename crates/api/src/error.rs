@@ -54,6 +54,9 @@ pub enum ApiError {
     MethodNotAllowed { allow: &'static str },
     #[error("the database is busy or not reachable; nothing was written: retry shortly")]
     StorageUnavailable(#[source] StorageError),
+    /// This client is at its bound of writes in flight on this replica.
+    #[error("too many of this client's writes are in flight; nothing was done: retry shortly")]
+    TooManyRequests,
     /// This replica is at its bound of requests in flight; another may have room.
     #[error("the service is at capacity; nothing was done: retry shortly")]
     Overloaded,
@@ -105,6 +108,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "errors.methodNotAllowed",
             ApiError::StorageUnavailable(_) => "errors.storageUnavailable",
             ApiError::Overloaded => "errors.overloaded",
+            ApiError::TooManyRequests => "errors.tooManyRequests",
             ApiError::Internal(_) => "errors.internal",
         }
     }
@@ -190,6 +194,7 @@ impl ResponseError for ApiError {
             ApiError::StorageUnavailable(_) | ApiError::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -225,7 +230,10 @@ impl ResponseError for ApiError {
         if let ApiError::MethodNotAllowed { allow } = self {
             response.insert_header(("Allow", *allow));
         }
-        if matches!(self, ApiError::StorageUnavailable(_) | ApiError::Overloaded) {
+        if matches!(
+            self,
+            ApiError::StorageUnavailable(_) | ApiError::Overloaded | ApiError::TooManyRequests
+        ) {
             // Transient by construction (a lock or pool wait, a flag change mid-write): nothing
             // was written, and the same request may succeed a moment later.
             response.insert_header(("Retry-After", "1"));

@@ -60,6 +60,8 @@ pub struct AppState {
     pub jwt: auth::SharedVerifier,
     /// This worker's requests in flight: a permit each, none left means shed.
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// This worker's writes in flight per client (see `shedding`).
+    pub writes_per_client: Arc<shedding::PerClient>,
     /// How long a client has to send a request's body (then 408).
     pub body_timeout: std::time::Duration,
     /// Every worker's storage, for the pool gauges.
@@ -346,6 +348,9 @@ impl Application {
             admin_tokens: settings.auth.admin_tokens().into(),
             jwt,
             in_flight: Arc::new(tokio::sync::Semaphore::new(settings.server.max_in_flight)),
+            writes_per_client: Arc::new(shedding::PerClient::new(
+                settings.server.max_writes_in_flight_per_client,
+            )),
             body_timeout: std::time::Duration::from_millis(settings.server.request_body_timeout_ms),
             pools: Arc::default(),
             shadow_diffs: Arc::default(),
@@ -471,6 +476,7 @@ fn worker_state(shared: &AppState, url: &str, pool: storage::PoolSettings) -> Ap
         in_flight: Arc::new(tokio::sync::Semaphore::new(
             shared.in_flight.available_permits(),
         )),
+        writes_per_client: Arc::new(shedding::PerClient::new(shared.writes_per_client.limit())),
         ..shared.clone()
     }
 }

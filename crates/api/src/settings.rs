@@ -59,6 +59,10 @@ pub struct ServerSettings {
     /// Requests one worker serves at once; beyond, 503 with `Retry-After` at once (probes and
     /// scrapes are never shed).
     pub max_in_flight: usize,
+    /// Requests with a body (writes) one client — one `Authorization` value — may have in
+    /// flight at once on a worker; beyond, 429 with `Retry-After` at once. A client sending
+    /// bodies slowly then holds at most these slots, never the worker's whole bound.
+    pub max_writes_in_flight_per_client: usize,
     /// Seconds an idle keep-alive connection stays open: longer than the mesh's idle timeout
     /// (60 s in `deploy/`), so the proxy closes first and never reuses a closing connection.
     pub keep_alive_seconds: u64,
@@ -270,6 +274,7 @@ const DEFAULTS: &str = r#"
 [server]
 bind = "127.0.0.1:8080"
 max_in_flight = 256
+max_writes_in_flight_per_client = 16
 keep_alive_seconds = 75
 request_head_timeout_ms = 5000
 request_body_timeout_ms = 10000
