@@ -101,7 +101,17 @@ async fn every_metric_the_dashboard_alerts_and_analysis_use_is_exported_after_tr
     let app = spawn_app(Backend::Postgres).await;
     traffic(&app).await;
     backfill_one_batch(&app).await;
-    let exported = exported_names(&app.metrics().await);
+    // The backfill's gauges are read in the background every 5 s, not at scrape time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let exported = loop {
+        let exported = exported_names(&app.metrics().await);
+        if exported.contains("unified_attributes_backfill_updated_timestamp_seconds")
+            || std::time::Instant::now() > deadline
+        {
+            break exported;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     let recorded = recorded_names();
     assert!(recorded.len() >= 5, "{recorded:?}");
     let mut checked = 0;

@@ -48,8 +48,9 @@ async fn a_scrape_runs_no_query_and_still_shows_the_backfill() {
         app.metrics().await;
     }
     let spent = transactions().await - before;
-    // The background refresh, the listener and the two counter reads: a handful.
-    assert!(spent < 20, "200 scrapes cost {spent} transactions");
+    // The background refresh (2 every 5 s), the pool's upkeep and the counter reads: a few
+    // dozen at most; one query per scrape would be 200 more.
+    assert!(spent < 100, "200 scrapes cost {spent} transactions");
 }
 
 async fn traffic(app: &crate::helpers::TestApp) {

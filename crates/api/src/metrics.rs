@@ -367,6 +367,16 @@ impl Metrics {
         ] {
             metrics.reads_served.with_label_values(&[served_by]);
         }
+        // The backfill's gauges exist before the first background read (not its timestamp: the
+        // stall alert must not see a backfill that never started).
+        for entity_type in ["listing", "product", "product_variant"] {
+            metrics.backfill_completed.with_label_values(&[entity_type]);
+            for outcome in ["migrated", "quarantined"] {
+                metrics
+                    .backfill_rows
+                    .with_label_values(&[entity_type, outcome]);
+            }
+        }
         for reason in ["error", "empty", "quarantined"] {
             metrics.fallbacks.with_label_values(&[reason]);
         }

@@ -89,7 +89,7 @@ impl Modify for BearerTokens {
 
 /// Every route answers 400 `errors.invalidUrl` to a URL holding a NUL character (`url_guard`,
 /// before any handler): documented on every operation, where its own annotations do not already
-/// document a 400.
+/// document a 400; and every write answers 429 beyond its client's bound (`shedding`).
 struct RefusedUrls;
 
 impl Modify for RefusedUrls {
@@ -97,6 +97,15 @@ impl Modify for RefusedUrls {
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let refused = ResponseBuilder::new()
             .description("Invalid request: a parameter is invalid, or the URL holds a NUL character (errors.invalidUrl)")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorView")))
+                    .build(),
+            )
+            .build();
+        let too_many = ResponseBuilder::new()
+            .description("This client has too many writes in flight; retry after the Retry-After seconds (errors.tooManyRequests)")
             .content(
                 "application/json",
                 ContentBuilder::new()
@@ -120,6 +129,17 @@ impl Modify for RefusedUrls {
                     .responses
                     .entry("400".to_owned())
                     .or_insert_with(|| refused.clone().into());
+            }
+            // Writes are bounded per client (`shedding`): 429 before the body is read.
+            for operation in [&mut item.put, &mut item.post, &mut item.patch]
+                .into_iter()
+                .flatten()
+            {
+                operation
+                    .responses
+                    .responses
+                    .entry("429".to_owned())
+                    .or_insert_with(|| too_many.clone().into());
             }
         }
     }
