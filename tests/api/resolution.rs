@@ -62,6 +62,24 @@ async fn admin(app: &TestApp, method: &str, path: &str, body: Json) -> Reply {
     app.send(request, Some(body.to_string())).await
 }
 
+/// The service on the marketplace's database as it is, in dual-write, without demo data.
+async fn serve_in_dual_write(db: &TestDb) -> TestApp {
+    let mut settings = settings_for(
+        db,
+        &[
+            ("WRITER_API_TOKEN", WRITER_TOKEN),
+            ("ADMIN_API_TOKEN", ADMIN_TOKEN),
+            ("DUAL_WRITE_ATTRIBUTES", "true"),
+        ],
+    );
+    settings.demo.seed_on_first_start = Some(false);
+    TestApp {
+        address: start(&settings).await,
+        db: db.share(),
+        client: awc::Client::default(),
+    }
+}
+
 /// Quarantined listing values by reason, from the admin API.
 async fn listing_quarantine(app: &TestApp) -> BTreeMap<String, i64> {
     let reply = admin(
@@ -89,20 +107,7 @@ async fn the_2025_08_database_walks_to_unified_reads_with_its_quarantine_resolve
     let raw = db.raw().await;
     raw.execute(SCHEMA).await;
     raw.execute(DATA).await;
-    let mut settings = settings_for(
-        &db,
-        &[
-            ("WRITER_API_TOKEN", WRITER_TOKEN),
-            ("ADMIN_API_TOKEN", ADMIN_TOKEN),
-            ("DUAL_WRITE_ATTRIBUTES", "true"),
-        ],
-    );
-    settings.demo.seed_on_first_start = Some(false);
-    let app = TestApp {
-        address: start(&settings).await,
-        db: db.share(),
-        client: awc::Client::default(),
-    };
+    let app = serve_in_dual_write(&db).await;
     let storage = db.storage().await;
     backfill_and_verify(&storage).await;
     let phase_1 = both_versions_agree(&app).await;
@@ -351,6 +356,14 @@ async fn the_2025_08_database_walks_to_unified_reads_with_its_quarantine_resolve
     admin(&app, "POST", acceptances, json!({}))
         .await
         .assert_error(409, "errors.conflict");
+    admin(
+        &app,
+        "POST",
+        acceptances,
+        json!({"attribute": "y".repeat(200)}),
+    )
+    .await
+    .assert_error(422, "errors.validationFailed");
     let documents = admin(&app, "POST", acceptances, json!({"reason": "unreadable"})).await;
     assert_eq!(documents.status, 201, "{}", documents.body);
     let flipped = admin(&app, "PUT", features, unified_reads).await;
@@ -419,20 +432,7 @@ async fn at_the_real_proportions_no_value_users_saw_goes_missing_over_http() {
     raw.execute(SCHEMA).await;
     raw.execute(DATA).await;
     raw.execute(PROPORTIONS).await;
-    let mut settings = settings_for(
-        &db,
-        &[
-            ("WRITER_API_TOKEN", WRITER_TOKEN),
-            ("ADMIN_API_TOKEN", ADMIN_TOKEN),
-            ("DUAL_WRITE_ATTRIBUTES", "true"),
-        ],
-    );
-    settings.demo.seed_on_first_start = Some(false);
-    let app = TestApp {
-        address: start(&settings).await,
-        db: db.share(),
-        client: awc::Client::default(),
-    };
+    let app = serve_in_dual_write(&db).await;
     let storage = db.storage().await;
     backfill_and_verify(&storage).await;
     let listings: Vec<i64> = (100..=102).chain(110..=119).collect();
@@ -533,19 +533,7 @@ async fn at_the_real_proportions_no_value_users_saw_goes_missing_over_http() {
     )
     .await;
     assert_eq!(flipped.status, 200, "{}", flipped.body);
-    let accepted: Vec<(i64, String)> = raw
-        .texts(
-            "SELECT entity_id || ' ' || attribute_code FROM backfill_quarantine
-             WHERE entity_type = 'listing' AND accepted_at IS NOT NULL",
-        )
-        .await
-        .into_iter()
-        .flatten()
-        .map(|line| {
-            let (id, code) = line.split_once(' ').expect("id and code");
-            (id.parse().expect("id"), code.to_owned())
-        })
-        .collect();
+    let accepted = raw.accepted_listing_values().await;
     for &listing in &listings {
         let (values, source) = values_over_http(&app, listing).await;
         assert_eq!(source, "unified");

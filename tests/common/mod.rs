@@ -254,6 +254,39 @@ pub async fn run_backfill(
     batches
 }
 
+/// `quarantine accept --all`: the operator accepts that unified reads go without every
+/// quarantined value users see.
+pub async fn accept_all_quarantined(storage: &Storage) -> storage::resolve::Resolution {
+    storage
+        .accept_quarantined(
+            &storage::quarantine::AcceptFilter::default(),
+            true,
+            None,
+            "ops",
+            false,
+        )
+        .await
+        .expect("accepted")
+}
+
+impl Raw {
+    /// (listing, code) of every accepted quarantined listing value.
+    pub async fn accepted_listing_values(&self) -> std::collections::BTreeSet<(i64, String)> {
+        self.texts(
+            "SELECT entity_id || ' ' || attribute_code FROM backfill_quarantine
+             WHERE entity_type = 'listing' AND accepted_at IS NOT NULL",
+        )
+        .await
+        .into_iter()
+        .flatten()
+        .map(|line| {
+            let (id, code) = line.split_once(' ').expect("id and code");
+            (id.parse().expect("id"), code.to_owned())
+        })
+        .collect()
+    }
+}
+
 /// The evidence unified reads need, gathered as an operator does once dual-write is in force:
 /// a complete backfill of every kind, then a clean verify.
 pub async fn backfill_and_verify(storage: &Storage) {

@@ -195,16 +195,7 @@ async fn a_restore_says_when_the_archive_changed_since_it_was_made(db: TestDb) {
     let storage = backfilled(&db).await;
     assert!(storage.verify(20, |_| {}).await.expect("verify").is_clean());
     // The fixture's unreadable document keys: the operator accepts their absence first.
-    storage
-        .accept_quarantined(
-            &storage::quarantine::AcceptFilter::default(),
-            true,
-            None,
-            "ops",
-            false,
-        )
-        .await
-        .expect("accepted");
+    crate::common::accept_all_quarantined(&storage).await;
     storage.archive(UNIFIED_PHASE).await.expect("archive");
     db.raw()
         .await
@@ -298,16 +289,7 @@ async fn the_variant_option_catalogue_reaches_unified_whole_and_survives_archive
     assert_eq!(carried(&legacy), legacy_catalogue, "legacy reads alike");
     assert!(storage.verify(20, |_| {}).await.expect("verify").is_clean());
     // The fixture's unreadable document keys: the operator accepts their absence first.
-    storage
-        .accept_quarantined(
-            &storage::quarantine::AcceptFilter::default(),
-            true,
-            None,
-            "ops",
-            false,
-        )
-        .await
-        .expect("accepted");
+    crate::common::accept_all_quarantined(&storage).await;
     storage.archive(UNIFIED_PHASE).await.expect("archive");
     assert_eq!(
         carried(&unified_catalog(&storage).await),

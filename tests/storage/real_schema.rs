@@ -771,16 +771,7 @@ async fn a_quarantined_value_the_user_deleted_stays_deleted_after_the_rollback()
         "the entry went with it"
     );
 
-    storage
-        .accept_quarantined(
-            &storage::quarantine::AcceptFilter::default(),
-            true,
-            None,
-            "ops",
-            false,
-        )
-        .await
-        .expect("accept the rest");
+    crate::common::accept_all_quarantined(&storage).await;
     let phase3 = flags::Flags {
         use_unified: true,
         unified_percent: 100,
@@ -1093,19 +1084,7 @@ async fn at_the_real_proportions_the_cut_over_hides_no_value_users_saw() {
         .change_flags(flags::Flags::default(), "ops", |_| unified_reads)
         .await
         .expect("unified reads");
-    let accepted_codes: std::collections::BTreeSet<(i64, String)> = raw
-        .texts(
-            "SELECT entity_id || ' ' || attribute_code FROM backfill_quarantine
-             WHERE entity_type = 'listing' AND accepted_at IS NOT NULL",
-        )
-        .await
-        .into_iter()
-        .flatten()
-        .map(|line| {
-            let (id, code) = line.split_once(' ').expect("id and code");
-            (id.parse().expect("id"), code.to_owned())
-        })
-        .collect();
+    let accepted_codes = raw.accepted_listing_values().await;
     for &listing in &listings {
         let mut expected = codes_of(&storage, listing, LEGACY).await;
         expected.retain(|code| !accepted_codes.contains(&(listing, code.clone())));
@@ -1122,4 +1101,62 @@ async fn at_the_real_proportions_the_cut_over_hides_no_value_users_saw() {
         .data;
     assert_eq!(grey["color"].value.to_json(), json!("grey"));
     assert_eq!(grey["car_make"].value.to_json(), json!("toyota"));
+}
+
+/// An acceptance is of the value the operator saw: a retry that quarantines the same stored
+/// value keeps it, but a value the marketplace's own SQL wrote over it (its save deletes and
+/// inserts the listing's rows) is looked at again and holds unified reads up.
+#[tokio::test]
+async fn an_acceptance_holds_for_the_value_accepted_not_for_what_the_monolith_writes_next() {
+    let db = TestDb::fresh(Backend::Postgres).await;
+    let raw = db.raw().await;
+    raw.execute(SCHEMA_2025_08).await;
+    raw.execute(DATA).await;
+    raw.execute(PROPORTIONS).await;
+    let storage = db.storage().await;
+    storage
+        .note_write_mode(WriteMode::Dual)
+        .await
+        .expect("phase 1");
+    backfill_and_verify(&storage).await;
+    crate::common::accept_all_quarantined(&storage).await;
+    let retry = async || {
+        let catalog = storage.backfill_catalog().await.expect("catalog");
+        let mut after = 0;
+        while let (Some(last), _, _) = storage
+            .retry_quarantined(EntityKind::Listing, after, 10, &catalog)
+            .await
+            .expect("retry")
+        {
+            after = last;
+        }
+    };
+    retry().await;
+    assert!(
+        storage
+            .unsettled_quarantine()
+            .await
+            .expect("unsettled")
+            .is_empty(),
+        "the same values quarantined again keep their acceptance"
+    );
+    raw.execute(
+        "BEGIN;
+         DELETE FROM listing_attribute_values WHERE listing_id = 111;
+         INSERT INTO listing_attribute_values (listing_id, attribute_id, text_value, numeric_value, value_type)
+         VALUES (111, 2201, 'petrol', NULL, 'text'), (111, 2202, NULL, 457, 'numeric'),
+                (111, 2206, 'Siva ', NULL, 'text'), (111, 2205, 'bmw', NULL, 'text');
+         COMMIT;",
+    )
+    .await;
+    retry().await;
+    let unsettled = storage.unsettled_quarantine().await.expect("unsettled");
+    assert_eq!(
+        unsettled
+            .iter()
+            .map(|c| (c.attribute_code.as_str(), c.kind.as_str(), c.count))
+            .collect::<Vec<_>>(),
+        [("year", "invalid", 1)],
+        "the year of 457 is new: {unsettled:?}"
+    );
 }

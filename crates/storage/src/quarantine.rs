@@ -116,14 +116,18 @@ fn json_list<T: Serialize>(items: &[T]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
 }
 
-const ACCEPTED_AMONG: Sql = Sql {
+/// The entries of these entities with their acceptance. On PostgreSQL it locks them: an
+/// acceptance committing between this read and the delete below would otherwise be dropped
+/// with the entries it changed; it now waits, then finds the rewritten ones.
+const ENTRIES_AMONG: Sql = Sql {
     pg: "SELECT CAST(entity_id AS BIGINT), attribute_code, COALESCE(raw_value, ''),
             accepted_by, CAST(accepted_at AS TEXT)
-        FROM backfill_quarantine WHERE entity_type = $1 AND accepted_at IS NOT NULL
-          AND entity_id IN (SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST($2 AS JSONB)))",
+        FROM backfill_quarantine WHERE entity_type = $1
+          AND entity_id IN (SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST($2 AS JSONB)))
+        FOR UPDATE",
     lite: "SELECT CAST(entity_id AS BIGINT), attribute_code, COALESCE(raw_value, ''),
             accepted_by, CAST(accepted_at AS TEXT)
-        FROM backfill_quarantine WHERE entity_type = $1 AND accepted_at IS NOT NULL
+        FROM backfill_quarantine WHERE entity_type = $1
           AND entity_id IN (SELECT value FROM json_each($2))",
 };
 
@@ -153,7 +157,7 @@ const INSERT_ROWS: Sql = Sql {
         FROM json_each($2)",
 };
 
-type AcceptedRow = (i64, String, String, Option<String>, Option<String>);
+type EntryRow = (i64, String, String, Option<String>, Option<String>);
 /// Who accepted an entry, and when.
 type Acceptance = (Option<String>, Option<String>);
 
@@ -171,16 +175,17 @@ pub(crate) async fn replace_entries<B: Backend>(
     }
     let ids_json = json_list(ids);
     record_queries(2);
-    let accepted: Vec<AcceptedRow> =
-        on_dialect!(B::dialect(&mut *conn), ACCEPTED_AMONG, |c, statement| {
+    let entries: Vec<EntryRow> =
+        on_dialect!(B::dialect(&mut *conn), ENTRIES_AMONG, |c, statement| {
             sqlx::query_as(statement)
                 .bind(entity_type)
                 .bind(&ids_json)
                 .fetch_all(&mut *c)
                 .await?
         });
-    let accepted: HashMap<(i64, &str, &str), Acceptance> = accepted
+    let accepted: HashMap<(i64, &str, &str), Acceptance> = entries
         .iter()
+        .filter(|(.., at)| at.is_some())
         .map(|(id, code, raw, by, at)| {
             ((*id, code.as_str(), raw.as_str()), (by.clone(), at.clone()))
         })
@@ -384,6 +389,16 @@ pub(crate) async fn set_accepted<B: Backend>(
     actor: &str,
     undo: bool,
 ) -> Result<u64> {
+    if let Some(code) = &filter.attribute
+        && (code.is_empty() || code.chars().count() > 100 || code.contains('\0'))
+    {
+        return Err(StorageError::InvalidValues(vec![domain::FieldError::new(
+            "attribute",
+            &domain::FieldErrorKind::InvalidValueShape(
+                "an attribute code has 1 to 100 characters, without NUL".into(),
+            ),
+        )]));
+    }
     if filter.is_everything() && !all {
         return Err(StorageError::Conflict(
             "name an attribute (--attribute) or a kind (--reason), or pass --all to accept every \
