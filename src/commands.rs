@@ -61,6 +61,13 @@ pub enum Direction {
         #[arg(long)]
         allow_data_loss: bool,
     },
+    /// Say what `migrate` finds and would do, changing nothing: where this service's tables
+    /// are, the legacy tables, the marketplace's own unified tables and the foreign keys into
+    /// them, and why it would refuse.
+    Plan,
+    /// Drop the views an earlier layout's move left in `public` for older binaries (once no
+    /// older binary runs).
+    DropPublicViews,
 }
 
 #[derive(Debug, Args)]
@@ -425,10 +432,38 @@ pub async fn migrate(
     struct Report {
         database: &'static str,
         reverted: Vec<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        plan: Option<storage::monolith::Plan>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        dropped_views: Vec<String>,
     }
+    let mut plan = None;
+    let mut dropped_views = Vec::new();
     let reverted = match direction {
+        Direction::Plan => {
+            let found = storage.migration_plan().await.context("the plan failed")?;
+            output.report(&found, plan_text)?;
+            return match found.refusal {
+                Some(refusal) => {
+                    Err(CheckFailed(format!("migrate would refuse: {refusal}")).into())
+                }
+                None => Ok(()),
+            };
+        }
+        Direction::DropPublicViews => {
+            dropped_views = storage
+                .drop_public_views()
+                .await
+                .context("dropping the views failed")?;
+            Vec::new()
+        }
         Direction::Up => {
+            let found = storage.migration_plan().await.context("the plan failed")?;
+            if !output.json {
+                note(&plan_text(&found));
+            }
             storage.migrate().await.context("migration failed")?;
+            plan = Some(found);
             Vec::new()
         }
         Direction::Down {
@@ -446,9 +481,17 @@ pub async fn migrate(
     let report = Report {
         database: storage.backend_name(),
         reverted,
+        plan,
+        dropped_views,
     };
     output.report(&report, |report| {
-        if report.reverted.is_empty() {
+        if !report.dropped_views.is_empty() {
+            format!(
+                "{}: dropped the views left in public for older binaries: {}",
+                report.database,
+                report.dropped_views.join(", ")
+            )
+        } else if report.reverted.is_empty() {
             format!("{}: the schema is up to date", report.database)
         } else {
             format!(
@@ -457,6 +500,44 @@ pub async fn migrate(
             )
         }
     })
+}
+
+/// The plan as an operator reads it: what is there, then what `migrate` does (or why not).
+fn plan_text(plan: &storage::monolith::Plan) -> String {
+    let mut lines = vec!["migrate plan".to_owned()];
+    if let Some(schema) = &plan.schema {
+        lines.push(format!("  this service's schema: {schema}"));
+    }
+    lines.push(format!("  this service's tables: {}", plan.ours));
+    let table = |t: &storage::monolith::FoundTable| {
+        format!("    {}.{} ({} rows)", t.schema, t.table, t.rows)
+    };
+    if !plan.legacy_tables.is_empty() {
+        lines.push("  legacy tables:".to_owned());
+        lines.extend(plan.legacy_tables.iter().map(table));
+    }
+    if !plan.monolith_tables.is_empty() {
+        lines.push("  the marketplace's own unified tables (a source of the backfill):".to_owned());
+        lines.extend(plan.monolith_tables.iter().map(table));
+    }
+    if !plan.foreign_keys.is_empty() {
+        lines.push("  foreign keys into them (kept valid):".to_owned());
+        lines.extend(plan.foreign_keys.iter().map(|k| format!("    {k}")));
+    }
+    if !plan.public_views.is_empty() {
+        lines.push(format!(
+            "  views left in public for older binaries: {} (`migrate drop-public-views` once none runs)",
+            plan.public_views.join(", ")
+        ));
+    }
+    match &plan.refusal {
+        Some(refusal) => lines.push(format!("  refused: {refusal}")),
+        None => {
+            lines.push("  migrate will:".to_owned());
+            lines.extend(plan.steps.iter().map(|s| format!("    - {s}")));
+        }
+    }
+    lines.join("\n")
 }
 
 pub async fn seed_demo(settings: &Settings, output: Output, args: &SeedArgs) -> anyhow::Result<()> {
@@ -655,6 +736,17 @@ async fn backfill_leased(
         "definitions: {} attributes, {} bindings copied, {} bindings quarantined (their category or attribute does not exist)",
         definitions.attributes, definitions.bindings, definitions.quarantined_bindings
     ));
+    if let Some(its) = &definitions.monolith {
+        note(&format!(
+            "the marketplace's own unified tables: {} definitions are legacy attributes, {} exist only there (adopted), {} bindings taken",
+            its.matched, its.adopted, its.bindings
+        ));
+        for skipped in &its.skipped {
+            note(&format!(
+                "  not adopted (no unified type carries it): {skipped}"
+            ));
+        }
+    }
     let catalog = storage.backfill_catalog().await?;
     let counts = storage.migration_counts().await?;
     let mut throttler = start_throttle(
@@ -905,6 +997,16 @@ pub async fn verify(settings: &Settings, output: Output, args: &VerifyArgs) -> a
                 counts.legacy_values_by_code.values().sum::<i64>(),
                 counts.unified_values_by_code.values().sum::<i64>(),
             ));
+            if counts.monolith_values > 0 {
+                text.push_str(&format!(
+                    "\n  {:<16} the marketplace's unified table: {} values ({} the same as legacy's, \
+                     {} in conflict: one kept, the other quarantined), counted with legacy's",
+                    "",
+                    counts.monolith_values,
+                    counts.monolith_same_as_legacy,
+                    counts.monolith_conflicts
+                ));
+            }
         }
         for drift in &report.drift {
             text.push_str(&format!(

@@ -20,6 +20,8 @@ for tool in psql python3 /usr/bin/time; do
     command -v "$tool" >/dev/null || { echo "missing $tool (Debian: postgresql-client time)" >&2; exit 1; }
 done
 say() { printf '\n== %s\n' "$*" >&2; }
+# The service's tables live in their own schema; psql finds them first, as the service does.
+export PGOPTIONS="-c search_path=${DATABASE_SCHEMA:-attributes},public"
 
 say "building (release)"
 cargo build --release --bin unified-attributes >&2

@@ -238,7 +238,7 @@ CFG
     set -e
     touch "$out/stop"
     wait "$load_pid" || true
-    if psql -At "$url" -c "SELECT archived_at IS NOT NULL FROM migration_state" 2>/dev/null | grep -q t; then
+    if psql -At "$url" -c "SELECT archived_at IS NOT NULL FROM attributes.migration_state" 2>/dev/null | grep -q t; then
         verify="legacy archived (phase 5 validated the archived state)"
     elif "$kubectl" -n marketplace exec deploy/unified-attributes-green -- unified-attributes verify >"$out/verify.txt" 2>&1 ||
         "$kubectl" -n marketplace exec deploy/unified-attributes-blue -- unified-attributes verify >"$out/verify.txt" 2>&1; then

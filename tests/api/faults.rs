@@ -161,7 +161,9 @@ async fn beyond_its_bound_of_requests_in_flight_a_worker_sheds_at_once() {
         client: awc::Client::default(),
     };
     let path = "/api/v2/marketplace/listings/6/attributes";
-    let holder = sqlx::PgPool::connect(&app.db.url).await.expect("holder");
+    let holder = sqlx::PgPool::connect(&app.db.sql_url())
+        .await
+        .expect("holder");
     let mut held = holder.begin().await.expect("begin");
     sqlx::query("SELECT id FROM marketplace_listings WHERE id = 6 FOR UPDATE")
         .execute(&mut *held)
@@ -236,7 +238,9 @@ async fn beyond_its_bound_of_queued_reads_a_worker_refuses_at_once() {
         200,
         "the catalog is cached"
     );
-    let holder = sqlx::PgPool::connect(&app.db.url).await.expect("holder");
+    let holder = sqlx::PgPool::connect(&app.db.sql_url())
+        .await
+        .expect("holder");
     let mut held = holder.begin().await.expect("begin");
     sqlx::query("LOCK TABLE listing_attribute_values IN ACCESS EXCLUSIVE MODE")
         .execute(&mut *held)

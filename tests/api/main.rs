@@ -23,6 +23,7 @@ macro_rules! on_both_backends {
 }
 
 mod admin;
+mod adoption;
 mod caching;
 mod catalog;
 mod categories;
@@ -487,7 +488,9 @@ async fn a_write_behind_a_held_lock_answers_503_with_retry_after() {
         client: awc::Client::default(),
     };
     let path = format!("/api/v2/marketplace/listings/{CAR_LISTING}/attributes");
-    let holder = sqlx::PgPool::connect(&app.db.url).await.expect("holder");
+    let holder = sqlx::PgPool::connect(&app.db.sql_url())
+        .await
+        .expect("holder");
     let mut held = holder.begin().await.expect("begin");
     sqlx::query(&format!(
         "SELECT id FROM marketplace_listings WHERE id = {CAR_LISTING} FOR UPDATE"

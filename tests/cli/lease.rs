@@ -65,7 +65,7 @@ async fn a_second_bulk_operation_is_refused_and_a_killed_ones_lease_is_taken_ove
             .status
             .success()
     );
-    let pool = sqlx::PgPool::connect(&db.url).await.expect("pool");
+    let pool = sqlx::PgPool::connect(&db.sql_url()).await.expect("pool");
     // Every checkpoint the run stores, sampled: it must never go back.
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = tokio::spawn({
@@ -159,7 +159,7 @@ async fn sigterm_stops_a_backfill_at_a_batch_boundary_and_releases_the_lease() {
             .status
             .success()
     );
-    let pool = sqlx::PgPool::connect(&db.url).await.expect("pool");
+    let pool = sqlx::PgPool::connect(&db.sql_url()).await.expect("pool");
     let mut running = slow_backfill(&db, "job-pod-b");
     wait_for_progress(&pool, 0).await;
     let terminated = Command::new("kill")

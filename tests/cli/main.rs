@@ -268,7 +268,7 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             };
             count(&sql)
         };
-        let evidence = run(&["migrate", "down", "11"]);
+        let evidence = run(&["migrate", "down", "12"]);
         assert_eq!(evidence.status.code(), Some(2), "{backend:?}");
         assert!(
             String::from_utf8_lossy(&evidence.stderr).contains("migration_state"),
@@ -280,7 +280,7 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             1,
             "{backend:?}: nothing reverted"
         );
-        let down = run(&["migrate", "down", "11", "--allow-data-loss"]);
+        let down = run(&["migrate", "down", "12", "--allow-data-loss"]);
         assert!(
             down.status.success(),
             "{}",
@@ -1109,4 +1109,76 @@ fn url_port() -> u16 {
         .and_then(|(_, rest)| rest.split('/').next())
         .and_then(|port| port.parse().ok())
         .unwrap_or(5432)
+}
+
+/// The Day-15 database (tests/fixtures/day15): `migrate plan` names the marketplace's own
+/// unified tables and the foreign key into them and changes nothing; `migrate` prints the plan
+/// and succeeds; with legacy tables its archive migration moved away, both refuse (exit 1 and
+/// 2) with the way back.
+#[test]
+fn migrate_prints_the_plan_of_the_day_15_database_and_refuses_what_it_cannot_adopt() {
+    const LEGACY: &str = include_str!("../fixtures/legacy_2025_08/schema.sql");
+    const DATA: &str = include_str!("../fixtures/legacy_2025_08/data.sql");
+    const MONOLITH: &str = include_str!("../fixtures/day15/monolith.sql");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let day15 = |archived: bool| {
+        let db = runtime.block_on(TestDb::fresh(Backend::Postgres));
+        runtime.block_on(async {
+            let raw = db.raw().await;
+            for sql in [LEGACY, DATA, MONOLITH] {
+                raw.execute(sql).await;
+            }
+            if archived {
+                raw.execute(
+                    "CREATE SCHEMA archive_legacy;
+                     ALTER TABLE category_attributes SET SCHEMA archive_legacy;
+                     ALTER TABLE listing_attribute_values SET SCHEMA archive_legacy;",
+                )
+                .await;
+            }
+        });
+        db
+    };
+    let text = |out: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+
+    let db = day15(false);
+    let plan = cli(&db, &["migrate", "plan", "--json"], &[]);
+    assert!(plan.status.success(), "{}", text(&plan));
+    let json: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("JSON");
+    assert_eq!(json["monolith_tables"][2]["table"], "unified_attribute_values");
+    assert_eq!(json["monolith_tables"][2]["rows"], 7);
+    let count = |sql: &str| runtime.block_on(async { db.raw().await.count(sql).await });
+    assert_eq!(
+        count("SELECT COUNT(*) FROM pg_namespace WHERE nspname = 'attributes'"),
+        0,
+        "the plan changes nothing"
+    );
+    let migrate = cli(&db, &["migrate"], &[]);
+    assert!(migrate.status.success(), "{}", text(&migrate));
+    let said = text(&migrate);
+    for words in [
+        "the marketplace's own unified tables",
+        "public.unified_attributes (7 rows)",
+        "variant_attribute_mappings.variant_attribute_id → unified_attributes",
+        "the schema is up to date",
+    ] {
+        assert!(said.contains(words), "{words:?} not in: {said}");
+    }
+
+    let db = day15(true);
+    let plan = cli(&db, &["migrate", "plan"], &[]);
+    assert_eq!(plan.status.code(), Some(1), "{}", text(&plan));
+    let migrate = cli(&db, &["migrate"], &[]);
+    assert_eq!(migrate.status.code(), Some(2), "{}", text(&migrate));
+    assert!(
+        text(&migrate).contains("ALTER TABLE archive_legacy.category_attributes SET SCHEMA public;"),
+        "{}",
+        text(&migrate)
+    );
 }

@@ -124,12 +124,27 @@ impl TestDb {
         storage
     }
 
+    /// The URL a test's own SQL connects with: on PostgreSQL its search path finds the
+    /// service's tables in their schema first, as the service's connections do.
+    pub fn sql_url(&self) -> String {
+        match self.backend {
+            Backend::Postgres => format!(
+                "{}?options=-c%20search_path%3D{}%2Cpublic",
+                self.url,
+                storage::DEFAULT_SCHEMA
+            ),
+            Backend::Sqlite => self.url.clone(),
+        }
+    }
+
     /// Plain SQL on the test database, bypassing the code under test.
     pub async fn raw(&self) -> Raw {
         match self.backend {
-            Backend::Postgres => {
-                Raw::Postgres(PgPool::connect(&self.url).await.expect("raw postgres"))
-            }
+            Backend::Postgres => Raw::Postgres(
+                PgPool::connect(&self.sql_url())
+                    .await
+                    .expect("raw postgres"),
+            ),
             Backend::Sqlite => {
                 Raw::Sqlite(SqlitePool::connect(&self.url).await.expect("raw sqlite"))
             }

@@ -32,6 +32,7 @@ macro_rules! conformance_in {
     };
 }
 
+mod adoption;
 mod archive;
 mod backfill;
 mod model;

@@ -491,12 +491,13 @@ async fn migrate_down_refuses_to_drop_tables_that_hold_rows(db: TestDb) {
     let (storage, _) = seeded(&db).await;
     // A run is recorded whatever it found (nothing is backfilled: it finds drift).
     storage.verify(25, |_| {}).await.expect("verify");
-    // Ten steps: the quarantine's acceptance (migration 14, nothing quarantined), the bulk
+    // Eleven steps: the monolith's source map (migration 15, empty), the quarantine's
+    // acceptance (14, nothing quarantined), the bulk
     // operations' lease (13), their throttles (12) and the environment's flags last seen (11),
     // bookkeeping all, dropped freely; the owners (10, the marketplace's: nothing dropped), the quarantine's
     // resolutions (9, empty), the option translations (8, legacy: nothing dropped), the phases'
     // evidence (7), the archive manifests (6, empty) and the verify runs (5).
-    let message = conflict(storage.migrate_down(10, false).await);
+    let message = conflict(storage.migrate_down(11, false).await);
     assert!(
         message.contains("migration_state")
             && message.contains("verify_runs")
@@ -522,14 +523,14 @@ async fn migrate_down_refuses_to_drop_tables_that_hold_rows(db: TestDb) {
         )
         .await
         .expect("an alias");
-    let message = conflict(storage.migrate_down(6, false).await);
+    let message = conflict(storage.migrate_down(7, false).await);
     assert!(
         message.contains("attribute_option_aliases") && message.contains("quarantine_resolutions"),
         "{message}"
     );
     // Set flags hold rows too: the audit and the flags in force.
     set_flags(&storage, PHASE1).await.expect("phase 1");
-    let message = conflict(storage.migrate_down(12, false).await);
+    let message = conflict(storage.migrate_down(13, false).await);
     assert!(message.contains("flag_audit"), "{message}");
 }
 
@@ -650,7 +651,7 @@ async fn a_write_behind_a_held_row_lock_fails_fast_as_transient() {
     )
     .await
     .expect("connect");
-    let holder = sqlx::PgPool::connect(&db.url).await.expect("holder");
+    let holder = sqlx::PgPool::connect(&db.sql_url()).await.expect("holder");
     let mut held = holder.begin().await.expect("begin");
     sqlx::query(&format!(
         "SELECT id FROM marketplace_listings WHERE id = {car} FOR UPDATE"
@@ -687,7 +688,7 @@ async fn a_flag_change_waits_for_the_writes_in_flight_only_not_for_those_after_i
     use sqlx::{Connection, Executor};
     let db = TestDb::fresh(Backend::Postgres).await;
     let (storage, _) = seeded(&db).await;
-    let mut in_flight = sqlx::PgConnection::connect(&db.url)
+    let mut in_flight = sqlx::PgConnection::connect(&db.sql_url())
         .await
         .expect("a session");
     in_flight
@@ -698,7 +699,7 @@ async fn a_flag_change_waits_for_the_writes_in_flight_only_not_for_those_after_i
         let storage = storage.clone();
         async move { set_flags(&storage, PHASE1).await }
     });
-    let mut watcher = sqlx::PgConnection::connect(&db.url)
+    let mut watcher = sqlx::PgConnection::connect(&db.sql_url())
         .await
         .expect("a session");
     let waiting = "SELECT COUNT(*) FROM pg_stat_activity
@@ -714,7 +715,7 @@ async fn a_flag_change_waits_for_the_writes_in_flight_only_not_for_those_after_i
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // A write that comes now waits behind the change (its lock wait times out here).
-    let mut later = sqlx::PgConnection::connect(&db.url)
+    let mut later = sqlx::PgConnection::connect(&db.sql_url())
         .await
         .expect("a session");
     let queued = later
@@ -791,7 +792,7 @@ async fn sessions_waiting_for_a_lock(watcher: &mut sqlx::PgConnection) -> i64 {
 
 async fn until_one_session_waits(db: &TestDb) {
     use sqlx::Connection;
-    let mut watcher = sqlx::PgConnection::connect(&db.url)
+    let mut watcher = sqlx::PgConnection::connect(&db.sql_url())
         .await
         .expect("a session");
     for _ in 0..250 {
@@ -845,7 +846,9 @@ async fn a_product_write_commits_only_for_the_owner_at_its_commit() {
     };
 
     // Held after its ownership check (on the unified row it rewrites): the owner cannot change.
-    let mut holder = sqlx::PgConnection::connect(&db.url).await.expect("holder");
+    let mut holder = sqlx::PgConnection::connect(&db.sql_url())
+        .await
+        .expect("holder");
     holder
         .execute(
             format!(
@@ -861,7 +864,9 @@ async fn a_product_write_commits_only_for_the_owner_at_its_commit() {
     };
     let in_flight = tokio::spawn(write(one(value.clone())));
     until_one_session_waits(&db).await;
-    let mut ops = sqlx::PgConnection::connect(&db.url).await.expect("ops");
+    let mut ops = sqlx::PgConnection::connect(&db.sql_url())
+        .await
+        .expect("ops");
     let changed = ops
         .execute(
             format!(

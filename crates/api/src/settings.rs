@@ -95,6 +95,9 @@ pub struct DatabaseSettings {
     pub replica_max_lag_ms: u64,
     /// `url` (and the replicas') go through a transaction-mode pooler such as PgBouncer.
     pub transaction_pooler: bool,
+    /// PostgreSQL: the schema of this service's tables (`DATABASE_SCHEMA`); the marketplace's
+    /// stay in `public`, where its own `unified_*` tables may already be.
+    pub schema: String,
 }
 
 impl DatabaseSettings {
@@ -126,6 +129,7 @@ impl DatabaseSettings {
             }),
             replica_max_lag: std::time::Duration::from_millis(self.replica_max_lag_ms),
             transaction_pooler: self.transaction_pooler,
+            schema: Some(self.schema.clone()),
         }
     }
 
@@ -254,6 +258,7 @@ impl Settings {
             .set_override_option("database.url", lookup("DATABASE_URL"))?
             .set_override_option("database.session_url", lookup("DATABASE_SESSION_URL"))?
             .set_override_option("database.read_urls", lookup("DATABASE_READ_URL"))?
+            .set_override_option("database.schema", lookup("DATABASE_SCHEMA"))?
             .set_override_option("auth.writer_tokens", lookup("WRITER_API_TOKEN"))?
             .set_override_option("auth.admin_tokens", lookup("ADMIN_API_TOKEN"))?
             .set_override_option("auth.jwt_public_key", lookup("JWT_PUBLIC_KEY"))?
@@ -287,6 +292,7 @@ lock_timeout_ms = 3000
 idle_in_transaction_timeout_ms = 60000
 replica_max_lag_ms = 1000
 transaction_pooler = false
+schema = "attributes"
 
 [telemetry]
 format = "pretty"

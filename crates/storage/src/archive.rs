@@ -1,6 +1,7 @@
 //! Archiving the legacy tables once the unified store serves everything, and restoring them:
 //! the tables move (nothing is copied or dropped), and a manifest of row counts and checksums
-//! taken before and after each move is the evidence that nothing changed on the way.
+//! taken before and after each move is the evidence that nothing changed on the way. The
+//! marketplace's own unified tables move with them when they were a source (`monolith`).
 
 use flags::{Flags, Phase};
 
@@ -145,9 +146,14 @@ impl<B: Backend> Router<B> {
                 "no clean verify since legacy was last written: run verify first".into(),
             ));
         }
-        let before = B::archive_evidence(&mut tx, false).await?;
+        // The marketplace's own unified tables move too when they were a source.
+        let its_tables = crate::monolith::archived_tables::<B>(&mut tx, false).await?;
+        let mut before = B::archive_evidence(&mut tx, false).await?;
+        before.extend(crate::monolith::evidence::<B>(&mut tx, &its_tables, false).await?);
         B::move_legacy_tables(&mut tx, true).await?;
-        let after = B::archive_evidence(&mut tx, true).await?;
+        crate::monolith::move_tables::<B>(&mut tx, &its_tables, true).await?;
+        let mut after = B::archive_evidence(&mut tx, true).await?;
+        after.extend(crate::monolith::evidence::<B>(&mut tx, &its_tables, true).await?);
         ensure_same_evidence(&before, &after, "archiving")?;
         B::save_manifest(&mut tx, "archive", phase_name(phase), &before).await?;
         let manifest = B::last_manifest(&mut tx).await?;
@@ -173,13 +179,17 @@ impl<B: Backend> Router<B> {
                 "nothing to restore: the legacy tables are not archived".into(),
             ));
         }
-        let archived = B::archive_evidence(&mut tx, true).await?;
+        let its_tables = crate::monolith::archived_tables::<B>(&mut tx, true).await?;
+        let mut archived = B::archive_evidence(&mut tx, true).await?;
+        archived.extend(crate::monolith::evidence::<B>(&mut tx, &its_tables, true).await?);
         let recorded = B::last_manifest(&mut tx).await?;
         let unchanged = recorded
             .as_ref()
             .is_some_and(|manifest| manifest.action == "archive" && manifest.tables == archived);
         B::move_legacy_tables(&mut tx, false).await?;
-        let restored = B::archive_evidence(&mut tx, false).await?;
+        crate::monolith::move_tables::<B>(&mut tx, &its_tables, false).await?;
+        let mut restored = B::archive_evidence(&mut tx, false).await?;
+        restored.extend(crate::monolith::evidence::<B>(&mut tx, &its_tables, false).await?);
         ensure_same_evidence(&archived, &restored, "restoring")?;
         let flags = B::load_flags(&mut tx)
             .await?

@@ -1934,26 +1934,6 @@ pub(crate) use backend_operations;
 /// Helpers the operations share, written once per backend by the same macro.
 macro_rules! backend_helpers {
     ($db:ty, $sql:ident) => {
-        /// Applies `migrator`'s pending migrations; newer migrations the database has and this
-        /// binary lacks are accepted when all are additive (`crate::unknown_migrations_are_additive`).
-        async fn migrate_up(
-            pool: &sqlx::Pool<$db>,
-            mut migrator: sqlx::migrate::Migrator,
-        ) -> Result<()> {
-            use sqlx::migrate::Migrate;
-            let applied: Vec<(i64, String)> = {
-                let mut conn = pool.acquire().await?;
-                conn.ensure_migrations_table().await?;
-                sqlx::query_as("SELECT version, description FROM _sqlx_migrations")
-                    .fetch_all(&mut *conn)
-                    .await?
-            };
-            if crate::unknown_migrations_are_additive(&migrator, &applied)? {
-                migrator.set_ignore_missing(true);
-            }
-            Ok(migrator.run(pool).await?)
-        }
-
         async fn insert_unified_attribute(
             conn: &mut <$db as sqlx::Database>::Connection,
             attribute: &domain::Attribute,

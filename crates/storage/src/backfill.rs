@@ -83,12 +83,15 @@ pub(crate) const QUARANTINE_BY_REASON: &str = "SELECT entity_type, reason, COUNT
 pub(crate) const BINDING: &str = "binding";
 
 /// What the definitions step of a backfill copied, and what it quarantined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Definitions {
     pub attributes: usize,
     pub bindings: usize,
     /// Bindings of a category or attribute that does not exist.
     pub quarantined_bindings: usize,
+    /// What came from the marketplace's own unified tables, when they are a source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monolith: Option<crate::monolith::MonolithDefinitions>,
 }
 
 pub(crate) const CATEGORY_IDS: &str = "SELECT CAST(id AS BIGINT) FROM marketplace_categories";
@@ -221,12 +224,14 @@ impl<B: Backend> Router<B> {
             )
             .await?;
         }
+        let monolith = crate::monolith::adopt_definitions::<B>(&mut tx, &catalog).await?;
         B::notify(&mut tx, &[Invalidation::Everything]).await?;
         tx.commit().await?;
         Ok(Definitions {
             attributes: catalog.len(),
             bindings: copied,
             quarantined_bindings: orphans.len(),
+            monolith,
         })
     }
 
@@ -454,6 +459,73 @@ async fn legacy_values_of<B: Backend>(
     Ok(candidates)
 }
 
+/// Adds the values of the marketplace's own unified table (when it is a source) to the legacy
+/// candidates: where both hold a value of one entity and attribute, the one
+/// [`crate::monolith::kept`] keeps stays a candidate and the other is returned as a `conflict`
+/// entry with both values.
+async fn with_its_values<B: Backend>(
+    conn: &mut Conn<B>,
+    kind: EntityKind,
+    ids: &[i64],
+    catalog: &HashMap<String, Attribute>,
+    candidates: &mut Vec<LegacyCandidate>,
+) -> Result<Vec<QuarantinedRow>> {
+    use crate::monolith::{ITS_SOURCE, Kept, LEGACY_SOURCE, conflict_entry, kept};
+    let its = crate::monolith::values_of::<B>(&mut *conn, kind, ids).await?;
+    if its.is_empty() {
+        return Ok(Vec::new());
+    }
+    let times = crate::monolith::legacy_times::<B>(&mut *conn, kind, ids).await?;
+    let mut lost = Vec::new();
+    for value in its {
+        let theirs = LegacyCandidate {
+            entity_id: value.entity_id,
+            code: value.code.clone(),
+            raw: value.raw.clone(),
+            shown: value.shown.clone(),
+            read: Ok(value.typed.clone()),
+        };
+        let Some(i) = candidates
+            .iter()
+            .position(|c| c.entity_id == value.entity_id && c.code == value.code)
+        else {
+            candidates.push(theirs);
+            continue;
+        };
+        let legacy_typed = candidates[i].read.as_ref().ok().and_then(Option::as_ref);
+        let legacy_time = times.get(&(value.entity_id, value.code.clone())).copied();
+        match kept(
+            catalog,
+            &value.code,
+            (legacy_typed, legacy_time),
+            (value.typed.as_ref(), value.updated_at),
+        ) {
+            Kept::Same => {}
+            Kept::Monolith => {
+                let old = std::mem::replace(&mut candidates[i], theirs);
+                lost.push(conflict_entry(
+                    value.entity_id,
+                    &value.code,
+                    (LEGACY_SOURCE, &old.raw, old.shown),
+                    (ITS_SOURCE, &value.raw),
+                ));
+            }
+            // Neither accepted: legacy's goes its usual way, with its own entry.
+            Kept::Legacy
+                if legacy_typed
+                    .and_then(|t| crate::monolith::acceptable(catalog, &value.code, t))
+                    .is_none() => {}
+            Kept::Legacy => lost.push(conflict_entry(
+                value.entity_id,
+                &value.code,
+                (ITS_SOURCE, &value.raw, value.shown),
+                (LEGACY_SOURCE, &candidates[i].raw),
+            )),
+        }
+    }
+    Ok(lost)
+}
+
 /// A backfill overwrites unified values with legacy ones: refused while unified holds writes
 /// legacy lacks, or while the stored flags write only to unified.
 pub(crate) fn ensure_backfill_allowed(state: &crate::evidence::StateRow) -> Result<()> {
@@ -491,11 +563,11 @@ pub(crate) async fn migrate_entities<B: Backend>(
     catalog: &HashMap<String, Attribute>,
 ) -> Result<(usize, usize)> {
     let unified_ids = B::unified_ids(&mut *conn).await?;
-    let legacy = legacy_values_of::<B>(&mut *conn, kind, ids).await?;
+    let mut legacy = legacy_values_of::<B>(&mut *conn, kind, ids).await?;
+    let mut quarantined = with_its_values::<B>(&mut *conn, kind, ids, catalog, &mut legacy).await?;
     let mut values = Vec::new();
     // Each value's code and raw form, for the quarantine entry should the database refuse it.
     let mut sources = Vec::new();
-    let mut quarantined = Vec::new();
     for candidate in legacy {
         let refuse = |kind: QuarantineKind, reason: String| QuarantinedRow {
             entity_id: candidate.entity_id,
@@ -547,6 +619,12 @@ pub(crate) async fn migrate_entities<B: Backend>(
     }
     let migrated =
         store_values::<B>(&mut *conn, kind, ids, &values, &sources, &mut quarantined).await?;
+    // One entry per entity and code: a conflict's loser gives way to a later entry of the value
+    // that won (refused by the rules or the database), whose reason matters more.
+    let mut seen = std::collections::HashSet::new();
+    quarantined.reverse();
+    quarantined.retain(|row| seen.insert((row.entity_id, row.attribute_code.clone())));
+    quarantined.reverse();
     crate::quarantine::replace_entries::<B>(&mut *conn, kind.as_str(), ids, &quarantined).await?;
     Ok((migrated, quarantined.len()))
 }

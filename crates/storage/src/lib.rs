@@ -16,9 +16,11 @@ mod error;
 mod evidence;
 pub mod flag_store;
 mod freshness;
+mod home;
 pub mod invalidation;
 pub mod lease;
 mod legacy;
+pub mod monolith;
 mod option_use;
 mod ownership;
 mod postgres;
@@ -50,6 +52,7 @@ use sqlx::migrate::{Migrate, Migrator};
 
 pub use error::{Result, StorageError};
 pub use flag_store::{FlagAuditEntry, FlagChange, MigrationCounts, StoredFlags};
+pub use home::{DEFAULT_SCHEMA, Relocation};
 pub use invalidation::Invalidation;
 pub use router::{
     FallbackReason, Read, ReadRoute, ServedBy, ValueWriter, ValuesChange, Written, phase_name,
@@ -102,6 +105,9 @@ pub struct Topology {
     pub replica_max_lag: std::time::Duration,
     /// The main URL (and the replicas') reach PostgreSQL through a transaction-mode pooler.
     pub transaction_pooler: bool,
+    /// PostgreSQL: the schema of this service's tables (default [`DEFAULT_SCHEMA`]); the
+    /// marketplace's tables stay in `public`. SQLite has no schemas: its file is ours.
+    pub schema: Option<String>,
 }
 
 impl Topology {
@@ -323,6 +329,31 @@ impl Storage {
     /// Applies the schema migrations that are not applied yet.
     pub async fn migrate(&self) -> Result<()> {
         on_router!(self, router => router.backend().migrate().await)
+    }
+
+    /// What `migrate` finds and will do, changing nothing: where our tables are, the legacy
+    /// tables, the marketplace's own unified tables and the foreign keys into them, and why it
+    /// would refuse (PostgreSQL; an SQLite file is this service's own).
+    pub async fn migration_plan(&self) -> Result<monolith::Plan> {
+        match &self.0 {
+            Backends::Postgres(router) => router.backend().migration_plan().await,
+            Backends::Sqlite(router) => Ok(monolith::Plan {
+                ours: format!(
+                    "this SQLite file: {} migration(s) pending",
+                    router.backend().pending_migrations().await?
+                ),
+                ..monolith::Plan::default()
+            }),
+        }
+    }
+
+    /// Drops the views in `public` that moving an earlier layout left for older binaries (the
+    /// contract step, once none runs); the views dropped.
+    pub async fn drop_public_views(&self) -> Result<Vec<String>> {
+        match &self.0 {
+            Backends::Postgres(router) => router.backend().drop_public_views().await,
+            Backends::Sqlite(_) => Ok(Vec::new()),
+        }
     }
 
     /// Reverts the last `steps` migrations. A step that drops a table holding rows is
@@ -714,13 +745,25 @@ impl Storage {
                     .into(),
             ));
         }
-        Ok(self
+        let mut catalog: std::collections::HashMap<String, Attribute> = self
             .catalog(ReadRoute::new(flags::Store::Legacy, false))
             .await?
             .data
             .into_iter()
             .map(|attribute| (attribute.code.clone(), attribute))
-            .collect())
+            .collect();
+        // The definitions that exist only in the marketplace's own unified tables hold their
+        // values to the rules the definitions step copied.
+        for attribute in self
+            .catalog(ReadRoute::new(flags::Store::Unified, false))
+            .await?
+            .data
+        {
+            if monolith::is_its_alone(attribute.id) {
+                catalog.entry(attribute.code.clone()).or_insert(attribute);
+            }
+        }
+        Ok(catalog)
     }
 
     /// Where the backfill of one entity kind stands (fresh with `restart`).
@@ -899,7 +942,7 @@ impl InvalidationListener {
 }
 
 /// The migration that creates the unified tables and `migration_state`.
-const UNIFIED_TABLES: i64 = 20261126000002;
+pub(crate) const UNIFIED_TABLES: i64 = 20261126000002;
 
 /// The tables whose data a migration's down step drops (for the evidence migration: the
 /// table whose columns it drops). The legacy tables' down step drops nothing.
@@ -921,6 +964,8 @@ fn tables_dropped_by(version: i64) -> &'static [&'static str] {
         20261130000009 => &["attribute_option_aliases", "quarantine_resolutions"],
         // Drops the operators' acceptances (the quarantine's columns).
         20261204000014 => &["backfill_quarantine"],
+        // Drops which definitions came from the marketplace's own unified tables.
+        20261204000015 => &["monolith_attributes"],
         _ => &[],
     }
 }

@@ -103,16 +103,14 @@ mod pg_sql {
         Ok(format!("SELECT CAST(t AS TEXT) FROM {location} t{filter}"))
     }
 
-    /// `SET SCHEMA` moves a table with its indexes, constraints and sequences, in place.
+    /// `SET SCHEMA` moves a table with its indexes, constraints and sequences, in place; the
+    /// legacy tables' home is the marketplace's schema.
     pub(super) async fn move_statements(
-        conn: &mut sqlx::PgConnection,
+        _conn: &mut sqlx::PgConnection,
         tables: &[&str],
         to_archive: bool,
     ) -> crate::error::Result<Vec<String>> {
-        crate::stats::record_queries(1);
-        let home: String = sqlx::query_scalar("SELECT current_schema()")
-            .fetch_one(conn)
-            .await?;
+        let home = crate::home::MARKETPLACE_SCHEMA;
         let mut statements = vec!["CREATE SCHEMA IF NOT EXISTS legacy_archive".to_owned()];
         statements.extend(tables.iter().map(|table| {
             if to_archive {
@@ -151,10 +149,10 @@ mod pg_sql {
     pub(super) const LOCK_ROWS: &str = " FOR UPDATE";
     pub(super) const LEGACY_COLUMNS: &str =
         "SELECT CAST(table_name AS TEXT), CAST(column_name AS TEXT) FROM information_schema.columns
-         WHERE table_schema = current_schema()";
+         WHERE table_schema = 'public'";
     pub(super) const LATER_DEFINITION_COLUMNS_PRESENT: &str =
         "SELECT CAST(column_name AS TEXT) FROM information_schema.columns
-         WHERE table_schema = current_schema() AND table_name = 'category_attributes'
+         WHERE table_schema = 'public' AND table_name = 'category_attributes'
            AND column_name IN ('affects_stock', 'is_variant_compatible')";
     /// Shared: writes do not queue on each other, a flag change (which updates the row) waits.
     pub(super) const SHARE_MIGRATION_STATE: &str =
@@ -250,6 +248,8 @@ struct PgConfig {
     /// Behind a transaction pooler: how transactions begin (see [`Pooled`]).
     pooled: Option<Pooled>,
     replicas: Option<Arc<ReplicaSet>>,
+    /// Our schema (see [`crate::home`]).
+    schema: String,
 }
 
 /// Behind a transaction-mode pooler (PgBouncer before 1.21), a server connection is ours only
@@ -266,13 +266,14 @@ pub(crate) struct Pooled {
 }
 
 impl Pooled {
-    fn new(settings: PoolSettings) -> Self {
+    fn new(settings: PoolSettings, schema: &str) -> Self {
         let limits = format!(
             "DEALLOCATE ALL; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
-             SET LOCAL idle_in_transaction_session_timeout = {}",
+             SET LOCAL idle_in_transaction_session_timeout = {}; SET LOCAL search_path TO {}",
             settings.statement_timeout.as_millis(),
             settings.lock_timeout.as_millis(),
-            settings.idle_in_transaction_timeout.as_millis()
+            settings.idle_in_transaction_timeout.as_millis(),
+            crate::home::search_path(schema)
         );
         Self {
             read: format!("BEGIN READ ONLY; {limits}"),
@@ -287,6 +288,7 @@ impl PgBackend {
         url: &str,
         settings: PoolSettings,
         pooled: bool,
+        schema: &str,
     ) -> Result<PgConnectOptions> {
         let options = PgConnectOptions::from_str(url)?;
         if pooled {
@@ -294,6 +296,7 @@ impl PgBackend {
         }
         let millis = |d: Duration| d.as_millis().to_string();
         Ok(options.options([
+            ("search_path", crate::home::search_path(schema)),
             ("statement_timeout", millis(settings.statement_timeout)),
             ("lock_timeout", millis(settings.lock_timeout)),
             (
@@ -335,6 +338,7 @@ impl PgBackend {
 
     fn config(url: &str, settings: PoolSettings, topology: &Topology) -> Result<PgConfig> {
         let pooled = topology.transaction_pooler;
+        let schema = crate::home::checked_schema(topology.schema.as_deref())?;
         let session_url = match (&topology.session_url, pooled) {
             (Some(session), _) => session.as_str(),
             (None, false) => url,
@@ -349,15 +353,16 @@ impl PgBackend {
         let replicas = topology
             .read_urls
             .iter()
-            .map(|url| Self::connect_options(url, settings, pooled))
+            .map(|url| Self::connect_options(url, settings, pooled, &schema))
             .collect::<Result<Vec<_>>>()?;
         Ok(PgConfig {
-            connection: Self::connect_options(url, settings, pooled)?,
-            session: Self::connect_options(session_url, settings, false)?,
+            connection: Self::connect_options(url, settings, pooled, &schema)?,
+            session: Self::connect_options(session_url, settings, false, &schema)?,
             settings,
-            pooled: pooled.then(|| Pooled::new(settings)),
+            pooled: pooled.then(|| Pooled::new(settings, &schema)),
             replicas: (!replicas.is_empty())
                 .then(|| Arc::new(ReplicaSet::new(replicas, topology.replica_max_lag))),
+            schema,
         })
     }
 
@@ -386,6 +391,21 @@ impl PgBackend {
             admin,
             config: Arc::clone(config),
         }
+    }
+
+    /// See [`crate::Storage::migration_plan`].
+    pub(crate) async fn migration_plan(&self) -> Result<crate::monolith::Plan> {
+        let mut conn = self.admin.acquire().await?;
+        let known = MIGRATOR
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .count();
+        crate::monolith::plan(&mut conn, &self.config.schema, known).await
+    }
+
+    /// See [`crate::Storage::drop_public_views`].
+    pub(crate) async fn drop_public_views(&self) -> Result<Vec<String>> {
+        crate::home::drop_public_views(&self.admin, &self.config.schema).await
     }
 
     /// The primary's WAL position now: at or after every commit that has returned.
@@ -478,7 +498,7 @@ impl Backend for PgBackend {
     }
 
     async fn migrate(&self) -> Result<()> {
-        migrate_up(&self.admin, sqlx::migrate!("../../migrations/postgres")).await?;
+        crate::home::migrate(&self.admin, &MIGRATOR, &self.config.schema).await?;
         crate::check_legacy_schema::<Self>(&self.admin).await
     }
 

@@ -33,16 +33,20 @@ pub enum QuarantineKind {
     Unreadable,
     /// The database refused it (a constraint or trigger).
     Refused,
+    /// The marketplace's own unified table held another value of the same entity and
+    /// attribute; the newer one was kept (see `monolith`).
+    Conflict,
 }
 
 impl QuarantineKind {
-    pub const ALL: [QuarantineKind; 6] = [
+    pub const ALL: [QuarantineKind; 7] = [
         QuarantineKind::Orphan,
         QuarantineKind::Empty,
         QuarantineKind::Invalid,
         QuarantineKind::Unknown,
         QuarantineKind::Unreadable,
         QuarantineKind::Refused,
+        QuarantineKind::Conflict,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +57,7 @@ impl QuarantineKind {
             QuarantineKind::Unknown => "unknown",
             QuarantineKind::Unreadable => "unreadable",
             QuarantineKind::Refused => "refused",
+            QuarantineKind::Conflict => "conflict",
         }
     }
 

@@ -187,8 +187,9 @@ impl LegacySchemaRow {
 }
 
 /// A timestamp as either backend writes it in text: PostgreSQL's `2025-08-03 10:00:00[.f][+00]`
-/// (a column without time zone is taken as UTC), SQLite's RFC 3339.
-fn timestamp(text: Option<&str>) -> Option<DateTime<Utc>> {
+/// (a column without time zone is taken as UTC), SQLite's RFC 3339, and JSON's
+/// `2025-08-03T10:00:00[.f]` without a zone.
+pub(crate) fn timestamp(text: Option<&str>) -> Option<DateTime<Utc>> {
     let text = text?.trim();
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Some(at.with_timezone(&Utc));
@@ -196,7 +197,7 @@ fn timestamp(text: Option<&str>) -> Option<DateTime<Utc>> {
     if let Ok(at) = DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z") {
         return Some(at.with_timezone(&Utc));
     }
-    match NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f") {
+    match NaiveDateTime::parse_from_str(&text.replacen('T', " ", 1), "%Y-%m-%d %H:%M:%S%.f") {
         Ok(at) => Some(at.and_utc()),
         Err(err) => {
             tracing::debug!(text, %err, "unreadable timestamp left out");

@@ -25,6 +25,23 @@ use crate::stats::record_queries;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
+/// Applies `migrator`'s pending migrations; newer migrations the database has and this
+/// binary lacks are accepted when all are additive (`crate::unknown_migrations_are_additive`).
+async fn migrate_up(pool: &sqlx::SqlitePool, mut migrator: sqlx::migrate::Migrator) -> Result<()> {
+    use sqlx::migrate::Migrate;
+    let applied: Vec<(i64, String)> = {
+        let mut conn = pool.acquire().await?;
+        conn.ensure_migrations_table().await?;
+        sqlx::query_as("SELECT version, description FROM _sqlx_migrations")
+            .fetch_all(&mut *conn)
+            .await?
+    };
+    if crate::unknown_migrations_are_additive(&migrator, &applied)? {
+        migrator.set_ignore_missing(true);
+    }
+    Ok(migrator.run(pool).await?)
+}
+
 mod sqlite_sql {
     /// One process owns the file: there is no load of other backends to measure.
     pub(super) const ACTIVE_BACKENDS: &str = "SELECT 0";

@@ -40,6 +40,11 @@ pub struct KindCounts {
     pub drifted: i64,
     pub legacy_values_by_code: BTreeMap<String, i64>,
     pub unified_values_by_code: BTreeMap<String, i64>,
+    /// Values of these entities in the marketplace's own unified table (a second source), how
+    /// many say what legacy says, and how many differ from legacy's (one of each pair kept).
+    pub monolith_values: i64,
+    pub monolith_same_as_legacy: i64,
+    pub monolith_conflicts: i64,
 }
 
 /// The result of a verify run.
@@ -216,16 +221,23 @@ impl<B: Backend> Router<B> {
         let mut report = crate::verify::VerifyReport::default();
         // The era this run can vouch for is fixed when it begins: one that ends meanwhile is not
         // covered by it.
-        let (era, legacy_options): (_, HashMap<String, Vec<domain::AttributeOption>>) = {
+        let (era, catalog): (_, HashMap<String, domain::Attribute>) = {
             let mut conn = self.acquire().await?;
             ensure_legacy_in_place::<B>(&mut conn).await?;
             let era = B::state_row(&mut conn).await?.era_to_verify();
-            let options = B::catalog(&mut conn, Store::Legacy)
-                .await?
-                .into_iter()
-                .map(|attribute| (attribute.code, attribute.options))
-                .collect();
-            (era, options)
+            let mut catalog: HashMap<String, domain::Attribute> =
+                B::catalog(&mut conn, Store::Legacy)
+                    .await?
+                    .into_iter()
+                    .map(|attribute| (attribute.code.clone(), attribute))
+                    .collect();
+            // The definitions only the marketplace's own unified tables held.
+            for attribute in B::catalog(&mut conn, Store::Unified).await? {
+                if crate::monolith::is_its_alone(attribute.id) {
+                    catalog.entry(attribute.code.clone()).or_insert(attribute);
+                }
+            }
+            (era, catalog)
         };
         for kind in EntityKind::ALL {
             let mut after = 0;
@@ -238,7 +250,7 @@ impl<B: Backend> Router<B> {
                 let mut conn = self.begin_snapshot().await?;
                 let ids = B::entity_ids_after(&mut conn, kind, after, page, false).await?;
                 let Some(&last) = ids.last() else { break };
-                let (legacy, unified) = match kind {
+                let (mut legacy, unified) = match kind {
                     EntityKind::Listing => (
                         B::listing_values_batch(&mut conn, Store::Legacy, &ids).await?,
                         B::listing_values_batch(&mut conn, Store::Unified, &ids).await?,
@@ -260,6 +272,13 @@ impl<B: Backend> Router<B> {
                         )
                     }
                 };
+                let its =
+                    crate::monolith::overlay::<B>(&mut conn, kind, &ids, &mut legacy, &catalog)
+                        .await?;
+                let counts = report.kinds.entry(kind.as_str()).or_default();
+                counts.monolith_values += its.values;
+                counts.monolith_same_as_legacy += its.same_as_legacy;
+                counts.monolith_conflicts += its.conflicts;
                 let mut quarantined: HashMap<i64, std::collections::HashSet<String>> =
                     HashMap::new();
                 for (id, code) in B::quarantined_codes(&mut conn, kind, &ids).await? {
@@ -275,8 +294,8 @@ impl<B: Backend> Router<B> {
                     // Legacy spellings compare as the option they certainly mean, as backfilled.
                     let mut legacy_values = legacy.get(id).cloned().unwrap_or_default();
                     for (code, typed) in legacy_values.iter_mut() {
-                        if let Some(options) = legacy_options.get(code) {
-                            domain::canonical_spellings(options, &mut typed.value);
+                        if let Some(attribute) = catalog.get(code) {
+                            domain::canonical_spellings(&attribute.options, &mut typed.value);
                         }
                     }
                     report.compare(

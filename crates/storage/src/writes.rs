@@ -61,7 +61,18 @@ impl<B: Backend> Router<B> {
             )));
         }
         let authoritative = mode.authoritative();
-        let parts = schema_parts::<B>(&mut tx, authoritative, category_id).await?;
+        let mut parts = schema_parts::<B>(&mut tx, authoritative, category_id).await?;
+        // While legacy is authoritative, the definitions only the marketplace's own unified
+        // tables held have no home there: their bindings come from unified.
+        let its_alone = if authoritative == Store::Legacy && mode.writes(Store::Unified) {
+            crate::monolith::alone_bound_in::<B>(&mut tx, &parts.chain).await?
+        } else {
+            std::collections::HashSet::new()
+        };
+        if !its_alone.is_empty() {
+            let unified = schema_parts::<B>(&mut tx, Store::Unified, category_id).await?;
+            parts = crate::monolith::with_its_attributes(parts, unified, &its_alone);
+        }
         let schema = EffectiveSchema::resolve(&parts.chain, &parts.bindings, &parts.attributes);
         let (values, set, removed) = match change {
             ValuesChange::Replace(input) => {
@@ -87,10 +98,27 @@ impl<B: Backend> Router<B> {
                 (values.clone(), values, removed.into_iter().collect())
             }
             ValuesChange::Merge(input) => {
-                let current = match authoritative {
+                let mut current = match authoritative {
                     Store::Legacy => B::legacy_values(&mut tx, entity).await?,
                     Store::Unified => B::unified_values(&mut tx, entity).await?,
                 };
+                // Values of the marketplace's own definitions live in unified alone.
+                if !its_alone.is_empty()
+                    && let Some(unified) = B::unified_values(&mut tx, entity).await?
+                {
+                    let homeless: std::collections::HashSet<&str> = schema
+                        .attributes
+                        .iter()
+                        .filter(|a| its_alone.contains(&a.attribute.id))
+                        .map(|a| a.attribute.code.as_str())
+                        .collect();
+                    let current = current.get_or_insert_with(EntityValues::new);
+                    for (code, typed) in unified {
+                        if homeless.contains(code.as_str()) {
+                            current.insert(code, typed);
+                        }
+                    }
+                }
                 let values = validate_patch(&schema, &current.unwrap_or_default(), input)
                     .map_err(StorageError::InvalidValues)?;
                 let set: EntityValues = values
@@ -107,7 +135,23 @@ impl<B: Backend> Router<B> {
             }
         };
         if mode.writes(Store::Legacy) {
-            B::legacy_apply_values(&mut tx, entity, &set, &removed, &schema).await?;
+            let homeless: std::collections::HashSet<&str> = schema
+                .attributes
+                .iter()
+                .filter(|a| its_alone.contains(&a.attribute.id))
+                .map(|a| a.attribute.code.as_str())
+                .collect();
+            let legacy_set: EntityValues = set
+                .iter()
+                .filter(|(code, _)| !homeless.contains(code.as_str()))
+                .map(|(code, typed)| (code.clone(), typed.clone()))
+                .collect();
+            let legacy_removed: Vec<String> = removed
+                .iter()
+                .filter(|code| !homeless.contains(code.as_str()))
+                .cloned()
+                .collect();
+            B::legacy_apply_values(&mut tx, entity, &legacy_set, &legacy_removed, &schema).await?;
         }
         if mode.writes(Store::Unified) {
             if mode == WriteMode::Dual {
@@ -123,6 +167,8 @@ impl<B: Backend> Router<B> {
             .map(String::as_str)
             .collect();
         crate::quarantine::forget_written::<B>(&mut tx, entity, &written).await?;
+        // The marketplace's own v2 readers (and a rollback to them) see what was written.
+        crate::monolith::mirror_values::<B>(&mut tx, entity, &set, &removed).await?;
         let mut invalidations = vec![Invalidation::entity(entity)];
         if entity.kind == EntityKind::Listing {
             invalidations.push(Invalidation::Ranges {
