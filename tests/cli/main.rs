@@ -1151,7 +1151,10 @@ fn migrate_prints_the_plan_of_the_day_15_database_and_refuses_what_it_cannot_ado
     let plan = cli(&db, &["migrate", "plan", "--json"], &[]);
     assert!(plan.status.success(), "{}", text(&plan));
     let json: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("JSON");
-    assert_eq!(json["monolith_tables"][2]["table"], "unified_attribute_values");
+    assert_eq!(
+        json["monolith_tables"][2]["table"],
+        "unified_attribute_values"
+    );
     assert_eq!(json["monolith_tables"][2]["rows"], 7);
     let count = |sql: &str| runtime.block_on(async { db.raw().await.count(sql).await });
     assert_eq!(
@@ -1177,7 +1180,8 @@ fn migrate_prints_the_plan_of_the_day_15_database_and_refuses_what_it_cannot_ado
     let migrate = cli(&db, &["migrate"], &[]);
     assert_eq!(migrate.status.code(), Some(2), "{}", text(&migrate));
     assert!(
-        text(&migrate).contains("ALTER TABLE archive_legacy.category_attributes SET SCHEMA public;"),
+        text(&migrate)
+            .contains("ALTER TABLE archive_legacy.category_attributes SET SCHEMA public;"),
         "{}",
         text(&migrate)
     );
