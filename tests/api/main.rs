@@ -27,6 +27,7 @@ mod adoption;
 mod caching;
 mod catalog;
 mod categories;
+mod changes;
 mod drill;
 mod faults;
 mod hostile;

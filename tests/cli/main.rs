@@ -268,7 +268,7 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             };
             count(&sql)
         };
-        let evidence = run(&["migrate", "down", "12"]);
+        let evidence = run(&["migrate", "down", "13"]);
         assert_eq!(evidence.status.code(), Some(2), "{backend:?}");
         assert!(
             String::from_utf8_lossy(&evidence.stderr).contains("migration_state"),
@@ -280,7 +280,7 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             1,
             "{backend:?}: nothing reverted"
         );
-        let down = run(&["migrate", "down", "12", "--allow-data-loss"]);
+        let down = run(&["migrate", "down", "13", "--allow-data-loss"]);
         assert!(
             down.status.success(),
             "{}",

@@ -309,3 +309,31 @@ pub async fn backfill_and_verify(storage: &Storage) {
     let report = storage.verify(50, |_| {}).await.expect("verify");
     assert!(report.is_clean(), "verify drifted: {:?}", report.drift);
 }
+
+/// The monolith's "save listing attributes": every row of the listing deleted, then one
+/// multi-row insert with an upsert on `(listing_id, attribute_id)`, in one transaction.
+pub fn monolith_save(listing: i64, rows: &[(i64, Option<&str>, Option<f64>)]) -> String {
+    let values: Vec<String> = rows
+        .iter()
+        .map(|(attribute, text, number)| {
+            format!(
+                "({listing}, {attribute}, {}, {}, NULL, NULL, NULL)",
+                text.map_or("NULL".to_owned(), |t| format!("'{t}'")),
+                number.map_or("NULL".to_owned(), |n| n.to_string())
+            )
+        })
+        .collect();
+    format!(
+        "BEGIN;
+         DELETE FROM listing_attribute_values WHERE listing_id = {listing};
+         INSERT INTO listing_attribute_values
+             (listing_id, attribute_id, text_value, numeric_value, boolean_value, json_value, unit)
+         VALUES {}
+         ON CONFLICT (listing_id, attribute_id) DO UPDATE SET
+             text_value = EXCLUDED.text_value, numeric_value = EXCLUDED.numeric_value,
+             boolean_value = EXCLUDED.boolean_value, json_value = EXCLUDED.json_value,
+             unit = EXCLUDED.unit;
+         COMMIT;",
+        values.join(", ")
+    )
+}

@@ -51,7 +51,9 @@ fn archived(db: &TestDb, table: &str) -> String {
 async fn table_exists(db: &TestDb, table: &str) -> bool {
     let sql = match db.backend {
         Backend::Postgres => format!(
-            "SELECT COUNT(*) FROM (SELECT to_regclass('{table}') AS t) r WHERE t IS NOT NULL"
+            // A table, not the view of the legacy shape an archive leaves in its place.
+            "SELECT COUNT(*) FROM (SELECT to_regclass('{table}') AS t) r
+             JOIN pg_class c ON c.oid = r.t WHERE c.relkind = 'r'"
         ),
         Backend::Sqlite => {
             format!("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'")

@@ -35,6 +35,7 @@ macro_rules! conformance_in {
 mod adoption;
 mod archive;
 mod backfill;
+mod capture;
 mod model;
 mod real_schema;
 mod round_trips;

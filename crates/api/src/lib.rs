@@ -5,6 +5,7 @@
 
 pub mod auth;
 mod body_deadline;
+mod capture;
 pub mod cohort;
 pub mod error;
 pub mod http_cache;
@@ -357,6 +358,7 @@ impl Application {
         };
         listen_for_invalidations(&shared).await;
         metrics::refresh_operations(&shared);
+        capture::run(&shared);
 
         // With an internal listener, /metrics and the admin API are served there only.
         let internal = settings.server.internal_bind.is_none();
@@ -694,6 +696,9 @@ fn admin_routes(config: &mut web::ServiceConfig) {
                 resource(ADMIN, "/attributes/feature-status", "GET, PUT")
                     .route(web::get().to(migration::feature_status))
                     .route(web::put().to(migration::change_flags)),
+            )
+            .service(
+                resource(ADMIN, "/changes", "GET").route(web::get().to(routes::changes::changes)),
             )
             .service(
                 resource(ADMIN, "/operations/{operation}/throttle", "GET, PUT")

@@ -54,6 +54,9 @@ pub struct Metrics {
     throttle_paused: IntGaugeVec,
     throttled: IntGaugeVec,
     throttle_lag: GaugeVec,
+    change_lag: GaugeVec,
+    capture_pending: IntGauge,
+    direct_writes: IntGauge,
     shed: IntCounter,
     shadow: IntCounterVec,
     memory_limit: IntGauge,
@@ -294,6 +297,28 @@ impl Metrics {
                 "1 while a running bulk operation waits (paused, replica lag, load), as it last reported.",
                 &["operation"],
             ),
+            change_lag: {
+                let lag = float_gauge_vec(
+                    &registry,
+                    "unified_attributes_change_lag_seconds",
+                    "Age of the oldest change not yet taken: stream capture (a write that bypassed the service, not yet applied to unified) or feed (a change not yet in the change feed).",
+                    &["stream"],
+                );
+                for stream in ["capture", "feed"] {
+                    lag.with_label_values(&[stream]).set(0.0);
+                }
+                lag
+            },
+            capture_pending: gauge(
+                &registry,
+                "unified_attributes_capture_pending",
+                "Captured writes that bypassed the service and wait to be applied to unified.",
+            ),
+            direct_writes: gauge(
+                &registry,
+                "unified_attributes_direct_writes_last_hour",
+                "Writes to the legacy tables that bypassed the service in the last hour (the marketplace's own code, scripts): who still writes legacy.",
+            ),
             throttle_lag: float_gauge_vec(
                 &registry,
                 "unified_attributes_operation_replica_lag_seconds",
@@ -462,6 +487,18 @@ impl Metrics {
                 .with_label_values(&[operation])
                 .set(throttle.lag_ms.unwrap_or(0) as f64 / 1000.0);
         }
+    }
+
+    /// Records how far capture and the change feed are behind.
+    pub fn set_capture(&self, status: &storage::capture::CaptureStatus) {
+        self.change_lag
+            .with_label_values(&["capture"])
+            .set(status.oldest_unapplied_seconds);
+        self.change_lag
+            .with_label_values(&["feed"])
+            .set(status.oldest_unsequenced_seconds);
+        self.capture_pending.set(status.unapplied);
+        self.direct_writes.set(status.direct_last_hour);
     }
 
     pub fn listener_reconnected(&self) {
@@ -674,6 +711,11 @@ pub fn refresh_operations(state: &crate::AppState) {
                 Ok(Ok(throttles)) => state.metrics.set_throttles(&throttles),
                 Ok(Err(err)) => tracing::debug!(error = ?err, "throttles unavailable"),
                 Err(_) => tracing::debug!("throttles timed out"),
+            }
+            match tokio::time::timeout(limit, state.storage.capture_status()).await {
+                Ok(Ok(status)) => state.metrics.set_capture(&status),
+                Ok(Err(err)) => tracing::debug!(error = ?err, "capture status unavailable"),
+                Err(_) => tracing::debug!("capture status timed out"),
             }
         }
     });

@@ -32,6 +32,7 @@ use crate::routes::{admin, attributes, categories, v1, values};
         admin::delete_binding,
         crate::routes::migration::feature_status,
         crate::routes::migration::change_flags,
+        crate::routes::changes::changes,
         crate::routes::throttle::show,
         crate::routes::throttle::change,
         crate::routes::migration::migration_status,

@@ -152,6 +152,8 @@ impl<B: Backend> Router<B> {
         before.extend(crate::monolith::evidence::<B>(&mut tx, &its_tables, false).await?);
         B::move_legacy_tables(&mut tx, true).await?;
         crate::monolith::move_tables::<B>(&mut tx, &its_tables, true).await?;
+        // The marketplace's unmodified readers find the legacy shape over unified.
+        crate::legacy_views::create::<B>(&mut tx).await?;
         let mut after = B::archive_evidence(&mut tx, true).await?;
         after.extend(crate::monolith::evidence::<B>(&mut tx, &its_tables, true).await?);
         ensure_same_evidence(&before, &after, "archiving")?;
@@ -186,6 +188,7 @@ impl<B: Backend> Router<B> {
         let unchanged = recorded
             .as_ref()
             .is_some_and(|manifest| manifest.action == "archive" && manifest.tables == archived);
+        crate::legacy_views::drop::<B>(&mut tx).await?;
         B::move_legacy_tables(&mut tx, false).await?;
         crate::monolith::move_tables::<B>(&mut tx, &its_tables, false).await?;
         let mut restored = B::archive_evidence(&mut tx, false).await?;

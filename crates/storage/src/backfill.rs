@@ -459,6 +459,121 @@ async fn legacy_values_of<B: Backend>(
     Ok(candidates)
 }
 
+/// The definitions legacy values are held to: the legacy ones, and those only the
+/// marketplace's own unified tables held (as the definitions step copied them).
+pub(crate) async fn catalog_of<B: Backend>(
+    conn: &mut Conn<B>,
+) -> Result<HashMap<String, Attribute>> {
+    let mut catalog: HashMap<String, Attribute> = B::catalog(&mut *conn, Store::Legacy)
+        .await?
+        .into_iter()
+        .map(|attribute| (attribute.code.clone(), attribute))
+        .collect();
+    for attribute in B::catalog(&mut *conn, Store::Unified).await? {
+        if crate::monolith::is_its_alone(attribute.id) {
+            catalog.entry(attribute.code.clone()).or_insert(attribute);
+        }
+    }
+    Ok(catalog)
+}
+
+/// What one candidate becomes under the unified rules.
+enum Judged {
+    /// A unified value: its canonical form, and the unified attribute it belongs to.
+    Value {
+        unified_id: i64,
+        typed: domain::TypedValue,
+    },
+    Quarantined(QuarantinedRow),
+}
+
+/// The one set of rules every legacy value passes, backfilled or captured: readable, of a
+/// known code, usable, valid (spellings made canonical), with a unified definition.
+fn judge(
+    candidate: &LegacyCandidate,
+    catalog: &HashMap<String, Attribute>,
+    unified_ids: &HashMap<String, i64>,
+) -> Judged {
+    let refuse = |kind: QuarantineKind, reason: String| {
+        Judged::Quarantined(QuarantinedRow {
+            entity_id: candidate.entity_id,
+            attribute_code: candidate.code.clone(),
+            raw_value: candidate.raw.clone(),
+            shown_value: candidate.shown.clone(),
+            reason,
+            kind,
+        })
+    };
+    let typed = match &candidate.read {
+        Err(reason) => return refuse(QuarantineKind::Unreadable, reason.clone()),
+        Ok(typed) => typed,
+    };
+    let Some(attribute) = catalog.get(&candidate.code) else {
+        return refuse(QuarantineKind::Unknown, "no definition of this code".into());
+    };
+    let Some(mut typed) = typed.clone() else {
+        return refuse(
+            QuarantineKind::Empty,
+            format!("no usable {} value in the row", attribute.attribute_type),
+        );
+    };
+    domain::canonical_spellings(&attribute.options, &mut typed.value);
+    if let Err(kind) = domain::validate::check_typed(attribute, &attribute.options, &typed) {
+        return refuse(QuarantineKind::Invalid, kind.to_string());
+    }
+    let Some(&unified_id) = unified_ids.get(&candidate.code) else {
+        return refuse(
+            QuarantineKind::Unknown,
+            "no unified definition (run the definitions backfill)".into(),
+        );
+    };
+    Judged::Value { unified_id, typed }
+}
+
+/// Migrates the legacy values of `codes` of one entity as they are now (a change captured
+/// from a write that bypassed the service): each becomes its unified value or a quarantine
+/// entry, a code legacy no longer holds is removed from unified and the quarantine; the
+/// entity's other codes are left as they are (after unified-only writes they are newer than
+/// legacy's). Returns (migrated, quarantined).
+pub(crate) async fn migrate_codes<B: Backend>(
+    conn: &mut Conn<B>,
+    entity: domain::EntityRef,
+    codes: &std::collections::BTreeSet<String>,
+    catalog: &HashMap<String, Attribute>,
+) -> Result<(usize, usize)> {
+    if codes.is_empty() {
+        return Ok((0, 0));
+    }
+    let unified_ids = B::unified_ids(&mut *conn).await?;
+    let ids = [entity.id];
+    let mut legacy = legacy_values_of::<B>(&mut *conn, entity.kind, &ids).await?;
+    let mut quarantined =
+        with_its_values::<B>(&mut *conn, entity.kind, &ids, catalog, &mut legacy).await?;
+    quarantined.retain(|row| codes.contains(&row.attribute_code));
+    let mut set = domain::EntityValues::new();
+    for candidate in legacy.iter().filter(|c| codes.contains(&c.code)) {
+        match judge(candidate, catalog, &unified_ids) {
+            Judged::Value { typed, .. } => {
+                set.insert(candidate.code.clone(), typed);
+            }
+            Judged::Quarantined(row) => quarantined.push(row),
+        }
+    }
+    let removed: Vec<String> = codes
+        .iter()
+        .filter(|c| !set.contains_key(*c))
+        .cloned()
+        .collect();
+    B::unified_apply_values(&mut *conn, entity, &set, &removed).await?;
+    let mut seen = std::collections::HashSet::new();
+    quarantined.reverse();
+    quarantined.retain(|row| seen.insert(row.attribute_code.clone()));
+    let touched: Vec<&str> = codes.iter().map(String::as_str).collect();
+    crate::quarantine::forget_written::<B>(&mut *conn, entity, &touched).await?;
+    crate::quarantine::add_entries::<B>(&mut *conn, entity.kind.as_str(), &quarantined).await?;
+    Ok((set.len(), quarantined.len()))
+}
+
 /// Adds the values of the marketplace's own unified table (when it is a source) to the legacy
 /// candidates: where both hold a value of one entity and attribute, the one
 /// [`crate::monolith::kept`] keeps stays a candidate and the other is returned as a `conflict`
@@ -569,53 +684,17 @@ pub(crate) async fn migrate_entities<B: Backend>(
     // Each value's code and raw form, for the quarantine entry should the database refuse it.
     let mut sources = Vec::new();
     for candidate in legacy {
-        let refuse = |kind: QuarantineKind, reason: String| QuarantinedRow {
-            entity_id: candidate.entity_id,
-            attribute_code: candidate.code.clone(),
-            raw_value: candidate.raw.clone(),
-            shown_value: candidate.shown.clone(),
-            reason,
-            kind,
-        };
-        let typed = match candidate.read {
-            Err(reason) => {
-                quarantined.push(refuse(QuarantineKind::Unreadable, reason));
-                continue;
+        match judge(&candidate, catalog, &unified_ids) {
+            Judged::Value { unified_id, typed } => {
+                values.push((
+                    candidate.entity_id,
+                    unified_id,
+                    crate::rows::ValueColumns::unified(&typed),
+                ));
+                sources.push((candidate.code, candidate.raw, candidate.shown));
             }
-            Ok(typed) => typed,
-        };
-        let Some(attribute) = catalog.get(&candidate.code) else {
-            quarantined.push(refuse(
-                QuarantineKind::Unknown,
-                "no definition of this code".into(),
-            ));
-            continue;
-        };
-        let Some(mut typed) = typed else {
-            quarantined.push(refuse(
-                QuarantineKind::Empty,
-                format!("no usable {} value in the row", attribute.attribute_type),
-            ));
-            continue;
-        };
-        domain::canonical_spellings(&attribute.options, &mut typed.value);
-        if let Err(kind) = domain::validate::check_typed(attribute, &attribute.options, &typed) {
-            quarantined.push(refuse(QuarantineKind::Invalid, kind.to_string()));
-            continue;
+            Judged::Quarantined(row) => quarantined.push(row),
         }
-        let Some(&unified_id) = unified_ids.get(&candidate.code) else {
-            quarantined.push(refuse(
-                QuarantineKind::Unknown,
-                "no unified definition (run the definitions backfill)".into(),
-            ));
-            continue;
-        };
-        values.push((
-            candidate.entity_id,
-            unified_id,
-            crate::rows::ValueColumns::unified(&typed),
-        ));
-        sources.push((candidate.code, candidate.raw, candidate.shown));
     }
     let migrated =
         store_values::<B>(&mut *conn, kind, ids, &values, &sources, &mut quarantined).await?;

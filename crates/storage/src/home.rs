@@ -29,7 +29,7 @@ const MARKETPLACE_SIDE: [i64; 3] = [20261126000001, 20261130000008, 202611300000
 
 /// Every table our migrations create in our schema (sqlx's ledger included): what moves from
 /// an earlier layout.
-const OUR_TABLES: [&str; 17] = [
+const OUR_TABLES: [&str; 18] = [
     "_sqlx_migrations",
     "migration_state",
     "unified_attributes",
@@ -47,6 +47,7 @@ const OUR_TABLES: [&str; 17] = [
     "operation_throttle",
     "operation_lease",
     "monolith_attributes",
+    "attribute_changes",
 ];
 
 /// Schemas that belong to PostgreSQL or to the marketplace's archives, never ours.

@@ -10,6 +10,7 @@ pub mod archive;
 mod backend;
 pub mod backfill;
 mod breaker;
+pub mod capture;
 pub mod demo;
 mod dialect;
 mod error;
@@ -20,6 +21,7 @@ mod home;
 pub mod invalidation;
 pub mod lease;
 mod legacy;
+mod legacy_views;
 pub mod monolith;
 mod option_use;
 mod ownership;
@@ -345,6 +347,37 @@ impl Storage {
                 ..monolith::Plan::default()
             }),
         }
+    }
+
+    /// Applies up to `limit` changes captured from writes that bypassed the service (the
+    /// marketplace's own SQL on the legacy tables) to unified; how many. See [`capture`].
+    pub async fn apply_captured(&self, limit: i64) -> Result<usize> {
+        on_router!(self, router => router.apply_captured(limit).await)
+    }
+
+    /// Gives up to `limit` committed changes their place in the change feed; how many.
+    pub async fn sequence_changes(&self, limit: i64) -> Result<u64> {
+        on_router!(self, router => router.sequence_changes(limit).await)
+    }
+
+    /// Whether changes wait to be sequenced or applied (a cheap read for an idle loop).
+    pub async fn changes_pending(&self) -> Result<bool> {
+        on_router!(self, router => router.changes_pending().await)
+    }
+
+    /// Up to `limit` changes of the feed after position `after`, in order.
+    pub async fn changes_after(&self, after: i64, limit: i64) -> Result<Vec<capture::Change>> {
+        on_router!(self, router => router.changes_after(after, limit).await)
+    }
+
+    /// How far capture and the change feed are behind; direct writes lately.
+    pub async fn capture_status(&self) -> Result<capture::CaptureStatus> {
+        on_router!(self, router => router.capture_status().await)
+    }
+
+    /// Removes delivered and applied changes older than `retention`; how many.
+    pub async fn prune_changes(&self, retention: std::time::Duration) -> Result<u64> {
+        on_router!(self, router => router.prune_changes(retention).await)
     }
 
     /// Drops the views in `public` that moving an earlier layout left for older binaries (the
@@ -966,6 +999,8 @@ fn tables_dropped_by(version: i64) -> &'static [&'static str] {
         20261204000014 => &["backfill_quarantine"],
         // Drops which definitions came from the marketplace's own unified tables.
         20261204000015 => &["monolith_attributes"],
+        // Drops the change feed consumers may not have read yet, and captured writes.
+        20261204000016 => &["attribute_changes"],
         _ => &[],
     }
 }

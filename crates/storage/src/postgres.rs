@@ -27,6 +27,10 @@ use crate::{PoolSettings, Topology};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
+/// A write transaction of this service says so: the capture triggers on the legacy tables
+/// (migration 16) leave its own writes alone, so they are never applied twice.
+const BEGIN_AS_SERVICE: &str = "BEGIN; SET LOCAL unified_attributes.writer = 'service'";
+
 mod pg_sql {
     pub(super) const ACTIVE_BACKENDS: &str = "SELECT count(*) FROM pg_stat_activity
         WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()";
@@ -277,7 +281,7 @@ impl Pooled {
         );
         Self {
             read: format!("BEGIN READ ONLY; {limits}"),
-            write: format!("BEGIN; {limits}"),
+            write: format!("{BEGIN_AS_SERVICE}; {limits}"),
             snapshot: format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {limits}"),
         }
     }
@@ -470,7 +474,7 @@ impl Backend for PgBackend {
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
         Ok(self
             .pool
-            .begin_with(self.begin_with("BEGIN", |p| &p.write))
+            .begin_with(self.begin_with(BEGIN_AS_SERVICE, |p| &p.write))
             .await?)
     }
 

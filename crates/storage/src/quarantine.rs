@@ -203,6 +203,24 @@ pub(crate) async fn replace_entries<B: Backend>(
             .await?
             .rows_affected()
     });
+    insert_rows::<B>(conn, entity_type, rows, &accepted).await
+}
+
+/// Adds entries for codes that hold none (their entries were forgotten first).
+pub(crate) async fn add_entries<B: Backend>(
+    conn: &mut Conn<B>,
+    entity_type: &str,
+    rows: &[QuarantinedRow],
+) -> Result<()> {
+    insert_rows::<B>(conn, entity_type, rows, &HashMap::new()).await
+}
+
+async fn insert_rows<B: Backend>(
+    conn: &mut Conn<B>,
+    entity_type: &str,
+    rows: &[QuarantinedRow],
+    accepted: &HashMap<(i64, &str, &str), Acceptance>,
+) -> Result<()> {
     for chunk in rows.chunks(2_000) {
         let records: Vec<Json> = chunk
             .iter()

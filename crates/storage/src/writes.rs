@@ -169,6 +169,8 @@ impl<B: Backend> Router<B> {
         crate::quarantine::forget_written::<B>(&mut tx, entity, &written).await?;
         // The marketplace's own v2 readers (and a rollback to them) see what was written.
         crate::monolith::mirror_values::<B>(&mut tx, entity, &set, &removed).await?;
+        // Downstream consumers (the search indexer) hear of it, once it commits.
+        crate::capture::record_service_change::<B>(&mut tx, entity).await?;
         let mut invalidations = vec![Invalidation::entity(entity)];
         if entity.kind == EntityKind::Listing {
             invalidations.push(Invalidation::Ranges {

@@ -4,6 +4,7 @@ pub mod admin;
 pub(crate) mod admin_bodies;
 pub mod attributes;
 pub mod categories;
+pub mod changes;
 pub mod health;
 pub mod migration;
 pub mod quarantine;
