@@ -1470,9 +1470,79 @@ pub async fn sweep_orphans(
     })
 }
 
-pub async fn archive(settings: &Settings, output: Output, grace: Duration) -> anyhow::Result<()> {
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// Say who still uses the legacy tables (writes that bypassed the service, PostgreSQL's
+    /// counters, other sessions naming them) and what would move; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn usage_text(usage: &storage::usage::LegacyUsage) -> String {
+    let mut text = format!(
+        "who still uses the legacy tables:\n  writes that bypassed the service: {} in the last hour, {} in the last day (last {})",
+        usage.direct_writes_last_hour,
+        usage.direct_writes_last_day,
+        usage.last_direct_write_at.as_deref().unwrap_or("never")
+    );
+    if !usage.tables.is_empty() {
+        text.push_str(
+            "\n  since PostgreSQL's statistics were reset (all sessions, this service's too):",
+        );
+        for table in &usage.tables {
+            text.push_str(&format!(
+                "\n    {:<34} {:>10} scans {:>10} rows written",
+                table.table, table.reads, table.writes
+            ));
+        }
+    }
+    if usage.sessions.is_empty() {
+        text.push_str("\n  no other session names them now");
+    } else {
+        text.push_str("\n  other sessions whose current or last statement names them:");
+        for session in &usage.sessions {
+            text.push_str(&format!(
+                "\n    {} from {} as {} ({}, since {}): {}",
+                session.application,
+                session.client,
+                session.user_name,
+                session.state,
+                session.since.as_deref().unwrap_or("?"),
+                session.statement
+            ));
+        }
+    }
+    text
+}
+
+pub async fn archive(
+    settings: &Settings,
+    output: Output,
+    args: &ArchiveArgs,
+    grace: Duration,
+) -> anyhow::Result<()> {
     let storage = connect_migrated(settings).await?;
     let configured = settings.flags.parse().context("invalid flag value")?;
+    if args.dry_run {
+        let usage = storage.legacy_usage().await.context("legacy usage")?;
+        let would = storage.archive_dry_run(configured).await;
+        let report = serde_json::json!({
+            "usage": usage,
+            "would_move": would.as_ref().ok(),
+            "refused": would.as_ref().err().map(ToString::to_string),
+        });
+        output.report(&report, |_| {
+            let plan = match &would {
+                Ok(manifest) => format!("archive would move:\n{}", manifest_text(manifest)),
+                Err(refused) => format!("archive would be refused: {refused}"),
+            };
+            format!("{}\n{plan}", usage_text(&usage))
+        })?;
+        return match would {
+            Ok(_) => Ok(()),
+            Err(refused) => Err(CheckFailed(format!("archive would be refused: {refused}")).into()),
+        };
+    }
     let lease = HeldLease::take(&storage, "archive", grace, false).await?;
     let manifest = storage.archive(configured).await;
     lease.release().await;

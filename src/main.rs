@@ -85,8 +85,9 @@ enum Command {
     SweepOrphans(commands::SweepArgs),
     /// Move the legacy attribute tables to the archive (PostgreSQL: schema `legacy_archive`;
     /// SQLite: `legacy_archive_` prefix), with a manifest of counts and checksums. Needs the
-    /// unified phase and a clean verify since legacy was last written.
-    Archive,
+    /// unified phase and a clean verify since legacy was last written. `--dry-run` says who
+    /// still uses the legacy tables and what would move, changing nothing.
+    Archive(commands::ArchiveArgs),
     /// Move the archived legacy tables back, with a manifest; exit 1 if the archive no longer
     /// matches what was archived (it is restored all the same).
     RestoreArchive,
@@ -168,7 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::SweepOrphans(args) => {
             commands::sweep_orphans(&settings, output, &args, grace).await
         }
-        Command::Archive => commands::archive(&settings, output, grace).await,
+        Command::Archive(args) => commands::archive(&settings, output, &args, grace).await,
         Command::RestoreArchive => commands::restore_archive(&settings, output, grace).await,
         Command::Validate(args) => {
             let database_url = settings

@@ -7,6 +7,7 @@
 use domain::EntityRef;
 use flags::{Flags, WriteMode};
 use serde_json::json;
+use sqlx::Connection;
 use storage::{ReadRoute, Storage};
 
 use crate::common::{Backend, Raw, TestDb, backfill_and_verify, monolith_save};
@@ -248,6 +249,44 @@ async fn the_monoliths_direct_writes_reach_unified_by_the_same_rules_at_every_ph
         .change_flags(Flags::default(), "ops", |_| unified_phase)
         .await
         .expect("unified phase");
+    // Who still uses the legacy tables: the direct writes, and the monolith's session.
+    let mut monolith = sqlx::PgConnection::connect(&format!(
+        "{}&application_name=marketplace-monolith",
+        db.sql_url()
+    ))
+    .await
+    .expect("the monolith's session");
+    sqlx::query("SELECT COUNT(*) FROM listing_attribute_values WHERE listing_id = 101")
+        .execute(&mut monolith)
+        .await
+        .expect("its listing page");
+    let usage = storage.legacy_usage().await.expect("usage");
+    assert!(usage.direct_writes_last_hour >= 5, "{usage:?}");
+    assert!(
+        usage
+            .sessions
+            .iter()
+            .any(|s| s.application == "marketplace-monolith"
+                && s.statement.contains("listing_attribute_values")),
+        "{usage:?}"
+    );
+    assert!(
+        !usage
+            .sessions
+            .iter()
+            .any(|s| s.application == storage::usage::APPLICATION_NAME),
+        "this service's own sessions are not listed"
+    );
+    let would = storage
+        .archive_dry_run(unified_phase)
+        .await
+        .expect("dry run");
+    assert_eq!(would.action, "dry-run");
+    assert_eq!(
+        raw.count("SELECT COUNT(*) FROM pg_class WHERE relname = 'listing_attribute_values' AND relkind = 'r' AND relnamespace = 'public'::regnamespace").await,
+        1,
+        "a dry run moves nothing"
+    );
     storage.archive(unified_phase).await.expect("archive");
     for (sql, answer) in readers.iter().zip(&before) {
         assert_eq!(&raw.texts(sql).await, answer, "{sql}");

@@ -12,6 +12,11 @@
 //! - a value the backfill quarantined and its owner then deleted stays deleted in every store
 //!   the flags read.
 //!
+//! The marketplace also writes the legacy tables itself: its listing save (every row of a car
+//! listing deleted and inserted again, with a new year) runs as an action on PostgreSQL, its
+//! capture is applied, and the year counts as acknowledged: every store the flags read serves
+//! it; while archived the save must fail, naming the service.
+//!
 //! The operator also resolves the quarantine (accept and take back, an alias, an option, the
 //! latest resolution undone, a retry); a year users see and a value no option explains are
 //! planted so that it has something to resolve and unified reads without fallback wait for it.
@@ -65,6 +70,9 @@ enum Action {
     /// The owner deletes the planted value the backfill quarantines (a `PATCH` to null) under
     /// the flags in force.
     DeletePlanted,
+    /// The marketplace's own listing save of the n-th car listing with this year, straight on
+    /// the legacy table (PostgreSQL), then the capture applied.
+    DirectSave(usize, i64),
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +153,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => Just(Action::UndoLatest),
         1 => Just(Action::RetryQuarantine),
         1 => Just(Action::DeletePlanted),
+        1 => (0usize..4, 1990i64..2024).prop_map(|(car, year)| Action::DirectSave(car, year)),
     ]
 }
 
@@ -344,6 +353,8 @@ async fn run(
             )
             .await
             .map(drop),
+        // Done before the racing write (see the loop).
+        Action::DirectSave(..) => Ok(()),
         Action::RetryQuarantine => {
             let catalog = storage.backfill_catalog().await?;
             for kind in EntityKind::ALL {
@@ -365,6 +376,54 @@ async fn run(
             Ok(())
         }
     }
+}
+
+/// The monolith's save of a car listing: all its rows deleted and inserted again in one
+/// transaction, the year changed (added when it had none). Returns the year when the save
+/// committed and its capture was applied; `None` on SQLite (its file has no other writer).
+/// While archived the save must fail, naming the service.
+async fn direct_save(
+    storage: &Storage,
+    db: &TestDb,
+    listing: i64,
+    year: i64,
+) -> Result<Option<i64>, TestCaseError> {
+    if db.backend == Backend::Sqlite {
+        return Ok(None);
+    }
+    let archived = storage.migration_state().await.expect("state").archived;
+    let save = format!(
+        "BEGIN;
+         CREATE TEMP TABLE keep ON COMMIT DROP AS
+             SELECT * FROM listing_attribute_values WHERE listing_id = {listing};
+         DELETE FROM listing_attribute_values WHERE listing_id = {listing};
+         INSERT INTO listing_attribute_values
+             (listing_id, attribute_id, text_value, numeric_value, boolean_value, json_value, unit)
+         SELECT listing_id, attribute_id,
+                CASE WHEN attribute_id = {YEAR} THEN NULL ELSE text_value END,
+                CASE WHEN attribute_id = {YEAR} THEN {year} ELSE numeric_value END,
+                boolean_value, json_value, unit
+         FROM keep
+         UNION ALL
+         SELECT {listing}, {YEAR}, NULL, {year}, NULL, NULL, NULL
+         WHERE NOT EXISTS (SELECT 1 FROM keep WHERE attribute_id = {YEAR});
+         COMMIT;"
+    );
+    let pool = sqlx::PgPool::connect(&db.sql_url()).await.expect("pool");
+    let saved = sqlx::raw_sql(&save).execute(&pool).await;
+    pool.close().await;
+    if archived {
+        let refused = saved.expect_err("a save to an archived table must fail");
+        prop_assert!(
+            refused.to_string().contains("unified attributes service"),
+            "the refusal names the service: {refused}"
+        );
+        return Ok(None);
+    }
+    saved.expect("the marketplace's save commits");
+    while storage.apply_captured(100).await.expect("capture applied") > 0 {}
+    COVERAGE.direct_saves.fetch_add(1, Ordering::Relaxed);
+    Ok(Some(year))
 }
 
 /// A resolution's refusals for its input (no such attribute or option) are answers too.
@@ -581,6 +640,15 @@ async fn run_sequence(backend: Backend, steps: Vec<Step>) -> Result<(), TestCase
                 None => None,
             }
         };
+        // The marketplace's save and a user's write of the same listing race with no order
+        // the model could know: the save is left out when they would meet.
+        if let (Action::DirectSave(car, year), write) = (&step.action, step.write) {
+            if write.is_none_or(|(written, _)| written != *car) {
+                if let Some(saved) = direct_save(&storage, &db, cars[*car], *year).await? {
+                    acked.insert(cars[*car], saved);
+                }
+            }
+        }
         let (outcome, written) =
             tokio::join!(run(&mut storage, &db, &step.action, &planted), write);
         if matches!(step.action, Action::DeletePlanted) && outcome.is_ok() {
@@ -622,12 +690,15 @@ struct Coverage {
     unified: AtomicUsize,
     pending_sync: AtomicUsize,
     archived: AtomicUsize,
+    /// The marketplace's saves that committed and were captured (PostgreSQL).
+    direct_saves: AtomicUsize,
 }
 
 static COVERAGE: Coverage = Coverage {
     unified: AtomicUsize::new(0),
     pending_sync: AtomicUsize::new(0),
     archived: AtomicUsize::new(0),
+    direct_saves: AtomicUsize::new(0),
 };
 
 impl Coverage {
@@ -690,4 +761,8 @@ fn random_operator_sequences_racing_writes_lose_nothing_on_sqlite() {
 #[test]
 fn random_operator_sequences_racing_writes_lose_nothing_on_postgres() {
     check_sequences(Backend::Postgres);
+    assert!(
+        COVERAGE.direct_saves.load(Ordering::Relaxed) > 0,
+        "no sequence ran the marketplace's own save"
+    );
 }

@@ -117,7 +117,11 @@ impl<B: Backend> Router<B> {
     /// manifest of their counts and checksums. Refused unless the flags in force (`configured`
     /// when none are stored) mean the unified phase and a clean verify ran after legacy could
     /// last be written alone. The move is checked: different evidence after it rolls back.
-    pub(crate) async fn archive(&self, configured: Flags) -> Result<crate::archive::Manifest> {
+    pub(crate) async fn archive(
+        &self,
+        configured: Flags,
+        dry_run: bool,
+    ) -> Result<crate::archive::Manifest> {
         let mut tx = self.begin_write().await?;
         B::lock_migration_state(&mut tx).await?;
         let state = B::migration_state(&mut tx).await?;
@@ -150,6 +154,16 @@ impl<B: Backend> Router<B> {
         let its_tables = crate::monolith::archived_tables::<B>(&mut tx, false).await?;
         let mut before = B::archive_evidence(&mut tx, false).await?;
         before.extend(crate::monolith::evidence::<B>(&mut tx, &its_tables, false).await?);
+        if dry_run {
+            // Nothing moves: the transaction ends unwritten.
+            return Ok(crate::archive::Manifest {
+                id: 0,
+                action: "dry-run".into(),
+                recorded_at: String::new(),
+                phase: phase_name(phase).into(),
+                tables: before,
+            });
+        }
         B::move_legacy_tables(&mut tx, true).await?;
         crate::monolith::move_tables::<B>(&mut tx, &its_tables, true).await?;
         // The marketplace's unmodified readers find the legacy shape over unified.

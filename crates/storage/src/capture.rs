@@ -305,6 +305,13 @@ impl<B: Backend> Router<B> {
         Ok(status)
     }
 
+    pub(crate) async fn legacy_usage(&self) -> Result<crate::usage::LegacyUsage> {
+        let mut conn = self.acquire().await?;
+        let usage = crate::usage::legacy_usage::<B>(&mut conn).await?;
+        conn.commit().await?;
+        Ok(usage)
+    }
+
     /// Removes the changes older than `retention` that were delivered and applied.
     pub(crate) async fn prune_changes(&self, retention: std::time::Duration) -> Result<u64> {
         let mut tx = self.begin_write().await?;

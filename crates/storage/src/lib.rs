@@ -39,6 +39,7 @@ mod stats;
 pub mod sync;
 pub mod throttle;
 mod undo;
+pub mod usage;
 pub mod verify;
 mod writes;
 
@@ -360,6 +361,17 @@ impl Storage {
         on_router!(self, router => router.sequence_changes(limit).await)
     }
 
+    /// Who still uses the legacy tables: direct writes captured lately, PostgreSQL's counters
+    /// per table, and the sessions other than this service's that name them.
+    pub async fn legacy_usage(&self) -> Result<usage::LegacyUsage> {
+        let status = self.capture_status().await?;
+        let mut usage = on_router!(self, router => router.legacy_usage().await)?;
+        usage.direct_writes_last_hour = status.direct_last_hour;
+        usage.direct_writes_last_day = status.direct_last_day;
+        usage.last_direct_write_at = status.last_direct_at;
+        Ok(usage)
+    }
+
     /// Whether changes wait to be sequenced or applied (a cheap read for an idle loop).
     pub async fn changes_pending(&self) -> Result<bool> {
         on_router!(self, router => router.changes_pending().await)
@@ -642,7 +654,13 @@ impl Storage {
 
     /// Moves the legacy attribute tables to the archive, with a manifest; see the router.
     pub async fn archive(&self, configured: flags::Flags) -> Result<archive::Manifest> {
-        on_router!(self, router => router.archive(configured).await)
+        on_router!(self, router => router.archive(configured, false).await)
+    }
+
+    /// What `archive` would do now, changing nothing: refused for the same reasons, or the
+    /// manifest of what would move (action `dry-run`).
+    pub async fn archive_dry_run(&self, configured: flags::Flags) -> Result<archive::Manifest> {
+        on_router!(self, router => router.archive(configured, true).await)
     }
 
     /// Moves the archived legacy tables back; returns the manifest and whether the archive

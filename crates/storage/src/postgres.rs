@@ -294,7 +294,8 @@ impl PgBackend {
         pooled: bool,
         schema: &str,
     ) -> Result<PgConnectOptions> {
-        let options = PgConnectOptions::from_str(url)?;
+        let options =
+            PgConnectOptions::from_str(url)?.application_name(crate::usage::APPLICATION_NAME);
         if pooled {
             return Ok(options.statement_cache_capacity(0));
         }
