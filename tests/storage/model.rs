@@ -642,12 +642,11 @@ async fn run_sequence(backend: Backend, steps: Vec<Step>) -> Result<(), TestCase
         };
         // The marketplace's save and a user's write of the same listing race with no order
         // the model could know: the save is left out when they would meet.
-        if let (Action::DirectSave(car, year), write) = (&step.action, step.write) {
-            if write.is_none_or(|(written, _)| written != *car) {
-                if let Some(saved) = direct_save(&storage, &db, cars[*car], *year).await? {
-                    acked.insert(cars[*car], saved);
-                }
-            }
+        if let (Action::DirectSave(car, year), write) = (&step.action, step.write)
+            && write.is_none_or(|(written, _)| written != *car)
+            && let Some(saved) = direct_save(&storage, &db, cars[*car], *year).await?
+        {
+            acked.insert(cars[*car], saved);
         }
         let (outcome, written) =
             tokio::join!(run(&mut storage, &db, &step.action, &planted), write);
