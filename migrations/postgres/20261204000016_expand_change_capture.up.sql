@@ -11,7 +11,10 @@
 CREATE TABLE IF NOT EXISTS attribute_changes (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     position      bigint UNIQUE,
-    entity_type   varchar(20) NOT NULL CHECK (entity_type IN ('listing', 'product', 'product_variant')),
+    -- values of a listing, product or variant; or a definition with its bindings ('attribute',
+    -- the legacy attribute id: its admin code edits category_attributes and the mapping)
+    entity_type   varchar(20) NOT NULL
+        CHECK (entity_type IN ('listing', 'product', 'product_variant', 'attribute')),
     entity_id     bigint NOT NULL,
     source        varchar(10) NOT NULL CHECK (source IN ('service', 'direct')),
     -- direct listing rows: the legacy attribute ids their statement touched
@@ -78,6 +81,25 @@ BEGIN
     RETURN NULL;
 END $$;
 
+CREATE OR REPLACE FUNCTION capture_definition() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+    attribute bigint;
+BEGIN
+    IF current_setting('unified_attributes.writer', true) = 'service' THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        attribute := CASE WHEN TG_OP = 'DELETE' THEN (to_jsonb(OLD) ->> TG_ARGV[0])::bigint
+                          ELSE (to_jsonb(NEW) ->> TG_ARGV[0])::bigint END;
+        INSERT INTO attribute_changes (entity_type, entity_id, source)
+        VALUES ('attribute', attribute, 'direct');
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'unified attributes: a change of % was not captured: %', TG_TABLE_NAME, SQLERRM;
+    END;
+    RETURN NULL;
+END $$;
+
 -- On the marketplace's tables where they are (not while archived: restore brings the triggers
 -- back with the tables). Statement triggers over transition tables: the monolith's save (a
 -- delete and a multi-row insert of a listing's rows) costs two captured rows per listing, not
@@ -97,6 +119,16 @@ BEGIN
         CREATE TRIGGER unified_attributes_capture_delete AFTER DELETE ON listing_attribute_values
             REFERENCING OLD TABLE AS changed_rows
             FOR EACH STATEMENT EXECUTE FUNCTION capture_listing_rows();
+    END IF;
+    IF to_regclass('category_attributes') IS NOT NULL THEN
+        DROP TRIGGER IF EXISTS unified_attributes_capture ON category_attributes;
+        CREATE TRIGGER unified_attributes_capture AFTER INSERT OR UPDATE OR DELETE ON category_attributes
+            FOR EACH ROW EXECUTE FUNCTION capture_definition('id');
+    END IF;
+    IF to_regclass('category_attribute_mapping') IS NOT NULL THEN
+        DROP TRIGGER IF EXISTS unified_attributes_capture ON category_attribute_mapping;
+        CREATE TRIGGER unified_attributes_capture AFTER INSERT OR UPDATE OR DELETE ON category_attribute_mapping
+            FOR EACH ROW EXECUTE FUNCTION capture_definition('attribute_id');
     END IF;
     IF to_regclass('storefront_products') IS NOT NULL THEN
         DROP TRIGGER IF EXISTS unified_attributes_capture ON storefront_products;

@@ -3,7 +3,7 @@
 CREATE TABLE IF NOT EXISTS attribute_changes (
     id            integer PRIMARY KEY AUTOINCREMENT,
     position      integer UNIQUE,
-    entity_type   text NOT NULL CHECK (entity_type IN ('listing', 'product', 'product_variant')),
+    entity_type   text NOT NULL CHECK (entity_type IN ('listing', 'product', 'product_variant', 'attribute')),
     entity_id     integer NOT NULL,
     source        text NOT NULL CHECK (source IN ('service', 'direct')),
     attribute_ids text,

@@ -106,6 +106,32 @@ async fn the_monoliths_direct_writes_reach_unified_by_the_same_rules_at_every_ph
     );
     assert!(storage.verify(10, |_| {}).await.expect("verify").is_clean());
 
+    // Its admin code adds a definition and binds it; its save then uses it.
+    raw.execute(
+        "INSERT INTO category_attributes (id, name, display_name, attribute_type, options)
+             VALUES (2206, 'doors', 'Broj vrata', 'number', '{}');
+         INSERT INTO category_attribute_mapping (category_id, attribute_id, sort_order)
+             VALUES (1301, 2206, 5);",
+    )
+    .await;
+    raw.execute(&monolith_save(
+        101,
+        &[
+            (2201, Some("diesel"), None),
+            (2202, None, Some(2018.0)),
+            (2206, None, Some(5.0)),
+        ],
+    ))
+    .await;
+    apply_all(&storage).await;
+    let cars = storage.category_schema(1301, UNIFIED).await.expect("cars");
+    assert!(
+        cars.data.get("doors").is_some(),
+        "its new definition, bound"
+    );
+    assert_eq!(unified_value(&storage, golf, "doors").await, Some(json!(5)));
+    assert!(storage.verify(10, |_| {}).await.expect("verify").is_clean());
+
     // The service's own dual-write is not captured (never applied twice).
     let before = direct_changes(&raw).await;
     storage

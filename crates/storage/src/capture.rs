@@ -175,6 +175,20 @@ impl<B: Backend> Router<B> {
             return Ok(0);
         }
         let catalog = crate::backfill::catalog_of::<B>(&mut tx).await?;
+        // Definitions first: the values' codes are judged by them.
+        let definitions: BTreeSet<i64> = rows
+            .iter()
+            .filter(|row| row.entity_type == DEFINITION)
+            .map(|row| row.entity_id)
+            .collect();
+        let mut invalidations = vec![Invalidation::AllRanges];
+        let catalog = if definitions.is_empty() {
+            catalog
+        } else {
+            copy_definitions::<B>(&mut tx, &definitions).await?;
+            invalidations.push(Invalidation::Everything);
+            crate::backfill::catalog_of::<B>(&mut tx).await?
+        };
         let legacy_codes: HashMap<i64, String> = catalog
             .values()
             .filter(|a| a.id < crate::rows::VARIANT_AXIS_ID_OFFSET)
@@ -185,6 +199,7 @@ impl<B: Backend> Router<B> {
             BTreeMap::new();
         for row in &rows {
             let Ok(kind) = row.entity_type.parse::<EntityKind>() else {
+                // A definition (copied above).
                 continue;
             };
             let (_, codes) = touched
@@ -204,7 +219,7 @@ impl<B: Backend> Router<B> {
                 codes.extend(changed);
             }
         }
-        let mut invalidations = vec![Invalidation::AllRanges];
+
         for ((_, id), (kind, codes)) in &touched {
             let entity = EntityRef {
                 kind: *kind,
@@ -326,6 +341,52 @@ impl<B: Backend> Router<B> {
         tx.commit().await?;
         Ok(pruned)
     }
+}
+
+/// A captured change of a definition or its bindings (the legacy attribute id).
+const DEFINITION: &str = "attribute";
+
+/// Copies these legacy definitions and their bindings to unified as legacy holds them now: a
+/// definition legacy deleted is deleted (its values went with it, captured too), a binding
+/// legacy no longer has is removed.
+async fn copy_definitions<B: Backend>(conn: &mut Conn<B>, ids: &BTreeSet<i64>) -> Result<()> {
+    let legacy = B::catalog(&mut *conn, flags::Store::Legacy).await?;
+    for id in ids {
+        match legacy.iter().find(|a| a.id == *id) {
+            Some(attribute) => {
+                B::unified_upsert_attribute(&mut *conn, attribute, Some(*id)).await?;
+            }
+            None => {
+                B::delete_attribute(&mut *conn, flags::Store::Unified, *id).await?;
+            }
+        }
+    }
+    let wanted: Vec<domain::CategoryBinding> = B::legacy_bindings(&mut *conn)
+        .await?
+        .into_iter()
+        .filter(|b| ids.contains(&b.attribute_id))
+        .collect();
+    let categories: BTreeSet<i64> = B::category_ids(&mut *conn).await?.into_iter().collect();
+    for binding in &wanted {
+        if categories.contains(&binding.category_id) {
+            B::upsert_binding(&mut *conn, flags::Store::Unified, binding).await?;
+        }
+    }
+    for binding in B::unified_bindings(&mut *conn).await? {
+        let kept = wanted.iter().any(|w| {
+            w.category_id == binding.category_id && w.attribute_id == binding.attribute_id
+        });
+        if ids.contains(&binding.attribute_id) && !kept {
+            B::delete_binding(
+                &mut *conn,
+                flags::Store::Unified,
+                binding.category_id,
+                binding.attribute_id,
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// The codes whose value in the entity's document differs from `before` (`null`: the row was
