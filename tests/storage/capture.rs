@@ -332,11 +332,32 @@ async fn the_monoliths_direct_writes_reach_unified_by_the_same_rules_at_every_ph
         unified_value(&storage, golf, "fuel_type").await,
         Some(json!("petrol"))
     );
+    // So does its storefront code changing a document's attributes; other columns stay free.
+    let pool = sqlx::PgPool::connect(&db.sql_url()).await.expect("pool");
+    let document = "UPDATE storefront_products SET attributes = '{\"2202\": 2013}' WHERE id = 201";
+    let refused = sqlx::query(document)
+        .execute(&pool)
+        .await
+        .expect_err("a document change after archive");
+    assert!(
+        refused
+            .to_string()
+            .contains("storefront_products.attributes is archived"),
+        "{refused}"
+    );
+    sqlx::query("UPDATE storefront_products SET category_id = category_id WHERE id = 201")
+        .execute(&pool)
+        .await
+        .expect("the rest of the row is the marketplace's");
     let (manifest, unchanged) = storage
         .restore_archive(unified_phase)
         .await
         .expect("restore");
     assert!(unchanged, "{manifest:?}");
+    sqlx::query(document)
+        .execute(&pool)
+        .await
+        .expect("writable again after restore");
     assert_eq!(
         raw.texts("SELECT a.name || '=' || COALESCE(v.text_value, CAST(CAST(v.numeric_value AS INTEGER) AS TEXT)) FROM listing_attribute_values v JOIN category_attributes a ON a.id = v.attribute_id WHERE v.listing_id = 101 ORDER BY a.name").await,
         before[0],

@@ -2,7 +2,10 @@
 //! of each table its readers use, a view with the legacy shape over the unified tables (as
 //! pgroll serves an old schema version through views). Its map filter, listing page and admin
 //! counts answer as before; a write to a view fails with an error that names this service,
-//! never succeeds to vanish. `restore-archive` drops the views before the tables come back.
+//! never succeeds to vanish. The storefront documents stay in the marketplace's tables (they
+//! hold more than attributes), but a change of their attributes fails the same way: once the
+//! definitions that give their keys meaning are archived, such a change could not reach
+//! unified. `restore-archive` drops the views and those guards before the tables come back.
 //! PostgreSQL only: an SQLite file has no other readers.
 
 use crate::backend::{Backend, Conn};
@@ -52,13 +55,45 @@ BEGIN
         HINT = 'write through its API (PATCH /api/v2/marketplace/listings/{id}/attributes, the admin attribute routes); restore-archive brings the table back';
 END $$";
 
+/// A change of a storefront document's attributes after archive fails, naming the service.
+const REFUSE_DOCUMENT_WRITES: &str = "CREATE OR REPLACE FUNCTION refuse_archived_document_write()
+    RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (to_jsonb(NEW) -> TG_ARGV[0]) IS DISTINCT FROM
+       (CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(OLD) -> TG_ARGV[0] END)
+       AND COALESCE(to_jsonb(NEW) -> TG_ARGV[0], 'null'::jsonb) NOT IN ('null'::jsonb, '{}'::jsonb)
+    THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'feature_not_supported',
+            MESSAGE = format('%s.%s is archived: attribute data lives in the unified attributes service', TG_TABLE_NAME, TG_ARGV[0]),
+            HINT = 'write through its API (PATCH /api/v2/marketplace/{products|variants}/{id}/attributes); restore-archive brings the legacy tables back';
+    END IF;
+    RETURN NEW;
+END $$";
+
+/// The documents guarded after archive: (table, column).
+const DOCUMENTS: [(&str, &str); 2] = [
+    ("storefront_products", "attributes"),
+    ("storefront_product_variants", "variant_attributes"),
+];
+
 /// Makes the views in the marketplace's schema, after the tables moved out.
 pub(crate) async fn create<B: Backend>(conn: &mut Conn<B>) -> Result<()> {
     let Dialect::Pg(c) = B::dialect(conn) else {
         return Ok(());
     };
-    record_queries(1);
+    record_queries(2);
     sqlx::query(REFUSE_WRITES).execute(&mut *c).await?;
+    sqlx::query(REFUSE_DOCUMENT_WRITES).execute(&mut *c).await?;
+    for (table, column) in DOCUMENTS {
+        record_queries(1);
+        sqlx::query(&format!(
+            "CREATE TRIGGER unified_attributes_archived BEFORE INSERT OR UPDATE ON public.{table}
+             FOR EACH ROW EXECUTE FUNCTION refuse_archived_document_write('{column}')"
+        ))
+        .execute(&mut *c)
+        .await?;
+    }
     for (name, select) in VIEWS {
         record_queries(2);
         sqlx::query(&format!("CREATE VIEW public.{name} AS {select}"))
@@ -79,6 +114,14 @@ pub(crate) async fn drop<B: Backend>(conn: &mut Conn<B>) -> Result<()> {
     let Dialect::Pg(c) = B::dialect(conn) else {
         return Ok(());
     };
+    for (table, _) in DOCUMENTS {
+        record_queries(1);
+        sqlx::query(&format!(
+            "DROP TRIGGER IF EXISTS unified_attributes_archived ON public.{table}"
+        ))
+        .execute(&mut *c)
+        .await?;
+    }
     for (name, _) in VIEWS.iter().rev() {
         record_queries(1);
         sqlx::query(&format!("DROP VIEW IF EXISTS public.{name}"))
