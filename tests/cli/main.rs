@@ -1155,7 +1155,7 @@ fn migrate_prints_the_plan_of_the_day_15_database_and_refuses_what_it_cannot_ado
         json["monolith_tables"][2]["table"],
         "unified_attribute_values"
     );
-    assert_eq!(json["monolith_tables"][2]["rows"], 7);
+    assert_eq!(json["monolith_tables"][2]["rows"], 8);
     let count = |sql: &str| runtime.block_on(async { db.raw().await.count(sql).await });
     assert_eq!(
         count("SELECT COUNT(*) FROM pg_namespace WHERE nspname = 'attributes'"),

@@ -284,11 +284,21 @@ impl<B: Backend> Router<B> {
         }
         let ids = B::entity_ids_after(&mut tx, kind, checkpoint.last_id, limit, true).await?;
         let Some(&last_id) = ids.last() else {
-            let orphans = if kind == EntityKind::Listing {
-                B::quarantine_orphan_listing_values(&mut tx).await? as i64
-            } else {
-                0
-            };
+            // The marketplace's own unified table's values of entities that are gone, first:
+            // legacy's orphan of the same listing and code then takes the entry.
+            let its = crate::monolith::orphans::<B>(&mut tx, kind).await?;
+            if !its.is_empty() {
+                let mut gone: Vec<i64> = its.iter().map(|row| row.entity_id).collect();
+                gone.dedup();
+                crate::quarantine::replace_entries::<B>(&mut tx, kind.as_str(), &gone, &its)
+                    .await?;
+            }
+            let orphans = its.len() as i64
+                + if kind == EntityKind::Listing {
+                    B::quarantine_orphan_listing_values(&mut tx).await? as i64
+                } else {
+                    0
+                };
             let done = crate::backfill::Checkpoint {
                 completed: true,
                 quarantined: checkpoint.quarantined + orphans,

@@ -696,6 +696,57 @@ pub(crate) async fn values_of<B: Backend>(
         .collect())
 }
 
+/// Its values of entities that no longer exist (the marketplace deletes listings and products;
+/// nothing cascades into its table), per kind: quarantined as orphans at the end of the kind's
+/// backfill, so every one of its rows is migrated or quarantined.
+const ITS_ORPHANS: &str = "SELECT CAST(v.entity_id AS BIGINT) AS entity_id,
+        COALESCE(u.code, a.code) AS code, a.attribute_type,
+        v.text_value, CAST(v.numeric_value AS TEXT) AS numeric_value, v.boolean_value,
+        CAST(v.date_value AS TEXT) AS date_value, v.json_value, CAST(NULL AS TEXT) AS unit,
+        CAST(v.updated_at AS TEXT) AS updated_at
+    FROM public.unified_attribute_values v
+    JOIN public.unified_attributes a ON a.id = v.attribute_id
+    LEFT JOIN monolith_attributes m ON m.monolith_attribute_id = a.id
+    LEFT JOIN unified_attributes u ON u.id = m.attribute_id
+    WHERE v.entity_type = $1 AND NOT EXISTS (
+        SELECT 1 FROM marketplace_listings l WHERE $1 = 'listing' AND l.id = v.entity_id
+        UNION ALL
+        SELECT 1 FROM storefront_products p WHERE $1 = 'product' AND p.id = v.entity_id
+        UNION ALL
+        SELECT 1 FROM storefront_product_variants pv WHERE $1 = 'product_variant' AND pv.id = v.entity_id)
+    ORDER BY v.entity_id";
+
+pub(crate) async fn orphans<B: Backend>(
+    conn: &mut Conn<B>,
+    kind: EntityKind,
+) -> Result<Vec<QuarantinedRow>> {
+    if !source_present::<B>(&mut *conn).await? {
+        return Ok(Vec::new());
+    }
+    let Some(c) = pg::<B>(conn) else {
+        return Ok(Vec::new());
+    };
+    record_queries(1);
+    let rows: Vec<ItsValueRow> = sqlx::query_as(ITS_ORPHANS)
+        .bind(kind.as_str())
+        .fetch_all(c)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| QuarantinedRow {
+            entity_id: row.entity_id,
+            attribute_code: row.value.code.clone().unwrap_or_default(),
+            raw_value: row.value.raw_text(),
+            shown_value: row.value.shown_text(),
+            reason: format!(
+                "the {} does not exist (a value of the marketplace's unified table)",
+                kind.as_str().replace('_', " ")
+            ),
+            kind: QuarantineKind::Orphan,
+        })
+        .collect())
+}
+
 /// When legacy listing values were last written, where legacy records it (the 2025-08 schema
 /// has no `updated_at`: then none), by (listing, our code).
 const LEGACY_LISTING_TIMES: &str = "SELECT CAST(v.listing_id AS BIGINT), a.name,
