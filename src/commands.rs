@@ -431,6 +431,8 @@ pub async fn migrate(
     #[derive(Serialize)]
     struct Report {
         database: &'static str,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        applied: Vec<i64>,
         reverted: Vec<i64>,
         #[serde(skip_serializing_if = "Option::is_none")]
         plan: Option<storage::monolith::Plan>,
@@ -439,6 +441,7 @@ pub async fn migrate(
     }
     let mut plan = None;
     let mut dropped_views = Vec::new();
+    let mut applied = Vec::new();
     let reverted = match direction {
         Direction::Plan => {
             let found = storage.migration_plan().await.context("the plan failed")?;
@@ -462,7 +465,7 @@ pub async fn migrate(
             if !output.json {
                 note(&plan_text(&found));
             }
-            storage.migrate().await.context("migration failed")?;
+            applied = storage.migrate().await.context("migration failed")?;
             plan = Some(found);
             Vec::new()
         }
@@ -480,6 +483,7 @@ pub async fn migrate(
     };
     let report = Report {
         database: storage.backend_name(),
+        applied,
         reverted,
         plan,
         dropped_views,
@@ -491,8 +495,18 @@ pub async fn migrate(
                 report.database,
                 report.dropped_views.join(", ")
             )
+        } else if !report.applied.is_empty() {
+            format!(
+                "{}: applied {} migration(s) ({:?}); the schema is up to date",
+                report.database,
+                report.applied.len(),
+                report.applied
+            )
         } else if report.reverted.is_empty() {
-            format!("{}: the schema is up to date", report.database)
+            format!(
+                "{}: the schema is up to date, nothing to apply",
+                report.database
+            )
         } else {
             format!(
                 "{}: reverted migrations {:?}",

@@ -1169,7 +1169,7 @@ fn migrate_prints_the_plan_of_the_day_15_database_and_refuses_what_it_cannot_ado
         "the marketplace's own unified tables",
         "public.unified_attributes (7 rows)",
         "variant_attribute_mappings.variant_attribute_id → unified_attributes",
-        "the schema is up to date",
+        "applied 16 migration(s)",
     ] {
         assert!(said.contains(words), "{words:?} not in: {said}");
     }

@@ -298,7 +298,7 @@ async fn run(
         Action::RestoreArchive => storage.restore_archive(in_force).await.map(drop),
         Action::MigrateDownUp => {
             storage.migrate_down(1, false).await?;
-            storage.migrate().await
+            storage.migrate().await.map(drop)
         }
         Action::Advance | Action::Retreat => unreachable!("resolved above"),
         Action::Accept { undo } => storage

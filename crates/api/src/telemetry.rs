@@ -11,8 +11,15 @@ use crate::settings::{LogFormat, TelemetrySettings};
 /// The service logs to stdout, as containers expect; the other subcommands log to stderr, so
 /// that their stdout carries only the report (`--json` output stays parseable).
 pub fn init(settings: &TelemetrySettings, to_stderr: bool) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let filter = EnvFilter::new(&settings.filter);
+        // PostgreSQL's notices about our idempotent DDL ("… already exists, skipping") are
+        // expected at every start, not news.
+        match "sqlx::postgres::notice=warn".parse() {
+            Ok(quiet) => filter.add_directive(quiet),
+            Err(_) => filter,
+        }
+    });
     // Colours only for a person at a terminal: not in files, pipes or log collectors.
     let terminal = if to_stderr {
         std::io::stderr().is_terminal()

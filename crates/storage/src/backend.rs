@@ -78,7 +78,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
         &self,
     ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>>> + Send;
 
-    fn migrate(&self) -> impl Future<Output = Result<()>> + Send;
+    /// Applies the pending migrations; the versions applied.
+    fn migrate(&self) -> impl Future<Output = Result<Vec<i64>>> + Send;
 
     /// Starts a read-only transaction whose reads all see one snapshot.
     fn begin_snapshot(

@@ -89,13 +89,10 @@ pub struct Relocation {
     pub tables: Vec<String>,
 }
 
-/// Applies the pending migrations into `schema`, moving an earlier layout first. Holds sqlx's
-/// advisory lock throughout, so two processes migrating at once take turns.
-pub(crate) async fn migrate(
-    pool: &PgPool,
-    migrator: &Migrator,
-    schema: &str,
-) -> Result<Option<Relocation>> {
+/// Applies the pending migrations into `schema`, moving an earlier layout first; returns the
+/// versions applied. Holds sqlx's advisory lock throughout, so two processes migrating at once
+/// take turns.
+pub(crate) async fn migrate(pool: &PgPool, migrator: &Migrator, schema: &str) -> Result<Vec<i64>> {
     let mut conn = pool.acquire().await?;
     conn.lock().await?;
     let outcome = migrate_locked(&mut conn, migrator, schema).await;
@@ -107,11 +104,11 @@ async fn migrate_locked(
     conn: &mut PgConnection,
     migrator: &Migrator,
     schema: &str,
-) -> Result<Option<Relocation>> {
+) -> Result<Vec<i64>> {
     if let Some(refusal) = crate::monolith::refusal(conn, schema).await? {
         return Err(StorageError::Conflict(refusal));
     }
-    let relocation = relocate_earlier_layout(conn, schema).await?;
+    relocate_earlier_layout(conn, schema).await?;
     sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
         .execute(&mut *conn)
         .await?;
@@ -128,6 +125,7 @@ async fn migrate_locked(
         .map(|(version, description, _)| (*version, description.clone()))
         .collect();
     crate::unknown_migrations_are_additive(migrator, &described)?;
+    let mut applied = Vec::new();
     for migration in migrator
         .iter()
         .filter(|m| m.migration_type.is_up_migration())
@@ -142,13 +140,15 @@ async fn migrate_locked(
             Some(_) => {}
             None if MARKETPLACE_SIDE.contains(&migration.version) => {
                 apply_on_marketplace_side(conn, migration, schema).await?;
+                applied.push(migration.version);
             }
             None => {
                 conn.apply(migration).await?;
+                applied.push(migration.version);
             }
         }
     }
-    Ok(relocation)
+    Ok(applied)
 }
 
 /// Runs a migration with the marketplace's schema as the creation target, and records it in

@@ -55,7 +55,7 @@ use sqlx::migrate::{Migrate, Migrator};
 
 pub use error::{Result, StorageError};
 pub use flag_store::{FlagAuditEntry, FlagChange, MigrationCounts, StoredFlags};
-pub use home::{DEFAULT_SCHEMA, Relocation};
+pub use home::DEFAULT_SCHEMA;
 pub use invalidation::Invalidation;
 pub use router::{
     FallbackReason, Read, ReadRoute, ServedBy, ValueWriter, ValuesChange, Written, phase_name,
@@ -329,8 +329,8 @@ impl Storage {
         }
     }
 
-    /// Applies the schema migrations that are not applied yet.
-    pub async fn migrate(&self) -> Result<()> {
+    /// Applies the schema migrations that are not applied yet; the versions applied.
+    pub async fn migrate(&self) -> Result<Vec<i64>> {
         on_router!(self, router => router.backend().migrate().await)
     }
 

@@ -260,7 +260,8 @@ fn steps(
     }
     let applied = in_schema.or(in_public).unwrap_or(0);
     steps.push(format!(
-        "apply {} migration(s) in schema {schema}; the marketplace's tables are never altered or dropped",
+        "apply {} migration(s) in schema {schema}; the marketplace's tables and rows are never altered \
+         or dropped — only capture triggers are added to its legacy attribute tables",
         (known as i64 - applied).max(0)
     ));
     if !plan.monolith_tables.is_empty() {

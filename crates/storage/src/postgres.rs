@@ -502,9 +502,10 @@ impl Backend for PgBackend {
         self.replica_reads[replica].acquire().await
     }
 
-    async fn migrate(&self) -> Result<()> {
-        crate::home::migrate(&self.admin, &MIGRATOR, &self.config.schema).await?;
-        crate::check_legacy_schema::<Self>(&self.admin).await
+    async fn migrate(&self) -> Result<Vec<i64>> {
+        let applied = crate::home::migrate(&self.admin, &MIGRATOR, &self.config.schema).await?;
+        crate::check_legacy_schema::<Self>(&self.admin).await?;
+        Ok(applied)
     }
 
     async fn migrate_down(&self, steps: usize) -> Result<Vec<i64>> {

@@ -27,7 +27,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqli
 
 /// Applies `migrator`'s pending migrations; newer migrations the database has and this
 /// binary lacks are accepted when all are additive (`crate::unknown_migrations_are_additive`).
-async fn migrate_up(pool: &sqlx::SqlitePool, mut migrator: sqlx::migrate::Migrator) -> Result<()> {
+/// Returns the versions applied.
+async fn migrate_up(
+    pool: &sqlx::SqlitePool,
+    mut migrator: sqlx::migrate::Migrator,
+) -> Result<Vec<i64>> {
     use sqlx::migrate::Migrate;
     let applied: Vec<(i64, String)> = {
         let mut conn = pool.acquire().await?;
@@ -39,7 +43,13 @@ async fn migrate_up(pool: &sqlx::SqlitePool, mut migrator: sqlx::migrate::Migrat
     if crate::unknown_migrations_are_additive(&migrator, &applied)? {
         migrator.set_ignore_missing(true);
     }
-    Ok(migrator.run(pool).await?)
+    migrator.run(pool).await?;
+    Ok(migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .map(|m| m.version)
+        .filter(|version| !applied.iter().any(|(done, _)| done == version))
+        .collect())
 }
 
 mod sqlite_sql {
@@ -284,9 +294,10 @@ impl Backend for SqliteBackend {
         Ok(self.pool.begin_with("BEGIN").await?)
     }
 
-    async fn migrate(&self) -> Result<()> {
-        migrate_up(&self.pool, sqlx::migrate!("../../migrations/sqlite")).await?;
-        crate::check_legacy_schema::<Self>(&self.pool).await
+    async fn migrate(&self) -> Result<Vec<i64>> {
+        let applied = migrate_up(&self.pool, sqlx::migrate!("../../migrations/sqlite")).await?;
+        crate::check_legacy_schema::<Self>(&self.pool).await?;
+        Ok(applied)
     }
 
     async fn migrate_down(&self, steps: usize) -> Result<Vec<i64>> {
