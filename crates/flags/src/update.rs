@@ -16,8 +16,16 @@ pub struct FlagUpdate {
 }
 
 impl FlagUpdate {
-    /// Refuses percentages outside 0–100 (the guardrails judge the combination later).
+    /// Refuses a change that names no flag (it would be audited as a change and, from then on,
+    /// stored flags would override the environment's) and percentages outside 0–100 (the
+    /// guardrails judge the combination later).
     pub fn check(&self) -> Result<(), &'static str> {
+        if *self == Self::default() {
+            return Err(
+                "the change names no flag: give at least one of use_unified, unified_percent, \
+                 fallback, dual_write, shadow_percent",
+            );
+        }
         if self.unified_percent.is_some_and(|p| p > 100)
             || self.shadow_percent.is_some_and(|p| p > 100)
         {
@@ -58,6 +66,10 @@ mod tests {
             }
         );
         assert!(update.check().is_ok());
+        assert!(
+            FlagUpdate::default().check().is_err(),
+            "an empty change is refused"
+        );
         let too_much = FlagUpdate {
             shadow_percent: Some(101),
             ..FlagUpdate::default()
