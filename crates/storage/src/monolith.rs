@@ -651,29 +651,43 @@ struct ItsValueRow {
     updated_at: Option<String>,
 }
 
-/// Its values of these entities, each under our code (the attribute of ours it maps to, else
-/// its own code), read as its attribute's type says.
-const ITS_VALUES: &str = "SELECT CAST(v.entity_id AS BIGINT) AS entity_id,
-        COALESCE(u.code, a.code) AS code, a.attribute_type,
-        v.text_value, CAST(v.numeric_value AS TEXT) AS numeric_value, v.boolean_value,
-        CAST(v.date_value AS TEXT) AS date_value, v.json_value, CAST(NULL AS TEXT) AS unit,
-        CAST(v.updated_at AS TEXT) AS updated_at
-    FROM public.unified_attribute_values v
-    JOIN public.unified_attributes a ON a.id = v.attribute_id
-    LEFT JOIN monolith_attributes m ON m.monolith_attribute_id = a.id
-    LEFT JOIN unified_attributes u ON u.id = m.attribute_id
-    WHERE v.entity_type = $1 AND v.entity_id = ANY($2)
-    ORDER BY v.entity_id, a.id";
+/// Its values (`$1` the entity type) and what `$where` keeps, each under our code (the
+/// attribute of ours it maps to, else its own code), with what its attribute's type reads.
+macro_rules! its_values_sql {
+    ($where:literal) => {
+        concat!(
+            "SELECT CAST(v.entity_id AS BIGINT) AS entity_id,
+                COALESCE(u.code, a.code) AS code, a.attribute_type,
+                v.text_value, CAST(v.numeric_value AS TEXT) AS numeric_value, v.boolean_value,
+                CAST(v.date_value AS TEXT) AS date_value, v.json_value,
+                CAST(NULL AS TEXT) AS unit, CAST(v.updated_at AS TEXT) AS updated_at
+            FROM public.unified_attribute_values v
+            JOIN public.unified_attributes a ON a.id = v.attribute_id
+            LEFT JOIN monolith_attributes m ON m.monolith_attribute_id = a.id
+            LEFT JOIN unified_attributes u ON u.id = m.attribute_id
+            WHERE v.entity_type = $1 AND ",
+            $where
+        )
+    };
+}
+
+/// Its values of these entities.
+const ITS_VALUES: &str = its_values_sql!("v.entity_id = ANY($2) ORDER BY v.entity_id, a.id");
+
+/// Its connection when its tables are a source (PostgreSQL, ours not in `public`).
+async fn its_source<B: Backend>(conn: &mut Conn<B>) -> Result<Option<&mut PgConnection>> {
+    if !source_present::<B>(&mut *conn).await? {
+        return Ok(None);
+    }
+    Ok(pg::<B>(conn))
+}
 
 pub(crate) async fn values_of<B: Backend>(
     conn: &mut Conn<B>,
     kind: EntityKind,
     ids: &[i64],
 ) -> Result<Vec<ItsValue>> {
-    if !source_present::<B>(&mut *conn).await? {
-        return Ok(Vec::new());
-    }
-    let Some(c) = pg::<B>(conn) else {
+    let Some(c) = its_source::<B>(conn).await? else {
         return Ok(Vec::new());
     };
     record_queries(1);
@@ -700,31 +714,21 @@ pub(crate) async fn values_of<B: Backend>(
 /// Its values of entities that no longer exist (the marketplace deletes listings and products;
 /// nothing cascades into its table), per kind: quarantined as orphans at the end of the kind's
 /// backfill, so every one of its rows is migrated or quarantined.
-const ITS_ORPHANS: &str = "SELECT CAST(v.entity_id AS BIGINT) AS entity_id,
-        COALESCE(u.code, a.code) AS code, a.attribute_type,
-        v.text_value, CAST(v.numeric_value AS TEXT) AS numeric_value, v.boolean_value,
-        CAST(v.date_value AS TEXT) AS date_value, v.json_value, CAST(NULL AS TEXT) AS unit,
-        CAST(v.updated_at AS TEXT) AS updated_at
-    FROM public.unified_attribute_values v
-    JOIN public.unified_attributes a ON a.id = v.attribute_id
-    LEFT JOIN monolith_attributes m ON m.monolith_attribute_id = a.id
-    LEFT JOIN unified_attributes u ON u.id = m.attribute_id
-    WHERE v.entity_type = $1 AND NOT EXISTS (
+const ITS_ORPHANS: &str = its_values_sql!(
+    "NOT EXISTS (
         SELECT 1 FROM marketplace_listings l WHERE $1 = 'listing' AND l.id = v.entity_id
         UNION ALL
         SELECT 1 FROM storefront_products p WHERE $1 = 'product' AND p.id = v.entity_id
         UNION ALL
         SELECT 1 FROM storefront_product_variants pv WHERE $1 = 'product_variant' AND pv.id = v.entity_id)
-    ORDER BY v.entity_id";
+    ORDER BY v.entity_id"
+);
 
 pub(crate) async fn orphans<B: Backend>(
     conn: &mut Conn<B>,
     kind: EntityKind,
 ) -> Result<Vec<QuarantinedRow>> {
-    if !source_present::<B>(&mut *conn).await? {
-        return Ok(Vec::new());
-    }
-    let Some(c) = pg::<B>(conn) else {
+    let Some(c) = its_source::<B>(conn).await? else {
         return Ok(Vec::new());
     };
     record_queries(1);
