@@ -7,7 +7,7 @@ use flags::{Flags, WriteMode};
 use serde_json::Value as Json;
 
 use crate::common::{Backend, TestDb, accept_all_quarantined, backfill_and_verify};
-use crate::helpers::{TestApp, settings_for, start};
+use crate::helpers::serve_as_is;
 
 const SCHEMA: &str = include_str!("../fixtures/legacy_2025_08/schema.sql");
 const DATA: &str = include_str!("../fixtures/legacy_2025_08/data.sql");
@@ -46,13 +46,7 @@ async fn the_monoliths_definitions_and_values_are_served_in_both_api_versions() 
         })
         .await
         .expect("unified reads");
-    let mut settings = settings_for(&db, &[]);
-    settings.demo.seed_on_first_start = Some(false);
-    let app = TestApp {
-        address: start(&settings).await,
-        db: db.share(),
-        client: awc::Client::default(),
-    };
+    let app = serve_as_is(db.share(), &[]).await;
 
     let v1 = app
         .get("/api/v1/marketplace/categories/1011/attributes?lang=en")

@@ -10,7 +10,7 @@ use flags::{Flags, WriteMode};
 use serde_json::Value as Json;
 
 use crate::common::{Backend, TestDb, backfill_and_verify, monolith_save};
-use crate::helpers::{ADMIN_TOKEN, TestApp, WRITER_TOKEN, settings_for, start};
+use crate::helpers::{ADMIN_TOKEN, TestApp, WRITER_TOKEN, serve_as_is};
 
 const SCHEMA: &str = include_str!("../fixtures/legacy_2025_08/schema.sql");
 const DATA: &str = include_str!("../fixtures/legacy_2025_08/data.sql");
@@ -53,19 +53,14 @@ async fn serving_fixture() -> (TestApp, storage::Storage) {
         })
         .await
         .expect("canary");
-    let mut settings = settings_for(
-        &db,
+    let app = serve_as_is(
+        db,
         &[
             ("WRITER_API_TOKEN", WRITER_TOKEN),
             ("ADMIN_API_TOKEN", ADMIN_TOKEN),
         ],
-    );
-    settings.demo.seed_on_first_start = Some(false);
-    let app = TestApp {
-        address: start(&settings).await,
-        db,
-        client: awc::Client::default(),
-    };
+    )
+    .await;
     (app, storage)
 }
 
@@ -208,19 +203,14 @@ async fn the_monoliths_statements_at_every_phase_while_the_service_serves() {
     raw.execute(SCHEMA).await;
     raw.execute(DATA).await;
     let storage = db.storage().await;
-    let mut settings = settings_for(
-        &db,
+    let app = serve_as_is(
+        db,
         &[
             ("WRITER_API_TOKEN", WRITER_TOKEN),
             ("ADMIN_API_TOKEN", ADMIN_TOKEN),
         ],
-    );
-    settings.demo.seed_on_first_start = Some(false);
-    let app = TestApp {
-        address: start(&settings).await,
-        db,
-        client: awc::Client::default(),
-    };
+    )
+    .await;
     let set_flags = |change: &'static str| {
         let app = &app;
         async move {

@@ -45,6 +45,17 @@ pub async fn spawn_app_with(backend: Backend, vars: &[(&str, &str)]) -> TestApp 
     }
 }
 
+/// Starts the service on `db` as it is (no demo data), with these plain variables set.
+pub async fn serve_as_is(db: TestDb, vars: &[(&str, &str)]) -> TestApp {
+    let mut settings = settings_for(&db, vars);
+    settings.demo.seed_on_first_start = Some(false);
+    TestApp {
+        address: start(&settings).await,
+        db,
+        client: awc::Client::default(),
+    }
+}
+
 /// A second replica of `app`: another service process on the same database.
 pub async fn spawn_replica(app: &TestApp, vars: &[(&str, &str)]) -> TestApp {
     let db = app.db.share();
