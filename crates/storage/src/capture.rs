@@ -287,7 +287,7 @@ impl<B: Backend> Router<B> {
     /// Whether changes wait to be sequenced or applied: one cheap read when idle.
     pub(crate) async fn changes_pending(&self) -> Result<bool> {
         let mut conn = self.acquire().await?;
-        record_queries(1);
+        // Not counted with the requests' queries: the idle loop's look is no request's cost.
         let pending = on_dialect!(B::dialect(&mut conn), PENDING, |c, statement| {
             sqlx::query_scalar(statement).fetch_one(&mut *c).await?
         });
