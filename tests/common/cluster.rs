@@ -178,27 +178,92 @@ impl StreamingReplica {
     }
 
     fn pg_ctl(&self, args: &[&str]) {
-        let data = self.dir.path().join("data");
-        let log = self.dir.path().join("server.log");
-        let mut all = vec![
-            "-D",
-            data.to_str().expect("UTF-8"),
-            "-l",
-            log.to_str().expect("UTF-8"),
-        ];
-        all.extend_from_slice(args);
-        run_as_server_user(&postgres_bin("pg_ctl"), &all, "");
+        pg_ctl(self.dir.path(), args);
     }
+}
+
+/// `pg_ctl` on the server whose data and log are in `dir`.
+fn pg_ctl(dir: &Path, args: &[&str]) {
+    let data = dir.join("data");
+    let log = dir.join("server.log");
+    let mut all = vec![
+        "-D",
+        data.to_str().expect("UTF-8"),
+        "-l",
+        log.to_str().expect("UTF-8"),
+    ];
+    all.extend_from_slice(args);
+    run_as_server_user(&postgres_bin("pg_ctl"), &all, "");
+}
+
+/// Stops the server in `dir` at once, whatever its state (drop).
+fn stop_now(dir: &Path) {
+    let _ = server_command(&postgres_bin("pg_ctl"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["stop", "-m", "immediate", "-w"])
+        .output();
 }
 
 impl Drop for StreamingReplica {
     fn drop(&mut self) {
-        let data = self.dir.path().join("data");
-        let _ = server_command(&postgres_bin("pg_ctl"))
-            .arg("-D")
-            .arg(&data)
-            .args(["stop", "-m", "immediate", "-w"])
-            .output();
+        stop_now(self.dir.path());
+    }
+}
+
+/// A PostgreSQL server of the test's own (`initdb` on a free port), for tests that stop and
+/// start the database: the machine's server is never touched.
+pub struct OwnServer {
+    pub port: u16,
+    dir: TempDir,
+}
+
+impl OwnServer {
+    pub fn start() -> Self {
+        let dir = server_dir("ua-server-");
+        let data = dir.path().join("data");
+        run_as_server_user(
+            &postgres_bin("initdb"),
+            &[
+                "-D",
+                data.to_str().expect("a UTF-8 path"),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+            ],
+            "",
+        );
+        let port = free_port();
+        let config = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{socket}'\n\
+             fsync = off\nmax_connections = 50\n",
+            socket = dir.path().display(),
+        );
+        std::fs::write(data.join("postgresql.auto.conf"), config).expect("postgresql.auto.conf");
+        give_to_server_user(&data);
+        let server = Self { port, dir };
+        server.start_again();
+        server
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Stops the server as an operator's restart does (`-m fast`: sessions are told and cut).
+    pub fn stop(&self) {
+        pg_ctl(self.dir.path(), &["stop", "-m", "fast", "-w", "-t", "60"]);
+    }
+
+    pub fn start_again(&self) {
+        pg_ctl(self.dir.path(), &["start", "-w", "-t", "60"]);
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        stop_now(self.dir.path());
     }
 }
 

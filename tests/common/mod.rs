@@ -104,6 +104,17 @@ impl TestDb {
         }
     }
 
+    /// A PostgreSQL database the test does not own (its own server's, say): nothing is
+    /// dropped at the end.
+    pub fn at(url: String) -> Self {
+        Self {
+            backend: Backend::Postgres,
+            url,
+            _dir: None,
+            owned_database: None,
+        }
+    }
+
     /// Another handle on the same database (for a second service process); the first keeps
     /// the SQLite file alive.
     pub fn share(&self) -> Self {

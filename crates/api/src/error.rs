@@ -165,6 +165,16 @@ struct ErrorBody<'a> {
     rule: Option<&'static str>,
 }
 
+impl cache::StandIn for ApiError {
+    fn database_unavailable(&self) -> bool {
+        match self {
+            ApiError::Shared(inner) => inner.database_unavailable(),
+            ApiError::StorageUnavailable(_) | ApiError::Overloaded => true,
+            _ => false,
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {

@@ -13,6 +13,7 @@ pub fn cached(body: Bytes, served_by: &'static str) -> CachedResponse {
         fingerprint: Fingerprint::of(&body),
         body,
         served_by,
+        epoch: 0,
     }
 }
 

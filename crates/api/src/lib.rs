@@ -483,8 +483,9 @@ fn worker_state(shared: &AppState, url: &str, pool: storage::PoolSettings) -> Ap
     }
 }
 
-/// Applies other replicas' invalidations (PostgreSQL `LISTEN`). A lost connection may have
-/// missed some, so it flushes the whole cache before listening again.
+/// Applies other replicas' invalidations (PostgreSQL `LISTEN`). While its connection is lost
+/// an invalidation may be missed: cached answers are revalidated (and stand in only when the
+/// database cannot answer) until it listens again, and then dropped.
 async fn listen_for_invalidations(state: &AppState) {
     let mut listener = match state.storage.invalidation_listener().await {
         Ok(Some(listener)) => listener,
@@ -505,18 +506,25 @@ async fn listen_for_invalidations(state: &AppState) {
                 Ok(ListenerEvent::FlagsChanged) => state.reload_flags().await,
                 Ok(ListenerEvent::ConnectionLost) => {
                     tracing::warn!(
-                        "listener lost its connection; flushing the cache, reloading the flags"
+                        "listener lost its connection; cached answers are revalidated until it is back"
                     );
                     state.metrics.listener_reconnected();
-                    state.caches.flush();
+                    state.caches.hold_unconfirmed();
+                }
+                Ok(ListenerEvent::Resumed) => {
+                    tracing::info!(
+                        "listener is back; dropping the cache (it may have missed invalidations), reloading the flags"
+                    );
+                    state.caches.confirm();
                     state.reload_flags().await;
                 }
                 Err(err) => {
-                    tracing::warn!(error = ?err, "listener failed; flushing the cache and retrying");
-                    state.metrics.listener_reconnected();
-                    state.caches.flush();
+                    if !state.caches.unconfirmed() {
+                        tracing::warn!(error = %err, "listener failed; cached answers are revalidated until it is back");
+                        state.metrics.listener_reconnected();
+                    }
+                    state.caches.hold_unconfirmed();
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    state.reload_flags().await;
                 }
             }
         }

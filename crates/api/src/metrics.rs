@@ -45,6 +45,8 @@ pub struct Metrics {
     shadow_percent: IntGauge,
     phase: IntGauge,
     listener_reconnects: IntCounter,
+    stale_answers: IntCounter,
+    cache_unconfirmed: IntGauge,
     invalidations_heard: IntCounter,
     replica_up: IntGaugeVec,
     replica_lag: GaugeVec,
@@ -248,7 +250,17 @@ impl Metrics {
             listener_reconnects: counter(
                 &registry,
                 "unified_attributes_invalidation_listener_reconnects_total",
-                "Times the cross-replica invalidation listener lost its connection (each flushes the cache).",
+                "Times the cross-replica invalidation listener lost its connection (until it is back, cached answers are revalidated; then dropped).",
+            ),
+            stale_answers: counter(
+                &registry,
+                "unified_attributes_stale_answers_total",
+                "Cached answers served while the database could not answer and invalidations could not be heard (stale-if-error).",
+            ),
+            cache_unconfirmed: gauge(
+                &registry,
+                "unified_attributes_cache_unconfirmed",
+                "1 while the invalidation listener is lost: cached answers are revalidated on every read.",
             ),
             invalidations_heard: counter(
                 &registry,
@@ -538,6 +550,8 @@ impl Metrics {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.mirror_cache("responses", caches.response_stats());
         self.mirror_cache("catalog", caches.catalogs.stats());
+        advance(&self.stale_answers, caches.stale_served());
+        self.cache_unconfirmed.set(i64::from(caches.unconfirmed()));
         advance(&self.db_queries, storage::queries_executed());
         advance(&self.reads_refused, storage::reads_refused());
         if let Some(storage) = pools.first() {

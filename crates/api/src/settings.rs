@@ -35,6 +35,9 @@ pub struct CacheConfig {
     pub max_bytes: u64,
     /// Backstop lifetime of an entry, in seconds; writes drop entries long before.
     pub ttl_seconds: u64,
+    /// How long cached answers may stand in while the database cannot answer and
+    /// invalidations cannot be heard (RFC 5861's stale-if-error), in seconds.
+    pub stale_if_error_seconds: u64,
 }
 
 impl CacheConfig {
@@ -43,6 +46,7 @@ impl CacheConfig {
             enabled: self.enabled,
             max_bytes: self.max_bytes,
             ttl: std::time::Duration::from_secs(self.ttl_seconds),
+            stale_if_error: std::time::Duration::from_secs(self.stale_if_error_seconds),
         }
     }
 }
@@ -302,6 +306,7 @@ filter = "info"
 enabled = true
 max_bytes = 67108864
 ttl_seconds = 300
+stale_if_error_seconds = 120
 "#;
 
 #[cfg(test)]

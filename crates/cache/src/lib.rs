@@ -31,6 +31,9 @@ pub struct CacheSettings {
     pub max_bytes: u64,
     /// A backstop: entries are dropped this long after insertion even if no invalidation came.
     pub ttl: Duration,
+    /// How long after invalidations stopped being heard a cached answer may still stand in
+    /// for a database that cannot answer (never beyond `ttl`).
+    pub stale_if_error: Duration,
 }
 
 impl Default for CacheSettings {
@@ -39,6 +42,7 @@ impl Default for CacheSettings {
             enabled: true,
             max_bytes: 64 * 1024 * 1024,
             ttl: Duration::from_secs(300),
+            stale_if_error: Duration::from_secs(120),
         }
     }
 }
@@ -79,6 +83,16 @@ pub struct StatsSnapshot {
 pub enum Lookup {
     Hit,
     Miss,
+    /// The database could not answer while invalidations could not be heard: a cached answer
+    /// that may have missed one stood in (see [`AttributeCaches::hold_unconfirmed`]).
+    Stale,
+}
+
+/// A load's failure that a cached answer may stand in for: the database could not be reached
+/// or could not take the read (RFC 5861's stale-if-error). Failures caused by the request
+/// never qualify.
+pub trait StandIn {
+    fn database_unavailable(&self) -> bool;
 }
 
 /// One moka cache with counters; built only through [`BoundedCache::new`], the one factory.
@@ -157,6 +171,15 @@ where
         };
         counter.fetch_add(1, Ordering::Relaxed);
         Ok((entry.into_value(), lookup))
+    }
+
+    /// The cached value, counting nothing.
+    pub async fn peek(&self, key: &K) -> Option<V> {
+        if self.enabled {
+            self.inner.get(key).await
+        } else {
+            None
+        }
     }
 
     /// The cached value, counting a hit or a miss.
@@ -270,6 +293,9 @@ pub struct CachedResponse {
     pub body: Bytes,
     pub fingerprint: Fingerprint,
     pub served_by: &'static str,
+    /// Stamped by the cache when it stores the response: the listening epoch it was stored
+    /// in (see [`AttributeCaches::confirm`]).
+    pub epoch: u16,
 }
 
 /// A strong validator of a body (hash and length), kept inline: the API formats it as the
@@ -360,6 +386,44 @@ pub struct AttributeCaches {
     /// exist are kept; the categories are the marketplace's, so the TTL is the backstop.
     pub category_slugs: BoundedCache<String, i64>,
     generations: Arc<Generations>,
+    unconfirmed: Arc<Unconfirmed>,
+}
+
+/// Whether every invalidation is being heard. While it is not (the listener lost its
+/// connection), a cached answer may have missed one, so none is served as it is: each read
+/// goes to the database, and only when the database cannot answer does the cached answer
+/// stand in, for a bounded time from the loss (RFC 5861's stale-if-error), counted. Once
+/// invalidations are heard again, the epoch moves on: an answer stored in an earlier epoch is
+/// revalidated the same way at its next read, and then kept in the new one.
+#[derive(Debug)]
+struct Unconfirmed {
+    /// Read on every lookup; `since` is consulted only when an answer may stand in.
+    active: std::sync::atomic::AtomicBool,
+    epoch: std::sync::atomic::AtomicU16,
+    since: std::sync::Mutex<Option<std::time::Instant>>,
+    bound: Duration,
+    served: AtomicU64,
+}
+
+impl Unconfirmed {
+    fn active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    fn epoch(&self) -> u16 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Stored since invalidations were last heard again, and heard now.
+    fn confirmed(&self, response: &CachedResponse) -> bool {
+        !self.active() && response.epoch == self.epoch()
+    }
+
+    /// A stale answer may still stand in: the loss is younger than the bound.
+    fn may_stand_in(&self) -> bool {
+        let since = *self.since.lock().unwrap_or_else(|p| p.into_inner());
+        since.is_some_and(|since| since.elapsed() <= self.bound)
+    }
 }
 
 impl AttributeCaches {
@@ -395,6 +459,88 @@ impl AttributeCaches {
                 u32::try_from(slug.len() + 64).unwrap_or(u32::MAX)
             }),
             generations: Arc::new(Generations::new()),
+            unconfirmed: Arc::new(Unconfirmed {
+                active: false.into(),
+                since: std::sync::Mutex::new(None),
+                epoch: 0.into(),
+                bound: settings.stale_if_error.min(settings.ttl),
+                served: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Invalidations may be missed from now on (the listener lost its connection): cached
+    /// answers are revalidated on every read and stand in only when the database cannot
+    /// answer. The catalogs, which writes read too, are loaded afresh until then.
+    pub fn hold_unconfirmed(&self) {
+        {
+            let mut since = self
+                .unconfirmed
+                .since
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !self.unconfirmed.active() {
+                *since = Some(std::time::Instant::now());
+            }
+            self.unconfirmed.active.store(true, Ordering::Release);
+        }
+        self.generations.bump_global();
+        self.catalogs.invalidate_all();
+    }
+
+    /// Invalidations are heard again: a new epoch. What was stored before (it may have missed
+    /// one) is revalidated at its next read, before it answers as fresh; a load that ran
+    /// across this is not kept.
+    pub fn confirm(&self) {
+        self.unconfirmed.epoch.fetch_add(1, Ordering::AcqRel);
+        self.generations.bump_global();
+        self.catalogs.invalidate_all();
+        self.unconfirmed.active.store(false, Ordering::Release);
+    }
+
+    /// Whether cached answers are being revalidated (invalidations are not being heard).
+    pub fn unconfirmed(&self) -> bool {
+        self.unconfirmed.active()
+    }
+
+    /// Stale answers served since start, while the database could not answer.
+    pub fn stale_served(&self) -> u64 {
+        self.unconfirmed.served.load(Ordering::Relaxed)
+    }
+
+    /// A read of an answer that may have missed an invalidation: the database's answer,
+    /// stored; when the database cannot answer, the cached one within the bound.
+    async fn revalidate<E, F, L>(
+        &self,
+        key: ResponseKey,
+        load: L,
+    ) -> Result<(CachedResponse, Lookup), Arc<E>>
+    where
+        L: FnOnce() -> F,
+        F: Future<Output = Result<CachedResponse, E>>,
+        E: StandIn + Send + Sync + 'static,
+    {
+        let generation = self.generations.current(Some(&key.scope));
+        match load().await {
+            Ok(response) => {
+                self.store_response(key, response.clone(), generation).await;
+                Ok((response, Lookup::Miss))
+            }
+            Err(err) if err.database_unavailable() && self.unconfirmed.may_stand_in() => {
+                let cached = if matches!(key.scope, Scope::Entity(..)) {
+                    self.entities.peek(&key).await
+                } else {
+                    self.responses.peek(&key).await
+                };
+                match cached {
+                    Some(stale) => {
+                        self.unconfirmed.served.fetch_add(1, Ordering::Relaxed);
+                        Ok((stale, Lookup::Stale))
+                    }
+                    None => Err(Arc::new(err)),
+                }
+            }
+            Err(err) => Err(Arc::new(err)),
         }
     }
 
@@ -409,23 +555,39 @@ impl AttributeCaches {
     where
         L: FnOnce() -> F,
         F: Future<Output = Result<CachedResponse, E>>,
-        E: Send + Sync + 'static,
+        E: StandIn + Send + Sync + 'static,
     {
+        if self.unconfirmed.active() {
+            return self.revalidate(key, load).await;
+        }
         let before = self.generations.current(Some(&key.scope));
         if matches!(key.scope, Scope::Entity(..)) {
             // Not single-flight: concurrent misses of one entity each load it (a load is one
             // indexed query), rather than wait behind a lock on a whole page.
             if let Some(response) = self.entities.get(&key).await {
-                return Ok((response, Lookup::Hit));
+                if self.unconfirmed.confirmed(&response) {
+                    return Ok((response, Lookup::Hit));
+                }
+                return self.revalidate(key, load).await;
             }
             let response = load().await.map_err(Arc::new)?;
-            self.entities.insert(&key, &response).await;
-            if self.generations.current(Some(&key.scope)) != before {
-                self.entities.remove(&key).await;
-            }
+            self.store_response(key, response.clone(), before).await;
             return Ok((response, Lookup::Miss));
         }
-        let (response, lookup) = self.responses.get_or_try_load(key, load).await?;
+        if let Some(response) = self.responses.peek(&key).await {
+            if self.unconfirmed.confirmed(&response) {
+                self.responses.stats.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok((response, Lookup::Hit));
+            }
+            return self.revalidate(key, load).await;
+        }
+        let epoch = self.unconfirmed.epoch();
+        let stamped = || async move {
+            load()
+                .await
+                .map(|response| CachedResponse { epoch, ..response })
+        };
+        let (response, lookup) = self.responses.get_or_try_load(key, stamped).await?;
         if lookup == Lookup::Miss && self.generations.current(Some(&key.scope)) != before {
             self.responses.invalidate(&key).await;
         }
@@ -440,6 +602,10 @@ impl AttributeCaches {
         response: CachedResponse,
         generation: (u64, u64),
     ) {
+        let response = CachedResponse {
+            epoch: self.unconfirmed.epoch(),
+            ..response
+        };
         if matches!(key.scope, Scope::Entity(..)) {
             self.entities.insert(&key, &response).await;
         } else {
@@ -451,12 +617,17 @@ impl AttributeCaches {
     }
 
     /// A cached response, counting a hit or a miss (batch reads, which load many at once).
+    /// What may have missed an invalidation is not returned (see [`AttributeCaches::hold_unconfirmed`]).
     pub async fn cached(&self, key: &ResponseKey) -> Option<CachedResponse> {
-        if matches!(key.scope, Scope::Entity(..)) {
+        if self.unconfirmed.active() {
+            return None;
+        }
+        let found = if matches!(key.scope, Scope::Entity(..)) {
             self.entities.get(key).await
         } else {
             self.responses.get(key).await
-        }
+        };
+        found.filter(|response| self.unconfirmed.confirmed(response))
     }
 
     async fn forget(&self, key: &ResponseKey) {
@@ -496,6 +667,9 @@ impl AttributeCaches {
         F: Future<Output = Result<Arc<Vec<Attribute>>, E>>,
         E: Send + Sync + 'static,
     {
+        if self.unconfirmed.active() {
+            return load().await.map(|c| (c, Lookup::Miss)).map_err(Arc::new);
+        }
         let before = self.generations.current(None);
         let (catalog, lookup) = self.catalogs.get_or_try_load(store, load).await?;
         if lookup == Lookup::Miss && self.generations.current(None) != before {
@@ -591,6 +765,7 @@ mod tests {
             body: Bytes::from(text.to_owned()),
             fingerprint: Fingerprint::of(text.as_bytes()),
             served_by: "legacy",
+            epoch: 0,
         }
     }
 
@@ -732,6 +907,96 @@ mod tests {
         assert!(!cached(&caches, seven).await && !cached(&caches, product_six).await);
     }
 
+    /// How a test's load fails: the database down, or the request refused.
+    #[derive(Debug, PartialEq)]
+    enum LoadError {
+        Down,
+        Refused,
+    }
+
+    impl StandIn for LoadError {
+        fn database_unavailable(&self) -> bool {
+            *self == LoadError::Down
+        }
+    }
+
+    async fn lookup(
+        caches: &AttributeCaches,
+        k: ResponseKey,
+        outcome: Result<&'static str, LoadError>,
+    ) -> Result<(String, Lookup), Arc<LoadError>> {
+        caches
+            .response(k, || async move { outcome.map(response) })
+            .await
+            .map(|(r, lookup)| (String::from_utf8_lossy(&r.body).into_owned(), lookup))
+    }
+
+    #[tokio::test]
+    async fn while_invalidations_are_unheard_a_cached_answer_stands_in_only_for_a_database_that_cannot_answer()
+     {
+        let caches = AttributeCaches::new(CacheSettings::default());
+        for scope in [Scope::Category(1), Scope::Entity(EntityKind::Listing, 6)] {
+            let k = key(scope, View::Attributes, None);
+            put(&caches, k, response("before the outage")).await;
+            caches.hold_unconfirmed();
+            // The database answers: its answer, never the cached one (it may have missed a drop).
+            assert_eq!(
+                lookup(&caches, k, Ok("fresh")).await.expect("loads"),
+                ("fresh".into(), Lookup::Miss)
+            );
+            assert_eq!(
+                lookup(&caches, k, Err(LoadError::Down))
+                    .await
+                    .expect("stands in"),
+                ("fresh".into(), Lookup::Stale)
+            );
+            assert!(
+                caches.cached(&k).await.is_none(),
+                "batch reads revalidate too"
+            );
+            // A failure of the request's own is never hidden.
+            assert_eq!(
+                *lookup(&caches, k, Err(LoadError::Refused))
+                    .await
+                    .expect_err("refused"),
+                LoadError::Refused
+            );
+            // Listening again: what was stored before is revalidated at its next read (and
+            // still stands in while the database cannot answer), then kept.
+            caches.confirm();
+            assert_eq!(
+                lookup(&caches, k, Err(LoadError::Down))
+                    .await
+                    .expect("stands in"),
+                ("fresh".into(), Lookup::Stale)
+            );
+            assert!(caches.cached(&k).await.is_none(), "not confirmed yet");
+            assert_eq!(
+                lookup(&caches, k, Ok("after")).await.expect("loads").1,
+                Lookup::Miss
+            );
+            assert_eq!(
+                lookup(&caches, k, Err(LoadError::Down)).await.expect("hit"),
+                ("after".into(), Lookup::Hit)
+            );
+        }
+        assert_eq!(caches.stale_served(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_cached_answer_stands_in_no_longer_than_the_bound() {
+        let caches = AttributeCaches::new(CacheSettings {
+            stale_if_error: Duration::ZERO,
+            ..CacheSettings::default()
+        });
+        let k = key(Scope::Category(1), View::Attributes, None);
+        put(&caches, k, response("before the outage")).await;
+        caches.hold_unconfirmed();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(lookup(&caches, k, Err(LoadError::Down)).await.is_err());
+        assert_eq!(caches.stale_served(), 0);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_load_that_ran_across_a_write_is_not_kept() {
         let caches = AttributeCaches::new(CacheSettings::default());
@@ -745,7 +1010,7 @@ mod tests {
                     .response(k, || async move {
                         let _ = started.send(());
                         let _ = finished.await;
-                        Ok::<_, ()>(response("read before the write committed"))
+                        Ok::<_, LoadError>(response("read before the write committed"))
                     })
                     .await
                     .is_ok()

@@ -69,6 +69,7 @@ struct Slot {
     len: u32,
     hash: u64,
     served_by: &'static str,
+    epoch: u16,
 }
 
 /// A page: the anchor's body is kept as is; every other body is LZ4-compressed with the
@@ -114,6 +115,7 @@ impl Page {
                 len: s.len as usize,
             },
             served_by: s.served_by,
+            epoch: s.epoch,
         })
     }
 
@@ -146,6 +148,7 @@ impl Page {
                     len: response.body.len() as u32,
                     hash: response.fingerprint.hash,
                     served_by: response.served_by,
+                    epoch: response.epoch,
                 });
                 bodies.extend_from_slice(&compressed);
             }
@@ -160,6 +163,7 @@ impl Page {
                         len: response.body.len() as u32,
                         hash: response.fingerprint.hash,
                         served_by: response.served_by,
+                        epoch: response.epoch,
                     };
                     (s, response.body.clone())
                 })
@@ -348,7 +352,6 @@ impl EntityPages {
     }
 
     /// The cached response, counting nothing.
-    #[cfg(test)]
     pub(crate) async fn peek(&self, key: &ResponseKey) -> Option<CachedResponse> {
         let (page, slot) = PageKey::of(key)?;
         self.inner.get(&page).await.and_then(|p| p.get(slot))

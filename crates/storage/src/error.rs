@@ -121,14 +121,22 @@ impl StorageError {
 
 fn transient(err: &sqlx::Error) -> bool {
     match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => true,
-        sqlx::Error::Database(db) => matches!(
-            db.code().as_deref(),
+        // A connection lost or refused, a pool closed as the service stops.
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => match db.code().as_deref() {
             // lock_not_available, query_canceled (statement_timeout), deadlock_detected,
-            // serialization_failure, too_many_connections, cannot_connect_now,
-            // idle_in_transaction_session_timeout; SQLite: SQLITE_BUSY, SQLITE_LOCKED.
-            Some("55P03" | "57014" | "40P01" | "40001" | "53300" | "57P03" | "25P03" | "5" | "6")
-        ),
+            // serialization_failure, too_many_connections, idle_in_transaction_session_timeout;
+            // SQLite: SQLITE_BUSY, SQLITE_LOCKED.
+            Some("55P03" | "57014" | "40P01" | "40001" | "53300" | "25P03" | "5" | "6") => true,
+            // Connection exceptions (08…) and a server shutting down, restarting or in
+            // recovery: admin_shutdown, crash_shutdown, cannot_connect_now (57P01–57P03).
+            Some(code) => code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03"),
+            None => false,
+        },
         _ => false,
     }
 }

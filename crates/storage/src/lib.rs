@@ -598,11 +598,8 @@ impl Storage {
     pub async fn invalidation_listener(&self) -> Result<Option<InvalidationListener>> {
         match &self.0 {
             Backends::Postgres(router) => {
-                let mut listener =
-                    sqlx::postgres::PgListener::connect_with(router.backend().admin_pool()).await?;
-                listener
-                    .listen_all([invalidation::CHANNEL, flag_store::FLAGS_CHANNEL])
-                    .await?;
+                let pool = router.backend().admin_pool().clone();
+                let listener = InvalidationListener::listen(&pool).await?;
                 // Nothing committed before this process listened was heard: its reads wait
                 // for a replica that replayed at least the position the primary has now
                 // (until here they all went to the primary, see `ReplicaSet::new`).
@@ -612,6 +609,7 @@ impl Storage {
                 }
                 Ok(Some(InvalidationListener {
                     listener,
+                    pool,
                     replicas: router.backend().replicas().cloned(),
                     flags_changed: false,
                     lost: false,
@@ -914,6 +912,8 @@ impl Storage {
 #[derive(Debug)]
 pub struct InvalidationListener {
     listener: sqlx::postgres::PgListener,
+    /// Where a new listening connection comes from after a loss.
+    pool: sqlx::PgPool,
     /// With read replicas, each invalidation heard is recorded with the primary's position.
     replicas: Option<std::sync::Arc<replicas::ReplicaSet>>,
     /// A flags notification heard while draining invalidations, to report next.
@@ -930,29 +930,36 @@ pub enum ListenerEvent {
     FlagsChanged,
     /// The connection dropped: notifications may have been missed. The next call reconnects.
     ConnectionLost,
+    /// Listening again after a loss: every notification from here on is heard; what was
+    /// missed committed before this.
+    Resumed,
 }
 
 impl InvalidationListener {
     pub async fn next(&mut self) -> Result<ListenerEvent> {
         let event = self.receive().await;
-        if let (Some(replicas), Err(_) | Ok(ListenerEvent::ConnectionLost)) =
-            (&self.replicas, &event)
-        {
+        if let Err(_) | Ok(ListenerEvent::ConnectionLost) = &event {
             // Until the listener is back, an invalidation may be missed: reads stay on the primary.
-            replicas.freshness.lost();
+            if let Some(replicas) = &self.replicas {
+                replicas.freshness.lost();
+            }
             self.lost = true;
         }
         event
     }
 
     async fn receive(&mut self) -> Result<ListenerEvent> {
-        if let Some(replicas) = self.replicas.clone()
-            && self.lost
-        {
-            // Reconnects; whatever was missed committed before this position.
-            let lsn = self.primary_position().await?;
-            replicas.freshness.resumed(lsn);
+        if self.lost {
+            // A new connection, listening before anything else (the old one may be half dead,
+            // and waiting for a notification would not tell when listening began again);
+            // whatever was missed committed before this position.
+            self.listener = Self::listen(&self.pool).await?;
+            if let Some(replicas) = self.replicas.clone() {
+                let lsn = self.primary_position().await?;
+                replicas.freshness.resumed(lsn);
+            }
             self.lost = false;
+            return Ok(ListenerEvent::Resumed);
         }
         if std::mem::take(&mut self.flags_changed) {
             return Ok(ListenerEvent::FlagsChanged);
@@ -979,6 +986,14 @@ impl InvalidationListener {
         let lsn = self.primary_position().await?;
         replicas.freshness.record(&invalidations, lsn);
         Ok(ListenerEvent::Invalidate(invalidations))
+    }
+
+    async fn listen(pool: &sqlx::PgPool) -> Result<sqlx::postgres::PgListener> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener
+            .listen_all([invalidation::CHANNEL, flag_store::FLAGS_CHANNEL])
+            .await?;
+        Ok(listener)
     }
 
     /// Boxed: the listener runs in a spawned task, which must be `Send` for every lifetime.

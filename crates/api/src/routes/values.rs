@@ -306,11 +306,7 @@ pub async fn batch(
     data.extend_from_slice(&serde_json::to_vec(&not_found).unwrap_or_default());
     data.push(b'}');
     let body = envelope(&data);
-    let response = cache::CachedResponse {
-        fingerprint: cache::Fingerprint::of(&body),
-        body,
-        served_by,
-    };
+    let response = crate::http_cache::cached(body, served_by);
     Ok(respond(&request, &response, Freshness::Values))
 }
 
