@@ -15,6 +15,7 @@ on_both_backends!(
     a_user_writes_what_they_own_and_nothing_else,
     a_missing_expired_foreign_or_forged_token_is_401_before_the_body_is_read,
     the_admin_role_opens_the_admin_routes,
+    a_write_to_what_is_not_the_users_is_refused_before_its_body_arrives,
 );
 
 const ISSUER: &str = "https://auth.marketplace.test";
@@ -350,4 +351,63 @@ async fn a_public_key_without_issuer_and_audience_stops_start_up() {
         .await
         .expect_err("not a key");
     assert!(err.to_string().contains("not an RSA public key"), "{err}");
+}
+
+/// Sends a write's head and the first byte of a body that never comes; returns the answer's
+/// status line, or `None` when none came within `wait`.
+async fn answer_to_a_trickled_write(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    wait: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    let head = format!(
+        "PATCH {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let mut answer = vec![0_u8; 256];
+    let read = tokio::time::timeout(wait, stream.read(&mut answer))
+        .await
+        .ok()?
+        .expect("read");
+    let text = String::from_utf8_lossy(&answer[..read]).into_owned();
+    text.lines().next().map(str::to_owned)
+}
+
+/// Ownership comes from the path and is decided before the body is read: a user trickling a
+/// body to another user's listing (or to one that does not exist) is answered at once, and
+/// holds no slot for the body deadline. The owner's trickled write waits for its body.
+async fn a_write_to_what_is_not_the_users_is_refused_before_its_body_arrives(backend: Backend) {
+    use std::time::Duration;
+    let (app, issuer, _, _dir) = spawn(backend).await;
+    let stranger = issuer.token(CAR_OWNER + 1, &[], json!({}));
+    let path = format!("/api/v2/marketplace/listings/{CAR_LISTING}/attributes");
+    assert_eq!(
+        answer_to_a_trickled_write(&app, &path, &stranger, Duration::from_secs(3))
+            .await
+            .as_deref(),
+        Some("HTTP/1.1 403 Forbidden")
+    );
+    assert_eq!(
+        answer_to_a_trickled_write(
+            &app,
+            "/api/v2/marketplace/listings/999999/attributes",
+            &stranger,
+            Duration::from_secs(3)
+        )
+        .await
+        .as_deref(),
+        Some("HTTP/1.1 404 Not Found")
+    );
+    let owner = issuer.token(CAR_OWNER, &[], json!({}));
+    assert_eq!(
+        answer_to_a_trickled_write(&app, &path, &owner, Duration::from_millis(500)).await,
+        None,
+        "the owner's write waits for its body"
+    );
 }

@@ -196,25 +196,59 @@ fn state(request: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
 }
 
 /// Extractor: who writes entity values — a service with the writer token, or a user with a
-/// valid token (who may write only what they own; an admin writes anything).
+/// valid token (who may write only what they own; an admin writes anything). A user's
+/// ownership of the entity the path names is decided here, before the body is read: one token
+/// cannot hold a worker's slots sending bodies to what it may not write. (The write decides
+/// again on locked rows at its commit.)
 #[derive(Debug, Clone, Copy)]
 pub struct ValueWriter(pub storage::ValueWriter);
 
 impl FromRequest for ValueWriter {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(state(request).and_then(|state| {
+        let decided = state(request).and_then(|state| {
             if bearer(request).is_some_and(|t| matches_any(t, &state.writer_tokens)) {
-                return Ok(Self(storage::ValueWriter::Service));
+                return Ok(storage::ValueWriter::Service);
             }
             match user_of(request, state) {
-                Some(User { admin: true, .. }) => Ok(Self(storage::ValueWriter::Service)),
-                Some(User { id, .. }) => Ok(Self(storage::ValueWriter::User(id))),
+                Some(User { admin: true, .. }) => Ok(storage::ValueWriter::Service),
+                Some(User { id, .. }) => Ok(storage::ValueWriter::User(id)),
                 None => Err(ApiError::Unauthorized),
             }
-        }))
+        });
+        let user = match decided {
+            Ok(storage::ValueWriter::User(user)) => user,
+            other => return Box::pin(ready(other.map(Self))),
+        };
+        // The entity the path names; a malformed id is the handler's 400.
+        let entity = request
+            .app_data::<web::Data<domain::EntityKind>>()
+            .zip(request.match_info().get("id"))
+            .and_then(|(kind, id)| {
+                Some(domain::EntityRef {
+                    kind: ***kind,
+                    id: id.parse().ok()?,
+                })
+            });
+        let (Some(entity), Ok(state)) = (entity, state(request).cloned()) else {
+            return Box::pin(ready(Ok(Self(storage::ValueWriter::User(user)))));
+        };
+        Box::pin(async move {
+            match state.storage.owner_now(entity).await? {
+                None => Err(ApiError::NotFound {
+                    what: entity.kind.as_str(),
+                    id: entity.id,
+                }),
+                Some(owner) if owner != Some(user) => Err(ApiError::Forbidden(format!(
+                    "{} {} is not yours: only its owner writes its values",
+                    entity.kind.as_str(),
+                    entity.id
+                ))),
+                Some(_) => Ok(Self(storage::ValueWriter::User(user))),
+            }
+        })
     }
 }
 

@@ -526,6 +526,12 @@ impl Storage {
         self.stamped(on_router!(self, router => fenced(mode, |mode| router.write_values(entity, change, mode, writer)).await)).await
     }
 
+    /// The owner of `entity` now, unlocked (`None`: no such entity; `Some(None)`: no owner
+    /// known). A user's write is decided again on locked rows when it commits.
+    pub async fn owner_now(&self, entity: EntityRef) -> Result<Option<Option<i64>>> {
+        on_router!(self, router => router.owner_now(entity).await)
+    }
+
     /// Values of many listings at once (one statement); unknown ids are absent.
     pub async fn listing_values_batch(
         &self,

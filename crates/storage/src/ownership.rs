@@ -10,6 +10,7 @@ use domain::{EntityKind, EntityRef};
 use crate::backend::{Backend, Conn};
 use crate::dialect::{Sql, on_dialect};
 use crate::error::Result;
+use crate::router::Router;
 use crate::stats::record_queries;
 
 /// A listing's owner is on its own row, which the write holds already.
@@ -53,4 +54,32 @@ pub(crate) async fn entity_owner<B: Backend>(
             .await?
     });
     Ok(owner.flatten())
+}
+
+impl<B: Backend> Router<B> {
+    /// The owner of `entity` as it stands (`None` when the entity does not exist), read
+    /// without locking anything: what lets a user's write that is not theirs be refused
+    /// before its body is read. The write decides again on locked rows at its commit.
+    pub(crate) async fn owner_now(&self, entity: EntityRef) -> Result<Option<Option<i64>>> {
+        // The same statements without `FOR SHARE`, which SQLite's spelling already lacks.
+        let sql = match entity.kind {
+            EntityKind::Listing => LISTING_OWNER,
+            EntityKind::Product => PRODUCT_OWNER,
+            EntityKind::ProductVariant => VARIANT_OWNER,
+        };
+        let mut conn = self.acquire().await?;
+        record_queries(1);
+        let owner = on_dialect!(
+            B::dialect(&mut conn),
+            Sql::same(sql.lite),
+            |c, statement| {
+                sqlx::query_scalar(statement)
+                    .bind(entity.id)
+                    .fetch_optional(&mut *c)
+                    .await?
+            }
+        );
+        conn.commit().await?;
+        Ok(owner)
+    }
 }
