@@ -549,3 +549,67 @@ async fn with_postgres_stopped_cached_answers_stand_in_and_no_read_is_a_500() {
     }
     assert!(app.get(listing).await.body.to_string().contains("2003"));
 }
+
+/// Fair share for clients without credentials too: one address (as the proxy in front saw it,
+/// the last `X-Forwarded-For` entry; an earlier one is the client's word) has at most its bound
+/// of requests in flight, the next is 429 at once; another address is served meanwhile.
+#[actix_web::test]
+async fn one_anonymous_address_holds_at_most_its_share_of_a_workers_requests() {
+    use sqlx::Connection;
+    use std::time::Duration;
+
+    let db = TestDb::fresh(Backend::Postgres).await;
+    let mut settings = settings_for(&db, &[]);
+    settings.server.workers = Some(1);
+    settings.server.max_in_flight_per_client = 2;
+    settings.server.trust_forwarded_for = true;
+    let app = TestApp {
+        address: start(&settings).await,
+        db,
+        client: awc::Client::default(),
+    };
+    let read_from = |address: &'static str, listing: i64| {
+        let (client, url) = (
+            awc::Client::default(),
+            format!("{}/api/v2/marketplace/listings/{listing}/attributes", app.address),
+        );
+        async move {
+            client
+                .get(url)
+                .insert_header(("X-Forwarded-For", address))
+                .send()
+                .await
+                .expect("answered")
+                .status()
+                .as_u16()
+        }
+    };
+    // Uncached reads wait behind a lock held here: each holds its slot meanwhile.
+    let mut locker = sqlx::PgConnection::connect(&app.db.sql_url())
+        .await
+        .expect("connect");
+    sqlx::query("BEGIN").execute(&mut locker).await.expect("begin");
+    sqlx::query("LOCK TABLE listing_attribute_values IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .expect("lock");
+    let held = [
+        actix_web::rt::spawn(read_from("10.0.0.1", 11)),
+        actix_web::rt::spawn(read_from("10.0.0.1", 12)),
+    ];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(read_from("10.0.0.1", 13).await, 429, "its third at once");
+    assert_eq!(
+        read_from("10.0.0.2, 10.0.0.1", 14).await,
+        429,
+        "an entry the client wrote itself changes nothing"
+    );
+    let other = actix_web::rt::spawn(read_from("10.0.0.2", 15));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query("COMMIT").execute(&mut locker).await.expect("commit");
+    for read in held {
+        assert_eq!(read.await.expect("joined"), 200);
+    }
+    assert_eq!(other.await.expect("joined"), 200, "another address is served");
+    assert_eq!(read_from("10.0.0.1", 13).await, 200, "its slots are free again");
+}

@@ -61,8 +61,11 @@ pub struct AppState {
     pub jwt: auth::SharedVerifier,
     /// This worker's requests in flight: a permit each, none left means shed.
     pub in_flight: Arc<tokio::sync::Semaphore>,
-    /// This worker's writes in flight per client (see `shedding`).
+    /// This worker's requests, and writes, in flight per client (see `shedding`).
+    pub requests_per_client: Arc<shedding::PerClient>,
     pub writes_per_client: Arc<shedding::PerClient>,
+    /// The last `X-Forwarded-For` entry is an anonymous client's address.
+    pub trust_forwarded_for: bool,
     /// How long a client has to send a request's body (then 408).
     pub body_timeout: std::time::Duration,
     /// Every worker's storage, for the pool gauges.
@@ -349,9 +352,13 @@ impl Application {
             admin_tokens: settings.auth.admin_tokens().into(),
             jwt,
             in_flight: Arc::new(tokio::sync::Semaphore::new(settings.server.max_in_flight)),
+            requests_per_client: Arc::new(shedding::PerClient::new(
+                settings.server.max_in_flight_per_client,
+            )),
             writes_per_client: Arc::new(shedding::PerClient::new(
                 settings.server.max_writes_in_flight_per_client,
             )),
+            trust_forwarded_for: settings.server.trust_forwarded_for,
             body_timeout: std::time::Duration::from_millis(settings.server.request_body_timeout_ms),
             pools: Arc::default(),
             shadow_diffs: Arc::default(),
@@ -478,6 +485,7 @@ fn worker_state(shared: &AppState, url: &str, pool: storage::PoolSettings) -> Ap
         in_flight: Arc::new(tokio::sync::Semaphore::new(
             shared.in_flight.available_permits(),
         )),
+        requests_per_client: Arc::new(shedding::PerClient::new(shared.requests_per_client.limit())),
         writes_per_client: Arc::new(shedding::PerClient::new(shared.writes_per_client.limit())),
         ..shared.clone()
     }

@@ -67,6 +67,15 @@ pub struct ServerSettings {
     /// flight at once on a worker; beyond, 429 with `Retry-After` at once. A client sending
     /// bodies slowly then holds at most these slots, never the worker's whole bound.
     pub max_writes_in_flight_per_client: usize,
+    /// Requests of any kind one client may have in flight at once on a worker; beyond, 429
+    /// with `Retry-After` at once, so no one client takes every slot of `max_in_flight`. A
+    /// client is its credentials (`Authorization`, else the `access_token` cookie), or its
+    /// address when it sends none (0: no bound).
+    pub max_in_flight_per_client: usize,
+    /// One proxy in front of the service appends the address it saw to `X-Forwarded-For`
+    /// (a mesh's sidecar, an ingress): that last entry is the client's address. Off, the
+    /// address is the connection's peer (earlier entries are the client's word, never used).
+    pub trust_forwarded_for: bool,
     /// Seconds an idle keep-alive connection stays open: longer than the mesh's idle timeout
     /// (60 s in `deploy/`), so the proxy closes first and never reuses a closing connection.
     pub keep_alive_seconds: u64,
@@ -284,6 +293,8 @@ const DEFAULTS: &str = r#"
 bind = "127.0.0.1:8080"
 max_in_flight = 256
 max_writes_in_flight_per_client = 16
+max_in_flight_per_client = 64
+trust_forwarded_for = false
 keep_alive_seconds = 75
 request_head_timeout_ms = 5000
 request_body_timeout_ms = 10000

@@ -4,19 +4,21 @@
 //! mesh retries the rest elsewhere. Probes and scrapes are never shed: an overloaded pod must
 //! still say it is alive and be seen.
 //!
-//! A write's body is read before its owner is known, and a client may send it slowly: each
-//! client (its `Authorization` value) may have at most `server.max_writes_in_flight_per_client`
-//! writes in flight on a worker, so one token trickling bodies holds those slots and no others;
-//! the next of its writes gets 429 at once. Reads are not bounded per client (a frontend may
-//! send all of its users' reads from one address).
+//! Fair share: no one client takes a worker's slots. A client is its credentials (the
+//! `Authorization` value, else the `access_token` cookie) or, when it sends none, its address.
+//! Each may have `server.max_in_flight_per_client` requests in flight on a worker, and of them
+//! `server.max_writes_in_flight_per_client` with a body (a client may send a body slowly; the
+//! body deadline ends it); the next gets 429 at once.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::net::IpAddr;
 
 use std::sync::Mutex;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{AUTHORIZATION, COOKIE};
 use actix_web::middleware::Next;
 use actix_web::{ResponseError, web};
 
@@ -28,48 +30,98 @@ pub async fn admit(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody + 'static>>, actix_web::Error> {
     let exempt = request.path().starts_with("/health/") || request.path() == "/metrics";
-    let state = request.app_data::<web::Data<AppState>>().cloned();
+    let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(next.call(request).await?.map_into_left_body());
+    };
+    if exempt {
+        return Ok(next.call(request).await?.map_into_left_body());
+    }
     let writes_body = matches!(
         *request.method(),
         actix_web::http::Method::POST
             | actix_web::http::Method::PUT
             | actix_web::http::Method::PATCH
     );
-    let client_slot = match (&state, request.headers().get("Authorization")) {
-        (Some(state), Some(credentials)) if writes_body => {
-            match state.writes_per_client.enter(credentials.as_bytes()) {
-                Some(slot) => Some(slot),
-                None => {
-                    state.metrics.shed();
-                    let response = ApiError::TooManyRequests.error_response();
-                    return Ok(request.into_response(response).map_into_right_body());
-                }
-            }
-        }
-        _ => None,
+    let client = client_of(&request, state.trust_forwarded_for);
+    let refuse = |request: ServiceRequest, error: ApiError| {
+        state.metrics.shed();
+        Ok(request
+            .into_response(error.error_response())
+            .map_into_right_body())
     };
-    let permit = match state {
-        Some(state) if !exempt => match state.in_flight.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                state.metrics.shed();
-                let response = ApiError::Overloaded.error_response();
-                return Ok(request.into_response(response).map_into_right_body());
-            }
-        },
-        _ => None,
+    let Some(client_slot) = state.requests_per_client.enter(client.key()) else {
+        return refuse(request, ApiError::TooManyRequests);
+    };
+    let write_slot = if writes_body {
+        match state.writes_per_client.enter(client.key()) {
+            Some(slot) => Some(slot),
+            None => return refuse(request, ApiError::TooManyRequests),
+        }
+    } else {
+        None
+    };
+    let Ok(permit) = state.in_flight.clone().try_acquire_owned() else {
+        return refuse(request, ApiError::Overloaded);
     };
     let response = next.call(request).await?;
-    drop(permit);
-    drop(client_slot);
+    drop((permit, write_slot, client_slot));
     Ok(response.map_into_left_body())
 }
 
-/// Writes in flight per client on one worker.
+/// Who a request counts against: its credentials, or its address when it has none.
+enum Client<'a> {
+    Credentials(&'a [u8]),
+    Address([u8; 17]),
+}
+
+impl Client<'_> {
+    fn key(&self) -> &[u8] {
+        match self {
+            Client::Credentials(credentials) => credentials,
+            Client::Address(address) => address,
+        }
+    }
+}
+
+fn client_of(request: &ServiceRequest, trust_forwarded_for: bool) -> Client<'_> {
+    let headers = request.headers();
+    if let Some(credentials) = headers.get(AUTHORIZATION) {
+        return Client::Credentials(credentials.as_bytes());
+    }
+    // The user's token cookie; the rest of the header (a cohort cookie, tracking) is not who.
+    if let Some(token) = headers
+        .get_all(COOKIE)
+        .flat_map(|value| value.as_bytes().split(|&b| b == b';'))
+        .map(<[u8]>::trim_ascii)
+        .find(|pair| {
+            pair.starts_with(crate::auth::TOKEN_COOKIE.as_bytes())
+                && pair.get(crate::auth::TOKEN_COOKIE.len()) == Some(&b'=')
+        })
+    {
+        return Client::Credentials(token);
+    }
+    let forwarded = trust_forwarded_for
+        .then(|| headers.get("x-forwarded-for"))
+        .flatten()
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| last.trim().parse::<IpAddr>().ok());
+    let address = forwarded.or_else(|| request.peer_addr().map(|peer| peer.ip()));
+    // Tagged so that no credentials hash alike: a header value never starts with 0xff.
+    let mut key = [0xff_u8; 17];
+    match address {
+        Some(IpAddr::V4(v4)) => key[1..5].copy_from_slice(&v4.octets()),
+        Some(IpAddr::V6(v6)) => key[1..].copy_from_slice(&v6.octets()),
+        None => {}
+    }
+    Client::Address(key)
+}
+
+/// Requests (or writes) in flight per client on one worker.
 #[derive(Debug)]
 pub struct PerClient {
     limit: usize,
-    /// Keyed by a hash of the credentials (never the secret itself), with a per-process seed.
+    /// Keyed by a hash of the client's key (never the secret itself), with a per-process seed.
     counts: Mutex<HashMap<u64, usize>>,
     seed: std::collections::hash_map::RandomState,
 }
@@ -95,15 +147,15 @@ impl PerClient {
         self.limit
     }
 
-    /// A slot for the client with these credentials, or `None` at its bound (0: no bound).
-    pub fn enter(self: &std::sync::Arc<Self>, credentials: &[u8]) -> Option<ClientSlot> {
+    /// A slot for the client with this key, or `None` at its bound (0: no bound).
+    pub fn enter(self: &std::sync::Arc<Self>, client: &[u8]) -> Option<ClientSlot> {
         if self.limit == 0 {
             return Some(ClientSlot {
                 clients: self.clone(),
                 key: None,
             });
         }
-        let key = self.seed.hash_one(credentials);
+        let key = self.seed.hash_one(client);
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let count = counts.entry(key).or_default();
         if *count >= self.limit {
