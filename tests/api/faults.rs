@@ -571,7 +571,10 @@ async fn one_anonymous_address_holds_at_most_its_share_of_a_workers_requests() {
     let read_from = |address: &'static str, listing: i64| {
         let (client, url) = (
             awc::Client::default(),
-            format!("{}/api/v2/marketplace/listings/{listing}/attributes", app.address),
+            format!(
+                "{}/api/v2/marketplace/listings/{listing}/attributes",
+                app.address
+            ),
         );
         async move {
             client
@@ -588,7 +591,10 @@ async fn one_anonymous_address_holds_at_most_its_share_of_a_workers_requests() {
     let mut locker = sqlx::PgConnection::connect(&app.db.sql_url())
         .await
         .expect("connect");
-    sqlx::query("BEGIN").execute(&mut locker).await.expect("begin");
+    sqlx::query("BEGIN")
+        .execute(&mut locker)
+        .await
+        .expect("begin");
     sqlx::query("LOCK TABLE listing_attribute_values IN ACCESS EXCLUSIVE MODE")
         .execute(&mut locker)
         .await
@@ -606,10 +612,92 @@ async fn one_anonymous_address_holds_at_most_its_share_of_a_workers_requests() {
     );
     let other = actix_web::rt::spawn(read_from("10.0.0.2", 15));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    sqlx::query("COMMIT").execute(&mut locker).await.expect("commit");
+    sqlx::query("COMMIT")
+        .execute(&mut locker)
+        .await
+        .expect("commit");
     for read in held {
         assert_eq!(read.await.expect("joined"), 200);
     }
-    assert_eq!(other.await.expect("joined"), 200, "another address is served");
-    assert_eq!(read_from("10.0.0.1", 13).await, 200, "its slots are free again");
+    assert_eq!(
+        other.await.expect("joined"),
+        200,
+        "another address is served"
+    );
+    assert_eq!(
+        read_from("10.0.0.1", 13).await,
+        200,
+        "its slots are free again"
+    );
+}
+
+/// Open connections are capped below the file limit, and idle ones make room: with the cap at
+/// 20, thirty clients that each sent a request and kept their connection open leave the
+/// service holding at most 20, the longest idle closed first, and a new client is served.
+#[actix_web::test]
+async fn idle_connections_make_room_for_new_clients_under_the_connection_cap() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let db = TestDb::fresh(Backend::Sqlite).await;
+    let mut settings = settings_for(&db, &[]);
+    settings.server.workers = Some(1);
+    settings.server.max_connections = 20;
+    let app = TestApp {
+        address: start(&settings).await,
+        db,
+        client: awc::Client::default(),
+    };
+    let address = app.address.trim_start_matches("http://").to_owned();
+    // A keep-alive request on a new connection, answered; the connection stays open.
+    let idle_client = || async {
+        let mut stream = TcpStream::connect(&address).await.expect("connect");
+        stream
+            .write_all(b"GET /health/live HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .expect("request");
+        let mut answer = vec![0_u8; 1024];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+            .await
+            .expect("answered in time")
+            .expect("read");
+        assert!(
+            answer[..read].starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer[..read])
+        );
+        stream
+    };
+    let mut oldest = Vec::new();
+    for _ in 0..15 {
+        oldest.push(idle_client().await);
+    }
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let mut newer = Vec::new();
+    for _ in 0..15 {
+        newer.push(idle_client().await);
+    }
+    let open = app.metric("unified_attributes_open_connections").await;
+    assert!(open <= 20.0, "{open} connections open under a cap of 20");
+    let closed = app
+        .metric("unified_attributes_idle_connections_closed_total")
+        .await;
+    assert!(closed >= 10.0, "{closed} idle connections closed");
+    // The ones closed were the oldest: their reads end.
+    let mut ended = 0;
+    for mut stream in oldest {
+        let mut byte = [0_u8; 1];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(200), stream.read(&mut byte)).await
+        {
+            ended += 1;
+        }
+    }
+    assert!(ended >= 10, "{ended} of the oldest connections were closed");
+    assert_eq!(
+        app.get("/health/live").await.status,
+        200,
+        "a new client is served"
+    );
+    drop(newer);
 }

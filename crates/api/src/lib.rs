@@ -7,6 +7,7 @@ pub mod auth;
 mod body_deadline;
 mod capture;
 pub mod cohort;
+pub mod connections;
 pub mod error;
 pub mod http_cache;
 pub mod metrics;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub pools: Arc<std::sync::Mutex<Vec<Storage>>>,
     /// Recent disagreements found by shadow reads.
     pub shadow_diffs: Arc<shadow::ShadowDiffs>,
+    /// The public listener's open connections.
+    pub connections: Arc<connections::Connections>,
 }
 
 /// The flags in force, where they came from, and the phase they mean.
@@ -338,6 +341,15 @@ impl Application {
             .map(Arc::new);
         let metrics = Metrics::new();
         metrics.set_flags(&flags, phase);
+        let workers = settings
+            .server
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let (soft_cap, per_worker_cap) = connections::caps(
+            settings.server.max_connections,
+            workers,
+            u64::from(settings.database.max_connections) * (workers as u64 + 2),
+        );
         let shared = AppState {
             caches: AttributeCaches::new(settings.cache.to_cache_settings()),
             metrics: Arc::new(metrics),
@@ -362,6 +374,7 @@ impl Application {
             body_timeout: std::time::Duration::from_millis(settings.server.request_body_timeout_ms),
             pools: Arc::default(),
             shadow_diffs: Arc::default(),
+            connections: connections::Connections::new(soft_cap),
         };
         listen_for_invalidations(&shared).await;
         metrics::refresh_operations(&shared);
@@ -376,8 +389,12 @@ impl Application {
             public: true,
             internal,
         };
+        let open_connections = Arc::clone(&shared.connections);
         let mut server =
             HttpServer::new(move || app(worker_state(&worker_template, &public_url, pool), public))
+                .on_connect(move |connection, data| open_connections.on_connect(connection, data))
+                .workers(workers)
+                .max_connections(per_worker_cap)
                 .listen(listener)
                 .map_err(bind_error(&settings.server.bind))?;
         server = server
@@ -387,9 +404,6 @@ impl Application {
             .client_request_timeout(std::time::Duration::from_millis(
                 settings.server.request_head_timeout_ms,
             ));
-        if let Some(workers) = settings.server.workers {
-            server = server.workers(workers);
-        }
         // The servers are started lazily; the stop signals are ours, handled from before the
         // address is announced, so a SIGTERM at any time after that drains instead of killing.
         let server = server.shutdown_timeout(30).disable_signals().run();
@@ -575,6 +589,7 @@ fn app(
         .wrap(from_fn(cohort::keep))
         .wrap(from_fn(shedding::admit))
         .wrap(from_fn(metrics::track))
+        .wrap(from_fn(connections::track))
         .wrap(TracingLogger::<telemetry::RequestSpan>::new())
         .app_data(web::Data::new(state))
         .configure(move |config| routes_config(config, listener))

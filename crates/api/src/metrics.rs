@@ -46,6 +46,8 @@ pub struct Metrics {
     phase: IntGauge,
     listener_reconnects: IntCounter,
     stale_answers: IntCounter,
+    open_connections: IntGauge,
+    idle_connections_closed: IntCounter,
     cache_unconfirmed: IntGauge,
     invalidations_heard: IntCounter,
     replica_up: IntGaugeVec,
@@ -256,6 +258,16 @@ impl Metrics {
                 &registry,
                 "unified_attributes_stale_answers_total",
                 "Cached answers served while the database could not answer and invalidations could not be heard (stale-if-error).",
+            ),
+            open_connections: gauge(
+                &registry,
+                "unified_attributes_open_connections",
+                "Client connections open on the public listener.",
+            ),
+            idle_connections_closed: counter(
+                &registry,
+                "unified_attributes_idle_connections_closed_total",
+                "Idle client connections closed to make room for new ones (past 90 % of the connection cap).",
             ),
             cache_unconfirmed: gauge(
                 &registry,
@@ -737,6 +749,14 @@ pub fn refresh_operations(state: &crate::AppState) {
 
 /// `GET /metrics`: values kept in memory, no query.
 pub async fn scrape(state: web::Data<crate::AppState>) -> HttpResponse {
+    let metrics = &state.metrics;
+    metrics
+        .open_connections
+        .set(i64::try_from(state.connections.open()).unwrap_or(i64::MAX));
+    advance(
+        &metrics.idle_connections_closed,
+        state.connections.closed_idle(),
+    );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render(

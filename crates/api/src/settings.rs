@@ -76,6 +76,10 @@ pub struct ServerSettings {
     /// (a mesh's sidecar, an ingress): that last entry is the client's address. Off, the
     /// address is the connection's peer (earlier entries are the client's word, never used).
     pub trust_forwarded_for: bool,
+    /// Open client connections at most (all workers); 0 derives it from the file limit (half
+    /// of what is left after the database's and the process's own). Past 90 % of it, the
+    /// longest idle connections are closed for new ones; at it, new ones wait to be accepted.
+    pub max_connections: usize,
     /// Seconds an idle keep-alive connection stays open: longer than the mesh's idle timeout
     /// (60 s in `deploy/`), so the proxy closes first and never reuses a closing connection.
     pub keep_alive_seconds: u64,
@@ -294,6 +298,7 @@ bind = "127.0.0.1:8080"
 max_in_flight = 256
 max_writes_in_flight_per_client = 16
 max_in_flight_per_client = 64
+max_connections = 0
 trust_forwarded_for = false
 keep_alive_seconds = 75
 request_head_timeout_ms = 5000
