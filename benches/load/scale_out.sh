@@ -23,7 +23,7 @@ REPLICA_PORT=${BENCH_REPLICA_PORT:-5499}
 BOUNCER_PORT=${BENCH_BOUNCER_PORT:-6499}
 SERVICE_PORT=18183
 SERVICE="http://127.0.0.1:${SERVICE_PORT}"
-OUT=target/bench
+OUT=${CARGO_TARGET_DIR:-target}/bench
 mkdir -p "$OUT"
 for tool in wrk psql curl python3 runuser pgbouncer; do
     command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
@@ -32,7 +32,7 @@ say() { printf '\n== %s\n' "$*" >&2; }
 
 say "building (release)"
 cargo build --release --bin unified-attributes >&2
-bin=target/release/unified-attributes
+bin=${CARGO_TARGET_DIR:-target}/release/unified-attributes
 
 db_name=${DB_URL##*/}
 admin_url=${DB_URL%/*}/postgres
