@@ -58,6 +58,8 @@ round() { # $1 binary, $2 cache, then wrk's arguments
     t0=$(ticks)
     rps=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "$@" | awk '/Requests\/sec/ {print $2}')
     t1=$(ticks)
+    # A round runs in a command substitution: its service is stopped here, where its pid is known.
+    stop
     python3 -c "print($rps, round(($t1 - $t0) * 1e6 / $TICKS / ($rps * $DURATION), 1))"
 }
 
