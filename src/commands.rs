@@ -11,6 +11,7 @@ use domain::EntityKind;
 use serde::Serialize;
 use storage::Storage;
 use storage::demo::Dataset;
+use storage::location::Place;
 
 use crate::lease::{HeldLease, Stop};
 use crate::progress::Progress;
@@ -85,13 +86,36 @@ pub struct SeedArgs {
 
 #[derive(Debug, Args)]
 pub struct FlagsArgs {
+    #[command(subcommand)]
+    step: Option<FlagStep>,
     /// Change these flags at runtime, e.g. `{"dual_write": true}`; refused (exit 1) when the
-    /// result breaks a guardrail.
+    /// result breaks a guardrail. `use_unified` turned on without `unified_percent` starts the
+    /// smallest canary, with fallback.
     #[arg(long, value_name = "JSON")]
     set: Option<String>,
     /// Who changes them, for the audit.
-    #[arg(long, default_value = "cli")]
+    #[arg(long, default_value = "cli", global = true)]
     actor: String,
+}
+
+/// A step of the migration by name: the flags of the next or previous rung, all at once,
+/// judged by the guardrails and audited like `--set`.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum FlagStep {
+    /// One rung up: legacy → dual-write → canary 1 %, 10 %, 50 %, 100 % with fallback →
+    /// unified reads with dual-write → unified only (then `archive`).
+    Promote,
+    /// One rung down the same ladder.
+    Abort,
+}
+
+impl FlagStep {
+    fn target(self, rung: flags::Rung) -> Option<flags::Rung> {
+        match self {
+            Self::Promote => rung.next(),
+            Self::Abort => rung.previous(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -189,7 +213,7 @@ pub async fn throttle(
     if args.no_max_load {
         change.max_load = Some(None);
     }
-    let storage = connect_migrated(settings).await?;
+    let storage = connect_migrated(settings, Purpose::Operates).await?;
     let throttle = apply_throttle(&storage, args.operation, change, &args.actor).await?;
     output.report(&throttle, |t| {
         let limit = |value: Option<i64>, unit: &str| {
@@ -394,20 +418,70 @@ pub struct SyncArgs {
     limits: ThrottleLimits,
 }
 
-async fn connect(settings: &Settings) -> anyhow::Result<Storage> {
+/// What a command may do with a database the operator may not have meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// `seed-demo`: may create the embedded SQLite file, and fills an empty database.
+    Creates,
+    /// `migrate`: sets an empty database up on purpose; creates an SQLite file only when it is
+    /// named (`--database-url`, `DATABASE_URL`), never the default one.
+    SetsUp,
+    /// Every other command: works on a database that this service or the marketplace set up.
+    Operates,
+}
+
+/// Names the database on the command's first line, refuses one the command was not meant for
+/// (before anything is created or migrated), and connects.
+async fn connect(settings: &Settings, purpose: Purpose) -> anyhow::Result<Storage> {
     let url = settings.database.url();
-    Storage::connect_with(
+    if let Some(place) = Place::of(&url, &settings.database.schema) {
+        let named = settings.database.url.is_some();
+        let may_create = purpose == Purpose::Creates || purpose == Purpose::SetsUp && named;
+        if let Place::Sqlite {
+            file,
+            exists: false,
+        } = &place
+            && !may_create
+        {
+            bail!(
+                "there is no database at {}: {} Name the marketplace's database with --database-url \
+                 or DATABASE_URL; `seed-demo` creates the demo database",
+                file.display(),
+                if purpose == Purpose::SetsUp {
+                    "migrate creates an SQLite file only when it is named, never the default one."
+                } else {
+                    "this command works on an existing database and creates none."
+                }
+            );
+        }
+        note(&format!("database: {place}"));
+    }
+    let storage = Storage::connect_with(
         &url,
         settings.database.pool(),
         &settings.database.topology(),
     )
     .await
-    .with_context(|| format!("cannot open the database ({})", storage::redact_url(&url)))
+    .with_context(|| format!("cannot open the database ({})", storage::redact_url(&url)))?;
+    if purpose == Purpose::Operates {
+        let contents = storage
+            .contents()
+            .await
+            .context("cannot read what the database holds")?;
+        if contents.is_foreign() {
+            bail!(
+                "this database has neither the marketplace's legacy attribute tables nor this \
+                 service's: nothing was changed. Is --database-url / DATABASE_URL the marketplace's \
+                 database? (`migrate` sets up an empty one on purpose.)"
+            );
+        }
+    }
+    Ok(storage)
 }
 
 /// Connects and brings the schema up to date, as every data command needs.
-async fn connect_migrated(settings: &Settings) -> anyhow::Result<Storage> {
-    let storage = connect(settings).await?;
+async fn connect_migrated(settings: &Settings, purpose: Purpose) -> anyhow::Result<Storage> {
+    let storage = connect(settings, purpose).await?;
     storage.migrate().await.context("migration failed")?;
     Ok(storage)
 }
@@ -427,7 +501,7 @@ pub async fn migrate(
     direction: Direction,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let storage = connect(settings).await?;
+    let storage = connect(settings, Purpose::SetsUp).await?;
     #[derive(Serialize)]
     struct Report {
         database: &'static str,
@@ -555,7 +629,7 @@ fn plan_text(plan: &storage::monolith::Plan) -> String {
 }
 
 pub async fn seed_demo(settings: &Settings, output: Output, args: &SeedArgs) -> anyhow::Result<()> {
-    let storage = connect_migrated(settings).await?;
+    let storage = connect_migrated(settings, Purpose::Creates).await?;
     if storage.has_legacy_definitions().await? {
         bail!(
             "the database already holds legacy attribute definitions; seed-demo loads into an empty database"
@@ -586,16 +660,49 @@ pub async fn seed_demo(settings: &Settings, output: Output, args: &SeedArgs) -> 
 /// the flags in force.
 pub async fn flags(settings: &Settings, output: Output, args: &FlagsArgs) -> anyhow::Result<()> {
     let configured = settings.flags.parse().context("invalid flag value")?;
-    let storage = connect(settings).await?;
-    if let Some(set) = &args.set {
-        let update: flags::FlagUpdate =
-            serde_json::from_str(set).context("--set takes a JSON object of flags")?;
-        update.check().map_err(anyhow::Error::msg)?;
+    let storage = connect(settings, Purpose::Operates).await?;
+    let change: Option<Box<dyn FnOnce(flags::Flags) -> flags::Flags>> = match (&args.set, args.step)
+    {
+        (Some(_), Some(_)) => bail!("give either --set or a step (promote, abort), not both"),
+        (Some(set), None) => {
+            let update: flags::FlagUpdate =
+                serde_json::from_str(set).context("--set takes a JSON object of flags")?;
+            update.check().map_err(anyhow::Error::msg)?;
+            Some(Box::new(move |flags| update.apply(flags)))
+        }
+        (None, Some(step)) => {
+            let current = flags_in_force(settings, &storage).await?;
+            let rung = flags::Rung::of(&current).ok_or_else(|| {
+                CheckFailed(format!(
+                    "the flags in force ({}) stand on no rung of the ladder (set by hand?): \
+                     set the rung you mean with --set",
+                    serde_json::to_string(&current).unwrap_or_default()
+                ))
+            })?;
+            let Some(target) = step.target(rung) else {
+                return Err(CheckFailed(match step {
+                    FlagStep::Promote => format!(
+                        "{rung} is the last rung of the flags; the legacy tables' archive is its \
+                         own step: `archive --dry-run`, then `archive`"
+                    ),
+                    FlagStep::Abort => format!("{rung} is the first rung: nothing to step back to"),
+                })
+                .into());
+            };
+            note(&format!("step: {rung} → {target}"));
+            // Decided again on the flags the change finds under its lock: a change that came
+            // in between moves from where it left the flags.
+            Some(Box::new(move |flags: flags::Flags| {
+                flags::Rung::of(&flags)
+                    .and_then(|rung| step.target(rung))
+                    .map_or(flags, |target| target.flags(flags.shadow_percent))
+            }))
+        }
+        (None, None) => None,
+    };
+    if let Some(change) = change {
         let current = flags_in_force(settings, &storage).await?;
-        match storage
-            .change_flags(current, &args.actor, |flags| update.apply(flags))
-            .await
-        {
+        match storage.change_flags(current, &args.actor, change).await {
             Ok(change) => note(&format!(
                 "flags changed: phase {} → {}",
                 change.old_phase, change.new_phase
@@ -671,14 +778,37 @@ pub async fn flags(settings: &Settings, output: Output, args: &FlagsArgs) -> any
         "flags": in_force, "configured": configured, "source": source, "state": state,
         "sources": rows.iter().map(|(name, ..)| (name.to_string(), from(name))).collect::<HashMap<_, _>>(),
         "phase": phase.as_ref().ok(), "guardrail": phase.as_ref().err(),
+        "rung": flags::Rung::of(&in_force),
     });
+    let rung = flags::Rung::of(&in_force);
+    let steps = rung.map(|rung| (FlagStep::Promote.target(rung), FlagStep::Abort.target(rung)));
     output.report(&report, |_| {
+        // Each flag by the name `--set` takes, then its variable.
+        let keys = [
+            "dual_write",
+            "use_unified",
+            "unified_percent",
+            "fallback",
+            "shadow_percent",
+        ];
         let mut text = format!(
-            "source: {source}\n{:<36} {:<8} {:<10} from\n",
-            "flag", "in force", "configured"
+            "source: {source}\n{:<16} {:<36} {:<8} {:<10} from\n",
+            "flag", "variable", "in force", "configured"
         );
-        for (name, now, conf) in &rows {
-            text.push_str(&format!("{name:<36} {now:<8} {conf:<10} {}\n", from(name)));
+        for (key, (name, now, conf)) in keys.iter().zip(&rows) {
+            text.push_str(&format!(
+                "{key:<16} {name:<36} {now:<8} {conf:<10} {}\n",
+                from(name)
+            ));
+        }
+        let named = |rung: Option<flags::Rung>| rung.map_or("none".to_owned(), |r| r.to_string());
+        match (rung, steps) {
+            (Some(rung), Some((up, down))) => text.push_str(&format!(
+                "rung: {rung} (flags promote → {}; flags abort → {})\n",
+                named(up),
+                named(down)
+            )),
+            _ => text.push_str("rung: none (flags set by hand; promote and abort need a rung)\n"),
         }
         text.push_str(&format!(
             "state: archived={} unified_only_writes_pending_sync={}\n",
@@ -706,7 +836,7 @@ pub async fn backfill(
     if args.batch_size < 1 {
         bail!("--batch-size must be at least 1");
     }
-    let storage = connect_migrated(settings).await?;
+    let storage = connect_migrated(settings, Purpose::Operates).await?;
     let lease = HeldLease::take(&storage, "backfill", grace, true).await?;
     let result = backfill_leased(settings, output, args, &storage, &lease).await;
     lease.release().await;
@@ -979,7 +1109,7 @@ pub async fn verify(settings: &Settings, output: Output, args: &VerifyArgs) -> a
     if args.page_size < 1 {
         bail!("--page-size must be at least 1");
     }
-    let storage = connect_migrated(settings).await?;
+    let storage = connect_migrated(settings, Purpose::Operates).await?;
     let counts = storage.migration_counts().await?;
     let total = counts.listings + counts.products + counts.variants;
     let started = Instant::now();
@@ -1034,7 +1164,14 @@ pub async fn verify(settings: &Settings, output: Output, args: &VerifyArgs) -> a
         }
         text
     })?;
-    if report.is_clean() {
+    if report.checked == 0 {
+        Err(CheckFailed(
+            "nothing was verified: 0 entities in this database. A verify over nothing is not a pass \
+             (is this the marketplace's database? has `backfill` run?)"
+                .into(),
+        )
+        .into())
+    } else if report.is_clean() {
         Ok(())
     } else {
         Err(CheckFailed(format!(
@@ -1054,7 +1191,7 @@ pub async fn quarantine(
     if args.limit < 1 {
         bail!("--limit must be at least 1");
     }
-    let storage = connect_migrated(settings).await?;
+    let storage = connect_migrated(settings, Purpose::Operates).await?;
     if let Some(QuarantineAction::Accept(accept) | QuarantineAction::Unaccept(accept)) =
         &args.action
     {
@@ -1152,7 +1289,7 @@ pub async fn resolve(
     output: Output,
     args: &ResolveArgs,
 ) -> anyhow::Result<()> {
-    let storage = connect_migrated(settings).await?;
+    let storage = connect_migrated(settings, Purpose::Operates).await?;
     let mode = flags_in_force(settings, &storage).await?.write_mode();
     let actor = args.actor.as_str();
     let repeated = |r: &storage::resolve::Resolution| {
@@ -1347,7 +1484,7 @@ pub async fn sync_legacy(
     args: &SyncArgs,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let storage = connect_migrated(settings).await?;
+    let storage = connect_migrated(settings, Purpose::Operates).await?;
     // Stopping a sync between batches would leave legacy half-synced with "pending" still
     // set: Ctrl-C ends it as before and the next run redoes it.
     let lease = HeldLease::take(&storage, "sync-legacy", grace, false).await?;
@@ -1463,7 +1600,7 @@ pub async fn sweep_orphans(
     args: &SweepArgs,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let storage = connect_migrated(settings).await?;
+    let storage = connect_migrated(settings, Purpose::Operates).await?;
     let lease = HeldLease::take(&storage, "sweep-orphans", grace, false).await?;
     let orphans = storage.sweep_orphans(args.dry_run).await;
     lease.release().await;
@@ -1535,7 +1672,7 @@ pub async fn archive(
     args: &ArchiveArgs,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let storage = connect_migrated(settings).await?;
+    let storage = connect_migrated(settings, Purpose::Operates).await?;
     let configured = settings.flags.parse().context("invalid flag value")?;
     if args.dry_run {
         let usage = storage.legacy_usage().await.context("legacy usage")?;
@@ -1574,7 +1711,7 @@ pub async fn restore_archive(
     output: Output,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let storage = connect_migrated(settings).await?;
+    let storage = connect_migrated(settings, Purpose::Operates).await?;
     let configured = settings.flags.parse().context("invalid flag value")?;
     let lease = HeldLease::take(&storage, "restore-archive", grace, false).await?;
     let restored = storage.restore_archive(configured).await;

@@ -115,7 +115,7 @@ async fn every_forbidden_transition_is_refused_with_its_rule_and_changes_nothing
     )
     .await;
     refused(
-        r#"{"use_unified": true, "fallback": true}"#,
+        r#"{"use_unified": true, "unified_percent": 100, "fallback": true}"#,
         "fallback_to_stale_legacy",
     )
     .await;
@@ -462,7 +462,12 @@ async fn a_flag_variable_set_since_the_last_start_is_applied_once_and_only_when_
     );
 
     // Forward again at runtime: a restart with the variable still set does not undo it.
-    put(&rolled_back, r#"{"use_unified": true}"#).await;
+    // Named in full: `use_unified` alone would start the smallest canary.
+    put(
+        &rolled_back,
+        r#"{"use_unified": true, "unified_percent": 100}"#,
+    )
+    .await;
     let again = spawn_replica(&app, &set_env).await;
     assert_eq!(flags_and_last_author(&again).await.0["use_unified"], true);
 

@@ -113,6 +113,107 @@ async fn the_run_command_serves_demo_data_with_no_environment_and_no_setup() {
     );
 }
 
+/// Runs a subcommand in `dir` with no variables and no `--database-url`: the default database.
+fn cli_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(BINARY)
+        .args(args)
+        .env_clear()
+        .env("NO_COLOR", "1")
+        .current_dir(dir)
+        .output()
+        .expect("the binary runs")
+}
+
+fn first_line(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn every_command_names_its_database_first_and_refuses_one_nobody_meant() {
+    // `DATABASE_URL` forgotten, in an empty directory: nothing is created, nothing passes.
+    let dir = tempfile::tempdir().expect("temp dir");
+    for args in [&["backfill"][..], &["verify"], &["flags"], &["migrate"]] {
+        let refused = cli_in(dir.path(), args);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}");
+        assert!(
+            first_line(&refused).contains("there is no database at unified-attributes.db"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+        assert!(
+            !dir.path().join("unified-attributes.db").exists(),
+            "{args:?} created the default database"
+        );
+    }
+    // Only `seed-demo` creates the embedded default, and says so.
+    let seeded = cli_in(dir.path(), &["seed-demo", "--listings", "5"]);
+    assert!(seeded.status.success(), "{seeded:?}");
+    assert_eq!(
+        first_line(&seeded),
+        "database: SQLite file unified-attributes.db (created now)"
+    );
+    let listed = cli_in(dir.path(), &["quarantine"]);
+    assert_eq!(
+        first_line(&listed),
+        "database: SQLite file unified-attributes.db"
+    );
+
+    // A PostgreSQL database that is neither the marketplace's nor set up by us is refused
+    // before anything is created in it.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDb::fresh(Backend::Postgres));
+    let name = db
+        .url
+        .rsplit('/')
+        .next()
+        .expect("a database name")
+        .to_owned();
+    let refused = cli(&db, &["backfill"], &[]);
+    assert_eq!(refused.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.lines()
+            .next()
+            .is_some_and(|line| line.starts_with("database: PostgreSQL ")
+                && line.ends_with(&format!("/{name} (schema attributes)"))),
+        "{said}"
+    );
+    assert!(
+        said.contains("neither the marketplace's legacy attribute tables"),
+        "{said}"
+    );
+    let tables = runtime.block_on(async {
+        db.raw()
+            .await
+            .count("SELECT COUNT(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")
+            .await
+    });
+    assert_eq!(tables, 0, "the refused backfill created tables");
+
+    // `migrate` sets it up on purpose; a verify over its 0 entities is no pass.
+    assert!(cli(&db, &["migrate"], &[]).status.success());
+    let verified = cli(&db, &["verify"], &[]);
+    assert_eq!(verified.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&verified.stderr).contains("nothing was verified: 0 entities"),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    // A named SQLite file is `migrate`'s to create.
+    let named = format!("sqlite://{}/named.db", dir.path().display());
+    let created = Command::new(BINARY)
+        .args(["migrate", "--database-url", &named])
+        .env_clear()
+        .output()
+        .expect("the binary runs");
+    assert!(created.status.success(), "{created:?}");
+    assert!(first_line(&created).ends_with("named.db (created now)"));
+}
+
 #[test]
 fn seed_demo_loads_the_marketplace_into_postgres_and_refuses_a_second_time() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -745,6 +846,87 @@ fn flags_set_changes_the_runtime_flags_with_an_audit_and_refuses_what_breaks_a_g
         [Some("ops:legacy->dual_write".to_owned())],
         "one audited change"
     );
+}
+
+#[test]
+fn flags_promote_and_abort_step_one_rung_and_unified_reads_alone_start_the_smallest_canary() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDb::fresh(Backend::Postgres));
+    let run = |args: &[&str]| {
+        let with_json: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
+        cli(&db, &with_json, &[])
+    };
+    // The rung of the flags in force after a step, as `flags --json` reports it.
+    let step = |args: &[&str]| -> serde_json::Value {
+        let stepped = run(args);
+        assert!(
+            stepped.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&stepped.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&stepped.stdout).expect("JSON");
+        report["rung"].clone()
+    };
+    assert!(run(&["seed-demo", "--listings", "30"]).status.success());
+    let first = run(&["flags", "abort"]);
+    assert_eq!(first.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&first.stderr).contains("legacy is the first rung"));
+
+    assert_eq!(step(&["flags", "promote", "--actor", "ops"]), "dual_write");
+    assert!(run(&["backfill"]).status.success());
+    assert!(run(&["verify"]).status.success());
+    assert_eq!(
+        step(&["flags", "promote"]),
+        serde_json::json!({"canary": 1})
+    );
+    assert_eq!(
+        step(&["flags", "promote"]),
+        serde_json::json!({"canary": 10})
+    );
+    assert_eq!(step(&["flags", "abort"]), serde_json::json!({"canary": 1}));
+    assert_eq!(step(&["flags", "abort"]), "dual_write");
+    // `use_unified` alone: the smallest canary with fallback, not every reader at once.
+    assert_eq!(
+        step(&["flags", "--set", r#"{"use_unified": true}"#]),
+        serde_json::json!({"canary": 1})
+    );
+    for percent in [10, 50, 100] {
+        assert_eq!(
+            step(&["flags", "promote"]),
+            serde_json::json!({ "canary": percent })
+        );
+    }
+    assert_eq!(step(&["flags", "promote"]), "unified_reads");
+    assert_eq!(step(&["flags", "promote"]), "unified_only");
+    // The flags' last rung: the archive is its own command, with its own checks.
+    let last = run(&["flags", "promote"]);
+    assert_eq!(last.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&last.stderr).contains("archive --dry-run"),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+    assert_eq!(step(&["flags", "abort"]), "unified_reads");
+    // Flags set by hand that no rung names: a step would guess, so it is refused.
+    step(&["flags", "--set", r#"{"unified_percent": 30}"#]);
+    let off_ladder = run(&["flags", "abort"]);
+    assert_eq!(off_ladder.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&off_ladder.stderr).contains("stand on no rung"));
+    let both = run(&["flags", "promote", "--set", r#"{"dual_write": true}"#]);
+    assert_eq!(both.status.code(), Some(2));
+    let audit = runtime.block_on(async {
+        db.raw()
+            .await
+            .texts("SELECT changed_by || ':' || CAST(new_flags ->> 'unified_percent' AS TEXT) FROM flag_audit ORDER BY id")
+            .await
+    });
+    assert_eq!(
+        audit.len(),
+        13,
+        "each change audited once, the refused ones not: {audit:?}"
+    );
+    assert_eq!(audit[0].as_deref(), Some("ops:100"));
+    assert_eq!(audit[5].as_deref(), Some("cli:1"));
 }
 
 #[test]

@@ -5,11 +5,13 @@
 
 mod bucket;
 mod guardrail;
+mod ladder;
 mod parse;
 mod update;
 
 pub use bucket::{ROLLOUT_GROUP, in_rollout, normalized_bucket};
 pub use guardrail::{GuardrailViolation, MigrationState, Phase};
+pub use ladder::{CANARY_PERCENTS, Rung};
 pub use parse::{FlagError, RawFlags, vars};
 pub use update::FlagUpdate;
 

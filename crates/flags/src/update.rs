@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use crate::Flags;
+use crate::ladder::CANARY_PERCENTS;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,11 +35,22 @@ impl FlagUpdate {
         Ok(())
     }
 
+    /// The flags after this change. Unified reads turned on without a percentage start as
+    /// the smallest canary, with fallback unless the change says otherwise: `{"use_unified":
+    /// true}` never sends every reader to unified at once.
     pub fn apply(&self, flags: Flags) -> Flags {
+        let starts_unified_reads = self.use_unified == Some(true) && !flags.use_unified;
+        let (unified_percent, fallback) = match (starts_unified_reads, self.unified_percent) {
+            (true, None) => (CANARY_PERCENTS[0], self.fallback.unwrap_or(true)),
+            _ => (
+                self.unified_percent.unwrap_or(flags.unified_percent),
+                self.fallback.unwrap_or(flags.fallback),
+            ),
+        };
         Flags {
             use_unified: self.use_unified.unwrap_or(flags.use_unified),
-            unified_percent: self.unified_percent.unwrap_or(flags.unified_percent),
-            fallback: self.fallback.unwrap_or(flags.fallback),
+            unified_percent,
+            fallback,
             dual_write: self.dual_write.unwrap_or(flags.dual_write),
             shadow_percent: self.shadow_percent.unwrap_or(flags.shadow_percent),
         }
@@ -70,6 +82,20 @@ mod tests {
             FlagUpdate::default().check().is_err(),
             "an empty change is refused"
         );
+        // Unified reads turned on without a percentage: the smallest canary, with fallback.
+        let unified = FlagUpdate {
+            use_unified: Some(true),
+            ..FlagUpdate::default()
+        }
+        .apply(changed);
+        assert_eq!((unified.unified_percent, unified.fallback), (1, true));
+        let named = FlagUpdate {
+            use_unified: Some(true),
+            unified_percent: Some(100),
+            ..FlagUpdate::default()
+        }
+        .apply(changed);
+        assert_eq!((named.unified_percent, named.fallback), (100, false));
         let too_much = FlagUpdate {
             shadow_percent: Some(101),
             ..FlagUpdate::default()

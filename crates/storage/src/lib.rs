@@ -22,6 +22,7 @@ pub mod invalidation;
 pub mod lease;
 mod legacy;
 mod legacy_views;
+pub mod location;
 pub mod monolith;
 mod option_use;
 mod ownership;
@@ -524,6 +525,13 @@ impl Storage {
         writer: ValueWriter,
     ) -> Result<Written<EntityValues>> {
         self.stamped(on_router!(self, router => fenced(mode, |mode| router.write_values(entity, change, mode, writer)).await)).await
+    }
+
+    /// Whether this service set the database up before, and how many of the marketplace's
+    /// legacy attribute tables it holds: read before any migration, to refuse a database
+    /// nobody meant.
+    pub async fn contents(&self) -> Result<location::Contents> {
+        on_router!(self, router => router.contents().await)
     }
 
     /// The owner of `entity` now, unlocked (`None`: no such entity; `Some(None)`: no owner
@@ -1132,13 +1140,23 @@ where
 }
 
 /// How many of `migrator`'s up-migrations the database has not applied.
-async fn pending_migrations<DB>(migrator: &Migrator, pool: &sqlx::Pool<DB>) -> Result<usize>
+/// The migrations not applied yet; all of them before the ledger exists (`ledger_exists`, as
+/// the dialect looks: listing a ledger that is not there is an error, and creating it here
+/// would change a database that is only being looked at).
+async fn pending_migrations<DB>(
+    migrator: &Migrator,
+    pool: &sqlx::Pool<DB>,
+    ledger_exists: bool,
+) -> Result<usize>
 where
     DB: sqlx::Database,
     DB::Connection: Migrate,
 {
-    let mut conn = pool.acquire().await?;
-    let applied = conn.list_applied_migrations().await?;
+    let applied = if ledger_exists {
+        pool.acquire().await?.list_applied_migrations().await?
+    } else {
+        Vec::new()
+    };
     Ok(migrator
         .iter()
         .filter(|m| m.migration_type.is_up_migration())

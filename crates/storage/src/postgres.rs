@@ -513,7 +513,11 @@ impl Backend for PgBackend {
     }
 
     async fn pending_migrations(&self) -> Result<usize> {
-        crate::pending_migrations(&MIGRATOR, &self.admin).await
+        let ledger_exists =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                .fetch_one(&self.admin)
+                .await?;
+        crate::pending_migrations(&MIGRATOR, &self.admin, ledger_exists).await
     }
 
     backend_operations!(pg_sql);

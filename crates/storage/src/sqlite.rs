@@ -305,7 +305,12 @@ impl Backend for SqliteBackend {
     }
 
     async fn pending_migrations(&self) -> Result<usize> {
-        crate::pending_migrations(&MIGRATOR, &self.pool).await
+        let ledger_exists = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sqlx_migrations')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        crate::pending_migrations(&MIGRATOR, &self.pool, ledger_exists).await
     }
 
     backend_operations!(sqlite_sql);

@@ -322,7 +322,8 @@ impl<B: Backend> Router<B> {
         }
         let mut conn = self.acquire().await?;
         B::save_verify_run(&mut conn, &report).await?;
-        if let Some(era) = era.filter(|_| report.is_clean()) {
+        // A verify over nothing proves nothing: it is no evidence for a phase.
+        if let Some(era) = era.filter(|_| report.is_clean() && report.checked > 0) {
             B::record_verified(&mut conn, era).await?;
         }
         conn.commit().await?;
