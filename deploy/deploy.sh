@@ -6,14 +6,16 @@
 #   2 green         deploy the green colour, wait for it, validate it, apply the Istio routing
 #   3 switch        move traffic and the unified read share 10 → 25 → 50 → 100 %, a gate after each
 #   4 finalize      dual-write off, fallback off (the unified phase), validate
-#   5 cleanup       archive the legacy tables, scale the blue colour down
+#   5 cleanup       archive the legacy tables, scale the blue colour down — only when asked
+#                   (--to-phase 5), in a later run once the unified phase has soaked: `archive`
+#                   waits ARCHIVE_SOAK_HOURS (24) after the switch and is refused before
 # Every command is printed; with --dry-run nothing runs. A report is written at the end, and
 # SLACK_WEBHOOK_URL (a Slack-compatible incoming webhook) hears of every phase. A gate that sees
 # no user traffic on green is inconclusive, never a pass: it soaks again (--gate-retries times),
 # then the deploy pauses where it is, without a rollback, for a human (exit 3).
 #
 # Usage: deploy/deploy.sh [--dry-run] [--image-tag TAG] [--namespace NS] [--report FILE]
-#                         [--soak SECONDS] [--from-phase N] [--to-phase N] [--gate-retries N]
+#                         [--soak SECONDS] [--from-phase N] [--to-phase N (default 4)] [--gate-retries N]
 # Environment: DATABASE_URL (backup), PROMETHEUS_URL, ADMIN_API_TOKEN, SLACK_WEBHOOK_URL,
 #   KUBECTL (default kubectl), BACKUP_DIR (default .).
 # Exit codes: 0 deployed; 1 a gate failed and the rollback ran; 2 usage or a failed command;
@@ -27,7 +29,7 @@ namespace=marketplace
 report=""
 soak=60
 from_phase=1
-to_phase=5
+to_phase=4
 gate_retries=2
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -39,7 +41,7 @@ while [ $# -gt 0 ]; do
         --from-phase) from_phase=${2:?--from-phase needs a value}; shift ;;
         --to-phase) to_phase=${2:?--to-phase needs a value}; shift ;;
         --gate-retries) gate_retries=${2:?--gate-retries needs a value}; shift ;;
-        -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -306,8 +308,10 @@ for phase in 1 2 3 4 5; do
     "phase_${phase}"
 done
 if [ "$to_phase" -lt 5 ]; then
-    write_report "stopped after phase ${to_phase} as asked"
-    notify "deployment stopped after phase ${to_phase} as asked"
+    stopped="stopped after phase ${to_phase}"
+    [ "$to_phase" = 4 ] && stopped="${stopped}: the archive (phase 5) waits until the unified phase has soaked; then run deploy.sh --from-phase 5 --to-phase 5"
+    write_report "$stopped"
+    notify "deployment $stopped"
     exit 0
 fi
 write_report "deployed"

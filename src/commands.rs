@@ -1585,6 +1585,9 @@ fn manifest_text(manifest: &storage::archive::Manifest) -> String {
         "manifest {} ({}, phase {}, {}):",
         manifest.id, manifest.action, manifest.phase, manifest.recorded_at
     );
+    if let Some(waiver) = &manifest.waiver {
+        text.push_str(&format!("\n  {waiver}"));
+    }
     for table in &manifest.tables {
         text.push_str(&format!(
             "\n  {:<36} {:>10} rows  checksum {}",
@@ -1627,6 +1630,43 @@ pub struct ArchiveArgs {
     /// counters, other sessions naming them) and what would move; change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// How long the unified phase must have served before the archive (as the flag audit
+    /// tells); 0 waits for nothing.
+    #[arg(
+        long,
+        env = "ARCHIVE_SOAK_HOURS",
+        default_value_t = 24,
+        value_name = "HOURS"
+    )]
+    soak_hours: u32,
+    /// Archive before the soak is over; needs --reason.
+    #[arg(long, requires = "reason")]
+    now: bool,
+    /// Why the soak is waived, kept in the manifest with --actor.
+    #[arg(long, value_name = "TEXT", requires = "now")]
+    reason: Option<String>,
+    /// Who archives, for the manifest.
+    #[arg(long, default_value = "cli")]
+    actor: String,
+}
+
+impl ArchiveArgs {
+    fn soak(&self) -> anyhow::Result<storage::soak::Soak> {
+        let waived = match &self.reason {
+            Some(reason) if reason.trim().is_empty() => {
+                bail!("--reason needs the reason the soak is waived")
+            }
+            Some(reason) => Some(storage::soak::Waiver {
+                actor: self.actor.clone(),
+                reason: reason.trim().to_owned(),
+            }),
+            None => None,
+        };
+        Ok(storage::soak::Soak {
+            at_least: Duration::from_secs(u64::from(self.soak_hours) * 3600),
+            waived,
+        })
+    }
 }
 
 fn usage_text(usage: &storage::usage::LegacyUsage) -> String {
@@ -1672,11 +1712,12 @@ pub async fn archive(
     args: &ArchiveArgs,
     grace: Duration,
 ) -> anyhow::Result<()> {
+    let soak = args.soak()?;
     let storage = connect_migrated(settings, Purpose::Operates).await?;
     let configured = settings.flags.parse().context("invalid flag value")?;
     if args.dry_run {
         let usage = storage.legacy_usage().await.context("legacy usage")?;
-        let would = storage.archive_dry_run(configured).await;
+        let would = storage.archive_dry_run(configured, &soak).await;
         let report = serde_json::json!({
             "usage": usage,
             "would_move": would.as_ref().ok(),
@@ -1695,7 +1736,7 @@ pub async fn archive(
         };
     }
     let lease = HeldLease::take(&storage, "archive", grace, false).await?;
-    let manifest = storage.archive(configured).await;
+    let manifest = storage.archive_after(configured, &soak).await;
     lease.release().await;
     let manifest = manifest.context("archive refused")?;
     output.report(&manifest, |manifest| {

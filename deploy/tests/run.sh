@@ -76,9 +76,9 @@ expect_message() { # $1 scenario, $2 text
     grep -qF -- "$2" "$work/messages" 2>/dev/null || fail "$1: no notification containing '$2'"
 }
 
-# success
+# success, through the archive (asked for)
 start_server 0.001 0.020
-code=$(deploy)
+code=$(deploy --to-phase 5)
 [ "$code" = 0 ] || { fail "success: exit $code"; cat "$work/stderr" >&2; }
 check_golden success
 for text in "phase 1 (preparation) started" "phase 1 (preparation) passed" \
@@ -88,6 +88,14 @@ for text in "phase 1 (preparation) started" "phase 1 (preparation) passed" \
 done
 grep -q "outcome: deployed" "$work/report.md" || fail "success: report outcome"
 [ "$(grep -c '| passed |' "$work/report.md")" = 5 ] || fail "success: five phases passed in the report"
+
+# by default the run stops before the archive: it waits for the unified phase to soak
+code=$(deploy)
+[ "$code" = 0 ] || fail "default: exit $code"
+grep -q "unified-attributes archive" "$work/calls" && fail "default: no archive unless asked"
+grep -q "phase 4 (finalization) passed" "$work/messages" || fail "default: phase 4 ran"
+grep -q "stopped after phase 4: the archive (phase 5) waits" "$work/report.md" ||
+    fail "default: the report says why it stopped"
 
 # rollback: 5 % errors on green
 start_server 0.05 0.020
@@ -134,7 +142,7 @@ grep -q "unified-attributes archive" "$work/calls" && fail "phase-4: no archive 
 expect_message phase-4 "phase 4 FAILED: validation in the unified phase failed"
 
 # dry run: prints, runs nothing
-code=$(deploy --dry-run)
+code=$(deploy --dry-run --to-phase 5)
 [ "$code" = 0 ] || fail "dry-run: exit $code"
 [ ! -s "$work/calls" ] || fail "dry-run: commands ran: $(cat "$work/calls")"
 grep -q "^+ kubectl -n marketplace apply -k .*overlays/green" "$work/stdout" || fail "dry-run: apply printed"

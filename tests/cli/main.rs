@@ -369,7 +369,7 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             };
             count(&sql)
         };
-        let evidence = run(&["migrate", "down", "13"]);
+        let evidence = run(&["migrate", "down", "14"]);
         assert_eq!(evidence.status.code(), Some(2), "{backend:?}");
         assert!(
             String::from_utf8_lossy(&evidence.stderr).contains("migration_state"),
@@ -381,7 +381,7 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             1,
             "{backend:?}: nothing reverted"
         );
-        let down = run(&["migrate", "down", "13", "--allow-data-loss"]);
+        let down = run(&["migrate", "down", "14", "--allow-data-loss"]);
         assert!(
             down.status.success(),
             "{}",
@@ -555,7 +555,28 @@ fn the_migration_subcommands_answer_in_json_and_archive_then_restore_the_legacy_
         json(&accepted)["affected"].as_i64() > Some(0),
         "something was accepted"
     );
-    let archived = run(&["archive"], &unified_phase);
+    // The unified phase came from the environment, unaudited: nobody can say how long it has
+    // served, so the archive waits for its soak unless an operator waives it, saying why.
+    let unsoaked = run(&["archive"], &unified_phase);
+    assert_eq!(unsoaked.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&unsoaked.stderr).contains("the archive waits for 24 h 00 min"),
+        "{}",
+        String::from_utf8_lossy(&unsoaked.stderr)
+    );
+    let without_reason = run(&["archive", "--now"], &unified_phase);
+    assert_eq!(without_reason.status.code(), Some(2));
+    let archived = run(
+        &[
+            "archive",
+            "--now",
+            "--reason",
+            "rehearsal on a copy",
+            "--actor",
+            "ops",
+        ],
+        &unified_phase,
+    );
     assert!(
         archived.status.success(),
         "{}",
@@ -563,6 +584,10 @@ fn the_migration_subcommands_answer_in_json_and_archive_then_restore_the_legacy_
     );
     let manifest = json(&archived);
     assert_eq!(manifest["action"], "archive");
+    assert_eq!(
+        manifest["waiver"],
+        "soak of 24 h 00 min waived by ops after an unknown time of the unified phase: rehearsal on a copy"
+    );
     assert_eq!(manifest["tables"].as_array().map(Vec::len), Some(7));
     let flags = run(&["flags"], &unified_phase);
     assert_eq!(json(&flags)["phase"], "archived");
@@ -927,6 +952,25 @@ fn flags_promote_and_abort_step_one_rung_and_unified_reads_alone_start_the_small
     );
     assert_eq!(audit[0].as_deref(), Some("ops:100"));
     assert_eq!(audit[5].as_deref(), Some("cli:1"));
+
+    // Unified only, audited: the archive waits for the phase to soak and says how long is left.
+    step(&["flags", "--set", r#"{"unified_percent": 100}"#]);
+    assert_eq!(step(&["flags", "promote"]), "unified_only");
+    let soaking = run(&["archive"]);
+    assert_eq!(soaking.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&soaking.stderr);
+    assert!(
+        said.contains("the unified phase has served for") && said.contains("of the 24 h 00 min"),
+        "{said}"
+    );
+    let dry_run = run(&["archive", "--dry-run"]);
+    assert_eq!(dry_run.status.code(), Some(1), "the dry run says the same");
+    let shorter = run(&["archive", "--dry-run", "--soak-hours", "0"]);
+    assert!(
+        shorter.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shorter.stderr)
+    );
 }
 
 #[test]
@@ -1351,7 +1395,7 @@ fn migrate_prints_the_plan_of_the_day_15_database_and_refuses_what_it_cannot_ado
         "the marketplace's own unified tables",
         "public.unified_attributes (7 rows)",
         "variant_attribute_mappings.variant_attribute_id → unified_attributes",
-        "applied 16 migration(s)",
+        "applied 17 migration(s)",
     ] {
         assert!(said.contains(words), "{words:?} not in: {said}");
     }

@@ -304,7 +304,7 @@ async fn the_monoliths_direct_writes_reach_unified_by_the_same_rules_at_every_ph
         "this service's own sessions are not listed"
     );
     let would = storage
-        .archive_dry_run(unified_phase)
+        .archive_dry_run(unified_phase, &storage::soak::Soak::default())
         .await
         .expect("dry run");
     assert_eq!(would.action, "dry-run");

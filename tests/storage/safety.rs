@@ -491,13 +491,14 @@ async fn migrate_down_refuses_to_drop_tables_that_hold_rows(db: TestDb) {
     let (storage, _) = seeded(&db).await;
     // A run is recorded whatever it found (nothing is backfilled: it finds drift).
     storage.verify(25, |_| {}).await.expect("verify");
-    // Twelve steps: the change feed (migration 16, empty), the monolith's source map (15,
+    // Thirteen steps: the archive's soak waiver (migration 17, a column of the manifests),
+    // the change feed (16, empty), the monolith's source map (15,
     // empty), the quarantine's acceptance (14, nothing quarantined), the bulk
     // operations' lease (13), their throttles (12) and the environment's flags last seen (11),
     // bookkeeping all, dropped freely; the owners (10, the marketplace's: nothing dropped), the quarantine's
     // resolutions (9, empty), the option translations (8, legacy: nothing dropped), the phases'
     // evidence (7), the archive manifests (6, empty) and the verify runs (5).
-    let message = conflict(storage.migrate_down(12, false).await);
+    let message = conflict(storage.migrate_down(13, false).await);
     assert!(
         message.contains("migration_state")
             && message.contains("verify_runs")
@@ -523,14 +524,14 @@ async fn migrate_down_refuses_to_drop_tables_that_hold_rows(db: TestDb) {
         )
         .await
         .expect("an alias");
-    let message = conflict(storage.migrate_down(8, false).await);
+    let message = conflict(storage.migrate_down(9, false).await);
     assert!(
         message.contains("attribute_option_aliases") && message.contains("quarantine_resolutions"),
         "{message}"
     );
     // Set flags hold rows too: the audit and the flags in force.
     set_flags(&storage, PHASE1).await.expect("phase 1");
-    let message = conflict(storage.migrate_down(14, false).await);
+    let message = conflict(storage.migrate_down(15, false).await);
     assert!(message.contains("flag_audit"), "{message}");
 }
 

@@ -47,6 +47,9 @@ pub struct Manifest {
     pub phase: String,
     #[sqlx(json)]
     pub tables: Vec<TableEvidence>,
+    /// An archive before the unified phase's soak: who waived it and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiver: Option<String>,
 }
 
 /// Sums a 64-bit hash of every row's text: the same rows in any order give the same checksum.
@@ -77,7 +80,7 @@ pub(crate) const SAVE_MANIFEST: &str =
     "INSERT INTO archive_manifests (action, phase, tables) VALUES ($1, $2, $3)";
 
 pub(crate) const LAST_MANIFEST: &str = "SELECT CAST(id AS BIGINT) AS id, action,
-        CAST(recorded_at AS TEXT) AS recorded_at, phase, tables
+        CAST(recorded_at AS TEXT) AS recorded_at, phase, tables, waiver
     FROM archive_manifests ORDER BY id DESC LIMIT 1";
 
 pub(crate) const MARK_ARCHIVED: &str =
@@ -120,6 +123,7 @@ impl<B: Backend> Router<B> {
     pub(crate) async fn archive(
         &self,
         configured: Flags,
+        soak: &crate::soak::Soak,
         dry_run: bool,
     ) -> Result<crate::archive::Manifest> {
         let mut tx = self.begin_write().await?;
@@ -150,6 +154,7 @@ impl<B: Backend> Router<B> {
                 "no clean verify since legacy was last written: run verify first".into(),
             ));
         }
+        let waiver = crate::soak::check::<B>(&mut tx, soak).await?;
         // The marketplace's own unified tables move too when they were a source.
         let its_tables = crate::monolith::archived_tables::<B>(&mut tx, false).await?;
         let mut before = B::archive_evidence(&mut tx, false).await?;
@@ -162,6 +167,7 @@ impl<B: Backend> Router<B> {
                 recorded_at: String::new(),
                 phase: phase_name(phase).into(),
                 tables: before,
+                waiver,
             });
         }
         B::move_legacy_tables(&mut tx, true).await?;
@@ -172,6 +178,9 @@ impl<B: Backend> Router<B> {
         after.extend(crate::monolith::evidence::<B>(&mut tx, &its_tables, true).await?);
         ensure_same_evidence(&before, &after, "archiving")?;
         B::save_manifest(&mut tx, "archive", phase_name(phase), &before).await?;
+        if let Some(waiver) = &waiver {
+            crate::soak::record_waiver::<B>(&mut tx, waiver).await?;
+        }
         let manifest = B::last_manifest(&mut tx).await?;
         B::notify(&mut tx, &[Invalidation::Everything]).await?;
         B::notify_state_changed(&mut tx).await?;

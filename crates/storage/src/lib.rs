@@ -34,6 +34,7 @@ pub mod resolve;
 mod router;
 mod rows;
 mod savepoint;
+pub mod soak;
 mod sql;
 mod sqlite;
 mod stats;
@@ -666,13 +667,27 @@ impl Storage {
 
     /// Moves the legacy attribute tables to the archive, with a manifest; see the router.
     pub async fn archive(&self, configured: flags::Flags) -> Result<archive::Manifest> {
-        on_router!(self, router => router.archive(configured, false).await)
+        self.archive_after(configured, &soak::Soak::default()).await
+    }
+
+    /// [`Storage::archive`] once the unified phase has soaked (`soak`), or with the soak
+    /// waived (who and why go into the manifest): what the `archive` command runs.
+    pub async fn archive_after(
+        &self,
+        configured: flags::Flags,
+        soak: &soak::Soak,
+    ) -> Result<archive::Manifest> {
+        on_router!(self, router => router.archive(configured, soak, false).await)
     }
 
     /// What `archive` would do now, changing nothing: refused for the same reasons, or the
     /// manifest of what would move (action `dry-run`).
-    pub async fn archive_dry_run(&self, configured: flags::Flags) -> Result<archive::Manifest> {
-        on_router!(self, router => router.archive(configured, true).await)
+    pub async fn archive_dry_run(
+        &self,
+        configured: flags::Flags,
+        soak: &soak::Soak,
+    ) -> Result<archive::Manifest> {
+        on_router!(self, router => router.archive(configured, soak, true).await)
     }
 
     /// Moves the archived legacy tables back; returns the manifest and whether the archive

@@ -1,0 +1,1 @@
+ALTER TABLE archive_manifests DROP COLUMN IF EXISTS waiver;
