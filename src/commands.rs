@@ -16,7 +16,7 @@ use storage::location::Place;
 use crate::lease::{HeldLease, Stop};
 use crate::progress::Progress;
 
-/// A check ran and found a problem: exit code 1 (errors are 2).
+/// A check ran and found a problem, or a rule refused the step: exit code 1 (see `failure`).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct CheckFailed(pub String);
@@ -46,9 +46,18 @@ impl Output {
         } else {
             println!("{}", human(report));
         }
+        REPORTED.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
+
+    /// Whether a report went to stdout already: a failure after it (verify's drift, validate's
+    /// failed checks) is told on stderr only, so stdout stays one JSON document.
+    pub fn reported() -> bool {
+        REPORTED.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
+
+static REPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[derive(Debug, Subcommand, Default)]
 pub enum Direction {
@@ -702,19 +711,15 @@ pub async fn flags(settings: &Settings, output: Output, args: &FlagsArgs) -> any
     };
     if let Some(change) = change {
         let current = flags_in_force(settings, &storage).await?;
-        match storage.change_flags(current, &args.actor, change).await {
-            Ok(change) => note(&format!(
-                "flags changed: phase {} → {}",
-                change.old_phase, change.new_phase
-            )),
-            Err(
-                refused @ (storage::StorageError::Guardrail(_)
-                | storage::StorageError::QuarantineUnsettled(_)),
-            ) => {
-                return Err(CheckFailed(refused.to_string()).into());
-            }
-            Err(err) => return Err(err).context("the flags could not be changed"),
-        }
+        // A refusal keeps its kind (exit 1) and its rule (`--json`).
+        let change = storage
+            .change_flags(current, &args.actor, change)
+            .await
+            .context("the flags were not changed")?;
+        note(&format!(
+            "flags changed: phase {} → {}",
+            change.old_phase, change.new_phase
+        ));
     }
     let stored = storage
         .stored_flags()

@@ -1,6 +1,7 @@
 //! The `unified-attributes` binary: loads settings, starts telemetry, runs one subcommand.
 
 mod commands;
+mod failure;
 mod lease;
 mod progress;
 mod throttle;
@@ -13,8 +14,6 @@ use anyhow::Context;
 use api::{Application, Settings, telemetry};
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{CheckFailed, Interrupted};
-
 // A request that misses the cache makes a few dozen small allocations (rows, strings, the JSON
 // body); glibc's malloc took a tenth of the service's CPU on that path (perf, load benchmark).
 #[global_allocator]
@@ -23,9 +22,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Moves marketplace product attributes from the legacy tables to one unified model without
 /// downtime, and serves them.
 ///
-/// Exit codes: 0 done, 1 a check failed (verify found drift, the flags break a guardrail, a
-/// restored archive had changed, another bulk operation holds the lease), 2 usage, settings or
-/// connection error, 130 a backfill stopped at a batch boundary by Ctrl-C or SIGTERM.
+/// Exit codes, the same in every command: 0 done; 1 refused — a check found a problem (verify
+/// found drift, a restored archive had changed) or a rule refused the step (a guardrail, the
+/// wrong phase, the archive's soak, another bulk operation holding the lease); 2 usage — the
+/// command line, the settings, or what they name; 3 infrastructure — the database could not be
+/// reached or failed; 130 a bulk operation stopped at a batch boundary by Ctrl-C or SIGTERM.
+/// With `--json`, a failure is also an object on stdout: `{error, kind, exit_code, rules, hint}`.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -118,20 +120,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let json = cli.json;
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) if err.is::<CheckFailed>() => {
-            eprintln!("check failed: {err}");
-            ExitCode::from(1)
-        }
-        Err(err) if err.is::<Interrupted>() => {
-            eprintln!("{err}");
-            ExitCode::from(130)
-        }
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(2)
-        }
+        Err(err) => ExitCode::from(failure::report(&err, json)),
     }
 }
 

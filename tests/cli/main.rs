@@ -215,6 +215,33 @@ fn every_command_names_its_database_first_and_refuses_one_nobody_meant() {
 }
 
 #[test]
+fn a_database_that_fails_is_exit_3_said_once_and_a_json_document_with_json() {
+    // A directory where the SQLite file should be: it exists, and cannot be opened.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().display());
+    let failed = Command::new(BINARY)
+        .args(["verify", "--json", "--database-url", &url])
+        .env_clear()
+        .output()
+        .expect("the binary runs");
+    assert_eq!(failed.status.code(), Some(3), "{failed:?}");
+    let said = String::from_utf8_lossy(&failed.stderr);
+    let error_line = said
+        .lines()
+        .find(|line| line.starts_with("error: "))
+        .unwrap_or_else(|| panic!("an error line: {said}"));
+    assert_eq!(
+        error_line.matches("unable to open database file").count(),
+        1,
+        "each cause said once: {error_line}"
+    );
+    let error: serde_json::Value = serde_json::from_slice(&failed.stdout).expect("JSON");
+    assert_eq!(error["kind"], "infrastructure");
+    assert_eq!(error["exit_code"], 3);
+    assert!(error["hint"].is_string(), "{error}");
+}
+
+#[test]
 fn seed_demo_loads_the_marketplace_into_postgres_and_refuses_a_second_time() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let db = runtime.block_on(TestDb::fresh(Backend::Postgres));
@@ -370,7 +397,7 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             count(&sql)
         };
         let evidence = run(&["migrate", "down", "14"]);
-        assert_eq!(evidence.status.code(), Some(2), "{backend:?}");
+        assert_eq!(evidence.status.code(), Some(1), "{backend:?}");
         assert!(
             String::from_utf8_lossy(&evidence.stderr).contains("migration_state"),
             "the evidence of the phases is data: {}",
@@ -398,7 +425,7 @@ fn migrate_down_reverts_the_latest_migrations_keeps_legacy_data_and_guards_the_u
             "{backend:?}"
         );
         let guarded = run(&["migrate", "down", "3"]);
-        assert_eq!(guarded.status.code(), Some(2), "{backend:?}");
+        assert_eq!(guarded.status.code(), Some(1), "{backend:?}");
         assert!(String::from_utf8_lossy(&guarded.stderr).contains("--allow-data-loss"));
         assert_eq!(
             tables("unified_attributes"),
@@ -489,7 +516,7 @@ fn the_migration_subcommands_answer_in_json_and_archive_then_restore_the_legacy_
         ("UNIFIED_ATTRIBUTES_FALLBACK", "false"),
     ];
     let early = run(&["archive"], &unified_phase);
-    assert_eq!(early.status.code(), Some(2));
+    assert_eq!(early.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&early.stderr).contains("run verify"),
         "{}",
@@ -530,7 +557,7 @@ fn the_migration_subcommands_answer_in_json_and_archive_then_restore_the_legacy_
     assert_eq!(retried["quarantined_before"], retried["quarantined_after"]);
     assert_eq!(retried["quarantined_after"].as_i64(), Some(quarantined));
     let wrong_phase = run(&["archive"], &dual);
-    assert_eq!(wrong_phase.status.code(), Some(2));
+    assert_eq!(wrong_phase.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&wrong_phase.stderr).contains("'dual_write'"));
 
     // The demo's defects: the operator accepts that unified goes without them.
@@ -558,7 +585,7 @@ fn the_migration_subcommands_answer_in_json_and_archive_then_restore_the_legacy_
     // The unified phase came from the environment, unaudited: nobody can say how long it has
     // served, so the archive waits for its soak unless an operator waives it, saying why.
     let unsoaked = run(&["archive"], &unified_phase);
-    assert_eq!(unsoaked.status.code(), Some(2));
+    assert_eq!(unsoaked.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&unsoaked.stderr).contains("the archive waits for 24 h 00 min"),
         "{}",
@@ -858,6 +885,22 @@ fn flags_set_changes_the_runtime_flags_with_an_audit_and_refuses_what_breaks_a_g
     ]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("guardrail"));
+    // With --json the refusal is a document too, naming the rule it breaks.
+    let error: serde_json::Value = serde_json::from_slice(&refused.stdout).expect("JSON");
+    assert_eq!(
+        (&error["kind"], &error["exit_code"], &error["rules"]),
+        (
+            &serde_json::json!("refused"),
+            &serde_json::json!(1),
+            &serde_json::json!(["dual_write_off_while_legacy_serves_reads"])
+        ),
+        "{error}"
+    );
+    assert!(
+        error["hint"]
+            .as_str()
+            .is_some_and(|hint| hint.contains("keep dual-write on"))
+    );
     let malformed = run(&["flags", "--set", r#"{"dual_write": "yes"}"#]);
     assert_eq!(malformed.status.code(), Some(2));
     let audit = runtime.block_on(async {
@@ -957,7 +1000,7 @@ fn flags_promote_and_abort_step_one_rung_and_unified_reads_alone_start_the_small
     step(&["flags", "--set", r#"{"unified_percent": 100}"#]);
     assert_eq!(step(&["flags", "promote"]), "unified_only");
     let soaking = run(&["archive"]);
-    assert_eq!(soaking.status.code(), Some(2));
+    assert_eq!(soaking.status.code(), Some(1));
     let said = String::from_utf8_lossy(&soaking.stderr);
     assert!(
         said.contains("the unified phase has served for") && said.contains("of the 24 h 00 min"),
@@ -1085,7 +1128,7 @@ fn resolve_alias_then_retry_quarantine_migrates_the_spelling_and_records_who_did
         "--option",
         "automatic",
     ]);
-    assert_eq!(conflict.status.code(), Some(2));
+    assert_eq!(conflict.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&conflict.stderr).contains("already means option 'manual'"),
         "{}",
@@ -1404,7 +1447,7 @@ fn migrate_prints_the_plan_of_the_day_15_database_and_refuses_what_it_cannot_ado
     let plan = cli(&db, &["migrate", "plan"], &[]);
     assert_eq!(plan.status.code(), Some(1), "{}", text(&plan));
     let migrate = cli(&db, &["migrate"], &[]);
-    assert_eq!(migrate.status.code(), Some(2), "{}", text(&migrate));
+    assert_eq!(migrate.status.code(), Some(1), "{}", text(&migrate));
     assert!(
         text(&migrate)
             .contains("ALTER TABLE archive_legacy.category_attributes SET SCHEMA public;"),
