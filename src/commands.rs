@@ -36,7 +36,7 @@ pub struct Output {
 impl Output {
     /// Prints `report` as JSON, or the human text `human` writes.
     #[allow(clippy::print_stdout)] // the report is what the command is for
-    fn report<T: Serialize>(
+    pub fn report<T: Serialize>(
         self,
         report: &T,
         human: impl FnOnce(&T) -> String,
@@ -429,7 +429,7 @@ pub struct SyncArgs {
 
 /// What a command may do with a database the operator may not have meant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Purpose {
+pub enum Purpose {
     /// `seed-demo`: may create the embedded SQLite file, and fills an empty database.
     Creates,
     /// `migrate`: sets an empty database up on purpose; creates an SQLite file only when it is
@@ -442,8 +442,17 @@ enum Purpose {
 /// Names the database on the command's first line, refuses one the command was not meant for
 /// (before anything is created or migrated), and connects.
 async fn connect(settings: &Settings, purpose: Purpose) -> anyhow::Result<Storage> {
+    Ok(connect_as(settings, purpose).await?.0)
+}
+
+/// [`connect`], and the database as its first line named it.
+pub async fn connect_as(
+    settings: &Settings,
+    purpose: Purpose,
+) -> anyhow::Result<(Storage, String)> {
     let url = settings.database.url();
-    if let Some(place) = Place::of(&url, &settings.database.schema) {
+    let place = Place::of(&url, &settings.database.schema);
+    if let Some(place) = &place {
         let named = settings.database.url.is_some();
         let may_create = purpose == Purpose::Creates || purpose == Purpose::SetsUp && named;
         if let Place::Sqlite {
@@ -485,7 +494,8 @@ async fn connect(settings: &Settings, purpose: Purpose) -> anyhow::Result<Storag
             );
         }
     }
-    Ok(storage)
+    let named = place.map_or_else(|| storage::redact_url(&url), |place| place.to_string());
+    Ok((storage, named))
 }
 
 /// Connects and brings the schema up to date, as every data command needs.
@@ -1636,14 +1646,10 @@ pub struct ArchiveArgs {
     #[arg(long)]
     dry_run: bool,
     /// How long the unified phase must have served before the archive (as the flag audit
-    /// tells); 0 waits for nothing.
-    #[arg(
-        long,
-        env = "ARCHIVE_SOAK_HOURS",
-        default_value_t = 24,
-        value_name = "HOURS"
-    )]
-    soak_hours: u32,
+    /// tells); 0 waits for nothing. Default: the setting `migration.archive_soak_hours`
+    /// (`ARCHIVE_SOAK_HOURS`, 24).
+    #[arg(long, value_name = "HOURS")]
+    soak_hours: Option<u32>,
     /// Archive before the soak is over; needs --reason.
     #[arg(long, requires = "reason")]
     now: bool,
@@ -1656,7 +1662,7 @@ pub struct ArchiveArgs {
 }
 
 impl ArchiveArgs {
-    fn soak(&self) -> anyhow::Result<storage::soak::Soak> {
+    fn soak(&self, settings: &Settings) -> anyhow::Result<storage::soak::Soak> {
         let waived = match &self.reason {
             Some(reason) if reason.trim().is_empty() => {
                 bail!("--reason needs the reason the soak is waived")
@@ -1668,7 +1674,10 @@ impl ArchiveArgs {
             None => None,
         };
         Ok(storage::soak::Soak {
-            at_least: Duration::from_secs(u64::from(self.soak_hours) * 3600),
+            at_least: self.soak_hours.map_or_else(
+                || settings.migration.archive_soak(),
+                |hours| Duration::from_secs(u64::from(hours) * 3600),
+            ),
             waived,
         })
     }
@@ -1717,7 +1726,7 @@ pub async fn archive(
     args: &ArchiveArgs,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let soak = args.soak()?;
+    let soak = args.soak(settings)?;
     let storage = connect_migrated(settings, Purpose::Operates).await?;
     let configured = settings.flags.parse().context("invalid flag value")?;
     if args.dry_run {

@@ -4,6 +4,7 @@ mod commands;
 mod failure;
 mod lease;
 mod progress;
+mod status;
 mod throttle;
 mod validate;
 
@@ -59,6 +60,11 @@ enum Command {
     /// Load the demo marketplace, in legacy form with the real data's defects, into an empty
     /// database.
     SeedDemo(commands::SeedArgs),
+    /// The migration at a glance: the database, phase and rung, what the next step needs and
+    /// what supplies it, the bulk operation running and where it stands, the quarantine and
+    /// what of it blocks the cut-over, the last verify and flag changes, the replicas.
+    /// `--watch` refreshes it. Read only.
+    Status(status::StatusArgs),
     /// Show the flags in force, where each came from, and the phase they mean; with `--set`,
     /// change them at runtime first (stored, audited, heard by every replica).
     Flags(commands::FlagsArgs),
@@ -152,6 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::SeedDemo(args) => commands::seed_demo(&settings, output, &args).await,
         Command::Flags(args) => commands::flags(&settings, output, &args).await,
+        Command::Status(args) => status::status(&settings, output, &args).await,
         Command::Backfill(args) => commands::backfill(&settings, output, &args, grace).await,
         Command::Verify(args) => commands::verify(&settings, output, &args).await,
         Command::Throttle(args) => commands::throttle(&settings, output, &args).await,

@@ -14,6 +14,7 @@ on_both_backends!(
     every_forbidden_transition_is_refused_with_its_rule_and_changes_nothing,
     bad_flag_changes_are_refused,
     the_migration_status_counts_rows_in_both_stores,
+    the_status_document_says_the_next_step_and_what_refuses_it,
     an_anonymous_browser_keeps_its_cohort_through_the_canary,
     a_flag_variable_set_since_the_last_start_is_applied_once_and_only_when_safe,
     an_actor_named_with_the_admin_token_is_recorded_as_the_tokens_claim,
@@ -184,6 +185,43 @@ async fn bad_flag_changes_are_refused(backend: Backend) {
             .await,
         0
     );
+}
+
+/// The `status` command's document at the admin API: the same phase, rung and next step.
+async fn the_status_document_says_the_next_step_and_what_refuses_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let path = "/api/v2/admin/attributes/status";
+    assert_eq!(app.get(path).await.status, 401);
+    let admin = ("Authorization", format!("Bearer {ADMIN_TOKEN}"));
+    let legacy = app.get_as(path, (admin.0, &admin.1)).await;
+    assert_eq!(legacy.status, 200, "{}", legacy.body);
+    let data = &legacy.body["data"];
+    assert_eq!(
+        (&data["phase"], &data["rung"]),
+        (&json!("legacy"), &json!("legacy"))
+    );
+    assert_eq!(data["next"]["to"], "dual-write");
+    assert!(data["next"]["blocked_by"].is_null(), "{data}");
+    let database = data["database"].as_str().expect("the database");
+    assert!(
+        database.starts_with(match backend {
+            Backend::Postgres => "PostgreSQL ",
+            Backend::Sqlite => "SQLite file ",
+        }) && !database.contains("password"),
+        "{database}"
+    );
+    app.json("PUT", STATUS, r#"{"dual_write": true}"#, Some(ADMIN_TOKEN))
+        .await;
+    let dual = app.get_as(path, (admin.0, &admin.1)).await;
+    let data = &dual.body["data"];
+    assert_eq!(data["phase"], "dual_write");
+    assert_eq!(
+        data["next"]["blocked_by"]["rule"],
+        "unified_reads_before_backfill"
+    );
+    assert_eq!(data["flag_changes"].as_array().map(Vec::len), Some(1));
+    assert_eq!(data["backfill"][0]["kind"], "listing");
+    assert_eq!(data["backfill"][0]["entities"], 60);
 }
 
 async fn the_migration_status_counts_rows_in_both_stores(backend: Backend) {

@@ -1017,6 +1017,151 @@ fn flags_promote_and_abort_step_one_rung_and_unified_reads_alone_start_the_small
 }
 
 #[test]
+fn status_follows_the_walk_phase_by_phase_and_shows_a_running_backfill_move() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDb::fresh(Backend::Postgres));
+    let run = |args: &[&str]| {
+        let with_json: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
+        let output = cli(&db, &with_json, &[]);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    };
+    let status = |args: &[&str]| -> serde_json::Value {
+        let all: Vec<&str> = ["status"].iter().chain(args).copied().collect();
+        serde_json::from_slice(&run(&all).stdout).expect("JSON")
+    };
+    let blocked_by = |status: &serde_json::Value| status["next"]["blocked_by"]["rule"].clone();
+    let met = |status: &serde_json::Value, fact: &str| {
+        status["evidence"]
+            .as_array()
+            .expect("evidence")
+            .iter()
+            .find(|e| e["fact"] == fact)
+            .map(|e| e["met"].clone())
+    };
+    run(&["seed-demo", "--listings", "600"]);
+
+    let legacy = status(&[]);
+    assert!(
+        legacy["database"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("PostgreSQL "))
+    );
+    assert_eq!(
+        (&legacy["phase"], &legacy["rung"]),
+        (&"legacy".into(), &"legacy".into())
+    );
+    assert_eq!(legacy["next"]["command"], "flags promote");
+    assert_eq!(legacy["next"]["to"], "dual-write");
+    assert!(legacy["next"]["blocked_by"].is_null(), "{legacy}");
+    assert_eq!(met(&legacy, "backfill_complete"), Some(false.into()));
+    assert_eq!(legacy["backfill"][0]["percent"], 0.0);
+    assert!(legacy["operation"].is_null() && legacy["flag_changes"] == serde_json::json!([]));
+
+    run(&["flags", "promote", "--actor", "night-shift"]);
+    let dual = status(&[]);
+    assert_eq!(dual["phase"], "dual_write");
+    assert_eq!(blocked_by(&dual), "unified_reads_before_backfill");
+    assert_eq!(dual["flag_changes"][0]["changed_by"], "night-shift");
+
+    // A backfill running: the status names it and its position moves.
+    let mut backfill = Running(
+        Command::new(BINARY)
+            .args(["backfill", "--batch-size", "20", "--batch-delay", "40"])
+            .args(["--database-url", &db.url])
+            .env_clear()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the binary starts"),
+    );
+    let mut positions = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while positions.len() < 2 && std::time::Instant::now() < deadline {
+        let running = status(&[]);
+        let percent = running["backfill"][0]["percent"]
+            .as_f64()
+            .unwrap_or_default();
+        if running["operation"]["operation"] == "backfill"
+            && percent > 0.0
+            && percent < 100.0
+            && positions.last() != Some(&percent)
+        {
+            positions.push(percent);
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert_eq!(
+        positions.len(),
+        2,
+        "two positions of a running backfill: {positions:?}"
+    );
+    assert!(positions[0] < positions[1], "{positions:?}");
+    assert!(backfill.0.wait().expect("the backfill ends").success());
+
+    let backfilled = status(&[]);
+    assert!(backfilled["operation"].is_null());
+    assert!(
+        backfilled["backfill"]
+            .as_array()
+            .expect("kinds")
+            .iter()
+            .all(|k| k["completed"] == true && k["percent"] == 100.0),
+        "{backfilled}"
+    );
+    assert_eq!(met(&backfilled, "backfill_complete"), Some(true.into()));
+    assert_eq!(blocked_by(&backfilled), "unified_reads_before_verify");
+    assert!(backfilled["quarantine"]["total"].as_i64() > Some(0));
+
+    run(&["verify"]);
+    let verified = status(&[]);
+    assert!(verified["next"]["blocked_by"].is_null(), "{verified}");
+    assert_eq!(verified["last_verify"]["drifted"], 0);
+    assert_eq!(verified["next"]["to"], "canary 1% with fallback");
+
+    // The demo's defects are seen by users: without fallback, unified reads would hide them.
+    for _ in 0..4 {
+        run(&["flags", "promote"]);
+    }
+    let canary = status(&[]);
+    assert_eq!(canary["rung"], serde_json::json!({"canary": 100}));
+    assert_eq!(blocked_by(&canary), "unified_reads_hide_quarantined_values");
+    assert_eq!(met(&canary, "quarantine_settled"), Some(false.into()));
+    assert!(
+        !canary["quarantine"]["blocking_cut_over"]
+            .as_array()
+            .expect("blocking")
+            .is_empty()
+    );
+    run(&["quarantine", "accept", "--all", "--actor", "night-shift"]);
+    run(&["flags", "promote"]);
+    run(&["flags", "promote"]);
+    let unified = status(&[]);
+    assert_eq!(unified["phase"], "unified");
+    assert_eq!(unified["next"]["command"], "archive");
+    assert!(
+        unified["unified_for_seconds"]
+            .as_f64()
+            .is_some_and(|s| s >= 0.0)
+    );
+    assert_eq!(met(&unified, "unified_phase_soaked"), Some(false.into()));
+    assert_eq!(
+        met(&status(&["--soak-hours", "0"]), "unified_phase_soaked"),
+        Some(true.into())
+    );
+
+    run(&["archive", "--soak-hours", "0"]);
+    let archived = status(&[]);
+    assert_eq!(archived["phase"], "archived");
+    assert!(archived["next"].is_null() && archived["archived"] == true);
+    assert!(archived["backfill"][0]["percent"].is_null());
+}
+
+#[test]
 fn sigterm_lets_a_request_in_flight_finish_its_write_then_the_service_exits_cleanly() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().expect("temp dir");

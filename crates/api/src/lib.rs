@@ -75,6 +75,10 @@ pub struct AppState {
     pub shadow_diffs: Arc<shadow::ShadowDiffs>,
     /// The public listener's open connections.
     pub connections: Arc<connections::Connections>,
+    /// The database as the status names it (never a password).
+    pub database: Arc<str>,
+    /// How long `archive` waits after the switch to the unified phase (for the status).
+    pub archive_soak: std::time::Duration,
 }
 
 /// The flags in force, where they came from, and the phase they mean.
@@ -350,7 +354,12 @@ impl Application {
             workers,
             u64::from(settings.database.max_connections) * (workers as u64 + 2),
         );
+        let url = settings.database.url();
+        let database = storage::location::Place::of(&url, &settings.database.schema)
+            .map_or_else(|| storage::redact_url(&url), |place| place.to_string());
         let shared = AppState {
+            database: database.into(),
+            archive_soak: settings.migration.archive_soak(),
             caches: AttributeCaches::new(settings.cache.to_cache_settings()),
             metrics: Arc::new(metrics),
             storage,
@@ -779,6 +788,10 @@ fn admin_routes(config: &mut web::ServiceConfig) {
             .service(
                 resource(ADMIN, "/attributes/migration-status", "GET")
                     .route(web::get().to(migration::migration_status)),
+            )
+            .service(
+                resource(ADMIN, "/attributes/status", "GET")
+                    .route(web::get().to(migration::status_document)),
             )
             .service(
                 resource(ADMIN, "/attributes/{id}", "PUT, DELETE")

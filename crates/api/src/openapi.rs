@@ -36,6 +36,7 @@ use crate::routes::{admin, attributes, categories, v1, values};
         crate::routes::throttle::show,
         crate::routes::throttle::change,
         crate::routes::migration::migration_status,
+        crate::routes::migration::status_document,
         crate::routes::migration::shadow_diffs,
         crate::routes::migration::quarantine,
         crate::routes::quarantine::add_alias,

@@ -25,6 +25,31 @@ pub struct Settings {
     #[serde(default)]
     pub demo: DemoSettings,
     pub cache: CacheConfig,
+    #[serde(default)]
+    pub migration: MigrationSettings,
+}
+
+/// The migration's own pace.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MigrationSettings {
+    /// How long `archive` waits after the switch to the unified phase, in hours
+    /// (`ARCHIVE_SOAK_HOURS`); 0 waits for nothing.
+    pub archive_soak_hours: u32,
+}
+
+impl Default for MigrationSettings {
+    fn default() -> Self {
+        Self {
+            archive_soak_hours: storage::soak::DEFAULT_SOAK_HOURS,
+        }
+    }
+}
+
+impl MigrationSettings {
+    pub fn archive_soak(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.archive_soak_hours) * 3600)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -276,6 +301,7 @@ impl Settings {
             .set_override_option("database.session_url", lookup("DATABASE_SESSION_URL"))?
             .set_override_option("database.read_urls", lookup("DATABASE_READ_URL"))?
             .set_override_option("database.schema", lookup("DATABASE_SCHEMA"))?
+            .set_override_option("migration.archive_soak_hours", lookup("ARCHIVE_SOAK_HOURS"))?
             .set_override_option("auth.writer_tokens", lookup("WRITER_API_TOKEN"))?
             .set_override_option("auth.admin_tokens", lookup("ADMIN_API_TOKEN"))?
             .set_override_option("auth.jwt_public_key", lookup("JWT_PUBLIC_KEY"))?

@@ -38,6 +38,7 @@ pub mod soak;
 mod sql;
 mod sqlite;
 mod stats;
+pub mod status;
 pub mod sync;
 pub mod throttle;
 mod undo;

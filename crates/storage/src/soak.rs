@@ -12,6 +12,9 @@ use crate::dialect::{Sql, on_dialect};
 use crate::error::{Result, StorageError};
 use crate::stats::record_queries;
 
+/// How long the archive waits after the switch to the unified phase unless told otherwise.
+pub const DEFAULT_SOAK_HOURS: u32 = 24;
+
 /// What `archive` asks of the unified phase before it moves anything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Soak {
@@ -105,7 +108,7 @@ pub(crate) async fn record_waiver<B: Backend>(conn: &mut Conn<B>, waiver: &str) 
 }
 
 /// `1 h 05 min`, `42 s`: a span as an operator reads it.
-fn human(span: Duration) -> String {
+pub fn human(span: Duration) -> String {
     let seconds = span.as_secs();
     match seconds {
         0..60 => format!("{seconds} s"),

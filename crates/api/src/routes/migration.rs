@@ -156,6 +156,27 @@ pub async fn migration_status(
     })))
 }
 
+/// `GET /api/v2/admin/attributes/status`: the document of the `status` command — phase and
+/// rung, the next step and what refuses it, the evidence, the running bulk operation and the
+/// backfill's position, throttles, the quarantine and what of it blocks the cut-over, the last
+/// verify and flag changes, the soak, the replicas.
+#[utoipa::path(get, path = "/api/v2/admin/attributes/status", tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The migration at a glance, as `status --json` prints it", body = Object),
+        (status = 401, description = "No valid admin token", body = crate::error::ErrorView)))]
+pub async fn status_document(
+    _admin: Admin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let configured = state.flags_in_force().configured;
+    let status = state
+        .storage
+        .status(configured, state.database.to_string(), state.archive_soak)
+        .await?;
+    Ok(HttpResponse::Ok().json(Envelope::new(status)))
+}
+
 /// `GET /api/v2/admin/attributes/shadow-diffs`: the latest disagreements shadow reads found.
 #[utoipa::path(get, path = "/api/v2/admin/attributes/shadow-diffs", tag = "admin",
     security(("admin_token" = [])),
