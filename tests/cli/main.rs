@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::{Backend, TestDb};
 
+mod console;
 mod lease;
 mod scale_out;
 

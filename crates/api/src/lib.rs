@@ -635,6 +635,16 @@ fn routes_config(config: &mut web::ServiceConfig, listener: Listener) {
     if listener.internal {
         admin_routes(config);
         config.service(resource("", "/metrics", "GET").route(web::get().to(metrics::scrape)));
+        // The migration console, read only, beside the admin API it reads.
+        use routes::console;
+        config
+            .service(resource("", "/console", "GET").route(web::get().to(console::page)))
+            .service(
+                resource("", "/console/console.js", "GET").route(web::get().to(console::script)),
+            )
+            .service(
+                resource("", "/console/console.css", "GET").route(web::get().to(console::style)),
+            );
     }
 }
 

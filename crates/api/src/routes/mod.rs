@@ -5,6 +5,7 @@ pub(crate) mod admin_bodies;
 pub mod attributes;
 pub mod categories;
 pub mod changes;
+pub mod console;
 pub mod health;
 pub mod migration;
 pub mod quarantine;
