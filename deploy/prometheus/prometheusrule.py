@@ -1,5 +1,10 @@
 """Writes deploy/k8s/monitoring/prometheusrule.yaml from deploy/prometheus/rules.yml (the
-file promtool tests), or with --check fails when the two differ. Needs PyYAML."""
+file promtool tests), or with --check fails when the two differ. Needs PyYAML.
+
+The alerts' `runbook_url` is a path in this repository in rules.yml; the PrometheusRule gets it
+absolute, under RUNBOOK_BASE_URL (where the team reads this repository's files; the default is
+the one checked in — set it to yours and regenerate)."""
+import os
 import sys
 from pathlib import Path
 
@@ -8,6 +13,7 @@ import yaml
 DEPLOY = Path(__file__).resolve().parent.parent
 RULES = DEPLOY / "prometheus" / "rules.yml"
 TARGET = DEPLOY / "k8s" / "monitoring" / "prometheusrule.yaml"
+DEFAULT_RUNBOOK_BASE_URL = "https://git.marketplace.internal/marketplace/unified-attributes/-/blob/main"
 HEADER = """\
 # The alert and recording rules of deploy/prometheus/rules.yml as a PrometheusRule for the
 # Prometheus Operator. Generated — do not edit: deploy/check.sh fails when it differs from
@@ -22,8 +28,18 @@ class Indented(yaml.SafeDumper):
         return super().increase_indent(flow, False)
 
 
+def absolute_runbooks(rules: dict, base: str) -> dict:
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            annotations = rule.get("annotations", {})
+            if "runbook_url" in annotations and "://" not in annotations["runbook_url"]:
+                annotations["runbook_url"] = f"{base.rstrip('/')}/{annotations['runbook_url']}"
+    return rules
+
+
 def rendered() -> str:
-    rules = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    base = os.environ.get("RUNBOOK_BASE_URL", DEFAULT_RUNBOOK_BASE_URL)
+    rules = absolute_runbooks(yaml.safe_load(RULES.read_text(encoding="utf-8")), base)
     doc = {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",

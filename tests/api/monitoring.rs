@@ -247,3 +247,65 @@ async fn a_real_prometheus_scrapes_the_service_and_answers_every_dashboard_and_a
     let groups = rules["data"]["groups"].as_array().map_or(0, Vec::len);
     assert_eq!(groups, 2, "the recording and alert groups loaded: {rules}");
 }
+
+/// A heading's anchor as GitHub and GitLab make it: lower case, punctuation dropped, spaces as
+/// hyphens.
+fn anchor_of(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+#[test]
+fn every_alert_says_its_first_step_and_links_a_runbook_section_that_exists() {
+    let runbook = read("RUNBOOK.md");
+    let anchors: BTreeSet<String> = runbook
+        .lines()
+        .filter_map(|line| {
+            line.trim_start_matches('#')
+                .strip_prefix(' ')
+                .filter(|_| line.starts_with('#'))
+        })
+        .map(anchor_of)
+        .collect();
+    let rules = read("prometheus/rules.yml");
+    let alert = Regex::new(r"(?m)^\s+- alert: (\S+)$").expect("regex");
+    let starts: Vec<(usize, String)> = alert
+        .captures_iter(&rules)
+        .map(|c| (c.get(0).map_or(0, |m| m.start()), c[1].to_owned()))
+        .collect();
+    assert!(starts.len() >= 10, "the alerts are found: {starts:?}");
+    let first_step = Regex::new(r"description: >-\s+First step: ").expect("regex");
+    let link = Regex::new(r"runbook_url: deploy/RUNBOOK\.md#(\S+)").expect("regex");
+    for (i, (start, name)) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).map_or(rules.len(), |(next, _)| *next);
+        let block = &rules[*start..end];
+        assert!(
+            first_step.is_match(block),
+            "{name} has no description with its first step"
+        );
+        let url = link
+            .captures(block)
+            .unwrap_or_else(|| panic!("{name} has no runbook_url into deploy/RUNBOOK.md"));
+        assert!(
+            anchors.contains(&url[1]),
+            "{name} links #{}, which is no heading of RUNBOOK.md",
+            &url[1]
+        );
+    }
+    // Deployed, the links are absolute.
+    let deployed = read("k8s/monitoring/prometheusrule.yaml");
+    let links: Vec<&str> = deployed
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("runbook_url: "))
+        .collect();
+    assert_eq!(links.len(), starts.len());
+    assert!(
+        links.iter().all(|link| link.starts_with("https://")),
+        "{links:?}"
+    );
+}

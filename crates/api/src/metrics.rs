@@ -407,6 +407,12 @@ impl Metrics {
         for result in ["match", "mismatch", "error"] {
             metrics.shadow.with_label_values(&[result]);
         }
+        for operation in storage::throttle::Operation::ALL {
+            metrics
+                .throttle_paused
+                .with_label_values(&[operation.as_str()]);
+            metrics.throttled.with_label_values(&[operation.as_str()]);
+        }
         for served_by in [
             "legacy",
             "unified",
