@@ -13,6 +13,7 @@ on_both_backends!(
     with_an_internal_listener_metrics_and_admin_routes_leave_the_public_one,
     made_up_methods_and_paths_add_no_metric_series,
     a_method_a_route_does_not_answer_is_405_with_the_documented_methods_in_allow,
+    every_answer_and_error_carries_the_request_id_the_caller_sent_or_a_new_one,
 );
 
 /// `/metrics` answers from memory: a flood of scrapes costs the database nothing (counted by
@@ -324,5 +325,68 @@ async fn a_method_a_route_does_not_answer_is_405_with_the_documented_methods_in_
             .collect();
         allowed.sort();
         assert_eq!(allowed, documented, "{template}");
+    }
+}
+
+/// A gateway's `X-Request-Id` comes back on the answer and in an error's body; without one (or
+/// with one that is not a plain token) the service makes its own, the same in both places.
+async fn every_answer_and_error_carries_the_request_id_the_caller_sent_or_a_new_one(
+    backend: Backend,
+) {
+    let app = crate::helpers::spawn_app(backend).await;
+    let category = "/api/v2/marketplace/categories/1311/attributes";
+    let ok = app.get_as(category, ("X-Request-Id", "gw-4711.a")).await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        ok.headers.get("x-request-id").map(|v| v.as_bytes()),
+        Some(&b"gw-4711.a"[..])
+    );
+
+    let missing = app
+        .get_as(
+            "/api/v2/marketplace/categories/999999/attributes",
+            ("X-Request-Id", "gw-4712"),
+        )
+        .await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.body["request_id"], "gw-4712", "{}", missing.body);
+
+    // A middleware's refusal (a NUL in the URL) carries it too.
+    let refused = app
+        .get_as(
+            "/api/v2/marketplace/categories/%00/attributes",
+            ("X-Request-Id", "gw-4713"),
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.body["request_id"], "gw-4713", "{}", refused.body);
+    assert_eq!(
+        refused.headers.get("x-request-id").map(|v| v.as_bytes()),
+        Some(&b"gw-4713"[..])
+    );
+
+    // None sent, or one that is not a plain token: a new UUID, the same in header and body.
+    for sent in [None, Some("two words <b>")] {
+        let reply = match sent {
+            Some(id) => {
+                app.get_as(
+                    "/api/v2/marketplace/categories/999999/attributes",
+                    ("X-Request-Id", id),
+                )
+                .await
+            }
+            None => {
+                app.get("/api/v2/marketplace/categories/999999/attributes")
+                    .await
+            }
+        };
+        let header = reply
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .expect("an id on every answer")
+            .to_owned();
+        assert_eq!(header.len(), 36, "a UUID: {header}");
+        assert_eq!(reply.body["request_id"], header.as_str());
     }
 }

@@ -163,6 +163,9 @@ struct ErrorBody<'a> {
     /// The guardrail a refused flag change breaks.
     #[serde(skip_serializing_if = "Option::is_none")]
     rule: Option<&'static str>,
+    /// The request's id, as its `X-Request-Id` answer header says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<std::sync::Arc<str>>,
 }
 
 impl cache::StandIn for ApiError {
@@ -259,6 +262,7 @@ impl ResponseError for ApiError {
                 }
                 _ => None,
             },
+            request_id: crate::request_id::current(),
         })
     }
 }
@@ -289,6 +293,9 @@ pub struct ErrorView {
     /// One entry per refused field, for `errors.validationFailed`.
     #[serde(default)]
     pub fields: Vec<FieldErrorView>,
+    /// The request's id (the `X-Request-Id` answer header): the caller's when it sent a plain
+    /// one, else a new UUID.
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -12,9 +12,10 @@ pub mod error;
 pub mod http_cache;
 pub mod metrics;
 pub mod openapi;
+pub mod request_id;
 pub mod routes;
 pub mod settings;
-pub mod shadow;
+mod shadow;
 pub mod shedding;
 pub mod telemetry;
 mod url_guard;
@@ -600,6 +601,9 @@ fn app(
         .wrap(from_fn(metrics::track))
         .wrap(from_fn(connections::track))
         .wrap(TracingLogger::<telemetry::RequestSpan>::new())
+        // Outermost: the id is known to the log span, every middleware's answer and the body
+        // of every error.
+        .wrap(from_fn(request_id::assign))
         .app_data(web::Data::new(state))
         .configure(move |config| routes_config(config, listener))
 }

@@ -52,16 +52,16 @@ pub struct RequestSpan;
 impl tracing_actix_web::RootSpanBuilder for RequestSpan {
     fn on_request_start(request: &actix_web::dev::ServiceRequest) -> tracing::Span {
         use actix_web::HttpMessage;
-        // Copied, and formatted only if the span is recorded.
+        // A cheap clone, formatted only if the span is recorded: a plain string in the log.
         let request_id = request
             .extensions()
-            .get::<tracing_actix_web::RequestId>()
-            .copied();
+            .get::<crate::request_id::RequestId>()
+            .map(|id| id.0.clone());
         tracing::info_span!(
             "request",
             http.method = %request.method(),
             http.target = %Bounded(request.path()),
-            request_id = ?request_id,
+            request_id = request_id.as_deref().unwrap_or(""),
             http.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
             exception.message = tracing::field::Empty,
