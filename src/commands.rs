@@ -21,6 +21,36 @@ use crate::progress::Progress;
 #[error("{0}")]
 pub struct CheckFailed(pub String);
 
+/// A flag change refused, with every guardrail it breaks (exit 1; `--json` lists the rules).
+#[derive(Debug)]
+pub struct RulesBroken {
+    pub rules: Vec<flags::GuardrailViolation>,
+    /// The quarantine's refusal as the storage put it: what holds unified reads up.
+    pub quarantine: Option<String>,
+}
+
+impl std::error::Error for RulesBroken {}
+
+impl std::fmt::Display for RulesBroken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the flags were not changed: the change breaks {} guardrail(s)",
+            self.rules.len()
+        )?;
+        for rule in &self.rules {
+            match (rule, &self.quarantine) {
+                (
+                    flags::GuardrailViolation::UnifiedReadsHideQuarantinedValues,
+                    Some(quarantine),
+                ) => write!(f, "\n  - {quarantine}")?,
+                _ => write!(f, "\n  - {}: {rule}", rule.rule())?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A bulk operation stopped at a batch boundary before its end (Ctrl-C, SIGTERM, or its lease
 /// taken over): exit code 130. What it committed stays; it resumes from its checkpoint.
 #[derive(Debug, thiserror::Error)]
@@ -680,8 +710,7 @@ pub async fn seed_demo(settings: &Settings, output: Output, args: &SeedArgs) -> 
 pub async fn flags(settings: &Settings, output: Output, args: &FlagsArgs) -> anyhow::Result<()> {
     let configured = settings.flags.parse().context("invalid flag value")?;
     let storage = connect(settings, Purpose::Operates).await?;
-    let change: Option<Box<dyn FnOnce(flags::Flags) -> flags::Flags>> = match (&args.set, args.step)
-    {
+    let change: Option<Box<dyn Fn(flags::Flags) -> flags::Flags>> = match (&args.set, args.step) {
         (Some(_), Some(_)) => bail!("give either --set or a step (promote, abort), not both"),
         (Some(set), None) => {
             let update: flags::FlagUpdate =
@@ -721,15 +750,27 @@ pub async fn flags(settings: &Settings, output: Output, args: &FlagsArgs) -> any
     };
     if let Some(change) = change {
         let current = flags_in_force(settings, &storage).await?;
-        // A refusal keeps its kind (exit 1) and its rule (`--json`).
-        let change = storage
-            .change_flags(current, &args.actor, change)
-            .await
-            .context("the flags were not changed")?;
-        note(&format!(
-            "flags changed: phase {} → {}",
-            change.old_phase, change.new_phase
-        ));
+        match storage.change_flags(current, &args.actor, &change).await {
+            Ok(changed) => note(&format!(
+                "flags changed: phase {} → {}",
+                changed.old_phase, changed.new_phase
+            )),
+            // Every rule the change breaks, not only the first: one fix, not one per try.
+            Err(
+                refused @ (storage::StorageError::Guardrail(_)
+                | storage::StorageError::QuarantineUnsettled(_)),
+            ) => {
+                let state = storage.migration_state().await?;
+                let rules = change(current).violations(Some(&current), &state);
+                return Err(RulesBroken {
+                    rules,
+                    quarantine: matches!(refused, storage::StorageError::QuarantineUnsettled(_))
+                        .then(|| refused.to_string()),
+                }
+                .into());
+            }
+            Err(err) => return Err(err).context("the flags were not changed"),
+        }
     }
     let stored = storage
         .stored_flags()

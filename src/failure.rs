@@ -5,7 +5,7 @@
 use serde::Serialize;
 use storage::StorageError;
 
-use crate::commands::{CheckFailed, Interrupted};
+use crate::commands::{CheckFailed, Interrupted, RulesBroken};
 
 /// The kinds of failure, by exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -28,7 +28,7 @@ impl Kind {
         if err.is::<Interrupted>() {
             return Self::Interrupted;
         }
-        if err.is::<CheckFailed>() {
+        if err.is::<CheckFailed>() || err.is::<RulesBroken>() {
             return Self::Refused;
         }
         for cause in err.chain() {
@@ -107,14 +107,20 @@ impl JsonError {
     pub fn of(err: &anyhow::Error) -> Self {
         let kind = Kind::of(err);
         let storage = err.chain().find_map(|c| c.downcast_ref::<StorageError>());
-        let rules = match storage {
-            Some(StorageError::Guardrail(violation)) => vec![violation.rule()],
-            Some(StorageError::QuarantineUnsettled(_)) => {
+        let rules = match (err.downcast_ref::<RulesBroken>(), storage) {
+            (Some(broken), _) => broken.rules.iter().map(|rule| rule.rule()).collect(),
+            (None, Some(StorageError::Guardrail(violation))) => vec![violation.rule()],
+            (None, Some(StorageError::QuarantineUnsettled(_))) => {
                 vec![flags::GuardrailViolation::UnifiedReadsHideQuarantinedValues.rule()]
             }
             _ => Vec::new(),
         };
         let hint = match (kind, storage) {
+            _ if err.is::<RulesBroken>() => Some(
+                "change the flags so that no rule above is broken, or supply the evidence each \
+                 names (`status` lists what is missing and the command that supplies it)"
+                    .to_owned(),
+            ),
             (_, Some(StorageError::Guardrail(violation))) => Some(violation.to_string()),
             (Kind::Infrastructure, _) => Some(
                 "check that the database named on the first line answers, then run the command again"

@@ -141,6 +141,57 @@ impl Flags {
         Ok(phase)
     }
 
+    /// Every rule a change to these flags after `from` breaks, in the order [`Flags::check_change`]
+    /// tries them (its error is the first): a refusal can name them all at once, so an operator
+    /// fixes everything in one go instead of meeting the rules one by one.
+    pub fn violations(
+        &self,
+        from: Option<&Flags>,
+        state: &MigrationState,
+    ) -> Vec<GuardrailViolation> {
+        use GuardrailViolation as V;
+        let hides_unsettled = self.hides_legacy_only_values()
+            && !from.is_some_and(Flags::hides_legacy_only_values)
+            && state.quarantine_unsettled;
+        if state.archived {
+            // Nothing but the archive's rule counts then, and the quarantine's after it.
+            return if self.reads_legacy() || self.dual_write {
+                vec![V::LegacyUsedAfterArchive]
+            } else if hides_unsettled {
+                vec![V::UnifiedReadsHideQuarantinedValues]
+            } else {
+                Vec::new()
+            };
+        }
+        let reads_unified = self.use_unified && self.unified_percent > 0;
+        [
+            (
+                state.unified_only_writes_pending_sync && self.reads_legacy(),
+                V::LegacyReadsBeforeReverseSync,
+            ),
+            (
+                !self.dual_write && self.use_unified && self.unified_percent < 100,
+                V::DualWriteOffWhileLegacyServesReads,
+            ),
+            (
+                self.fallback && self.use_unified && !self.dual_write,
+                V::FallbackToStaleLegacy,
+            ),
+            (
+                reads_unified && !state.backfill_complete,
+                V::UnifiedReadsBeforeBackfill,
+            ),
+            (
+                reads_unified && !state.verified_clean,
+                V::UnifiedReadsBeforeVerify,
+            ),
+            (hides_unsettled, V::UnifiedReadsHideQuarantinedValues),
+        ]
+        .into_iter()
+        .filter_map(|(broken, rule)| broken.then_some(rule))
+        .collect()
+    }
+
     /// The phase these flags mean given the state of the data, or the rule they break.
     pub fn check(&self, state: &MigrationState) -> Result<Phase, GuardrailViolation> {
         if state.archived {
@@ -191,6 +242,68 @@ mod tests {
     }
 
     const FRESH: MigrationState = MigrationState::EVIDENCED;
+
+    #[test]
+    fn violations_agree_with_check_change_on_every_combination() {
+        let mut cases = 0;
+        for combination in 0u8..8 {
+            let (dual, unified, fallback) = (
+                combination & 1 != 0,
+                combination & 2 != 0,
+                combination & 4 != 0,
+            );
+            for percent in [0, 1, 50, 100] {
+                let wanted = flags(dual, unified, percent, fallback);
+                for bits in 0u8..32 {
+                    let state = MigrationState {
+                        archived: bits & 1 != 0,
+                        unified_only_writes_pending_sync: bits & 2 != 0,
+                        backfill_complete: bits & 4 != 0,
+                        verified_clean: bits & 8 != 0,
+                        quarantine_unsettled: bits & 16 != 0,
+                    };
+                    for from in [
+                        None,
+                        Some(flags(true, true, 100, false)),
+                        Some(Flags::default()),
+                    ] {
+                        let first = wanted.violations(from.as_ref(), &state).first().copied();
+                        assert_eq!(
+                            wanted.check_change(from.as_ref(), &state).err(),
+                            first,
+                            "{wanted:?} from {from:?} in {state:?}"
+                        );
+                        cases += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 8 * 4 * 32 * 3);
+    }
+
+    #[test]
+    fn every_broken_rule_is_named_and_the_first_is_the_one_check_change_reports() {
+        let bare = MigrationState::default();
+        // Unified reads at 50 % with dual-write off and fallback on, nothing backfilled.
+        let wanted = flags(false, true, 50, true);
+        let all = wanted.violations(Some(&Flags::default()), &bare);
+        assert_eq!(
+            all,
+            [
+                GuardrailViolation::DualWriteOffWhileLegacyServesReads,
+                GuardrailViolation::FallbackToStaleLegacy,
+                GuardrailViolation::UnifiedReadsBeforeBackfill,
+                GuardrailViolation::UnifiedReadsBeforeVerify,
+            ]
+        );
+        assert_eq!(
+            wanted.check_change(Some(&Flags::default()), &bare),
+            Err(all[0])
+        );
+        let fine = flags(true, true, 10, true);
+        assert!(fine.violations(None, &FRESH).is_empty());
+        assert!(fine.check_change(None, &FRESH).is_ok());
+    }
 
     #[test]
     fn the_phases_of_the_product_spec_are_recognised() {
