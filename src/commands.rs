@@ -1090,7 +1090,8 @@ async fn backfill_kind(
     let mut checkpoint = storage.backfill_checkpoint(kind, args.restart).await?;
     let progress = Progress::new(label, total.max(0) as u64);
     let (migrated_before, quarantined_before) = (checkpoint.migrated, checkpoint.quarantined);
-    let mut done_in_run = 0;
+    // Where a resumed run starts: the entities up to its checkpoint are done already.
+    let mut done = storage.entities_up_to(kind, checkpoint.last_id).await?;
     // Statistics are refreshed each time the migrated rows double: a handful of ANALYZEs per run.
     let mut analyzed_at = 0;
     while !checkpoint.completed && args.max_batches.is_none_or(|max| *batches < max) {
@@ -1115,12 +1116,17 @@ async fn backfill_kind(
             (next.migrated + next.quarantined) - (checkpoint.migrated + checkpoint.quarantined);
         checkpoint = next;
         *batches += 1;
-        done_in_run += args.batch_size;
+        done += args.batch_size;
         let rows_done = (checkpoint.migrated + checkpoint.quarantined
             - migrated_before
             - quarantined_before) as f64;
         progress.step(
-            done_in_run.min(total).max(0) as u64,
+            if checkpoint.completed {
+                total
+            } else {
+                done.min(total)
+            }
+            .max(0) as u64,
             format!(
                 "up to id {} ({} migrated, {} quarantined, {:.0} rows/s)",
                 checkpoint.last_id,

@@ -25,11 +25,27 @@ impl Progress {
     /// Moves the bar to `position` with `message`; without a terminal, prints
     /// `{label} {message}` as one line.
     #[allow(clippy::print_stderr)] // progress is part of the command's output
+    /// `position` counts from the operation's start, across runs (a resumed operation starts
+    /// where its checkpoint is), so the line's total, percentage and time left are true.
     pub fn step(&self, position: u64, message: String) {
+        self.bar.set_position(position);
         if self.bar.is_hidden() {
-            eprintln!("{} {message}", self.label);
+            let total = self.bar.length().unwrap_or(0);
+            let percent = if total == 0 {
+                100.0
+            } else {
+                position as f64 * 100.0 / total as f64
+            };
+            let left = if position >= total {
+                String::new()
+            } else {
+                format!(", {} left", storage::soak::human(self.bar.eta()))
+            };
+            eprintln!(
+                "{} {position} of {total} ({percent:.1} %{left}): {message}",
+                self.label
+            );
         } else {
-            self.bar.set_position(position);
             self.bar.set_message(message);
         }
     }

@@ -352,10 +352,19 @@ fn a_backfill_killed_with_sigkill_resumes_from_its_checkpoint_and_finishes_witho
         .map(str::to_owned);
     let first_id: i64 = first_progress
         .as_deref()
-        .and_then(|l| l.strip_prefix("listings: up to id "))
+        .and_then(|l| l.split("up to id ").nth(1))
         .and_then(|l| l.split(' ').next())
         .and_then(|id| id.parse().ok())
         .expect("a progress line");
+    // The position counts from the start of the backfill, not of this run: the listings'
+    // ids are 1…N here, so it is the checkpoint's id.
+    let position: i64 = first_progress
+        .as_deref()
+        .and_then(|l| l.strip_prefix("listings: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the position on the progress line");
+    assert_eq!(position, first_id, "{first_progress:?}");
     assert_eq!(
         first_id,
         interrupted_at + 200,

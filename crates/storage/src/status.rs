@@ -151,6 +151,16 @@ impl<B: Backend> Router<B> {
 }
 
 impl Storage {
+    /// Entities of `kind` at or before a backfill checkpoint at `last_id`: where a resumed
+    /// run's progress starts.
+    pub async fn entities_up_to(&self, kind: domain::EntityKind, last_id: i64) -> Result<i64> {
+        let (done, _) = match &self.0 {
+            crate::Backends::Postgres(r) => r.entities_up_to(kind, last_id).await?,
+            crate::Backends::Sqlite(r) => r.entities_up_to(kind, last_id).await?,
+        };
+        Ok(done)
+    }
+
     /// The status document. `configured`: the flags of the environment and settings, in force
     /// unless a runtime change overrides them; `database`: how the caller names the database;
     /// `soak`: how long the archive waits after the switch to the unified phase.
