@@ -108,6 +108,8 @@ pub enum Direction {
     /// Drop the views an earlier layout's move left in `public` for older binaries (once no
     /// older binary runs).
     DropPublicViews,
+    /// List this binary's migrations, applied and pending, changing nothing.
+    Info,
 }
 
 #[derive(Debug, Args)]
@@ -576,6 +578,29 @@ pub async fn migrate(
                 None => Ok(()),
             };
         }
+        Direction::Info => {
+            let migrations = storage
+                .migrations()
+                .await
+                .context("the migrations could not be read")?;
+            return output.report(&migrations, |migrations| {
+                let pending = migrations.iter().filter(|m| !m.applied).count();
+                let mut text = format!(
+                    "{} migrations: {} applied, {pending} pending",
+                    migrations.len(),
+                    migrations.len() - pending
+                );
+                for m in migrations {
+                    text.push_str(&format!(
+                        "\n  {} {:<8} {}",
+                        m.version,
+                        if m.applied { "applied" } else { "pending" },
+                        m.description
+                    ));
+                }
+                text
+            });
+        }
         Direction::DropPublicViews => {
             dropped_views = storage
                 .drop_public_views()
@@ -620,14 +645,19 @@ pub async fn migrate(
             )
         } else if !report.applied.is_empty() {
             format!(
-                "{}: applied {} migration(s) ({:?}); the schema is up to date",
+                "{}: applied {} migration(s) now ({}); none is pending (`migrate info` lists them)",
                 report.database,
                 report.applied.len(),
-                report.applied
+                report
+                    .applied
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         } else if report.reverted.is_empty() {
             format!(
-                "{}: the schema is up to date, nothing to apply",
+                "{}: nothing to apply: every migration of this binary was applied before",
                 report.database
             )
         } else {
@@ -907,6 +937,15 @@ async fn backfill_leased(
     lease: &HeldLease,
 ) -> anyhow::Result<()> {
     let in_force = flags_in_force(settings, storage).await?;
+    // Advice that holds in the phase it is given in: once archived, dual-write is refused too.
+    if storage.migration_state().await?.archived {
+        return Err(CheckFailed(
+            "the legacy tables are archived: there is nothing to migrate from (restore-archive \
+             first, if legacy must be copied again)"
+                .into(),
+        )
+        .into());
+    }
     if in_force.write_mode() == flags::WriteMode::UnifiedOnly {
         return Err(CheckFailed(
             "the flags in force write only to the unified store (DUAL_WRITE_ATTRIBUTES=false, \

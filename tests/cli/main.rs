@@ -187,6 +187,14 @@ fn every_command_names_its_database_first_and_refuses_one_nobody_meant() {
         said.contains("neither the marketplace's legacy attribute tables"),
         "{said}"
     );
+    // `migrate info` looks without changing anything: every migration pending.
+    let info = cli(&db, &["migrate", "info", "--json"], &[]);
+    assert!(info.status.success(), "{info:?}");
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&info.stdout).expect("JSON");
+    assert!(
+        listed.len() >= 17 && listed.iter().all(|m| m["applied"] == false),
+        "{listed:?}"
+    );
     let tables = runtime.block_on(async {
         db.raw()
             .await
@@ -195,8 +203,25 @@ fn every_command_names_its_database_first_and_refuses_one_nobody_meant() {
     });
     assert_eq!(tables, 0, "the refused backfill created tables");
 
-    // `migrate` sets it up on purpose; a verify over its 0 entities is no pass.
-    assert!(cli(&db, &["migrate"], &[]).status.success());
+    // `migrate` sets it up on purpose, and says what it applied; a verify over its 0 entities
+    // is no pass.
+    let migrated = cli(&db, &["migrate"], &[]);
+    assert!(migrated.status.success());
+    assert!(
+        String::from_utf8_lossy(&migrated.stdout)
+            .contains(&format!("applied {} migration(s) now", listed.len())),
+        "{}",
+        String::from_utf8_lossy(&migrated.stdout)
+    );
+    let info = cli(&db, &["migrate", "info"], &[]);
+    assert!(
+        String::from_utf8_lossy(&info.stdout).starts_with(&format!(
+            "{0} migrations: {0} applied, 0 pending",
+            listed.len()
+        )),
+        "{}",
+        String::from_utf8_lossy(&info.stdout)
+    );
     let verified = cli(&db, &["verify"], &[]);
     assert_eq!(verified.status.code(), Some(1));
     assert!(
@@ -1170,6 +1195,14 @@ fn status_follows_the_walk_phase_by_phase_and_shows_a_running_backfill_move() {
     assert_eq!(archived["phase"], "archived");
     assert!(archived["next"].is_null() && archived["archived"] == true);
     assert!(archived["backfill"][0]["percent"].is_null());
+    // Advice valid in the phase it is given in: dual-write is refused once archived.
+    let backfill = cli(&db, &["backfill"], &[]);
+    assert_eq!(backfill.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&backfill.stderr);
+    assert!(
+        said.contains("the legacy tables are archived") && !said.contains("turn dual-write on"),
+        "{said}"
+    );
 }
 
 #[test]

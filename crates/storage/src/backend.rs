@@ -89,8 +89,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Reverts the last `steps` applied migrations; returns their versions.
     fn migrate_down(&self, steps: usize) -> impl Future<Output = Result<Vec<i64>>> + Send;
 
-    /// How many of the embedded migrations are not applied yet.
-    fn pending_migrations(&self) -> impl Future<Output = Result<usize>> + Send;
+    /// The embedded migrations, each with whether the database applied it.
+    fn migrations(&self) -> impl Future<Output = Result<Vec<crate::MigrationInfo>>> + Send;
 
     /// The category an entity belongs to; `None` when the entity does not exist. Used by
     /// writes: PostgreSQL locks the entity's row until the transaction ends.

@@ -346,7 +346,13 @@ impl Storage {
             Backends::Sqlite(router) => Ok(monolith::Plan {
                 ours: format!(
                     "this SQLite file: {} migration(s) pending",
-                    router.backend().pending_migrations().await?
+                    router
+                        .backend()
+                        .migrations()
+                        .await?
+                        .iter()
+                        .filter(|m| !m.applied)
+                        .count()
                 ),
                 ..monolith::Plan::default()
             }),
@@ -451,7 +457,17 @@ impl Storage {
 
     /// Embedded migrations not applied to the database yet.
     pub async fn pending_migrations(&self) -> Result<usize> {
-        on_router!(self, router => router.backend().pending_migrations().await)
+        Ok(self
+            .migrations()
+            .await?
+            .iter()
+            .filter(|m| !m.applied)
+            .count())
+    }
+
+    /// Every migration this binary has, in order, and whether the database applied it.
+    pub async fn migrations(&self) -> Result<Vec<MigrationInfo>> {
+        on_router!(self, router => router.backend().migrations().await)
     }
 
     /// A category with attributes and a listing with values, as the database holds them now
@@ -1155,15 +1171,22 @@ where
     Ok(versions[keep..].iter().rev().copied().collect())
 }
 
-/// How many of `migrator`'s up-migrations the database has not applied.
-/// The migrations not applied yet; all of them before the ledger exists (`ledger_exists`, as
-/// the dialect looks: listing a ledger that is not there is an error, and creating it here
-/// would change a database that is only being looked at).
-async fn pending_migrations<DB>(
+/// One of this binary's migrations, and whether the database applied it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MigrationInfo {
+    pub version: i64,
+    pub description: String,
+    pub applied: bool,
+}
+
+/// `migrator`'s up-migrations, each with whether the database applied it; none applied before
+/// the ledger exists (`ledger_exists`, as the dialect looks: listing a ledger that is not there
+/// is an error, and creating it here would change a database that is only being looked at).
+async fn migrations<DB>(
     migrator: &Migrator,
     pool: &sqlx::Pool<DB>,
     ledger_exists: bool,
-) -> Result<usize>
+) -> Result<Vec<MigrationInfo>>
 where
     DB: sqlx::Database,
     DB::Connection: Migrate,
@@ -1176,8 +1199,12 @@ where
     Ok(migrator
         .iter()
         .filter(|m| m.migration_type.is_up_migration())
-        .filter(|m| !applied.iter().any(|a| a.version == m.version))
-        .count())
+        .map(|m| MigrationInfo {
+            version: m.version,
+            description: m.description.to_string(),
+            applied: applied.iter().any(|a| a.version == m.version),
+        })
+        .collect())
 }
 
 #[cfg(test)]

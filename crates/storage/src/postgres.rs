@@ -512,12 +512,12 @@ impl Backend for PgBackend {
         crate::migrate_down(&MIGRATOR, &self.admin, steps).await
     }
 
-    async fn pending_migrations(&self) -> Result<usize> {
+    async fn migrations(&self) -> Result<Vec<crate::MigrationInfo>> {
         let ledger_exists =
             sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
                 .fetch_one(&self.admin)
                 .await?;
-        crate::pending_migrations(&MIGRATOR, &self.admin, ledger_exists).await
+        crate::migrations(&MIGRATOR, &self.admin, ledger_exists).await
     }
 
     backend_operations!(pg_sql);

@@ -304,13 +304,13 @@ impl Backend for SqliteBackend {
         crate::migrate_down(&MIGRATOR, &self.pool, steps).await
     }
 
-    async fn pending_migrations(&self) -> Result<usize> {
+    async fn migrations(&self) -> Result<Vec<crate::MigrationInfo>> {
         let ledger_exists = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sqlx_migrations')",
         )
         .fetch_one(&self.pool)
         .await?;
-        crate::pending_migrations(&MIGRATOR, &self.pool, ledger_exists).await
+        crate::migrations(&MIGRATOR, &self.pool, ledger_exists).await
     }
 
     backend_operations!(sqlite_sql);
