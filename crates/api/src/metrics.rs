@@ -67,6 +67,14 @@ pub struct Metrics {
     backfill_completed: IntGaugeVec,
     backfill_updated: GaugeVec,
     backfill_rows: IntGaugeVec,
+    unified_read_percent: IntGauge,
+    quarantine_values: IntGaugeVec,
+    quarantine_blocking: IntGauge,
+    last_verify_at: prometheus::Gauge,
+    last_verify_drifted: IntGauge,
+    last_verify_checked: IntGauge,
+    sync_pending: IntGauge,
+    archived: IntGauge,
     /// Serializes scrapes: counters that mirror other counters are advanced by the difference.
     scrape: Mutex<()>,
 }
@@ -388,8 +396,55 @@ impl Metrics {
             backfill_rows: gauge_vec(
                 &registry,
                 "unified_attributes_backfill_rows",
-                "Legacy values the backfill migrated or quarantined, by entity kind.",
+                "Legacy values the backfill migrated, and those in the quarantine now, by entity kind.",
                 &["entity_type", "outcome"],
+            ),
+            unified_read_percent: gauge(
+                &registry,
+                "unified_attributes_unified_read_percent",
+                "Share of readers the unified store serves now: UNIFIED_ATTRIBUTES_PERCENT while USE_UNIFIED_ATTRIBUTES is on, else 0.",
+            ),
+            quarantine_values: gauge_vec(
+                &registry,
+                "unified_attributes_quarantine_values",
+                "Legacy values in the quarantine, by kind (invalid, unknown, unreadable, refused, orphan, empty).",
+                &["kind"],
+            ),
+            quarantine_blocking: gauge(
+                &registry,
+                "unified_attributes_quarantine_blocking",
+                "Quarantined values users see that nobody resolved or accepted: unified reads without fallback wait for them.",
+            ),
+            last_verify_at: {
+                let metric = prometheus::Gauge::new(
+                    "unified_attributes_last_verify_timestamp_seconds",
+                    "When the last verify finished (0: never).",
+                )
+                .expect("valid metric definition");
+                registry
+                    .register(Box::new(metric.clone()))
+                    .expect("unique metric name");
+                metric
+            },
+            last_verify_drifted: gauge(
+                &registry,
+                "unified_attributes_last_verify_drifted",
+                "Entities the last verify found differing between the stores.",
+            ),
+            last_verify_checked: gauge(
+                &registry,
+                "unified_attributes_last_verify_checked",
+                "Entities the last verify compared.",
+            ),
+            sync_pending: gauge(
+                &registry,
+                "unified_attributes_legacy_sync_pending",
+                "1 while writes reached only unified since the last sync-legacy.",
+            ),
+            archived: gauge(
+                &registry,
+                "unified_attributes_archived",
+                "1 while the legacy tables are in the archive.",
             ),
             registry,
             scrape: Mutex::new(()),
@@ -406,6 +461,16 @@ impl Metrics {
         }
         for result in ["match", "mismatch", "error"] {
             metrics.shadow.with_label_values(&[result]);
+        }
+        for kind in [
+            "invalid",
+            "unknown",
+            "unreadable",
+            "refused",
+            "orphan",
+            "empty",
+        ] {
+            metrics.quarantine_values.with_label_values(&[kind]);
         }
         for operation in storage::throttle::Operation::ALL {
             metrics
@@ -461,6 +526,35 @@ impl Metrics {
         }
     }
 
+    /// Records what the database says of the migration (read in the background).
+    pub fn set_facts(&self, facts: &storage::status::MigrationFacts) {
+        self.quarantine_values.reset();
+        for kind in [
+            "invalid",
+            "unknown",
+            "unreadable",
+            "refused",
+            "orphan",
+            "empty",
+        ] {
+            self.quarantine_values.with_label_values(&[kind]).set(0);
+        }
+        for (kind, count) in &facts.quarantine_by_kind {
+            self.quarantine_values
+                .with_label_values(&[kind])
+                .set(*count);
+        }
+        self.quarantine_blocking.set(facts.quarantine_blocking);
+        self.last_verify_at
+            .set(facts.last_verify_epoch_seconds.unwrap_or(0.0));
+        self.last_verify_drifted
+            .set(facts.last_verify_drifted.unwrap_or(0));
+        self.last_verify_checked
+            .set(facts.last_verify_checked.unwrap_or(0));
+        self.sync_pending.set(i64::from(facts.sync_pending));
+        self.archived.set(i64::from(facts.archived));
+    }
+
     /// Records the flags in force.
     pub fn set_flags(&self, flags: &Flags, phase: Phase) {
         for (name, on) in [
@@ -470,11 +564,14 @@ impl Metrics {
         ] {
             self.flag.with_label_values(&[name]).set(i64::from(on));
         }
-        self.rollout_percent.set(i64::from(if flags.use_unified {
-            flags.unified_percent
-        } else {
-            0
-        }));
+        // As `flags` and `status` say it; what readers get is the next gauge.
+        self.rollout_percent.set(i64::from(flags.unified_percent));
+        self.unified_read_percent
+            .set(i64::from(if flags.use_unified {
+                flags.unified_percent
+            } else {
+                0
+            }));
         self.shadow_percent.set(i64::from(flags.shadow_percent));
         self.phase.set(i64::from(phase.number()));
     }
@@ -743,6 +840,11 @@ pub fn refresh_operations(state: &crate::AppState) {
                 Ok(Ok(throttles)) => state.metrics.set_throttles(&throttles),
                 Ok(Err(err)) => tracing::debug!(error = ?err, "throttles unavailable"),
                 Err(_) => tracing::debug!("throttles timed out"),
+            }
+            match tokio::time::timeout(limit, state.storage.migration_facts()).await {
+                Ok(Ok(facts)) => state.metrics.set_facts(&facts),
+                Ok(Err(err)) => tracing::debug!(error = ?err, "migration facts unavailable"),
+                Err(_) => tracing::debug!("migration facts timed out"),
             }
             match tokio::time::timeout(limit, state.storage.capture_status()).await {
                 Ok(Ok(status)) => state.metrics.set_capture(&status),

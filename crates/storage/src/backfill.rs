@@ -58,7 +58,11 @@ pub struct Progress {
 macro_rules! progress_sql {
     ($epoch:literal) => {
         concat!(
-            "SELECT entity_type, migrated, quarantined, completed_at IS NOT NULL AS completed, ",
+            // The quarantine as it is now: a retry after resolutions empties it, while the
+            // checkpoint keeps what its pass quarantined.
+            "SELECT entity_type, migrated, (SELECT COUNT(*) FROM backfill_quarantine q \
+             WHERE q.entity_type = backfill_checkpoint.entity_type) AS quarantined, \
+             completed_at IS NOT NULL AS completed, ",
             $epoch,
             " AS updated_epoch_seconds FROM backfill_checkpoint ORDER BY entity_type"
         )

@@ -107,6 +107,32 @@ pub struct Replica {
     pub lag_ms: Option<u128>,
 }
 
+/// The facts the metrics mirror (read in the background, so a scrape runs no query): the
+/// quarantine by kind and what of it blocks the cut-over, the last verify, a pending reverse
+/// sync, the archive.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MigrationFacts {
+    /// Quarantined values by kind (`invalid`, `unknown`, `orphan`…).
+    pub quarantine_by_kind: Vec<(String, i64)>,
+    /// Values users see that nobody resolved or accepted.
+    pub quarantine_blocking: i64,
+    pub last_verify_epoch_seconds: Option<f64>,
+    pub last_verify_checked: Option<i64>,
+    pub last_verify_drifted: Option<i64>,
+    pub sync_pending: bool,
+    pub archived: bool,
+}
+
+const QUARANTINE_BY_KIND: Sql =
+    Sql::same("SELECT kind, COUNT(*) FROM backfill_quarantine GROUP BY kind ORDER BY kind");
+
+const LAST_VERIFY_EPOCH: Sql = Sql {
+    pg: "SELECT CAST(EXTRACT(EPOCH FROM finished_at) AS DOUBLE PRECISION), checked, drifted
+        FROM verify_runs ORDER BY id DESC LIMIT 1",
+    lite: "SELECT (julianday(finished_at) - 2440587.5) * 86400.0, checked, drifted
+        FROM verify_runs ORDER BY id DESC LIMIT 1",
+};
+
 /// Entities of each kind at or before a checkpoint, and in all (one statement per kind).
 const LISTINGS_UP_TO: Sql = Sql::same(
     "SELECT CAST(COUNT(*) FILTER (WHERE id <= $1) AS BIGINT), CAST(COUNT(*) AS BIGINT) FROM marketplace_listings",
@@ -142,6 +168,35 @@ impl<B: Backend> Router<B> {
         Ok(counts)
     }
 
+    /// The metrics' facts in one transaction: the background refresh costs the database a
+    /// handful of statements every few seconds, however often Prometheus scrapes.
+    pub(crate) async fn migration_facts(&self) -> Result<MigrationFacts> {
+        let mut conn = self.acquire().await?;
+        record_queries(2);
+        let by_kind = on_dialect!(B::dialect(&mut conn), QUARANTINE_BY_KIND, |c, sql| {
+            sqlx::query_as::<_, (String, i64)>(sql)
+                .fetch_all(&mut *c)
+                .await?
+        });
+        let verify = on_dialect!(B::dialect(&mut conn), LAST_VERIFY_EPOCH, |c, sql| {
+            sqlx::query_as::<_, (f64, i64, i64)>(sql)
+                .fetch_optional(&mut *c)
+                .await?
+        });
+        let blocking = crate::quarantine::unsettled::<B>(&mut conn).await?;
+        let state = B::migration_state(&mut conn).await?;
+        conn.commit().await?;
+        Ok(MigrationFacts {
+            quarantine_by_kind: by_kind,
+            quarantine_blocking: blocking.iter().map(|u| u.count).sum(),
+            last_verify_epoch_seconds: verify.map(|(at, _, _)| at),
+            last_verify_checked: verify.map(|(_, checked, _)| checked),
+            last_verify_drifted: verify.map(|(_, _, drifted)| drifted),
+            sync_pending: state.unified_only_writes_pending_sync,
+            archived: state.archived,
+        })
+    }
+
     pub(crate) async fn unified_for(&self) -> Result<Option<std::time::Duration>> {
         let mut conn = self.acquire().await?;
         let soaked = crate::soak::unified_for::<B>(&mut conn).await?;
@@ -159,6 +214,14 @@ impl Storage {
             crate::Backends::Sqlite(r) => r.entities_up_to(kind, last_id).await?,
         };
         Ok(done)
+    }
+
+    /// The facts the metrics mirror, read in one transaction.
+    pub async fn migration_facts(&self) -> Result<MigrationFacts> {
+        match &self.0 {
+            crate::Backends::Postgres(r) => r.migration_facts().await,
+            crate::Backends::Sqlite(r) => r.migration_facts().await,
+        }
     }
 
     /// The status document. `configured`: the flags of the environment and settings, in force
