@@ -477,6 +477,9 @@ impl Metrics {
                 .throttle_paused
                 .with_label_values(&[operation.as_str()]);
             metrics.throttled.with_label_values(&[operation.as_str()]);
+            metrics
+                .throttle_lag
+                .with_label_values(&[operation.as_str()]);
         }
         for served_by in [
             "legacy",
