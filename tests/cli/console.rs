@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{Backend, TestDb};
-use crate::{BINARY, Running, cli, serve_with};
+use crate::{cli, serve_with, slow_backfill};
 
 const TOKEN: &str = "console-admin";
 
@@ -67,16 +67,7 @@ fn the_console_shows_the_phase_and_a_running_backfill_moving_in_a_browser() {
     assert!(before.contains("Running: no bulk operation"), "{before}");
     assert_eq!(listing_percent(&before), Some(0.0), "{before}");
 
-    let mut backfill = Running(
-        Command::new(BINARY)
-            .args(["backfill", "--batch-size", "20", "--batch-delay", "40"])
-            .args(["--database-url", &db.url])
-            .env_clear()
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the binary starts"),
-    );
+    let mut backfill = slow_backfill(&db);
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(90);
     while seen.len() < 2 && Instant::now() < deadline {

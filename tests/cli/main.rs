@@ -114,6 +114,20 @@ async fn the_run_command_serves_demo_data_with_no_environment_and_no_setup() {
     );
 }
 
+/// A backfill in small, paced batches in the background, for a position to watch move.
+fn slow_backfill(db: &TestDb) -> Running {
+    Running(
+        Command::new(BINARY)
+            .args(["backfill", "--batch-size", "20", "--batch-delay", "40"])
+            .args(["--database-url", &db.url])
+            .env_clear()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the binary starts"),
+    )
+}
+
 /// Runs a subcommand in `dir` with no variables and no `--database-url`: the default database.
 fn cli_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new(BINARY)
@@ -1105,16 +1119,7 @@ fn status_follows_the_walk_phase_by_phase_and_shows_a_running_backfill_move() {
     assert_eq!(dual["flag_changes"][0]["changed_by"], "night-shift");
 
     // A backfill running: the status names it and its position moves.
-    let mut backfill = Running(
-        Command::new(BINARY)
-            .args(["backfill", "--batch-size", "20", "--batch-delay", "40"])
-            .args(["--database-url", &db.url])
-            .env_clear()
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the binary starts"),
-    );
+    let mut backfill = slow_backfill(&db);
     let mut positions = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while positions.len() < 2 && std::time::Instant::now() < deadline {

@@ -462,14 +462,7 @@ impl Metrics {
         for result in ["match", "mismatch", "error"] {
             metrics.shadow.with_label_values(&[result]);
         }
-        for kind in [
-            "invalid",
-            "unknown",
-            "unreadable",
-            "refused",
-            "orphan",
-            "empty",
-        ] {
+        for kind in QUARANTINE_KINDS {
             metrics.quarantine_values.with_label_values(&[kind]);
         }
         for operation in storage::throttle::Operation::ALL {
@@ -532,14 +525,7 @@ impl Metrics {
     /// Records what the database says of the migration (read in the background).
     pub fn set_facts(&self, facts: &storage::status::MigrationFacts) {
         self.quarantine_values.reset();
-        for kind in [
-            "invalid",
-            "unknown",
-            "unreadable",
-            "refused",
-            "orphan",
-            "empty",
-        ] {
+        for kind in QUARANTINE_KINDS {
             self.quarantine_values.with_label_values(&[kind]).set(0);
         }
         for (kind, count) in &facts.quarantine_by_kind {
@@ -818,6 +804,16 @@ fn container_memory_limit() -> Option<u64> {
         .ok()
         .filter(|bytes| *bytes < 1 << 60)
 }
+
+/// The kinds of quarantined value (the `kind` column's CHECK): each has its series from the start.
+const QUARANTINE_KINDS: [&str; 6] = [
+    "invalid",
+    "unknown",
+    "unreadable",
+    "refused",
+    "orphan",
+    "empty",
+];
 
 /// How often the gauges of other processes' bulk operations are read from the database.
 const OPERATIONS_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
