@@ -115,6 +115,25 @@ async fn every_forbidden_transition_is_refused_with_its_rule_and_changes_nothing
         "dual_write_off_while_legacy_serves_reads",
     )
     .await;
+    // A change that breaks several rules names them all; `rule` stays the first.
+    let several = app
+        .json(
+            "PUT",
+            STATUS,
+            r#"{"use_unified": true, "unified_percent": 50}"#,
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(
+        several.body["rules"],
+        json!([
+            "dual_write_off_while_legacy_serves_reads",
+            "unified_reads_before_backfill",
+            "unified_reads_before_verify"
+        ]),
+        "{}",
+        several.body
+    );
     refused(
         r#"{"use_unified": true, "unified_percent": 100, "fallback": true}"#,
         "fallback_to_stale_legacy",

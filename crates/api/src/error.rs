@@ -48,6 +48,10 @@ pub enum ApiError {
     /// A guardrail with what holds it up (the unsettled quarantine).
     #[error("{1}")]
     GuardrailDetail(flags::GuardrailViolation, String),
+    /// A flag change that breaks several guardrails: all of them (the first is `rule`), and
+    /// the first one's words.
+    #[error("{1}")]
+    Guardrails(Vec<flags::GuardrailViolation>, String),
     #[error("no route for this path")]
     RouteNotFound,
     #[error("this method is not allowed here; allowed: {allow}")]
@@ -103,7 +107,9 @@ impl ApiError {
             ApiError::InvalidBody(_) => "errors.invalidBody",
             ApiError::Conflict(_) => "errors.conflict",
             ApiError::Forbidden(_) => "errors.forbidden",
-            ApiError::Guardrail(_) | ApiError::GuardrailDetail(..) => "errors.guardrailViolation",
+            ApiError::Guardrail(_) | ApiError::GuardrailDetail(..) | ApiError::Guardrails(..) => {
+                "errors.guardrailViolation"
+            }
             ApiError::RouteNotFound => "errors.routeNotFound",
             ApiError::MethodNotAllowed { .. } => "errors.methodNotAllowed",
             ApiError::StorageUnavailable(_) => "errors.storageUnavailable",
@@ -163,6 +169,9 @@ struct ErrorBody<'a> {
     /// The guardrail a refused flag change breaks.
     #[serde(skip_serializing_if = "Option::is_none")]
     rule: Option<&'static str>,
+    /// Every guardrail a refused flag change breaks, when it breaks several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rules: Vec<&'static str>,
     /// The request's id, as its `X-Request-Id` answer header says.
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<std::sync::Arc<str>>,
@@ -189,9 +198,10 @@ impl ResponseError for ApiError {
             ApiError::InvalidBody(_) | ApiError::RefusedInput(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ApiError::Conflict(_) | ApiError::Guardrail(_) | ApiError::GuardrailDetail(..) => {
-                StatusCode::CONFLICT
-            }
+            ApiError::Conflict(_)
+            | ApiError::Guardrail(_)
+            | ApiError::GuardrailDetail(..)
+            | ApiError::Guardrails(..) => StatusCode::CONFLICT,
             ApiError::NotFound { .. }
             | ApiError::CategorySlugNotFound(_)
             | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
@@ -260,7 +270,14 @@ impl ResponseError for ApiError {
                 ApiError::Guardrail(violation) | ApiError::GuardrailDetail(violation, _) => {
                     Some(violation.rule())
                 }
+                ApiError::Guardrails(violations, _) => violations.first().map(|v| v.rule()),
                 _ => None,
+            },
+            rules: match self {
+                ApiError::Guardrails(violations, _) => {
+                    violations.iter().map(|v| v.rule()).collect()
+                }
+                _ => Vec::new(),
             },
             request_id: crate::request_id::current(),
         })
@@ -293,6 +310,11 @@ pub struct ErrorView {
     /// One entry per refused field, for `errors.validationFailed`.
     #[serde(default)]
     pub fields: Vec<FieldErrorView>,
+    /// The guardrail a refused flag change breaks (409).
+    pub rule: Option<String>,
+    /// Every guardrail it breaks, when it breaks several.
+    #[serde(default)]
+    pub rules: Vec<String>,
     /// The request's id (the `X-Request-Id` answer header): the caller's when it sent a plain
     /// one, else a new UUID.
     pub request_id: Option<String>,

@@ -83,10 +83,28 @@ pub async fn change_flags(
         .check()
         .map_err(|reason| ApiError::InvalidBody(reason.into()))?;
     let actor = admin.actor.clone();
-    let change = state
+    let current = state.flags();
+    let change = match state
         .storage
-        .change_flags(state.flags(), &actor, |flags| update.apply(flags))
-        .await?;
+        .change_flags(current, &actor, |flags| update.apply(flags))
+        .await
+    {
+        Ok(change) => change,
+        // Every rule the change breaks, not only the first: one fix, not one per try.
+        Err(
+            refused @ (storage::StorageError::Guardrail(_)
+            | storage::StorageError::QuarantineUnsettled(_)),
+        ) => {
+            let migration = state.storage.migration_state().await?;
+            let rules = update.apply(current).violations(Some(&current), &migration);
+            return Err(if rules.len() > 1 {
+                ApiError::Guardrails(rules, refused.to_string())
+            } else {
+                refused.into()
+            });
+        }
+        Err(err) => return Err(err.into()),
+    };
     state.set_flags(change.new, change.phase);
     tracing::info!(actor = %change.actor, old = ?change.old, new = ?change.new, phase = %change.new_phase, "flags changed at runtime");
     Ok(HttpResponse::Ok().json(Envelope::new(status(&state).await?)))
