@@ -740,6 +740,9 @@ pub async fn seed_demo(settings: &Settings, output: Output, args: &SeedArgs) -> 
 pub async fn flags(settings: &Settings, output: Output, args: &FlagsArgs) -> anyhow::Result<()> {
     let configured = settings.flags.parse().context("invalid flag value")?;
     let storage = connect(settings, Purpose::Operates).await?;
+    let current = flags_in_force(settings, &storage)
+        .await
+        .context("cannot read the runtime flags (run migrate first?)")?;
     let change: Option<Box<dyn Fn(flags::Flags) -> flags::Flags>> = match (&args.set, args.step) {
         (Some(_), Some(_)) => bail!("give either --set or a step (promote, abort), not both"),
         (Some(set), None) => {
@@ -749,7 +752,6 @@ pub async fn flags(settings: &Settings, output: Output, args: &FlagsArgs) -> any
             Some(Box::new(move |flags| update.apply(flags)))
         }
         (None, Some(step)) => {
-            let current = flags_in_force(settings, &storage).await?;
             let rung = flags::Rung::of(&current).ok_or_else(|| {
                 CheckFailed(format!(
                     "the flags in force ({}) stand on no rung of the ladder (set by hand?): \
@@ -779,7 +781,6 @@ pub async fn flags(settings: &Settings, output: Output, args: &FlagsArgs) -> any
         (None, None) => None,
     };
     if let Some(change) = change {
-        let current = flags_in_force(settings, &storage).await?;
         match storage.change_flags(current, &args.actor, &change).await {
             Ok(changed) => note(&format!(
                 "flags changed: phase {} → {}",
@@ -860,13 +861,13 @@ pub async fn flags(settings: &Settings, output: Output, args: &FlagsArgs) -> any
             configured.shadow_percent.to_string(),
         ),
     ];
+    let rung = flags::Rung::of(&in_force);
     let report = serde_json::json!({
         "flags": in_force, "configured": configured, "source": source, "state": state,
         "sources": rows.iter().map(|(name, ..)| (name.to_string(), from(name))).collect::<HashMap<_, _>>(),
         "phase": phase.as_ref().ok(), "guardrail": phase.as_ref().err(),
-        "rung": flags::Rung::of(&in_force),
+        "rung": rung,
     });
-    let rung = flags::Rung::of(&in_force);
     let steps = rung.map(|rung| (FlagStep::Promote.target(rung), FlagStep::Abort.target(rung)));
     output.report(&report, |_| {
         // Each flag by the name `--set` takes, then its variable.
@@ -1760,10 +1761,7 @@ impl ArchiveArgs {
             None => None,
         };
         Ok(storage::soak::Soak {
-            at_least: self.soak_hours.map_or_else(
-                || settings.migration.archive_soak(),
-                |hours| Duration::from_secs(u64::from(hours) * 3600),
-            ),
+            at_least: settings.migration.archive_soak_or(self.soak_hours),
             waived,
         })
     }

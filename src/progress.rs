@@ -22,11 +22,11 @@ impl Progress {
         Self { bar, label }
     }
 
-    /// Moves the bar to `position` with `message`; without a terminal, prints
-    /// `{label} {message}` as one line.
+    /// Moves the bar to `position` with `message`; without a terminal, prints one line:
+    /// `{label} {position} of {total} ({percent} %, {time} left): {message}`. `position` counts
+    /// from the operation's start, across runs (a resumed operation starts where its checkpoint
+    /// is), so the total, percentage and time left are true.
     #[allow(clippy::print_stderr)] // progress is part of the command's output
-    /// `position` counts from the operation's start, across runs (a resumed operation starts
-    /// where its checkpoint is), so the line's total, percentage and time left are true.
     pub fn step(&self, position: u64, message: String) {
         self.bar.set_position(position);
         if self.bar.is_hidden() {

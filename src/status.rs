@@ -34,10 +34,7 @@ pub async fn status(settings: &Settings, output: Output, args: &StatusArgs) -> a
         );
     }
     let configured = settings.flags.parse().context("invalid flag value")?;
-    let soak = args.soak_hours.map_or_else(
-        || settings.migration.archive_soak(),
-        |hours| Duration::from_secs(u64::from(hours) * 3600),
-    );
+    let soak = settings.migration.archive_soak_or(args.soak_hours);
     let mut previous: Option<(Instant, Status)> = None;
     loop {
         let now = Instant::now();

@@ -15,7 +15,7 @@ pub mod openapi;
 pub mod request_id;
 pub mod routes;
 pub mod settings;
-mod shadow;
+pub mod shadow;
 pub mod shedding;
 pub mod telemetry;
 mod url_guard;

@@ -48,7 +48,13 @@ impl Default for MigrationSettings {
 
 impl MigrationSettings {
     pub fn archive_soak(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(u64::from(self.archive_soak_hours) * 3600)
+        self.archive_soak_or(None)
+    }
+
+    /// The soak a command's `--soak-hours` asks for, else the setting's.
+    pub fn archive_soak_or(&self, hours: Option<u32>) -> std::time::Duration {
+        let hours = hours.unwrap_or(self.archive_soak_hours);
+        std::time::Duration::from_secs(u64::from(hours) * 3600)
     }
 }
 
