@@ -1553,11 +1553,18 @@ pub async fn resolve(
                     if history.is_empty() {
                         return "no resolution yet".to_owned();
                     }
-                    let mut text = String::from("id  at                              by         action  attribute → detail");
+                    let mut text = String::from(
+                        "id  at                          by         action    attribute: what it did",
+                    );
                     for r in history {
                         text.push_str(&format!(
-                            "\n{:<3} {:<31} {:<10} {:<7} {} → {}",
-                            r.id, r.resolved_at, r.resolved_by, r.action, r.attribute_code, r.detail
+                            "\n{:<3} {:<27} {:<10} {:<9} {}: {}",
+                            r.id,
+                            r.resolved_at,
+                            r.resolved_by,
+                            r.action,
+                            r.attribute_code,
+                            resolution_detail(r)
                         ));
                     }
                     text
@@ -1576,6 +1583,61 @@ pub async fn resolve(
                 .join("; ")
         ),
         Err(err) => Err(err.into()),
+    }
+}
+
+/// A recorded resolution's detail in words, for `resolve history` (`--json` keeps the record).
+fn resolution_detail(r: &storage::resolve::Resolution) -> String {
+    let d = &r.detail;
+    let text = |key: &str| d[key].as_str().unwrap_or("?").to_owned();
+    let count = |key: &str| {
+        d[key]
+            .as_array()
+            .map_or_else(|| d[key].as_u64().unwrap_or(0), |list| list.len() as u64)
+    };
+    let matching = |key: &str| match count(key) {
+        0 => String::new(),
+        n => format!("; {n} quarantined value(s) matched"),
+    };
+    match r.action.as_str() {
+        "alias" => format!(
+            "'{}' means option '{}'{}{}",
+            text("alias"),
+            text("option"),
+            if d["already_known"] == true {
+                " (already known)"
+            } else {
+                ""
+            },
+            matching("quarantined_matching")
+        ),
+        "option" => format!(
+            "new option '{}'{}",
+            text("value"),
+            matching("quarantined_matching")
+        ),
+        "move" => format!(
+            "values moved to '{}': {} moved, {} skipped, {} migrated again, {} quarantined",
+            text("to"),
+            count("moved"),
+            count("skipped"),
+            count("migrated"),
+            count("quarantined")
+        ),
+        "accept" | "unaccept" => format!(
+            "{} value(s){}{}",
+            count("values"),
+            d["reason"]
+                .as_str()
+                .map(|kind| format!(" quarantined as {kind}"))
+                .unwrap_or_default(),
+            d["note"]
+                .as_str()
+                .map(|note| format!(" — {note}"))
+                .unwrap_or_default()
+        ),
+        "undo" => format!("undid resolution {} ({})", d["undoes"], text("action")),
+        _ => d.to_string(),
     }
 }
 

@@ -88,7 +88,14 @@ pub fn message(err: &anyhow::Error) -> String {
         }
         parts.push(text);
     }
-    parts.join(": ")
+    let refused_with = err
+        .chain()
+        .find_map(|c| c.downcast_ref::<StorageError>())
+        .and_then(StorageError::sqlstate);
+    match refused_with {
+        Some(state) => format!("{} ({state})", parts.join(": ")),
+        None => parts.join(": "),
+    }
 }
 
 /// What `--json` prints for a failure, on stdout where the result would have been.

@@ -126,6 +126,11 @@ async fn every_acknowledged_write_is_in_the_feed_once_in_commit_order_per_entity
     let mut times = BTreeMap::<i64, Vec<String>>::new();
     for change in &seen {
         assert_eq!(change["source"], "service");
+        let at = change["changed_at"].as_str().expect("time");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(at).is_ok(),
+            "changed_at in RFC 3339: {at}"
+        );
         let id = change["entity_id"].as_i64().expect("id");
         *delivered.entry(id).or_default() += 1;
         times

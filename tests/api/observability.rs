@@ -162,6 +162,30 @@ async fn the_migration_gauges_agree_with_the_status() {
     raw.execute("UPDATE migration_state SET unified_only_write_at = CURRENT_TIMESTAMP")
         .await;
     wait_for("unified_attributes_legacy_sync_pending", 1.0).await;
+
+    // The backfill's position in per cent of the kind's entities, as `status` counts it.
+    let percent = "unified_attributes_backfill_percent{entity_type=\"listing\"}";
+    wait_for(percent, 100.0).await;
+    let all = raw.count("SELECT COUNT(*) FROM marketplace_listings").await;
+    let middle = raw
+        .count(&format!(
+            "SELECT CAST(id AS BIGINT) FROM marketplace_listings ORDER BY id OFFSET {} LIMIT 1",
+            all / 3
+        ))
+        .await;
+    raw.execute(&format!(
+        "UPDATE backfill_checkpoint SET completed_at = NULL, last_id = {middle}
+         WHERE entity_type = 'listing'"
+    ))
+    .await;
+    let done = raw
+        .count(&format!(
+            "SELECT COUNT(*) FROM marketplace_listings WHERE id <= {middle}"
+        ))
+        .await;
+    let expected = (done as f64 * 1000.0 / all as f64).round() / 10.0;
+    assert!(0.0 < expected && expected < 100.0, "{expected}");
+    wait_for(percent, expected).await;
 }
 
 async fn traffic(app: &crate::helpers::TestApp) {

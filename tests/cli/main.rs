@@ -1117,6 +1117,11 @@ fn status_follows_the_walk_phase_by_phase_and_shows_a_running_backfill_move() {
     assert_eq!(dual["phase"], "dual_write");
     assert_eq!(blocked_by(&dual), "unified_reads_before_backfill");
     assert_eq!(dual["flag_changes"][0]["changed_by"], "night-shift");
+    let rfc3339 = |at: &serde_json::Value| {
+        at.as_str()
+            .is_some_and(|at| chrono::DateTime::parse_from_rfc3339(at).is_ok())
+    };
+    assert!(rfc3339(&dual["flag_changes"][0]["changed_at"]), "{dual}");
 
     // A backfill running: the status names it and its position moves.
     let mut backfill = slow_backfill(&db);
@@ -1162,6 +1167,10 @@ fn status_follows_the_walk_phase_by_phase_and_shows_a_running_backfill_move() {
     let verified = status(&[]);
     assert!(verified["next"]["blocked_by"].is_null(), "{verified}");
     assert_eq!(verified["last_verify"]["drifted"], 0);
+    assert!(
+        rfc3339(&verified["last_verify"]["finished_at"]),
+        "{verified}"
+    );
     assert_eq!(verified["next"]["to"], "canary 1% with fallback");
 
     // The demo's defects are seen by users: without fallback, unified reads would hide them.
@@ -1372,6 +1381,17 @@ fn resolve_alias_then_retry_quarantine_migrates_the_spelling_and_records_who_did
         history.as_array().map(Vec::len),
         Some(1),
         "the refusal left no record"
+    );
+    let in_words = cli(&db, &["resolve", "history"], &dual);
+    let in_words = String::from_utf8_lossy(&in_words.stdout);
+    assert!(
+        in_words.contains("night-shift")
+            && in_words.contains("transmission: 'poluautomatik' means option"),
+        "the history says what the resolution did, not its JSON: {in_words}"
+    );
+    assert!(
+        in_words.contains('T') && in_words.contains('Z') && !in_words.contains('{'),
+        "RFC 3339 times, no raw JSON: {in_words}"
     );
 
     // The same alias again, as users spelled it: one idempotent answer, nothing recorded.

@@ -450,9 +450,19 @@ async fn assert_dual_write_fails_atomically(db: TestDb, failing_table: &str) {
             WriteMode::Dual,
         )
         .await;
+    let Err(err) = &result else {
+        panic!("{result:?}")
+    };
+    assert!(matches!(err, StorageError::Database(_)), "{err:?}");
+    // The log line: the database's words once, its code by name.
+    let logged = storage::Logged(err).to_string();
+    let named = match db.backend {
+        Backend::Postgres => "(SQLSTATE P0001 raise_exception)",
+        Backend::Sqlite => "SQLITE_CONSTRAINT)",
+    };
     assert!(
-        matches!(result, Err(StorageError::Database(_))),
-        "{result:?}"
+        logged.ends_with(named) && logged.matches("injected fault").count() == 1,
+        "{logged}"
     );
     assert_eq!(stored_years(&db, listing).await, before);
     assert_eq!(

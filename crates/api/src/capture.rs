@@ -29,7 +29,7 @@ pub fn run(state: &AppState) {
             if pruned.elapsed() >= PRUNE_EVERY {
                 pruned = std::time::Instant::now();
                 if let Err(err) = storage.prune_changes(RETENTION).await {
-                    tracing::debug!(error = ?err, "change feed not pruned");
+                    tracing::debug!(error = %storage::Logged(&err), "change feed not pruned");
                 }
             }
             match storage.changes_pending().await {
@@ -39,7 +39,7 @@ pub fn run(state: &AppState) {
                     continue;
                 }
                 Err(err) => {
-                    tracing::debug!(error = ?err, "change feed unavailable");
+                    tracing::debug!(error = %storage::Logged(&err), "change feed unavailable");
                     interval = IDLE;
                     continue;
                 }
@@ -49,13 +49,13 @@ pub fn run(state: &AppState) {
                     Ok(applied) if applied as i64 >= BATCH => continue,
                     Ok(_) => break,
                     Err(err) => {
-                        tracing::debug!(error = ?err, "captured changes not applied yet");
+                        tracing::debug!(error = %storage::Logged(&err), "captured changes not applied yet");
                         break;
                     }
                 }
             }
             if let Err(err) = storage.sequence_changes(BATCH * 4).await {
-                tracing::debug!(error = ?err, "change feed not sequenced yet");
+                tracing::debug!(error = %storage::Logged(&err), "change feed not sequenced yet");
             }
         }
     });

@@ -232,12 +232,12 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Internal(cause) => {
                 if let Some(suppressed) = INTERNAL.allow_now() {
-                    tracing::error!(error = ?cause, suppressed, "request failed");
+                    tracing::error!(error = %storage::Logged(cause), suppressed, "request failed");
                 }
             }
             ApiError::StorageUnavailable(cause) => {
                 if let Some(suppressed) = UNAVAILABLE.allow_now() {
-                    tracing::error!(error = ?cause, suppressed, "request failed: the database is unavailable");
+                    tracing::error!(error = %storage::Logged(cause), suppressed, "request failed: the database is unavailable");
                 }
             }
             _ => {}

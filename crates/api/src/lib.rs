@@ -152,7 +152,7 @@ impl AppState {
                 }
             }
             (Err(err), _) | (_, Err(err)) => {
-                tracing::warn!(error = ?err, "cannot reload the runtime flags")
+                tracing::warn!(error = %storage::Logged(&err), "cannot reload the runtime flags")
             }
         }
     }
@@ -497,7 +497,7 @@ impl Application {
 /// the worker's runtime. (The URL was checked when the service started.)
 fn worker_state(shared: &AppState, url: &str, pool: storage::PoolSettings) -> AppState {
     let storage = shared.storage.for_worker(url, pool).unwrap_or_else(|err| {
-        tracing::error!(error = ?err, "worker pool not created; the worker shares the main pool");
+        tracing::error!(error = %storage::Logged(&err), "worker pool not created; the worker shares the main pool");
         shared.storage.clone()
     });
     if let Ok(mut pools) = shared.pools.lock() {
@@ -523,7 +523,7 @@ async fn listen_for_invalidations(state: &AppState) {
         Ok(Some(listener)) => listener,
         Ok(None) => return,
         Err(err) => {
-            tracing::error!(error = ?err, "cannot listen for other replicas' invalidations; caching only locally");
+            tracing::error!(error = %storage::Logged(&err), "cannot listen for other replicas' invalidations; caching only locally");
             return;
         }
     };

@@ -66,6 +66,7 @@ pub struct Metrics {
     memory_limit: IntGauge,
     backfill_completed: IntGaugeVec,
     backfill_updated: GaugeVec,
+    backfill_percent: GaugeVec,
     backfill_rows: IntGaugeVec,
     unified_read_percent: IntGauge,
     quarantine_values: IntGaugeVec,
@@ -379,20 +380,18 @@ impl Metrics {
                 "1 when the backfill of the entity kind has finished.",
                 &["entity_type"],
             ),
-            backfill_updated: {
-                let metric = GaugeVec::new(
-                    Opts::new(
-                        "unified_attributes_backfill_updated_timestamp_seconds",
-                        "When the backfill checkpoint of the entity kind last moved.",
-                    ),
-                    &["entity_type"],
-                )
-                .expect("valid metric definition");
-                registry
-                    .register(Box::new(metric.clone()))
-                    .expect("unique metric name");
-                metric
-            },
+            backfill_updated: float_gauge_vec(
+                &registry,
+                "unified_attributes_backfill_updated_timestamp_seconds",
+                "When the backfill checkpoint of the entity kind last moved.",
+                &["entity_type"],
+            ),
+            backfill_percent: float_gauge_vec(
+                &registry,
+                "unified_attributes_backfill_percent",
+                "Entities of the kind at or before the backfill checkpoint, in per cent of all (100 once finished).",
+                &["entity_type"],
+            ),
             backfill_rows: gauge_vec(
                 &registry,
                 "unified_attributes_backfill_rows",
@@ -487,6 +486,7 @@ impl Metrics {
         // stall alert must not see a backfill that never started).
         for entity_type in ["listing", "product", "product_variant"] {
             metrics.backfill_completed.with_label_values(&[entity_type]);
+            metrics.backfill_percent.with_label_values(&[entity_type]);
             for outcome in ["migrated", "quarantined"] {
                 metrics
                     .backfill_rows
@@ -510,6 +510,11 @@ impl Metrics {
             self.backfill_completed
                 .with_label_values(&[entity_type])
                 .set(i64::from(kind.completed));
+            if kind.completed {
+                self.backfill_percent
+                    .with_label_values(&[entity_type])
+                    .set(100.0);
+            }
             self.backfill_updated
                 .with_label_values(&[entity_type])
                 .set(kind.updated_epoch_seconds);
@@ -519,6 +524,15 @@ impl Metrics {
             self.backfill_rows
                 .with_label_values(&[entity_type, "quarantined"])
                 .set(kind.quarantined);
+        }
+    }
+
+    /// Records where each unfinished backfill stands among its kind's entities.
+    pub fn set_backfill_percent(&self, percents: &[(String, f64)]) {
+        for (entity_type, percent) in percents {
+            self.backfill_percent
+                .with_label_values(&[entity_type])
+                .set(*percent);
         }
     }
 
@@ -832,22 +846,37 @@ pub fn refresh_operations(state: &crate::AppState) {
             let limit = std::time::Duration::from_secs(1);
             match tokio::time::timeout(limit, state.storage.backfill_progress()).await {
                 Ok(Ok(progress)) => state.metrics.set_backfill(&progress),
-                Ok(Err(err)) => tracing::debug!(error = ?err, "backfill progress unavailable"),
+                Ok(Err(err)) => {
+                    tracing::debug!(error = %storage::Logged(&err), "backfill progress unavailable")
+                }
                 Err(_) => tracing::debug!("backfill progress timed out"),
+            }
+            match tokio::time::timeout(limit, state.storage.backfill_percent()).await {
+                Ok(Ok(percents)) => state.metrics.set_backfill_percent(&percents),
+                Ok(Err(err)) => {
+                    tracing::debug!(error = %storage::Logged(&err), "backfill position unavailable")
+                }
+                Err(_) => tracing::debug!("backfill position timed out"),
             }
             match tokio::time::timeout(limit, state.storage.throttles()).await {
                 Ok(Ok(throttles)) => state.metrics.set_throttles(&throttles),
-                Ok(Err(err)) => tracing::debug!(error = ?err, "throttles unavailable"),
+                Ok(Err(err)) => {
+                    tracing::debug!(error = %storage::Logged(&err), "throttles unavailable")
+                }
                 Err(_) => tracing::debug!("throttles timed out"),
             }
             match tokio::time::timeout(limit, state.storage.migration_facts()).await {
                 Ok(Ok(facts)) => state.metrics.set_facts(&facts),
-                Ok(Err(err)) => tracing::debug!(error = ?err, "migration facts unavailable"),
+                Ok(Err(err)) => {
+                    tracing::debug!(error = %storage::Logged(&err), "migration facts unavailable")
+                }
                 Err(_) => tracing::debug!("migration facts timed out"),
             }
             match tokio::time::timeout(limit, state.storage.capture_status()).await {
                 Ok(Ok(status)) => state.metrics.set_capture(&status),
-                Ok(Err(err)) => tracing::debug!(error = ?err, "capture status unavailable"),
+                Ok(Err(err)) => {
+                    tracing::debug!(error = %storage::Logged(&err), "capture status unavailable")
+                }
                 Err(_) => tracing::debug!("capture status timed out"),
             }
         }

@@ -73,7 +73,7 @@ pub fn compare_entity(state: &AppState, entity: EntityRef) {
             (Ok(mut legacy), Ok(unified)) => {
                 // Compared as served: legacy spellings read as the option they mean.
                 if let Err(err) = state.canonical_legacy_values(&mut legacy.data).await {
-                    tracing::debug!(error = ?err, "legacy spellings left as stored");
+                    tracing::debug!(error = %err, "legacy spellings left as stored");
                 }
                 let differences = differences(&legacy.data, &unified.data);
                 if differences.is_empty() {
@@ -97,7 +97,7 @@ pub fn compare_entity(state: &AppState, entity: EntityRef) {
             }
             (Err(err), _) | (_, Err(err)) => {
                 state.metrics.shadow("error");
-                tracing::warn!(%entity, error = ?err, "shadow read failed");
+                tracing::warn!(%entity, error = %storage::Logged(&err), "shadow read failed");
             }
         }
     });

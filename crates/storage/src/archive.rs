@@ -43,6 +43,7 @@ pub struct TableEvidence {
 pub struct Manifest {
     pub id: i64,
     pub action: String,
+    #[sqlx(try_from = "crate::rows::TimestampText")]
     pub recorded_at: String,
     pub phase: String,
     #[sqlx(json)]

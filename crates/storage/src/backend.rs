@@ -1521,7 +1521,7 @@ macro_rules! backend_operations {
         async fn last_verify(conn: &mut Conn<Self>) -> Result<Option<crate::verify::LastVerify>> {
             record_queries(1);
             let row: Option<(String, i64, i64)> = sqlx::query_as(crate::verify::LAST_RUN).fetch_optional(conn).await?;
-            Ok(row.map(|(finished_at, checked, drifted)| crate::verify::LastVerify { finished_at, checked, drifted }))
+            Ok(row.map(|(finished_at, checked, drifted)| crate::verify::LastVerify { finished_at: crate::rows::rfc3339(finished_at), checked, drifted }))
         }
 
         async fn unified_bindings(conn: &mut Conn<Self>) -> Result<Vec<domain::CategoryBinding>> {

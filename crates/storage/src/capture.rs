@@ -41,6 +41,7 @@ pub struct Change {
     pub entity_id: i64,
     /// `service` (written through this service) or `direct` (captured from the legacy tables).
     pub source: String,
+    #[sqlx(try_from = "crate::rows::TimestampText")]
     pub changed_at: String,
 }
 
@@ -313,10 +314,12 @@ impl<B: Backend> Router<B> {
     pub(crate) async fn capture_status(&self) -> Result<CaptureStatus> {
         let mut conn = self.acquire().await?;
         record_queries(1);
-        let status = on_dialect!(B::dialect(&mut conn), STATUS, |c, statement| {
-            sqlx::query_as(statement).fetch_one(&mut *c).await?
-        });
+        let mut status: CaptureStatus =
+            on_dialect!(B::dialect(&mut conn), STATUS, |c, statement| {
+                sqlx::query_as(statement).fetch_one(&mut *c).await?
+            });
         conn.commit().await?;
+        status.last_direct_at = status.last_direct_at.map(crate::rows::rfc3339);
         Ok(status)
     }
 

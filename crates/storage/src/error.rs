@@ -119,6 +119,57 @@ impl StorageError {
     }
 }
 
+impl StorageError {
+    /// The code the database refused with, and its condition name when known.
+    pub fn sqlstate(&self) -> Option<crate::sqlstate::SqlState> {
+        let (StorageError::Database(sqlx::Error::Database(db))
+        | StorageError::Migration(
+            sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(db))
+            | sqlx::migrate::MigrateError::ExecuteMigration(sqlx::Error::Database(db), _),
+        )) = self
+        else {
+            return None;
+        };
+        let code = db.code()?.into_owned();
+        Some(
+            if db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+            {
+                crate::sqlstate::SqlState::postgres(code)
+            } else {
+                crate::sqlstate::SqlState::sqlite(code)
+            },
+        )
+    }
+}
+
+/// An error as a log line shows it: its causes joined by ": ", then the database's code and
+/// its name (`… (SQLSTATE 40P01 deadlock_detected)`), never Rust's debug form.
+#[derive(Debug)]
+pub struct Logged<'a>(pub &'a StorageError);
+
+impl std::fmt::Display for Logged<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut line = self.0.to_string();
+        let mut cause = std::error::Error::source(self.0);
+        while let Some(err) = cause {
+            // sqlx's wrapper and the database's error it wraps say the same words.
+            let said = err.to_string();
+            if !line.ends_with(&said) {
+                line.push_str(": ");
+                line.push_str(&said);
+            }
+            cause = err.source();
+        }
+        f.write_str(&line)?;
+        if let Some(state) = self.0.sqlstate() {
+            write!(f, " ({state})")?;
+        }
+        Ok(())
+    }
+}
+
 fn transient(err: &sqlx::Error) -> bool {
     match err {
         // A connection lost or refused, a pool closed as the service stops.

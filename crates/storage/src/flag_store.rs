@@ -24,6 +24,7 @@ pub struct StoredFlags {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct FlagAuditEntry {
     pub id: i64,
+    #[sqlx(try_from = "crate::rows::TimestampText")]
     pub changed_at: String,
     pub changed_by: String,
     #[sqlx(json)]
@@ -72,6 +73,7 @@ pub(crate) struct FlagRow {
     pub fallback: bool,
     pub dual_write: bool,
     pub shadow_percent: i32,
+    #[sqlx(try_from = "crate::rows::TimestampText")]
     pub updated_at: String,
     pub updated_by: String,
 }

@@ -37,6 +37,7 @@ mod savepoint;
 pub mod soak;
 mod sql;
 mod sqlite;
+pub mod sqlstate;
 mod stats;
 pub mod status;
 pub mod sync;
@@ -56,7 +57,7 @@ use flags::{MigrationState, WriteMode};
 use serde_json::{Map, Value as Json};
 use sqlx::migrate::{Migrate, Migrator};
 
-pub use error::{Result, StorageError};
+pub use error::{Logged, Result, StorageError};
 pub use flag_store::{FlagAuditEntry, FlagChange, MigrationCounts, StoredFlags};
 pub use home::DEFAULT_SCHEMA;
 pub use invalidation::Invalidation;
@@ -255,7 +256,7 @@ impl Storage {
             && let Some(replicas) = router.backend().replicas()
         {
             let lsn = router.backend().primary_position().await.unwrap_or_else(|err| {
-                tracing::warn!(error = ?err, "no WAL position for a committed write; its reads go to the primary");
+                tracing::warn!(error = %crate::Logged(&err), "no WAL position for a committed write; its reads go to the primary");
                 freshness::Lsn::MAX
             });
             replicas.freshness.record(&written.invalidations, lsn);

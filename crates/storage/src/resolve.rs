@@ -37,6 +37,7 @@ pub struct Resolution {
     /// Legacy values the resolution changed (moves); 0 for aliases and options, which take
     /// effect when the quarantine is retried.
     pub affected: i64,
+    #[sqlx(try_from = "crate::rows::TimestampText")]
     pub resolved_at: String,
     pub resolved_by: String,
     /// The same resolution was asked for again: this is the earlier one, nothing changed.

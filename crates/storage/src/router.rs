@@ -337,7 +337,7 @@ impl<B: Backend> Router<B> {
                 served_by: ServedBy::Unified,
             }),
             Err(err) if route.fallback => {
-                tracing::warn!(error = ?err, "unified batch read failed; answered from legacy");
+                tracing::warn!(error = %crate::Logged(&err), "unified batch read failed; answered from legacy");
                 Ok(Read {
                     data: read(Store::Legacy).await?,
                     served_by: ServedBy::Fallback(FallbackReason::UnifiedError),
@@ -491,7 +491,7 @@ impl<B: Backend> Router<B> {
             }
             Err(err @ StorageError::NotFound { .. }) => Err(err),
             Err(err) if route.fallback => {
-                tracing::warn!(error = ?err, "unified read failed; answered from legacy");
+                tracing::warn!(error = %crate::Logged(&err), "unified read failed; answered from legacy");
                 let data = read(Store::Legacy).await?;
                 Ok(Read {
                     data,

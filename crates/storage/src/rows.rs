@@ -5,7 +5,7 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use domain::attribute::{UiSettings, normalize_code};
 use domain::{
     Attribute, AttributeOption, AttributeType, CategoryBinding, EntityValues, Language,
@@ -203,6 +203,27 @@ pub(crate) fn timestamp(text: Option<&str>) -> Option<DateTime<Utc>> {
             tracing::debug!(text, %err, "unreadable timestamp left out");
             None
         }
+    }
+}
+
+/// A timestamp column read as text, handed on in RFC 3339 whichever backend stored it:
+/// PostgreSQL's text form (`2026-12-05 14:03:08.12+00`) is not, SQLite's is.
+#[derive(sqlx::Type)]
+#[sqlx(transparent)]
+pub(crate) struct TimestampText(String);
+
+impl From<TimestampText> for String {
+    fn from(TimestampText(text): TimestampText) -> String {
+        rfc3339(text)
+    }
+}
+
+/// `text` in RFC 3339 (UTC, `Z`, always six fractional digits so that the text sorts as the
+/// time does), or as it is when it is no timestamp either backend writes.
+pub(crate) fn rfc3339(text: String) -> String {
+    match timestamp(Some(&text)) {
+        Some(at) => at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        None => text,
     }
 }
 
@@ -740,5 +761,20 @@ mod tests {
             assert_eq!(timestamp(Some(text)), expected, "{text}");
         }
         assert_eq!(timestamp(Some("yesterday")), None);
+    }
+
+    #[test]
+    fn timestamps_are_handed_on_in_rfc3339_with_a_fixed_fraction() {
+        for (stored, shown) in [
+            (
+                "2026-12-05 14:03:08.123456+00",
+                "2026-12-05T14:03:08.123456Z",
+            ),
+            ("2026-12-05 16:03:08+02", "2026-12-05T14:03:08.000000Z"),
+            ("2026-12-05T14:03:08.120Z", "2026-12-05T14:03:08.120000Z"),
+        ] {
+            assert_eq!(rfc3339(stored.to_owned()), shown, "{stored}");
+        }
+        assert_eq!(rfc3339("yesterday".to_owned()), "yesterday");
     }
 }

@@ -148,26 +148,42 @@ const VARIANTS_UP_TO: Sql = Sql::same(
     "SELECT CAST(COUNT(*) FILTER (WHERE id <= $1) AS BIGINT), CAST(COUNT(*) AS BIGINT) FROM storefront_product_variants",
 );
 
+/// The checkpoints of the kinds whose backfill has not finished (a finished kind is at 100 %).
+const UNFINISHED_CHECKPOINTS: Sql = Sql::same(
+    "SELECT entity_type, last_id FROM backfill_checkpoint WHERE completed_at IS NULL ORDER BY entity_type",
+);
+
 impl<B: Backend> Router<B> {
+    /// Each unfinished kind's backfill position in per cent of its entities, for the metrics:
+    /// read in the background, so not counted with the requests' queries.
+    pub(crate) async fn backfill_percent(&self) -> Result<Vec<(String, f64)>> {
+        let mut conn = self.acquire().await?;
+        let unfinished = on_dialect!(B::dialect(&mut conn), UNFINISHED_CHECKPOINTS, |c, sql| {
+            sqlx::query_as::<_, (String, i64)>(sql)
+                .fetch_all(&mut *c)
+                .await?
+        });
+        let mut percents = Vec::with_capacity(unfinished.len());
+        for (kind, last_id) in unfinished {
+            let Ok(entity) = kind.parse::<domain::EntityKind>() else {
+                continue;
+            };
+            let (done, all) = count_up_to::<B>(&mut conn, entity, last_id).await?;
+            percents.push((kind, percent(done, all)));
+        }
+        conn.commit().await?;
+        Ok(percents)
+    }
+
     /// `(done, all)` entities of `kind` for a checkpoint at `last_id`.
     pub(crate) async fn entities_up_to(
         &self,
         kind: domain::EntityKind,
         last_id: i64,
     ) -> Result<(i64, i64)> {
-        let sql = match kind {
-            domain::EntityKind::Listing => LISTINGS_UP_TO,
-            domain::EntityKind::Product => PRODUCTS_UP_TO,
-            domain::EntityKind::ProductVariant => VARIANTS_UP_TO,
-        };
         let mut conn = self.acquire().await?;
         record_queries(1);
-        let counts = on_dialect!(B::dialect(&mut conn), sql, |c, statement| {
-            sqlx::query_as::<_, (i64, i64)>(statement)
-                .bind(last_id)
-                .fetch_one(&mut *c)
-                .await?
-        });
+        let counts = count_up_to::<B>(&mut conn, kind, last_id).await?;
         conn.commit().await?;
         Ok(counts)
     }
@@ -221,7 +237,33 @@ impl<B: Backend> Router<B> {
     }
 }
 
+async fn count_up_to<B: Backend>(
+    conn: &mut crate::backend::Conn<B>,
+    kind: domain::EntityKind,
+    last_id: i64,
+) -> Result<(i64, i64)> {
+    let sql = match kind {
+        domain::EntityKind::Listing => LISTINGS_UP_TO,
+        domain::EntityKind::Product => PRODUCTS_UP_TO,
+        domain::EntityKind::ProductVariant => VARIANTS_UP_TO,
+    };
+    Ok(on_dialect!(B::dialect(conn), sql, |c, statement| {
+        sqlx::query_as::<_, (i64, i64)>(statement)
+            .bind(last_id)
+            .fetch_one(&mut *c)
+            .await?
+    }))
+}
+
 impl Storage {
+    /// Each unfinished kind's backfill position in per cent of its entities (the metrics').
+    pub async fn backfill_percent(&self) -> Result<Vec<(String, f64)>> {
+        match &self.0 {
+            crate::Backends::Postgres(r) => r.backfill_percent().await,
+            crate::Backends::Sqlite(r) => r.backfill_percent().await,
+        }
+    }
+
     /// Entities of `kind` at or before a backfill checkpoint at `last_id`: where a resumed
     /// run's progress starts.
     pub async fn entities_up_to(&self, kind: domain::EntityKind, last_id: i64) -> Result<i64> {

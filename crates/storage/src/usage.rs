@@ -79,11 +79,14 @@ pub(crate) async fn legacy_usage<B: Backend>(conn: &mut Conn<B>) -> Result<Legac
         .bind(WATCHED.map(str::to_owned).to_vec())
         .fetch_all(&mut *c)
         .await?;
-    let sessions = sqlx::query_as(SESSIONS)
+    let mut sessions: Vec<SessionUsage> = sqlx::query_as(SESSIONS)
         .bind(APPLICATION_NAME)
         .bind(format!("({})", WATCHED.join("|")))
         .fetch_all(&mut *c)
         .await?;
+    for session in &mut sessions {
+        session.since = session.since.take().map(crate::rows::rfc3339);
+    }
     Ok(LegacyUsage {
         tables,
         sessions,

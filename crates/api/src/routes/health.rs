@@ -17,7 +17,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         Ok(false) => HttpResponse::ServiceUnavailable()
             .json(json!({"status": "not_ready", "reason": "migrations pending"})),
         Err(err) => {
-            tracing::warn!(error = ?err, "readiness check failed");
+            tracing::warn!(error = %storage::Logged(&err), "readiness check failed");
             HttpResponse::ServiceUnavailable()
                 .json(json!({"status": "not_ready", "reason": "database unreachable"}))
         }
