@@ -139,7 +139,7 @@ impl HeldLease {
             // `migrate down` reverted the lease's own migration: the lease went with its table.
             Err(err) if err.is_undefined_table() => {}
             Err(err) => {
-                tracing::warn!(error = %err, "could not release the lease; it expires after the grace period");
+                tracing::warn!(error = %storage::Logged(&err), "could not release the lease; it expires after the grace period");
             }
         }
     }
@@ -167,7 +167,9 @@ async fn beat(
                 stop.store(true, Ordering::Release);
                 return;
             }
-            Err(err) => tracing::warn!(error = %err, "could not renew the lease; retrying"),
+            Err(err) => {
+                tracing::warn!(error = %storage::Logged(&err), "could not renew the lease; retrying")
+            }
         }
     }
 }

@@ -552,7 +552,7 @@ async fn listen_for_invalidations(state: &AppState) {
                 }
                 Err(err) => {
                     if !state.caches.unconfirmed() {
-                        tracing::warn!(error = %err, "listener failed; cached answers are revalidated until it is back");
+                        tracing::warn!(error = %storage::Logged(&err), "listener failed; cached answers are revalidated until it is back");
                         state.metrics.listener_reconnected();
                     }
                     state.caches.hold_unconfirmed();

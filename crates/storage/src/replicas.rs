@@ -185,7 +185,7 @@ impl ReplicaSet {
 
     /// A read on `replica` failed below SQL: out until a poll finds it well.
     pub(crate) fn read_failed(&self, replica: usize, error: &crate::StorageError) {
-        tracing::warn!(replica = %self.replicas[replica].name, ?error, "read replica failed a read; taken out, the primary answers");
+        tracing::warn!(replica = %self.replicas[replica].name, error = %crate::Logged(error), "read replica failed a read; taken out, the primary answers");
         self.set_state(replica, ReplicaState::Unreachable);
     }
 
@@ -315,7 +315,8 @@ pub(crate) fn watch(set: &Arc<ReplicaSet>, primary: PgConnectOptions) {
                 match position(connection, set.options(replica), REPLAYED_POSITION).await {
                     Ok(replayed) => set.observe(replica, replayed, Instant::now()),
                     Err(error) => {
-                        tracing::debug!(?error, "read replica poll failed");
+                        let error = crate::StorageError::from(error);
+                        tracing::debug!(error = %crate::Logged(&error), "read replica poll failed");
                         set.set_state(replica, ReplicaState::Unreachable);
                     }
                 }
