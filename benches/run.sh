@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Every figure of benches/README.md from one command: the criterion benchmarks of the hot
-# paths, the load benchmark and the backfill benchmark, each figure next to its ceiling
+# paths, the load, write, scale-out and backfill benchmarks, each figure next to its ceiling
 # measured in the same run. Writes target/bench/report.md. Loopback only; each part stops by
 # itself. Needs PostgreSQL on 127.0.0.1:5432, wrk, hey, pgbench, psql and GNU time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=target/bench
+OUT=${CARGO_TARGET_DIR:-target}/bench
 mkdir -p "$OUT"
 
 printf '\n== criterion: hot paths\n' >&2
@@ -26,12 +26,15 @@ for function, time in rows:
 PY
 
 benches/load/run.sh
+benches/load/writes.sh
 benches/load/scale_out.sh
 benches/backfill/run.sh
 
 {
     printf '## Load (benches/load/run.sh)\n\n'
     cat "$OUT/load.md"
+    printf '\n## Writes (benches/load/writes.sh)\n\n'
+    cat "$OUT/writes.md"
     printf '\n## Scale-out (benches/load/scale_out.sh)\n\n'
     cat "$OUT/scale_out.md"
     printf '\n## Backfill (benches/backfill/run.sh)\n\n'

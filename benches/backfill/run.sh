@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.."
 DB_URL=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/ua_backfill_bench}
 LISTINGS=${BENCH_LISTINGS:-220000}
 BATCH=${BENCH_BATCH:-1000}
-OUT=target/bench
+OUT=${CARGO_TARGET_DIR:-target}/bench
 mkdir -p "$OUT"
 for tool in psql python3 /usr/bin/time; do
     command -v "$tool" >/dev/null || { echo "missing $tool (Debian: postgresql-client time)" >&2; exit 1; }
