@@ -187,8 +187,9 @@ impl AppState {
             .catalog(ReadRoute::new(flags::Store::Legacy, false))
             .await?;
         for (code, typed) in values.iter_mut() {
-            if let Some(attribute) = catalog.iter().find(|a| &a.code == code)
-                && select_like(&typed.value)
+            // The kind first: the catalog is searched only for the values that have options.
+            if select_like(&typed.value)
+                && let Some(attribute) = catalog.iter().find(|a| &a.code == code)
             {
                 domain::canonical_spellings(&attribute.options, &mut typed.value);
             }

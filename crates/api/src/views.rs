@@ -324,6 +324,44 @@ impl EntityValuesView {
     }
 }
 
+/// `EntityValuesView` as the reads encode it: borrowed from the domain values and written
+/// straight to JSON, the same bytes without a copy of each code and a JSON tree per value.
+#[derive(Debug, Serialize)]
+pub struct EntityValuesBody<'a> {
+    entity_type: &'static str,
+    entity_id: i64,
+    #[serde(serialize_with = "values_in_order")]
+    values: &'a EntityValues,
+}
+
+impl<'a> EntityValuesBody<'a> {
+    pub fn of(entity: EntityRef, values: &'a EntityValues) -> Self {
+        Self {
+            entity_type: entity.kind.as_str(),
+            entity_id: entity.id,
+            values,
+        }
+    }
+}
+
+fn values_in_order<S: serde::Serializer>(
+    values: &EntityValues,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct One<'a> {
+        code: &'a str,
+        value: domain::JsonOf<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        unit: Option<&'a str>,
+    }
+    serializer.collect_seq(values.iter().map(|(code, typed)| One {
+        code,
+        value: typed.value.as_json(),
+        unit: typed.unit.as_deref(),
+    }))
+}
+
 /// Spread of one number attribute over a category subtree's listings.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RangeView {
@@ -342,6 +380,52 @@ impl RangeView {
             min: serde_json::to_value(range.min).unwrap_or(Json::Null),
             max: serde_json::to_value(range.max).unwrap_or(Json::Null),
             count: range.count,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::{EntityKind, TypedValue, Value};
+
+    use super::*;
+
+    #[test]
+    fn the_reads_encoding_is_the_documented_views_byte_for_byte() {
+        let mut values = EntityValues::new();
+        let typed = |value: Value, unit: Option<&str>| TypedValue {
+            value,
+            unit: unit.map(str::to_owned),
+        };
+        values.insert(
+            "mileage".into(),
+            typed(
+                Value::Number("120000.500".parse().expect("decimal")),
+                Some("km"),
+            ),
+        );
+        values.insert(
+            "color".into(),
+            typed(Value::Multiselect(vec!["white".into()]), None),
+        );
+        values.insert("vin".into(), typed(Value::Text("0W\"C\\N".into()), None));
+        values.insert("used".into(), typed(Value::Boolean(true), None));
+        for entity in [
+            EntityRef {
+                kind: EntityKind::Listing,
+                id: 6,
+            },
+            EntityRef {
+                kind: EntityKind::ProductVariant,
+                id: 9,
+            },
+        ] {
+            for values in [&values, &EntityValues::new()] {
+                assert_eq!(
+                    serde_json::to_string(&EntityValuesBody::of(entity, values)).expect("body"),
+                    serde_json::to_string(&EntityValuesView::of(entity, values)).expect("view"),
+                );
+            }
         }
     }
 }

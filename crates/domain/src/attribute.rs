@@ -184,6 +184,27 @@ impl Attribute {
 
 /// Turns a legacy machine name or label into a unified code: lower case, words joined by `_`.
 /// `Car Make`, `car-make` and `CAR_MAKE` all become `car_make`.
+/// Normalizes `code` where it stands: a name that already is a code (the common case, every
+/// read) is left as it is, without the copy `normalize_code` makes.
+pub fn normalize_code_in_place(code: &mut String) {
+    if !is_normal_code(code) {
+        *code = normalize_code(code);
+    }
+}
+
+/// What `normalize_code` returns unchanged: lowercase ASCII letters and digits in words joined
+/// by single underscores.
+fn is_normal_code(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes[0] != b'_'
+        && bytes[bytes.len() - 1] != b'_'
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+        && !name.contains("__")
+}
+
 pub fn normalize_code(name: &str) -> String {
     let mut code = String::with_capacity(name.len());
     for c in name.trim().chars().flat_map(char::to_lowercase) {
@@ -202,6 +223,27 @@ pub fn normalize_code(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_code_normalized_in_place_is_what_normalize_code_makes() {
+        for name in [
+            "year",
+            "car_make",
+            "Car Make",
+            "  fuel-type ",
+            "_x_",
+            "a__b",
+            "Цвет",
+            "x2",
+            "",
+            "ÉTAT",
+            "body_type_",
+        ] {
+            let mut code = name.to_owned();
+            normalize_code_in_place(&mut code);
+            assert_eq!(code, normalize_code(name), "{name:?}");
+        }
+    }
 
     #[test]
     fn every_type_parses_from_its_own_name() {

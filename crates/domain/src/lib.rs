@@ -27,4 +27,4 @@ pub use schema::{CategoryBinding, EffectiveAttribute, EffectiveSchema};
 pub use validate::{
     FieldError, FieldErrorKind, nul_characters, validate_patch, validate_replacement,
 };
-pub use value::{EntityValues, TypedValue, Value};
+pub use value::{EntityValues, JsonOf, TypedValue, Value};

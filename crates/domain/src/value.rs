@@ -144,6 +144,12 @@ impl Value {
         }
     }
 
+    /// The same JSON as `to_json`, written straight to a serializer without building the tree
+    /// (an uncached read encodes every value of the entity).
+    pub fn as_json(&self) -> JsonOf<'_> {
+        JsonOf(self)
+    }
+
     /// Whether this value can belong to an attribute of that type.
     pub fn fits(&self, attribute_type: AttributeType) -> bool {
         matches!(
@@ -218,6 +224,24 @@ fn spells_a_distant_date(text: &str) -> bool {
 /// All values of one entity, keyed by attribute code.
 pub type EntityValues = BTreeMap<String, TypedValue>;
 
+/// A value serialized as `Value::to_json` would make it (see `Value::as_json`).
+#[derive(Debug, Clone, Copy)]
+pub struct JsonOf<'a>(&'a Value);
+
+impl serde::Serialize for JsonOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Text(s) | Value::Select(s) | Value::Color(s) | Value::Size(s) => {
+                serializer.serialize_str(s)
+            }
+            Value::Number(d) => serde::Serialize::serialize(&d.normalize(), serializer),
+            Value::Boolean(b) => serializer.serialize_bool(*b),
+            Value::Date(d) => serializer.collect_str(&d.format("%Y-%m-%d")),
+            Value::Multiselect(items) => serde::Serialize::serialize(items, serializer),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::str::FromStr;
@@ -225,6 +249,32 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_value_written_straight_is_the_json_to_json_builds() {
+        let number = |text: &str| Value::Number(text.parse().expect("decimal"));
+        for value in [
+            Value::Text("Ana \"A\" \u{1F600}\n".into()),
+            Value::Select("diesel".into()),
+            Value::Color("#ff0000".into()),
+            Value::Size("XL".into()),
+            number("2019"),
+            number("120000.50000"),
+            number("-0.00100"),
+            number("123456789012345.12345"),
+            number("0"),
+            Value::Boolean(false),
+            Value::Date(NaiveDate::from_ymd_opt(2022, 11, 1).expect("date")),
+            Value::Multiselect(vec!["red".into(), "blue".into()]),
+            Value::Multiselect(Vec::new()),
+        ] {
+            assert_eq!(
+                serde_json::to_string(&value.as_json()).expect("encodes"),
+                value.to_json().to_string(),
+                "{value:?}"
+            );
+        }
+    }
 
     #[test]
     fn numeric_20_5_values_round_trip_exactly_through_json() {

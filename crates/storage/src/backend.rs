@@ -675,10 +675,10 @@ macro_rules! backend_operations {
                         .bind(entity.id)
                         .fetch_all(conn)
                         .await?;
-                    for row in &mut rows {
-                        row.code = row.code.as_deref().map(domain::attribute::normalize_code);
+                    for code in rows.iter_mut().filter_map(|row| row.code.as_mut()) {
+                        domain::attribute::normalize_code_in_place(code);
                     }
-                    Ok((!rows.is_empty()).then(|| rows::entity_values(&rows)))
+                    Ok((!rows.is_empty()).then(|| rows::entity_values(rows)))
                 }
                 EntityKind::Product | EntityKind::ProductVariant => {
                     let statement = if entity.kind == EntityKind::Product {
@@ -724,7 +724,7 @@ macro_rules! backend_operations {
                 .bind(entity.kind.as_str())
                 .fetch_all(conn)
                 .await?;
-            Ok((!rows.is_empty()).then(|| rows::entity_values(&rows)))
+            Ok((!rows.is_empty()).then(|| rows::entity_values(rows)))
         }
 
         async fn legacy_apply_values(

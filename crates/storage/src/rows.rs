@@ -6,7 +6,7 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
-use domain::attribute::{UiSettings, normalize_code};
+use domain::attribute::{UiSettings, normalize_code, normalize_code_in_place};
 use domain::{
     Attribute, AttributeOption, AttributeType, CategoryBinding, EntityValues, Language,
     LocalizedText, Purpose, TypedValue, ValidationRules, Value, parse_legacy_options,
@@ -513,7 +513,30 @@ impl ValueRow {
     /// coped with: numbers tagged 'text', multiselect kept as one comma-separated string,
     /// booleans as text. A row that holds no usable value gives `None`.
     pub fn typed_value(&self) -> Option<(String, TypedValue)> {
-        let code = self.code.clone()?;
+        let value = self.value()?;
+        Some((
+            self.code.clone()?,
+            TypedValue {
+                value,
+                unit: self.unit.clone(),
+            },
+        ))
+    }
+
+    /// The same, taking the row: its code and unit move instead of being copied (the reads').
+    pub fn into_typed_value(self) -> Option<(String, TypedValue)> {
+        let value = self.value()?;
+        Some((
+            self.code?,
+            TypedValue {
+                value,
+                unit: self.unit,
+            },
+        ))
+    }
+
+    fn value(&self) -> Option<Value> {
+        let code = self.code.as_deref()?;
         let attribute_type = AttributeType::from_str(self.attribute_type.as_deref()?).ok()?;
         let text = self
             .text_value
@@ -561,18 +584,14 @@ impl ValueRow {
         if value.is_none() {
             tracing::debug!(code, "value row without a usable value skipped");
         }
-        Some((
-            code,
-            TypedValue {
-                value: value?,
-                unit: self.unit.clone(),
-            },
-        ))
+        value
     }
 }
 
-pub(crate) fn entity_values(rows: &[ValueRow]) -> EntityValues {
-    rows.iter().filter_map(ValueRow::typed_value).collect()
+pub(crate) fn entity_values(rows: Vec<ValueRow>) -> EntityValues {
+    rows.into_iter()
+        .filter_map(ValueRow::into_typed_value)
+        .collect()
 }
 
 fn parse_bool(text: &str) -> Option<bool> {
@@ -731,10 +750,10 @@ pub(crate) fn batch_values(
         std::collections::HashMap::new();
     for mut row in rows {
         let values = grouped.entry(row.entity_id).or_default();
-        if normalize_codes {
-            row.value.code = row.value.code.as_deref().map(normalize_code);
+        if normalize_codes && let Some(code) = &mut row.value.code {
+            normalize_code_in_place(code);
         }
-        if let Some((code, typed)) = row.value.typed_value() {
+        if let Some((code, typed)) = row.value.into_typed_value() {
             values.insert(code, typed);
         }
     }
