@@ -9,7 +9,8 @@
 # second (medians of alternating rounds), p50/p99 at half of the service's maximum (hey, fixed
 # rate), PostgreSQL transactions per write (its own counters) and statements per write.
 # Loopback only; every load stops by itself after BENCH_DURATION (10) seconds; BENCH_ROUNDS (3)
-# of each side; BENCH_LISTINGS (20,000) reseeded into the database ua_bench_writes each run.
+# of each side; BENCH_LISTINGS (20,000) reseeded into the database ua_bench_writes each run;
+# BENCH_MODES ("legacy dual unified") and BENCH_WRITES ("PATCH PUT") choose what is measured.
 # Usage: benches/load/writes.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -56,7 +57,7 @@ port=$(python3 -c "import sys, urllib.parse; print(urllib.parse.urlparse(sys.arg
 pg_log=$(pg_lsclusters -h | awk -v port="$port" '$3 == port {print $7}')
 [ -r "$pg_log" ] || { echo "cannot read the PostgreSQL log of port ${port} (${pg_log:-none}) for the capture" >&2; exit 1; }
 
-MODES=(legacy dual unified)
+read -r -a MODES <<<"${BENCH_MODES:-legacy dual unified}"
 mode_env() {
     case $1 in
     legacy) echo "DUAL_WRITE_ATTRIBUTES=false USE_UNIFIED_ATTRIBUTES=false" ;;
@@ -237,7 +238,7 @@ for mode in "${MODES[@]}"; do
                 { cat "$OUT/writes-step.log" >&2; exit 1; }
         done
     fi
-    for op in PATCH PUT; do
+    for op in ${BENCH_WRITES:-PATCH PUT}; do
         body=$OUT/writes-patch.json
         [ "$op" = PUT ] && body=$OUT/writes-put.json
         script=$OUT/writes-${mode}-${op}.pgbench
