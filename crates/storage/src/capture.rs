@@ -313,7 +313,8 @@ impl<B: Backend> Router<B> {
 
     pub(crate) async fn capture_status(&self) -> Result<CaptureStatus> {
         let mut conn = self.acquire().await?;
-        record_queries(1);
+        // Not counted with the requests' queries: the metrics read it in the background every
+        // few seconds, and a request's count must not change with that timer.
         let mut status: CaptureStatus =
             on_dialect!(B::dialect(&mut conn), STATUS, |c, statement| {
                 sqlx::query_as(statement).fetch_one(&mut *c).await?
