@@ -226,15 +226,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
         conn: &mut Conn<Self>,
     ) -> impl Future<Output = Result<u64>> + Send;
 
-    /// Unified values of `kind` whose entity is missing from `table` (both from
-    /// [`crate::verify::ORPHAN_KINDS`]): counted, or deleted with `delete`.
-    fn orphans_of_kind(
-        conn: &mut Conn<Self>,
-        kind: &'static str,
-        table: &'static str,
-        delete: bool,
-    ) -> impl Future<Output = Result<i64>> + Send;
-
     /// Rows of one of the service's own tables (a name from a closed list).
     fn count_rows(
         conn: &mut Conn<Self>,
@@ -470,15 +461,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
         ids: &[i64],
     ) -> impl Future<Output = Result<Vec<(i64, String)>>> + Send;
 
-    fn save_verify_run(
-        conn: &mut Conn<Self>,
-        report: &crate::verify::VerifyReport,
-    ) -> impl Future<Output = Result<()>> + Send;
-
-    fn last_verify(
-        conn: &mut Conn<Self>,
-    ) -> impl Future<Output = Result<Option<crate::verify::LastVerify>>> + Send;
-
     /// Unified bindings, in legacy's columns.
     fn unified_bindings(
         conn: &mut Conn<Self>,
@@ -517,9 +499,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
         conn: &mut Conn<Self>,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<crate::backfill::QuarantineCount>>> + Send;
-
-    /// Unified values whose entity does not exist.
-    fn orphaned_values(conn: &mut Conn<Self>) -> impl Future<Output = Result<i64>> + Send;
 
     /// The id one of the `sample_id` statements finds, if any.
     fn sample_id(
@@ -1021,23 +1000,6 @@ macro_rules! backend_operations {
                 .rows_affected())
         }
 
-        async fn orphans_of_kind(
-            conn: &mut Conn<Self>,
-            kind: &'static str,
-            table: &'static str,
-            delete: bool,
-        ) -> Result<i64> {
-            record_queries(1);
-            if delete {
-                let statement = crate::verify::orphans_sql("DELETE", kind, table);
-                let deleted = sqlx::query(&statement).execute(conn).await?.rows_affected();
-                Ok(i64::try_from(deleted).unwrap_or(i64::MAX))
-            } else {
-                let statement = crate::verify::orphans_sql("SELECT COUNT(*)", kind, table);
-                Ok(sqlx::query_scalar(&statement).fetch_one(conn).await?)
-            }
-        }
-
         async fn count_rows(conn: &mut Conn<Self>, table: &'static str) -> Result<i64> {
             record_queries(1);
             Ok(sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(conn).await?)
@@ -1504,26 +1466,6 @@ macro_rules! backend_operations {
             Ok(query.build_query_as().persistent(false).fetch_all(conn).await?)
         }
 
-        async fn save_verify_run(
-            conn: &mut Conn<Self>,
-            report: &crate::verify::VerifyReport,
-        ) -> Result<()> {
-            record_queries(1);
-            sqlx::query(crate::verify::SAVE_RUN)
-                .bind(report.checked)
-                .bind(report.drifted)
-                .bind(sqlx::types::Json(report))
-                .execute(conn)
-                .await?;
-            Ok(())
-        }
-
-        async fn last_verify(conn: &mut Conn<Self>) -> Result<Option<crate::verify::LastVerify>> {
-            record_queries(1);
-            let row: Option<(String, i64, i64)> = sqlx::query_as(crate::verify::LAST_RUN).fetch_optional(conn).await?;
-            Ok(row.map(|(finished_at, checked, drifted)| crate::verify::LastVerify { finished_at: crate::rows::rfc3339(finished_at), checked, drifted }))
-        }
-
         async fn unified_bindings(conn: &mut Conn<Self>) -> Result<Vec<domain::CategoryBinding>> {
             record_queries(1);
             let rows: Vec<crate::backfill::LegacyBindingRow> =
@@ -1601,11 +1543,6 @@ macro_rules! backend_operations {
         async fn quarantine_by_reason(conn: &mut Conn<Self>, limit: i64) -> Result<Vec<crate::backfill::QuarantineCount>> {
             record_queries(1);
             Ok(sqlx::query_as(crate::backfill::QUARANTINE_BY_REASON).bind(limit).fetch_all(conn).await?)
-        }
-
-        async fn orphaned_values(conn: &mut Conn<Self>) -> Result<i64> {
-            record_queries(1);
-            Ok(sqlx::query_scalar(crate::verify::ORPHANED_VALUES).fetch_one(conn).await?)
         }
 
         async fn sample_id(conn: &mut Conn<Self>, statement: &'static str) -> Result<Option<i64>> {

@@ -7,9 +7,11 @@ use std::collections::HashMap;
 use domain::EntityKind;
 use flags::Store;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Conn};
+use crate::dialect::{Dialect, Sql, on_dialect};
 use crate::error::Result;
 use crate::router::{Router, ensure_legacy_in_place};
+use crate::stats::record_queries;
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -129,11 +131,12 @@ impl VerifyReport {
     }
 }
 
-pub(crate) const SAVE_RUN: &str =
-    "INSERT INTO verify_runs (checked, drifted, report) VALUES ($1, $2, $3)";
+const SAVE_RUN: Sql =
+    Sql::same("INSERT INTO verify_runs (checked, drifted, report) VALUES ($1, $2, $3)");
 
-pub(crate) const LAST_RUN: &str =
-    "SELECT CAST(finished_at AS TEXT), checked, drifted FROM verify_runs ORDER BY id DESC LIMIT 1";
+const LAST_RUN: Sql = Sql::same(
+    "SELECT CAST(finished_at AS TEXT), checked, drifted FROM verify_runs ORDER BY id DESC LIMIT 1",
+);
 
 /// The last verify run: when, how many listings, how many drifted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -145,11 +148,13 @@ pub struct LastVerify {
 
 /// Unified values whose entity no longer exists (the entity tables have no foreign key from
 /// the values, which span three of them).
-pub(crate) const ORPHANED_VALUES: &str = "SELECT COUNT(*) FROM unified_attribute_values v WHERE
+const ORPHANED_VALUES: Sql = Sql::same(
+    "SELECT COUNT(*) FROM unified_attribute_values v WHERE
     (v.entity_type = 'listing' AND NOT EXISTS (SELECT 1 FROM marketplace_listings e WHERE e.id = v.entity_id))
     OR (v.entity_type = 'product' AND NOT EXISTS (SELECT 1 FROM storefront_products e WHERE e.id = v.entity_id))
     OR (v.entity_type = 'product_variant'
-        AND NOT EXISTS (SELECT 1 FROM storefront_product_variants e WHERE e.id = v.entity_id))";
+        AND NOT EXISTS (SELECT 1 FROM storefront_product_variants e WHERE e.id = v.entity_id))",
+);
 
 /// Unified values of entities the marketplace deleted (it owns them, and may hard-delete),
 /// per kind: counted by `validate`, removed by `sweep-orphans`.
@@ -176,7 +181,45 @@ pub(crate) const ORPHAN_KINDS: [(&str, &str); 3] = [
     ("product_variant", "storefront_product_variants"),
 ];
 
-pub(crate) fn orphans_sql(verb: &str, kind: &str, table: &str) -> String {
+/// Unified values of `kind` whose entity is missing from `table` (both from `ORPHAN_KINDS`):
+/// counted, or deleted with `delete`.
+async fn orphans_of_kind<B: Backend>(
+    conn: &mut Conn<B>,
+    kind: &'static str,
+    table: &'static str,
+    delete: bool,
+) -> Result<i64> {
+    record_queries(1);
+    let verb = if delete { "DELETE" } else { "SELECT COUNT(*)" };
+    let statement = orphans_sql(verb, kind, table);
+    let query = statement.as_str();
+    Ok(match (B::dialect(conn), delete) {
+        (Dialect::Pg(c), true) => rows(sqlx::query(query).execute(c).await?.rows_affected()),
+        (Dialect::Lite(c), true) => rows(sqlx::query(query).execute(c).await?.rows_affected()),
+        (Dialect::Pg(c), false) => sqlx::query_scalar(query).fetch_one(c).await?,
+        (Dialect::Lite(c), false) => sqlx::query_scalar(query).fetch_one(c).await?,
+    })
+}
+
+fn rows(affected: u64) -> i64 {
+    i64::try_from(affected).unwrap_or(i64::MAX)
+}
+
+/// Records a finished run: what the status and the evidence read back.
+async fn save_run<B: Backend>(conn: &mut Conn<B>, report: &VerifyReport) -> Result<()> {
+    record_queries(1);
+    on_dialect!(B::dialect(conn), SAVE_RUN, |c, statement| {
+        sqlx::query(statement)
+            .bind(report.checked)
+            .bind(report.drifted)
+            .bind(sqlx::types::Json(report))
+            .execute(&mut *c)
+            .await?;
+    });
+    Ok(())
+}
+
+fn orphans_sql(verb: &str, kind: &str, table: &str) -> String {
     format!(
         "{verb} {}",
         ORPHANS_OF_KIND
@@ -193,7 +236,7 @@ impl<B: Backend> Router<B> {
         let mut swept = Orphans::default();
         for (kind, table) in ORPHAN_KINDS {
             let mut tx = self.begin_write().await?;
-            let count = B::orphans_of_kind(&mut tx, kind, table, !dry_run).await?;
+            let count = orphans_of_kind::<B>(&mut tx, kind, table, !dry_run).await?;
             if count > 0 && !dry_run {
                 // Another process's caches may still hold a deleted entity's answer.
                 B::notify(&mut tx, &[domain::Invalidation::AllValues]).await?;
@@ -321,7 +364,7 @@ impl<B: Backend> Router<B> {
             return Ok(report);
         }
         let mut conn = self.acquire().await?;
-        B::save_verify_run(&mut conn, &report).await?;
+        save_run::<B>(&mut conn, &report).await?;
         // A verify over nothing proves nothing: it is no evidence for a phase.
         if let Some(era) = era.filter(|_| report.is_clean() && report.checked > 0) {
             B::record_verified(&mut conn, era).await?;
@@ -330,9 +373,19 @@ impl<B: Backend> Router<B> {
         Ok(report)
     }
 
-    pub(crate) async fn last_verify(&self) -> Result<Option<crate::verify::LastVerify>> {
+    pub(crate) async fn last_verify(&self) -> Result<Option<LastVerify>> {
         let mut conn = self.acquire().await?;
-        B::last_verify(&mut conn).await
+        record_queries(1);
+        let row = on_dialect!(B::dialect(&mut conn), LAST_RUN, |c, statement| {
+            sqlx::query_as::<_, (String, i64, i64)>(statement)
+                .fetch_optional(&mut *c)
+                .await?
+        });
+        Ok(row.map(|(finished_at, checked, drifted)| LastVerify {
+            finished_at: crate::rows::rfc3339(finished_at),
+            checked,
+            drifted,
+        }))
     }
 
     pub(crate) async fn sample_ids(&self) -> Result<(Option<i64>, Option<i64>)> {
@@ -353,7 +406,12 @@ impl<B: Backend> Router<B> {
 
     pub(crate) async fn orphaned_values(&self) -> Result<i64> {
         let mut conn = self.acquire().await?;
-        B::orphaned_values(&mut conn).await
+        record_queries(1);
+        Ok(on_dialect!(
+            B::dialect(&mut conn),
+            ORPHANED_VALUES,
+            |c, statement| sqlx::query_scalar(statement).fetch_one(&mut *c).await?
+        ))
     }
 }
 
