@@ -338,30 +338,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
         conn: &mut Conn<Self>,
     ) -> impl Future<Output = Result<Option<crate::flag_store::StoredFlags>>> + Send;
 
-    fn load_throttle(
-        conn: &mut Conn<Self>,
-        operation: &str,
-    ) -> impl Future<Output = Result<Option<crate::throttle::Throttle>>> + Send;
-
-    fn throttles(
-        conn: &mut Conn<Self>,
-    ) -> impl Future<Output = Result<Vec<crate::throttle::Throttle>>> + Send;
-
-    /// Changes the settings `change` names (not the operation's report); returns them all.
-    fn change_throttle(
-        conn: &mut Conn<Self>,
-        operation: &str,
-        change: crate::throttle::ThrottleChange,
-        actor: &str,
-    ) -> impl Future<Output = Result<crate::throttle::Throttle>> + Send;
-
-    fn report_throttle(
-        conn: &mut Conn<Self>,
-        operation: &str,
-        throttled: Option<&str>,
-        lag_ms: Option<i64>,
-    ) -> impl Future<Output = Result<()>> + Send;
-
     /// Client backends running a statement now, the caller's not counted (SQLite: 0).
     fn active_backends(conn: &mut Conn<Self>) -> impl Future<Output = Result<i64>> + Send;
 
@@ -836,54 +812,6 @@ macro_rules! backend_operations {
             };
             record_queries(1);
             sqlx::query(statement).execute(conn).await?;
-            Ok(())
-        }
-
-        async fn load_throttle(
-            conn: &mut Conn<Self>,
-            operation: &str,
-        ) -> Result<Option<crate::throttle::Throttle>> {
-            record_queries(1);
-            Ok(sqlx::query_as(crate::throttle::LOAD).bind(operation).fetch_optional(conn).await?)
-        }
-
-        // Not counted: the scrape reads this, and the query metric counts what requests cost.
-        async fn throttles(conn: &mut Conn<Self>) -> Result<Vec<crate::throttle::Throttle>> {
-            Ok(sqlx::query_as(crate::throttle::LOAD_ALL).fetch_all(conn).await?)
-        }
-
-        async fn change_throttle(
-            conn: &mut Conn<Self>,
-            operation: &str,
-            change: crate::throttle::ThrottleChange,
-            actor: &str,
-        ) -> Result<crate::throttle::Throttle> {
-            record_queries(1);
-            Ok(sqlx::query_as(crate::throttle::CHANGE)
-                .bind(operation)
-                .bind(change.paused)
-                .bind(change.max_lag_ms.is_some())
-                .bind(change.max_lag_ms.flatten())
-                .bind(change.max_load.is_some())
-                .bind(change.max_load.flatten())
-                .bind(actor)
-                .fetch_one(conn)
-                .await?)
-        }
-
-        async fn report_throttle(
-            conn: &mut Conn<Self>,
-            operation: &str,
-            throttled: Option<&str>,
-            lag_ms: Option<i64>,
-        ) -> Result<()> {
-            record_queries(1);
-            sqlx::query(crate::throttle::REPORT)
-                .bind(operation)
-                .bind(throttled)
-                .bind(lag_ms)
-                .execute(conn)
-                .await?;
             Ok(())
         }
 

@@ -6,8 +6,10 @@
 use serde::Serialize;
 
 use crate::backend::Backend;
+use crate::dialect::{Sql, on_dialect};
 use crate::error::Result;
 use crate::router::Router;
+use crate::stats::record_queries;
 
 /// A throttled operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -89,45 +91,62 @@ pub struct ThrottleChange {
     pub max_load: Option<Option<i64>>,
 }
 
-pub(crate) const LOAD: &str =
+const LOAD: Sql = Sql::same(
     "SELECT operation, paused, max_lag_ms, max_load, updated_by, throttled, lag_ms
-    FROM operation_throttle WHERE operation = $1";
+    FROM operation_throttle WHERE operation = $1",
+);
 
-pub(crate) const LOAD_ALL: &str =
+const LOAD_ALL: Sql = Sql::same(
     "SELECT operation, paused, max_lag_ms, max_load, updated_by, throttled, lag_ms
-    FROM operation_throttle ORDER BY operation";
+    FROM operation_throttle ORDER BY operation",
+);
 
 /// Changes only the settings a change names, in one statement: two changes racing each other
 /// (a pause from the CLI, a limit from the admin API) both land.
-pub(crate) const CHANGE: &str = "INSERT INTO operation_throttle
+const CHANGE: Sql = Sql::same(
+    "INSERT INTO operation_throttle
         (operation, paused, max_lag_ms, max_load, updated_by, updated_at)
     VALUES ($1, COALESCE($2, false), $4, $6, $7, CURRENT_TIMESTAMP)
     ON CONFLICT (operation) DO UPDATE SET paused = COALESCE($2, operation_throttle.paused),
         max_lag_ms = CASE WHEN $3 THEN $4 ELSE operation_throttle.max_lag_ms END,
         max_load = CASE WHEN $5 THEN $6 ELSE operation_throttle.max_load END,
         updated_by = excluded.updated_by, updated_at = excluded.updated_at
-    RETURNING operation, paused, max_lag_ms, max_load, updated_by, throttled, lag_ms";
+    RETURNING operation, paused, max_lag_ms, max_load, updated_by, throttled, lag_ms",
+);
 
-pub(crate) const REPORT: &str = "INSERT INTO operation_throttle
+const REPORT: Sql = Sql::same(
+    "INSERT INTO operation_throttle
         (operation, updated_by, throttled, lag_ms, reported_at)
     VALUES ($1, 'operation', $2, $3, CURRENT_TIMESTAMP)
     ON CONFLICT (operation) DO UPDATE SET throttled = excluded.throttled,
-        lag_ms = excluded.lag_ms, reported_at = excluded.reported_at";
+        lag_ms = excluded.lag_ms, reported_at = excluded.reported_at",
+);
 
 impl<B: Backend> Router<B> {
     pub(crate) async fn throttle(&self, operation: Operation) -> Result<Throttle> {
         let mut conn = self.acquire().await?;
-        Ok(B::load_throttle(&mut conn, operation.as_str())
-            .await?
-            .unwrap_or_else(|| Throttle::unset(operation)))
+        record_queries(1);
+        let stored: Option<Throttle> = on_dialect!(B::dialect(&mut conn), LOAD, |c, statement| {
+            sqlx::query_as(statement)
+                .bind(operation.as_str())
+                .fetch_optional(&mut *c)
+                .await?
+        });
+        Ok(stored.unwrap_or_else(|| Throttle::unset(operation)))
     }
 
     pub(crate) async fn throttles(&self) -> Result<Vec<Throttle>> {
         let mut conn = self.acquire().await?;
-        B::throttles(&mut conn).await
+        // Not counted: the metrics read this in the background, and the query metric counts
+        // what requests cost.
+        let all = on_dialect!(B::dialect(&mut conn), LOAD_ALL, |c, statement| {
+            sqlx::query_as(statement).fetch_all(&mut *c).await?
+        });
+        Ok(all)
     }
 
-    /// Applies `change` to the stored settings; returns them.
+    /// Applies `change` to the stored settings (only those it names; not the operation's
+    /// report); returns them all.
     pub(crate) async fn change_throttle(
         &self,
         operation: Operation,
@@ -135,7 +154,19 @@ impl<B: Backend> Router<B> {
         actor: &str,
     ) -> Result<Throttle> {
         let mut conn = self.acquire().await?;
-        let throttle = B::change_throttle(&mut conn, operation.as_str(), change, actor).await?;
+        record_queries(1);
+        let throttle: Throttle = on_dialect!(B::dialect(&mut conn), CHANGE, |c, statement| {
+            sqlx::query_as(statement)
+                .bind(operation.as_str())
+                .bind(change.paused)
+                .bind(change.max_lag_ms.is_some())
+                .bind(change.max_lag_ms.flatten())
+                .bind(change.max_load.is_some())
+                .bind(change.max_load.flatten())
+                .bind(actor)
+                .fetch_one(&mut *c)
+                .await?
+        });
         conn.commit().await?;
         Ok(throttle)
     }
@@ -148,7 +179,15 @@ impl<B: Backend> Router<B> {
         lag_ms: Option<i64>,
     ) -> Result<()> {
         let mut conn = self.acquire().await?;
-        B::report_throttle(&mut conn, operation.as_str(), throttled, lag_ms).await?;
+        record_queries(1);
+        on_dialect!(B::dialect(&mut conn), REPORT, |c, statement| {
+            sqlx::query(statement)
+                .bind(operation.as_str())
+                .bind(throttled)
+                .bind(lag_ms)
+                .execute(&mut *c)
+                .await?;
+        });
         conn.commit().await
     }
 
