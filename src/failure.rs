@@ -80,21 +80,14 @@ impl Kind {
 /// The error and its causes, each said once: `sqlx` and `thiserror` errors often quote their
 /// source in their own text, which `{:#}` would print again.
 pub fn message(err: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if parts.iter().any(|part| part.contains(&text)) {
-            continue;
-        }
-        parts.push(text);
-    }
+    let said = storage::each_cause_once(err.chain());
     let refused_with = err
         .chain()
         .find_map(|c| c.downcast_ref::<StorageError>())
         .and_then(StorageError::sqlstate);
     match refused_with {
-        Some(state) => format!("{} ({state})", parts.join(": ")),
-        None => parts.join(": "),
+        Some(state) => format!("{said} ({state})"),
+        None => said,
     }
 }
 

@@ -151,23 +151,30 @@ pub struct Logged<'a>(pub &'a StorageError);
 
 impl std::fmt::Display for Logged<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut line = self.0.to_string();
-        let mut cause = std::error::Error::source(self.0);
-        while let Some(err) = cause {
-            // sqlx's wrapper and the database's error it wraps say the same words.
-            let said = err.to_string();
-            if !line.ends_with(&said) {
-                line.push_str(": ");
-                line.push_str(&said);
-            }
-            cause = err.source();
-        }
-        f.write_str(&line)?;
+        let chain =
+            std::iter::successors(Some(self.0 as &dyn std::error::Error), |err| err.source());
+        f.write_str(&each_cause_once(chain))?;
         if let Some(state) = self.0.sqlstate() {
             write!(f, " ({state})")?;
         }
         Ok(())
     }
+}
+
+/// An error and its causes joined by ": ", each said once: `sqlx` and `thiserror` errors often
+/// quote their source in their own text, which would print it again.
+pub fn each_cause_once<'a, E>(chain: impl Iterator<Item = &'a E>) -> String
+where
+    E: std::error::Error + ?Sized + 'a,
+{
+    let mut parts: Vec<String> = Vec::new();
+    for cause in chain {
+        let text = cause.to_string();
+        if !parts.iter().any(|part| part.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
 }
 
 fn transient(err: &sqlx::Error) -> bool {

@@ -57,7 +57,7 @@ use flags::{MigrationState, WriteMode};
 use serde_json::{Map, Value as Json};
 use sqlx::migrate::{Migrate, Migrator};
 
-pub use error::{Logged, Result, StorageError};
+pub use error::{Logged, Result, StorageError, each_cause_once};
 pub use flag_store::{FlagAuditEntry, FlagChange, MigrationCounts, StoredFlags};
 pub use home::DEFAULT_SCHEMA;
 pub use invalidation::Invalidation;
