@@ -148,6 +148,9 @@ const VARIANTS_UP_TO: Sql = Sql::same(
     "SELECT CAST(COUNT(*) FILTER (WHERE id <= $1) AS BIGINT), CAST(COUNT(*) AS BIGINT) FROM storefront_product_variants",
 );
 
+/// How long the metrics' background count may run on PostgreSQL (their own patience).
+const BACKGROUND_COUNT_LIMIT: &str = "SET LOCAL statement_timeout = 1000";
+
 /// The checkpoints of the kinds whose backfill has not finished (a finished kind is at 100 %).
 const UNFINISHED_CHECKPOINTS: Sql = Sql::same(
     "SELECT entity_type, last_id FROM backfill_checkpoint WHERE completed_at IS NULL ORDER BY entity_type",
@@ -158,6 +161,11 @@ impl<B: Backend> Router<B> {
     /// read in the background, so not counted with the requests' queries.
     pub(crate) async fn backfill_percent(&self) -> Result<Vec<(String, f64)>> {
         let mut conn = self.acquire().await?;
+        // The counts grow with the tables and the metrics stop waiting after a second: a count
+        // they gave up on must stop on the server too, not pile up every few seconds.
+        if let crate::dialect::Dialect::Pg(c) = B::dialect(&mut conn) {
+            sqlx::Executor::execute(&mut *c, BACKGROUND_COUNT_LIMIT).await?;
+        }
         let unfinished = on_dialect!(B::dialect(&mut conn), UNFINISHED_CHECKPOINTS, |c, sql| {
             sqlx::query_as::<_, (String, i64)>(sql)
                 .fetch_all(&mut *c)

@@ -14,42 +14,47 @@ pub fn refresh_operations(state: &crate::AppState) {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            let limit = std::time::Duration::from_secs(1);
-            match tokio::time::timeout(limit, state.storage.backfill_progress()).await {
-                Ok(Ok(progress)) => state.metrics.set_backfill(&progress),
-                Ok(Err(err)) => {
-                    tracing::debug!(error = %storage::Logged(&err), "backfill progress unavailable")
-                }
-                Err(_) => tracing::debug!("backfill progress timed out"),
-            }
-            match tokio::time::timeout(limit, state.storage.backfill_percent()).await {
-                Ok(Ok(percents)) => state.metrics.set_backfill_percent(&percents),
-                Ok(Err(err)) => {
-                    tracing::debug!(error = %storage::Logged(&err), "backfill position unavailable")
-                }
-                Err(_) => tracing::debug!("backfill position timed out"),
-            }
-            match tokio::time::timeout(limit, state.storage.throttles()).await {
-                Ok(Ok(throttles)) => state.metrics.set_throttles(&throttles),
-                Ok(Err(err)) => {
-                    tracing::debug!(error = %storage::Logged(&err), "throttles unavailable")
-                }
-                Err(_) => tracing::debug!("throttles timed out"),
-            }
-            match tokio::time::timeout(limit, state.storage.migration_facts()).await {
-                Ok(Ok(facts)) => state.metrics.set_facts(&facts),
-                Ok(Err(err)) => {
-                    tracing::debug!(error = %storage::Logged(&err), "migration facts unavailable")
-                }
-                Err(_) => tracing::debug!("migration facts timed out"),
-            }
-            match tokio::time::timeout(limit, state.storage.capture_status()).await {
-                Ok(Ok(status)) => state.metrics.set_capture(&status),
-                Ok(Err(err)) => {
-                    tracing::debug!(error = %storage::Logged(&err), "capture status unavailable")
-                }
-                Err(_) => tracing::debug!("capture status timed out"),
-            }
+            let (storage, metrics) = (&state.storage, &state.metrics);
+            refresh(
+                "backfill progress",
+                storage.backfill_progress(),
+                |progress| metrics.set_backfill(&progress),
+            )
+            .await;
+            refresh(
+                "backfill position",
+                storage.backfill_percent(),
+                |percents| metrics.set_backfill_percent(&percents),
+            )
+            .await;
+            refresh("throttles", storage.throttles(), |throttles| {
+                metrics.set_throttles(&throttles)
+            })
+            .await;
+            refresh("migration facts", storage.migration_facts(), |facts| {
+                metrics.set_facts(&facts)
+            })
+            .await;
+            refresh("capture status", storage.capture_status(), |status| {
+                metrics.set_capture(&status)
+            })
+            .await;
         }
     });
+}
+
+/// How long one background read may take; past it the gauges keep their last values.
+const READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One background read: applied when it answers within `READ_LIMIT`, else said at debug level.
+async fn refresh<T>(
+    what: &str,
+    read: impl Future<Output = storage::Result<T>>,
+    apply: impl FnOnce(T),
+) {
+    match tokio::time::timeout(READ_LIMIT, read).await {
+        Ok(Ok(value)) => apply(value),
+        Ok(Err(err)) => tracing::debug!(what, error = %storage::Logged(&err), "unavailable"),
+        Err(_) => tracing::debug!(what, "timed out"),
+    }
 }
