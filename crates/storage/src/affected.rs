@@ -31,7 +31,7 @@ pub(crate) async fn categories_using_attribute<B: Backend>(
     conn: &mut Conn<B>,
     attribute_id: i64,
 ) -> Result<Vec<i64>> {
-    let sql = if B::archived(&mut *conn).await? {
+    let sql = if crate::evidence::archived(B::dialect(&mut *conn)).await? {
         UNIFIED_ONLY
     } else {
         BOTH_STORES

@@ -128,8 +128,8 @@ impl<B: Backend> Router<B> {
         dry_run: bool,
     ) -> Result<crate::archive::Manifest> {
         let mut tx = self.begin_write().await?;
-        B::lock_migration_state(&mut tx).await?;
-        let state = B::migration_state(&mut tx).await?;
+        crate::evidence::lock_migration_state(B::dialect(&mut tx)).await?;
+        let state = crate::evidence::migration_state(B::dialect(&mut tx)).await?;
         if state.archived {
             return Err(StorageError::Conflict(
                 "the legacy tables are archived already".into(),
@@ -198,8 +198,8 @@ impl<B: Backend> Router<B> {
         configured: Flags,
     ) -> Result<(crate::archive::Manifest, bool)> {
         let mut tx = self.begin_write().await?;
-        B::lock_migration_state(&mut tx).await?;
-        let state = B::migration_state(&mut tx).await?;
+        crate::evidence::lock_migration_state(B::dialect(&mut tx)).await?;
+        let state = crate::evidence::migration_state(B::dialect(&mut tx)).await?;
         if !state.archived {
             return Err(StorageError::Conflict(
                 "nothing to restore: the legacy tables are not archived".into(),
@@ -222,7 +222,7 @@ impl<B: Backend> Router<B> {
             .await?
             .map_or(configured, |stored| stored.flags);
         let phase = flags
-            .check(&B::migration_state(&mut tx).await?)
+            .check(&crate::evidence::migration_state(B::dialect(&mut tx)).await?)
             .map_or("none", phase_name);
         B::save_manifest(&mut tx, "restore", phase, &restored).await?;
         let manifest = B::last_manifest(&mut tx).await?;

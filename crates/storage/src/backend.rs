@@ -7,7 +7,7 @@ use std::future::Future;
 use std::collections::HashMap;
 
 use domain::{Attribute, CategoryBinding, EffectiveSchema, EntityRef, EntityValues};
-use flags::{MigrationState, Store};
+use flags::Store;
 
 use crate::demo::Dataset;
 use crate::error::Result;
@@ -150,51 +150,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
         schema: &EffectiveSchema,
         values: &EntityValues,
     ) -> impl Future<Output = Result<()>> + Send;
-
-    /// Records what a write in `mode` does to the evidence: a unified-only write leaves legacy
-    /// behind, a legacy-only write ends the unified era. Runs first in a write's transaction.
-    fn note_write(
-        conn: &mut Conn<Self>,
-        mode: flags::WriteMode,
-    ) -> impl Future<Output = Result<()>> + Send;
-
-    /// Records that the flags now send writes in `mode`: a mode that writes unified begins an
-    /// era (if none runs), one that does not ends it.
-    fn note_write_mode(
-        conn: &mut Conn<Self>,
-        mode: flags::WriteMode,
-    ) -> impl Future<Output = Result<()>> + Send;
-
-    /// Holds the migration state (shared) until the transaction ends, so no flag change can
-    /// commit meanwhile, and returns the write mode of the stored flags.
-    fn fence(
-        conn: &mut Conn<Self>,
-    ) -> impl Future<Output = Result<Option<flags::WriteMode>>> + Send;
-
-    /// Whether the legacy tables are archived, read with the columns of the first schema
-    /// version that has `migration_state` (for `migrate down`, which may run on any version).
-    fn archived(conn: &mut Conn<Self>) -> impl Future<Output = Result<bool>> + Send;
-
-    fn state_row(
-        conn: &mut Conn<Self>,
-    ) -> impl Future<Output = Result<crate::evidence::StateRow>> + Send;
-
-    fn migration_state(
-        conn: &mut Conn<Self>,
-    ) -> impl Future<Output = Result<MigrationState>> + Send;
-
-    /// Records that the current era is backfilled, if every entity kind completed a pass begun
-    /// in it.
-    fn record_backfilled(conn: &mut Conn<Self>) -> impl Future<Output = Result<()>> + Send;
-
-    /// Records that a clean verify vouches for `era`, if it is still the current, backfilled one.
-    fn record_verified(conn: &mut Conn<Self>, era: i64) -> impl Future<Output = Result<()>> + Send;
-
-    fn start_legacy_sync(conn: &mut Conn<Self>) -> impl Future<Output = Result<()>> + Send;
-
-    /// Clears "pending sync" unless a unified-only write committed since the sync began;
-    /// returns whether it did.
-    fn finish_legacy_sync(conn: &mut Conn<Self>) -> impl Future<Output = Result<bool>> + Send;
 
     /// (table, column) of every column of the legacy tables.
     fn legacy_columns(
@@ -361,15 +316,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
         conn: &mut Conn<Self>,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<crate::flag_store::FlagAuditEntry>>> + Send;
-
-    /// Takes the migration-state row's lock for the rest of the transaction, so flag changes
-    /// and state changes happen one at a time.
-    fn lock_migration_state(conn: &mut Conn<Self>) -> impl Future<Output = Result<()>> + Send;
-
-    /// Row counts of both stores, for the migration status.
-    fn migration_counts(
-        conn: &mut Conn<Self>,
-    ) -> impl Future<Output = Result<crate::flag_store::MigrationCounts>> + Send;
 
     fn legacy_bindings(
         conn: &mut Conn<Self>,
@@ -804,76 +750,9 @@ macro_rules! backend_operations {
             Ok(())
         }
 
-        async fn note_write(conn: &mut Conn<Self>, mode: flags::WriteMode) -> Result<()> {
-            let statement = match mode {
-                flags::WriteMode::UnifiedOnly => crate::evidence::RECORD_UNIFIED_ONLY_WRITE,
-                flags::WriteMode::LegacyOnly => crate::evidence::END_UNIFIED_ERA,
-                flags::WriteMode::Dual => return Ok(()),
-            };
-            record_queries(1);
-            sqlx::query(statement).execute(conn).await?;
-            Ok(())
-        }
-
         async fn active_backends(conn: &mut Conn<Self>) -> Result<i64> {
             record_queries(1);
             Ok(sqlx::query_scalar($sql::ACTIVE_BACKENDS).fetch_one(conn).await?)
-        }
-
-        async fn note_write_mode(conn: &mut Conn<Self>, mode: flags::WriteMode) -> Result<()> {
-            record_queries(1);
-            sqlx::query(crate::evidence::statement_for_write_mode(mode)).execute(conn).await?;
-            Ok(())
-        }
-
-        async fn fence(conn: &mut Conn<Self>) -> Result<Option<flags::WriteMode>> {
-            record_queries(2);
-            // Two statements: the flags are read in a snapshot taken after the lock is granted,
-            // so a flag change that held the lock is seen.
-            sqlx::query($sql::SHARE_MIGRATION_STATE).execute(&mut *conn).await?;
-            let stored: Option<(bool, bool)> = sqlx::query_as(crate::evidence::STORED_WRITE_FLAGS)
-                .fetch_optional(conn)
-                .await?;
-            Ok(stored.map(|(use_unified, dual_write)| {
-                flags::Flags { use_unified, dual_write, ..flags::Flags::default() }.write_mode()
-            }))
-        }
-
-        async fn archived(conn: &mut Conn<Self>) -> Result<bool> {
-            record_queries(1);
-            Ok(sqlx::query_scalar(crate::evidence::ARCHIVED).fetch_one(conn).await?)
-        }
-
-        async fn state_row(conn: &mut Conn<Self>) -> Result<crate::evidence::StateRow> {
-            record_queries(1);
-            Ok(sqlx::query_as(crate::evidence::STATE).fetch_one(conn).await?)
-        }
-
-        async fn migration_state(conn: &mut Conn<Self>) -> Result<MigrationState> {
-            Ok(Self::state_row(conn).await?.migration_state())
-        }
-
-        async fn record_backfilled(conn: &mut Conn<Self>) -> Result<()> {
-            record_queries(1);
-            sqlx::query(crate::evidence::RECORD_BACKFILLED).execute(conn).await?;
-            Ok(())
-        }
-
-        async fn record_verified(conn: &mut Conn<Self>, era: i64) -> Result<()> {
-            record_queries(1);
-            sqlx::query(crate::evidence::RECORD_VERIFIED).bind(era).execute(conn).await?;
-            Ok(())
-        }
-
-        async fn start_legacy_sync(conn: &mut Conn<Self>) -> Result<()> {
-            record_queries(1);
-            sqlx::query(crate::evidence::START_LEGACY_SYNC).execute(conn).await?;
-            Ok(())
-        }
-
-        async fn finish_legacy_sync(conn: &mut Conn<Self>) -> Result<bool> {
-            record_queries(1);
-            Ok(sqlx::query(crate::evidence::FINISH_LEGACY_SYNC).execute(conn).await?.rows_affected() == 1)
         }
 
         async fn legacy_columns(conn: &mut Conn<Self>) -> Result<Vec<(String, String)>> {
@@ -1250,23 +1129,6 @@ macro_rules! backend_operations {
         async fn flag_audit(conn: &mut Conn<Self>, limit: i64) -> Result<Vec<crate::flag_store::FlagAuditEntry>> {
             record_queries(1);
             Ok(sqlx::query_as(crate::flag_store::AUDIT).bind(limit).fetch_all(conn).await?)
-        }
-
-        async fn lock_migration_state(conn: &mut Conn<Self>) -> Result<()> {
-            record_queries(2);
-            sqlx::query($sql::QUEUE_FOR_MIGRATION_STATE).execute(&mut *conn).await?;
-            sqlx::query(crate::flag_store::LOCK_MIGRATION_STATE).execute(conn).await?;
-            Ok(())
-        }
-
-        async fn migration_counts(conn: &mut Conn<Self>) -> Result<crate::flag_store::MigrationCounts> {
-            record_queries(1);
-            let statement = if Self::migration_state(&mut *conn).await?.archived {
-                crate::flag_store::MIGRATION_COUNTS_ARCHIVED
-            } else {
-                crate::flag_store::MIGRATION_COUNTS
-            };
-            Ok(sqlx::query_as(statement).fetch_one(conn).await?)
         }
 
         async fn legacy_bindings(conn: &mut Conn<Self>) -> Result<Vec<domain::CategoryBinding>> {

@@ -179,8 +179,8 @@ impl<B: Backend> Router<B> {
     pub(crate) async fn backfill_definitions(&self) -> Result<Definitions> {
         let mut tx = self.begin_write().await?;
         ensure_legacy_in_place::<B>(&mut tx).await?;
-        B::fence(&mut tx).await?;
-        ensure_backfill_allowed(&B::state_row(&mut tx).await?)?;
+        crate::evidence::fence(B::dialect(&mut tx)).await?;
+        ensure_backfill_allowed(&crate::evidence::state_row(B::dialect(&mut tx)).await?)?;
         let catalog = B::catalog(&mut tx, Store::Legacy).await?;
         for attribute in &catalog {
             let legacy_id =
@@ -249,7 +249,7 @@ impl<B: Backend> Router<B> {
     ) -> Result<crate::backfill::Checkpoint> {
         let mut conn = self.acquire().await?;
         let stored = B::load_checkpoint(&mut conn, kind.as_str()).await?;
-        let state = B::state_row(&mut conn).await?;
+        let state = crate::evidence::state_row(B::dialect(&mut conn)).await?;
         Ok(match stored {
             Some(checkpoint)
                 if !restart
@@ -276,8 +276,8 @@ impl<B: Backend> Router<B> {
     ) -> Result<crate::backfill::Checkpoint> {
         let mut tx = self.begin_write().await?;
         let checkpoint = checkpoint.clone();
-        B::fence(&mut tx).await?;
-        let state = B::state_row(&mut tx).await?;
+        crate::evidence::fence(B::dialect(&mut tx)).await?;
+        let state = crate::evidence::state_row(B::dialect(&mut tx)).await?;
         ensure_backfill_allowed(&state)?;
         if state.era_of_new_pass().is_some() && checkpoint.era != state.era_of_new_pass() {
             return Err(StorageError::Conflict(
@@ -309,7 +309,7 @@ impl<B: Backend> Router<B> {
                 ..checkpoint
             };
             B::save_checkpoint(&mut tx, &done).await?;
-            B::record_backfilled(&mut tx).await?;
+            crate::evidence::record_backfilled(B::dialect(&mut tx)).await?;
             tx.commit().await?;
             return Ok(done);
         };
@@ -348,8 +348,8 @@ impl<B: Backend> Router<B> {
         catalog: &HashMap<String, Attribute>,
     ) -> Result<(Option<i64>, usize, usize)> {
         let mut tx = self.begin_write().await?;
-        B::fence(&mut tx).await?;
-        ensure_backfill_allowed(&B::state_row(&mut tx).await?)?;
+        crate::evidence::fence(B::dialect(&mut tx)).await?;
+        ensure_backfill_allowed(&crate::evidence::state_row(B::dialect(&mut tx)).await?)?;
         let ids = B::quarantined_entity_ids_after(&mut tx, kind, after, limit).await?;
         let Some(&last) = ids.last() else {
             return Ok((None, 0, 0));

@@ -172,7 +172,11 @@ impl<B: Backend> Router<B> {
         };
         record_queries(1);
         let rows: Vec<CapturedRow> = sqlx::query_as(UNAPPLIED).bind(limit).fetch_all(c).await?;
-        if rows.is_empty() || B::migration_state(&mut tx).await?.archived {
+        if rows.is_empty()
+            || crate::evidence::migration_state(B::dialect(&mut tx))
+                .await?
+                .archived
+        {
             return Ok(0);
         }
         let catalog = crate::backfill::catalog_of::<B>(&mut tx).await?;

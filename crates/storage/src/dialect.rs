@@ -11,6 +11,16 @@ pub(crate) enum Dialect<'c> {
     Lite(&'c mut SqliteConnection),
 }
 
+impl Dialect<'_> {
+    /// The same connection for one more statement, this one kept for the next.
+    pub(crate) fn reborrow(&mut self) -> Dialect<'_> {
+        match self {
+            Dialect::Pg(c) => Dialect::Pg(c),
+            Dialect::Lite(c) => Dialect::Lite(c),
+        }
+    }
+}
+
 /// One statement as PostgreSQL and SQLite spell it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Sql {

@@ -1,6 +1,7 @@
 //! Errors of the storage layer.
 
 use domain::FieldError;
+use serde::Serialize;
 
 /// What can go wrong in a storage operation. Database detail stays in the cause chain for
 /// logs; callers map the kinds to answers.
@@ -20,9 +21,9 @@ pub enum StorageError {
         "refused by a guardrail ({rule}): {violation}; not yet resolved or accepted: {counts}",
         rule = flags::GuardrailViolation::UnifiedReadsHideQuarantinedValues.rule(),
         violation = flags::GuardrailViolation::UnifiedReadsHideQuarantinedValues,
-        counts = crate::quarantine::describe_unsettled(.0)
+        counts = describe_unsettled(.0)
     )]
-    QuarantineUnsettled(Vec<crate::quarantine::UnsettledCount>),
+    QuarantineUnsettled(Vec<UnsettledCount>),
     #[error("{} value(s) were refused", .0.len())]
     InvalidValues(Vec<FieldError>),
     #[error("unsupported database URL '{0}': use postgres://… or sqlite://…")]
@@ -56,7 +57,7 @@ pub enum StorageError {
         "another bulk operation is running: {0}; wait for it to finish, or stop it (a killed \
          one's lease is taken over once its heartbeat is older than the grace period)"
     )]
-    Leased(Box<crate::lease::LeaseHolder>),
+    Leased(Box<LeaseHolder>),
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("schema migration failed")]
@@ -197,4 +198,52 @@ fn transient(err: &sqlx::Error) -> bool {
         },
         _ => false,
     }
+}
+
+/// Who holds the lease, as the refusal and `status` name it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct LeaseHolder {
+    /// The operation as operators type it (`backfill`, `sync-legacy`, …).
+    pub operation: String,
+    /// Unique per run: the process's claim on the row.
+    pub holder: String,
+    pub host: String,
+    pub pid: i64,
+    /// When it took the lease, in seconds since the Unix epoch.
+    pub started_epoch: f64,
+    /// Seconds since its last heartbeat, by the database's clock.
+    pub heartbeat_age_seconds: f64,
+}
+
+impl std::fmt::Display for LeaseHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let started = chrono::DateTime::from_timestamp(self.started_epoch as i64, 0)
+            .map(|at| at.to_rfc3339())
+            .unwrap_or_default();
+        write!(
+            f,
+            "{} (pid {} on {}, since {started}, last heartbeat {:.0} s ago)",
+            self.operation, self.pid, self.host, self.heartbeat_age_seconds
+        )
+    }
+}
+
+/// Quarantined values users saw that no operator accepted, for one attribute and kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct UnsettledCount {
+    pub attribute_code: String,
+    pub kind: String,
+    pub count: i64,
+}
+
+/// The unsettled counts in words: `brand (invalid) 6, condition (invalid) 4`.
+pub fn describe_unsettled(counts: &[UnsettledCount]) -> String {
+    let total: i64 = counts.iter().map(|c| c.count).sum();
+    let shown: Vec<String> = counts
+        .iter()
+        .take(10)
+        .map(|c| format!("{} ({}) {}", c.attribute_code, c.kind, c.count))
+        .collect();
+    let more = if counts.len() > 10 { ", …" } else { "" };
+    format!("{total} value(s): {}{more}", shown.join(", "))
 }

@@ -3,8 +3,10 @@
 use flags::WriteMode;
 
 use crate::backend::Backend;
+use crate::dialect::{Sql, on_dialect};
 use crate::error::Result;
 use crate::router::{Router, phase_name};
+use crate::stats::record_queries;
 
 use flags::{Flags, RawFlags};
 use serde::Serialize;
@@ -151,9 +153,6 @@ pub(crate) const AUDIT: &str =
         old_flags, new_flags, old_phase, new_phase
     FROM flag_audit ORDER BY id DESC LIMIT $1";
 
-/// A no-op update: it takes the row's write lock until the transaction ends.
-pub(crate) const LOCK_MIGRATION_STATE: &str = "UPDATE migration_state SET id = id WHERE id = 1";
-
 macro_rules! migration_counts_sql {
     ($legacy_definitions:literal, $legacy_bindings:literal, $legacy_values:literal) => {
         concat!(
@@ -172,18 +171,18 @@ macro_rules! migration_counts_sql {
     };
 }
 
-pub(crate) const MIGRATION_COUNTS: &str = migration_counts_sql!(
+const MIGRATION_COUNTS: Sql = Sql::same(migration_counts_sql!(
     "(SELECT COUNT(*) FROM category_attributes)",
     "(SELECT COUNT(*) FROM category_attribute_mapping)",
     "(SELECT COUNT(*) FROM listing_attribute_values)"
-);
+));
 
 /// While archived, the legacy tables are not where the live queries look.
-pub(crate) const MIGRATION_COUNTS_ARCHIVED: &str = migration_counts_sql!(
+const MIGRATION_COUNTS_ARCHIVED: Sql = Sql::same(migration_counts_sql!(
     "CAST(NULL AS BIGINT)",
     "CAST(NULL AS BIGINT)",
     "CAST(NULL AS BIGINT)"
-);
+));
 
 /// What a start made of the flags its environment gives.
 #[derive(Debug, Clone)]
@@ -262,7 +261,7 @@ impl<B: Backend> Router<B> {
         actor: &str,
     ) -> Result<EnvironmentFlags> {
         let mut tx = self.begin_write().await?;
-        B::lock_migration_state(&mut tx).await?;
+        crate::evidence::lock_migration_state(B::dialect(&mut tx)).await?;
         let seen = B::load_environment(&mut tx).await?;
         // A restart with the same environment (the usual start) writes nothing.
         let changed = seen.as_ref() != Some(raw);
@@ -283,7 +282,7 @@ impl<B: Backend> Router<B> {
             return Ok(EnvironmentFlags::Unchanged);
         };
         let new = with_environment_changes(stored, &seen, raw, configured);
-        let state = B::migration_state(&mut tx).await?;
+        let state = crate::evidence::migration_state(B::dialect(&mut tx)).await?;
         let new_phase = match new.check_change(Some(&stored), &state) {
             Ok(phase) => phase,
             Err(violation) => return Ok(EnvironmentFlags::Refused(violation)),
@@ -305,7 +304,7 @@ impl<B: Backend> Router<B> {
             phase: new_phase,
         };
         B::save_flags(&mut tx, &change).await?;
-        B::note_write_mode(&mut tx, new.write_mode()).await?;
+        crate::evidence::note_write_mode(B::dialect(&mut tx), new.write_mode()).await?;
         tx.commit().await?;
         Ok(EnvironmentFlags::Applied(change))
     }
@@ -321,11 +320,11 @@ impl<B: Backend> Router<B> {
         change: impl FnOnce(Flags) -> Flags,
     ) -> Result<crate::flag_store::FlagChange> {
         let mut tx = self.begin_write().await?;
-        B::lock_migration_state(&mut tx).await?;
+        crate::evidence::lock_migration_state(B::dialect(&mut tx)).await?;
         let old = B::load_flags(&mut tx)
             .await?
             .map_or(current, |stored| stored.flags);
-        let state = B::migration_state(&mut tx).await?;
+        let state = crate::evidence::migration_state(B::dialect(&mut tx)).await?;
         let new = change(old);
         let new_phase = match new.check_change(Some(&old), &state) {
             Ok(phase) => phase,
@@ -344,14 +343,14 @@ impl<B: Backend> Router<B> {
             phase: new_phase,
         };
         B::save_flags(&mut tx, &change).await?;
-        B::note_write_mode(&mut tx, new.write_mode()).await?;
+        crate::evidence::note_write_mode(B::dialect(&mut tx), new.write_mode()).await?;
         tx.commit().await?;
         Ok(change)
     }
 
     pub(crate) async fn note_write_mode(&self, mode: WriteMode) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        B::note_write_mode(&mut tx, mode).await?;
+        crate::evidence::note_write_mode(B::dialect(&mut tx), mode).await?;
         Ok(tx.commit().await?)
     }
 
@@ -370,7 +369,17 @@ impl<B: Backend> Router<B> {
 
     pub(crate) async fn migration_counts(&self) -> Result<crate::flag_store::MigrationCounts> {
         let mut conn = self.acquire().await?;
-        B::migration_counts(&mut conn).await
+        let statement = if crate::evidence::archived(B::dialect(&mut conn)).await? {
+            MIGRATION_COUNTS_ARCHIVED
+        } else {
+            MIGRATION_COUNTS
+        };
+        record_queries(1);
+        Ok(on_dialect!(
+            B::dialect(&mut conn),
+            statement,
+            |c, statement| sqlx::query_as(statement).fetch_one(&mut *c).await?
+        ))
     }
 }
 

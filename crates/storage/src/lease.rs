@@ -7,40 +7,12 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::backend::Backend;
 use crate::dialect::{Sql, on_dialect};
 use crate::error::{Result, StorageError};
 use crate::router::Router;
 
-/// Who holds the lease, as the refusal and `status` name it.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
-pub struct LeaseHolder {
-    /// The operation as operators type it (`backfill`, `sync-legacy`, …).
-    pub operation: String,
-    /// Unique per run: the process's claim on the row.
-    pub holder: String,
-    pub host: String,
-    pub pid: i64,
-    /// When it took the lease, in seconds since the Unix epoch.
-    pub started_epoch: f64,
-    /// Seconds since its last heartbeat, by the database's clock.
-    pub heartbeat_age_seconds: f64,
-}
-
-impl std::fmt::Display for LeaseHolder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let started = chrono::DateTime::from_timestamp(self.started_epoch as i64, 0)
-            .map(|at| at.to_rfc3339())
-            .unwrap_or_default();
-        write!(
-            f,
-            "{} (pid {} on {}, since {started}, last heartbeat {:.0} s ago)",
-            self.operation, self.pid, self.host, self.heartbeat_age_seconds
-        )
-    }
-}
+pub use crate::error::LeaseHolder;
 
 /// What taking the lease found: the stale holder it replaced, if any.
 #[derive(Debug, Clone, PartialEq)]

@@ -1134,7 +1134,7 @@ fn unknown_migrations_are_additive(migrator: &Migrator, applied: &[(i64, String)
 /// tables are not looked at.
 async fn check_legacy_schema<B: Backend>(pool: &sqlx::Pool<B::Db>) -> Result<()> {
     let mut conn = pool.acquire().await?;
-    if B::archived(&mut conn).await? {
+    if crate::evidence::archived(B::dialect(&mut conn)).await? {
         return Ok(());
     }
     let missing = legacy::missing_columns(&B::legacy_columns(&mut conn).await?);

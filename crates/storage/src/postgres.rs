@@ -5,7 +5,7 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use domain::{EffectiveSchema, EntityKind, EntityRef, EntityValues};
-use flags::{MigrationState, Store};
+use flags::Store;
 use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -158,14 +158,6 @@ mod pg_sql {
         "SELECT CAST(column_name AS TEXT) FROM information_schema.columns
          WHERE table_schema = 'public' AND table_name = 'category_attributes'
            AND column_name IN ('affects_stock', 'is_variant_compatible')";
-    /// Shared: writes do not queue on each other, a flag change (which updates the row) waits.
-    pub(super) const SHARE_MIGRATION_STATE: &str =
-        "SELECT 1 FROM migration_state WHERE id = 1 FOR SHARE";
-    /// A flag change first queues for the table: row share locks admit each other without
-    /// queueing, so a stream of writes could hold the row past any timeout; a table lock
-    /// request is queued fairly, and writes that come after it wait for the change instead.
-    pub(super) const QUEUE_FOR_MIGRATION_STATE: &str =
-        "LOCK TABLE migration_state IN EXCLUSIVE MODE";
 
     /// Inserts unified value rows with one statement per batch: each column travels as one
     /// array (`UNNEST`), so a batch of thousands of rows is one parse, one plan, nine binds.

@@ -17,6 +17,9 @@ use crate::dialect::{Sql, on_dialect};
 use crate::error::{Result, StorageError};
 use crate::stats::record_queries;
 
+pub use crate::error::{UnsettledCount, describe_unsettled};
+pub(crate) use crate::rows::shown_json;
+
 /// What kept a legacy value out of unified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -99,21 +102,6 @@ pub(crate) struct QuarantinedRow {
     pub shown_value: Option<String>,
     pub reason: String,
     pub kind: QuarantineKind,
-}
-
-/// A JSON value as a person reads it: a string as itself, a list as its items joined.
-pub(crate) fn shown_json(value: &Json) -> Option<String> {
-    let text = match value {
-        Json::Null => return None,
-        Json::String(text) => text.trim().to_owned(),
-        Json::Array(items) => items
-            .iter()
-            .filter_map(shown_json)
-            .collect::<Vec<_>>()
-            .join(", "),
-        other => other.to_string(),
-    };
-    (!text.is_empty()).then_some(text)
 }
 
 /// A JSON array of ids or codes, the one parameter both dialects expand into a list.
@@ -318,14 +306,6 @@ pub(crate) async fn entities_with_seen_values<B: Backend>(
     Ok(found.into_iter().collect())
 }
 
-/// Quarantined values users saw that no operator accepted, for one attribute and kind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-pub struct UnsettledCount {
-    pub attribute_code: String,
-    pub kind: String,
-    pub count: i64,
-}
-
 const UNSETTLED: Sql = Sql::same(
     "SELECT attribute_code, kind, COUNT(*) AS count FROM backfill_quarantine
     WHERE kind NOT IN ('orphan', 'empty') AND accepted_at IS NULL
@@ -342,18 +322,6 @@ pub(crate) async fn unsettled<B: Backend>(conn: &mut Conn<B>) -> Result<Vec<Unse
             .await?
     });
     Ok(counts)
-}
-
-/// The unsettled counts in words: `brand (invalid) 6, condition (invalid) 4`.
-pub fn describe_unsettled(counts: &[UnsettledCount]) -> String {
-    let total: i64 = counts.iter().map(|c| c.count).sum();
-    let shown: Vec<String> = counts
-        .iter()
-        .take(10)
-        .map(|c| format!("{} ({}) {}", c.attribute_code, c.kind, c.count))
-        .collect();
-    let more = if counts.len() > 10 { ", …" } else { "" };
-    format!("{total} value(s): {}{more}", shown.join(", "))
 }
 
 /// Which quarantined values an acceptance (or its undoing) covers.

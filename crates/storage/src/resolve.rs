@@ -469,7 +469,9 @@ impl<B: Backend> Router<B> {
         let (from, to) = (request.from.as_str(), request.to.as_str());
         let mut tx = self.begin_fenced(mode).await?;
         ensure_legacy_in_place::<B>(&mut tx).await?;
-        crate::backfill::ensure_backfill_allowed(&B::state_row(&mut tx).await?)?;
+        crate::backfill::ensure_backfill_allowed(
+            &crate::evidence::state_row(B::dialect(&mut tx)).await?,
+        )?;
         let catalog: HashMap<String, Attribute> = B::catalog(&mut tx, Store::Legacy)
             .await?
             .into_iter()

@@ -389,7 +389,7 @@ impl<B: Backend> Router<B> {
 
     pub(crate) async fn archived(&self) -> Result<bool> {
         let mut conn = self.acquire().await?;
-        B::archived(&mut conn).await
+        crate::evidence::archived(B::dialect(&mut conn)).await
     }
 
     pub(crate) async fn count_rows(&self, table: &'static str) -> Result<i64> {
@@ -399,7 +399,10 @@ impl<B: Backend> Router<B> {
 
     pub(crate) async fn has_legacy_definitions(&self) -> Result<bool> {
         let mut conn = self.acquire().await?;
-        if B::migration_state(&mut conn).await?.archived {
+        if crate::evidence::migration_state(B::dialect(&mut conn))
+            .await?
+            .archived
+        {
             return Ok(true);
         }
         Ok(B::count_legacy_definitions(&mut conn).await? > 0)
@@ -421,7 +424,7 @@ impl<B: Backend> Router<B> {
 
     pub(crate) async fn migration_state(&self) -> Result<MigrationState> {
         let mut conn = self.acquire().await?;
-        B::migration_state(&mut conn).await
+        crate::evidence::migration_state(B::dialect(&mut conn)).await
     }
 
     async fn schema_in(&self, store: Store, category_id: i64) -> Result<EffectiveSchema> {
@@ -516,7 +519,10 @@ pub(crate) async fn schema_parts<B: Backend>(
 
 /// Operations on the legacy tables need them out of the archive.
 pub(crate) async fn ensure_legacy_in_place<B: Backend>(conn: &mut Conn<B>) -> Result<()> {
-    if B::migration_state(conn).await?.archived {
+    if crate::evidence::migration_state(B::dialect(conn))
+        .await?
+        .archived
+    {
         return Err(StorageError::Conflict(
             "the legacy tables are archived: run restore-archive first".into(),
         ));

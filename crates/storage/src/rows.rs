@@ -493,10 +493,7 @@ impl ValueRow {
                 _ => n.to_owned(),
             }
         });
-        let json = self
-            .json_value
-            .as_ref()
-            .and_then(|j| crate::quarantine::shown_json(&j.0));
+        let json = self.json_value.as_ref().and_then(|j| shown_json(&j.0));
         [
             self.text_value.as_deref().map(str::trim).map(str::to_owned),
             number,
@@ -758,6 +755,21 @@ pub(crate) fn batch_values(
         }
     }
     grouped
+}
+
+/// A JSON value as a person reads it: a string as itself, a list as its items joined.
+pub(crate) fn shown_json(value: &serde_json::Value) -> Option<String> {
+    let text = match value {
+        serde_json::Value::Null => return None,
+        serde_json::Value::String(text) => text.trim().to_owned(),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .filter_map(shown_json)
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    };
+    (!text.is_empty()).then_some(text)
 }
 
 #[cfg(test)]

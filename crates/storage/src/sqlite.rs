@@ -7,7 +7,7 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use domain::{EffectiveSchema, EntityKind, EntityRef, EntityValues};
-use flags::{MigrationState, Store};
+use flags::Store;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -185,10 +185,6 @@ mod sqlite_sql {
     pub(super) const LATER_DEFINITION_COLUMNS_PRESENT: &str =
         "SELECT name FROM pragma_table_info('category_attributes')
          WHERE name IN ('affects_stock', 'is_variant_compatible')";
-    /// Write transactions hold SQLite's one write lock from their start: nothing to add.
-    pub(super) const SHARE_MIGRATION_STATE: &str = "SELECT 1 FROM migration_state WHERE id = 1";
-    /// The write transaction holds SQLite's one write lock already.
-    pub(super) const QUEUE_FOR_MIGRATION_STATE: &str = "SELECT 1";
 
     /// Inserts unified value rows in multi-row statements (SQLite allows 32,766 parameters).
     pub(super) async fn insert_unified_rows(

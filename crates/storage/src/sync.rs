@@ -105,8 +105,11 @@ impl<B: Backend> Router<B> {
         };
         let mut tx = self.begin_write().await?;
         ensure_legacy_in_place::<B>(&mut tx).await?;
-        B::lock_migration_state(&mut tx).await?;
-        if !B::state_row(&mut tx).await?.pending_sync {
+        crate::evidence::lock_migration_state(B::dialect(&mut tx)).await?;
+        if !crate::evidence::state_row(B::dialect(&mut tx))
+            .await?
+            .pending_sync
+        {
             tx.rollback().await?;
             report.nothing_to_sync = true;
             report.complete = true;
@@ -119,7 +122,7 @@ impl<B: Backend> Router<B> {
                     .into(),
             ));
         }
-        B::start_legacy_sync(&mut tx).await?;
+        crate::evidence::start_legacy_sync(B::dialect(&mut tx)).await?;
         let legacy_codes: HashSet<String> = B::catalog(&mut tx, Store::Legacy)
             .await?
             .into_iter()
@@ -169,13 +172,14 @@ impl<B: Backend> Router<B> {
             }
         }
         let mut tx = self.begin_write().await?;
-        B::lock_migration_state(&mut tx).await?;
+        crate::evidence::lock_migration_state(B::dialect(&mut tx)).await?;
         // Legacy lacks what it refused: "pending" stays until a run gets everything through.
         let refused = report
             .kinds
             .values()
             .any(|counts| counts.entities_refused > 0);
-        report.complete = !refused && B::finish_legacy_sync(&mut tx).await?;
+        report.complete =
+            !refused && crate::evidence::finish_legacy_sync(B::dialect(&mut tx)).await?;
         B::notify(&mut tx, &[Invalidation::Everything]).await?;
         end::<B>(tx, dry_run).await?;
         Ok(report)

@@ -273,7 +273,9 @@ impl<B: Backend> Router<B> {
         let (era, catalog): (_, HashMap<String, domain::Attribute>) = {
             let mut conn = self.acquire().await?;
             ensure_legacy_in_place::<B>(&mut conn).await?;
-            let era = B::state_row(&mut conn).await?.era_to_verify();
+            let era = crate::evidence::state_row(B::dialect(&mut conn))
+                .await?
+                .era_to_verify();
             let mut catalog: HashMap<String, domain::Attribute> =
                 B::catalog(&mut conn, Store::Legacy)
                     .await?
@@ -367,7 +369,7 @@ impl<B: Backend> Router<B> {
         save_run::<B>(&mut conn, &report).await?;
         // A verify over nothing proves nothing: it is no evidence for a phase.
         if let Some(era) = era.filter(|_| report.is_clean() && report.checked > 0) {
-            B::record_verified(&mut conn, era).await?;
+            crate::evidence::record_verified(B::dialect(&mut conn), era).await?;
         }
         conn.commit().await?;
         Ok(report)
@@ -390,7 +392,9 @@ impl<B: Backend> Router<B> {
 
     pub(crate) async fn sample_ids(&self) -> Result<(Option<i64>, Option<i64>)> {
         let mut conn = self.acquire().await?;
-        let archived = B::migration_state(&mut conn).await?.archived;
+        let archived = crate::evidence::migration_state(B::dialect(&mut conn))
+            .await?
+            .archived;
         let mut found = [None, None];
         for (slot, (unified, legacy)) in found.iter_mut().zip([
             (SAMPLE_UNIFIED_CATEGORY, SAMPLE_LEGACY_CATEGORY),

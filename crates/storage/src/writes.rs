@@ -22,8 +22,8 @@ impl<B: Backend> Router<B> {
         mode: WriteMode,
     ) -> Result<sqlx::Transaction<'static, B::Db>> {
         let mut tx = self.begin_write().await?;
-        B::note_write(&mut tx, mode).await?;
-        match B::fence(&mut tx).await? {
+        crate::evidence::note_write(B::dialect(&mut tx), mode).await?;
+        match crate::evidence::fence(B::dialect(&mut tx)).await? {
             Some(current) if current != mode => Err(StorageError::StaleWriteMode {
                 decided: mode,
                 current,
