@@ -6,9 +6,11 @@
 use flags::{Flags, Phase};
 
 use crate::backend::Backend;
+use crate::dialect::{Dialect, Sql, on_dialect};
 use crate::error::{Result, StorageError};
 use crate::invalidation::Invalidation;
 use crate::router::{Router, phase_name};
+use crate::stats::record_queries;
 
 use std::io::Cursor;
 
@@ -77,16 +79,18 @@ impl Checksum {
     }
 }
 
-pub(crate) const SAVE_MANIFEST: &str =
-    "INSERT INTO archive_manifests (action, phase, tables) VALUES ($1, $2, $3)";
+const SAVE_MANIFEST: Sql =
+    Sql::same("INSERT INTO archive_manifests (action, phase, tables) VALUES ($1, $2, $3)");
 
-pub(crate) const LAST_MANIFEST: &str = "SELECT CAST(id AS BIGINT) AS id, action,
+const LAST_MANIFEST: Sql = Sql::same(
+    "SELECT CAST(id AS BIGINT) AS id, action,
         CAST(recorded_at AS TEXT) AS recorded_at, phase, tables, waiver
-    FROM archive_manifests ORDER BY id DESC LIMIT 1";
+    FROM archive_manifests ORDER BY id DESC LIMIT 1",
+);
 
-pub(crate) const MARK_ARCHIVED: &str =
+const MARK_ARCHIVED: &str =
     "UPDATE migration_state SET archived_at = CURRENT_TIMESTAMP WHERE id = 1";
-pub(crate) const MARK_RESTORED: &str = "UPDATE migration_state SET archived_at = NULL WHERE id = 1";
+const MARK_RESTORED: &str = "UPDATE migration_state SET archived_at = NULL WHERE id = 1";
 
 /// Whether the last verify run was clean and finished after the last moment legacy could
 /// have been written alone: the last change of flags away from the legacy phase (legacy-only
@@ -114,7 +118,170 @@ macro_rules! verified_since_legacy_writes_sql {
         )
     };
 }
-pub(crate) use verified_since_legacy_writes_sql;
+
+const VERIFIED_SINCE_LEGACY_WRITES: Sql = Sql {
+    pg: verified_since_legacy_writes_sql!(""),
+    lite: verified_since_legacy_writes_sql!("julianday"),
+};
+
+/// Where a legacy table lives once archived: PostgreSQL moves it into its own schema under its
+/// own name; SQLite has no schemas in one file, so the name carries a prefix.
+fn archived_table(conn: &Dialect<'_>, table: &str) -> String {
+    match conn {
+        Dialect::Pg(_) => format!("legacy_archive.{table}"),
+        Dialect::Lite(_) => format!("legacy_archive_{table}"),
+    }
+}
+
+/// A statement that reads each row of `location` as text, for checksums: PostgreSQL spells
+/// every column with `CAST(t AS TEXT)`; SQLite `quote`s each column, in column order.
+async fn row_texts_sql(
+    conn: Dialect<'_>,
+    table: &str,
+    location: &str,
+    filter: Option<&str>,
+) -> Result<String> {
+    let filter = filter.map(|f| format!(" WHERE {f}")).unwrap_or_default();
+    let c = match conn {
+        Dialect::Pg(_) => return Ok(format!("SELECT CAST(t AS TEXT) FROM {location} t{filter}")),
+        Dialect::Lite(c) => c,
+    };
+    record_queries(1);
+    let columns: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM pragma_table_info($1) ORDER BY cid")
+            .bind(location)
+            .fetch_all(c)
+            .await?;
+    if columns.is_empty() {
+        return Err(StorageError::Conflict(format!(
+            "the legacy table {table} is missing (looked for {location})"
+        )));
+    }
+    let row = columns
+        .iter()
+        .map(|column| format!("quote(\"{column}\")"))
+        .collect::<Vec<_>>()
+        .join(" || '|' || ");
+    Ok(format!("SELECT {row} FROM {location}{filter}"))
+}
+
+/// The statements that move the legacy tables into the archive or back. PostgreSQL's `SET
+/// SCHEMA` moves a table with its indexes, constraints and sequences, in place (their home is
+/// the marketplace's schema); SQLite's `RENAME` keeps indexes and rewrites the foreign keys
+/// that point at the table.
+fn move_statements(conn: &Dialect<'_>, tables: &[&str], to_archive: bool) -> Vec<String> {
+    let moves = tables.iter().map(|table| match conn {
+        Dialect::Pg(_) => {
+            let home = crate::legacy::MARKETPLACE_SCHEMA;
+            if to_archive {
+                format!("ALTER TABLE \"{home}\".{table} SET SCHEMA legacy_archive")
+            } else {
+                format!("ALTER TABLE legacy_archive.{table} SET SCHEMA \"{home}\"")
+            }
+        }
+        Dialect::Lite(_) => {
+            let archived = archived_table(conn, table);
+            if to_archive {
+                format!("ALTER TABLE {table} RENAME TO {archived}")
+            } else {
+                format!("ALTER TABLE {archived} RENAME TO {table}")
+            }
+        }
+    });
+    let schema = matches!(conn, Dialect::Pg(_))
+        .then(|| "CREATE SCHEMA IF NOT EXISTS legacy_archive".to_owned());
+    schema.into_iter().chain(moves).collect()
+}
+
+/// Whether the last verify run was clean and finished after legacy could last be written alone.
+async fn verified_since_legacy_writes(conn: Dialect<'_>) -> Result<bool> {
+    record_queries(1);
+    Ok(on_dialect!(
+        conn,
+        VERIFIED_SINCE_LEGACY_WRITES,
+        |c, statement| sqlx::query_scalar(statement).fetch_one(&mut *c).await?
+    ))
+}
+
+/// Rows and checksums of the legacy tables, where they are (archived or not).
+async fn table_evidence(mut conn: Dialect<'_>, archived: bool) -> Result<Vec<TableEvidence>> {
+    use futures_util::TryStreamExt;
+    let mut evidence = Vec::new();
+    for table in MOVED_TABLES.into_iter().chain([TRANSLATIONS]) {
+        let filter = (table == TRANSLATIONS && !archived).then_some(ATTRIBUTE_TRANSLATIONS);
+        let location = if archived {
+            archived_table(&conn, table)
+        } else {
+            table.to_owned()
+        };
+        let select = row_texts_sql(conn.reborrow(), table, &location, filter).await?;
+        record_queries(1);
+        let checksum = on_dialect!(conn.reborrow(), |c| {
+            let mut checksum = Checksum::default();
+            let mut rows = sqlx::query_scalar::<_, String>(&select).fetch(&mut *c);
+            while let Some(text) = rows.try_next().await? {
+                checksum.add(&text);
+            }
+            checksum
+        });
+        evidence.push(checksum.finish(table));
+    }
+    Ok(evidence)
+}
+
+/// Moves the legacy tables (and the attributes' rows of `translations`) into the archive or
+/// back, and marks the migration state archived or not.
+async fn move_legacy_tables(mut conn: Dialect<'_>, to_archive: bool) -> Result<()> {
+    let archived_translations = archived_table(&conn, TRANSLATIONS);
+    let mut statements = move_statements(&conn, &MOVED_TABLES, to_archive);
+    if to_archive {
+        statements.push(format!(
+            "CREATE TABLE {archived_translations} AS SELECT * FROM {TRANSLATIONS} WHERE {ATTRIBUTE_TRANSLATIONS}"
+        ));
+        statements.push(format!(
+            "DELETE FROM {TRANSLATIONS} WHERE {ATTRIBUTE_TRANSLATIONS}"
+        ));
+        statements.push(MARK_ARCHIVED.to_owned());
+    } else {
+        statements.push(format!(
+            "INSERT INTO {TRANSLATIONS} SELECT * FROM {archived_translations}"
+        ));
+        statements.push(format!("DROP TABLE {archived_translations}"));
+        statements.push(MARK_RESTORED.to_owned());
+    }
+    for statement in statements {
+        record_queries(1);
+        on_dialect!(conn.reborrow(), |c| {
+            sqlx::query(&statement).execute(&mut *c).await?;
+        });
+    }
+    Ok(())
+}
+
+async fn save_manifest(
+    conn: Dialect<'_>,
+    action: &str,
+    phase: &str,
+    tables: &[TableEvidence],
+) -> Result<()> {
+    record_queries(1);
+    on_dialect!(conn, SAVE_MANIFEST, |c, statement| {
+        sqlx::query(statement)
+            .bind(action)
+            .bind(phase)
+            .bind(sqlx::types::Json(tables))
+            .execute(&mut *c)
+            .await?;
+    });
+    Ok(())
+}
+
+async fn last_manifest(conn: Dialect<'_>) -> Result<Option<Manifest>> {
+    record_queries(1);
+    Ok(on_dialect!(conn, LAST_MANIFEST, |c, statement| {
+        sqlx::query_as(statement).fetch_optional(&mut *c).await?
+    }))
+}
 
 impl<B: Backend> Router<B> {
     /// Moves the legacy attribute tables into the archive, in one transaction, with a
@@ -150,7 +317,7 @@ impl<B: Backend> Router<B> {
                 phase_name(phase)
             )));
         }
-        if !B::verified_since_legacy_writes(&mut tx).await? {
+        if !verified_since_legacy_writes(B::dialect(&mut tx)).await? {
             return Err(StorageError::Conflict(
                 "no clean verify since legacy was last written: run verify first".into(),
             ));
@@ -158,7 +325,7 @@ impl<B: Backend> Router<B> {
         let waiver = crate::soak::check::<B>(&mut tx, soak).await?;
         // The marketplace's own unified tables move too when they were a source.
         let its_tables = crate::monolith::archived_tables::<B>(&mut tx, false).await?;
-        let mut before = B::archive_evidence(&mut tx, false).await?;
+        let mut before = table_evidence(B::dialect(&mut tx), false).await?;
         before.extend(crate::monolith::evidence::<B>(&mut tx, &its_tables, false).await?);
         if dry_run {
             // Nothing moves: the transaction ends unwritten.
@@ -171,18 +338,18 @@ impl<B: Backend> Router<B> {
                 waiver,
             });
         }
-        B::move_legacy_tables(&mut tx, true).await?;
+        move_legacy_tables(B::dialect(&mut tx), true).await?;
         crate::monolith::move_tables::<B>(&mut tx, &its_tables, true).await?;
         // The marketplace's unmodified readers find the legacy shape over unified.
         crate::legacy_views::create::<B>(&mut tx).await?;
-        let mut after = B::archive_evidence(&mut tx, true).await?;
+        let mut after = table_evidence(B::dialect(&mut tx), true).await?;
         after.extend(crate::monolith::evidence::<B>(&mut tx, &its_tables, true).await?);
         ensure_same_evidence(&before, &after, "archiving")?;
-        B::save_manifest(&mut tx, "archive", phase_name(phase), &before).await?;
+        save_manifest(B::dialect(&mut tx), "archive", phase_name(phase), &before).await?;
         if let Some(waiver) = &waiver {
             crate::soak::record_waiver::<B>(&mut tx, waiver).await?;
         }
-        let manifest = B::last_manifest(&mut tx).await?;
+        let manifest = last_manifest(B::dialect(&mut tx)).await?;
         B::notify(&mut tx, &[Invalidation::Everything]).await?;
         B::notify_state_changed(&mut tx).await?;
         tx.commit().await?;
@@ -206,16 +373,16 @@ impl<B: Backend> Router<B> {
             ));
         }
         let its_tables = crate::monolith::archived_tables::<B>(&mut tx, true).await?;
-        let mut archived = B::archive_evidence(&mut tx, true).await?;
+        let mut archived = table_evidence(B::dialect(&mut tx), true).await?;
         archived.extend(crate::monolith::evidence::<B>(&mut tx, &its_tables, true).await?);
-        let recorded = B::last_manifest(&mut tx).await?;
+        let recorded = last_manifest(B::dialect(&mut tx)).await?;
         let unchanged = recorded
             .as_ref()
             .is_some_and(|manifest| manifest.action == "archive" && manifest.tables == archived);
         crate::legacy_views::drop::<B>(&mut tx).await?;
-        B::move_legacy_tables(&mut tx, false).await?;
+        move_legacy_tables(B::dialect(&mut tx), false).await?;
         crate::monolith::move_tables::<B>(&mut tx, &its_tables, false).await?;
-        let mut restored = B::archive_evidence(&mut tx, false).await?;
+        let mut restored = table_evidence(B::dialect(&mut tx), false).await?;
         restored.extend(crate::monolith::evidence::<B>(&mut tx, &its_tables, false).await?);
         ensure_same_evidence(&archived, &restored, "restoring")?;
         let flags = B::load_flags(&mut tx)
@@ -224,8 +391,8 @@ impl<B: Backend> Router<B> {
         let phase = flags
             .check(&crate::evidence::migration_state(B::dialect(&mut tx)).await?)
             .map_or("none", phase_name);
-        B::save_manifest(&mut tx, "restore", phase, &restored).await?;
-        let manifest = B::last_manifest(&mut tx).await?;
+        save_manifest(B::dialect(&mut tx), "restore", phase, &restored).await?;
+        let manifest = last_manifest(B::dialect(&mut tx)).await?;
         B::notify(&mut tx, &[Invalidation::Everything]).await?;
         B::notify_state_changed(&mut tx).await?;
         tx.commit().await?;
@@ -236,7 +403,7 @@ impl<B: Backend> Router<B> {
 
     pub(crate) async fn last_manifest(&self) -> Result<Option<crate::archive::Manifest>> {
         let mut conn = self.acquire().await?;
-        B::last_manifest(&mut conn).await
+        last_manifest(B::dialect(&mut conn)).await
     }
 }
 

@@ -461,37 +461,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
         listings: &[i64],
     ) -> impl Future<Output = Result<Vec<i64>>> + Send;
 
-    /// Whether the last verify was clean and ran after legacy could last be written alone.
-    fn verified_since_legacy_writes(
-        conn: &mut Conn<Self>,
-    ) -> impl Future<Output = Result<bool>> + Send;
-
-    /// Row counts and checksums of the archived legacy tables, where they are now.
-    fn archive_evidence(
-        conn: &mut Conn<Self>,
-        archived: bool,
-    ) -> impl Future<Output = Result<Vec<crate::archive::TableEvidence>>> + Send;
-
-    /// Moves the legacy attribute tables into the archive (`to_archive`) or back, and marks
-    /// the migration state accordingly.
-    fn move_legacy_tables(
-        conn: &mut Conn<Self>,
-        to_archive: bool,
-    ) -> impl Future<Output = Result<()>> + Send;
-
     /// Tells every replica that the migration state changed (they recompute the phase).
     fn notify_state_changed(conn: &mut Conn<Self>) -> impl Future<Output = Result<()>> + Send;
-
-    fn save_manifest(
-        conn: &mut Conn<Self>,
-        action: &str,
-        phase: &str,
-        tables: &[crate::archive::TableEvidence],
-    ) -> impl Future<Output = Result<()>> + Send;
-
-    fn last_manifest(
-        conn: &mut Conn<Self>,
-    ) -> impl Future<Output = Result<Option<crate::archive::Manifest>>> + Send;
 
     /// Loads a dataset in legacy form, with the defects of the real legacy data.
     fn seed_legacy(
@@ -1407,75 +1378,8 @@ macro_rules! backend_operations {
             Ok(moved)
         }
 
-        async fn verified_since_legacy_writes(conn: &mut Conn<Self>) -> Result<bool> {
-            record_queries(1);
-            Ok(sqlx::query_scalar($sql::VERIFIED_SINCE_LEGACY_WRITES).fetch_one(conn).await?)
-        }
-
-        async fn archive_evidence(conn: &mut Conn<Self>, archived: bool) -> Result<Vec<crate::archive::TableEvidence>> {
-            use futures_util::TryStreamExt;
-            use crate::archive::{ATTRIBUTE_TRANSLATIONS, Checksum, MOVED_TABLES, TRANSLATIONS};
-            let mut evidence = Vec::new();
-            for table in MOVED_TABLES.into_iter().chain([TRANSLATIONS]) {
-                let filter = (table == TRANSLATIONS && !archived).then_some(ATTRIBUTE_TRANSLATIONS);
-                let location = if archived { $sql::archived_table(table) } else { table.to_owned() };
-                let select = $sql::row_texts_sql(&mut *conn, table, &location, filter).await?;
-                record_queries(1);
-                let mut checksum = Checksum::default();
-                let mut rows = sqlx::query_scalar::<_, String>(&select).fetch(&mut *conn);
-                while let Some(text) = rows.try_next().await? {
-                    checksum.add(&text);
-                }
-                evidence.push(checksum.finish(table));
-            }
-            Ok(evidence)
-        }
-
-        async fn move_legacy_tables(conn: &mut Conn<Self>, to_archive: bool) -> Result<()> {
-            use crate::archive::{ATTRIBUTE_TRANSLATIONS, MOVED_TABLES, TRANSLATIONS};
-            let archived_translations = $sql::archived_table(TRANSLATIONS);
-            let mut statements = $sql::move_statements(&mut *conn, &MOVED_TABLES, to_archive).await?;
-            if to_archive {
-                statements.push(format!(
-                    "CREATE TABLE {archived_translations} AS SELECT * FROM {TRANSLATIONS} WHERE {ATTRIBUTE_TRANSLATIONS}"
-                ));
-                statements.push(format!("DELETE FROM {TRANSLATIONS} WHERE {ATTRIBUTE_TRANSLATIONS}"));
-                statements.push(crate::archive::MARK_ARCHIVED.to_owned());
-            } else {
-                statements.push(format!("INSERT INTO {TRANSLATIONS} SELECT * FROM {archived_translations}"));
-                statements.push(format!("DROP TABLE {archived_translations}"));
-                statements.push(crate::archive::MARK_RESTORED.to_owned());
-            }
-            for statement in statements {
-                record_queries(1);
-                sqlx::query(&statement).execute(&mut *conn).await?;
-            }
-            Ok(())
-        }
-
         async fn notify_state_changed(conn: &mut Conn<Self>) -> Result<()> {
             $sql::notify_channel(conn, crate::flag_store::FLAGS_CHANNEL, "state").await
-        }
-
-        async fn save_manifest(
-            conn: &mut Conn<Self>,
-            action: &str,
-            phase: &str,
-            tables: &[crate::archive::TableEvidence],
-        ) -> Result<()> {
-            record_queries(1);
-            sqlx::query(crate::archive::SAVE_MANIFEST)
-                .bind(action)
-                .bind(phase)
-                .bind(sqlx::types::Json(tables))
-                .execute(conn)
-                .await?;
-            Ok(())
-        }
-
-        async fn last_manifest(conn: &mut Conn<Self>) -> Result<Option<crate::archive::Manifest>> {
-            record_queries(1);
-            Ok(sqlx::query_as(crate::archive::LAST_MANIFEST).fetch_optional(conn).await?)
         }
 
         async fn seed_legacy(conn: &mut Conn<Self>, dataset: &Dataset) -> Result<()> {

@@ -38,9 +38,16 @@ impl Sql {
     }
 }
 
-/// Runs `$body` on the connection with `$statement` bound to the dialect's spelling of `$sql`;
-/// the body is compiled once per arm, with that arm's connection type.
+/// Runs `$body` on the connection with `$statement` bound to the dialect's spelling of `$sql`
+/// (or without a statement, for a body that builds its own); the body is compiled once per
+/// arm, with that arm's connection type.
 macro_rules! on_dialect {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::dialect::Dialect::Pg($c) => $body,
+            $crate::dialect::Dialect::Lite($c) => $body,
+        }
+    };
     ($conn:expr, $sql:expr, |$c:ident, $statement:ident| $body:expr) => {
         match $conn {
             $crate::dialect::Dialect::Pg($c) => {

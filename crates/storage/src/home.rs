@@ -20,8 +20,7 @@ use crate::error::{Result, StorageError};
 /// Our schema when the settings name none.
 pub const DEFAULT_SCHEMA: &str = "attributes";
 
-/// The marketplace's schema: its legacy tables, and its own unified tables if it made them.
-pub(crate) const MARKETPLACE_SCHEMA: &str = "public";
+pub(crate) use crate::legacy::MARKETPLACE_SCHEMA;
 
 /// Migrations that create or alter the marketplace's tables (created only where absent, on a
 /// development database): they run with the marketplace's schema as the creation target.

@@ -16,6 +16,9 @@ use crate::demo::{Dataset, Listing, Variant};
 use crate::error::{Result, StorageError};
 use crate::rows::{ValueColumns, json_document_value, typed_from_document};
 
+/// The marketplace's schema: its legacy tables, and its own unified tables if it made them.
+pub(crate) const MARKETPLACE_SCHEMA: &str = "public";
+
 /// A definition a B2C document may refer to: a C2C attribute (`source = 'attribute'`) or a
 /// variant axis (`source = 'product_variant_attribute'`).
 #[derive(Debug, sqlx::FromRow)]

@@ -88,43 +88,6 @@ mod pg_sql {
 
     pub(super) const BACKFILL_PROGRESS: &str =
         crate::backfill::progress_sql!("CAST(EXTRACT(EPOCH FROM updated_at) AS DOUBLE PRECISION)");
-    pub(super) const VERIFIED_SINCE_LEGACY_WRITES: &str =
-        crate::archive::verified_since_legacy_writes_sql!("");
-
-    /// Archived legacy tables live in their own schema, under their own names.
-    pub(super) fn archived_table(table: &str) -> String {
-        format!("legacy_archive.{table}")
-    }
-
-    /// Each row of a table as text (`CAST(t AS TEXT)` spells every column), for checksums.
-    pub(super) async fn row_texts_sql(
-        _conn: &mut sqlx::PgConnection,
-        _table: &str,
-        location: &str,
-        filter: Option<&str>,
-    ) -> crate::error::Result<String> {
-        let filter = filter.map(|f| format!(" WHERE {f}")).unwrap_or_default();
-        Ok(format!("SELECT CAST(t AS TEXT) FROM {location} t{filter}"))
-    }
-
-    /// `SET SCHEMA` moves a table with its indexes, constraints and sequences, in place; the
-    /// legacy tables' home is the marketplace's schema.
-    pub(super) async fn move_statements(
-        _conn: &mut sqlx::PgConnection,
-        tables: &[&str],
-        to_archive: bool,
-    ) -> crate::error::Result<Vec<String>> {
-        let home = crate::home::MARKETPLACE_SCHEMA;
-        let mut statements = vec!["CREATE SCHEMA IF NOT EXISTS legacy_archive".to_owned()];
-        statements.extend(tables.iter().map(|table| {
-            if to_archive {
-                format!("ALTER TABLE \"{home}\".{table} SET SCHEMA legacy_archive")
-            } else {
-                format!("ALTER TABLE legacy_archive.{table} SET SCHEMA \"{home}\"")
-            }
-        }));
-        Ok(statements)
-    }
 
     /// `NOTIFY` inside the transaction: PostgreSQL delivers it only if the transaction commits.
     pub(super) async fn notify_channel(

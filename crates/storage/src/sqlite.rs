@@ -108,59 +108,6 @@ mod sqlite_sql {
 
     pub(super) const BACKFILL_PROGRESS: &str =
         crate::backfill::progress_sql!("(julianday(updated_at) - 2440587.5) * 86400.0");
-    pub(super) const VERIFIED_SINCE_LEGACY_WRITES: &str =
-        crate::archive::verified_since_legacy_writes_sql!("julianday");
-
-    /// SQLite has no schemas in one file: archived tables carry a prefix.
-    pub(super) fn archived_table(table: &str) -> String {
-        format!("legacy_archive_{table}")
-    }
-
-    /// Each row of a table as text (every column `quote`d, in column order), for checksums.
-    pub(super) async fn row_texts_sql(
-        conn: &mut sqlx::SqliteConnection,
-        table: &str,
-        location: &str,
-        filter: Option<&str>,
-    ) -> crate::error::Result<String> {
-        crate::stats::record_queries(1);
-        let columns: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM pragma_table_info($1) ORDER BY cid")
-                .bind(location)
-                .fetch_all(conn)
-                .await?;
-        if columns.is_empty() {
-            return Err(crate::error::StorageError::Conflict(format!(
-                "the legacy table {table} is missing (looked for {location})"
-            )));
-        }
-        let row = columns
-            .iter()
-            .map(|column| format!("quote(\"{column}\")"))
-            .collect::<Vec<_>>()
-            .join(" || '|' || ");
-        let filter = filter.map(|f| format!(" WHERE {f}")).unwrap_or_default();
-        Ok(format!("SELECT {row} FROM {location}{filter}"))
-    }
-
-    /// `RENAME` keeps indexes, and rewrites the foreign keys that point at the table.
-    pub(super) async fn move_statements(
-        _conn: &mut sqlx::SqliteConnection,
-        tables: &[&str],
-        to_archive: bool,
-    ) -> crate::error::Result<Vec<String>> {
-        Ok(tables
-            .iter()
-            .map(|table| {
-                let archived = archived_table(table);
-                if to_archive {
-                    format!("ALTER TABLE {table} RENAME TO {archived}")
-                } else {
-                    format!("ALTER TABLE {archived} RENAME TO {table}")
-                }
-            })
-            .collect())
-    }
 
     /// One process owns an SQLite file: there is no other replica to tell.
     pub(super) async fn notify_channel(
