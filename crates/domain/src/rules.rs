@@ -15,13 +15,38 @@ pub struct Pattern {
     anchored: Regex,
 }
 
+/// Patterns compiled so far, by source. Definitions are decoded on every write (from the rows
+/// read in its transaction), and compiling a pattern costs more than the rest of a write's own
+/// work; a compiled `Regex` is shared by cloning. Bounded: emptied when full.
+static COMPILED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Regex>>> =
+    std::sync::LazyLock::new(Default::default);
+const MAX_COMPILED: usize = 1024;
+
+/// `source` anchored and compiled, once per source while it stays among the compiled.
+fn compiled(source: &str) -> Result<Regex, regex::Error> {
+    let known = COMPILED
+        .lock()
+        .ok()
+        .and_then(|patterns| patterns.get(source).cloned());
+    if let Some(anchored) = known {
+        return Ok(anchored);
+    }
+    // Anchored so that `[0-9]{5}` means "five digits", not "contains five digits".
+    let anchored = Regex::new(&format!("^(?:{source})$"))?;
+    if let Ok(mut patterns) = COMPILED.lock() {
+        if patterns.len() >= MAX_COMPILED {
+            patterns.clear();
+        }
+        patterns.insert(source.to_owned(), anchored.clone());
+    }
+    Ok(anchored)
+}
+
 impl Pattern {
     pub fn new(source: &str) -> Result<Self, regex::Error> {
-        // Anchored so that `[0-9]{5}` means "five digits", not "contains five digits".
-        let anchored = Regex::new(&format!("^(?:{source})$"))?;
         Ok(Self {
             source: source.to_owned(),
-            anchored,
+            anchored: compiled(source)?,
         })
     }
 
@@ -165,6 +190,30 @@ mod tests {
             ValidationRules::from_legacy_json(&json!({"min": "abc", "pattern": "(", "step": 1}));
         assert_eq!(rules, ValidationRules::default());
         assert_eq!(warnings.len(), 3);
+    }
+
+    #[test]
+    fn a_pattern_is_compiled_once_and_the_compiled_stay_bounded() {
+        Pattern::new("[0-9]{4}-once").expect("valid pattern");
+        let held = |source: &str| COMPILED.lock().expect("not poisoned").contains_key(source);
+        assert!(
+            held("[0-9]{4}-once"),
+            "kept for the next definition that names it"
+        );
+        let again = Pattern::new("[0-9]{4}-once").expect("valid pattern");
+        assert!(again.matches("2024-once") && !again.matches("x2024-once"));
+        assert!(Pattern::new("(unclosed").is_err());
+        assert!(!held("(unclosed"), "an error is not kept");
+        for n in 0..MAX_COMPILED + 10 {
+            Pattern::new(&format!("bound-{n}")).expect("valid pattern");
+            let held = COMPILED.lock().expect("not poisoned").len();
+            assert!(held <= MAX_COMPILED, "{held} compiled patterns held");
+        }
+        assert!(
+            Pattern::new("bound-3")
+                .expect("valid pattern")
+                .matches("bound-3")
+        );
     }
 
     #[test]
