@@ -134,15 +134,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
         schema: &EffectiveSchema,
     ) -> impl Future<Output = Result<()>> + Send;
 
-    /// Writes `set` over the entity's unified values and removes those of `removed`; every
-    /// code of `set` must have a unified definition.
-    fn unified_apply_values(
-        conn: &mut Conn<Self>,
-        entity: EntityRef,
-        set: &EntityValues,
-        removed: &[String],
-    ) -> impl Future<Output = Result<()>> + Send;
-
     /// Creates the unified definitions of the schema's attributes that the unified table
     /// lacks, keeping their legacy ids, so a dual-write can land before the backfill ran.
     fn unified_ensure_attributes(
@@ -653,53 +644,6 @@ macro_rules! backend_operations {
                     Self::write_legacy_document(conn, entity, &document.document).await
                 }
             }
-        }
-
-        async fn unified_apply_values(
-            conn: &mut Conn<Self>,
-            entity: EntityRef,
-            set: &EntityValues,
-            removed: &[String],
-        ) -> Result<()> {
-            let codes: Vec<&String> = set.keys().chain(removed.iter()).collect();
-            if !codes.is_empty() {
-                record_queries(1);
-                let mut delete = sqlx::QueryBuilder::<Self::Db>::new(
-                    "DELETE FROM unified_attribute_values WHERE entity_type = ",
-                );
-                delete.push_bind(entity.kind.as_str());
-                delete.push(" AND entity_id = ");
-                delete.push_bind(entity.id);
-                delete.push(" AND attribute_id IN (SELECT id FROM unified_attributes WHERE code IN (");
-                let mut separated = delete.separated(", ");
-                for code in &codes {
-                    separated.push_bind(code.as_str());
-                }
-                delete.push("))");
-                delete.build().persistent(false).execute(&mut *conn).await?;
-            }
-            record_queries(set.len() as u64);
-            for (code, typed) in set {
-                let columns = rows::ValueColumns::unified(typed);
-                let inserted = sqlx::query($sql::INSERT_UNIFIED_VALUE)
-                    .bind(entity.kind.as_str())
-                    .bind(entity.id)
-                    .bind(code)
-                    .bind(&columns.text_value)
-                    .bind(&columns.numeric_value)
-                    .bind(columns.boolean_value)
-                    .bind(&columns.date_value)
-                    .bind(columns.json_value.as_ref().map(sqlx::types::Json))
-                    .bind(&columns.unit)
-                    .execute(&mut *conn)
-                    .await?;
-                if inserted.rows_affected() != 1 {
-                    return Err(StorageError::CorruptData(format!(
-                        "no unified definition for '{code}'"
-                    )));
-                }
-            }
-            Ok(())
         }
 
         async fn unified_ensure_attributes(
@@ -1555,7 +1499,7 @@ macro_rules! backend_operations {
                     .await?;
             }
             for (entity, values) in dataset.entities() {
-                Self::unified_apply_values(&mut *conn, entity, values, &[]).await?;
+                crate::unified_values::replace_defined(Self::dialect(&mut *conn), entity, values, &[]).await?;
             }
             Ok(())
         }

@@ -578,7 +578,7 @@ pub(crate) async fn migrate_codes<B: Backend>(
         .filter(|c| !set.contains_key(*c))
         .cloned()
         .collect();
-    B::unified_apply_values(&mut *conn, entity, &set, &removed).await?;
+    crate::unified_values::replace_defined(B::dialect(&mut *conn), entity, &set, &removed).await?;
     let mut seen = std::collections::HashSet::new();
     quarantined.reverse();
     quarantined.retain(|row| seen.insert(row.attribute_code.clone()));

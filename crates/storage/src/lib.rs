@@ -43,6 +43,7 @@ pub mod status;
 pub mod sync;
 pub mod throttle;
 mod undo;
+mod unified_values;
 pub mod usage;
 pub mod verify;
 mod writes;

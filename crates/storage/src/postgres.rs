@@ -49,11 +49,6 @@ mod pg_sql {
         "jsonb_object_agg(t.language || ':' || t.field_name, t.translated_text)"
     );
     // Decimals and dates travel as text and are cast here, so they stay exact.
-    pub(super) const INSERT_UNIFIED_VALUE: &str = "INSERT INTO unified_attribute_values
-            (entity_type, entity_id, attribute_id, text_value, numeric_value, boolean_value,
-             date_value, json_value, unit)
-        SELECT $1, $2, a.id, $4, CAST($5 AS NUMERIC), $6, CAST($7 AS DATE), $8, $9
-        FROM unified_attributes a WHERE a.code = $3";
     pub(super) const LEGACY_CATALOG: &str = crate::sql::legacy_catalog_sql!(
         "jsonb_object_agg(t.language || ':' || t.field_name, t.translated_text)",
         // Read through the row as JSON: a column the database lacks reads as absent.

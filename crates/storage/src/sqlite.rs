@@ -69,11 +69,6 @@ mod sqlite_sql {
         "json_group_object(t.language || ':' || t.field_name, t.translated_text)"
     );
     // Decimals are stored as text: SQLite's NUMERIC affinity would round them through floats.
-    pub(super) const INSERT_UNIFIED_VALUE: &str = "INSERT INTO unified_attribute_values
-            (entity_type, entity_id, attribute_id, text_value, numeric_value, boolean_value,
-             date_value, json_value, unit)
-        SELECT $1, $2, a.id, $4, $5, $6, $7, $8, $9
-        FROM unified_attributes a WHERE a.code = $3";
     pub(super) const LEGACY_CATALOG: &str = crate::sql::legacy_catalog_sql!(
         "json_group_object(t.language || ':' || t.field_name, t.translated_text)",
         // SQLite databases are this service's own: every column is there.

@@ -154,10 +154,23 @@ impl<B: Backend> Router<B> {
             B::legacy_apply_values(&mut tx, entity, &legacy_set, &legacy_removed, &schema).await?;
         }
         if mode.writes(Store::Unified) {
-            if mode == WriteMode::Dual {
-                B::unified_ensure_attributes(&mut tx, &schema, &set).await?;
+            let undefined =
+                crate::unified_values::replace(B::dialect(&mut tx), entity, &set, &removed).await?;
+            // A dual write copies legacy's definitions unified lacks at their first value (the
+            // round trip a check before every write would cost, spent only when one lacks).
+            if let Some(code) = undefined.first() {
+                if mode != WriteMode::Dual {
+                    return Err(crate::unified_values::undefined(code));
+                }
+                let retry: EntityValues = set
+                    .iter()
+                    .filter(|(code, _)| undefined.contains(code))
+                    .map(|(code, typed)| (code.clone(), typed.clone()))
+                    .collect();
+                B::unified_ensure_attributes(&mut tx, &schema, &retry).await?;
+                crate::unified_values::replace_defined(B::dialect(&mut tx), entity, &retry, &[])
+                    .await?;
             }
-            B::unified_apply_values(&mut tx, entity, &set, &removed).await?;
         }
         // The user's word replaces what the quarantine held for these codes: in legacy the
         // value is replaced or gone, and a later sync must not keep a value they deleted.
