@@ -302,7 +302,7 @@ impl<B: Backend> Router<B> {
                 "the legacy tables are archived already".into(),
             ));
         }
-        let flags = B::load_flags(&mut tx)
+        let flags = crate::stored_flags::load_flags(B::dialect(&mut tx))
             .await?
             .map_or(configured, |stored| stored.flags);
         // The archive ends legacy reads for good: what unified lacks must have been decided on.
@@ -350,8 +350,8 @@ impl<B: Backend> Router<B> {
             crate::soak::record_waiver::<B>(&mut tx, waiver).await?;
         }
         let manifest = last_manifest(B::dialect(&mut tx)).await?;
-        B::notify(&mut tx, &[Invalidation::Everything]).await?;
-        B::notify_state_changed(&mut tx).await?;
+        crate::invalidation::notify(B::dialect(&mut tx), &[Invalidation::Everything]).await?;
+        crate::stored_flags::notify_state_changed(B::dialect(&mut tx)).await?;
         tx.commit().await?;
         manifest.ok_or_else(|| StorageError::CorruptData("the archive manifest vanished".into()))
     }
@@ -385,7 +385,7 @@ impl<B: Backend> Router<B> {
         let mut restored = table_evidence(B::dialect(&mut tx), false).await?;
         restored.extend(crate::monolith::evidence::<B>(&mut tx, &its_tables, false).await?);
         ensure_same_evidence(&archived, &restored, "restoring")?;
-        let flags = B::load_flags(&mut tx)
+        let flags = crate::stored_flags::load_flags(B::dialect(&mut tx))
             .await?
             .map_or(configured, |stored| stored.flags);
         let phase = flags
@@ -393,8 +393,8 @@ impl<B: Backend> Router<B> {
             .map_or("none", phase_name);
         save_manifest(B::dialect(&mut tx), "restore", phase, &restored).await?;
         let manifest = last_manifest(B::dialect(&mut tx)).await?;
-        B::notify(&mut tx, &[Invalidation::Everything]).await?;
-        B::notify_state_changed(&mut tx).await?;
+        crate::invalidation::notify(B::dialect(&mut tx), &[Invalidation::Everything]).await?;
+        crate::stored_flags::notify_state_changed(B::dialect(&mut tx)).await?;
         tx.commit().await?;
         let manifest = manifest
             .ok_or_else(|| StorageError::CorruptData("the restore manifest vanished".into()))?;

@@ -11,7 +11,6 @@ use flags::Store;
 
 use crate::demo::Dataset;
 use crate::error::Result;
-use crate::invalidation::Invalidation;
 use crate::rows::{AttributeRange, SchemaParts};
 
 /// Listings per multi-row insert when seeding (SQLite allows 32,766 parameters a statement).
@@ -272,41 +271,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
         attribute_id: i64,
     ) -> impl Future<Output = Result<u64>> + Send;
 
-    /// Tells other replicas what to drop once the transaction commits (PostgreSQL `NOTIFY`;
-    /// nothing on SQLite, which one process owns).
-    fn notify(
-        conn: &mut Conn<Self>,
-        invalidations: &[Invalidation],
-    ) -> impl Future<Output = Result<()>> + Send;
-
-    /// The flags stored by the last runtime change; `None` before the first.
-    fn load_flags(
-        conn: &mut Conn<Self>,
-    ) -> impl Future<Output = Result<Option<crate::flag_store::StoredFlags>>> + Send;
-
     /// Client backends running a statement now, the caller's not counted (SQLite: 0).
     fn active_backends(conn: &mut Conn<Self>) -> impl Future<Output = Result<i64>> + Send;
-
-    /// The flags the environment gave when a replica last started.
-    fn load_environment(
-        conn: &mut Conn<Self>,
-    ) -> impl Future<Output = Result<Option<flags::RawFlags>>> + Send;
-
-    fn save_environment(
-        conn: &mut Conn<Self>,
-        raw: &flags::RawFlags,
-    ) -> impl Future<Output = Result<()>> + Send;
-
-    /// Stores new runtime flags with an audit row, and tells the replicas (on commit).
-    fn save_flags(
-        conn: &mut Conn<Self>,
-        change: &crate::flag_store::FlagChange,
-    ) -> impl Future<Output = Result<()>> + Send;
-
-    fn flag_audit(
-        conn: &mut Conn<Self>,
-        limit: i64,
-    ) -> impl Future<Output = Result<Vec<crate::flag_store::FlagAuditEntry>>> + Send;
 
     fn legacy_bindings(
         conn: &mut Conn<Self>,
@@ -451,9 +417,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
         to: i64,
         listings: &[i64],
     ) -> impl Future<Output = Result<Vec<i64>>> + Send;
-
-    /// Tells every replica that the migration state changed (they recompute the phase).
-    fn notify_state_changed(conn: &mut Conn<Self>) -> impl Future<Output = Result<()>> + Send;
 
     /// Loads a dataset in legacy form, with the defects of the real legacy data.
     fn seed_legacy(
@@ -984,68 +947,6 @@ macro_rules! backend_operations {
                 .rows_affected())
         }
 
-        async fn notify(
-            conn: &mut Conn<Self>,
-            invalidations: &[crate::invalidation::Invalidation],
-        ) -> Result<()> {
-            $sql::notify_channel(conn, crate::invalidation::CHANNEL, &crate::invalidation::payload(invalidations)).await
-        }
-
-        async fn load_flags(conn: &mut Conn<Self>) -> Result<Option<crate::flag_store::StoredFlags>> {
-            record_queries(1);
-            let row: Option<crate::flag_store::FlagRow> =
-                sqlx::query_as(crate::flag_store::LOAD_FLAGS).fetch_optional(conn).await?;
-            Ok(row.map(crate::flag_store::FlagRow::into_stored))
-        }
-
-        async fn load_environment(conn: &mut Conn<Self>) -> Result<Option<flags::RawFlags>> {
-            record_queries(1);
-            let row: Option<crate::flag_store::EnvironmentRow> =
-                sqlx::query_as(crate::flag_store::LOAD_ENVIRONMENT).fetch_optional(conn).await?;
-            Ok(row.map(crate::flag_store::EnvironmentRow::into_raw))
-        }
-
-        async fn save_environment(conn: &mut Conn<Self>, raw: &flags::RawFlags) -> Result<()> {
-            record_queries(1);
-            sqlx::query(crate::flag_store::SAVE_ENVIRONMENT)
-                .bind(raw.use_unified.as_deref())
-                .bind(raw.unified_percent.as_deref())
-                .bind(raw.fallback.as_deref())
-                .bind(raw.dual_write.as_deref())
-                .bind(raw.shadow_percent.as_deref())
-                .execute(conn)
-                .await?;
-            Ok(())
-        }
-
-        async fn save_flags(conn: &mut Conn<Self>, change: &crate::flag_store::FlagChange) -> Result<()> {
-            record_queries(2);
-            let new = &change.new;
-            sqlx::query(crate::flag_store::SAVE_FLAGS)
-                .bind(new.use_unified)
-                .bind(i32::from(new.unified_percent))
-                .bind(new.fallback)
-                .bind(new.dual_write)
-                .bind(i32::from(new.shadow_percent))
-                .bind(&change.actor)
-                .execute(&mut *conn)
-                .await?;
-            sqlx::query(crate::flag_store::INSERT_AUDIT)
-                .bind(&change.actor)
-                .bind(sqlx::types::Json(&change.old))
-                .bind(sqlx::types::Json(&change.new))
-                .bind(&change.old_phase)
-                .bind(&change.new_phase)
-                .execute(&mut *conn)
-                .await?;
-            $sql::notify_channel(conn, crate::flag_store::FLAGS_CHANNEL, "changed").await
-        }
-
-        async fn flag_audit(conn: &mut Conn<Self>, limit: i64) -> Result<Vec<crate::flag_store::FlagAuditEntry>> {
-            record_queries(1);
-            Ok(sqlx::query_as(crate::flag_store::AUDIT).bind(limit).fetch_all(conn).await?)
-        }
-
         async fn legacy_bindings(conn: &mut Conn<Self>) -> Result<Vec<domain::CategoryBinding>> {
             record_queries(1);
             let rows: Vec<crate::backfill::LegacyBindingRow> =
@@ -1320,10 +1221,6 @@ macro_rules! backend_operations {
                 }
             }
             Ok(moved)
-        }
-
-        async fn notify_state_changed(conn: &mut Conn<Self>) -> Result<()> {
-            $sql::notify_channel(conn, crate::flag_store::FLAGS_CHANNEL, "state").await
         }
 
         async fn seed_legacy(conn: &mut Conn<Self>, dataset: &Dataset) -> Result<()> {

@@ -229,7 +229,7 @@ impl<B: Backend> Router<B> {
             .await?;
         }
         let monolith = crate::monolith::adopt_definitions::<B>(&mut tx, &catalog).await?;
-        B::notify(&mut tx, &[Invalidation::Everything]).await?;
+        crate::invalidation::notify(B::dialect(&mut tx), &[Invalidation::Everything]).await?;
         tx.commit().await?;
         Ok(Definitions {
             attributes: catalog.len(),
@@ -331,7 +331,7 @@ impl<B: Backend> Router<B> {
             },
             Invalidation::AllRanges,
         ];
-        B::notify(&mut tx, &invalidations).await?;
+        crate::invalidation::notify(B::dialect(&mut tx), &invalidations).await?;
         tx.commit().await?;
         Ok(next)
     }
@@ -355,8 +355,8 @@ impl<B: Backend> Router<B> {
             return Ok((None, 0, 0));
         };
         let (migrated, quarantined) = migrate_entities::<B>(&mut tx, kind, &ids, catalog).await?;
-        B::notify(
-            &mut tx,
+        crate::invalidation::notify(
+            B::dialect(&mut tx),
             &[
                 Invalidation::EntityRange {
                     kind,

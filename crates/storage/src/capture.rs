@@ -240,7 +240,7 @@ impl<B: Backend> Router<B> {
             record_queries(1);
             sqlx::query(MARK_APPLIED).bind(&ids).execute(c).await?;
         }
-        B::notify(&mut tx, &invalidations).await?;
+        crate::invalidation::notify(B::dialect(&mut tx), &invalidations).await?;
         tx.commit().await?;
         Ok(rows.len())
     }

@@ -7,47 +7,11 @@ use crate::dialect::{Sql, on_dialect};
 use crate::error::Result;
 use crate::router::{Router, phase_name};
 use crate::stats::record_queries;
+pub use crate::stored_flags::{FLAGS_CHANNEL, FlagAuditEntry, FlagChange, StoredFlags};
+use crate::stored_flags::{flag_audit, load_environment, load_flags, save_environment, save_flags};
 
 use flags::{Flags, RawFlags};
 use serde::Serialize;
-
-/// The channel replicas listen on for flag changes.
-pub const FLAGS_CHANNEL: &str = "unified_attributes_flags";
-
-/// The stored runtime flags and who set them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StoredFlags {
-    pub flags: Flags,
-    pub updated_at: String,
-    pub updated_by: String,
-}
-
-/// One change of the flags.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-pub struct FlagAuditEntry {
-    pub id: i64,
-    #[sqlx(try_from = "crate::rows::TimestampText")]
-    pub changed_at: String,
-    pub changed_by: String,
-    #[sqlx(json)]
-    pub old_flags: serde_json::Value,
-    #[sqlx(json)]
-    pub new_flags: serde_json::Value,
-    pub old_phase: String,
-    pub new_phase: String,
-}
-
-/// A change of the runtime flags, as audited.
-#[derive(Debug, Clone)]
-pub struct FlagChange {
-    pub actor: String,
-    pub old: Flags,
-    pub new: Flags,
-    pub old_phase: String,
-    pub new_phase: String,
-    /// The phase the new flags mean, as checked in the change's transaction.
-    pub phase: flags::Phase,
-}
 
 /// Rows in each store: the real numbers behind the migration status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -67,91 +31,6 @@ pub struct MigrationCounts {
     pub products: i64,
     pub variants: i64,
 }
-
-#[derive(Debug, sqlx::FromRow)]
-pub(crate) struct FlagRow {
-    pub use_unified: bool,
-    pub unified_percent: i32,
-    pub fallback: bool,
-    pub dual_write: bool,
-    pub shadow_percent: i32,
-    #[sqlx(try_from = "crate::rows::TimestampText")]
-    pub updated_at: String,
-    pub updated_by: String,
-}
-
-impl FlagRow {
-    pub(crate) fn into_stored(self) -> StoredFlags {
-        let percent = |p: i32| u8::try_from(p.clamp(0, 100)).unwrap_or(100);
-        StoredFlags {
-            flags: Flags {
-                use_unified: self.use_unified,
-                unified_percent: percent(self.unified_percent),
-                fallback: self.fallback,
-                dual_write: self.dual_write,
-                shadow_percent: percent(self.shadow_percent),
-            },
-            updated_at: self.updated_at,
-            updated_by: self.updated_by,
-        }
-    }
-}
-
-pub(crate) const LOAD_FLAGS: &str =
-    "SELECT use_unified, CAST(unified_percent AS INTEGER) AS unified_percent, fallback,
-        dual_write, CAST(shadow_percent AS INTEGER) AS shadow_percent,
-        CAST(updated_at AS TEXT) AS updated_at, updated_by
-    FROM flag_state WHERE id = 1";
-
-pub(crate) const SAVE_FLAGS: &str = "INSERT INTO flag_state
-        (id, use_unified, unified_percent, fallback, dual_write, shadow_percent, updated_at, updated_by)
-    VALUES (1, $1, $2, $3, $4, $5, CURRENT_TIMESTAMP, $6)
-    ON CONFLICT (id) DO UPDATE SET use_unified = excluded.use_unified,
-        unified_percent = excluded.unified_percent, fallback = excluded.fallback,
-        dual_write = excluded.dual_write, shadow_percent = excluded.shadow_percent,
-        updated_at = excluded.updated_at, updated_by = excluded.updated_by";
-
-pub(crate) const LOAD_ENVIRONMENT: &str =
-    "SELECT use_unified, unified_percent, fallback, dual_write, shadow_percent
-    FROM flag_environment WHERE id = 1";
-
-pub(crate) const SAVE_ENVIRONMENT: &str = "INSERT INTO flag_environment
-        (id, use_unified, unified_percent, fallback, dual_write, shadow_percent, seen_at)
-    VALUES (1, $1, $2, $3, $4, $5, CURRENT_TIMESTAMP)
-    ON CONFLICT (id) DO UPDATE SET use_unified = excluded.use_unified,
-        unified_percent = excluded.unified_percent, fallback = excluded.fallback,
-        dual_write = excluded.dual_write, shadow_percent = excluded.shadow_percent,
-        seen_at = excluded.seen_at";
-
-#[derive(Debug, sqlx::FromRow)]
-pub(crate) struct EnvironmentRow {
-    pub use_unified: Option<String>,
-    pub unified_percent: Option<String>,
-    pub fallback: Option<String>,
-    pub dual_write: Option<String>,
-    pub shadow_percent: Option<String>,
-}
-
-impl EnvironmentRow {
-    pub(crate) fn into_raw(self) -> RawFlags {
-        RawFlags {
-            use_unified: self.use_unified,
-            unified_percent: self.unified_percent,
-            fallback: self.fallback,
-            dual_write: self.dual_write,
-            shadow_percent: self.shadow_percent,
-        }
-    }
-}
-
-pub(crate) const INSERT_AUDIT: &str =
-    "INSERT INTO flag_audit (changed_by, old_flags, new_flags, old_phase, new_phase)
-    VALUES ($1, $2, $3, $4, $5)";
-
-pub(crate) const AUDIT: &str =
-    "SELECT CAST(id AS BIGINT) AS id, CAST(changed_at AS TEXT) AS changed_at, changed_by,
-        old_flags, new_flags, old_phase, new_phase
-    FROM flag_audit ORDER BY id DESC LIMIT $1";
 
 macro_rules! migration_counts_sql {
     ($legacy_definitions:literal, $legacy_bindings:literal, $legacy_values:literal) => {
@@ -262,12 +141,12 @@ impl<B: Backend> Router<B> {
     ) -> Result<EnvironmentFlags> {
         let mut tx = self.begin_write().await?;
         crate::evidence::lock_migration_state(B::dialect(&mut tx)).await?;
-        let seen = B::load_environment(&mut tx).await?;
+        let seen = load_environment(B::dialect(&mut tx)).await?;
         // A restart with the same environment (the usual start) writes nothing.
         let changed = seen.as_ref() != Some(raw);
-        let Some(stored) = B::load_flags(&mut tx).await?.map(|s| s.flags) else {
+        let Some(stored) = load_flags(B::dialect(&mut tx)).await?.map(|s| s.flags) else {
             if changed {
-                B::save_environment(&mut tx, raw).await?;
+                save_environment(B::dialect(&mut tx), raw).await?;
             }
             tx.commit().await?;
             return Ok(EnvironmentFlags::InForce);
@@ -276,7 +155,7 @@ impl<B: Backend> Router<B> {
         // an upgrade must not turn a ConfigMap's old values into a change.
         let Some(seen) = seen.filter(|seen| seen != raw) else {
             if changed {
-                B::save_environment(&mut tx, raw).await?;
+                save_environment(B::dialect(&mut tx), raw).await?;
             }
             tx.commit().await?;
             return Ok(EnvironmentFlags::Unchanged);
@@ -287,7 +166,7 @@ impl<B: Backend> Router<B> {
             Ok(phase) => phase,
             Err(violation) => return Ok(EnvironmentFlags::Refused(violation)),
         };
-        B::save_environment(&mut tx, raw).await?;
+        save_environment(B::dialect(&mut tx), raw).await?;
         if new == stored {
             tx.commit().await?;
             return Ok(EnvironmentFlags::Unchanged);
@@ -303,7 +182,7 @@ impl<B: Backend> Router<B> {
             new_phase: phase_name(new_phase).to_owned(),
             phase: new_phase,
         };
-        B::save_flags(&mut tx, &change).await?;
+        save_flags(B::dialect(&mut tx), &change).await?;
         crate::evidence::note_write_mode(B::dialect(&mut tx), new.write_mode()).await?;
         tx.commit().await?;
         Ok(EnvironmentFlags::Applied(change))
@@ -321,7 +200,7 @@ impl<B: Backend> Router<B> {
     ) -> Result<crate::flag_store::FlagChange> {
         let mut tx = self.begin_write().await?;
         crate::evidence::lock_migration_state(B::dialect(&mut tx)).await?;
-        let old = B::load_flags(&mut tx)
+        let old = load_flags(B::dialect(&mut tx))
             .await?
             .map_or(current, |stored| stored.flags);
         let state = crate::evidence::migration_state(B::dialect(&mut tx)).await?;
@@ -342,7 +221,7 @@ impl<B: Backend> Router<B> {
             new_phase: phase_name(new_phase).to_owned(),
             phase: new_phase,
         };
-        B::save_flags(&mut tx, &change).await?;
+        save_flags(B::dialect(&mut tx), &change).await?;
         crate::evidence::note_write_mode(B::dialect(&mut tx), new.write_mode()).await?;
         tx.commit().await?;
         Ok(change)
@@ -356,7 +235,7 @@ impl<B: Backend> Router<B> {
 
     pub(crate) async fn stored_flags(&self) -> Result<Option<crate::flag_store::StoredFlags>> {
         let mut conn = self.acquire().await?;
-        B::load_flags(&mut conn).await
+        load_flags(B::dialect(&mut conn)).await
     }
 
     pub(crate) async fn flag_audit(
@@ -364,7 +243,7 @@ impl<B: Backend> Router<B> {
         limit: i64,
     ) -> Result<Vec<crate::flag_store::FlagAuditEntry>> {
         let mut conn = self.acquire().await?;
-        B::flag_audit(&mut conn, limit).await
+        flag_audit(B::dialect(&mut conn), limit).await
     }
 
     pub(crate) async fn migration_counts(&self) -> Result<crate::flag_store::MigrationCounts> {

@@ -18,6 +18,14 @@ pub(crate) fn payload(invalidations: &[Invalidation]) -> String {
     json
 }
 
+/// Tells every replica (PostgreSQL) what the transaction made stale, once it commits.
+pub(crate) async fn notify(
+    conn: crate::dialect::Dialect<'_>,
+    invalidations: &[Invalidation],
+) -> crate::error::Result<()> {
+    crate::notify::notify(conn, CHANNEL, &payload(invalidations)).await
+}
+
 /// Reads a payload; an unreadable one (a newer replica's?) drops everything to stay safe.
 pub fn parse_payload(payload: &str) -> Vec<Invalidation> {
     serde_json::from_str(payload).unwrap_or_else(|err| {

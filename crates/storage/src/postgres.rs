@@ -84,20 +84,6 @@ mod pg_sql {
     pub(super) const BACKFILL_PROGRESS: &str =
         crate::backfill::progress_sql!("CAST(EXTRACT(EPOCH FROM updated_at) AS DOUBLE PRECISION)");
 
-    /// `NOTIFY` inside the transaction: PostgreSQL delivers it only if the transaction commits.
-    pub(super) async fn notify_channel(
-        conn: &mut sqlx::PgConnection,
-        channel: &str,
-        payload: &str,
-    ) -> crate::error::Result<()> {
-        crate::stats::record_queries(1);
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(channel)
-            .bind(payload)
-            .execute(conn)
-            .await?;
-        Ok(())
-    }
     /// Binds a decimal sent as text into a `numeric` column of a multi-row insert.
     pub(super) fn push_numeric<'args>(
         row: &mut sqlx::query_builder::Separated<'_, 'args, sqlx::Postgres, &'static str>,

@@ -398,7 +398,7 @@ pub(crate) async fn set_accepted<B: Backend>(
         ));
     }
     if undo
-        && B::load_flags(&mut *conn)
+        && crate::stored_flags::load_flags(B::dialect(&mut *conn))
             .await?
             .is_some_and(|stored| stored.flags.hides_legacy_only_values())
     {

@@ -351,7 +351,7 @@ impl<B: Backend> Router<B> {
             // Legacy reads give spellings the option they mean: cached answers change.
             Invalidation::AllValues,
         ];
-        B::notify(&mut tx, &invalidations).await?;
+        crate::invalidation::notify(B::dialect(&mut tx), &invalidations).await?;
         tx.commit().await?;
         Ok(Written {
             data: resolution,
@@ -439,7 +439,7 @@ impl<B: Backend> Router<B> {
         }
         let resolution =
             B::record_resolution(&mut tx, "option", &definition.code, &detail, 0, actor).await?;
-        B::notify(&mut tx, &invalidations).await?;
+        crate::invalidation::notify(B::dialect(&mut tx), &invalidations).await?;
         tx.commit().await?;
         Ok(Written {
             data: resolution,
@@ -579,7 +579,7 @@ impl<B: Backend> Router<B> {
             .map(|id| Invalidation::entity(domain::EntityRef::listing(*id)))
             .collect();
         invalidations.push(Invalidation::AllRanges);
-        B::notify(&mut tx, &invalidations).await?;
+        crate::invalidation::notify(B::dialect(&mut tx), &invalidations).await?;
         tx.commit().await?;
         Ok(Written {
             data: (resolution, report),

@@ -104,14 +104,6 @@ mod sqlite_sql {
     pub(super) const BACKFILL_PROGRESS: &str =
         crate::backfill::progress_sql!("(julianday(updated_at) - 2440587.5) * 86400.0");
 
-    /// One process owns an SQLite file: there is no other replica to tell.
-    pub(super) async fn notify_channel(
-        _conn: &mut sqlx::SqliteConnection,
-        _channel: &str,
-        _payload: &str,
-    ) -> crate::error::Result<()> {
-        Ok(())
-    }
     /// Binds a decimal as text (its column is text, so it stays exact).
     pub(super) fn push_numeric<'args>(
         row: &mut sqlx::query_builder::Separated<'_, 'args, sqlx::Sqlite, &'static str>,

@@ -180,7 +180,7 @@ impl<B: Backend> Router<B> {
             .any(|counts| counts.entities_refused > 0);
         report.complete =
             !refused && crate::evidence::finish_legacy_sync(B::dialect(&mut tx)).await?;
-        B::notify(&mut tx, &[Invalidation::Everything]).await?;
+        crate::invalidation::notify(B::dialect(&mut tx), &[Invalidation::Everything]).await?;
         end::<B>(tx, dry_run).await?;
         Ok(report)
     }

@@ -242,7 +242,7 @@ impl<B: Backend> Router<B> {
             actor,
         )
         .await?;
-        B::notify(&mut tx, &invalidations).await?;
+        crate::invalidation::notify(B::dialect(&mut tx), &invalidations).await?;
         tx.commit().await?;
         Ok(Written {
             data: resolution,

@@ -239,7 +239,11 @@ impl<B: Backend> Router<B> {
             let count = orphans_of_kind::<B>(&mut tx, kind, table, !dry_run).await?;
             if count > 0 && !dry_run {
                 // Another process's caches may still hold a deleted entity's answer.
-                B::notify(&mut tx, &[domain::Invalidation::AllValues]).await?;
+                crate::invalidation::notify(
+                    B::dialect(&mut tx),
+                    &[domain::Invalidation::AllValues],
+                )
+                .await?;
             }
             tx.commit().await?;
             match kind {

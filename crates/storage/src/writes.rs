@@ -445,7 +445,7 @@ async fn finish<B: Backend>(
     mut tx: sqlx::Transaction<'static, B::Db>,
     invalidations: &[Invalidation],
 ) -> Result<()> {
-    B::notify(&mut tx, invalidations).await?;
+    crate::invalidation::notify(B::dialect(&mut tx), invalidations).await?;
     tx.commit().await?;
     Ok(())
 }
