@@ -111,23 +111,25 @@ fn json_list<T: Serialize>(items: &[T]) -> String {
 
 /// The entries of these entities with their acceptance. On PostgreSQL it locks them: an
 /// acceptance committing between this read and the delete below would otherwise be dropped
-/// with the entries it changed; it now waits, then finds the rewritten ones.
+/// with the entries it changed; it now waits, then finds the rewritten ones. `$3`/`$4` bound
+/// the ids: the key's range scan, whatever the planner believes of the list (a backfill batch
+/// otherwise read every entry of its kind: the table's statistics are those of its start).
 const ENTRIES_AMONG: Sql = Sql {
     pg: "SELECT CAST(entity_id AS BIGINT), attribute_code, COALESCE(raw_value, ''),
             accepted_by, CAST(accepted_at AS TEXT)
-        FROM backfill_quarantine WHERE entity_type = $1
+        FROM backfill_quarantine WHERE entity_type = $1 AND entity_id BETWEEN $3 AND $4
           AND entity_id IN (SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST($2 AS JSONB)))
         FOR UPDATE",
     lite: "SELECT CAST(entity_id AS BIGINT), attribute_code, COALESCE(raw_value, ''),
             accepted_by, CAST(accepted_at AS TEXT)
-        FROM backfill_quarantine WHERE entity_type = $1
+        FROM backfill_quarantine WHERE entity_type = $1 AND entity_id BETWEEN $3 AND $4
           AND entity_id IN (SELECT value FROM json_each($2))",
 };
 
 const DELETE_AMONG: Sql = Sql {
-    pg: "DELETE FROM backfill_quarantine WHERE entity_type = $1
+    pg: "DELETE FROM backfill_quarantine WHERE entity_type = $1 AND entity_id BETWEEN $3 AND $4
         AND entity_id IN (SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST($2 AS JSONB)))",
-    lite: "DELETE FROM backfill_quarantine WHERE entity_type = $1
+    lite: "DELETE FROM backfill_quarantine WHERE entity_type = $1 AND entity_id BETWEEN $3 AND $4
         AND entity_id IN (SELECT value FROM json_each($2))",
 };
 
@@ -167,12 +169,15 @@ pub(crate) async fn replace_entries<B: Backend>(
         return Ok(());
     }
     let ids_json = json_list(ids);
+    let (first, last) = (ids.iter().min(), ids.iter().max());
     record_queries(2);
     let entries: Vec<EntryRow> =
         on_dialect!(B::dialect(&mut *conn), ENTRIES_AMONG, |c, statement| {
             sqlx::query_as(statement)
                 .bind(entity_type)
                 .bind(&ids_json)
+                .bind(first)
+                .bind(last)
                 .fetch_all(&mut *c)
                 .await?
         });
@@ -187,6 +192,8 @@ pub(crate) async fn replace_entries<B: Backend>(
         sqlx::query(statement)
             .bind(entity_type)
             .bind(&ids_json)
+            .bind(first)
+            .bind(last)
             .execute(&mut *c)
             .await?
             .rows_affected()
