@@ -304,12 +304,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
         ids: &[i64],
     ) -> impl Future<Output = Result<HashMap<i64, EntityValues>>> + Send;
 
-    /// The raw legacy value rows of these listings.
-    fn legacy_listing_rows(
-        conn: &mut Conn<Self>,
-        ids: &[i64],
-    ) -> impl Future<Output = Result<Vec<crate::rows::BatchValueRow>>> + Send;
-
     /// Unified attribute ids by code.
     fn unified_ids(
         conn: &mut Conn<Self>,
@@ -563,7 +557,7 @@ macro_rules! backend_operations {
             let legacy_id = |code: &str| schema.get(code).map(|a| a.attribute.id);
             match entity.kind {
                 EntityKind::Listing => {
-                    let rows = Self::legacy_listing_rows(&mut *conn, &[entity.id]).await?;
+                    let rows = crate::legacy::listing_rows(Self::dialect(&mut *conn), &[entity.id]).await?;
                     let delete: Vec<(i64, i64)> = rows
                         .iter()
                         .filter_map(|row| {
@@ -1009,16 +1003,6 @@ macro_rules! backend_operations {
             push_id_list(&mut query, ids);
             let rows: Vec<rows::BatchValueRow> = query.build_query_as().persistent(false).fetch_all(conn).await?;
             Ok(rows::batch_values(rows, false))
-        }
-
-        async fn legacy_listing_rows(conn: &mut Conn<Self>, ids: &[i64]) -> Result<Vec<rows::BatchValueRow>> {
-            record_queries(1);
-            let mut rows: Vec<rows::BatchValueRow> =
-                $sql::bind_ids(sqlx::query_as($sql::LEGACY_LISTING_VALUES_BATCH), ids).fetch_all(conn).await?;
-            for row in &mut rows {
-                row.value.code = row.value.code.as_deref().map(domain::attribute::normalize_code);
-            }
-            Ok(rows)
         }
 
         async fn unified_ids(conn: &mut Conn<Self>) -> Result<HashMap<String, i64>> {

@@ -426,7 +426,7 @@ async fn legacy_values_of<B: Backend>(
     ids: &[i64],
 ) -> Result<Vec<LegacyCandidate>> {
     if kind == EntityKind::Listing {
-        let rows = B::legacy_listing_rows(conn, ids).await?;
+        let rows = crate::legacy::listing_rows(B::dialect(conn), ids).await?;
         return Ok(rows
             .into_iter()
             .filter_map(|row| {

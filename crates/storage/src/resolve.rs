@@ -193,7 +193,7 @@ async fn ensure_target_holds<B: Backend>(
             source.code, source.attribute_type, target.code, target.attribute_type, target.code
         )));
     }
-    let rows = B::legacy_listing_rows(conn, listings).await?;
+    let rows = crate::legacy::listing_rows(B::dialect(conn), listings).await?;
     let mut refused = 0;
     for row in rows
         .iter()

@@ -209,7 +209,7 @@ async fn sync_listings<B: Backend>(
     let mut delete = Vec::new();
     let mut insert = Vec::new();
     let mut present: HashSet<(i64, String)> = HashSet::new();
-    for row in B::legacy_listing_rows(conn, ids).await? {
+    for row in crate::legacy::listing_rows(B::dialect(conn), ids).await? {
         let listing = row.entity_id;
         let Some(code) = row.value.code.clone() else {
             counts.kept += 1;
