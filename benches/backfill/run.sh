@@ -6,14 +6,16 @@
 #     quarantine, no checkpoints, one transaction);
 #   - `verify` wall time over the same data;
 #   - peak resident memory of both commands (GNU time).
+# Both run in BENCH_ROUNDS (3) alternating rounds, each from legacy only; medians are reported.
 # Loopback only, bounded by the data size. Usage: benches/backfill/run.sh
-# (BENCH_LISTINGS, 220000; BENCH_BATCH, 1000; BENCH_RESEED=1 reloads the data.)
+# (BENCH_LISTINGS, 220000; BENCH_BATCH, 1000; BENCH_ROUNDS, 3; BENCH_RESEED=1 reloads the data.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 DB_URL=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/ua_backfill_bench}
 LISTINGS=${BENCH_LISTINGS:-220000}
 BATCH=${BENCH_BATCH:-1000}
+ROUNDS=${BENCH_ROUNDS:-3}
 OUT=${CARGO_TARGET_DIR:-target}/bench
 mkdir -p "$OUT"
 for tool in psql python3 /usr/bin/time; do
@@ -36,10 +38,13 @@ if [ "$have" != "$LISTINGS" ] || [ "${BENCH_RESEED:-0}" = 1 ]; then
     # Listings only: the baseline copies listing values, so both sides move the same rows.
     "$bin" seed-demo --database-url "$DB_URL" --listings "$LISTINGS" --products 0 >&2
 fi
-# Every run starts from legacy only.
-psql "$DB_URL" -qc "TRUNCATE unified_attribute_values, unified_category_attributes, backfill_quarantine,
-    backfill_checkpoint, verify_runs" -c "DELETE FROM unified_attributes" -c "DROP TABLE IF EXISTS bench_copy" >&2
-psql "$DB_URL" -qc "VACUUM ANALYZE" >&2
+# Every round starts from legacy only.
+reset() {
+    psql "$DB_URL" -qc "TRUNCATE unified_attribute_values, unified_category_attributes, backfill_quarantine,
+        backfill_checkpoint, verify_runs" -c "DELETE FROM unified_attributes" -c "DROP TABLE IF EXISTS bench_copy" >&2
+    psql "$DB_URL" -qc "VACUUM ANALYZE" >&2
+}
+reset
 values=$(psql "$DB_URL" -Atqc "SELECT COUNT(*) FROM listing_attribute_values")
 
 # Runs a command under GNU time; prints "seconds max_rss_kb".
@@ -51,24 +56,30 @@ measure() {
     rm -f "$log"
 }
 
-say "backfill of ${values} legacy values (batches of ${BATCH} listings)"
-read -r backfill_s backfill_kb < <(measure "$bin" backfill --database-url "$DB_URL" --batch-size "$BATCH")
+backfill_runs=() insert_runs=() backfill_kb=0
+for round in $(seq 1 "$ROUNDS"); do
+    [ "$round" = 1 ] || reset
+    say "round ${round}: backfill of ${values} legacy values (batches of ${BATCH} listings)"
+    read -r seconds kb < <(measure "$bin" backfill --database-url "$DB_URL" --batch-size "$BATCH")
+    backfill_runs+=("$seconds")
+    [ "$kb" -gt "$backfill_kb" ] && backfill_kb=$kb
+    say "round ${round}: baseline, one INSERT … SELECT of the same rows"
+    psql "$DB_URL" -qc "CREATE TABLE bench_copy (LIKE unified_attribute_values INCLUDING ALL)" \
+        -c "ALTER TABLE bench_copy ADD FOREIGN KEY (attribute_id) REFERENCES unified_attributes (id)" >&2
+    insert_started=$(date +%s.%N)
+    psql "$DB_URL" -qc "INSERT INTO bench_copy (entity_type, entity_id, attribute_id, text_value,
+            numeric_value, boolean_value, json_value, unit)
+        SELECT 'listing', v.listing_id, u.id, v.text_value, v.numeric_value, v.boolean_value,
+            v.json_value, v.unit
+        FROM listing_attribute_values v
+        JOIN unified_attributes u ON u.legacy_category_attribute_id = v.attribute_id" >&2
+    insert_runs+=("$(python3 -c "import time; print(f'{time.time() - ${insert_started}:.2f}')")")
+    copied=$(psql "$DB_URL" -Atqc "SELECT COUNT(*) FROM bench_copy")
+    psql "$DB_URL" -qc "DROP TABLE bench_copy" >&2
+    say "round ${round}: backfill ${backfill_runs[*]} s / INSERT … SELECT ${insert_runs[*]} s"
+done
 migrated=$(psql "$DB_URL" -Atqc "SELECT COUNT(*) FROM unified_attribute_values WHERE entity_type = 'listing'")
 quarantined=$(psql "$DB_URL" -Atqc "SELECT COUNT(*) FROM backfill_quarantine WHERE entity_type = 'listing'")
-
-say "baseline: one INSERT … SELECT of the same rows"
-psql "$DB_URL" -qc "CREATE TABLE bench_copy (LIKE unified_attribute_values INCLUDING ALL)" \
-    -c "ALTER TABLE bench_copy ADD FOREIGN KEY (attribute_id) REFERENCES unified_attributes (id)" >&2
-insert_started=$(date +%s.%N)
-psql "$DB_URL" -qc "INSERT INTO bench_copy (entity_type, entity_id, attribute_id, text_value,
-        numeric_value, boolean_value, json_value, unit)
-    SELECT 'listing', v.listing_id, u.id, v.text_value, v.numeric_value, v.boolean_value,
-        v.json_value, v.unit
-    FROM listing_attribute_values v
-    JOIN unified_attributes u ON u.legacy_category_attribute_id = v.attribute_id" >&2
-insert_s=$(python3 -c "import time; print(f'{time.time() - ${insert_started}:.2f}')")
-copied=$(psql "$DB_URL" -Atqc "SELECT COUNT(*) FROM bench_copy")
-psql "$DB_URL" -qc "DROP TABLE bench_copy" >&2
 
 say "verify"
 set +e
@@ -76,21 +87,23 @@ read -r verify_s verify_kb < <(measure "$bin" verify --database-url "$DB_URL" --
 set -e
 drifted=$(psql "$DB_URL" -Atqc "SELECT drifted FROM verify_runs ORDER BY id DESC LIMIT 1")
 
-python3 - "$values" "$migrated" "$quarantined" "$backfill_s" "$backfill_kb" "$insert_s" "$copied" \
+python3 - "$values" "$migrated" "$quarantined" "${backfill_runs[*]}" "$backfill_kb" "${insert_runs[*]}" "$copied" \
     "$verify_s" "$verify_kb" "$drifted" "$BATCH" > "$OUT/backfill.md" <<'EOF'
-import sys
-(values, migrated, quarantined, backfill_s, backfill_kb, insert_s, copied, verify_s, verify_kb,
+import statistics, sys
+(values, migrated, quarantined, backfill_runs, backfill_kb, insert_runs, copied, verify_s, verify_kb,
  drifted, batch) = sys.argv[1:]
-b, i, v = float(backfill_s), float(insert_s), float(verify_s)
+bs, ins = [float(x) for x in backfill_runs.split()], [float(x) for x in insert_runs.split()]
+b, i, v = statistics.median(bs), statistics.median(ins), float(verify_s)
+runs = lambda xs: " / ".join(f"{x:.1f}" for x in xs)
 print(f"""# Backfill benchmark (PostgreSQL, loopback, one machine)
 
 | measure | value | goal |
 |---|---|---|
 | legacy listing values | {int(values):,} | |
 | migrated + quarantined | {int(migrated):,} + {int(quarantined):,} = {int(migrated) + int(quarantined):,} | = legacy |
-| `backfill --batch-size {batch}` | {b:.1f} s ({int(values) / b:,.0f} rows/s) | |
-| plain `INSERT … SELECT` of the same rows ({int(copied):,}) | {i:.1f} s | |
-| backfill / INSERT … SELECT | {b / i:.2f}× | ≤ 1.5× |
+| `backfill --batch-size {batch}`, median of {len(bs)} rounds ({runs(bs)}) | {b:.1f} s ({int(values) / b:,.0f} rows/s) | |
+| plain `INSERT … SELECT` of the same rows ({int(copied):,}), median ({runs(ins)}) | {i:.1f} s | |
+| backfill / INSERT … SELECT, medians; per round ({" / ".join(f"{x / y:.2f}" for x, y in zip(bs, ins))}) | {b / i:.2f}× | ≤ 1.5× |
 | `verify` (every entity, both directions) | {v:.1f} s, {drifted} drifted | < 30 s |
 | peak RSS: backfill / verify | {int(backfill_kb) / 1024:.1f} / {int(verify_kb) / 1024:.1f} MB | < 200 MB |
 """)
