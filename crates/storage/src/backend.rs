@@ -271,9 +271,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
         attribute_id: i64,
     ) -> impl Future<Output = Result<u64>> + Send;
 
-    /// Client backends running a statement now, the caller's not counted (SQLite: 0).
-    fn active_backends(conn: &mut Conn<Self>) -> impl Future<Output = Result<i64>> + Send;
-
     fn legacy_bindings(
         conn: &mut Conn<Self>,
     ) -> impl Future<Output = Result<Vec<CategoryBinding>>> + Send;
@@ -620,11 +617,6 @@ macro_rules! backend_operations {
                 }
             }
             Ok(())
-        }
-
-        async fn active_backends(conn: &mut Conn<Self>) -> Result<i64> {
-            record_queries(1);
-            Ok(sqlx::query_scalar($sql::ACTIVE_BACKENDS).fetch_one(conn).await?)
         }
 
         async fn legacy_columns(conn: &mut Conn<Self>) -> Result<Vec<(String, String)>> {

@@ -32,8 +32,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/post
 const BEGIN_AS_SERVICE: &str = "BEGIN; SET LOCAL unified_attributes.writer = 'service'";
 
 mod pg_sql {
-    pub(super) const ACTIVE_BACKENDS: &str = "SELECT count(*) FROM pg_stat_activity
-        WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()";
     pub(super) const UNIFIED_SCHEMA: &str =
         crate::sql::unified_schema_sql!("jsonb_object_agg(x.alias, x.option_value)");
     pub(super) const UNIFIED_CATALOG: &str =

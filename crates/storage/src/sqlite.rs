@@ -54,7 +54,6 @@ async fn migrate_up(
 
 mod sqlite_sql {
     /// One process owns the file: there is no load of other backends to measure.
-    pub(super) const ACTIVE_BACKENDS: &str = "SELECT 0";
     pub(super) const UNIFIED_SCHEMA: &str =
         crate::sql::unified_schema_sql!("json_group_object(x.alias, x.option_value)");
     pub(super) const UNIFIED_CATALOG: &str =
