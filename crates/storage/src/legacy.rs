@@ -24,7 +24,7 @@ pub(crate) const MARKETPLACE_SCHEMA: &str = "public";
 /// The legacy rows of these listings, one per value (a listing without values: one row of
 /// NULLs). (A range bound on the ids, tried for the backfill's batches, made the generic plan
 /// join the definitions by a filtered nested loop: twice as slow.)
-const LISTING_ROWS: Sql = Sql {
+pub(crate) const LISTING_ROWS: Sql = Sql {
     pg: crate::sql::legacy_listing_values_batch_sql!("= ANY($1)"),
     lite: crate::sql::legacy_listing_values_batch_sql!("IN (SELECT value FROM json_each($1))"),
 };

@@ -66,8 +66,7 @@ mod pg_sql {
             THEN CAST(v.text_value AS NUMERIC) END)"
     );
     pub(super) const UNIFIED_RANGES: &str = crate::sql::unified_ranges_sql!("v.numeric_value");
-    pub(super) const LEGACY_LISTING_VALUES_BATCH: &str =
-        crate::sql::legacy_listing_values_batch_sql!("= ANY($1)");
+    pub(super) const LEGACY_LISTING_VALUES_BATCH: &str = crate::legacy::LISTING_ROWS.pg;
     pub(super) const UNIFIED_LISTING_VALUES_BATCH: &str =
         crate::sql::unified_listing_values_batch_sql!("= ANY($1)");
 

@@ -87,8 +87,7 @@ mod sqlite_sql {
     );
     pub(super) const UNIFIED_RANGES: &str =
         crate::sql::unified_ranges_sql!("CAST(v.numeric_value AS REAL)");
-    pub(super) const LEGACY_LISTING_VALUES_BATCH: &str =
-        crate::sql::legacy_listing_values_batch_sql!("IN (SELECT value FROM json_each($1))");
+    pub(super) const LEGACY_LISTING_VALUES_BATCH: &str = crate::legacy::LISTING_ROWS.lite;
     pub(super) const UNIFIED_LISTING_VALUES_BATCH: &str =
         crate::sql::unified_listing_values_batch_sql!("IN (SELECT value FROM json_each($1))");
 
