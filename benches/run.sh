@@ -44,3 +44,11 @@ benches/backfill/run.sh
 } >"$OUT/report.md"
 printf '\n== report: %s\n' "$OUT/report.md" >&2
 cat "$OUT/report.md"
+
+# About 1.5 GB of seeded databases: the scripts alone keep theirs for quick reruns, the whole
+# run drops them (the test suite's replicas copy the cluster with pg_basebackup).
+if [ "${BENCH_KEEP_DB:-0}" != 1 ]; then
+    for db in ua_bench ua_bench_writes ua_replica_bench ua_backfill_bench; do
+        psql postgres://postgres@127.0.0.1:5432/postgres -qc "DROP DATABASE IF EXISTS ${db} WITH (FORCE)" >&2
+    done
+fi
