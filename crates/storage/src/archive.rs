@@ -6,15 +6,14 @@
 use flags::{Flags, Phase};
 
 use crate::backend::Backend;
+use crate::checksum::Checksum;
 use crate::dialect::{Dialect, Sql, on_dialect};
 use crate::error::{Result, StorageError};
 use crate::invalidation::Invalidation;
 use crate::router::{Router, phase_name};
 use crate::stats::record_queries;
 
-use std::io::Cursor;
-
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// The legacy tables that only the attributes use; they move whole.
 pub(crate) const MOVED_TABLES: [&str; 6] = [
@@ -32,13 +31,7 @@ pub(crate) const TRANSLATIONS: &str = "translations";
 pub(crate) const ATTRIBUTE_TRANSLATIONS: &str =
     "entity_type IN ('attribute', 'product_variant_attribute')";
 
-/// One table's evidence: rows and an order-independent checksum of their full contents.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TableEvidence {
-    pub table: String,
-    pub rows: i64,
-    pub checksum: String,
-}
+pub use crate::checksum::TableEvidence;
 
 /// What one `archive` or `restore-archive` recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -53,30 +46,6 @@ pub struct Manifest {
     /// An archive before the unified phase's soak: who waived it and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiver: Option<String>,
-}
-
-/// Sums a 64-bit hash of every row's text: the same rows in any order give the same checksum.
-#[derive(Debug, Default)]
-pub(crate) struct Checksum {
-    rows: i64,
-    sum: u64,
-}
-
-impl Checksum {
-    pub(crate) fn add(&mut self, row_text: &str) {
-        // murmur3 over an in-memory cursor cannot fail.
-        let hash = murmur3::murmur3_x64_128(&mut Cursor::new(row_text.as_bytes()), 0).unwrap_or(0);
-        self.sum = self.sum.wrapping_add(hash as u64);
-        self.rows += 1;
-    }
-
-    pub(crate) fn finish(self, table: &str) -> TableEvidence {
-        TableEvidence {
-            table: table.to_owned(),
-            rows: self.rows,
-            checksum: format!("{:016x}", self.sum),
-        }
-    }
 }
 
 const SAVE_MANIFEST: Sql =

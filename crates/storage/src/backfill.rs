@@ -1,74 +1,22 @@
 //! The backfill's durable state and the statements only it runs: legacy → unified in
 //! keyset-paginated batches, one transaction each, with a checkpoint and a quarantine.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use domain::{Attribute, EntityKind};
 use flags::{Store, WriteMode};
 
 use crate::backend::{Backend, Conn};
+use crate::dialect::{Dialect, Sql, on_dialect};
 use crate::error::{Result, StorageError};
 use crate::invalidation::Invalidation;
 use crate::quarantine::{QuarantineKind, QuarantinedRow};
 use crate::router::{Router, ensure_legacy_in_place};
+use crate::stats::record_queries;
 
 use serde::Serialize;
 
-/// Progress of one entity kind, stored after every batch in the batch's transaction, so a
-/// killed backfill resumes where its last committed batch ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-pub struct Checkpoint {
-    pub entity_type: String,
-    pub last_id: i64,
-    pub migrated: i64,
-    pub quarantined: i64,
-    /// Set once a run found no entity past `last_id`.
-    pub completed: bool,
-    /// The unified era the pass began in; `None` if a legacy-only write could still happen
-    /// then, so the pass is no evidence for unified reads.
-    pub era: Option<i64>,
-}
-
-impl Checkpoint {
-    pub(crate) fn fresh(entity_type: &str, era: Option<i64>) -> Self {
-        Self {
-            entity_type: entity_type.to_owned(),
-            last_id: 0,
-            migrated: 0,
-            quarantined: 0,
-            completed: false,
-            era,
-        }
-    }
-}
-
-/// Where the backfill of one entity kind stands, for metrics: a backfill that is not
-/// complete and whose checkpoint stopped moving has stalled.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
-pub struct Progress {
-    pub entity_type: String,
-    pub migrated: i64,
-    pub quarantined: i64,
-    pub completed: bool,
-    /// When the checkpoint last moved, in seconds since the Unix epoch.
-    pub updated_epoch_seconds: f64,
-}
-
-/// `$epoch` turns `updated_at` into seconds since the Unix epoch on the backend.
-macro_rules! progress_sql {
-    ($epoch:literal) => {
-        concat!(
-            // The quarantine as it is now: a retry after resolutions empties it, while the
-            // checkpoint keeps what its pass quarantined.
-            "SELECT entity_type, migrated, (SELECT COUNT(*) FROM backfill_quarantine q \
-             WHERE q.entity_type = backfill_checkpoint.entity_type) AS quarantined, \
-             completed_at IS NOT NULL AS completed, ",
-            $epoch,
-            " AS updated_epoch_seconds FROM backfill_checkpoint ORDER BY entity_type"
-        )
-    };
-}
-pub(crate) use progress_sql;
+pub use crate::checkpoint::{Checkpoint, Progress};
 
 /// How many legacy values the quarantine holds for one reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -79,9 +27,11 @@ pub struct QuarantineCount {
 }
 
 /// The most common reasons first; the status shows a bounded list.
-pub(crate) const QUARANTINE_BY_REASON: &str = "SELECT entity_type, reason, COUNT(*) AS count
+const QUARANTINE_BY_REASON: Sql = Sql::same(
+    "SELECT entity_type, reason, COUNT(*) AS count
     FROM backfill_quarantine GROUP BY entity_type, reason
-    ORDER BY COUNT(*) DESC, entity_type, reason LIMIT $1";
+    ORDER BY COUNT(*) DESC, entity_type, reason LIMIT $1",
+);
 
 /// The quarantine's entity type of a legacy binding (keyed by its category).
 pub(crate) const BINDING: &str = "binding";
@@ -98,11 +48,21 @@ pub struct Definitions {
     pub monolith: Option<crate::monolith::MonolithDefinitions>,
 }
 
-pub(crate) const CATEGORY_IDS: &str = "SELECT CAST(id AS BIGINT) FROM marketplace_categories";
+const CATEGORY_IDS: Sql = Sql::same("SELECT CAST(id AS BIGINT) FROM marketplace_categories");
+
+/// The ids of the marketplace's categories.
+pub(crate) async fn category_ids(conn: Dialect<'_>) -> Result<HashSet<i64>> {
+    record_queries(1);
+    let ids: Vec<i64> = on_dialect!(conn, CATEGORY_IDS, |c, statement| {
+        sqlx::query_scalar(statement).fetch_all(c).await?
+    });
+    Ok(ids.into_iter().collect())
+}
 
 /// Legacy values of listings that no longer exist, into the quarantine (the real schema has no
 /// foreign key from a value to its listing). The `WHERE` also lets SQLite parse the upsert.
-pub(crate) const QUARANTINE_ORPHAN_LISTING_VALUES: &str = "INSERT INTO backfill_quarantine
+const QUARANTINE_ORPHAN_LISTING_VALUES: Sql = Sql::same(
+    "INSERT INTO backfill_quarantine
         (entity_type, entity_id, attribute_code, raw_value, shown_value, reason, kind)
     SELECT 'listing', v.listing_id, COALESCE(lower(a.name), '#' || CAST(v.attribute_id AS TEXT)),
         COALESCE(v.text_value, CAST(v.numeric_value AS TEXT), CAST(v.json_value AS TEXT),
@@ -116,26 +76,61 @@ pub(crate) const QUARANTINE_ORPHAN_LISTING_VALUES: &str = "INSERT INTO backfill_
     WHERE l.id IS NULL
     ON CONFLICT (entity_type, entity_id, attribute_code) DO UPDATE
         SET raw_value = excluded.raw_value, shown_value = excluded.shown_value,
-            reason = excluded.reason, kind = excluded.kind";
+            reason = excluded.reason, kind = excluded.kind",
+);
 
-pub(crate) const LOAD_CHECKPOINT: &str = "SELECT entity_type, last_id, migrated, quarantined,
-        completed_at IS NOT NULL AS completed, CAST(era AS BIGINT) AS era
-    FROM backfill_checkpoint WHERE entity_type = $1";
+/// Quarantines the legacy values of listings that do not exist; returns how many.
+async fn quarantine_orphan_listing_values(conn: Dialect<'_>) -> Result<u64> {
+    record_queries(1);
+    Ok(on_dialect!(
+        conn,
+        QUARANTINE_ORPHAN_LISTING_VALUES,
+        |c, statement| sqlx::query(statement).execute(c).await?.rows_affected()
+    ))
+}
 
-pub(crate) const SAVE_CHECKPOINT: &str = "INSERT INTO backfill_checkpoint
-        (entity_type, last_id, migrated, quarantined, completed_at, updated_at, era)
-    VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN CURRENT_TIMESTAMP END, CURRENT_TIMESTAMP, $6)
-    ON CONFLICT (entity_type) DO UPDATE SET last_id = excluded.last_id, migrated = excluded.migrated,
-        quarantined = excluded.quarantined, completed_at = excluded.completed_at,
-        updated_at = excluded.updated_at, era = excluded.era";
-
-pub(crate) const LEGACY_BINDINGS: &str =
+const LEGACY_BINDINGS: Sql = Sql::same(
     "SELECT category_id, attribute_id, is_enabled, is_required, sort_order,
         custom_component, show_in_card, show_in_list
-    FROM category_attribute_mapping ORDER BY category_id, attribute_id";
+    FROM category_attribute_mapping ORDER BY category_id, attribute_id",
+);
 
-pub(crate) const UNIFIED_IDS: &str =
-    "SELECT CAST(id AS BIGINT) AS id, code FROM unified_attributes";
+/// Unified bindings in the columns legacy's mapping has.
+const UNIFIED_BINDINGS_AS_LEGACY: Sql = Sql::same(
+    "SELECT category_id, attribute_id, is_enabled, is_required, sort_order,
+        custom_component, show_in_card, show_in_list
+    FROM unified_category_attributes ORDER BY category_id, attribute_id",
+);
+
+/// Every binding of a category to an attribute in `store`, in the columns legacy has.
+pub(crate) async fn bindings(
+    conn: Dialect<'_>,
+    store: Store,
+) -> Result<Vec<domain::CategoryBinding>> {
+    record_queries(1);
+    let statement = match store {
+        Store::Legacy => LEGACY_BINDINGS,
+        Store::Unified => UNIFIED_BINDINGS_AS_LEGACY,
+    };
+    let rows: Vec<LegacyBindingRow> = on_dialect!(conn, statement, |c, statement| {
+        sqlx::query_as(statement).fetch_all(c).await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(LegacyBindingRow::into_binding)
+        .collect())
+}
+
+const UNIFIED_IDS: Sql = Sql::same("SELECT CAST(id AS BIGINT) AS id, code FROM unified_attributes");
+
+/// The id of each unified definition, by code.
+async fn unified_ids(conn: Dialect<'_>) -> Result<HashMap<String, i64>> {
+    record_queries(1);
+    let rows: Vec<(i64, String)> = on_dialect!(conn, UNIFIED_IDS, |c, statement| {
+        sqlx::query_as(statement).fetch_all(c).await?
+    });
+    Ok(rows.into_iter().map(|(id, code)| (code, id)).collect())
+}
 
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct LegacyBindingRow {
@@ -166,12 +161,6 @@ impl LegacyBindingRow {
     }
 }
 
-/// Unified bindings in the columns legacy's mapping has.
-pub(crate) const UNIFIED_BINDINGS_AS_LEGACY: &str =
-    "SELECT category_id, attribute_id, is_enabled, is_required, sort_order,
-        custom_component, show_in_card, show_in_list
-    FROM unified_category_attributes ORDER BY category_id, attribute_id";
-
 impl<B: Backend> Router<B> {
     /// Copies every legacy definition and binding to the unified tables (ids kept; upserts,
     /// so a second run changes nothing). Returns (definitions, bindings). Refused while
@@ -181,25 +170,30 @@ impl<B: Backend> Router<B> {
         ensure_legacy_in_place::<B>(&mut tx).await?;
         crate::evidence::fence(B::dialect(&mut tx)).await?;
         ensure_backfill_allowed(&crate::evidence::state_row(B::dialect(&mut tx)).await?)?;
-        let catalog = B::catalog(&mut tx, Store::Legacy).await?;
+        let catalog = crate::schema::catalog(B::dialect(&mut tx), Store::Legacy).await?;
         for attribute in &catalog {
             let legacy_id =
                 (attribute.id < crate::rows::VARIANT_AXIS_ID_OFFSET).then_some(attribute.id);
-            B::unified_upsert_attribute(&mut tx, attribute, legacy_id).await?;
+            crate::definitions::unified_upsert(B::dialect(&mut tx), attribute, legacy_id).await?;
         }
         // The real schema has no foreign key from a binding to its category: a binding of a
         // category (or an attribute) that does not exist is quarantined, not fatal.
-        let categories = B::category_ids(&mut tx).await?;
+        let categories = category_ids(B::dialect(&mut tx)).await?;
         let codes: HashMap<i64, &str> = catalog.iter().map(|a| (a.id, a.code.as_str())).collect();
         let mut copied = 0;
         let mut orphans = Vec::new();
-        for binding in B::legacy_bindings(&mut tx).await? {
+        for binding in bindings(B::dialect(&mut tx), Store::Legacy).await? {
             let reason = match (
                 categories.contains(&binding.category_id),
                 codes.get(&binding.attribute_id),
             ) {
                 (true, Some(_)) => {
-                    B::upsert_binding(&mut tx, Store::Unified, &binding).await?;
+                    crate::definitions::upsert_binding(
+                        B::dialect(&mut tx),
+                        Store::Unified,
+                        &binding,
+                    )
+                    .await?;
                     copied += 1;
                     continue;
                 }
@@ -248,7 +242,7 @@ impl<B: Backend> Router<B> {
         restart: bool,
     ) -> Result<crate::backfill::Checkpoint> {
         let mut conn = self.acquire().await?;
-        let stored = B::load_checkpoint(&mut conn, kind.as_str()).await?;
+        let stored = crate::checkpoint::load(B::dialect(&mut conn), kind.as_str()).await?;
         let state = crate::evidence::state_row(B::dialect(&mut conn)).await?;
         Ok(match stored {
             Some(checkpoint)
@@ -286,7 +280,14 @@ impl<B: Backend> Router<B> {
                     .into(),
             ));
         }
-        let ids = B::entity_ids_after(&mut tx, kind, checkpoint.last_id, limit, true).await?;
+        let ids = crate::batches::entity_ids_after(
+            B::dialect(&mut tx),
+            kind,
+            checkpoint.last_id,
+            limit,
+            true,
+        )
+        .await?;
         let Some(&last_id) = ids.last() else {
             // The marketplace's own unified table's values of entities that are gone, first:
             // legacy's orphan of the same listing and code then takes the entry.
@@ -299,7 +300,7 @@ impl<B: Backend> Router<B> {
             }
             let orphans = its.len() as i64
                 + if kind == EntityKind::Listing {
-                    B::quarantine_orphan_listing_values(&mut tx).await? as i64
+                    quarantine_orphan_listing_values(B::dialect(&mut tx)).await? as i64
                 } else {
                     0
                 };
@@ -308,7 +309,7 @@ impl<B: Backend> Router<B> {
                 quarantined: checkpoint.quarantined + orphans,
                 ..checkpoint
             };
-            B::save_checkpoint(&mut tx, &done).await?;
+            crate::checkpoint::save(B::dialect(&mut tx), &done).await?;
             crate::evidence::record_backfilled(B::dialect(&mut tx)).await?;
             tx.commit().await?;
             return Ok(done);
@@ -321,7 +322,7 @@ impl<B: Backend> Router<B> {
             completed: false,
             ..checkpoint
         };
-        B::save_checkpoint(&mut tx, &next).await?;
+        crate::checkpoint::save(B::dialect(&mut tx), &next).await?;
         // Unified values of the batch changed, and with them the unified value ranges.
         let invalidations = [
             Invalidation::EntityRange {
@@ -350,7 +351,9 @@ impl<B: Backend> Router<B> {
         let mut tx = self.begin_write().await?;
         crate::evidence::fence(B::dialect(&mut tx)).await?;
         ensure_backfill_allowed(&crate::evidence::state_row(B::dialect(&mut tx)).await?)?;
-        let ids = B::quarantined_entity_ids_after(&mut tx, kind, after, limit).await?;
+        let ids =
+            crate::batches::quarantined_entity_ids_after(B::dialect(&mut tx), kind, after, limit)
+                .await?;
         let Some(&last) = ids.last() else {
             return Ok((None, 0, 0));
         };
@@ -389,12 +392,17 @@ impl<B: Backend> Router<B> {
 
     pub(crate) async fn backfill_progress(&self) -> Result<Vec<crate::backfill::Progress>> {
         let mut conn = self.acquire().await?;
-        B::backfill_progress(&mut conn).await
+        crate::checkpoint::progress(B::dialect(&mut conn)).await
     }
 
     pub(crate) async fn analyze_unified_values(&self) -> Result<()> {
         let mut conn = self.acquire().await?;
-        B::analyze_unified_values(&mut conn).await?;
+        record_queries(1);
+        on_dialect!(B::dialect(&mut conn), |c| {
+            sqlx::query("ANALYZE unified_attribute_values")
+                .execute(c)
+                .await?;
+        });
         conn.commit().await
     }
 
@@ -403,7 +411,12 @@ impl<B: Backend> Router<B> {
         limit: i64,
     ) -> Result<Vec<crate::backfill::QuarantineCount>> {
         let mut conn = self.acquire().await?;
-        B::quarantine_by_reason(&mut conn, limit).await
+        record_queries(1);
+        Ok(on_dialect!(
+            B::dialect(&mut conn),
+            QUARANTINE_BY_REASON,
+            |c, statement| sqlx::query_as(statement).bind(limit).fetch_all(c).await?
+        ))
     }
 }
 
@@ -441,7 +454,8 @@ async fn legacy_values_of<B: Backend>(
             })
             .collect());
     }
-    let (documents, vocabulary) = B::legacy_documents(conn, kind, ids).await?;
+    let (documents, vocabulary) =
+        crate::batches::legacy_documents(B::dialect(conn), kind, ids).await?;
     let mut candidates = Vec::new();
     for (entity_id, document) in &documents {
         let decoded = crate::legacy::decode_document(kind, document, &vocabulary);
@@ -478,12 +492,13 @@ async fn legacy_values_of<B: Backend>(
 pub(crate) async fn catalog_of<B: Backend>(
     conn: &mut Conn<B>,
 ) -> Result<HashMap<String, Attribute>> {
-    let mut catalog: HashMap<String, Attribute> = B::catalog(&mut *conn, Store::Legacy)
-        .await?
-        .into_iter()
-        .map(|attribute| (attribute.code.clone(), attribute))
-        .collect();
-    for attribute in B::catalog(&mut *conn, Store::Unified).await? {
+    let mut catalog: HashMap<String, Attribute> =
+        crate::schema::catalog(B::dialect(&mut *conn), Store::Legacy)
+            .await?
+            .into_iter()
+            .map(|attribute| (attribute.code.clone(), attribute))
+            .collect();
+    for attribute in crate::schema::catalog(B::dialect(&mut *conn), Store::Unified).await? {
         if crate::monolith::is_its_alone(attribute.id) {
             catalog.entry(attribute.code.clone()).or_insert(attribute);
         }
@@ -558,7 +573,7 @@ pub(crate) async fn migrate_codes<B: Backend>(
     if codes.is_empty() {
         return Ok((0, 0));
     }
-    let unified_ids = B::unified_ids(&mut *conn).await?;
+    let unified_ids = unified_ids(B::dialect(&mut *conn)).await?;
     let ids = [entity.id];
     let mut legacy = legacy_values_of::<B>(&mut *conn, entity.kind, &ids).await?;
     let mut quarantined =
@@ -691,7 +706,7 @@ pub(crate) async fn migrate_entities<B: Backend>(
     ids: &[i64],
     catalog: &HashMap<String, Attribute>,
 ) -> Result<(usize, usize)> {
-    let unified_ids = B::unified_ids(&mut *conn).await?;
+    let unified_ids = unified_ids(B::dialect(&mut *conn)).await?;
     let mut legacy = legacy_values_of::<B>(&mut *conn, kind, ids).await?;
     let mut quarantined = with_its_values::<B>(&mut *conn, kind, ids, catalog, &mut legacy).await?;
     let mut values = Vec::new();
@@ -772,7 +787,7 @@ async fn store_values<B: Backend>(
             }
         }
         written += storable.len();
-        B::unified_replace_batch(&mut *conn, kind, &[id], &storable).await?;
+        crate::batches::replace_unified(B::dialect(&mut *conn), kind, &[id], &storable).await?;
     }
     Ok(written)
 }
@@ -787,6 +802,7 @@ async fn attempt<B: Backend>(
     keep: bool,
 ) -> Result<Option<String>> {
     let mut savepoint = sqlx::Connection::begin(&mut *conn).await?;
-    let outcome = B::unified_replace_batch(&mut savepoint, kind, ids, rows).await;
+    let outcome =
+        crate::batches::replace_unified(B::dialect(&mut savepoint), kind, ids, rows).await;
     crate::savepoint::settle(savepoint, outcome, keep).await
 }

@@ -231,7 +231,7 @@ impl<B: Backend> Router<B> {
                 id: *id,
             };
             // The entity's row lock: a write through the service to it waits, or is waited for.
-            B::entity_category(&mut tx, entity).await?;
+            crate::entity_values::category_locked(B::dialect(&mut tx), entity).await?;
             crate::backfill::migrate_codes::<B>(&mut tx, entity, codes, &catalog).await?;
             invalidations.push(Invalidation::entity(entity));
         }
@@ -358,35 +358,46 @@ const DEFINITION: &str = "attribute";
 /// definition legacy deleted is deleted (its values went with it, captured too), a binding
 /// legacy no longer has is removed.
 async fn copy_definitions<B: Backend>(conn: &mut Conn<B>, ids: &BTreeSet<i64>) -> Result<()> {
-    let legacy = B::catalog(&mut *conn, flags::Store::Legacy).await?;
+    let legacy = crate::schema::catalog(B::dialect(&mut *conn), flags::Store::Legacy).await?;
     for id in ids {
         match legacy.iter().find(|a| a.id == *id) {
             Some(attribute) => {
-                B::unified_upsert_attribute(&mut *conn, attribute, Some(*id)).await?;
+                crate::definitions::unified_upsert(B::dialect(&mut *conn), attribute, Some(*id))
+                    .await?;
             }
             None => {
-                B::delete_attribute(&mut *conn, flags::Store::Unified, *id).await?;
+                crate::definitions::delete(B::dialect(&mut *conn), flags::Store::Unified, *id)
+                    .await?;
             }
         }
     }
-    let wanted: Vec<domain::CategoryBinding> = B::legacy_bindings(&mut *conn)
+    let wanted: Vec<domain::CategoryBinding> =
+        crate::backfill::bindings(B::dialect(&mut *conn), flags::Store::Legacy)
+            .await?
+            .into_iter()
+            .filter(|b| ids.contains(&b.attribute_id))
+            .collect();
+    let categories: BTreeSet<i64> = crate::backfill::category_ids(B::dialect(&mut *conn))
         .await?
         .into_iter()
-        .filter(|b| ids.contains(&b.attribute_id))
         .collect();
-    let categories: BTreeSet<i64> = B::category_ids(&mut *conn).await?.into_iter().collect();
     for binding in &wanted {
         if categories.contains(&binding.category_id) {
-            B::upsert_binding(&mut *conn, flags::Store::Unified, binding).await?;
+            crate::definitions::upsert_binding(
+                B::dialect(&mut *conn),
+                flags::Store::Unified,
+                binding,
+            )
+            .await?;
         }
     }
-    for binding in B::unified_bindings(&mut *conn).await? {
+    for binding in crate::backfill::bindings(B::dialect(&mut *conn), flags::Store::Unified).await? {
         let kept = wanted.iter().any(|w| {
             w.category_id == binding.category_id && w.attribute_id == binding.attribute_id
         });
         if ids.contains(&binding.attribute_id) && !kept {
-            B::delete_binding(
-                &mut *conn,
+            crate::definitions::delete_binding(
+                B::dialect(&mut *conn),
                 flags::Store::Unified,
                 binding.category_id,
                 binding.attribute_id,
@@ -405,7 +416,8 @@ async fn document_changes<B: Backend>(
     id: i64,
     before: Option<&Json>,
 ) -> Result<BTreeSet<String>> {
-    let (documents, vocabulary) = B::legacy_documents(&mut *conn, kind, &[id]).await?;
+    let (documents, vocabulary) =
+        crate::batches::legacy_documents(B::dialect(&mut *conn), kind, &[id]).await?;
     let now = documents.into_iter().next().map(|(_, document)| document);
     let decoded = |document: Option<&Json>| -> BTreeMap<String, String> {
         let Some(document) = document.filter(|d| !d.is_null()) else {

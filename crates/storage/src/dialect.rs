@@ -1,6 +1,6 @@
-//! One connection as the dialect it speaks. Concerns written outside `backend_operations!` run
-//! their statements through [`Dialect`], each arm type-checked with its own sqlx types, and keep
-//! each statement's two spellings ([`Sql`]) beside the code that runs it.
+//! One connection as the dialect it speaks. Every concern runs its statements through
+//! [`Dialect`], each arm type-checked with its own sqlx types, and keeps each statement's two
+//! spellings ([`Sql`]) beside the code that runs it.
 
 use sqlx::{PgConnection, SqliteConnection};
 
@@ -35,6 +35,25 @@ impl Sql {
             pg: statement,
             lite: statement,
         }
+    }
+}
+
+/// Binds a decimal sent as text into the `numeric` column of a multi-row insert: PostgreSQL
+/// casts it (`cast`); SQLite keeps it as text (its column is text, so it stays exact).
+pub(crate) fn push_numeric<'args, DB>(
+    row: &mut sqlx::query_builder::Separated<'_, 'args, DB, &'static str>,
+    value: &'args Option<String>,
+    cast: bool,
+) where
+    DB: sqlx::Database,
+    &'args Option<String>: sqlx::Encode<'args, DB> + sqlx::Type<DB>,
+{
+    if cast {
+        row.push("CAST(")
+            .push_bind_unseparated(value)
+            .push_unseparated(" AS NUMERIC)");
+    } else {
+        row.push_bind(value);
     }
 }
 

@@ -54,6 +54,16 @@ pub(crate) async fn listing_rows(conn: Dialect<'_>, ids: &[i64]) -> Result<Vec<B
     Ok(rows)
 }
 
+/// The definitions B2C documents name, with their translated labels.
+pub(crate) const VOCABULARY: Sql = Sql {
+    pg: crate::sql::legacy_vocabulary_sql!(
+        "jsonb_object_agg(t.language || ':' || t.field_name, t.translated_text)"
+    ),
+    lite: crate::sql::legacy_vocabulary_sql!(
+        "json_group_object(t.language || ':' || t.field_name, t.translated_text)"
+    ),
+};
+
 /// A definition a B2C document may refer to: a C2C attribute (`source = 'attribute'`) or a
 /// variant axis (`source = 'product_variant_attribute'`).
 #[derive(Debug, sqlx::FromRow)]

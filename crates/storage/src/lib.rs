@@ -9,10 +9,15 @@ mod affected;
 pub mod archive;
 mod backend;
 pub mod backfill;
+mod batches;
 mod breaker;
 pub mod capture;
+mod checkpoint;
+mod checksum;
+mod definitions;
 pub mod demo;
 mod dialect;
+mod entity_values;
 mod error;
 mod evidence;
 pub mod flag_store;
@@ -26,7 +31,9 @@ pub mod location;
 pub mod monolith;
 mod notify;
 mod option_use;
+mod our_tables;
 mod ownership;
+mod pooler;
 mod postgres;
 pub mod quarantine;
 mod read_pool;
@@ -35,6 +42,8 @@ pub mod resolve;
 mod router;
 mod rows;
 mod savepoint;
+mod schema;
+mod seed;
 pub mod soak;
 mod sql;
 mod sqlite;
@@ -1140,7 +1149,8 @@ async fn check_legacy_schema<B: Backend>(pool: &sqlx::Pool<B::Db>) -> Result<()>
     if crate::evidence::archived(B::dialect(&mut conn)).await? {
         return Ok(());
     }
-    let missing = legacy::missing_columns(&B::legacy_columns(&mut conn).await?);
+    let missing =
+        legacy::missing_columns(&crate::schema::legacy_columns(B::dialect(&mut conn)).await?);
     if missing.is_empty() {
         Ok(())
     } else {

@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use sqlx::PgConnection;
 
-use crate::archive::{Checksum, TableEvidence};
 use crate::backend::{Backend, Conn};
+use crate::checksum::{Checksum, TableEvidence};
 use crate::dialect::Dialect;
 use crate::error::Result;
 use crate::quarantine::{QuarantineKind, QuarantinedRow};
@@ -208,7 +208,7 @@ pub(crate) async fn plan(conn: &mut PgConnection, schema: &str, known: usize) ->
         plan.monolith_tables = found(conn, &["public"], &TABLES).await?;
     }
     // A view left by a move is not the marketplace's table.
-    plan.public_views = crate::home::public_views(conn, schema).await?;
+    plan.public_views = crate::our_tables::public_views(conn, schema).await?;
     plan.monolith_tables
         .retain(|t| !plan.public_views.contains(&t.table));
     if !plan.monolith_tables.is_empty() {
@@ -497,7 +497,8 @@ pub(crate) async fn adopt_definitions<B: Backend>(
                 // Created through this service meanwhile under the same code: the same attribute.
                 Some(id) if i64::from(id) != attribute.id => (i64::from(id), false),
                 _ => {
-                    B::unified_upsert_attribute(&mut *conn, &attribute, None).await?;
+                    crate::definitions::unified_upsert(B::dialect(&mut *conn), &attribute, None)
+                        .await?;
                     report.adopted += 1;
                     (attribute.id, true)
                 }

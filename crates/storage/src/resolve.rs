@@ -14,7 +14,7 @@ use flags::{Store, WriteMode};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, Conn};
-use crate::dialect::{Sql, on_dialect};
+use crate::dialect::{Dialect, Sql, on_dialect};
 use crate::error::{Result, StorageError};
 use crate::invalidation::Invalidation;
 use crate::quarantine::{self, AcceptFilter, QuarantineKind, ValueMatch};
@@ -265,7 +265,7 @@ impl<B: Backend> Router<B> {
         let alias = spelling("alias", alias)?;
         let mut tx = self.begin_write().await?;
         let definition = find_attribute(
-            B::catalog(&mut tx, mode.authoritative()).await?,
+            crate::schema::catalog(B::dialect(&mut tx), mode.authoritative()).await?,
             "attribute",
             attribute,
         )?;
@@ -315,7 +315,14 @@ impl<B: Backend> Router<B> {
                 });
             }
         } else {
-            B::insert_alias(&mut tx, &definition, alias, &target.value, actor).await?;
+            insert_alias(
+                B::dialect(&mut tx),
+                &definition,
+                alias,
+                &target.value,
+                actor,
+            )
+            .await?;
         }
         // How many quarantined values users saw spelled so: they migrate at the next retry.
         let matching = quarantine::ids_of::<B>(
@@ -340,8 +347,15 @@ impl<B: Backend> Router<B> {
                 invalidations: Vec::new(),
             });
         }
-        let resolution =
-            B::record_resolution(&mut tx, "alias", &definition.code, &detail, 0, actor).await?;
+        let resolution = record_resolution(
+            B::dialect(&mut tx),
+            "alias",
+            &definition.code,
+            &detail,
+            0,
+            actor,
+        )
+        .await?;
         let invalidations = vec![
             Invalidation::Catalog,
             Invalidation::Categories {
@@ -373,7 +387,7 @@ impl<B: Backend> Router<B> {
         let value = spelling("value", value)?;
         let mut tx = self.begin_fenced(mode).await?;
         let mut definition = find_attribute(
-            B::catalog(&mut tx, mode.authoritative()).await?,
+            crate::schema::catalog(B::dialect(&mut tx), mode.authoritative()).await?,
             "attribute",
             attribute,
         )?;
@@ -437,8 +451,15 @@ impl<B: Backend> Router<B> {
                 invalidations: Vec::new(),
             });
         }
-        let resolution =
-            B::record_resolution(&mut tx, "option", &definition.code, &detail, 0, actor).await?;
+        let resolution = record_resolution(
+            B::dialect(&mut tx),
+            "option",
+            &definition.code,
+            &detail,
+            0,
+            actor,
+        )
+        .await?;
         crate::invalidation::notify(B::dialect(&mut tx), &invalidations).await?;
         tx.commit().await?;
         Ok(Written {
@@ -472,11 +493,12 @@ impl<B: Backend> Router<B> {
         crate::backfill::ensure_backfill_allowed(
             &crate::evidence::state_row(B::dialect(&mut tx)).await?,
         )?;
-        let catalog: HashMap<String, Attribute> = B::catalog(&mut tx, Store::Legacy)
-            .await?
-            .into_iter()
-            .map(|a| (a.code.clone(), a))
-            .collect();
+        let catalog: HashMap<String, Attribute> =
+            crate::schema::catalog(B::dialect(&mut tx), Store::Legacy)
+                .await?
+                .into_iter()
+                .map(|a| (a.code.clone(), a))
+                .collect();
         let listing_attribute = |field: &str, code: &str| -> Result<&Attribute> {
             match catalog.get(code) {
                 Some(a) if a.id < crate::VARIANT_AXIS_ID_OFFSET => Ok(a),
@@ -538,7 +560,8 @@ impl<B: Backend> Router<B> {
         if !request.force {
             ensure_target_holds::<B>(&mut tx, &candidates, source, target).await?;
         }
-        let moved = B::move_listing_values(&mut tx, source.id, target.id, &candidates).await?;
+        let moved =
+            move_listing_values(B::dialect(&mut tx), source.id, target.id, &candidates).await?;
         let skipped: Vec<i64> = candidates
             .iter()
             .copied()
@@ -572,7 +595,7 @@ impl<B: Backend> Router<B> {
         });
         let affected = report.moved.len() as i64;
         let resolution =
-            B::record_resolution(&mut tx, "move", from, &detail, affected, actor).await?;
+            record_resolution(B::dialect(&mut tx), "move", from, &detail, affected, actor).await?;
         let mut invalidations: Vec<Invalidation> = report
             .moved
             .iter()
@@ -615,9 +638,15 @@ impl<B: Backend> Router<B> {
             "attribute": filter.attribute, "reason": filter.kind.map(QuarantineKind::as_str),
             "note": note, "values": changed,
         });
-        let resolution =
-            B::record_resolution(&mut tx, action, attribute, &detail, changed as i64, actor)
-                .await?;
+        let resolution = record_resolution(
+            B::dialect(&mut tx),
+            action,
+            attribute,
+            &detail,
+            changed as i64,
+            actor,
+        )
+        .await?;
         tx.commit().await?;
         Ok(resolution)
     }
@@ -625,31 +654,115 @@ impl<B: Backend> Router<B> {
     /// The resolutions, newest first.
     pub(crate) async fn resolutions(&self, limit: i64) -> Result<Vec<Resolution>> {
         let mut conn = self.acquire().await?;
-        B::resolutions(&mut conn, limit).await
+        crate::stats::record_queries(1);
+        Ok(on_dialect!(
+            B::dialect(&mut conn),
+            RESOLUTIONS,
+            |c, statement| sqlx::query_as(statement).bind(limit).fetch_all(c).await?
+        ))
     }
 }
 
-/// The statements of this module; both backends accept them.
-pub(crate) const INSERT_ALIAS: &str = "INSERT INTO attribute_option_aliases
+const INSERT_ALIAS: Sql = Sql::same(
+    "INSERT INTO attribute_option_aliases
         (attribute_id, alias_key, alias, option_value, attribute_code, created_by)
-    VALUES ($1, $2, $3, $4, $5, $6)";
+    VALUES ($1, $2, $3, $4, $5, $6)",
+);
 
-pub(crate) const INSERT_RESOLUTION: &str = "INSERT INTO quarantine_resolutions
+/// Records that `alias` of the attribute's values means its option `option`.
+async fn insert_alias(
+    conn: Dialect<'_>,
+    attribute: &domain::Attribute,
+    alias: &str,
+    option: &str,
+    actor: &str,
+) -> Result<()> {
+    crate::stats::record_queries(1);
+    on_dialect!(conn, INSERT_ALIAS, |c, statement| {
+        sqlx::query(statement)
+            .bind(attribute.id)
+            .bind(alias_key(alias))
+            .bind(alias)
+            .bind(option)
+            .bind(&attribute.code)
+            .bind(actor)
+            .execute(c)
+            .await?;
+    });
+    Ok(())
+}
+
+const INSERT_RESOLUTION: Sql = Sql::same(
+    "INSERT INTO quarantine_resolutions
         (action, attribute_code, detail, affected, resolved_by)
     VALUES ($1, $2, $3, $4, $5)
     RETURNING CAST(id AS BIGINT) AS id, action, attribute_code, detail, affected,
-        CAST(resolved_at AS TEXT) AS resolved_at, resolved_by";
+        CAST(resolved_at AS TEXT) AS resolved_at, resolved_by",
+);
 
-pub(crate) const RESOLUTIONS: &str = "SELECT CAST(id AS BIGINT) AS id, action, attribute_code,
+/// Records a resolution (or its undoing) in the transaction that makes it.
+pub(crate) async fn record_resolution(
+    conn: Dialect<'_>,
+    action: &str,
+    attribute_code: &str,
+    detail: &serde_json::Value,
+    affected: i64,
+    actor: &str,
+) -> Result<Resolution> {
+    crate::stats::record_queries(1);
+    Ok(on_dialect!(conn, INSERT_RESOLUTION, |c, statement| {
+        sqlx::query_as(statement)
+            .bind(action)
+            .bind(attribute_code)
+            .bind(sqlx::types::Json(detail))
+            .bind(affected)
+            .bind(actor)
+            .fetch_one(c)
+            .await?
+    }))
+}
+
+const RESOLUTIONS: Sql = Sql::same(
+    "SELECT CAST(id AS BIGINT) AS id, action, attribute_code,
         detail, affected, CAST(resolved_at AS TEXT) AS resolved_at, resolved_by
-    FROM quarantine_resolutions ORDER BY id DESC LIMIT $1";
+    FROM quarantine_resolutions ORDER BY id DESC LIMIT $1",
+);
 
 /// Moves a listing's value to another attribute unless the listing has one there already.
-pub(crate) const MOVE_LISTING_VALUE: &str = "UPDATE listing_attribute_values
+const MOVE_LISTING_VALUE: Sql = Sql::same(
+    "UPDATE listing_attribute_values
     SET attribute_id = $2
     WHERE listing_id = $3 AND attribute_id = $1
       AND NOT EXISTS (SELECT 1 FROM listing_attribute_values o
-                      WHERE o.listing_id = $3 AND o.attribute_id = $2)";
+                      WHERE o.listing_id = $3 AND o.attribute_id = $2)",
+);
+
+/// Moves each listing's legacy value of attribute `from` to `to`; returns the listings moved
+/// (not those that hold a value of `to` already).
+pub(crate) async fn move_listing_values(
+    mut conn: Dialect<'_>,
+    from: i64,
+    to: i64,
+    listings: &[i64],
+) -> Result<Vec<i64>> {
+    let mut moved = Vec::new();
+    for &listing in listings {
+        crate::stats::record_queries(1);
+        let changed = on_dialect!(conn.reborrow(), MOVE_LISTING_VALUE, |c, statement| {
+            sqlx::query(statement)
+                .bind(from)
+                .bind(to)
+                .bind(listing)
+                .execute(c)
+                .await?
+                .rows_affected()
+        });
+        if changed > 0 {
+            moved.push(listing);
+        }
+    }
+    Ok(moved)
+}
 
 /// The key an alias is unique under, per attribute.
 pub(crate) fn alias_key(alias: &str) -> String {

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
 use crate::backend::{Backend, Conn};
+use crate::dialect::on_dialect;
 use crate::error::{Result, StorageError};
 use crate::freshness::ReadScope;
 use crate::invalidation::Invalidation;
@@ -137,7 +138,7 @@ impl<B: Backend> Router<B> {
 
     /// A connection of the pool for statements outside an explicit transaction, or at once
     /// [`StorageError::DatabaseUnreachable`] while the database is known to refuse them.
-    /// Behind a transaction pooler it is a transaction (see `postgres::Pooled`): one that
+    /// Behind a transaction pooler it is a transaction (see `pooler::Pooled`): one that
     /// writes must [`Session::commit`].
     pub(crate) async fn acquire(&self) -> Result<Session<B::Db>> {
         let pool = self.backend.pool();
@@ -289,7 +290,7 @@ impl<B: Backend> Router<B> {
     ) -> Result<Read<HashMap<i64, EntityValues>>> {
         let read = |store| {
             self.on_read_connection(ReadScope::Listings(ids), async move |conn| {
-                B::listing_values_batch(conn, store, ids).await
+                crate::batches::listing_values_batch(B::dialect(conn), store, ids).await
             })
         };
         if route.store == Store::Legacy {
@@ -318,7 +319,12 @@ impl<B: Backend> Router<B> {
                 }
                 let legacy = self
                     .on_read_connection(ReadScope::Listings(&empty), async |conn| {
-                        B::listing_values_batch(conn, Store::Legacy, &empty).await
+                        crate::batches::listing_values_batch(
+                            B::dialect(conn),
+                            Store::Legacy,
+                            &empty,
+                        )
+                        .await
                     })
                     .await?;
                 let mut served_by = ServedBy::Unified;
@@ -351,7 +357,7 @@ impl<B: Backend> Router<B> {
     pub(crate) async fn catalog(&self, route: ReadRoute) -> Result<Read<Vec<Attribute>>> {
         self.routed(route, |store| {
             self.on_read_connection(ReadScope::Catalog, async move |conn| {
-                B::catalog(conn, store).await
+                crate::schema::catalog(B::dialect(conn), store).await
             })
         })
         .await
@@ -365,8 +371,10 @@ impl<B: Backend> Router<B> {
     ) -> Result<Read<Vec<AttributeRange>>> {
         self.routed(route, |store| {
             self.on_read_connection(ReadScope::Ranges(category_id), async move |conn| {
-                let ranges = B::ranges(conn, store, category_id).await?;
-                if ranges.is_empty() && !B::category_exists(conn, category_id).await? {
+                let ranges = crate::schema::ranges(B::dialect(conn), store, category_id).await?;
+                if ranges.is_empty()
+                    && !crate::schema::category_exists(B::dialect(conn), category_id).await?
+                {
                     return Err(StorageError::NotFound {
                         what: "category",
                         id: category_id,
@@ -382,7 +390,7 @@ impl<B: Backend> Router<B> {
     /// stores share them).
     pub(crate) async fn category_by_slug(&self, slug: &str) -> Result<Option<i64>> {
         self.on_read_connection(ReadScope::Shared, async |conn| {
-            B::category_by_slug(conn, slug).await
+            crate::schema::category_by_slug(B::dialect(conn), slug).await
         })
         .await
     }
@@ -394,7 +402,12 @@ impl<B: Backend> Router<B> {
 
     pub(crate) async fn count_rows(&self, table: &'static str) -> Result<i64> {
         let mut conn = self.acquire().await?;
-        B::count_rows(&mut conn, table).await
+        crate::stats::record_queries(1);
+        Ok(on_dialect!(B::dialect(&mut conn), |c| {
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(c)
+                .await?
+        }))
     }
 
     pub(crate) async fn has_legacy_definitions(&self) -> Result<bool> {
@@ -405,20 +418,25 @@ impl<B: Backend> Router<B> {
         {
             return Ok(true);
         }
-        Ok(B::count_legacy_definitions(&mut conn).await? > 0)
+        let definitions: i64 = on_dialect!(B::dialect(&mut conn), |c| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM category_attributes")
+                .fetch_one(c)
+                .await?
+        });
+        Ok(definitions > 0)
     }
 
     /// Loads a dataset in legacy form in one transaction.
     pub(crate) async fn seed_legacy(&self, dataset: &crate::demo::Dataset) -> Result<()> {
         let mut tx = self.backend.begin_write().await?;
-        B::seed_legacy(&mut tx, dataset).await?;
+        crate::seed::legacy(B::dialect(&mut tx), dataset).await?;
         Ok(tx.commit().await?)
     }
 
     /// Loads a dataset's definitions, bindings and values in unified form in one transaction.
     pub(crate) async fn seed_unified(&self, dataset: &crate::demo::Dataset) -> Result<()> {
         let mut tx = self.backend.begin_write().await?;
-        B::seed_unified(&mut tx, dataset).await?;
+        crate::seed::unified(B::dialect(&mut tx), dataset).await?;
         Ok(tx.commit().await?)
     }
 
@@ -449,8 +467,12 @@ impl<B: Backend> Router<B> {
     async fn values_in(&self, store: Store, entity: EntityRef) -> Result<EntityValues> {
         let values = self
             .on_read_connection(ReadScope::Entity(entity), async |conn| match store {
-                Store::Legacy => B::legacy_values(conn, entity).await,
-                Store::Unified => B::unified_values(conn, entity).await,
+                Store::Legacy => {
+                    crate::entity_values::read(B::dialect(conn), Store::Legacy, entity).await
+                }
+                Store::Unified => {
+                    crate::entity_values::read(B::dialect(conn), Store::Unified, entity).await
+                }
             })
             .await?;
         values.ok_or(StorageError::NotFound {
@@ -511,10 +533,7 @@ pub(crate) async fn schema_parts<B: Backend>(
     store: Store,
     category_id: i64,
 ) -> Result<SchemaParts> {
-    match store {
-        Store::Legacy => B::legacy_schema(conn, category_id).await,
-        Store::Unified => B::unified_schema(conn, category_id).await,
-    }
+    crate::schema::schema(B::dialect(conn), store, category_id).await
 }
 
 /// Operations on the legacy tables need them out of the archive.

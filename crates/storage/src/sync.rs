@@ -123,24 +123,26 @@ impl<B: Backend> Router<B> {
             ));
         }
         crate::evidence::start_legacy_sync(B::dialect(&mut tx)).await?;
-        let legacy_codes: HashSet<String> = B::catalog(&mut tx, Store::Legacy)
-            .await?
-            .into_iter()
-            .map(|a| a.code)
-            .collect();
-        let unified_catalog = B::catalog(&mut tx, Store::Unified).await?;
+        let legacy_codes: HashSet<String> =
+            crate::schema::catalog(B::dialect(&mut tx), Store::Legacy)
+                .await?
+                .into_iter()
+                .map(|a| a.code)
+                .collect();
+        let unified_catalog = crate::schema::catalog(B::dialect(&mut tx), Store::Unified).await?;
         for attribute in unified_catalog
             .iter()
             .filter(|a| !legacy_codes.contains(&a.code) && a.purpose != domain::Purpose::Variant)
         {
-            B::legacy_insert_attribute_with_id(&mut tx, attribute).await?;
+            crate::definitions::legacy_insert_with_id(B::dialect(&mut tx), attribute).await?;
             report.definitions_inserted += 1;
         }
-        for binding in B::unified_bindings(&mut tx).await? {
-            B::upsert_binding(&mut tx, Store::Legacy, &binding).await?;
+        for binding in crate::backfill::bindings(B::dialect(&mut tx), Store::Unified).await? {
+            crate::definitions::upsert_binding(B::dialect(&mut tx), Store::Legacy, &binding)
+                .await?;
         }
         // Legacy ids and options by code, as legacy stands inside this transaction.
-        let legacy_catalog = B::catalog(&mut tx, Store::Legacy).await?;
+        let legacy_catalog = crate::schema::catalog(B::dialect(&mut tx), Store::Legacy).await?;
         end::<B>(tx, dry_run).await?;
         let catalog = SyncCatalog {
             legacy_ids: legacy_catalog
@@ -157,7 +159,9 @@ impl<B: Backend> Router<B> {
             let mut after = 0;
             loop {
                 let mut tx = self.begin_write().await?;
-                let ids = B::entity_ids_after(&mut tx, kind, after, batch, true).await?;
+                let ids =
+                    crate::batches::entity_ids_after(B::dialect(&mut tx), kind, after, batch, true)
+                        .await?;
                 let Some(&last) = ids.last() else { break };
                 let counts = report.kinds.entry(kind.as_str()).or_default();
                 if kind == EntityKind::Listing {
@@ -200,11 +204,13 @@ async fn sync_listings<B: Backend>(
     catalog: &SyncCatalog,
     counts: &mut SyncCounts,
 ) -> Result<()> {
-    let unified = B::listing_values_batch(conn, Store::Unified, ids).await?;
-    let quarantined: HashSet<(i64, String)> = B::quarantined_codes(conn, EntityKind::Listing, ids)
-        .await?
-        .into_iter()
-        .collect();
+    let unified =
+        crate::batches::listing_values_batch(B::dialect(conn), Store::Unified, ids).await?;
+    let quarantined: HashSet<(i64, String)> =
+        crate::batches::quarantined_codes(B::dialect(conn), EntityKind::Listing, ids)
+            .await?
+            .into_iter()
+            .collect();
     let none = EntityValues::new();
     let mut delete = Vec::new();
     let mut insert = Vec::new();
@@ -288,7 +294,8 @@ async fn merge_rows<B: Backend>(
     insert: &[(i64, i64, ValueColumns)],
 ) -> Result<Option<String>> {
     let mut savepoint = sqlx::Connection::begin(&mut *conn).await?;
-    let outcome = B::legacy_merge_listing_rows(&mut savepoint, delete, insert).await;
+    let outcome =
+        crate::entity_values::merge_listing_rows(B::dialect(&mut savepoint), delete, insert).await;
     crate::savepoint::settle(savepoint, outcome, true).await
 }
 
@@ -300,10 +307,11 @@ async fn sync_documents<B: Backend>(
     catalog: &SyncCatalog,
     counts: &mut SyncCounts,
 ) -> Result<()> {
-    let unified = B::unified_values_batch(conn, kind, ids).await?;
-    let (documents, vocabulary) = B::legacy_documents(conn, kind, ids).await?;
+    let unified = crate::batches::unified_values_batch(B::dialect(conn), kind, ids).await?;
+    let (documents, vocabulary) =
+        crate::batches::legacy_documents(B::dialect(conn), kind, ids).await?;
     let mut quarantined: HashMap<i64, HashSet<String>> = HashMap::new();
-    for (id, code) in B::quarantined_codes(conn, kind, ids).await? {
+    for (id, code) in crate::batches::quarantined_codes(B::dialect(conn), kind, ids).await? {
         quarantined.entry(id).or_default().insert(code);
     }
     let none = EntityValues::new();
@@ -339,7 +347,12 @@ async fn sync_documents<B: Backend>(
         if merged.changed() {
             let mut savepoint = sqlx::Connection::begin(&mut *conn).await?;
             let entity = EntityRef { kind, id: *id };
-            let outcome = B::write_legacy_document(&mut savepoint, entity, &merged.document).await;
+            let outcome = crate::entity_values::write_document(
+                B::dialect(&mut savepoint),
+                entity,
+                &merged.document,
+            )
+            .await;
             match crate::savepoint::settle(savepoint, outcome, true).await? {
                 None => counts.changed(*id),
                 Some(reason) => counts.refuse(*id, reason),

@@ -186,11 +186,12 @@ impl<B: Backend> Router<B> {
                     ));
                 }
                 ensure_legacy_in_place::<B>(&mut tx).await?;
-                let catalog: HashMap<String, Attribute> = B::catalog(&mut tx, Store::Legacy)
-                    .await?
-                    .into_iter()
-                    .map(|a| (a.code.clone(), a))
-                    .collect();
+                let catalog: HashMap<String, Attribute> =
+                    crate::schema::catalog(B::dialect(&mut tx), Store::Legacy)
+                        .await?
+                        .into_iter()
+                        .map(|a| (a.code.clone(), a))
+                        .collect();
                 let id_of = |code: &str| {
                     catalog.get(code).map(|a| a.id).ok_or_else(|| {
                         StorageError::Conflict(format!("attribute '{code}' no longer exists"))
@@ -202,7 +203,9 @@ impl<B: Backend> Router<B> {
                     .as_array()
                     .map(|ids| ids.iter().filter_map(|v| v.as_i64()).collect())
                     .unwrap_or_default();
-                let back = B::move_listing_values(&mut tx, to, from, &moved).await?;
+                let back =
+                    crate::resolve::move_listing_values(B::dialect(&mut tx), to, from, &moved)
+                        .await?;
                 if back.len() != moved.len() {
                     return Err(written_on_top(&format!(
                         "{} of the {} moved listing(s) changed since",
@@ -233,8 +236,8 @@ impl<B: Backend> Router<B> {
             }
         }
         let record = serde_json::json!({"undoes": id, "action": undone.action});
-        let resolution = B::record_resolution(
-            &mut tx,
+        let resolution = crate::resolve::record_resolution(
+            B::dialect(&mut tx),
             "undo",
             &undone.attribute_code,
             &record,
@@ -257,7 +260,7 @@ impl<B: Backend> Router<B> {
         resolution: &Resolution,
         mode: WriteMode,
     ) -> Result<Attribute> {
-        B::catalog(conn, mode.authoritative())
+        crate::schema::catalog(B::dialect(conn), mode.authoritative())
             .await?
             .into_iter()
             .find(|a| a.code == resolution.attribute_code)

@@ -1,6 +1,6 @@
 //! The unified store's values of one entity, replaced code by code: what a write through the
 //! service, a resync of one entity and the demo seed put there. (The backfill's batches write
-//! many entities in one statement: `Backend::unified_replace_batch`.)
+//! many entities in one statement: `batches::replace_unified`.)
 
 use domain::{EntityRef, EntityValues};
 

@@ -281,13 +281,13 @@ impl<B: Backend> Router<B> {
                 .await?
                 .era_to_verify();
             let mut catalog: HashMap<String, domain::Attribute> =
-                B::catalog(&mut conn, Store::Legacy)
+                crate::schema::catalog(B::dialect(&mut conn), Store::Legacy)
                     .await?
                     .into_iter()
                     .map(|attribute| (attribute.code.clone(), attribute))
                     .collect();
             // The definitions only the marketplace's own unified tables held.
-            for attribute in B::catalog(&mut conn, Store::Unified).await? {
+            for attribute in crate::schema::catalog(B::dialect(&mut conn), Store::Unified).await? {
                 if crate::monolith::is_its_alone(attribute.id) {
                     catalog.entry(attribute.code.clone()).or_insert(attribute);
                 }
@@ -303,16 +303,34 @@ impl<B: Backend> Router<B> {
                 }
                 // One snapshot per page: a write committing between the two reads is not drift.
                 let mut conn = self.begin_snapshot().await?;
-                let ids = B::entity_ids_after(&mut conn, kind, after, page, false).await?;
+                let ids = crate::batches::entity_ids_after(
+                    B::dialect(&mut conn),
+                    kind,
+                    after,
+                    page,
+                    false,
+                )
+                .await?;
                 let Some(&last) = ids.last() else { break };
                 let (mut legacy, unified) = match kind {
                     EntityKind::Listing => (
-                        B::listing_values_batch(&mut conn, Store::Legacy, &ids).await?,
-                        B::listing_values_batch(&mut conn, Store::Unified, &ids).await?,
+                        crate::batches::listing_values_batch(
+                            B::dialect(&mut conn),
+                            Store::Legacy,
+                            &ids,
+                        )
+                        .await?,
+                        crate::batches::listing_values_batch(
+                            B::dialect(&mut conn),
+                            Store::Unified,
+                            &ids,
+                        )
+                        .await?,
                     ),
                     _ => {
                         let (documents, vocabulary) =
-                            B::legacy_documents(&mut conn, kind, &ids).await?;
+                            crate::batches::legacy_documents(B::dialect(&mut conn), kind, &ids)
+                                .await?;
                         let legacy = documents
                             .iter()
                             .map(|(id, document)| {
@@ -323,7 +341,8 @@ impl<B: Backend> Router<B> {
                             .collect();
                         (
                             legacy,
-                            B::unified_values_batch(&mut conn, kind, &ids).await?,
+                            crate::batches::unified_values_batch(B::dialect(&mut conn), kind, &ids)
+                                .await?,
                         )
                     }
                 };
@@ -336,7 +355,9 @@ impl<B: Backend> Router<B> {
                 counts.monolith_conflicts += its.conflicts;
                 let mut quarantined: HashMap<i64, std::collections::HashSet<String>> =
                     HashMap::new();
-                for (id, code) in B::quarantined_codes(&mut conn, kind, &ids).await? {
+                for (id, code) in
+                    crate::batches::quarantined_codes(B::dialect(&mut conn), kind, &ids).await?
+                {
                     quarantined.entry(id).or_default().insert(code);
                 }
                 report.quarantined += quarantined
@@ -404,9 +425,9 @@ impl<B: Backend> Router<B> {
             (SAMPLE_UNIFIED_CATEGORY, SAMPLE_LEGACY_CATEGORY),
             (SAMPLE_UNIFIED_LISTING, SAMPLE_LEGACY_LISTING),
         ]) {
-            *slot = B::sample_id(&mut conn, unified).await?;
+            *slot = sample_id(B::dialect(&mut conn), unified).await?;
             if slot.is_none() && !archived {
-                *slot = B::sample_id(&mut conn, legacy).await?;
+                *slot = sample_id(B::dialect(&mut conn), legacy).await?;
             }
         }
         Ok((found[0], found[1]))
@@ -425,14 +446,22 @@ impl<B: Backend> Router<B> {
 
 /// Real ids for checks of a running service: a category with attributes, a listing with
 /// values — in unified, else in legacy (both backends accept these statements).
-pub(crate) const SAMPLE_UNIFIED_CATEGORY: &str = "SELECT CAST(b.category_id AS BIGINT)
+const SAMPLE_UNIFIED_CATEGORY: &str = "SELECT CAST(b.category_id AS BIGINT)
     FROM unified_category_attributes b ORDER BY b.category_id LIMIT 1";
-pub(crate) const SAMPLE_LEGACY_CATEGORY: &str = "SELECT CAST(m.category_id AS BIGINT)
+const SAMPLE_LEGACY_CATEGORY: &str = "SELECT CAST(m.category_id AS BIGINT)
     FROM category_attribute_mapping m JOIN marketplace_categories c ON c.id = m.category_id
     ORDER BY m.category_id LIMIT 1";
-pub(crate) const SAMPLE_UNIFIED_LISTING: &str = "SELECT CAST(v.entity_id AS BIGINT)
+const SAMPLE_UNIFIED_LISTING: &str = "SELECT CAST(v.entity_id AS BIGINT)
     FROM unified_attribute_values v JOIN marketplace_listings l ON l.id = v.entity_id
     WHERE v.entity_type = 'listing' ORDER BY v.entity_id LIMIT 1";
-pub(crate) const SAMPLE_LEGACY_LISTING: &str = "SELECT CAST(v.listing_id AS BIGINT)
+const SAMPLE_LEGACY_LISTING: &str = "SELECT CAST(v.listing_id AS BIGINT)
     FROM listing_attribute_values v JOIN marketplace_listings l ON l.id = v.listing_id
     ORDER BY v.listing_id LIMIT 1";
+
+/// The id one of the statements above finds, if any.
+async fn sample_id(conn: Dialect<'_>, statement: &'static str) -> Result<Option<i64>> {
+    record_queries(1);
+    Ok(on_dialect!(conn, Sql::same(statement), |c, statement| {
+        sqlx::query_scalar(statement).fetch_optional(c).await?
+    }))
+}

@@ -44,13 +44,12 @@ impl<B: Backend> Router<B> {
         writer: ValueWriter,
     ) -> Result<Written<EntityValues>> {
         let mut tx = self.begin_fenced(mode).await?;
-        let category_id =
-            B::entity_category(&mut tx, entity)
-                .await?
-                .ok_or(StorageError::NotFound {
-                    what: entity.kind.as_str(),
-                    id: entity.id,
-                })?;
+        let category_id = crate::entity_values::category_locked(B::dialect(&mut tx), entity)
+            .await?
+            .ok_or(StorageError::NotFound {
+                what: entity.kind.as_str(),
+                id: entity.id,
+            })?;
         if let ValueWriter::User(user) = writer
             && crate::ownership::entity_owner::<B>(&mut tx, entity).await? != Some(user)
         {
@@ -88,8 +87,22 @@ impl<B: Backend> Router<B> {
                 for store in [Store::Legacy, Store::Unified] {
                     if mode.writes(store) {
                         let current = match store {
-                            Store::Legacy => B::legacy_values(&mut tx, entity).await?,
-                            Store::Unified => B::unified_values(&mut tx, entity).await?,
+                            Store::Legacy => {
+                                crate::entity_values::read(
+                                    B::dialect(&mut tx),
+                                    Store::Legacy,
+                                    entity,
+                                )
+                                .await?
+                            }
+                            Store::Unified => {
+                                crate::entity_values::read(
+                                    B::dialect(&mut tx),
+                                    Store::Unified,
+                                    entity,
+                                )
+                                .await?
+                            }
                         };
                         removed.extend(current.unwrap_or_default().into_keys());
                     }
@@ -99,12 +112,20 @@ impl<B: Backend> Router<B> {
             }
             ValuesChange::Merge(input) => {
                 let mut current = match authoritative {
-                    Store::Legacy => B::legacy_values(&mut tx, entity).await?,
-                    Store::Unified => B::unified_values(&mut tx, entity).await?,
+                    Store::Legacy => {
+                        crate::entity_values::read(B::dialect(&mut tx), Store::Legacy, entity)
+                            .await?
+                    }
+                    Store::Unified => {
+                        crate::entity_values::read(B::dialect(&mut tx), Store::Unified, entity)
+                            .await?
+                    }
                 };
                 // Values of the marketplace's own definitions live in unified alone.
                 if !its_alone.is_empty()
-                    && let Some(unified) = B::unified_values(&mut tx, entity).await?
+                    && let Some(unified) =
+                        crate::entity_values::read(B::dialect(&mut tx), Store::Unified, entity)
+                            .await?
                 {
                     let homeless: std::collections::HashSet<&str> = schema
                         .attributes
@@ -151,7 +172,14 @@ impl<B: Backend> Router<B> {
                 .filter(|code| !homeless.contains(code.as_str()))
                 .cloned()
                 .collect();
-            B::legacy_apply_values(&mut tx, entity, &legacy_set, &legacy_removed, &schema).await?;
+            crate::entity_values::legacy_apply(
+                B::dialect(&mut tx),
+                entity,
+                &legacy_set,
+                &legacy_removed,
+                &schema,
+            )
+            .await?;
         }
         if mode.writes(Store::Unified) {
             let undefined =
@@ -167,7 +195,7 @@ impl<B: Backend> Router<B> {
                     .filter(|(code, _)| undefined.contains(code))
                     .map(|(code, typed)| (code.clone(), typed.clone()))
                     .collect();
-                B::unified_ensure_attributes(&mut tx, &schema, &retry).await?;
+                crate::definitions::unified_ensure(B::dialect(&mut tx), &schema, &retry).await?;
                 crate::unified_values::replace_defined(B::dialect(&mut tx), entity, &retry, &[])
                     .await?;
             }
@@ -222,13 +250,13 @@ impl<B: Backend> Router<B> {
         let mut tx = self.begin_fenced(mode).await?;
         ensure_code_free::<B>(&mut tx, mode, &attribute.code, 0).await?;
         attribute.id = if mode.writes(Store::Legacy) {
-            B::legacy_insert_attribute(&mut tx, &attribute).await?
+            crate::definitions::legacy_insert(B::dialect(&mut tx), &attribute).await?
         } else {
-            B::unified_next_id(&mut tx).await?
+            crate::definitions::unified_next_id(B::dialect(&mut tx)).await?
         };
         if mode.writes(Store::Unified) {
             let legacy_id = mode.writes(Store::Legacy).then_some(attribute.id);
-            B::unified_upsert_attribute(&mut tx, &attribute, legacy_id).await?;
+            crate::definitions::unified_upsert(B::dialect(&mut tx), &attribute, legacy_id).await?;
         }
         let invalidations = vec![Invalidation::Catalog];
         finish::<B>(tx, &invalidations).await?;
@@ -250,15 +278,16 @@ impl<B: Backend> Router<B> {
             .into_attribute(id)
             .map_err(StorageError::InvalidValues)?;
         let mut tx = self.begin_fenced(mode).await?;
-        let old_code = B::attribute_code(&mut tx, mode.authoritative(), id)
-            .await?
-            .ok_or(StorageError::NotFound {
-                what: "attribute",
-                id,
-            })?;
+        let old_code =
+            crate::definitions::attribute_code(B::dialect(&mut tx), mode.authoritative(), id)
+                .await?
+                .ok_or(StorageError::NotFound {
+                    what: "attribute",
+                    id,
+                })?;
         ensure_code_free::<B>(&mut tx, mode, &attribute.code, id).await?;
         let mut moved = 0;
-        if let Some(current) = B::catalog(&mut tx, mode.authoritative())
+        if let Some(current) = crate::schema::catalog(B::dialect(&mut tx), mode.authoritative())
             .await?
             .into_iter()
             .find(|a| a.id == id)
@@ -290,7 +319,7 @@ impl<B: Backend> Router<B> {
     /// Deletes attribute `id` with its bindings and values.
     pub(crate) async fn delete_attribute(&self, id: i64, mode: WriteMode) -> Result<Written<()>> {
         let mut tx = self.begin_fenced(mode).await?;
-        B::attribute_code(&mut tx, mode.authoritative(), id)
+        crate::definitions::attribute_code(B::dialect(&mut tx), mode.authoritative(), id)
             .await?
             .ok_or(StorageError::NotFound {
                 what: "attribute",
@@ -299,7 +328,7 @@ impl<B: Backend> Router<B> {
         let affected = crate::affected::categories_using_attribute::<B>(&mut tx, id).await?;
         for store in [Store::Legacy, Store::Unified] {
             if mode.writes(store) {
-                B::delete_attribute(&mut tx, store, id).await?;
+                crate::definitions::delete(B::dialect(&mut tx), store, id).await?;
             }
         }
         let invalidations = vec![
@@ -327,38 +356,49 @@ impl<B: Backend> Router<B> {
             .into_binding(category_id)
             .map_err(StorageError::InvalidValues)?;
         let mut tx = self.begin_fenced(mode).await?;
-        if !B::category_exists(&mut tx, category_id).await? {
+        if !crate::schema::category_exists(B::dialect(&mut tx), category_id).await? {
             return Err(StorageError::NotFound {
                 what: "category",
                 id: category_id,
             });
         }
         let attribute_id = binding.attribute_id;
-        B::attribute_code(&mut tx, mode.authoritative(), attribute_id)
+        crate::definitions::attribute_code(B::dialect(&mut tx), mode.authoritative(), attribute_id)
             .await?
             .ok_or(StorageError::NotFound {
                 what: "attribute",
                 id: attribute_id,
             })?;
         if mode.writes(Store::Legacy) {
-            B::upsert_binding(&mut tx, Store::Legacy, &binding).await?;
+            crate::definitions::upsert_binding(B::dialect(&mut tx), Store::Legacy, &binding)
+                .await?;
         }
         if mode.writes(Store::Unified) {
             if mode == WriteMode::Dual
-                && B::attribute_code(&mut tx, Store::Unified, attribute_id)
-                    .await?
-                    .is_none()
+                && crate::definitions::attribute_code(
+                    B::dialect(&mut tx),
+                    Store::Unified,
+                    attribute_id,
+                )
+                .await?
+                .is_none()
             {
                 // Not backfilled yet: the unified definition is copied from legacy first.
-                let legacy = B::catalog(&mut tx, Store::Legacy).await?;
+                let legacy = crate::schema::catalog(B::dialect(&mut tx), Store::Legacy).await?;
                 if let Some(attribute) = legacy.iter().find(|a| a.id == attribute_id) {
-                    B::unified_upsert_attribute(&mut tx, attribute, Some(attribute_id)).await?;
+                    crate::definitions::unified_upsert(
+                        B::dialect(&mut tx),
+                        attribute,
+                        Some(attribute_id),
+                    )
+                    .await?;
                 }
             }
-            B::upsert_binding(&mut tx, Store::Unified, &binding).await?;
+            crate::definitions::upsert_binding(B::dialect(&mut tx), Store::Unified, &binding)
+                .await?;
         }
         let invalidations = vec![Invalidation::Categories {
-            ids: B::category_subtree(&mut tx, category_id).await?,
+            ids: crate::schema::category_subtree(B::dialect(&mut tx), category_id).await?,
         }];
         finish::<B>(tx, &invalidations).await?;
         Ok(Written {
@@ -378,7 +418,13 @@ impl<B: Backend> Router<B> {
         let mut removed_from_authoritative = 0;
         for store in [Store::Legacy, Store::Unified] {
             if mode.writes(store) {
-                let removed = B::delete_binding(&mut tx, store, category_id, attribute_id).await?;
+                let removed = crate::definitions::delete_binding(
+                    B::dialect(&mut tx),
+                    store,
+                    category_id,
+                    attribute_id,
+                )
+                .await?;
                 if store == mode.authoritative() {
                     removed_from_authoritative = removed;
                 }
@@ -391,7 +437,7 @@ impl<B: Backend> Router<B> {
             });
         }
         let invalidations = vec![Invalidation::Categories {
-            ids: B::category_subtree(&mut tx, category_id).await?,
+            ids: crate::schema::category_subtree(B::dialect(&mut tx), category_id).await?,
         }];
         finish::<B>(tx, &invalidations).await?;
         Ok(Written {
@@ -409,11 +455,11 @@ pub(crate) async fn store_definition<B: Backend>(
     attribute: &Attribute,
 ) -> Result<Vec<Invalidation>> {
     if mode.writes(Store::Legacy) {
-        B::legacy_update_attribute(conn, attribute).await?;
+        crate::definitions::legacy_update(B::dialect(conn), attribute).await?;
     }
     if mode.writes(Store::Unified) {
         let legacy_id = mode.writes(Store::Legacy).then_some(attribute.id);
-        B::unified_upsert_attribute(conn, attribute, legacy_id).await?;
+        crate::definitions::unified_upsert(B::dialect(conn), attribute, legacy_id).await?;
     }
     Ok(vec![
         Invalidation::Catalog,
@@ -431,7 +477,9 @@ async fn ensure_code_free<B: Backend>(
     except_id: i64,
 ) -> Result<()> {
     for store in [Store::Legacy, Store::Unified] {
-        if mode.writes(store) && B::code_taken(conn, store, code, except_id).await? {
+        if mode.writes(store)
+            && crate::definitions::code_taken(B::dialect(conn), store, code, except_id).await?
+        {
             return Err(StorageError::Conflict(format!(
                 "another attribute already has the code '{code}'"
             )));
