@@ -217,7 +217,7 @@ async fn unknown_categories_and_entities_are_not_found(db: TestDb) {
         assert!(matches!(
             storage.category_schema(999_999, route).await,
             Err(StorageError::NotFound {
-                what: "category",
+                what: storage::Resource::Category,
                 id: 999_999
             })
         ));
@@ -242,7 +242,7 @@ async fn unknown_categories_and_entities_are_not_found(db: TestDb) {
     assert!(matches!(
         write,
         Err(StorageError::NotFound {
-            what: "listing",
+            what: storage::Resource::Listing,
             ..
         })
     ));

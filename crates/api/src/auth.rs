@@ -238,7 +238,7 @@ impl FromRequest for ValueWriter {
         Box::pin(async move {
             match state.storage.owner_now(entity).await? {
                 None => Err(ApiError::NotFound {
-                    what: entity.kind.as_str(),
+                    what: entity.kind.into(),
                     id: entity.id,
                 }),
                 Some(owner) if owner != Some(user) => Err(ApiError::Forbidden(format!(

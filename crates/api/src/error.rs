@@ -6,14 +6,14 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use domain::FieldError;
 use serde::Serialize;
-use storage::StorageError;
+use storage::{Resource, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("'{given}' is not a valid {what} id: ids are positive whole numbers")]
-    InvalidId { what: &'static str, given: String },
+    InvalidId { what: Resource, given: String },
     #[error("{what} {id} does not exist")]
-    NotFound { what: &'static str, id: i64 },
+    NotFound { what: Resource, id: i64 },
     #[error("no category has the slug '{0}'")]
     CategorySlugNotFound(String),
     #[error("the request body is not valid JSON: {0}")]
@@ -76,22 +76,22 @@ impl ApiError {
     pub fn i18n_key(&self) -> &'static str {
         match self {
             ApiError::Shared(inner) => inner.i18n_key(),
-            ApiError::InvalidId { what, .. } => match *what {
-                "category" => "errors.invalidCategoryId",
-                "listing" => "errors.invalidListingId",
-                "product" => "errors.invalidProductId",
-                "product_variant" => "errors.invalidVariantId",
-                "attribute" => "errors.invalidAttributeId",
-                _ => "errors.invalidId",
+            ApiError::InvalidId { what, .. } => match what {
+                Resource::Category => "errors.invalidCategoryId",
+                Resource::Listing => "errors.invalidListingId",
+                Resource::Product => "errors.invalidProductId",
+                Resource::ProductVariant => "errors.invalidVariantId",
+                Resource::Attribute => "errors.invalidAttributeId",
+                Resource::Binding | Resource::Resolution => "errors.invalidId",
             },
-            ApiError::NotFound { what, .. } => match *what {
-                "category" => "errors.categoryNotFound",
-                "listing" => "errors.listingNotFound",
-                "product" => "errors.productNotFound",
-                "product_variant" => "errors.variantNotFound",
-                "attribute" => "errors.attributeNotFound",
-                "binding" => "errors.bindingNotFound",
-                _ => "errors.notFound",
+            ApiError::NotFound { what, .. } => match what {
+                Resource::Category => "errors.categoryNotFound",
+                Resource::Listing => "errors.listingNotFound",
+                Resource::Product => "errors.productNotFound",
+                Resource::ProductVariant => "errors.variantNotFound",
+                Resource::Attribute => "errors.attributeNotFound",
+                Resource::Binding => "errors.bindingNotFound",
+                Resource::Resolution => "errors.notFound",
             },
             ApiError::CategorySlugNotFound(_) => "errors.categoryNotFound",
             ApiError::MalformedJson(_) => "errors.malformedJson",

@@ -8,7 +8,7 @@ use cache::{CachedResponse, Fingerprint};
 use crate::routes::SOURCE_HEADER;
 
 /// A response as the cache keeps it: the body and its fingerprint.
-pub fn cached(body: Bytes, served_by: &'static str) -> CachedResponse {
+pub fn cached(body: Bytes, served_by: storage::ServedBy) -> CachedResponse {
     CachedResponse {
         fingerprint: Fingerprint::of(&body),
         body,
@@ -76,7 +76,7 @@ pub fn respond(
                 "Accept-Language"
             },
         ))
-        .insert_header((SOURCE_HEADER, response.served_by));
+        .insert_header((SOURCE_HEADER, response.served_by.as_str()));
     if not_modified {
         builder.finish()
     } else {

@@ -6,372 +6,24 @@
 //! language), so dropping a category or an entity drops exactly its entries.
 
 use std::future::Future;
-use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use domain::{Attribute, EntityKind, Invalidation, Language};
+use domain::{Attribute, Invalidation, Language};
 use flags::Store;
-use moka::future::Cache;
-use moka::notification::RemovalCause;
 
 mod pages;
 use pages::EntityPages;
 pub use pages::PAGE;
 
-/// Limits of one cache.
-#[derive(Debug, Clone, Copy)]
-pub struct CacheSettings {
-    /// Off: every response lookup loads (for measuring the database path); the attribute
-    /// catalog stays cached.
-    pub enabled: bool,
-    /// Upper bound of the weighted size (bytes for responses).
-    pub max_bytes: u64,
-    /// A backstop: entries are dropped this long after insertion even if no invalidation came.
-    pub ttl: Duration,
-    /// How long after invalidations stopped being heard a cached answer may still stand in
-    /// for a database that cannot answer (never beyond `ttl`).
-    pub stale_if_error: Duration,
-}
+mod bounded;
+mod generations;
+mod keys;
 
-impl Default for CacheSettings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            max_bytes: 64 * 1024 * 1024,
-            ttl: Duration::from_secs(300),
-            stale_if_error: Duration::from_secs(120),
-        }
-    }
-}
-
-/// Hits, misses and evictions of one cache since start.
-#[derive(Debug, Default)]
-pub struct CacheStats {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    evictions: AtomicU64,
-}
-
-impl CacheStats {
-    /// Counts a lookup: a hit when it found something.
-    fn count<T>(&self, found: Option<T>) -> Option<T> {
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        found
-    }
-}
-
-/// A copy of the counters and the current size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StatsSnapshot {
-    pub hits: u64,
-    pub misses: u64,
-    pub evictions: u64,
-    pub entries: u64,
-    pub weighted_size: u64,
-}
-
-/// Whether a lookup was answered from the cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lookup {
-    Hit,
-    Miss,
-    /// The database could not answer while invalidations could not be heard: a cached answer
-    /// that may have missed one stood in (see [`AttributeCaches::hold_unconfirmed`]).
-    Stale,
-}
-
-/// A load's failure that a cached answer may stand in for: the database could not be reached
-/// or could not take the read (RFC 5861's stale-if-error). Failures caused by the request
-/// never qualify.
-pub trait StandIn {
-    fn database_unavailable(&self) -> bool;
-}
-
-/// One moka cache with counters; built only through [`BoundedCache::new`], the one factory.
-#[derive(Clone)]
-pub struct BoundedCache<K, V> {
-    inner: Cache<K, V>,
-    stats: Arc<CacheStats>,
-    enabled: bool,
-}
-
-impl<K, V> std::fmt::Debug for BoundedCache<K, V> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BoundedCache")
-            .field("enabled", &self.enabled)
-            .field("stats", &self.stats)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<K, V> BoundedCache<K, V>
-where
-    K: Hash + Eq + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-{
-    pub fn new(settings: CacheSettings, weigher: fn(&K, &V) -> u32) -> Self {
-        let stats = Arc::new(CacheStats::default());
-        let evictions = Arc::clone(&stats);
-        let inner = Cache::builder()
-            .max_capacity(settings.max_bytes)
-            .weigher(weigher)
-            .time_to_live(settings.ttl)
-            .support_invalidation_closures()
-            .eviction_listener(move |_key, _value, cause| {
-                // Explicit invalidation is not an eviction; size and TTL pressure are.
-                if matches!(cause, RemovalCause::Size | RemovalCause::Expired) {
-                    evictions.evictions.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-            .build();
-        Self {
-            inner,
-            stats,
-            enabled: settings.enabled,
-        }
-    }
-
-    /// The cached value, or the one `load` produces. Concurrent misses on one key run `load`
-    /// once; the others wait for it and count as hits (they cause no load).
-    pub async fn get_or_try_load<E, F, L>(&self, key: K, load: L) -> Result<(V, Lookup), Arc<E>>
-    where
-        L: FnOnce() -> F,
-        F: Future<Output = Result<V, E>>,
-        E: Send + Sync + 'static,
-    {
-        if !self.enabled {
-            self.stats.misses.fetch_add(1, Ordering::Relaxed);
-            return load().await.map(|v| (v, Lookup::Miss)).map_err(Arc::new);
-        }
-        if let Some(value) = self.inner.get(&key).await {
-            self.stats.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok((value, Lookup::Hit));
-        }
-        // The load is made only on a miss, and boxed: a hit neither builds nor moves its
-        // (large) state, which profiling showed as a tenth of a cached read's CPU in memcpy.
-        let load = Box::pin(load());
-        let entry = self.inner.entry(key).or_try_insert_with(load).await?;
-        let lookup = if entry.is_fresh() {
-            Lookup::Miss
-        } else {
-            Lookup::Hit
-        };
-        let counter = if lookup == Lookup::Hit {
-            &self.stats.hits
-        } else {
-            &self.stats.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        Ok((entry.into_value(), lookup))
-    }
-
-    /// The cached value, counting nothing.
-    pub async fn peek(&self, key: &K) -> Option<V> {
-        if self.enabled {
-            self.inner.get(key).await
-        } else {
-            None
-        }
-    }
-
-    /// The cached value, counting a hit or a miss.
-    pub async fn get(&self, key: &K) -> Option<V> {
-        let found = if self.enabled {
-            self.inner.get(key).await
-        } else {
-            None
-        };
-        self.stats.count(found)
-    }
-
-    pub async fn insert(&self, key: K, value: V) {
-        if self.enabled {
-            self.inner.insert(key, value).await;
-        }
-    }
-
-    pub async fn invalidate(&self, key: &K) {
-        self.inner.invalidate(key).await;
-    }
-
-    fn invalidate_if(&self, predicate: impl Fn(&K) -> bool + Send + Sync + 'static) {
-        // Only fails when closures are not enabled, and the factory enables them.
-        let _ = self
-            .inner
-            .invalidate_entries_if(move |key, _| predicate(key));
-    }
-
-    pub fn invalidate_all(&self) {
-        self.inner.invalidate_all();
-    }
-
-    pub fn stats(&self) -> StatsSnapshot {
-        StatsSnapshot {
-            hits: self.stats.hits.load(Ordering::Relaxed),
-            misses: self.stats.misses.load(Ordering::Relaxed),
-            evictions: self.stats.evictions.load(Ordering::Relaxed),
-            entries: self.inner.entry_count(),
-            weighted_size: self.inner.weighted_size(),
-        }
-    }
-}
-
-/// What a cached response is about; invalidations name scopes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scope {
-    /// Reads derived from a category's effective schema.
-    Category(i64),
-    /// A category's value ranges.
-    Ranges(i64),
-    /// One entity's values.
-    Entity(EntityKind, i64),
-}
-
-/// The representations of a scope that are cached separately.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum View {
-    Attributes,
-    DetailedAttributes,
-    VariantAttributes,
-    V1Attributes,
-    V1VariantAttributes,
-    Ranges,
-    /// The v1 ranges: with the legacy defaults of the category's attributes that have no data.
-    V1Ranges,
-    Values,
-    /// The v1 listing values: with their definitions' labels and flags (from the catalog).
-    V1Values,
-}
-
-impl View {
-    /// Views built with the catalog, beyond the scope's own data: a catalog change drops them.
-    fn uses_catalog(self) -> bool {
-        matches!(
-            self,
-            View::VariantAttributes | View::V1VariantAttributes | View::V1Values
-        )
-    }
-}
-
-impl View {
-    fn of(scope: Scope) -> &'static [View] {
-        match scope {
-            Scope::Category(_) => &[
-                View::Attributes,
-                View::DetailedAttributes,
-                View::VariantAttributes,
-                View::V1Attributes,
-                View::V1VariantAttributes,
-            ],
-            Scope::Ranges(_) => &[View::Ranges, View::V1Ranges],
-            Scope::Entity(..) => &[View::Values, View::V1Values],
-        }
-    }
-}
-
-/// One cached response: scope, view, the store that answered (reads differ per store
-/// during a canary) and the label language (`None` where labels are not part of it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ResponseKey {
-    pub scope: Scope,
-    pub view: View,
-    pub store: Store,
-    pub language: Option<Language>,
-}
-
-/// A response body as sent, with its fingerprint and the store that produced it.
-#[derive(Debug, Clone)]
-pub struct CachedResponse {
-    pub body: Bytes,
-    pub fingerprint: Fingerprint,
-    pub served_by: &'static str,
-    /// Stamped by the cache when it stores the response: the listening epoch it was stored
-    /// in (see [`AttributeCaches::confirm`]).
-    pub epoch: u16,
-}
-
-/// A strong validator of a body (hash and length), kept inline: the API formats it as the
-/// `ETag` header when it answers, so an entry holds no second allocation for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fingerprint {
-    hash: u64,
-    len: usize,
-}
-
-impl Fingerprint {
-    pub fn of(body: &[u8]) -> Self {
-        use std::hash::Hasher;
-        let mut hasher = std::hash::DefaultHasher::new();
-        body.hash(&mut hasher);
-        Self {
-            hash: hasher.finish(),
-            len: body.len(),
-        }
-    }
-}
-
-impl std::fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "\"{:016x}-{:x}\"", self.hash, self.len)
-    }
-}
-
-/// What one cached response costs besides its body, in bytes of resident memory: moka's
-/// entry, key and order-queue nodes, the response's fields, and the allocator's share of the
-/// churn of a full cache. Measured with the load benchmark (a full cache under Zipf reads:
-/// resident memory added, over entries, minus the bodies), so `max_bytes` bounds memory.
-pub const RESPONSE_ENTRY_OVERHEAD: usize = 800;
-
-/// Generations per scope, striped: bumped before every drop, so a load that ran across a
-/// write can tell and not leave its stale answer behind.
-#[derive(Debug)]
-struct Generations {
-    stripes: Vec<AtomicU64>,
-    /// Bumped by drops that reach every scope (all values, all ranges, everything, catalog).
-    global: AtomicU64,
-}
-
-const GENERATION_STRIPES: usize = 1024;
-
-impl Generations {
-    fn new() -> Self {
-        Self {
-            stripes: (0..GENERATION_STRIPES).map(|_| AtomicU64::new(0)).collect(),
-            global: AtomicU64::new(0),
-        }
-    }
-
-    fn stripe(&self, scope: &Scope) -> &AtomicU64 {
-        use std::hash::Hasher;
-        let mut hasher = std::hash::DefaultHasher::new();
-        scope.hash(&mut hasher);
-        &self.stripes[(hasher.finish() % GENERATION_STRIPES as u64) as usize]
-    }
-
-    fn current(&self, scope: Option<&Scope>) -> (u64, u64) {
-        let global = self.global.load(Ordering::Acquire);
-        (
-            scope.map_or(0, |s| self.stripe(s).load(Ordering::Acquire)),
-            global,
-        )
-    }
-
-    fn bump(&self, scope: &Scope) {
-        self.stripe(scope).fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn bump_global(&self) {
-        self.global.fetch_add(1, Ordering::AcqRel);
-    }
-}
+pub use bounded::{BoundedCache, CacheSettings, CacheStats, Lookup, StandIn, StatsSnapshot};
+use generations::Generations;
+pub use keys::{CachedResponse, Fingerprint, RESPONSE_ENTRY_OVERHEAD, ResponseKey, Scope, View};
 
 /// Every cache of the service.
 #[derive(Debug, Clone)]
@@ -758,13 +410,16 @@ impl AttributeCaches {
 mod tests {
     use std::sync::atomic::AtomicUsize;
 
+    use bytes::Bytes;
+    use domain::EntityKind;
+
     use super::*;
 
     fn response(text: &str) -> CachedResponse {
         CachedResponse {
             body: Bytes::from(text.to_owned()),
             fingerprint: Fingerprint::of(text.as_bytes()),
-            served_by: "legacy",
+            served_by: flags::ServedBy::Legacy,
             epoch: 0,
         }
     }

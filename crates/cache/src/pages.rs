@@ -68,7 +68,7 @@ struct Slot {
     /// Bytes of the body as sent.
     len: u32,
     hash: u64,
-    served_by: &'static str,
+    served_by: flags::ServedBy,
     epoch: u16,
 }
 

@@ -34,6 +34,67 @@ impl Store {
     }
 }
 
+/// Why a unified read was answered from legacy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FallbackReason {
+    UnifiedError,
+    UnifiedEmpty,
+    /// The entity has quarantined values users see in legacy: unified would hide them.
+    Quarantined,
+}
+
+/// Which store answered a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServedBy {
+    Legacy,
+    Unified,
+    Fallback(FallbackReason),
+}
+
+impl ServedBy {
+    /// Every value, for metrics that exist before the first read.
+    pub const ALL: [ServedBy; 5] = [
+        ServedBy::Legacy,
+        ServedBy::Unified,
+        ServedBy::Fallback(FallbackReason::UnifiedError),
+        ServedBy::Fallback(FallbackReason::UnifiedEmpty),
+        ServedBy::Fallback(FallbackReason::Quarantined),
+    ];
+
+    /// The `served_by` label of the metrics and the answer's source header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServedBy::Legacy => "legacy",
+            ServedBy::Unified => "unified",
+            ServedBy::Fallback(FallbackReason::UnifiedError) => "fallback_error",
+            ServedBy::Fallback(FallbackReason::UnifiedEmpty) => "fallback_empty",
+            ServedBy::Fallback(FallbackReason::Quarantined) => "fallback_quarantined",
+        }
+    }
+}
+
+impl From<Store> for ServedBy {
+    fn from(store: Store) -> Self {
+        match store {
+            Store::Legacy => ServedBy::Legacy,
+            Store::Unified => ServedBy::Unified,
+        }
+    }
+}
+
+impl FallbackReason {
+    /// The `reason` label of the fallback metric.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FallbackReason::UnifiedError => "error",
+            FallbackReason::UnifiedEmpty => "empty",
+            FallbackReason::Quarantined => "quarantined",
+        }
+    }
+}
+
 /// Where writes land.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

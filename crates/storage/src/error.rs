@@ -3,12 +3,55 @@
 use domain::FieldError;
 use serde::Serialize;
 
+/// What a request names by id: the noun of a "not found" or "not a valid id" answer, and the
+/// key the frontend translates it with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Category,
+    Listing,
+    Product,
+    ProductVariant,
+    Attribute,
+    Binding,
+    Resolution,
+}
+
+impl Resource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resource::Category => "category",
+            Resource::Listing => "listing",
+            Resource::Product => "product",
+            Resource::ProductVariant => "product_variant",
+            Resource::Attribute => "attribute",
+            Resource::Binding => "binding",
+            Resource::Resolution => "resolution",
+        }
+    }
+}
+
+impl std::fmt::Display for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<domain::EntityKind> for Resource {
+    fn from(kind: domain::EntityKind) -> Self {
+        match kind {
+            domain::EntityKind::Listing => Resource::Listing,
+            domain::EntityKind::Product => Resource::Product,
+            domain::EntityKind::ProductVariant => Resource::ProductVariant,
+        }
+    }
+}
+
 /// What can go wrong in a storage operation. Database detail stays in the cause chain for
 /// logs; callers map the kinds to answers.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("{what} {id} does not exist")]
-    NotFound { what: &'static str, id: i64 },
+    NotFound { what: Resource, id: i64 },
     #[error("{0}")]
     Conflict(String),
     /// The caller may not change this entity.

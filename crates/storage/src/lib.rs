@@ -69,13 +69,12 @@ use flags::{MigrationState, WriteMode};
 use serde_json::{Map, Value as Json};
 use sqlx::migrate::{Migrate, Migrator};
 
-pub use error::{Logged, Result, StorageError, each_cause_once};
+pub use error::{Logged, Resource, Result, StorageError, each_cause_once};
 pub use flag_store::{FlagAuditEntry, FlagChange, MigrationCounts, StoredFlags};
+pub use flags::{FallbackReason, ServedBy};
 pub use home::DEFAULT_SCHEMA;
 pub use invalidation::Invalidation;
-pub use router::{
-    FallbackReason, Read, ReadRoute, ServedBy, ValueWriter, ValuesChange, Written, phase_name,
-};
+pub use router::{Read, ReadRoute, ValueWriter, ValuesChange, Written, phase_name};
 pub use rows::{AttributeRange, VARIANT_AXIS_ID_OFFSET};
 pub use stats::{queries_executed, reads_refused};
 

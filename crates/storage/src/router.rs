@@ -7,13 +7,12 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use domain::{Attribute, EffectiveSchema, EntityRef, EntityValues};
-use flags::{MigrationState, Phase, Store};
-use serde::Serialize;
+use flags::{FallbackReason, MigrationState, Phase, ServedBy, Store};
 use serde_json::{Map, Value as Json};
 
 use crate::backend::{Backend, Conn};
 use crate::dialect::on_dialect;
-use crate::error::{Result, StorageError};
+use crate::error::{Resource, Result, StorageError};
 use crate::freshness::ReadScope;
 use crate::invalidation::Invalidation;
 use crate::replicas::PrimaryRead;
@@ -30,37 +29,6 @@ pub struct ReadRoute {
 impl ReadRoute {
     pub fn new(store: Store, fallback: bool) -> Self {
         Self { store, fallback }
-    }
-}
-
-/// Why a unified read was answered from legacy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FallbackReason {
-    UnifiedError,
-    UnifiedEmpty,
-    /// The entity has quarantined values users see in legacy: unified would hide them.
-    Quarantined,
-}
-
-/// Which store answered a read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ServedBy {
-    Legacy,
-    Unified,
-    Fallback(FallbackReason),
-}
-
-impl ServedBy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServedBy::Legacy => "legacy",
-            ServedBy::Unified => "unified",
-            ServedBy::Fallback(FallbackReason::UnifiedError) => "fallback_error",
-            ServedBy::Fallback(FallbackReason::UnifiedEmpty) => "fallback_empty",
-            ServedBy::Fallback(FallbackReason::Quarantined) => "fallback_quarantined",
-        }
     }
 }
 
@@ -376,7 +344,7 @@ impl<B: Backend> Router<B> {
                     && !crate::schema::category_exists(B::dialect(conn), category_id).await?
                 {
                     return Err(StorageError::NotFound {
-                        what: "category",
+                        what: Resource::Category,
                         id: category_id,
                     });
                 }
@@ -453,7 +421,7 @@ impl<B: Backend> Router<B> {
             .await?;
         if parts.chain.is_empty() {
             return Err(StorageError::NotFound {
-                what: "category",
+                what: Resource::Category,
                 id: category_id,
             });
         }
@@ -476,7 +444,7 @@ impl<B: Backend> Router<B> {
             })
             .await?;
         values.ok_or(StorageError::NotFound {
-            what: entity.kind.as_str(),
+            what: entity.kind.into(),
             id: entity.id,
         })
     }

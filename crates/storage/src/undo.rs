@@ -11,7 +11,7 @@ use flags::{Store, WriteMode};
 
 use crate::backend::{Backend, Conn};
 use crate::dialect::{Sql, on_dialect};
-use crate::error::{Result, StorageError};
+use crate::error::{Resource, Result, StorageError};
 use crate::invalidation::Invalidation;
 use crate::quarantine::{AcceptFilter, QuarantineKind};
 use crate::resolve::Resolution;
@@ -77,7 +77,7 @@ impl<B: Backend> Router<B> {
         let mut tx = self.begin_fenced(mode).await?;
         let Some(undone) = resolutions::<B>(&mut tx, RESOLUTION, id, None).await?.pop() else {
             return Err(StorageError::NotFound {
-                what: "resolution",
+                what: Resource::Resolution,
                 id,
             });
         };

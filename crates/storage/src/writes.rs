@@ -9,7 +9,7 @@ use domain::{
 use flags::{Store, WriteMode};
 
 use crate::backend::{Backend, Conn};
-use crate::error::{Result, StorageError};
+use crate::error::{Resource, Result, StorageError};
 use crate::invalidation::Invalidation;
 use crate::router::{Router, ValueWriter, ValuesChange, Written, schema_parts};
 
@@ -47,7 +47,7 @@ impl<B: Backend> Router<B> {
         let category_id = crate::entity_values::category_locked(B::dialect(&mut tx), entity)
             .await?
             .ok_or(StorageError::NotFound {
-                what: entity.kind.as_str(),
+                what: entity.kind.into(),
                 id: entity.id,
             })?;
         if let ValueWriter::User(user) = writer
@@ -282,7 +282,7 @@ impl<B: Backend> Router<B> {
             crate::definitions::attribute_code(B::dialect(&mut tx), mode.authoritative(), id)
                 .await?
                 .ok_or(StorageError::NotFound {
-                    what: "attribute",
+                    what: Resource::Attribute,
                     id,
                 })?;
         ensure_code_free::<B>(&mut tx, mode, &attribute.code, id).await?;
@@ -322,7 +322,7 @@ impl<B: Backend> Router<B> {
         crate::definitions::attribute_code(B::dialect(&mut tx), mode.authoritative(), id)
             .await?
             .ok_or(StorageError::NotFound {
-                what: "attribute",
+                what: Resource::Attribute,
                 id,
             })?;
         let affected = crate::affected::categories_using_attribute::<B>(&mut tx, id).await?;
@@ -358,7 +358,7 @@ impl<B: Backend> Router<B> {
         let mut tx = self.begin_fenced(mode).await?;
         if !crate::schema::category_exists(B::dialect(&mut tx), category_id).await? {
             return Err(StorageError::NotFound {
-                what: "category",
+                what: Resource::Category,
                 id: category_id,
             });
         }
@@ -366,7 +366,7 @@ impl<B: Backend> Router<B> {
         crate::definitions::attribute_code(B::dialect(&mut tx), mode.authoritative(), attribute_id)
             .await?
             .ok_or(StorageError::NotFound {
-                what: "attribute",
+                what: Resource::Attribute,
                 id: attribute_id,
             })?;
         if mode.writes(Store::Legacy) {
@@ -432,7 +432,7 @@ impl<B: Backend> Router<B> {
         }
         if removed_from_authoritative == 0 {
             return Err(StorageError::NotFound {
-                what: "binding",
+                what: Resource::Binding,
                 id: attribute_id,
             });
         }

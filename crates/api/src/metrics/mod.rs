@@ -163,10 +163,12 @@ impl Metrics {
         self.phase.set(i64::from(phase.number()));
     }
 
-    pub fn read_served(&self, served_by: &str) {
-        self.reads_served.with_label_values(&[served_by]).inc();
-        if let Some(reason) = served_by.strip_prefix("fallback_") {
-            self.fallbacks.with_label_values(&[reason]).inc();
+    pub fn read_served(&self, served_by: storage::ServedBy) {
+        self.reads_served
+            .with_label_values(&[served_by.as_str()])
+            .inc();
+        if let storage::ServedBy::Fallback(reason) = served_by {
+            self.fallbacks.with_label_values(&[reason.as_str()]).inc();
         }
     }
 

@@ -402,14 +402,10 @@ impl Metrics {
                 .throttle_lag
                 .with_label_values(&[operation.as_str()]);
         }
-        for served_by in [
-            "legacy",
-            "unified",
-            "fallback_error",
-            "fallback_empty",
-            "fallback_quarantined",
-        ] {
-            metrics.reads_served.with_label_values(&[served_by]);
+        for served_by in storage::ServedBy::ALL {
+            metrics
+                .reads_served
+                .with_label_values(&[served_by.as_str()]);
         }
         // The backfill's gauges exist before the first background read (not its timestamp: the
         // stall alert must not see a backfill that never started).
@@ -422,8 +418,10 @@ impl Metrics {
                     .with_label_values(&[entity_type, outcome]);
             }
         }
-        for reason in ["error", "empty", "quarantined"] {
-            metrics.fallbacks.with_label_values(&[reason]);
+        for served_by in storage::ServedBy::ALL {
+            if let storage::ServedBy::Fallback(reason) = served_by {
+                metrics.fallbacks.with_label_values(&[reason.as_str()]);
+            }
         }
         // The seed's error counter is exported before the first failure too.
         metrics

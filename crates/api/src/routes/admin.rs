@@ -86,7 +86,7 @@ pub async fn update_attribute(
     body: web::Json<Json>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path, "attribute")?;
+    let id = parse_id(&path, storage::Resource::Attribute)?;
     let written = state
         .storage
         .update_attribute(id, draft(body.into_inner())?, state.flags().write_mode())
@@ -113,7 +113,7 @@ pub async fn delete_attribute(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path, "attribute")?;
+    let id = parse_id(&path, storage::Resource::Attribute)?;
     let written = state
         .storage
         .delete_attribute(id, state.flags().write_mode())
@@ -140,7 +140,7 @@ pub async fn create_binding(
     body: web::Json<Json>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let category_id = parse_id(&path, "category")?;
+    let category_id = parse_id(&path, storage::Resource::Category)?;
     put_binding(&state, category_id, draft(body.into_inner())?).await
 }
 
@@ -162,8 +162,8 @@ pub async fn update_binding(
     body: web::Json<Json>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let category_id = parse_id(&path.0, "category")?;
-    let attribute_id = parse_id(&path.1, "attribute")?;
+    let category_id = parse_id(&path.0, storage::Resource::Category)?;
+    let attribute_id = parse_id(&path.1, storage::Resource::Attribute)?;
     let Json::Object(mut fields) = body.into_inner() else {
         return Err(ApiError::ExpectedObject);
     };
@@ -198,8 +198,8 @@ pub async fn delete_binding(
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let category_id = parse_id(&path.0, "category")?;
-    let attribute_id = parse_id(&path.1, "attribute")?;
+    let category_id = parse_id(&path.0, storage::Resource::Category)?;
+    let attribute_id = parse_id(&path.1, storage::Resource::Attribute)?;
     let written = state
         .storage
         .delete_binding(category_id, attribute_id, state.flags().write_mode())

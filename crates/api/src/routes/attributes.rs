@@ -107,10 +107,10 @@ pub async fn list(
         per_page,
         total: matching.len(),
     }));
-    state.metrics.read_served(context.store().as_str());
+    state.metrics.read_served(context.store().into());
     Ok(respond(
         &request,
-        &cached(body, context.store().as_str()),
+        &cached(body, context.store().into()),
         Freshness::Schema,
     ))
 }
@@ -135,17 +135,17 @@ pub async fn one(
         .iter()
         .find(|a| Some(a.id) == id || a.code == wanted)
         .ok_or(ApiError::NotFound {
-            what: "attribute",
+            what: storage::Resource::Attribute,
             id: id.unwrap_or(0),
         })?;
     let body = to_bytes(&Envelope::new(AttributeView::of(
         attribute,
         context.language,
     )));
-    state.metrics.read_served(context.store().as_str());
+    state.metrics.read_served(context.store().into());
     Ok(respond(
         &request,
-        &cached(body, context.store().as_str()),
+        &cached(body, context.store().into()),
         Freshness::Schema,
     ))
 }

@@ -39,7 +39,7 @@ pub(crate) async fn schema_view(
                 Default::default()
             };
             let body = envelope(&render(&read.data, &context, &catalog));
-            Ok::<_, ApiError>(cached(body, read.served_by.as_str()))
+            Ok::<_, ApiError>(cached(body, read.served_by))
         })
         .await
         .map_err(ApiError::Shared)?;
@@ -63,7 +63,7 @@ pub async fn attributes(
     schema_view(
         &request,
         &state,
-        parse_id(&path, "category")?,
+        parse_id(&path, storage::Resource::Category)?,
         View::Attributes,
         |schema, context, _| {
             let views: Vec<_> = schema
@@ -93,7 +93,7 @@ pub async fn detailed(
     schema_view(
         &request,
         &state,
-        parse_id(&path, "category")?,
+        parse_id(&path, storage::Resource::Category)?,
         View::DetailedAttributes,
         |schema, context, _| {
             let views: Vec<_> = schema
@@ -124,7 +124,7 @@ pub async fn variant_attributes(
     schema_view(
         &request,
         &state,
-        parse_id(&path, "category")?,
+        parse_id(&path, storage::Resource::Category)?,
         View::VariantAttributes,
         |schema, context, catalog| {
             let views: Vec<_> = variant_capable(schema, catalog)
@@ -168,7 +168,7 @@ pub async fn ranges(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let category_id = parse_id(&path, "category")?;
+    let category_id = parse_id(&path, storage::Resource::Category)?;
     ranges_view(&request, &state, category_id, View::Ranges, |ranges, _| {
         to_bytes(&ranges.iter().map(RangeView::of).collect::<Vec<_>>())
     })
@@ -209,7 +209,7 @@ pub(crate) async fn ranges_view(
             };
             Ok::<_, ApiError>(cached(
                 envelope(&render(&read.data, &schema)),
-                read.served_by.as_str(),
+                read.served_by,
             ))
         })
         .await

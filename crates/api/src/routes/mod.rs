@@ -41,7 +41,7 @@ impl<T> Envelope<T> {
 pub const SOURCE_HEADER: &str = "X-Attributes-Source";
 
 /// Parses an id path segment; ids are positive.
-pub fn parse_id(raw: &str, what: &'static str) -> Result<i64, ApiError> {
+pub fn parse_id(raw: &str, what: storage::Resource) -> Result<i64, ApiError> {
     raw.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)

@@ -294,7 +294,7 @@ pub async fn undo(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = crate::routes::parse_id(&path, "resolution")?;
+    let id = crate::routes::parse_id(&path, storage::Resource::Resolution)?;
     let written = state
         .storage
         .undo_resolution(id, &admin.actor, state.flags().write_mode())

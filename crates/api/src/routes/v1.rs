@@ -124,7 +124,7 @@ pub async fn attributes(
     categories::schema_view(
         &request,
         &state,
-        parse_id(&path, "category")?,
+        parse_id(&path, storage::Resource::Category)?,
         View::V1Attributes,
         |schema, context, _| to_bytes(&v1_attributes(schema, context.language)),
     )
@@ -228,7 +228,7 @@ pub async fn ranges(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let category_id = parse_id(&path, "category")?;
+    let category_id = parse_id(&path, storage::Resource::Category)?;
     categories::ranges_view(
         &request,
         &state,
@@ -322,7 +322,7 @@ pub async fn product_variant_attributes(
         .map(|a| V1VariantAttribute::of(a, context.language))
         .collect();
     // Built from the cached catalog on every request; the store name is the route's.
-    let response = cached(envelope(&to_bytes(&views)), context.store().as_str());
+    let response = cached(envelope(&to_bytes(&views)), context.store().into());
     Ok(respond(&request, &response, Freshness::Schema))
 }
 
@@ -510,7 +510,7 @@ pub async fn listing_values(
 ) -> Result<HttpResponse, actix_web::Error> {
     let entity = EntityRef {
         kind: EntityKind::Listing,
-        id: parse_id(&path, "listing")?,
+        id: parse_id(&path, storage::Resource::Listing)?,
     };
     let context = ReadContext::of(&request, &state.flags());
     let key = ResponseKey {
@@ -528,10 +528,7 @@ pub async fn listing_values(
             }
             let catalog = state.catalog(context.route).await?;
             let values = v1_listing_values(&read.data, &catalog, context.language);
-            Ok::<_, ApiError>(cached(
-                envelope(&to_bytes(&values)),
-                read.served_by.as_str(),
-            ))
+            Ok::<_, ApiError>(cached(envelope(&to_bytes(&values)), read.served_by))
         })
         .await
         .map_err(ApiError::Shared)?;

@@ -43,7 +43,7 @@ pub async fn get(
 ) -> Result<HttpResponse, actix_web::Error> {
     let entity = EntityRef {
         kind: **kind,
-        id: parse_id(&path, kind.as_str())?,
+        id: parse_id(&path, (**kind).into())?,
     };
     let context = ReadContext::of(&request, &state.flags());
     if crate::shadow::sampled(&state) {
@@ -58,7 +58,7 @@ pub async fn get(
             }
             Ok::<_, ApiError>(cached(
                 to_bytes(&EntityValuesBody::of(entity, &read.data)),
-                read.served_by.as_str(),
+                read.served_by,
             ))
         })
         .await
@@ -154,7 +154,7 @@ async fn write(
 ) -> Result<HttpResponse, ApiError> {
     let entity = EntityRef {
         kind,
-        id: parse_id(raw_id, kind.as_str())?,
+        id: parse_id(raw_id, kind.into())?,
     };
     refuse_nul_characters(&body)?;
     let Json::Object(input) = body else {
@@ -223,7 +223,7 @@ pub async fn batch(
         if position >= 2 * MAX_BATCH {
             return Err(too_many());
         }
-        let id = parse_id(raw, "listing")?;
+        let id = parse_id(raw, storage::Resource::Listing)?;
         if !ids.contains(&id) {
             if ids.len() == MAX_BATCH {
                 return Err(too_many());
@@ -237,7 +237,7 @@ pub async fn batch(
     let context = ReadContext::of(&request, &state.flags());
     let mut fragments: Vec<Option<bytes::Bytes>> = Vec::with_capacity(ids.len());
     let mut missing = Vec::new();
-    let mut served_by: &'static str = context.store().as_str();
+    let mut served_by = storage::ServedBy::from(context.store());
     for &id in &ids {
         let cached_fragment = state
             .caches
@@ -265,7 +265,7 @@ pub async fn batch(
                 state.canonical_legacy_values(values).await?;
             }
         }
-        served_by = read.served_by.as_str();
+        served_by = read.served_by;
         for (id, generation) in missing {
             let entity = EntityRef::listing(id);
             let Some(values) = read.data.get(&id) else {
@@ -277,7 +277,7 @@ pub async fn batch(
                 .caches
                 .store_response(
                     key(entity, &context),
-                    cached(fragment.clone(), read.served_by.as_str()),
+                    cached(fragment.clone(), read.served_by),
                     generation,
                 )
                 .await;
