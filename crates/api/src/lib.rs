@@ -24,7 +24,7 @@ pub mod telemetry;
 mod url_guard;
 pub mod views;
 
-pub use crate::routing::RouteTemplate;
+pub use crate::routing::{RouteTemplate, registered_routes};
 pub use crate::settings::Settings;
 pub use crate::startup::{Application, StartupError};
 pub use crate::state::{AppState, FlagsInForce};

@@ -53,7 +53,7 @@ use crate::routes::{admin, attributes, categories, v1, values};
         v1::listing_values,
     ),
     components(schemas(crate::error::ErrorView, crate::error::FieldErrorView)),
-    modifiers(&BearerTokens, &RefusedUrls),
+    modifiers(&EntityRoutes, &BearerTokens, &RefusedUrls),
     tags(
         (name = "categories", description = "Effective schemas of categories"),
         (name = "values", description = "Attribute values of listings, products and variants"),
@@ -63,6 +63,40 @@ use crate::routes::{admin, attributes, categories, v1, values};
     )
 )]
 pub struct ApiDoc;
+
+/// Products and variants answer the listing's value routes with the same handlers (the route
+/// table registers one resource per kind): their paths are the listing's, documented once.
+struct EntityRoutes;
+
+impl Modify for EntityRoutes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        const LISTING: &str = "/api/v2/marketplace/listings/{id}/attributes";
+        let Some(listing) = openapi.paths.paths.get(LISTING).cloned() else {
+            return;
+        };
+        for (kind, noun) in [("products", "Product"), ("variants", "Variant")] {
+            let mut item = listing.clone();
+            for (method, operation) in [
+                ("get", &mut item.get),
+                ("put", &mut item.put),
+                ("post", &mut item.post),
+                ("patch", &mut item.patch),
+            ] {
+                let Some(operation) = operation else { continue };
+                operation.operation_id = Some(format!("{method}_{}_values", noun.to_lowercase()));
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if parameter.name == "id" {
+                        parameter.description = Some(format!("{noun} id"));
+                    }
+                }
+            }
+            openapi
+                .paths
+                .paths
+                .insert(format!("/api/v2/marketplace/{kind}/{{id}}/attributes"), item);
+        }
+    }
+}
 
 struct BearerTokens;
 

@@ -1,6 +1,9 @@
 //! The route table: the public and admin scopes, their middleware, and each resource's
 //! template and `Allow` list.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
 use actix_web::middleware::from_fn;
 use actix_web::{App, web};
 use domain::EntityKind;
@@ -17,11 +20,33 @@ use crate::*;
 #[derive(Debug, Clone, Copy)]
 pub struct RouteTemplate(pub &'static str);
 
-/// A resource under `scope` answering `route`; other methods answer 405.
+/// Every resource the route table registered in this process: its template and the methods
+/// its `Allow` header lists. The route table is the one place a route is written; a test holds
+/// `/openapi.json` to it.
+static REGISTERED: Mutex<BTreeMap<&'static str, &'static str>> = Mutex::new(BTreeMap::new());
+
+/// The routes registered so far (once an application is built, all of them), by template.
+pub fn registered_routes() -> BTreeMap<&'static str, &'static str> {
+    REGISTERED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
 /// A resource at `scope` + `path` whose routes answer the methods in `allow` (as the `Allow`
 /// header lists them); any other method is 405 with that header.
 fn resource(scope: &'static str, path: &'static str, allow: &'static str) -> actix_web::Resource {
-    let template: &'static str = Box::leak(format!("{scope}{path}").into_boxed_str());
+    let mut registered = REGISTERED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let full = format!("{scope}{path}");
+    // Each worker builds the table: a template is leaked once, the first time.
+    let template: &'static str = match registered.get_key_value(full.as_str()) {
+        Some((template, _)) => template,
+        None => Box::leak(full.into_boxed_str()),
+    };
+    registered.insert(template, allow);
+    drop(registered);
     web::resource(path)
         .app_data(RouteTemplate(template))
         .default_service(web::to(move || async move {
