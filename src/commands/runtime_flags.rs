@@ -131,7 +131,7 @@ pub async fn flags(settings: &Settings, output: Output, args: &FlagsArgs) -> any
     };
     let phase = in_force
         .check(&state)
-        .map(storage::phase_name)
+        .map(flags::Phase::as_str)
         .map_err(|violation| format!("{} ({})", violation, violation.rule()));
     let from = |name: &str| {
         if stored.is_some() {

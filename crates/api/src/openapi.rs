@@ -90,10 +90,10 @@ impl Modify for EntityRoutes {
                     }
                 }
             }
-            openapi
-                .paths
-                .paths
-                .insert(format!("/api/v2/marketplace/{kind}/{{id}}/attributes"), item);
+            openapi.paths.paths.insert(
+                format!("/api/v2/marketplace/{kind}/{{id}}/attributes"),
+                item,
+            );
         }
     }
 }

@@ -49,6 +49,17 @@ impl Phase {
     pub fn number(self) -> u8 {
         self as u8
     }
+
+    /// The phase's name, as the status, the flag audit and the archive manifests record it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Legacy => "legacy",
+            Phase::DualWrite => "dual_write",
+            Phase::Canary => "canary",
+            Phase::Unified => "unified",
+            Phase::Archived => "archived",
+        }
+    }
 }
 
 /// A broken rule. The message says why it is unsafe and what to set instead.

@@ -10,7 +10,7 @@ use crate::checksum::Checksum;
 use crate::dialect::{Dialect, Sql, on_dialect};
 use crate::error::{Result, StorageError};
 use crate::invalidation::Invalidation;
-use crate::router::{Router, phase_name};
+use crate::router::Router;
 use crate::stats::record_queries;
 
 use serde::Serialize;
@@ -283,7 +283,7 @@ impl<B: Backend> Router<B> {
             return Err(StorageError::Conflict(format!(
                 "archiving needs the unified phase (dual-write off, every read unified, no fallback); \
                  the flags in force mean '{}'",
-                phase_name(phase)
+                phase.as_str()
             )));
         }
         if !verified_since_legacy_writes(B::dialect(&mut tx)).await? {
@@ -302,7 +302,7 @@ impl<B: Backend> Router<B> {
                 id: 0,
                 action: "dry-run".into(),
                 recorded_at: String::new(),
-                phase: phase_name(phase).into(),
+                phase: phase.as_str().into(),
                 tables: before,
                 waiver,
             });
@@ -314,7 +314,7 @@ impl<B: Backend> Router<B> {
         let mut after = table_evidence(B::dialect(&mut tx), true).await?;
         after.extend(crate::monolith::evidence::<B>(&mut tx, &its_tables, true).await?);
         ensure_same_evidence(&before, &after, "archiving")?;
-        save_manifest(B::dialect(&mut tx), "archive", phase_name(phase), &before).await?;
+        save_manifest(B::dialect(&mut tx), "archive", phase.as_str(), &before).await?;
         if let Some(waiver) = &waiver {
             crate::soak::record_waiver::<B>(&mut tx, waiver).await?;
         }
@@ -359,7 +359,7 @@ impl<B: Backend> Router<B> {
             .map_or(configured, |stored| stored.flags);
         let phase = flags
             .check(&crate::evidence::migration_state(B::dialect(&mut tx)).await?)
-            .map_or("none", phase_name);
+            .map_or("none", Phase::as_str);
         save_manifest(B::dialect(&mut tx), "restore", phase, &restored).await?;
         let manifest = last_manifest(B::dialect(&mut tx)).await?;
         crate::invalidation::notify(B::dialect(&mut tx), &[Invalidation::Everything]).await?;

@@ -5,7 +5,7 @@ use flags::WriteMode;
 use crate::backend::Backend;
 use crate::dialect::{Sql, on_dialect};
 use crate::error::Result;
-use crate::router::{Router, phase_name};
+use crate::router::Router;
 use crate::stats::record_queries;
 pub use crate::stored_flags::{FLAGS_CHANNEL, FlagAuditEntry, FlagChange, StoredFlags};
 use crate::stored_flags::{flag_audit, load_environment, load_flags, save_environment, save_flags};
@@ -177,9 +177,9 @@ impl<B: Backend> Router<B> {
             new,
             old_phase: stored.check(&state).map_or_else(
                 |violation| violation.rule().to_owned(),
-                |p| phase_name(p).to_owned(),
+                |p| p.as_str().to_owned(),
             ),
-            new_phase: phase_name(new_phase).to_owned(),
+            new_phase: new_phase.as_str().to_owned(),
             phase: new_phase,
         };
         save_flags(B::dialect(&mut tx), &change).await?;
@@ -211,14 +211,14 @@ impl<B: Backend> Router<B> {
         };
         let old_phase = old.check(&state).map_or_else(
             |violation| violation.rule().to_owned(),
-            |p| phase_name(p).to_owned(),
+            |p| p.as_str().to_owned(),
         );
         let change = crate::flag_store::FlagChange {
             actor: actor.to_owned(),
             old,
             new,
             old_phase,
-            new_phase: phase_name(new_phase).to_owned(),
+            new_phase: new_phase.as_str().to_owned(),
             phase: new_phase,
         };
         save_flags(B::dialect(&mut tx), &change).await?;

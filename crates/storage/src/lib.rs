@@ -74,7 +74,7 @@ pub use flag_store::{FlagAuditEntry, FlagChange, MigrationCounts, StoredFlags};
 pub use flags::{FallbackReason, ServedBy};
 pub use home::DEFAULT_SCHEMA;
 pub use invalidation::Invalidation;
-pub use router::{Read, ReadRoute, ValueWriter, ValuesChange, Written, phase_name};
+pub use router::{Read, ReadRoute, ValueWriter, ValuesChange, Written};
 pub use rows::{AttributeRange, VARIANT_AXIS_ID_OFFSET};
 pub use stats::{queries_executed, reads_refused};
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use domain::{Attribute, EffectiveSchema, EntityRef, EntityValues};
-use flags::{FallbackReason, MigrationState, Phase, ServedBy, Store};
+use flags::{FallbackReason, MigrationState, ServedBy, Store};
 use serde_json::{Map, Value as Json};
 
 use crate::backend::{Backend, Conn};
@@ -550,16 +550,5 @@ impl<DB: sqlx::Database> std::ops::DerefMut for Session<DB> {
             Session::Connection(conn) => conn,
             Session::Transaction(tx) => tx,
         }
-    }
-}
-
-/// The name a phase goes by in the audit and the status.
-pub fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Legacy => "legacy",
-        Phase::DualWrite => "dual_write",
-        Phase::Canary => "canary",
-        Phase::Unified => "unified",
-        Phase::Archived => "archived",
     }
 }

@@ -43,7 +43,7 @@ impl Waiver {
 }
 
 /// The last change of the flags into the unified phase from another one, seconds ago; the
-/// phase names are [`crate::phase_name`]'s.
+/// phase names are [`flags::Phase::as_str`]'s.
 const UNIFIED_SINCE: Sql = Sql {
     pg: "SELECT CAST(EXTRACT(EPOCH FROM now() - MAX(changed_at)) AS DOUBLE PRECISION)
         FROM flag_audit WHERE new_phase = 'unified' AND old_phase <> 'unified'",

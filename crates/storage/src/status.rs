@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::backend::Backend;
 use crate::dialect::{Sql, on_dialect};
 use crate::error::Result;
-use crate::router::{Router, phase_name};
+use crate::router::Router;
 use crate::stats::record_queries;
 use crate::{Storage, flag_store, lease, quarantine, throttle, verify};
 
@@ -344,7 +344,7 @@ impl Storage {
         };
         Ok(Status {
             database,
-            phase: checked.ok().map(phase_name),
+            phase: checked.ok().map(Phase::as_str),
             guardrail: checked.err().map(|v| format!("{} ({v})", v.rule())),
             flags,
             flags_source,

@@ -5,7 +5,7 @@
 use actix_web::{HttpResponse, web};
 use flags::Flags;
 use serde::{Deserialize, Serialize};
-use storage::{FlagAuditEntry, MigrationCounts, phase_name};
+use storage::{FlagAuditEntry, MigrationCounts};
 
 use crate::AppState;
 use crate::auth::Admin;
@@ -39,7 +39,7 @@ async fn status(state: &AppState) -> Result<FeatureStatus, ApiError> {
         flags: in_force.flags,
         configured: in_force.configured,
         source: in_force.source.to_owned(),
-        phase: phase_name(in_force.phase).to_owned(),
+        phase: in_force.phase.as_str().to_owned(),
         phase_number: in_force.phase.number(),
         state: state.storage.migration_state().await?,
         audit: state.storage.flag_audit(AUDIT_SHOWN).await?,
@@ -155,7 +155,7 @@ pub async fn migration_status(
         Some(legacy) => (counts.unified_listing_values as f64 * 100.0 / legacy as f64).min(100.0),
     };
     Ok(HttpResponse::Ok().json(Envelope::new(MigrationStatus {
-        phase: phase_name(in_force.phase).to_owned(),
+        phase: in_force.phase.as_str().to_owned(),
         phase_number: in_force.phase.number(),
         flags: in_force.flags,
         state: state.storage.migration_state().await?,
