@@ -434,13 +434,8 @@ impl<B: Backend> Router<B> {
 
     async fn values_in(&self, store: Store, entity: EntityRef) -> Result<EntityValues> {
         let values = self
-            .on_read_connection(ReadScope::Entity(entity), async |conn| match store {
-                Store::Legacy => {
-                    crate::entity_values::read(B::dialect(conn), Store::Legacy, entity).await
-                }
-                Store::Unified => {
-                    crate::entity_values::read(B::dialect(conn), Store::Unified, entity).await
-                }
+            .on_read_connection(ReadScope::Entity(entity), async |conn| {
+                crate::entity_values::read(B::dialect(conn), store, entity).await
             })
             .await?;
         values.ok_or(StorageError::NotFound {

@@ -4,10 +4,11 @@
 use std::collections::{HashMap, HashSet};
 
 use domain::{EffectiveSchema, EntityKind, Language};
+use flags::Store;
 
 use crate::definitions::{INSERT_LEGACY_ATTRIBUTE, INSERT_TRANSLATION};
 use crate::demo::Dataset;
-use crate::dialect::{Dialect, on_dialect, push_numeric};
+use crate::dialect::{Dialect, on_dialect};
 use crate::error::Result;
 use crate::rows::ValueColumns;
 use crate::stats::record_queries;
@@ -18,10 +19,6 @@ const SEED_CHUNK: usize = 250;
 const INSERT_CATEGORY: &str =
     "INSERT INTO marketplace_categories (id, parent_id, name, slug, level)
     VALUES ($1, $2, $3, $4, $5)";
-const INSERT_LEGACY_BINDING: &str = "INSERT INTO category_attribute_mapping
-        (category_id, attribute_id, is_enabled, is_required, sort_order, custom_component,
-         show_in_card, show_in_list)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 const INSERT_VARIANT_AXIS: &str = "INSERT INTO product_variant_attributes
         (id, name, display_name, type, is_required, sort_order, affects_stock, created_at, updated_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8, CURRENT_TIMESTAMP), COALESCE($8, CURRENT_TIMESTAMP))";
@@ -56,19 +53,7 @@ pub(crate) async fn legacy(mut conn: Dialect<'_>, dataset: &Dataset) -> Result<(
         crate::definitions::keep_legacy_created_at(conn.reborrow(), attribute).await?;
     }
     for binding in &dataset.bindings {
-        on_dialect!(conn.reborrow(), |c| {
-            sqlx::query(INSERT_LEGACY_BINDING)
-                .bind(binding.category_id)
-                .bind(binding.attribute_id)
-                .bind(binding.is_enabled)
-                .bind(binding.is_required)
-                .bind(binding.sort_order)
-                .bind(&binding.custom_component)
-                .bind(binding.show_in_card)
-                .bind(binding.show_in_list)
-                .execute(c)
-                .await?;
-        });
+        crate::definitions::upsert_binding(conn.reborrow(), Store::Legacy, binding).await?;
     }
     for axis in &dataset.variant_axes {
         let attribute = &axis.attribute;
@@ -165,9 +150,8 @@ async fn legacy_listings(mut conn: Dialect<'_>, dataset: &Dataset) -> Result<()>
         .into_iter()
         .map(|category| (category, dataset.schema(category)))
         .collect();
-    let cast_numeric = matches!(conn, Dialect::Pg(_));
     for (chunk_index, chunk) in dataset.listings.chunks(SEED_CHUNK).enumerate() {
-        record_queries(2);
+        record_queries(1);
         let rows: Vec<(i64, i64, ValueColumns)> = chunk
             .iter()
             .flat_map(|listing| {
@@ -192,23 +176,8 @@ async fn legacy_listings(mut conn: Dialect<'_>, dataset: &Dataset) -> Result<()>
                     .push_bind(crate::demo::listing_owner(listing.id));
             });
             listings.build().persistent(false).execute(&mut *c).await?;
-            let mut values = sqlx::QueryBuilder::new(
-                "INSERT INTO listing_attribute_values
-                    (listing_id, attribute_id, text_value, numeric_value, boolean_value,
-                     json_value, unit, value_type) ",
-            );
-            values.push_values(&rows, |mut row, (listing_id, attribute_id, columns)| {
-                row.push_bind(*listing_id)
-                    .push_bind(*attribute_id)
-                    .push_bind(&columns.text_value);
-                push_numeric(&mut row, &columns.numeric_value, cast_numeric);
-                row.push_bind(columns.boolean_value)
-                    .push_bind(columns.json_value.as_ref().map(sqlx::types::Json))
-                    .push_bind(&columns.unit)
-                    .push_bind(columns.legacy_value_type);
-            });
-            values.build().persistent(false).execute(&mut *c).await?;
         });
+        crate::entity_values::merge_listing_rows(conn.reborrow(), &[], &rows).await?;
         let loaded = (chunk_index + 1) * SEED_CHUNK;
         if loaded.is_multiple_of(25_000) {
             tracing::info!(
@@ -220,11 +189,6 @@ async fn legacy_listings(mut conn: Dialect<'_>, dataset: &Dataset) -> Result<()>
     }
     Ok(())
 }
-
-const INSERT_UNIFIED_BINDING: &str = "INSERT INTO unified_category_attributes
-        (category_id, attribute_id, is_enabled, is_required, is_filterable, is_searchable,
-         show_in_card, show_in_list, custom_component, sort_order, category_specific_options)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 /// The dataset straight into the unified tables.
 pub(crate) async fn unified(mut conn: Dialect<'_>, dataset: &Dataset) -> Result<()> {
@@ -238,27 +202,7 @@ pub(crate) async fn unified(mut conn: Dialect<'_>, dataset: &Dataset) -> Result<
         .await?;
     }
     for binding in &dataset.bindings {
-        on_dialect!(conn.reborrow(), |c| {
-            sqlx::query(INSERT_UNIFIED_BINDING)
-                .bind(binding.category_id)
-                .bind(binding.attribute_id)
-                .bind(binding.is_enabled)
-                .bind(binding.is_required)
-                .bind(binding.is_filterable)
-                .bind(binding.is_searchable)
-                .bind(binding.show_in_card)
-                .bind(binding.show_in_list)
-                .bind(&binding.custom_component)
-                .bind(binding.sort_order)
-                .bind(
-                    binding
-                        .category_specific_options
-                        .as_ref()
-                        .map(sqlx::types::Json),
-                )
-                .execute(c)
-                .await?;
-        });
+        crate::definitions::upsert_binding(conn.reborrow(), Store::Unified, binding).await?;
     }
     for (entity, values) in dataset.entities() {
         crate::unified_values::replace_defined(conn.reborrow(), entity, values, &[]).await?;

@@ -86,24 +86,8 @@ impl<B: Backend> Router<B> {
                     .collect();
                 for store in [Store::Legacy, Store::Unified] {
                     if mode.writes(store) {
-                        let current = match store {
-                            Store::Legacy => {
-                                crate::entity_values::read(
-                                    B::dialect(&mut tx),
-                                    Store::Legacy,
-                                    entity,
-                                )
-                                .await?
-                            }
-                            Store::Unified => {
-                                crate::entity_values::read(
-                                    B::dialect(&mut tx),
-                                    Store::Unified,
-                                    entity,
-                                )
-                                .await?
-                            }
-                        };
+                        let current =
+                            crate::entity_values::read(B::dialect(&mut tx), store, entity).await?;
                         removed.extend(current.unwrap_or_default().into_keys());
                     }
                 }
@@ -111,16 +95,8 @@ impl<B: Backend> Router<B> {
                 (values.clone(), values, removed.into_iter().collect())
             }
             ValuesChange::Merge(input) => {
-                let mut current = match authoritative {
-                    Store::Legacy => {
-                        crate::entity_values::read(B::dialect(&mut tx), Store::Legacy, entity)
-                            .await?
-                    }
-                    Store::Unified => {
-                        crate::entity_values::read(B::dialect(&mut tx), Store::Unified, entity)
-                            .await?
-                    }
-                };
+                let mut current =
+                    crate::entity_values::read(B::dialect(&mut tx), authoritative, entity).await?;
                 // Values of the marketplace's own definitions live in unified alone.
                 if !its_alone.is_empty()
                     && let Some(unified) =
