@@ -96,6 +96,49 @@ async fn backfill_one_batch(app: &TestApp) {
     crate::common::run_backfill(&storage, &kinds, 10, false, Some(1)).await;
 }
 
+/// The quarantine panel draws one series per kind of quarantined value: every kind the table's
+/// CHECK accepts has its series from the start and keeps it across the background refreshes
+/// (a kind missing from the list was never counted; a reset before each refresh let a scrape
+/// see the family vanish).
+#[actix_web::test]
+async fn every_kind_of_quarantined_value_has_its_series_at_every_scrape() {
+    let app = spawn_app(Backend::Postgres).await;
+    let raw = app.db.raw().await;
+    let check = raw
+        .texts(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint
+             WHERE conrelid = 'backfill_quarantine'::regclass AND contype = 'c'
+               AND pg_get_constraintdef(oid) LIKE '%kind%'",
+        )
+        .await
+        .into_iter()
+        .flatten()
+        .next()
+        .expect("the kind CHECK");
+    let quoted = Regex::new(r"'([a-z_]+)'").expect("regex");
+    let kinds: Vec<String> = quoted
+        .captures_iter(&check)
+        .map(|c| c[1].to_owned())
+        .collect();
+    assert!(kinds.len() >= 7, "{check}");
+    // Across several background refreshes (every 5 s): not one scrape misses a kind.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(12);
+    let mut scrapes = 0;
+    while std::time::Instant::now() < deadline {
+        let exposition = app.metrics().await;
+        for kind in &kinds {
+            let series = format!("unified_attributes_quarantine_values{{kind=\"{kind}\"}} ");
+            assert!(
+                exposition.lines().any(|line| line.starts_with(&series)),
+                "scrape {scrapes}: no series for kind {kind}"
+            );
+        }
+        scrapes += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(scrapes > 100, "{scrapes} scrapes");
+}
+
 /// A replica's series exist once read replicas are configured (one per replica); the scale-out
 /// tests find them there (`api::scale_out`).
 const ONLY_WITH_REPLICAS: [&str; 2] = [

@@ -122,14 +122,15 @@ impl Metrics {
 
     /// Records what the database says of the migration (read in the background).
     pub fn set_facts(&self, facts: &storage::status::MigrationFacts) {
-        self.quarantine_values.reset();
+        // Each series is set in place, never reset first: a scrape between a reset and the
+        // next set would see the series vanish, and a dashboard would draw a gap.
         for kind in QUARANTINE_KINDS {
-            self.quarantine_values.with_label_values(&[kind]).set(0);
-        }
-        for (kind, count) in &facts.quarantine_by_kind {
-            self.quarantine_values
-                .with_label_values(&[kind])
-                .set(*count);
+            let count = facts
+                .quarantine_by_kind
+                .iter()
+                .find(|(counted, _)| counted == kind)
+                .map_or(0, |(_, count)| *count);
+            self.quarantine_values.with_label_values(&[kind]).set(count);
         }
         self.quarantine_blocking.set(facts.quarantine_blocking);
         self.last_verify_at
@@ -359,13 +360,14 @@ fn container_memory_limit() -> Option<u64> {
 }
 
 /// The kinds of quarantined value (the `kind` column's CHECK): each has its series from the start.
-const QUARANTINE_KINDS: [&str; 6] = [
+const QUARANTINE_KINDS: [&str; 7] = [
     "invalid",
     "unknown",
     "unreadable",
     "refused",
     "orphan",
     "empty",
+    "conflict",
 ];
 
 /// `GET /metrics`: values kept in memory, no query.
