@@ -214,3 +214,54 @@ async fn a_read_connection_the_server_ended_is_replaced_not_reused() {
         .await
         .expect("a read on a new connection");
 }
+
+/// What a dual-write `PATCH` of one listing value costs PostgreSQL on the wire, after the
+/// statements are prepared: each turn is named below, so a turn added unnoticed fails here.
+#[tokio::test]
+async fn a_dual_write_patch_costs_postgresql_its_named_round_trips() {
+    let db = TestDb::fresh(Backend::Postgres).await;
+    let (seeding, data) = seeded(&db, true).await;
+    drop(seeding);
+    let (_, upstream) = relayed(&db.url, 0);
+    let relay = CountingRelay::start(upstream).await;
+    let (url, _) = relayed(&db.url, relay.port);
+    let storage = Storage::connect(&url, PoolSettings::new(1))
+        .await
+        .expect("connect through the relay");
+    let cars: Vec<i64> = data
+        .listings
+        .iter()
+        .filter(|listing| listing.category_id == 1311)
+        .map(|listing| listing.id)
+        .take(2)
+        .collect();
+    assert_eq!(cars.len(), 2, "the dataset has two cars");
+    let patch = crate::object(serde_json::json!({"mileage": {"value": 120000, "unit": "km"}}));
+    let mut turns = Vec::new();
+    for car in cars {
+        let before = relay.count();
+        storage
+            .write_values(
+                EntityRef::listing(car),
+                storage::ValuesChange::Merge(&patch),
+                flags::WriteMode::Dual,
+            )
+            .await
+            .expect("a dual-write PATCH");
+        // The connection's return to the pool (sqlx's `Sync`) completes after the write
+        // returns: let it land in this write's count.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        turns.push(relay.count() - before);
+    }
+    // BEGIN; the evidence marker; the fence (migration state FOR SHARE and the stored flags);
+    // the listing's category FOR UPDATE; the category chain, its bindings and definitions; the
+    // marketplace's own definitions bound in the chain; legacy's current values (read once);
+    // legacy's delete and insert; unified's upsert; the quarantine's forget; the marketplace's
+    // own definitions among the codes; the feed's row with the replicas' NOTIFY; COMMIT; the
+    // pool's `Sync` on the connection's return. (Before: 21 — legacy's values read twice, the
+    // feed and the NOTIFY apart, and three statements parsed anew on every write.)
+    assert_eq!(
+        turns[1], 16,
+        "round trips of the second dual-write PATCH ({turns:?})"
+    );
+}

@@ -63,23 +63,42 @@ pub struct CaptureStatus {
     pub oldest_position: Option<i64>,
 }
 
-const RECORD_SERVICE_CHANGE: Sql = Sql::same(
-    "INSERT INTO attribute_changes (entity_type, entity_id, source) VALUES ($1, $2, 'service')",
-);
+/// The feed's row and (PostgreSQL) the replicas' invalidation in one statement: one round trip
+/// for both, and both take effect only if the write commits. SQLite has no other replica.
+const RECORD_SERVICE_CHANGE: Sql = Sql {
+    pg: "WITH change AS (
+            INSERT INTO attribute_changes (entity_type, entity_id, source)
+            VALUES ($1, $2, 'service'))
+        SELECT pg_notify($3, $4)",
+    lite: "INSERT INTO attribute_changes (entity_type, entity_id, source) VALUES ($1, $2, 'service')",
+};
 
-/// Puts a write through the service into the feed, in the write's transaction.
+/// Puts a write through the service into the feed and tells every replica what it made stale,
+/// in the write's transaction.
 pub(crate) async fn record_service_change<B: Backend>(
     conn: &mut Conn<B>,
     entity: EntityRef,
+    invalidations: &[Invalidation],
 ) -> Result<()> {
     record_queries(1);
-    on_dialect!(B::dialect(conn), RECORD_SERVICE_CHANGE, |c, statement| {
-        sqlx::query(statement)
-            .bind(entity.kind.as_str())
-            .bind(entity.id)
-            .execute(c)
-            .await?;
-    });
+    match B::dialect(conn) {
+        Dialect::Pg(c) => {
+            sqlx::query(RECORD_SERVICE_CHANGE.pg)
+                .bind(entity.kind.as_str())
+                .bind(entity.id)
+                .bind(crate::invalidation::CHANNEL)
+                .bind(crate::invalidation::payload(invalidations))
+                .execute(c)
+                .await?;
+        }
+        Dialect::Lite(c) => {
+            sqlx::query(RECORD_SERVICE_CHANGE.lite)
+                .bind(entity.kind.as_str())
+                .bind(entity.id)
+                .execute(c)
+                .await?;
+        }
+    }
     Ok(())
 }
 

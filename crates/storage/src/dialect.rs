@@ -38,25 +38,6 @@ impl Sql {
     }
 }
 
-/// Binds a decimal sent as text into the `numeric` column of a multi-row insert: PostgreSQL
-/// casts it (`cast`); SQLite keeps it as text (its column is text, so it stays exact).
-pub(crate) fn push_numeric<'args, DB>(
-    row: &mut sqlx::query_builder::Separated<'_, 'args, DB, &'static str>,
-    value: &'args Option<String>,
-    cast: bool,
-) where
-    DB: sqlx::Database,
-    &'args Option<String>: sqlx::Encode<'args, DB> + sqlx::Type<DB>,
-{
-    if cast {
-        row.push("CAST(")
-            .push_bind_unseparated(value)
-            .push_unseparated(" AS NUMERIC)");
-    } else {
-        row.push_bind(value);
-    }
-}
-
 /// Runs `$body` on the connection with `$statement` bound to the dialect's spelling of `$sql`
 /// (or without a statement, for a body that builds its own); the body is compiled once per
 /// arm, with that arm's connection type.

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use domain::{EffectiveSchema, EntityKind, EntityRef, EntityValues};
 use flags::Store;
 
-use crate::dialect::{Dialect, Sql, on_dialect, push_numeric};
+use crate::dialect::{Dialect, Sql, on_dialect};
 use crate::error::{Result, StorageError};
 use crate::rows::{self, ValueColumns};
 use crate::stats::record_queries;
@@ -153,29 +153,29 @@ async fn unified(conn: Dialect<'_>, entity: EntityRef) -> Result<Option<EntityVa
 }
 
 /// Writes `set` and removes `removed` in the entity's legacy form; `schema` gives each code's
-/// legacy id. A listing's rows of other codes, and a document's other keys, stay as they are.
+/// legacy id, `readable` the legacy values the write was judged against (a listing's rows are
+/// not read again). A listing's rows of other codes, and a document's other keys, stay as they
+/// are.
 pub(crate) async fn legacy_apply(
     mut conn: Dialect<'_>,
     entity: EntityRef,
     set: &EntityValues,
     removed: &[String],
+    readable: Option<&EntityValues>,
     schema: &EffectiveSchema,
 ) -> Result<()> {
     let legacy_id = |code: &str| schema.get(code).map(|a| a.attribute.id);
     if entity.kind == EntityKind::Listing {
-        let rows = crate::legacy::listing_rows(conn.reborrow(), &[entity.id]).await?;
-        let delete: Vec<(i64, i64)> = rows
+        // A code set is replaced whatever its row held (and whoever wrote that row since it was
+        // read); a code removed loses only a row legacy could read, as `readable` (its values
+        // read in this transaction) says.
+        let readable_removed = removed
             .iter()
-            .filter_map(|row| {
-                let code = row.value.code.as_deref()?;
-                let readable = row.value.typed_value().is_some();
-                let replaced =
-                    set.contains_key(code) || (readable && removed.iter().any(|r| r == code));
-                if !replaced {
-                    return None;
-                }
-                legacy_id(code).map(|attribute_id| (entity.id, attribute_id))
-            })
+            .filter(|code| readable.is_some_and(|values| values.contains_key(*code)));
+        let delete: Vec<(i64, i64)> = set
+            .keys()
+            .chain(readable_removed)
+            .filter_map(|code| legacy_id(code).map(|attribute_id| (entity.id, attribute_id)))
             .collect();
         let mut insert = Vec::with_capacity(set.len());
         for (code, typed) in set {
@@ -206,46 +206,106 @@ pub(crate) async fn legacy_apply(
     write_document(conn, entity, &document.document).await
 }
 
+/// PostgreSQL: one statement text whatever the number of rows, so it is prepared once per
+/// connection and a write's rewrite costs one round trip each (a `VALUES` list of N rows is a new
+/// text for every N, parsed and described again on every write).
+const DELETE_LISTING_ROWS_PG: &str = "DELETE FROM listing_attribute_values v
+    USING UNNEST($1::BIGINT[], $2::BIGINT[]) AS d (listing_id, attribute_id)
+    WHERE v.listing_id = d.listing_id AND v.attribute_id = d.attribute_id";
+const INSERT_LISTING_ROWS_PG: &str = "INSERT INTO listing_attribute_values
+        (listing_id, attribute_id, text_value, numeric_value, boolean_value, json_value, unit,
+         value_type)
+    SELECT listing_id, attribute_id, text_value, CAST(numeric_value AS NUMERIC), boolean_value,
+        json_value, unit, value_type
+    FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::BOOLEAN[], $6::JSONB[],
+        $7::TEXT[], $8::TEXT[])
+        AS r (listing_id, attribute_id, text_value, numeric_value, boolean_value, json_value,
+              unit, value_type)";
+
 /// Deletes the (listing, attribute) rows `delete`, then inserts `insert`, 2,000 rows a statement.
 pub(crate) async fn merge_listing_rows(
     mut conn: Dialect<'_>,
     delete: &[(i64, i64)],
     insert: &[(i64, i64, ValueColumns)],
 ) -> Result<()> {
-    let cast_numeric = matches!(conn, Dialect::Pg(_));
     for chunk in delete.chunks(2_000) {
         record_queries(1);
-        on_dialect!(conn.reborrow(), |c| {
-            let mut statement = sqlx::QueryBuilder::new(
-                "DELETE FROM listing_attribute_values WHERE (listing_id, attribute_id) IN (",
-            );
-            statement.push_values(chunk, |mut row, (listing_id, attribute_id)| {
-                row.push_bind(*listing_id).push_bind(*attribute_id);
-            });
-            statement.push(")");
-            statement.build().persistent(false).execute(c).await?;
-        });
+        match conn.reborrow() {
+            Dialect::Pg(c) => {
+                let (listings, attributes): (Vec<i64>, Vec<i64>) = chunk.iter().copied().unzip();
+                sqlx::query(DELETE_LISTING_ROWS_PG)
+                    .bind(listings)
+                    .bind(attributes)
+                    .execute(c)
+                    .await?;
+            }
+            Dialect::Lite(c) => {
+                let mut statement = sqlx::QueryBuilder::new(
+                    "DELETE FROM listing_attribute_values WHERE (listing_id, attribute_id) IN (",
+                );
+                statement.push_values(chunk, |mut row, (listing_id, attribute_id)| {
+                    row.push_bind(*listing_id).push_bind(*attribute_id);
+                });
+                statement.push(")");
+                statement.build().persistent(false).execute(c).await?;
+            }
+        }
     }
     for chunk in insert.chunks(2_000) {
         record_queries(1);
-        on_dialect!(conn.reborrow(), |c| {
-            let mut statement = sqlx::QueryBuilder::new(
-                "INSERT INTO listing_attribute_values
-                    (listing_id, attribute_id, text_value, numeric_value, boolean_value,
-                     json_value, unit, value_type) ",
-            );
-            statement.push_values(chunk, |mut row, (listing_id, attribute_id, columns)| {
-                row.push_bind(*listing_id)
-                    .push_bind(*attribute_id)
-                    .push_bind(&columns.text_value);
-                push_numeric(&mut row, &columns.numeric_value, cast_numeric);
-                row.push_bind(columns.boolean_value)
-                    .push_bind(columns.json_value.as_ref().map(sqlx::types::Json))
-                    .push_bind(&columns.unit)
-                    .push_bind(columns.legacy_value_type);
-            });
-            statement.build().persistent(false).execute(c).await?;
-        });
+        match conn.reborrow() {
+            Dialect::Pg(c) => {
+                let column = |pick: fn(&ValueColumns) -> Option<&str>| -> Vec<Option<&str>> {
+                    chunk.iter().map(|(_, _, columns)| pick(columns)).collect()
+                };
+                sqlx::query(INSERT_LISTING_ROWS_PG)
+                    .bind(chunk.iter().map(|row| row.0).collect::<Vec<i64>>())
+                    .bind(chunk.iter().map(|row| row.1).collect::<Vec<i64>>())
+                    .bind(column(|c| c.text_value.as_deref()))
+                    .bind(column(|c| c.numeric_value.as_deref()))
+                    .bind(
+                        chunk
+                            .iter()
+                            .map(|(_, _, columns)| columns.boolean_value)
+                            .collect::<Vec<Option<bool>>>(),
+                    )
+                    .bind(
+                        chunk
+                            .iter()
+                            .map(|(_, _, columns)| {
+                                columns.json_value.as_ref().map(sqlx::types::Json)
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(column(|c| c.unit.as_deref()))
+                    .bind(
+                        chunk
+                            .iter()
+                            .map(|(_, _, columns)| columns.legacy_value_type)
+                            .collect::<Vec<&str>>(),
+                    )
+                    .execute(c)
+                    .await?;
+            }
+            Dialect::Lite(c) => {
+                let mut statement = sqlx::QueryBuilder::new(
+                    "INSERT INTO listing_attribute_values
+                        (listing_id, attribute_id, text_value, numeric_value, boolean_value,
+                         json_value, unit, value_type) ",
+                );
+                statement.push_values(chunk, |mut row, (listing_id, attribute_id, columns)| {
+                    row.push_bind(*listing_id)
+                        .push_bind(*attribute_id)
+                        .push_bind(&columns.text_value)
+                        .push_bind(&columns.numeric_value)
+                        .push_bind(columns.boolean_value)
+                        .push_bind(columns.json_value.as_ref().map(sqlx::types::Json))
+                        .push_bind(&columns.unit)
+                        .push_bind(columns.legacy_value_type);
+                });
+                statement.build().persistent(false).execute(c).await?;
+            }
+        }
     }
     Ok(())
 }

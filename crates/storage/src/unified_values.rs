@@ -23,6 +23,15 @@ const INSERT_VALUE: Sql = Sql {
         FROM unified_attributes a WHERE a.code = $3",
 };
 
+/// The entity's values of these codes (one statement text, prepared once, whatever their number).
+const DELETE_CODES: Sql = Sql {
+    pg: "DELETE FROM unified_attribute_values WHERE entity_type = $1 AND entity_id = $2
+        AND attribute_id IN (SELECT id FROM unified_attributes WHERE code = ANY($3))",
+    lite: "DELETE FROM unified_attribute_values WHERE entity_type = $1 AND entity_id = $2
+        AND attribute_id IN (SELECT id FROM unified_attributes
+                             WHERE code IN (SELECT value FROM json_each($3)))",
+};
+
 /// Replaces the entity's values of the codes `set` and `removed` name: those of `removed` are
 /// gone, those of `set` hold the new values. Returns the codes of `set` that unified has no
 /// definition for: their values were not written (a dual write creates the definition from
@@ -33,24 +42,31 @@ pub(crate) async fn replace(
     set: &EntityValues,
     removed: &[String],
 ) -> Result<Vec<String>> {
-    let codes: Vec<&String> = set.keys().chain(removed.iter()).collect();
+    let codes: Vec<&str> = set
+        .keys()
+        .chain(removed.iter())
+        .map(String::as_str)
+        .collect();
     if !codes.is_empty() {
         record_queries(1);
-        on_dialect!(conn.reborrow(), |c| {
-            let mut delete = sqlx::QueryBuilder::new(
-                "DELETE FROM unified_attribute_values WHERE entity_type = ",
-            );
-            delete.push_bind(entity.kind.as_str());
-            delete.push(" AND entity_id = ");
-            delete.push_bind(entity.id);
-            delete.push(" AND attribute_id IN (SELECT id FROM unified_attributes WHERE code IN (");
-            let mut separated = delete.separated(", ");
-            for code in &codes {
-                separated.push_bind(code.as_str());
+        match conn.reborrow() {
+            Dialect::Pg(c) => {
+                sqlx::query(DELETE_CODES.pg)
+                    .bind(entity.kind.as_str())
+                    .bind(entity.id)
+                    .bind(&codes)
+                    .execute(c)
+                    .await?;
             }
-            delete.push("))");
-            delete.build().persistent(false).execute(&mut *c).await?;
-        });
+            Dialect::Lite(c) => {
+                sqlx::query(DELETE_CODES.lite)
+                    .bind(entity.kind.as_str())
+                    .bind(entity.id)
+                    .bind(serde_json::to_string(&codes).unwrap_or_else(|_| "[]".into()))
+                    .execute(c)
+                    .await?;
+            }
+        }
     }
     let mut undefined = Vec::new();
     for (code, typed) in set {

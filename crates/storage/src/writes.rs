@@ -73,6 +73,13 @@ impl<B: Backend> Router<B> {
             parts = crate::monolith::with_its_attributes(parts, unified, &its_alone);
         }
         let schema = EffectiveSchema::resolve(&parts.chain, &parts.bindings, &parts.attributes);
+        // Legacy's readable values, read once: the change is judged against them, and the legacy
+        // rewrite removes only rows it could read (what it cannot read stays, as it was).
+        let legacy_current = if mode.writes(Store::Legacy) {
+            crate::entity_values::read(B::dialect(&mut tx), Store::Legacy, entity).await?
+        } else {
+            None
+        };
         let (values, set, removed) = match change {
             ValuesChange::Replace(input) => {
                 let values =
@@ -84,19 +91,26 @@ impl<B: Backend> Router<B> {
                     .iter()
                     .map(|a| a.attribute.code.clone())
                     .collect();
-                for store in [Store::Legacy, Store::Unified] {
-                    if mode.writes(store) {
-                        let current =
-                            crate::entity_values::read(B::dialect(&mut tx), store, entity).await?;
-                        removed.extend(current.unwrap_or_default().into_keys());
-                    }
+                if let Some(current) = &legacy_current {
+                    removed.extend(current.keys().cloned());
+                }
+                if mode.writes(Store::Unified) {
+                    let current =
+                        crate::entity_values::read(B::dialect(&mut tx), Store::Unified, entity)
+                            .await?;
+                    removed.extend(current.unwrap_or_default().into_keys());
                 }
                 removed.retain(|code| !values.contains_key(code));
                 (values.clone(), values, removed.into_iter().collect())
             }
             ValuesChange::Merge(input) => {
-                let mut current =
-                    crate::entity_values::read(B::dialect(&mut tx), authoritative, entity).await?;
+                let mut current = match authoritative {
+                    Store::Legacy => legacy_current.clone(),
+                    Store::Unified => {
+                        crate::entity_values::read(B::dialect(&mut tx), Store::Unified, entity)
+                            .await?
+                    }
+                };
                 // Values of the marketplace's own definitions live in unified alone.
                 if !its_alone.is_empty()
                     && let Some(unified) =
@@ -153,6 +167,7 @@ impl<B: Backend> Router<B> {
                 entity,
                 &legacy_set,
                 &legacy_removed,
+                legacy_current.as_ref(),
                 &schema,
             )
             .await?;
@@ -186,15 +201,16 @@ impl<B: Backend> Router<B> {
         crate::quarantine::forget_written::<B>(&mut tx, entity, &written).await?;
         // The marketplace's own v2 readers (and a rollback to them) see what was written.
         crate::monolith::mirror_values::<B>(&mut tx, entity, &set, &removed).await?;
-        // Downstream consumers (the search indexer) hear of it, once it commits.
-        crate::capture::record_service_change::<B>(&mut tx, entity).await?;
         let mut invalidations = vec![Invalidation::entity(entity)];
         if entity.kind == EntityKind::Listing {
             invalidations.push(Invalidation::Ranges {
                 ids: parts.chain.clone(),
             });
         }
-        finish::<B>(tx, &invalidations).await?;
+        // Downstream consumers (the search indexer) and the other replicas' caches hear of it,
+        // once it commits.
+        crate::capture::record_service_change::<B>(&mut tx, entity, &invalidations).await?;
+        tx.commit().await?;
         Ok(Written {
             data: values,
             invalidations,
