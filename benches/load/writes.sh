@@ -184,6 +184,10 @@ for i, (sql, params) in enumerate(best):
         kind = types[i][n - 1] if i in types else None
         if value == f"'{listing}'":
             return f"CAST(:id AS {kind if kind in ('integer', 'bigint') else 'bigint'})"
+        # An array of the listing's id, once a row (the rewrite's rows as arrays).
+        if re.fullmatch(r"'\{%s(,%s)*\}'" % (listing, listing), value):
+            ids = value.strip("'{}").split(",")
+            return "ARRAY[" + ", ".join("CAST(:id AS bigint)" for _ in ids) + "]"
         if kind:
             return f"CAST({value} AS {kind})"
         # Untyped: a number as a number (the service bound it as one), else the text literal.

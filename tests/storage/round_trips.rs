@@ -215,10 +215,10 @@ async fn a_read_connection_the_server_ended_is_replaced_not_reused() {
         .expect("a read on a new connection");
 }
 
-/// What a dual-write `PATCH` of one listing value costs PostgreSQL on the wire, after the
+/// What a dual-write `PATCH` of one listing value and a `PUT` cost PostgreSQL on the wire, after the
 /// statements are prepared: each turn is named below, so a turn added unnoticed fails here.
 #[tokio::test]
-async fn a_dual_write_patch_costs_postgresql_its_named_round_trips() {
+async fn a_dual_write_costs_postgresql_its_named_round_trips() {
     let db = TestDb::fresh(Backend::Postgres).await;
     let (seeding, data) = seeded(&db, true).await;
     drop(seeding);
@@ -238,7 +238,7 @@ async fn a_dual_write_patch_costs_postgresql_its_named_round_trips() {
     assert_eq!(cars.len(), 2, "the dataset has two cars");
     let patch = crate::object(serde_json::json!({"mileage": {"value": 120000, "unit": "km"}}));
     let mut turns = Vec::new();
-    for car in cars {
+    for &car in &cars {
         let before = relay.count();
         storage
             .write_values(
@@ -263,5 +263,25 @@ async fn a_dual_write_patch_costs_postgresql_its_named_round_trips() {
     assert_eq!(
         turns[1], 16,
         "round trips of the second dual-write PATCH ({turns:?})"
+    );
+    // A PUT of three values costs what a PATCH of one does, plus unified's current values: each
+    // store's rewrite is one statement whatever the number of values.
+    let mut turns = Vec::new();
+    for &car in &cars {
+        let before = relay.count();
+        storage
+            .write_values(
+                EntityRef::listing(car),
+                storage::ValuesChange::Replace(&crate::car_values(2019)),
+                flags::WriteMode::Dual,
+            )
+            .await
+            .expect("a dual-write PUT");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        turns.push(relay.count() - before);
+    }
+    assert_eq!(
+        turns[1], 17,
+        "round trips of the second dual-write PUT ({turns:?})"
     );
 }
