@@ -235,6 +235,19 @@ pick = lambda q: times[min(len(times) - 1, int(q * len(times)))] if times else f
 print(f"{pick(0.5):.2f} {pick(0.99):.2f}")
 PY
 }
+# The floor of those figures: PostgreSQL's own latency for the same statements at the same rate
+# (pgbench, as many clients as the service's pools), p50 and p99 (ms).
+pgbench_latency_at() { # $1 rate, $2 script
+    rm -f "$OUT"/writes-pgbench-log.*
+    pgbench -n -M prepared -c "$POOL" -j 2 -T "$DURATION" -R "$1" --log --log-prefix="$OUT/writes-pgbench-log" \
+        -f "$2" "$DB_URL" >/dev/null 2>>"$OUT/writes-pgbench.err"
+    cat "$OUT"/writes-pgbench-log.* | python3 -c '
+import sys
+times = sorted(int(line.split()[2]) / 1000 for line in sys.stdin if line.strip())
+pick = lambda q: times[min(len(times) - 1, int(q * len(times)))] if times else float("nan")
+print(f"{pick(0.5):.2f} {pick(0.99):.2f}")'
+    rm -f "$OUT"/writes-pgbench-log.*
+}
 
 results=()
 for mode in "${MODES[@]}"; do
@@ -271,7 +284,8 @@ for mode in "${MODES[@]}"; do
         c1=$(commits)
         pgbench_txns=$(python3 -c "print(round(sum(float(t) for t in '${pgbench_runs[*]}'.split()) * $DURATION))")
         stop
-        results+=("${mode}|${op}|${service_runs[*]}|${pgbench_runs[*]}|$(median "${cpu_runs[@]}")|${p50}|${p99}|$(python3 -c "print(round(($c1 - $c0 - $pgbench_txns) / max(1, $n1 - $n0), 2))")|${round_trips}")
+        read -r floor50 floor99 < <(pgbench_latency_at "$(python3 -c "print($service_rps / 2)")" "$script")
+        results+=("${mode}|${op}|${service_runs[*]}|${pgbench_runs[*]}|$(median "${cpu_runs[@]}")|${p50}|${p99}|${floor50}|${floor99}|$(python3 -c "print(round(($c1 - $c0 - $pgbench_txns) / max(1, $n1 - $n0), 2))")|${round_trips}")
     done
 done
 
@@ -280,15 +294,16 @@ import statistics, sys
 names = {"legacy": "legacy only", "dual": "dual write", "unified": "unified only"}
 rows = []
 for result in sys.argv[2:]:
-    mode, op, service, pgbench, cpu, p50, p99, txns, round_trips = result.split("|")
+    mode, op, service, pgbench, cpu, p50, p99, floor50, floor99, txns, round_trips = result.split("|")
     s, p = [float(x) for x in service.split()], [float(x) for x in pgbench.split()]
     ms, mp = statistics.median(s), statistics.median(p)
     runs = lambda xs: " / ".join(f"{x:,.0f}" for x in xs)
     rows.append((f"{op} ({names[mode]})", f"{ms:,.0f} ({runs(s)})", f"{mp:,.0f} ({runs(p)})",
-                 f"{ms / mp:.0%}", f"{p50} / {p99}", cpu, txns, round_trips))
+                 f"{ms / mp:.0%}", f"{p50} / {p99}", f"{floor50} / {floor99}", cpu, txns, round_trips))
 text = ("| write | service req/s, median (rounds) | pgbench, same statements, tps (rounds) | ratio "
-        "| p50 / p99 ms at half max | service CPU µs/write | PostgreSQL transactions/write | round trips/write |\n"
-        "|---|---|---|---|---|---|---|---|\n")
+        "| p50 / p99 ms at half max | pgbench p50 / p99 ms, same rate | service CPU µs/write "
+        "| PostgreSQL transactions/write | round trips/write |\n"
+        "|---|---|---|---|---|---|---|---|---|\n")
 text += "\n".join("| " + " | ".join(row) + " |" for row in rows)
 print(text)
 open(sys.argv[1], "w").write(text + "\n")

@@ -215,8 +215,8 @@ async fn a_read_connection_the_server_ended_is_replaced_not_reused() {
         .expect("a read on a new connection");
 }
 
-/// What a dual-write `PATCH` of one listing value and a `PUT` cost PostgreSQL on the wire, after the
-/// statements are prepared: each turn is named below, so a turn added unnoticed fails here.
+/// What a dual-write `PATCH` of one listing value and a `PUT` cost PostgreSQL on the wire, after
+/// the statements are prepared: each turn is named below, so a turn added unnoticed fails here.
 #[tokio::test]
 async fn a_dual_write_costs_postgresql_its_named_round_trips() {
     let db = TestDb::fresh(Backend::Postgres).await;
