@@ -4,6 +4,7 @@ use anyhow::{Context, bail};
 use api::Settings;
 use clap::Args;
 use serde::Serialize;
+use storage::resolve::ResolutionAction;
 
 use super::*;
 
@@ -439,8 +440,8 @@ fn resolution_detail(r: &storage::resolve::Resolution) -> String {
         0 => String::new(),
         n => format!("; {n} quarantined value(s) matched"),
     };
-    match r.action.as_str() {
-        "alias" => format!(
+    match r.action {
+        ResolutionAction::Alias => format!(
             "'{}' means option '{}'{}{}",
             text("alias"),
             text("option"),
@@ -451,12 +452,12 @@ fn resolution_detail(r: &storage::resolve::Resolution) -> String {
             },
             matching("quarantined_matching")
         ),
-        "option" => format!(
+        ResolutionAction::Option => format!(
             "new option '{}'{}",
             text("value"),
             matching("quarantined_matching")
         ),
-        "move" => format!(
+        ResolutionAction::Move => format!(
             "values moved to '{}': {} moved, {} skipped, {} migrated again, {} quarantined",
             text("to"),
             count("moved"),
@@ -464,7 +465,7 @@ fn resolution_detail(r: &storage::resolve::Resolution) -> String {
             count("migrated"),
             count("quarantined")
         ),
-        "accept" | "unaccept" => format!(
+        ResolutionAction::Accept | ResolutionAction::Unaccept => format!(
             "{} value(s){}{}",
             count("values"),
             d["reason"]
@@ -476,7 +477,6 @@ fn resolution_detail(r: &storage::resolve::Resolution) -> String {
                 .map(|note| format!(" — {note}"))
                 .unwrap_or_default()
         ),
-        "undo" => format!("undid resolution {} ({})", d["undoes"], text("action")),
-        _ => d.to_string(),
+        ResolutionAction::Undo => format!("undid resolution {} ({})", d["undoes"], text("action")),
     }
 }

@@ -33,11 +33,55 @@ pub(crate) const ATTRIBUTE_TRANSLATIONS: &str =
 
 pub use crate::checksum::TableEvidence;
 
+/// What a manifest records: the `action` column's CHECK, and the dry run nothing records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ManifestAction {
+    Archive,
+    Restore,
+    /// `archive --dry-run`: what an archive would record (its id 0).
+    DryRun,
+}
+
+impl ManifestAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Archive => "archive",
+            Self::Restore => "restore",
+            Self::DryRun => "dry-run",
+        }
+    }
+}
+
+impl std::fmt::Display for ManifestAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ManifestAction {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl TryFrom<String> for ManifestAction {
+    type Error = String;
+
+    fn try_from(stored: String) -> std::result::Result<Self, String> {
+        [Self::Archive, Self::Restore]
+            .into_iter()
+            .find(|action| action.as_str() == stored)
+            .ok_or_else(|| format!("unknown archive manifest action '{stored}'"))
+    }
+}
+
 /// What one `archive` or `restore-archive` recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Manifest {
     pub id: i64,
-    pub action: String,
+    #[sqlx(try_from = "String")]
+    pub action: ManifestAction,
     #[sqlx(try_from = "crate::rows::TimestampText")]
     pub recorded_at: String,
     pub phase: String,
@@ -229,14 +273,14 @@ async fn move_legacy_tables(mut conn: Dialect<'_>, to_archive: bool) -> Result<(
 
 async fn save_manifest(
     conn: Dialect<'_>,
-    action: &str,
+    action: ManifestAction,
     phase: &str,
     tables: &[TableEvidence],
 ) -> Result<()> {
     record_queries(1);
     on_dialect!(conn, SAVE_MANIFEST, |c, statement| {
         sqlx::query(statement)
-            .bind(action)
+            .bind(action.as_str())
             .bind(phase)
             .bind(sqlx::types::Json(tables))
             .execute(&mut *c)
@@ -300,7 +344,7 @@ impl<B: Backend> Router<B> {
             // Nothing moves: the transaction ends unwritten.
             return Ok(crate::archive::Manifest {
                 id: 0,
-                action: "dry-run".into(),
+                action: ManifestAction::DryRun,
                 recorded_at: String::new(),
                 phase: phase.as_str().into(),
                 tables: before,
@@ -314,7 +358,13 @@ impl<B: Backend> Router<B> {
         let mut after = table_evidence(B::dialect(&mut tx), true).await?;
         after.extend(crate::monolith::evidence::<B>(&mut tx, &its_tables, true).await?);
         ensure_same_evidence(&before, &after, "archiving")?;
-        save_manifest(B::dialect(&mut tx), "archive", phase.as_str(), &before).await?;
+        save_manifest(
+            B::dialect(&mut tx),
+            ManifestAction::Archive,
+            phase.as_str(),
+            &before,
+        )
+        .await?;
         if let Some(waiver) = &waiver {
             crate::soak::record_waiver::<B>(&mut tx, waiver).await?;
         }
@@ -345,9 +395,9 @@ impl<B: Backend> Router<B> {
         let mut archived = table_evidence(B::dialect(&mut tx), true).await?;
         archived.extend(crate::monolith::evidence::<B>(&mut tx, &its_tables, true).await?);
         let recorded = last_manifest(B::dialect(&mut tx)).await?;
-        let unchanged = recorded
-            .as_ref()
-            .is_some_and(|manifest| manifest.action == "archive" && manifest.tables == archived);
+        let unchanged = recorded.as_ref().is_some_and(|manifest| {
+            manifest.action == ManifestAction::Archive && manifest.tables == archived
+        });
         crate::legacy_views::drop::<B>(&mut tx).await?;
         move_legacy_tables(B::dialect(&mut tx), false).await?;
         crate::monolith::move_tables::<B>(&mut tx, &its_tables, false).await?;
@@ -360,7 +410,13 @@ impl<B: Backend> Router<B> {
         let phase = flags
             .check(&crate::evidence::migration_state(B::dialect(&mut tx)).await?)
             .map_or("none", Phase::as_str);
-        save_manifest(B::dialect(&mut tx), "restore", phase, &restored).await?;
+        save_manifest(
+            B::dialect(&mut tx),
+            ManifestAction::Restore,
+            phase,
+            &restored,
+        )
+        .await?;
         let manifest = last_manifest(B::dialect(&mut tx)).await?;
         crate::invalidation::notify(B::dialect(&mut tx), &[Invalidation::Everything]).await?;
         crate::stored_flags::notify_state_changed(B::dialect(&mut tx)).await?;

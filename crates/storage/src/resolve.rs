@@ -23,13 +23,70 @@ use crate::router::{Router, Written, ensure_legacy_in_place};
 /// The longest alias or option value kept (the legacy `option_value` column's width).
 const MAX_SPELLING: usize = 255;
 
+/// What a resolution did (the `action` column's CHECK).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResolutionAction {
+    Alias,
+    Option,
+    Move,
+    Accept,
+    Unaccept,
+    Undo,
+}
+
+impl ResolutionAction {
+    pub const ALL: [Self; 6] = [
+        Self::Alias,
+        Self::Option,
+        Self::Move,
+        Self::Accept,
+        Self::Unaccept,
+        Self::Undo,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Alias => "alias",
+            Self::Option => "option",
+            Self::Move => "move",
+            Self::Accept => "accept",
+            Self::Unaccept => "unaccept",
+            Self::Undo => "undo",
+        }
+    }
+}
+
+impl std::fmt::Display for ResolutionAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ResolutionAction {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl TryFrom<String> for ResolutionAction {
+    type Error = String;
+
+    fn try_from(stored: String) -> std::result::Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|action| action.as_str() == stored)
+            .ok_or_else(|| format!("unknown resolution action '{stored}'"))
+    }
+}
+
 /// One resolution as recorded: what was done, to which attribute, by whom, and what it
 /// touched.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Resolution {
     pub id: i64,
-    /// `alias`, `option` or `move`.
-    pub action: String,
+    #[sqlx(try_from = "String")]
+    pub action: ResolutionAction,
     pub attribute_code: String,
     /// The request and its outcome (`{"alias": …, "option": …}`, `{"to": …, "moved": …}`).
     #[sqlx(json)]
@@ -164,10 +221,10 @@ impl MoveReport {
 
 impl Resolution {
     /// What a dry run or a move that matched nothing answers: no id, nothing recorded.
-    fn unrecorded(action: &str, attribute_code: &str, actor: &str) -> Self {
+    fn unrecorded(action: ResolutionAction, attribute_code: &str, actor: &str) -> Self {
         Self {
             id: 0,
-            action: action.to_owned(),
+            action,
             attribute_code: attribute_code.to_owned(),
             detail: serde_json::Value::Null,
             affected: 0,
@@ -230,7 +287,7 @@ const EARLIER_RESOLUTIONS: Sql = Sql::same(
 /// answers it instead of recording another.
 async fn earlier_resolution<B: Backend>(
     conn: &mut Conn<B>,
-    action: &str,
+    action: ResolutionAction,
     attribute: &str,
     same: impl Fn(&serde_json::Value) -> bool,
 ) -> Result<Option<Resolution>> {
@@ -240,7 +297,7 @@ async fn earlier_resolution<B: Backend>(
         EARLIER_RESOLUTIONS,
         |c, statement| {
             sqlx::query_as(statement)
-                .bind(action)
+                .bind(action.as_str())
                 .bind(attribute)
                 .fetch_all(&mut *c)
                 .await?
@@ -307,7 +364,8 @@ impl<B: Backend> Router<B> {
                     && d["alias"].as_str().map(alias_key) == Some(alias_key(alias))
             };
             if let Some(earlier) =
-                earlier_resolution::<B>(&mut tx, "alias", &definition.code, same).await?
+                earlier_resolution::<B>(&mut tx, ResolutionAction::Alias, &definition.code, same)
+                    .await?
             {
                 return Ok(Written {
                     data: earlier.repeated(),
@@ -342,14 +400,14 @@ impl<B: Backend> Router<B> {
             return Ok(Written {
                 data: Resolution {
                     detail,
-                    ..Resolution::unrecorded("alias", &definition.code, actor)
+                    ..Resolution::unrecorded(ResolutionAction::Alias, &definition.code, actor)
                 },
                 invalidations: Vec::new(),
             });
         }
         let resolution = record_resolution(
             B::dialect(&mut tx),
-            "alias",
+            ResolutionAction::Alias,
             &definition.code,
             &detail,
             0,
@@ -394,7 +452,7 @@ impl<B: Backend> Router<B> {
         with_options(&definition)?;
         if definition.options.iter().any(|o| o.value == value)
             && let Some(earlier) =
-                earlier_resolution::<B>(&mut tx, "option", &definition.code, |d| {
+                earlier_resolution::<B>(&mut tx, ResolutionAction::Option, &definition.code, |d| {
                     d["value"] == value
                 })
                 .await?
@@ -446,14 +504,14 @@ impl<B: Backend> Router<B> {
             return Ok(Written {
                 data: Resolution {
                     detail,
-                    ..Resolution::unrecorded("option", &definition.code, actor)
+                    ..Resolution::unrecorded(ResolutionAction::Option, &definition.code, actor)
                 },
                 invalidations: Vec::new(),
             });
         }
         let resolution = record_resolution(
             B::dialect(&mut tx),
-            "option",
+            ResolutionAction::Option,
             &definition.code,
             &detail,
             0,
@@ -532,7 +590,10 @@ impl<B: Backend> Router<B> {
         .await?;
         if candidates.is_empty() {
             if let Some(earlier) =
-                earlier_resolution::<B>(&mut tx, "move", from, |d| request.same_as(d)).await?
+                earlier_resolution::<B>(&mut tx, ResolutionAction::Move, from, |d| {
+                    request.same_as(d)
+                })
+                .await?
             {
                 return Ok(Written {
                     data: (
@@ -551,7 +612,7 @@ impl<B: Backend> Router<B> {
             .await?;
             return Ok(Written {
                 data: (
-                    Resolution::unrecorded("move", from, actor),
+                    Resolution::unrecorded(ResolutionAction::Move, from, actor),
                     MoveReport::nothing(request.dry_run, Some(known)),
                 ),
                 invalidations: Vec::new(),
@@ -584,7 +645,10 @@ impl<B: Backend> Router<B> {
         if request.dry_run {
             // Everything above ran in the transaction, which is dropped: nothing changed.
             return Ok(Written {
-                data: (Resolution::unrecorded("move", from, actor), report),
+                data: (
+                    Resolution::unrecorded(ResolutionAction::Move, from, actor),
+                    report,
+                ),
                 invalidations: Vec::new(),
             });
         }
@@ -594,8 +658,15 @@ impl<B: Backend> Router<B> {
             "migrated": report.migrated, "quarantined": report.quarantined,
         });
         let affected = report.moved.len() as i64;
-        let resolution =
-            record_resolution(B::dialect(&mut tx), "move", from, &detail, affected, actor).await?;
+        let resolution = record_resolution(
+            B::dialect(&mut tx),
+            ResolutionAction::Move,
+            from,
+            &detail,
+            affected,
+            actor,
+        )
+        .await?;
         let mut invalidations: Vec<Invalidation> = report
             .moved
             .iter()
@@ -621,7 +692,11 @@ impl<B: Backend> Router<B> {
         actor: &str,
         undo: bool,
     ) -> Result<Resolution> {
-        let action = if undo { "unaccept" } else { "accept" };
+        let action = if undo {
+            ResolutionAction::Unaccept
+        } else {
+            ResolutionAction::Accept
+        };
         let attribute = filter.attribute.as_deref().unwrap_or("*");
         let mut tx = self.begin_write().await?;
         let changed = quarantine::set_accepted::<B>(&mut tx, filter, all, actor, undo).await?;
@@ -703,7 +778,7 @@ const INSERT_RESOLUTION: Sql = Sql::same(
 /// Records a resolution (or its undoing) in the transaction that makes it.
 pub(crate) async fn record_resolution(
     conn: Dialect<'_>,
-    action: &str,
+    action: ResolutionAction,
     attribute_code: &str,
     detail: &serde_json::Value,
     affected: i64,
@@ -712,7 +787,7 @@ pub(crate) async fn record_resolution(
     crate::stats::record_queries(1);
     Ok(on_dialect!(conn, INSERT_RESOLUTION, |c, statement| {
         sqlx::query_as(statement)
-            .bind(action)
+            .bind(action.as_str())
             .bind(attribute_code)
             .bind(sqlx::types::Json(detail))
             .bind(affected)

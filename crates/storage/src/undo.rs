@@ -14,7 +14,7 @@ use crate::dialect::{Sql, on_dialect};
 use crate::error::{Resource, Result, StorageError};
 use crate::invalidation::Invalidation;
 use crate::quarantine::{AcceptFilter, QuarantineKind};
-use crate::resolve::Resolution;
+use crate::resolve::{Resolution, ResolutionAction};
 use crate::router::{Router, Written, ensure_legacy_in_place};
 use crate::stats::record_queries;
 
@@ -81,7 +81,7 @@ impl<B: Backend> Router<B> {
                 id,
             });
         };
-        if undone.action == "undo" {
+        if undone.action == ResolutionAction::Undo {
             return Err(StorageError::Conflict(format!(
                 "resolution {id} is an undo itself: resolve again instead"
             )));
@@ -90,7 +90,7 @@ impl<B: Backend> Router<B> {
             resolutions::<B>(&mut tx, LATER, id, Some(undone.attribute_code.as_str())).await?;
         if let Some(earlier) = later
             .iter()
-            .find(|r| r.action == "undo" && r.detail["undoes"] == id)
+            .find(|r| r.action == ResolutionAction::Undo && r.detail["undoes"] == id)
         {
             return Ok(Written {
                 data: Resolution {
@@ -110,8 +110,8 @@ impl<B: Backend> Router<B> {
         let text = |key: &str| detail[key].as_str().map(str::to_owned);
         let mut invalidations = Vec::new();
         let mut affected = 0;
-        match undone.action.as_str() {
-            "accept" | "unaccept" => {
+        match undone.action {
+            ResolutionAction::Accept | ResolutionAction::Unaccept => {
                 let filter = AcceptFilter {
                     attribute: text("attribute"),
                     kind: text("reason").and_then(|k| k.parse::<QuarantineKind>().ok()),
@@ -121,12 +121,12 @@ impl<B: Backend> Router<B> {
                     &filter,
                     true,
                     actor,
-                    undone.action == "accept",
+                    undone.action == ResolutionAction::Accept,
                 )
                 .await?;
             }
-            "alias" if detail["already_known"] == true => {}
-            "alias" => {
+            ResolutionAction::Alias if detail["already_known"] == true => {}
+            ResolutionAction::Alias => {
                 let definition = self.definition(&mut tx, &undone, mode).await?;
                 let key = crate::resolve::alias_key(&text("alias").unwrap_or_default());
                 let migrated: i64 = on_dialect!(
@@ -156,7 +156,7 @@ impl<B: Backend> Router<B> {
                 });
                 invalidations = vec![Invalidation::Catalog, Invalidation::AllValues];
             }
-            "option" => {
+            ResolutionAction::Option => {
                 let current = self.definition(&mut tx, &undone, mode).await?;
                 let value = text("value").unwrap_or_default();
                 let mut updated = current.clone();
@@ -179,7 +179,7 @@ impl<B: Backend> Router<B> {
                     affected = 1;
                 }
             }
-            "move" => {
+            ResolutionAction::Move => {
                 if !mode.writes(Store::Legacy) {
                     return Err(StorageError::Conflict(
                         "a move is undone in the legacy tables: turn dual-write on first".into(),
@@ -229,16 +229,17 @@ impl<B: Backend> Router<B> {
                     .collect();
                 invalidations.push(Invalidation::AllRanges);
             }
-            other => {
+            ResolutionAction::Undo => {
                 return Err(StorageError::Conflict(format!(
-                    "a resolution of kind '{other}' cannot be undone"
+                    "a resolution of kind '{}' cannot be undone",
+                    undone.action
                 )));
             }
         }
         let record = serde_json::json!({"undoes": id, "action": undone.action});
         let resolution = crate::resolve::record_resolution(
             B::dialect(&mut tx),
-            "undo",
+            ResolutionAction::Undo,
             &undone.attribute_code,
             &record,
             affected as i64,
