@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use domain::{EntityKind, EntityRef};
+use storage::demo::Dataset;
 use storage::{PoolSettings, Storage, StorageError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -105,18 +106,24 @@ fn relayed(url: &str, port: u16) -> (String, String) {
     )
 }
 
-#[tokio::test]
-async fn an_uncached_read_costs_postgresql_exactly_one_round_trip() {
+/// A fresh database seeded in both stores, and a storage that reaches it through a counting
+/// relay on one connection: every statement after its first run finds itself prepared.
+async fn seeded_through_relay() -> (TestDb, Dataset, CountingRelay, Storage) {
     let db = TestDb::fresh(Backend::Postgres).await;
     let (seeding, data) = seeded(&db, true).await;
     drop(seeding);
     let (_, upstream) = relayed(&db.url, 0);
     let relay = CountingRelay::start(upstream).await;
     let (url, _) = relayed(&db.url, relay.port);
-    // One connection: every read after the first finds its statements prepared.
     let storage = Storage::connect(&url, PoolSettings::new(1))
         .await
         .expect("connect through the relay");
+    (db, data, relay, storage)
+}
+
+#[tokio::test]
+async fn an_uncached_read_costs_postgresql_exactly_one_round_trip() {
+    let (_db, data, relay, storage) = seeded_through_relay().await;
     let listings: Vec<EntityRef> = data
         .entities()
         .map(|(entity, _)| entity)
@@ -219,15 +226,7 @@ async fn a_read_connection_the_server_ended_is_replaced_not_reused() {
 /// the statements are prepared: each turn is named below, so a turn added unnoticed fails here.
 #[tokio::test]
 async fn a_dual_write_costs_postgresql_its_named_round_trips() {
-    let db = TestDb::fresh(Backend::Postgres).await;
-    let (seeding, data) = seeded(&db, true).await;
-    drop(seeding);
-    let (_, upstream) = relayed(&db.url, 0);
-    let relay = CountingRelay::start(upstream).await;
-    let (url, _) = relayed(&db.url, relay.port);
-    let storage = Storage::connect(&url, PoolSettings::new(1))
-        .await
-        .expect("connect through the relay");
+    let (_db, data, relay, storage) = seeded_through_relay().await;
     let cars: Vec<i64> = data
         .listings
         .iter()
@@ -236,52 +235,39 @@ async fn a_dual_write_costs_postgresql_its_named_round_trips() {
         .take(2)
         .collect();
     assert_eq!(cars.len(), 2, "the dataset has two cars");
+    // The round trips of the same change to each car: the first prepares its statements.
+    let turns = async |change: storage::ValuesChange<'_>| {
+        let mut turns = Vec::new();
+        for &car in &cars {
+            let before = relay.count();
+            storage
+                .write_values(EntityRef::listing(car), change, flags::WriteMode::Dual)
+                .await
+                .expect("a dual write");
+            // The connection's return to the pool (sqlx's `Sync`) completes after the write
+            // returns: let it land in this write's count.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            turns.push(relay.count() - before);
+        }
+        turns
+    };
     let patch = crate::object(serde_json::json!({"mileage": {"value": 120000, "unit": "km"}}));
-    let mut turns = Vec::new();
-    for &car in &cars {
-        let before = relay.count();
-        storage
-            .write_values(
-                EntityRef::listing(car),
-                storage::ValuesChange::Merge(&patch),
-                flags::WriteMode::Dual,
-            )
-            .await
-            .expect("a dual-write PATCH");
-        // The connection's return to the pool (sqlx's `Sync`) completes after the write
-        // returns: let it land in this write's count.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        turns.push(relay.count() - before);
-    }
-    // BEGIN; the evidence marker; the fence (migration state FOR SHARE and the stored flags);
-    // the listing's category FOR UPDATE; the category chain, its bindings and definitions; the
-    // marketplace's own definitions bound in the chain; legacy's current values (read once);
-    // legacy's delete and insert; unified's upsert; the quarantine's forget; the marketplace's
-    // own definitions among the codes; the feed's row with the replicas' NOTIFY; COMMIT; the
-    // pool's `Sync` on the connection's return. (Before: 21 — legacy's values read twice, the
-    // feed and the NOTIFY apart, and three statements parsed anew on every write.)
+    let patched = turns(storage::ValuesChange::Merge(&patch)).await;
+    // BEGIN; the fence (migration state FOR SHARE, the stored flags; a dual write leaves the
+    // evidence as it is); the listing's category FOR UPDATE; the category chain with its bindings
+    // and definitions; the marketplace's own definitions bound in the chain; legacy's current
+    // values (read once); legacy's delete and insert; unified's delete and insert; the
+    // quarantine's forget; the marketplace's own definitions among the codes; the feed's row with
+    // the replicas' NOTIFY; COMMIT; the pool's `Sync` on the connection's return. (Before: 21 —
+    // legacy's values read twice, the feed and the NOTIFY apart, and three statements parsed
+    // anew on every write.)
     assert_eq!(
-        turns[1], 16,
-        "round trips of the second dual-write PATCH ({turns:?})"
+        patched[1], 16,
+        "round trips of a dual-write PATCH ({patched:?})"
     );
     // A PUT of three values costs what a PATCH of one does, plus unified's current values: each
     // store's rewrite is one statement whatever the number of values.
-    let mut turns = Vec::new();
-    for &car in &cars {
-        let before = relay.count();
-        storage
-            .write_values(
-                EntityRef::listing(car),
-                storage::ValuesChange::Replace(&crate::car_values(2019)),
-                flags::WriteMode::Dual,
-            )
-            .await
-            .expect("a dual-write PUT");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        turns.push(relay.count() - before);
-    }
-    assert_eq!(
-        turns[1], 17,
-        "round trips of the second dual-write PUT ({turns:?})"
-    );
+    let car_values = crate::car_values(2019);
+    let put = turns(storage::ValuesChange::Replace(&car_values)).await;
+    assert_eq!(put[1], 17, "round trips of a dual-write PUT ({put:?})");
 }
