@@ -124,13 +124,15 @@ impl Metrics {
     pub fn set_facts(&self, facts: &storage::status::MigrationFacts) {
         // Each series is set in place, never reset first: a scrape between a reset and the
         // next set would see the series vanish, and a dashboard would draw a gap.
-        for kind in QUARANTINE_KINDS {
+        for kind in storage::quarantine::QuarantineKind::ALL {
             let count = facts
                 .quarantine_by_kind
                 .iter()
-                .find(|(counted, _)| counted == kind)
+                .find(|(counted, _)| counted == kind.as_str())
                 .map_or(0, |(_, count)| *count);
-            self.quarantine_values.with_label_values(&[kind]).set(count);
+            self.quarantine_values
+                .with_label_values(&[kind.as_str()])
+                .set(count);
         }
         self.quarantine_blocking.set(facts.quarantine_blocking);
         self.last_verify_at
@@ -358,17 +360,6 @@ fn container_memory_limit() -> Option<u64> {
         .ok()
         .filter(|bytes| *bytes < 1 << 60)
 }
-
-/// The kinds of quarantined value (the `kind` column's CHECK): each has its series from the start.
-const QUARANTINE_KINDS: [&str; 7] = [
-    "invalid",
-    "unknown",
-    "unreadable",
-    "refused",
-    "orphan",
-    "empty",
-    "conflict",
-];
 
 /// `GET /metrics`: values kept in memory, no query.
 pub async fn scrape(state: web::Data<crate::AppState>) -> HttpResponse {

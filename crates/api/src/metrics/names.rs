@@ -390,8 +390,10 @@ impl Metrics {
         for result in ["match", "mismatch", "error"] {
             metrics.shadow.with_label_values(&[result]);
         }
-        for kind in QUARANTINE_KINDS {
-            metrics.quarantine_values.with_label_values(&[kind]);
+        for kind in storage::quarantine::QuarantineKind::ALL {
+            metrics
+                .quarantine_values
+                .with_label_values(&[kind.as_str()]);
         }
         for operation in storage::throttle::Operation::ALL {
             metrics
