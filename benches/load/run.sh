@@ -2,7 +2,8 @@
 # Load benchmark of the service on PostgreSQL with 200,000 listings (about 2,000,000
 # values), each figure next to its ceiling measured in the same run:
 #   - cached category read vs. a minimal actix-web handler returning the same bytes;
-#   - listing values with the cache off vs. pgbench running the same SQL;
+#   - listing values with the cache off vs. pgbench running the same SQL, and vs. the floor of
+#     the stack (actix-web and sqlx running that SQL, no code of ours: benches/baseline.rs);
 #   - p99 at half of the maximum throughput (hey, fixed rate), single and batch-of-50 reads;
 #   - database queries per cached read and per miss, and the hit rate on a Zipf(1.0)
 #     access pattern, from the service's own metrics;
@@ -147,11 +148,25 @@ rss_end=$(current_rss_mb)
 zipf_entries=$(metric 'unified_attributes_cache_entries{cache="responses"}')
 zipf_cache_bytes=$(metric 'unified_attributes_cache_bytes{cache="responses"}')
 
-say "listing values with the cache off vs. pgbench on the same SQL"
+say "listing values with the cache off vs. pgbench on the same SQL, and the stack's floor"
 start_service false
-nocache_runs=() pgbench_runs=() nocache_misses=0 nocache_commits=0
-service_cpu=0 pg_cpu_service=0 pg_cpu_pgbench=0 pgbench_txns=0
+curl -fs "$SERVICE/api/v2/marketplace/listings/1/attributes" >"$OUT/listing.json"
+nocache_runs=() pgbench_runs=() floor_runs=() nocache_misses=0 nocache_commits=0
+service_cpu=0 pg_cpu_service=0 pg_cpu_pgbench=0 pgbench_txns=0 floor_cpu=0 floor_requests=0
 for _ in $(seq 1 "$ROUNDS"); do
+    # The floor: actix-web and sqlx alone, the same statement and connections per worker as
+    # the service, the service's answer bytes (benches/baseline.rs).
+    BASELINE_PORT=$BASELINE_PORT BASELINE_BODY="$OUT/listing.json" BASELINE_WORKERS=2 \
+        BASELINE_DATABASE_URL="$DB_URL" BASELINE_STATEMENT=benches/load/listing_values.pgbench \
+        BASELINE_CONNECTIONS="$((POOL / 2))" "$baseline_bin" &
+    baseline_pid=$!
+    for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:${BASELINE_PORT}/listings/1" >/dev/null 2>&1 && break; sleep 0.1; done
+    f0=$(cpu_ticks "$baseline_pid")
+    floor_runs+=("$(UNIFORM_N=$LISTINGS wrk_rps -s benches/load/uniform.lua "http://127.0.0.1:${BASELINE_PORT}")")
+    f1=$(cpu_ticks "$baseline_pid")
+    kill "$baseline_pid"; wait "$baseline_pid" 2>/dev/null || true; baseline_pid=""
+    floor_cpu=$((floor_cpu + f1 - f0))
+    floor_requests=$(python3 -c "print($floor_requests + ${floor_runs[-1]} * $DURATION)")
     m0=$(metric 'unified_attributes_cache_misses_total{cache="responses"}') c0=$(commits)
     s0=$(cpu_ticks "$service_pid") p0=$(postgres_cpu)
     nocache_runs+=("$(UNIFORM_N=$LISTINGS wrk_rps -s benches/load/uniform.lua "$SERVICE")")
@@ -174,6 +189,7 @@ done
 rss_nocache=$(peak_rss_mb)
 nocache_rps=$(median "${nocache_runs[@]}")
 pgbench_tps=$(median "${pgbench_runs[@]}")
+floor_rps=$(median "${floor_runs[@]}")
 
 say "overload: 3x the measured maximum of uncached reads, at a fixed rate"
 # hey paces each of its workers to a fixed rate (-q per worker); with many workers the offered
@@ -199,7 +215,7 @@ PY
 read -r overload_sent overload_ok_rps overload_ok_p99 overload_shed overload_shed_p99 overload_other <<<"$overload"
 
 service_runs_text="${service_runs[*]}" baseline_runs_text="${baseline_runs[*]}"
-nocache_runs_text="${nocache_runs[*]}" pgbench_runs_text="${pgbench_runs[*]}"
+nocache_runs_text="${nocache_runs[*]}" pgbench_runs_text="${pgbench_runs[*]}" floor_runs_text="${floor_runs[*]}"
 python3 - "$OUT/load.md" <<PY
 import sys
 r = lambda a, b: a / b if b else float("nan")
@@ -239,6 +255,9 @@ rows = [
     ("ratio of the medians", f"{r(nocache, pg):.0%}", ">= 65%"),
     ("CPU per uncached read: service / PostgreSQL (/proc)", f"{r(float('$service_cpu') * 1e6 / $TICKS, float('$nocache_misses')):.0f} / {r(float('$pg_cpu_service') * 1e6 / $TICKS, float('$nocache_misses')):.0f} us", ""),
     ("CPU per pgbench transaction: PostgreSQL (/proc, the whole run, exited backends included)", f"{r(float('$pg_cpu_pgbench') * 1e6 / $TICKS, float('$pgbench_txns')):.0f} us", ""),
+    ("floor: actix-web + sqlx, same statement, rows undecoded, req/s (median)", f"{float('$floor_rps'):,.0f} ({rounds('$floor_runs_text')})", ""),
+    ("service / floor", f"{r(nocache, float('$floor_rps')):.0%}", ""),
+    ("CPU per request of the floor (/proc)", f"{r(float('$floor_cpu') * 1e6 / $TICKS, float('$floor_requests')):.0f} us", ""),
     ("PostgreSQL transactions per read, cache off (pg_stat_database)", f"{r(float('$nocache_commits'), float('$nocache_misses')):.3f}", "1"),
     ("overload: offered 3x max / answered per s", f"{3 * nocache:,.0f} / {float('$overload_sent'):,.0f}", ""),
     ("overload: 200 per s, their p99", f"{float('$overload_ok_rps'):,.0f}, $overload_ok_p99 ms", "< 20 ms"),
