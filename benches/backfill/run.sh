@@ -8,7 +8,8 @@
 #   - peak resident memory of both commands (GNU time).
 # Both run in BENCH_ROUNDS (3) alternating rounds, each from legacy only; medians are reported.
 # Loopback only, bounded by the data size. Usage: benches/backfill/run.sh
-# (BENCH_LISTINGS, 220000; BENCH_BATCH, 1000; BENCH_ROUNDS, 3; BENCH_RESEED=1 reloads the data.)
+# (BENCH_LISTINGS, 220000; BENCH_BATCH, 1000; BENCH_ROUNDS, 3; BENCH_RESEED=1 reloads the data;
+# BENCH_BINARY, a release build to measure instead of this tree's.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -25,9 +26,13 @@ say() { printf '\n== %s\n' "$*" >&2; }
 # The service's tables live in their own schema; psql finds them first, as the service does.
 export PGOPTIONS="-c search_path=${DATABASE_SCHEMA:-attributes},public"
 
-say "building (release)"
-cargo build --release --bin unified-attributes >&2
-bin=${CARGO_TARGET_DIR:-target}/release/unified-attributes
+# BENCH_BINARY: another build to measure (a release build of an earlier commit, for a before/after).
+bin=${BENCH_BINARY:-}
+if [ -z "$bin" ]; then
+    say "building (release)"
+    cargo build --release --bin unified-attributes >&2
+    bin=${CARGO_TARGET_DIR:-target}/release/unified-attributes
+fi
 
 db_name=${DB_URL##*/}
 admin_url=${DB_URL%/*}/postgres

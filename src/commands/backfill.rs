@@ -290,32 +290,47 @@ async fn backfill_kind(
             ));
         }
         let batch_started = Instant::now();
-        let next = storage
-            .backfill_batch(kind, &checkpoint, args.batch_size, catalog)
-            .await?;
-        let rows =
-            (next.migrated + next.quarantined) - (checkpoint.migrated + checkpoint.quarantined);
-        checkpoint = next;
-        *batches += 1;
-        done += args.batch_size;
-        let rows_done = (checkpoint.migrated + checkpoint.quarantined
-            - migrated_before
-            - quarantined_before) as f64;
-        progress.step(
-            if checkpoint.completed {
-                total
-            } else {
-                done.min(total)
-            }
-            .max(0) as u64,
-            format!(
-                "up to id {} ({} migrated, {} quarantined, {:.0} rows/s)",
-                checkpoint.last_id,
-                checkpoint.migrated,
-                checkpoint.quarantined,
-                rows_done / started.elapsed().as_secs_f64().max(0.001),
-            ),
-        );
+        // Unpaced, two batches run side by side (one connection each, committed in order);
+        // a pace is kept batch by batch.
+        let paced = args.batch_delay > 0 || args.max_rows_per_sec > 0;
+        let side_by_side = !paced && args.max_batches.is_none_or(|max| *batches + 2 <= max);
+        let committed = if side_by_side {
+            storage
+                .backfill_two_batches(kind, &checkpoint, args.batch_size, catalog)
+                .await?
+        } else {
+            vec![
+                storage
+                    .backfill_batch(kind, &checkpoint, args.batch_size, catalog)
+                    .await?,
+            ]
+        };
+        let mut rows = 0;
+        for next in committed {
+            rows +=
+                (next.migrated + next.quarantined) - (checkpoint.migrated + checkpoint.quarantined);
+            checkpoint = next;
+            *batches += 1;
+            done += args.batch_size;
+            let rows_done = (checkpoint.migrated + checkpoint.quarantined
+                - migrated_before
+                - quarantined_before) as f64;
+            progress.step(
+                if checkpoint.completed {
+                    total
+                } else {
+                    done.min(total)
+                }
+                .max(0) as u64,
+                format!(
+                    "up to id {} ({} migrated, {} quarantined, {:.0} rows/s)",
+                    checkpoint.last_id,
+                    checkpoint.migrated,
+                    checkpoint.quarantined,
+                    rows_done / started.elapsed().as_secs_f64().max(0.001),
+                ),
+            );
+        }
         let mut pause = Duration::from_millis(args.batch_delay);
         if args.max_rows_per_sec > 0 {
             let budget = Duration::from_secs_f64(rows as f64 / args.max_rows_per_sec as f64);

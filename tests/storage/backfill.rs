@@ -5,7 +5,7 @@ use domain::{EntityKind, EntityRef};
 use flags::Store;
 use storage::{ReadRoute, Storage};
 
-use crate::common::{Backend, TestDb};
+use crate::common::{Backend, Raw, TestDb};
 
 conformance_in!(
     every_legacy_row_is_migrated_or_quarantined_with_a_reason_and_reads_agree,
@@ -16,6 +16,7 @@ conformance_in!(
     on_the_defects_dataset_every_legacy_value_is_migrated_or_quarantined_with_its_reason,
     a_date_no_store_can_hold_is_quarantined_and_the_backfill_completes,
     a_value_the_database_refuses_is_quarantined_with_its_reason_and_the_rest_migrates,
+    two_batches_side_by_side_write_what_one_at_a_time_writes,
 );
 
 const LEGACY: ReadRoute = ReadRoute {
@@ -117,6 +118,70 @@ async fn every_legacy_row_is_migrated_or_quarantined_with_a_reason_and_reads_agr
             legacy.remove("year");
         }
         assert_eq!(unified, legacy, "listing {listing}");
+    }
+}
+
+async fn two_batches_side_by_side_write_what_one_at_a_time_writes(db: TestDb) {
+    let (storage, _) = seeded_with_a_defect(&db).await;
+    run_to_end(&storage, 7, false).await;
+    let one_at_a_time = snapshot(&db).await;
+    let counts = listing_rows(&db).await;
+    let catalog = storage.backfill_catalog().await.expect("catalog");
+    let (mut calls, mut pairs) = (0, 0);
+    for kind in EntityKind::ALL {
+        let mut checkpoint = storage
+            .backfill_checkpoint(kind, true)
+            .await
+            .expect("checkpoint");
+        while !checkpoint.completed {
+            let committed = storage
+                .backfill_two_batches(kind, &checkpoint, 7, &catalog)
+                .await
+                .expect("two batches");
+            assert!(
+                (1..=2).contains(&committed.len()),
+                "{} checkpoints",
+                committed.len()
+            );
+            for next in committed.iter() {
+                assert!(
+                    next.completed || next.last_id > checkpoint.last_id,
+                    "the checkpoints move on in order: {} after {}",
+                    next.last_id,
+                    checkpoint.last_id
+                );
+                checkpoint = next.clone();
+            }
+            calls += 1;
+            pairs += usize::from(committed.len() == 2);
+        }
+        let stored = storage
+            .backfill_checkpoint(kind, false)
+            .await
+            .expect("stored");
+        assert_eq!(
+            (stored.last_id, stored.completed),
+            (checkpoint.last_id, true),
+            "{kind}: the stored checkpoint is the last one returned"
+        );
+    }
+    assert_eq!(snapshot(&db).await, one_at_a_time);
+    assert_eq!(listing_rows(&db).await, counts);
+    let checkpoint = storage
+        .backfill_checkpoint(EntityKind::Listing, false)
+        .await
+        .expect("checkpoint");
+    assert_eq!(
+        (checkpoint.migrated, checkpoint.quarantined),
+        (counts.1, counts.2),
+        "the second batch's checkpoint counts from the first's"
+    );
+    // 60 listings, 6 products, 18 variants in batches of 7: PostgreSQL pairs them, SQLite
+    // (one writer) runs one batch a call.
+    if db.backend == Backend::Postgres {
+        assert!(pairs >= 5, "{pairs} pairs in {calls} calls");
+    } else {
+        assert_eq!(pairs, 0);
     }
 }
 
@@ -567,5 +632,64 @@ async fn a_value_the_database_refuses_is_quarantined_with_its_reason_and_the_res
     assert_eq!(
         (checkpoint.migrated, checkpoint.quarantined),
         (migrated, quarantined)
+    );
+}
+
+/// The first of two batches side by side commits while the second still waits for a lock: a
+/// flag change queued behind the first (which the second's fence would queue behind in turn)
+/// is let through, instead of all three waiting on each other where PostgreSQL's deadlock
+/// detector cannot see it (the wait for the second is in this process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_of_two_batches_commits_while_the_second_waits() {
+    let db = TestDb::fresh(Backend::Postgres).await;
+    let (storage, _) = seeded_with_a_defect(&db).await;
+    storage.backfill_definitions().await.expect("definitions");
+    let catalog = storage.backfill_catalog().await.expect("catalog");
+    let checkpoint = storage
+        .backfill_checkpoint(EntityKind::Listing, false)
+        .await
+        .expect("checkpoint");
+    // The second batch (listings 8 to 14) needs listing 10's row; another session holds it.
+    let holder = db.raw().await;
+    let Raw::Postgres(pool) = &holder else {
+        unreachable!("a PostgreSQL database")
+    };
+    let mut held = pool.begin().await.expect("begin");
+    sqlx::query("SELECT id FROM marketplace_listings WHERE id = 10 FOR UPDATE")
+        .execute(&mut *held)
+        .await
+        .expect("row held");
+    let pair = tokio::spawn(async move {
+        storage
+            .backfill_two_batches(EntityKind::Listing, &checkpoint, 7, &catalog)
+            .await
+    });
+    let raw = db.raw().await;
+    let mut first_committed = false;
+    // Within the write lock timeout (3 s), which would fail the second batch.
+    for _ in 0..40 {
+        if raw
+            .count("SELECT COALESCE(MAX(last_id), 0) FROM backfill_checkpoint WHERE entity_type = 'listing'")
+            .await
+            == 7
+        {
+            first_committed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        !pair.is_finished(),
+        "the second batch waits for the held row"
+    );
+    held.rollback().await.expect("row released");
+    let committed = pair.await.expect("joined").expect("two batches");
+    assert!(
+        first_committed,
+        "the first batch's checkpoint was not committed while the second waited"
+    );
+    assert_eq!(
+        committed.iter().map(|c| c.last_id).collect::<Vec<_>>(),
+        [7, 14]
     );
 }

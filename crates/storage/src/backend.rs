@@ -13,6 +13,10 @@ pub(crate) type Conn<B> = <<B as Backend>::Db as sqlx::Database>::Connection;
 pub(crate) trait Backend: Send + Sync + 'static {
     type Db: sqlx::Database;
 
+    /// Whether write transactions may run side by side (PostgreSQL's row locks); SQLite has
+    /// one writer at a time.
+    const CONCURRENT_WRITERS: bool = false;
+
     fn pool(&self) -> &sqlx::Pool<Self::Db>;
 
     /// The connection as the dialect it speaks (see `dialect`).

@@ -268,8 +268,76 @@ impl<B: Backend> Router<B> {
         limit: i64,
         catalog: &HashMap<String, Attribute>,
     ) -> Result<crate::backfill::Checkpoint> {
+        let BatchBegun { mut tx, ids } = self
+            .begin_batch(kind, checkpoint, checkpoint.last_id, limit)
+            .await?;
+        if ids.is_empty() {
+            return complete_kind::<B>(tx, kind, checkpoint).await;
+        }
+        let counts = migrate_entities::<B>(&mut tx, kind, &ids, catalog).await?;
+        commit_batch::<B>(tx, kind, &ids, counts, checkpoint).await
+    }
+
+    /// The next two batches at once where the database takes concurrent writers (PostgreSQL),
+    /// committed in order: the second's reads, judging and insert run beside the first's, on a
+    /// connection of its own. Returns the checkpoint after each batch committed (one when the
+    /// kind is done after the first, or the backend has one writer). The first never waits
+    /// for the second: it commits as soon as it is done, so a lock the second queues for
+    /// behind a flag change that waits on the first cannot hold both. The second saves its
+    /// checkpoint only after the first committed, and is rolled back if the first fails.
+    pub(crate) async fn backfill_two_batches(
+        &self,
+        kind: EntityKind,
+        checkpoint: &crate::backfill::Checkpoint,
+        limit: i64,
+        catalog: &HashMap<String, Attribute>,
+    ) -> Result<Vec<crate::backfill::Checkpoint>> {
+        if !B::CONCURRENT_WRITERS {
+            return Ok(vec![
+                self.backfill_batch(kind, checkpoint, limit, catalog)
+                    .await?,
+            ]);
+        }
+        let BatchBegun { mut tx, ids } = self
+            .begin_batch(kind, checkpoint, checkpoint.last_id, limit)
+            .await?;
+        let Some(&after) = ids.last() else {
+            return Ok(vec![complete_kind::<B>(tx, kind, checkpoint).await?]);
+        };
+        let first = async {
+            let counts = migrate_entities::<B>(&mut tx, kind, &ids, catalog).await?;
+            commit_batch::<B>(tx, kind, &ids, counts, checkpoint).await
+        };
+        let second = async {
+            let BatchBegun { mut tx, ids } =
+                self.begin_batch(kind, checkpoint, after, limit).await?;
+            if ids.is_empty() {
+                // Dropped, so rolled back: the next call completes the kind after the first.
+                return Ok(None);
+            }
+            let counts = migrate_entities::<B>(&mut tx, kind, &ids, catalog).await?;
+            Ok::<_, StorageError>(Some((tx, ids, counts)))
+        };
+        let (first, second) = tokio::join!(first, second);
+        // The first failed: the second is dropped here, uncommitted.
+        let first = first?;
+        let mut done = vec![first.clone()];
+        if let Some((tx, ids, counts)) = second? {
+            done.push(commit_batch::<B>(tx, kind, &ids, counts, &first).await?);
+        }
+        Ok(done)
+    }
+
+    /// A batch's transaction, its checks passed, and the next `limit` entities of `kind` after
+    /// `after` (their rows locked; none when the kind is done).
+    async fn begin_batch(
+        &self,
+        kind: EntityKind,
+        checkpoint: &crate::backfill::Checkpoint,
+        after: i64,
+        limit: i64,
+    ) -> Result<BatchBegun<B>> {
         let mut tx = self.begin_write().await?;
-        let checkpoint = checkpoint.clone();
         crate::evidence::fence(B::dialect(&mut tx)).await?;
         let state = crate::evidence::state_row(B::dialect(&mut tx)).await?;
         ensure_backfill_allowed(&state)?;
@@ -280,61 +348,9 @@ impl<B: Backend> Router<B> {
                     .into(),
             ));
         }
-        let ids = crate::batches::entity_ids_after(
-            B::dialect(&mut tx),
-            kind,
-            checkpoint.last_id,
-            limit,
-            true,
-        )
-        .await?;
-        let Some(&last_id) = ids.last() else {
-            // The marketplace's own unified table's values of entities that are gone, first:
-            // legacy's orphan of the same listing and code then takes the entry.
-            let its = crate::monolith::orphans::<B>(&mut tx, kind).await?;
-            if !its.is_empty() {
-                let mut gone: Vec<i64> = its.iter().map(|row| row.entity_id).collect();
-                gone.dedup();
-                crate::quarantine::replace_entries::<B>(&mut tx, kind.as_str(), &gone, &its)
-                    .await?;
-            }
-            let orphans = its.len() as i64
-                + if kind == EntityKind::Listing {
-                    quarantine_orphan_listing_values(B::dialect(&mut tx)).await? as i64
-                } else {
-                    0
-                };
-            let done = crate::backfill::Checkpoint {
-                completed: true,
-                quarantined: checkpoint.quarantined + orphans,
-                ..checkpoint
-            };
-            crate::checkpoint::save(B::dialect(&mut tx), &done).await?;
-            crate::evidence::record_backfilled(B::dialect(&mut tx)).await?;
-            tx.commit().await?;
-            return Ok(done);
-        };
-        let (migrated, quarantined) = migrate_entities::<B>(&mut tx, kind, &ids, catalog).await?;
-        let next = crate::backfill::Checkpoint {
-            last_id,
-            migrated: checkpoint.migrated + migrated as i64,
-            quarantined: checkpoint.quarantined + quarantined as i64,
-            completed: false,
-            ..checkpoint
-        };
-        crate::checkpoint::save(B::dialect(&mut tx), &next).await?;
-        // Unified values of the batch changed, and with them the unified value ranges.
-        let invalidations = [
-            Invalidation::EntityRange {
-                kind,
-                first: ids[0],
-                last: last_id,
-            },
-            Invalidation::AllRanges,
-        ];
-        crate::invalidation::notify(B::dialect(&mut tx), &invalidations).await?;
-        tx.commit().await?;
-        Ok(next)
+        let ids =
+            crate::batches::entity_ids_after(B::dialect(&mut tx), kind, after, limit, true).await?;
+        Ok(BatchBegun { tx, ids })
     }
 
     /// Migrates again the next `limit` existing entities of `kind` after `after` that have
@@ -695,6 +711,76 @@ pub(crate) fn ensure_backfill_allowed(state: &crate::evidence::StateRow) -> Resu
         ));
     }
     Ok(())
+}
+
+/// A backfill batch's open transaction and the entities it holds locked.
+struct BatchBegun<B: Backend> {
+    tx: sqlx::Transaction<'static, B::Db>,
+    ids: Vec<i64>,
+}
+
+/// Moves the checkpoint past a migrated batch (`counts`: values migrated, quarantined) and
+/// commits it with the batch.
+async fn commit_batch<B: Backend>(
+    mut tx: sqlx::Transaction<'static, B::Db>,
+    kind: EntityKind,
+    ids: &[i64],
+    (migrated, quarantined): (usize, usize),
+    checkpoint: &crate::backfill::Checkpoint,
+) -> Result<crate::backfill::Checkpoint> {
+    let (first, last_id) = (ids[0], ids[ids.len() - 1]);
+    let next = crate::backfill::Checkpoint {
+        last_id,
+        migrated: checkpoint.migrated + migrated as i64,
+        quarantined: checkpoint.quarantined + quarantined as i64,
+        completed: false,
+        ..checkpoint.clone()
+    };
+    crate::checkpoint::save(B::dialect(&mut tx), &next).await?;
+    // Unified values of the batch changed, and with them the unified value ranges.
+    let invalidations = [
+        Invalidation::EntityRange {
+            kind,
+            first,
+            last: last_id,
+        },
+        Invalidation::AllRanges,
+    ];
+    crate::invalidation::notify(B::dialect(&mut tx), &invalidations).await?;
+    tx.commit().await?;
+    Ok(next)
+}
+
+/// The end of a kind's pass, no entity left: what is left in quarantine of entities that are
+/// gone, then the checkpoint marked completed.
+async fn complete_kind<B: Backend>(
+    mut tx: sqlx::Transaction<'static, B::Db>,
+    kind: EntityKind,
+    checkpoint: &crate::backfill::Checkpoint,
+) -> Result<crate::backfill::Checkpoint> {
+    // The marketplace's own unified table's values of entities that are gone, first:
+    // legacy's orphan of the same listing and code then takes the entry.
+    let its = crate::monolith::orphans::<B>(&mut tx, kind).await?;
+    if !its.is_empty() {
+        let mut gone: Vec<i64> = its.iter().map(|row| row.entity_id).collect();
+        gone.dedup();
+        crate::quarantine::replace_entries::<B>(&mut tx, kind.as_str(), &gone, &its).await?;
+    }
+    let orphans = its.len() as i64
+        + if kind == EntityKind::Listing {
+            quarantine_orphan_listing_values(B::dialect(&mut tx)).await? as i64
+        } else {
+            0
+        };
+    let done = crate::backfill::Checkpoint {
+        completed: true,
+        quarantined: checkpoint.quarantined + orphans,
+        ..checkpoint.clone()
+    };
+    crate::checkpoint::save(B::dialect(&mut tx), &done).await?;
+    crate::evidence::record_backfilled(B::dialect(&mut tx)).await?;
+    tx.commit().await?;
+    Ok(done)
 }
 
 /// Migrates the legacy values of these entities: each becomes a unified value or a quarantine

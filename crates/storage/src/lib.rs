@@ -894,6 +894,18 @@ impl Storage {
         on_router!(self, router => router.backfill_batch(kind, checkpoint, limit, catalog).await)
     }
 
+    /// Migrates the next two batches of entities of `kind` side by side, committed in order
+    /// (one on SQLite); see the router. The checkpoint after each batch committed.
+    pub async fn backfill_two_batches(
+        &self,
+        kind: domain::EntityKind,
+        checkpoint: &backfill::Checkpoint,
+        limit: i64,
+        catalog: &std::collections::HashMap<String, Attribute>,
+    ) -> Result<Vec<backfill::Checkpoint>> {
+        on_router!(self, router => router.backfill_two_batches(kind, checkpoint, limit, catalog).await)
+    }
+
     /// Migrates again the next batch of entities of `kind` after `after` that have quarantined
     /// values; see the router. Returns (last entity done or `None`, migrated, still quarantined).
     pub async fn retry_quarantined(

@@ -201,6 +201,8 @@ impl PgBackend {
 }
 
 impl Backend for PgBackend {
+    const CONCURRENT_WRITERS: bool = true;
+
     type Db = Postgres;
 
     fn pool(&self) -> &PgPool {
