@@ -44,8 +44,9 @@ macro_rules! named_enum {
             type Err = UnknownVariant;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                let wanted = s.trim().to_ascii_lowercase();
-                Self::ALL.iter().copied().find(|v| v.as_str() == wanted).ok_or_else(|| UnknownVariant {
+                // Compared in place: every stored value row is parsed so, on every read.
+                let wanted = s.trim();
+                Self::ALL.iter().copied().find(|v| v.as_str().eq_ignore_ascii_case(wanted)).ok_or_else(|| UnknownVariant {
                     what: $what,
                     given: s.to_owned(),
                     accepted: Self::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", "),

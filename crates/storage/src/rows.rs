@@ -406,6 +406,46 @@ pub(crate) struct ValueRow {
     pub unit: Option<String>,
 }
 
+/// A [`ValueRow`]'s columns by position, in its order (`code`, `attribute_type`, `text_value`,
+/// `numeric_value`, `boolean_value`, `date_value`, `json_value`, `unit`): the single-entity
+/// reads decode their rows so, without looking each column up by name in every row.
+pub(crate) type ValueRowInOrder = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<bool>,
+    Option<String>,
+    Option<SqlJson<Json>>,
+    Option<String>,
+);
+
+impl From<ValueRowInOrder> for ValueRow {
+    fn from(
+        (
+            code,
+            attribute_type,
+            text_value,
+            numeric_value,
+            boolean_value,
+            date_value,
+            json_value,
+            unit,
+        ): ValueRowInOrder,
+    ) -> Self {
+        ValueRow {
+            code,
+            attribute_type,
+            text_value,
+            numeric_value,
+            boolean_value,
+            date_value,
+            json_value,
+            unit,
+        }
+    }
+}
+
 /// The columns one value is stored in, in both stores' value tables.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct ValueColumns {
