@@ -13,7 +13,7 @@ use flags::Store;
 use crate::dialect::{Dialect, Sql, on_dialect};
 use crate::error::Result;
 use crate::legacy::{Documents, VocabularyRow};
-use crate::rows::{self, BatchValueRow, ValueColumns};
+use crate::rows::{self, ValueColumns};
 use crate::sql::entity_table;
 use crate::stats::record_queries;
 
@@ -127,7 +127,7 @@ pub(crate) async fn unified_values_batch(
     ids: &[i64],
 ) -> Result<HashMap<i64, EntityValues>> {
     record_queries(1);
-    let rows: Vec<BatchValueRow> = on_dialect!(conn, |c| {
+    let rows: Vec<rows::BatchValueRowInOrder> = on_dialect!(conn, |c| {
         let mut query = sqlx::QueryBuilder::new(UNIFIED_VALUES_OF_KIND);
         query.push_bind(kind.as_str()).push(" AND v.entity_id IN ");
         push_id_list(&mut query, ids);
@@ -137,7 +137,7 @@ pub(crate) async fn unified_values_batch(
             .fetch_all(c)
             .await?
     });
-    Ok(rows::batch_values(rows, false))
+    Ok(rows::batch_values(rows::batch_rows(rows), false))
 }
 
 /// The unified values of listings `ids`; the ids travel as one array (PostgreSQL) or one JSON
@@ -157,7 +157,7 @@ pub(crate) async fn listing_values_batch(
         Store::Legacy => crate::legacy::listing_rows(conn, ids).await?,
         Store::Unified => {
             record_queries(1);
-            match conn {
+            let rows: Vec<rows::BatchValueRowInOrder> = match conn {
                 Dialect::Pg(c) => {
                     sqlx::query_as(UNIFIED_LISTING_VALUES.pg)
                         .bind(ids)
@@ -170,7 +170,8 @@ pub(crate) async fn listing_values_batch(
                         .fetch_all(c)
                         .await?
                 }
-            }
+            };
+            rows::batch_rows(rows)
         }
     };
     Ok(rows::batch_values(rows, false))

@@ -32,7 +32,7 @@ pub(crate) const LISTING_ROWS: Sql = Sql {
 /// The legacy value rows of listings `ids`, their codes normalized.
 pub(crate) async fn listing_rows(conn: Dialect<'_>, ids: &[i64]) -> Result<Vec<BatchValueRow>> {
     record_queries(1);
-    let mut rows: Vec<BatchValueRow> = match conn {
+    let rows: Vec<crate::rows::BatchValueRowInOrder> = match conn {
         Dialect::Pg(c) => {
             sqlx::query_as(LISTING_ROWS.pg)
                 .bind(ids)
@@ -46,6 +46,7 @@ pub(crate) async fn listing_rows(conn: Dialect<'_>, ids: &[i64]) -> Result<Vec<B
                 .await?
         }
     };
+    let mut rows = crate::rows::batch_rows(rows);
     for row in &mut rows {
         if let Some(code) = row.value.code.as_mut() {
             normalize_code_in_place(code);

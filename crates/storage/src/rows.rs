@@ -771,11 +771,59 @@ pub(crate) fn ranges(rows: Vec<RangeRow>) -> Vec<AttributeRange> {
 }
 
 /// A value row of a batch read, tagged with its entity.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub(crate) struct BatchValueRow {
     pub entity_id: i64,
-    #[sqlx(flatten)]
     pub value: ValueRow,
+}
+
+/// A [`BatchValueRow`]'s columns by position: `entity_id`, then [`ValueRowInOrder`]'s. Every
+/// batch statement selects them in this order and is decoded so (thousands of rows a batch).
+pub(crate) type BatchValueRowInOrder = (
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<bool>,
+    Option<String>,
+    Option<SqlJson<Json>>,
+    Option<String>,
+);
+
+impl From<BatchValueRowInOrder> for BatchValueRow {
+    fn from(
+        (
+            entity_id,
+            code,
+            attribute_type,
+            text_value,
+            numeric_value,
+            boolean_value,
+            date_value,
+            json_value,
+            unit,
+        ): BatchValueRowInOrder,
+    ) -> Self {
+        BatchValueRow {
+            entity_id,
+            value: ValueRow::from((
+                code,
+                attribute_type,
+                text_value,
+                numeric_value,
+                boolean_value,
+                date_value,
+                json_value,
+                unit,
+            )),
+        }
+    }
+}
+
+/// Batch rows as decoded, each as a [`BatchValueRow`].
+pub(crate) fn batch_rows(rows: Vec<BatchValueRowInOrder>) -> Vec<BatchValueRow> {
+    rows.into_iter().map(BatchValueRow::from).collect()
 }
 
 /// Groups batch rows per entity; entities that exist but hold no value map to an empty set.
