@@ -10,7 +10,8 @@
 # rate), PostgreSQL transactions per write (its own counters) and statements per write.
 # Loopback only; every load stops by itself after BENCH_DURATION (10) seconds; BENCH_ROUNDS (3)
 # of each side; BENCH_LISTINGS (20,000) reseeded into the database ua_bench_writes each run;
-# BENCH_MODES ("legacy dual unified") and BENCH_WRITES ("PATCH PUT") choose what is measured.
+# BENCH_MODES ("legacy dual unified") and BENCH_WRITES ("PATCH PUT") choose what is measured;
+# BENCH_BINARY, a release build to measure instead of this tree's.
 # Usage: benches/load/writes.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,7 +25,8 @@ POOL=${BENCH_POOL:-8}
 PORT=18184
 SERVICE="http://127.0.0.1:${PORT}"
 OUT=${CARGO_TARGET_DIR:-target}/bench
-BIN=${CARGO_TARGET_DIR:-target}/release/unified-attributes
+# BENCH_BINARY: another build to measure (a release build of an earlier commit, for a before/after).
+BIN=${BENCH_BINARY:-${CARGO_TARGET_DIR:-target}/release/unified-attributes}
 TOKEN=bench-writer
 mkdir -p "$OUT"
 for tool in wrk hey pgbench psql curl python3 pg_lsclusters; do
@@ -32,8 +34,10 @@ for tool in wrk hey pgbench psql curl python3 pg_lsclusters; do
 done
 say() { printf '\n== %s\n' "$*" >&2; }
 
-say "building (release)"
-cargo build --release --bin unified-attributes >&2
+if [ -z "${BENCH_BINARY:-}" ]; then
+    say "building (release)"
+    cargo build --release --bin unified-attributes >&2
+fi
 
 # The demo seeds categories in a cycle of 12 listings: ids 12k + 6 are cars (category 1311).
 # Every write goes to one of them, picked uniformly, by wrk and pgbench alike.

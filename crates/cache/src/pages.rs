@@ -306,6 +306,12 @@ impl EntityPages {
         let Some((page, slot)) = PageKey::of(key) else {
             return;
         };
+        // A write drops its entity under every view, store and language (16 keys, twice with
+        // the NOTIFY echo), most never cached: a page that is not there needs no lock. Absent
+        // now is what the compute below would find, with the same effect.
+        if !self.inner.contains_key(&page) {
+            return;
+        }
         let entities = Arc::clone(&self.entities);
         self.inner
             .entry(page)
