@@ -693,3 +693,46 @@ async fn the_first_of_two_batches_commits_while_the_second_waits() {
         [7, 14]
     );
 }
+
+/// The metrics' background count of the backfill's position gives up after its second on the
+/// server too: a count stuck behind a lock is cancelled there by its own statement timeout,
+/// instead of waiting for the lock timeout (3 s) while the next refresh starts another.
+#[tokio::test]
+async fn the_background_count_of_the_backfill_stops_on_the_server_after_a_second() {
+    let db = TestDb::fresh(Backend::Postgres).await;
+    let (storage, _) = seeded_with_a_defect(&db).await;
+    storage.backfill_definitions().await.expect("definitions");
+    let catalog = storage.backfill_catalog().await.expect("catalog");
+    let checkpoint = storage
+        .backfill_checkpoint(EntityKind::Listing, false)
+        .await
+        .expect("checkpoint");
+    // One batch: the listings' backfill is under way, so the count runs.
+    storage
+        .backfill_batch(EntityKind::Listing, &checkpoint, 7, &catalog)
+        .await
+        .expect("a batch");
+    assert_eq!(storage.backfill_percent().await.expect("counted").len(), 1);
+    let holder = db.raw().await;
+    let Raw::Postgres(pool) = &holder else {
+        unreachable!("a PostgreSQL database")
+    };
+    let mut held = pool.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE marketplace_listings IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *held)
+        .await
+        .expect("table locked");
+    let counted = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        storage.backfill_percent(),
+    )
+    .await;
+    held.rollback().await.expect("lock released");
+    let refused = counted
+        .expect("the count ended while the lock was held")
+        .expect_err("a count behind the lock is cancelled");
+    assert!(
+        format!("{refused:?}").contains("statement timeout"),
+        "cancelled by its own limit, not the lock timeout: {refused:?}"
+    );
+}

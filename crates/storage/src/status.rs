@@ -160,9 +160,11 @@ impl<B: Backend> Router<B> {
     /// Each unfinished kind's backfill position in per cent of its entities, for the metrics:
     /// read in the background, so not counted with the requests' queries.
     pub(crate) async fn backfill_percent(&self) -> Result<Vec<(String, f64)>> {
-        let mut conn = self.acquire().await?;
         // The counts grow with the tables and the metrics stop waiting after a second: a count
-        // they gave up on must stop on the server too, not pile up every few seconds.
+        // they gave up on must stop on the server too, not pile up every few seconds. The limit
+        // is the transaction's (outside one, `SET LOCAL` is ignored with a warning), and one
+        // snapshot gives every kind's counts as of one moment.
+        let mut conn = self.begin_snapshot().await?;
         if let crate::dialect::Dialect::Pg(c) = B::dialect(&mut conn) {
             sqlx::Executor::execute(&mut *c, BACKGROUND_COUNT_LIMIT).await?;
         }
