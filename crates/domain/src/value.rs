@@ -234,7 +234,15 @@ impl serde::Serialize for JsonOf<'_> {
             Value::Text(s) | Value::Select(s) | Value::Color(s) | Value::Size(s) => {
                 serializer.serialize_str(s)
             }
-            Value::Number(d) => serde::Serialize::serialize(&d.normalize(), serializer),
+            Value::Number(d) => {
+                let d = d.normalize();
+                // A whole number is written as an integer: the same digits, without formatting
+                // the decimal into a string and parsing that back as a JSON number.
+                match i64::try_from(d.mantissa()) {
+                    Ok(whole) if d.scale() == 0 => serializer.serialize_i64(whole),
+                    _ => serde::Serialize::serialize(&d, serializer),
+                }
+            }
             Value::Boolean(b) => serializer.serialize_bool(*b),
             Value::Date(d) => serializer.collect_str(&d.format("%Y-%m-%d")),
             Value::Multiselect(items) => serde::Serialize::serialize(items, serializer),
@@ -263,6 +271,14 @@ mod tests {
             number("-0.00100"),
             number("123456789012345.12345"),
             number("0"),
+            number("-0"),
+            number("-42"),
+            number("2019.000"),
+            number("120000"),
+            number("9223372036854775807"),
+            number("9223372036854775808"),
+            number("-9223372036854775809"),
+            number("99999999999999999999"),
             Value::Boolean(false),
             Value::Date(NaiveDate::from_ymd_opt(2022, 11, 1).expect("date")),
             Value::Multiselect(vec!["red".into(), "blue".into()]),

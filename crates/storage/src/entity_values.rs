@@ -75,18 +75,10 @@ const VARIANT_DOCUMENT: Sql =
 async fn legacy(mut conn: Dialect<'_>, entity: EntityRef) -> Result<Option<EntityValues>> {
     if entity.kind == EntityKind::Listing {
         record_queries(1);
-        let rows: Vec<rows::ValueRowInOrder> =
-            on_dialect!(conn, LEGACY_LISTING_VALUES, |c, statement| {
-                sqlx::query_as(statement)
-                    .bind(entity.id)
-                    .fetch_all(c)
-                    .await?
-            });
-        let mut rows: Vec<rows::ValueRow> = rows.into_iter().map(rows::ValueRow::from).collect();
-        for code in rows.iter_mut().filter_map(|row| row.code.as_mut()) {
-            domain::attribute::normalize_code_in_place(code);
-        }
-        return Ok((!rows.is_empty()).then(|| rows::entity_values(rows)));
+        return on_dialect!(conn, LEGACY_LISTING_VALUES, |c, statement| {
+            let rows = sqlx::query(statement).bind(entity.id).fetch_all(c).await?;
+            rows::entity_values_of_rows(&rows, true)
+        });
     }
     record_queries(2);
     let statement = if entity.kind == EntityKind::Product {
@@ -143,15 +135,14 @@ async fn unified(conn: Dialect<'_>, entity: EntityRef) -> Result<Option<EntityVa
         EntityKind::Product => UNIFIED_PRODUCT_VALUES,
         EntityKind::ProductVariant => UNIFIED_VARIANT_VALUES,
     };
-    let rows: Vec<rows::ValueRowInOrder> = on_dialect!(conn, statement, |c, statement| {
-        sqlx::query_as(statement)
+    on_dialect!(conn, statement, |c, statement| {
+        let rows = sqlx::query(statement)
             .bind(entity.id)
             .bind(entity.kind.as_str())
             .fetch_all(c)
-            .await?
-    });
-    let rows: Vec<rows::ValueRow> = rows.into_iter().map(rows::ValueRow::from).collect();
-    Ok((!rows.is_empty()).then(|| rows::entity_values(rows)))
+            .await?;
+        rows::entity_values_of_rows(&rows, false)
+    })
 }
 
 /// Writes `set` and removes `removed` in the entity's legacy form; `schema` gives each code's

@@ -38,7 +38,8 @@ impl<T> Envelope<T> {
 }
 
 /// Header naming the store that answered a read (`legacy`, `unified`, `fallback_…`).
-pub const SOURCE_HEADER: &str = "X-Attributes-Source";
+pub const SOURCE_HEADER: actix_web::http::header::HeaderName =
+    actix_web::http::header::HeaderName::from_static("x-attributes-source");
 
 /// Parses an id path segment; ids are positive.
 pub fn parse_id(raw: &str, what: storage::Resource) -> Result<i64, ApiError> {
@@ -113,15 +114,16 @@ pub fn refuse_nul_characters(body: &serde_json::Value) -> Result<(), ApiError> {
     }
 }
 
-/// Serializes a view; serialization of our own views cannot fail. The bytes are trimmed to
-/// their length (the serializer leaves spare capacity, which a cached body would keep; the
-/// shrink is done in place).
+/// Serializes a view; serialization of our own views cannot fail. The buffer starts at about
+/// a listing's answer (`to_vec` starts at 128 bytes and grew twice for one), and the bytes are
+/// trimmed to their length (spare capacity would stay with a cached body; the allocator
+/// shrinks a block in place down to half its size).
 pub fn to_bytes<T: Serialize>(value: &T) -> bytes::Bytes {
-    bytes::Bytes::from(
-        serde_json::to_vec(value)
-            .unwrap_or_default()
-            .into_boxed_slice(),
-    )
+    let mut bytes = Vec::with_capacity(512);
+    if serde_json::to_writer(&mut bytes, value).is_err() {
+        bytes.clear();
+    }
+    bytes::Bytes::from(bytes.into_boxed_slice())
 }
 
 /// The `limit` of an admin listing: 1 to 1,000, 100 when absent.
