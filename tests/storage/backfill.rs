@@ -635,6 +635,24 @@ async fn a_value_the_database_refuses_is_quarantined_with_its_reason_and_the_res
     );
 }
 
+/// A seeded database whose definitions are migrated: the listings' backfill can start.
+async fn listings_ready_to_migrate(
+    db: &TestDb,
+) -> (
+    Storage,
+    std::collections::HashMap<String, domain::Attribute>,
+    storage::backfill::Checkpoint,
+) {
+    let (storage, _) = seeded_with_a_defect(db).await;
+    storage.backfill_definitions().await.expect("definitions");
+    let catalog = storage.backfill_catalog().await.expect("catalog");
+    let checkpoint = storage
+        .backfill_checkpoint(EntityKind::Listing, false)
+        .await
+        .expect("checkpoint");
+    (storage, catalog, checkpoint)
+}
+
 /// The first of two batches side by side commits while the second still waits for a lock: a
 /// flag change queued behind the first (which the second's fence would queue behind in turn)
 /// is let through, instead of all three waiting on each other where PostgreSQL's deadlock
@@ -642,13 +660,7 @@ async fn a_value_the_database_refuses_is_quarantined_with_its_reason_and_the_res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_of_two_batches_commits_while_the_second_waits() {
     let db = TestDb::fresh(Backend::Postgres).await;
-    let (storage, _) = seeded_with_a_defect(&db).await;
-    storage.backfill_definitions().await.expect("definitions");
-    let catalog = storage.backfill_catalog().await.expect("catalog");
-    let checkpoint = storage
-        .backfill_checkpoint(EntityKind::Listing, false)
-        .await
-        .expect("checkpoint");
+    let (storage, catalog, checkpoint) = listings_ready_to_migrate(&db).await;
     // The second batch (listings 8 to 14) needs listing 10's row; another session holds it.
     let holder = db.raw().await;
     let Raw::Postgres(pool) = &holder else {
@@ -700,13 +712,7 @@ async fn the_first_of_two_batches_commits_while_the_second_waits() {
 #[tokio::test]
 async fn the_background_count_of_the_backfill_stops_on_the_server_after_a_second() {
     let db = TestDb::fresh(Backend::Postgres).await;
-    let (storage, _) = seeded_with_a_defect(&db).await;
-    storage.backfill_definitions().await.expect("definitions");
-    let catalog = storage.backfill_catalog().await.expect("catalog");
-    let checkpoint = storage
-        .backfill_checkpoint(EntityKind::Listing, false)
-        .await
-        .expect("checkpoint");
+    let (storage, catalog, checkpoint) = listings_ready_to_migrate(&db).await;
     // One batch: the listings' backfill is under way, so the count runs.
     storage
         .backfill_batch(EntityKind::Listing, &checkpoint, 7, &catalog)

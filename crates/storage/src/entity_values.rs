@@ -76,8 +76,8 @@ async fn legacy(mut conn: Dialect<'_>, entity: EntityRef) -> Result<Option<Entit
     if entity.kind == EntityKind::Listing {
         record_queries(1);
         return on_dialect!(conn, LEGACY_LISTING_VALUES, |c, statement| {
-            let rows = sqlx::query(statement).bind(entity.id).fetch_all(c).await?;
-            rows::entity_values_of_rows(&rows, true)
+            let found = sqlx::query(statement).bind(entity.id).fetch_all(c).await?;
+            rows::entity_values_of_rows(found.iter().map(rows::ValueRowRef::decode), true)
         });
     }
     record_queries(2);
@@ -136,12 +136,12 @@ async fn unified(conn: Dialect<'_>, entity: EntityRef) -> Result<Option<EntityVa
         EntityKind::ProductVariant => UNIFIED_VARIANT_VALUES,
     };
     on_dialect!(conn, statement, |c, statement| {
-        let rows = sqlx::query(statement)
+        let found = sqlx::query(statement)
             .bind(entity.id)
             .bind(entity.kind.as_str())
             .fetch_all(c)
             .await?;
-        rows::entity_values_of_rows(&rows, false)
+        rows::entity_values_of_rows(found.iter().map(rows::ValueRowRef::decode), false)
     })
 }
 

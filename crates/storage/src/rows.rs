@@ -690,26 +690,19 @@ impl<'r> ValueRowRef<'r> {
     }
 }
 
-/// The values of one entity's rows, decoded in place (see [`ValueRowRef`]); `None` when there
-/// is no row, so no such entity. `normalize_codes`: the codes are legacy names.
-pub(crate) fn entity_values_of_rows<'r, R>(
-    rows: &'r [R],
+/// The values of one entity's rows, each decoded in place (`ValueRowRef::decode`); `None` when
+/// there is no row, so no such entity. `normalize_codes`: the codes are legacy names.
+pub(crate) fn entity_values_of_rows<'r>(
+    rows: impl ExactSizeIterator<Item = std::result::Result<ValueRowRef<'r>, sqlx::Error>>,
     normalize_codes: bool,
-) -> Result<Option<EntityValues>>
-where
-    R: sqlx::Row,
-    usize: sqlx::ColumnIndex<R>,
-    &'r str: sqlx::Decode<'r, R::Database>,
-    bool: sqlx::Decode<'r, R::Database>,
-    SqlJson<Json>: sqlx::Decode<'r, R::Database>,
-{
-    if rows.is_empty() {
+) -> Result<Option<EntityValues>> {
+    if rows.len() == 0 {
         return Ok(None);
     }
     let mut values = EntityValues::new();
     for row in rows {
         // A later row of the same code wins, as it did when the rows were collected.
-        if let Some((mut code, typed)) = ValueRowRef::decode(row)?.typed_value() {
+        if let Some((mut code, typed)) = row?.typed_value() {
             if normalize_codes {
                 normalize_code_in_place(&mut code);
             }
