@@ -653,6 +653,23 @@ async fn listings_ready_to_migrate(
     (storage, catalog, checkpoint)
 }
 
+/// Another session's transaction that has run `statement`: what it locked stays locked until
+/// the transaction is rolled back.
+async fn another_session_holding(
+    db: &TestDb,
+    statement: &str,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let Raw::Postgres(pool) = db.raw().await else {
+        unreachable!("a PostgreSQL database")
+    };
+    let mut held = pool.begin().await.expect("begin");
+    sqlx::query(statement)
+        .execute(&mut *held)
+        .await
+        .expect(statement);
+    held
+}
+
 /// The first of two batches side by side commits while the second still waits for a lock: a
 /// flag change queued behind the first (which the second's fence would queue behind in turn)
 /// is let through, instead of all three waiting on each other where PostgreSQL's deadlock
@@ -662,15 +679,11 @@ async fn the_first_of_two_batches_commits_while_the_second_waits() {
     let db = TestDb::fresh(Backend::Postgres).await;
     let (storage, catalog, checkpoint) = listings_ready_to_migrate(&db).await;
     // The second batch (listings 8 to 14) needs listing 10's row; another session holds it.
-    let holder = db.raw().await;
-    let Raw::Postgres(pool) = &holder else {
-        unreachable!("a PostgreSQL database")
-    };
-    let mut held = pool.begin().await.expect("begin");
-    sqlx::query("SELECT id FROM marketplace_listings WHERE id = 10 FOR UPDATE")
-        .execute(&mut *held)
-        .await
-        .expect("row held");
+    let held = another_session_holding(
+        &db,
+        "SELECT id FROM marketplace_listings WHERE id = 10 FOR UPDATE",
+    )
+    .await;
     let pair = tokio::spawn(async move {
         storage
             .backfill_two_batches(EntityKind::Listing, &checkpoint, 7, &catalog)
@@ -719,15 +732,11 @@ async fn the_background_count_of_the_backfill_stops_on_the_server_after_a_second
         .await
         .expect("a batch");
     assert_eq!(storage.backfill_percent().await.expect("counted").len(), 1);
-    let holder = db.raw().await;
-    let Raw::Postgres(pool) = &holder else {
-        unreachable!("a PostgreSQL database")
-    };
-    let mut held = pool.begin().await.expect("begin");
-    sqlx::query("LOCK TABLE marketplace_listings IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *held)
-        .await
-        .expect("table locked");
+    let held = another_session_holding(
+        &db,
+        "LOCK TABLE marketplace_listings IN ACCESS EXCLUSIVE MODE",
+    )
+    .await;
     let counted = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         storage.backfill_percent(),

@@ -407,46 +407,6 @@ pub(crate) struct ValueRow {
     pub unit: Option<String>,
 }
 
-/// A [`ValueRow`]'s columns by position, in its order (`code`, `attribute_type`, `text_value`,
-/// `numeric_value`, `boolean_value`, `date_value`, `json_value`, `unit`), as the batch reads
-/// decode them (after their `entity_id`), without looking each column up by name in every row.
-pub(crate) type ValueRowInOrder = (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<bool>,
-    Option<String>,
-    Option<SqlJson<Json>>,
-    Option<String>,
-);
-
-impl From<ValueRowInOrder> for ValueRow {
-    fn from(
-        (
-            code,
-            attribute_type,
-            text_value,
-            numeric_value,
-            boolean_value,
-            date_value,
-            json_value,
-            unit,
-        ): ValueRowInOrder,
-    ) -> Self {
-        ValueRow {
-            code,
-            attribute_type,
-            text_value,
-            numeric_value,
-            boolean_value,
-            date_value,
-            json_value,
-            unit,
-        }
-    }
-}
-
 /// The columns one value is stored in, in both stores' value tables.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct ValueColumns {
@@ -591,7 +551,7 @@ impl ValueRow {
     }
 }
 
-/// A value row's columns as the driver's row holds them, in [`ValueRowInOrder`]'s order: a
+/// A value row's columns as the driver's row holds them, in [`ValueRow`]'s order: a
 /// single entity's read builds each value from these and copies only what the value keeps
 /// (its code, text and unit), where decoding into a [`ValueRow`] copied every column first —
 /// the type and the number only to be parsed and dropped.
@@ -858,8 +818,9 @@ pub(crate) struct BatchValueRow {
     pub value: ValueRow,
 }
 
-/// A [`BatchValueRow`]'s columns by position: `entity_id`, then [`ValueRowInOrder`]'s. Every
-/// batch statement selects them in this order and is decoded so (thousands of rows a batch).
+/// A [`BatchValueRow`]'s columns by position: `entity_id`, then [`ValueRow`]'s in its order.
+/// Every batch statement selects them so and is decoded so, without looking each column up by
+/// name in every row (thousands of rows a batch).
 pub(crate) type BatchValueRowInOrder = (
     i64,
     Option<String>,
@@ -888,7 +849,7 @@ impl From<BatchValueRowInOrder> for BatchValueRow {
     ) -> Self {
         BatchValueRow {
             entity_id,
-            value: ValueRow::from((
+            value: ValueRow {
                 code,
                 attribute_type,
                 text_value,
@@ -897,7 +858,7 @@ impl From<BatchValueRowInOrder> for BatchValueRow {
                 date_value,
                 json_value,
                 unit,
-            )),
+            },
         }
     }
 }
