@@ -71,7 +71,10 @@ pub fn respond(
         // The answer depends on the language and, during a canary, on the user's cohort, which
         // any of these may choose (the cohort cookie and the token's subject included).
         .insert_header((header::VARY, if split { VARY_SPLIT } else { VARY_LANGUAGE }))
-        .insert_header((SOURCE_HEADER, source(response.served_by)));
+        .insert_header((
+            SOURCE_HEADER,
+            HeaderValue::from_static(response.served_by.as_str()),
+        ));
     if not_modified {
         builder.finish()
     } else {
@@ -90,26 +93,6 @@ const VARY_LANGUAGE: HeaderValue = HeaderValue::from_static("Accept-Language");
 const VARY_SPLIT: HeaderValue =
     HeaderValue::from_static("Accept-Language, X-User-Id, X-Session-Id, Cookie, Authorization");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
-
-/// The source header's value for each store an answer can come from.
-fn source(served_by: storage::ServedBy) -> HeaderValue {
-    use storage::{FallbackReason, ServedBy};
-    const LEGACY: HeaderValue = HeaderValue::from_static(ServedBy::Legacy.as_str());
-    const UNIFIED: HeaderValue = HeaderValue::from_static(ServedBy::Unified.as_str());
-    const ERROR: HeaderValue =
-        HeaderValue::from_static(ServedBy::Fallback(FallbackReason::UnifiedError).as_str());
-    const EMPTY: HeaderValue =
-        HeaderValue::from_static(ServedBy::Fallback(FallbackReason::UnifiedEmpty).as_str());
-    const QUARANTINED: HeaderValue =
-        HeaderValue::from_static(ServedBy::Fallback(FallbackReason::Quarantined).as_str());
-    match served_by {
-        ServedBy::Legacy => LEGACY,
-        ServedBy::Unified => UNIFIED,
-        ServedBy::Fallback(FallbackReason::UnifiedError) => ERROR,
-        ServedBy::Fallback(FallbackReason::UnifiedEmpty) => EMPTY,
-        ServedBy::Fallback(FallbackReason::Quarantined) => QUARANTINED,
-    }
-}
 
 /// Wraps a cached `data` fragment in the success envelope.
 pub fn envelope(fragment: &[u8]) -> Bytes {

@@ -98,9 +98,7 @@ impl Fingerprint {
             len: body.len(),
         }
     }
-}
 
-impl Fingerprint {
     /// The tag as `Display` writes it (`"0123456789abcdef-1a2"`), digit by digit: every answer
     /// sends it, and `write!` cost ten times as much.
     pub fn tag(&self) -> bytes::Bytes {

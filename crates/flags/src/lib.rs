@@ -64,7 +64,7 @@ impl ServedBy {
     ];
 
     /// The `served_by` label of the metrics and the answer's source header.
-    pub const fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             ServedBy::Legacy => "legacy",
             ServedBy::Unified => "unified",
