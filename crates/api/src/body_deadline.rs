@@ -6,24 +6,18 @@
 use std::io;
 use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::HttpMessage;
+use actix_web::dev::{Payload, ServiceRequest};
 use actix_web::error::PayloadError;
-use actix_web::middleware::Next;
-use actix_web::{HttpMessage, web};
 use futures_util::StreamExt;
-
-use crate::AppState;
 
 /// The error a body read gets past the deadline; `json_error` answers it with 408.
 pub(crate) fn is_deadline(err: &PayloadError) -> bool {
     matches!(err, PayloadError::Io(e) if e.kind() == io::ErrorKind::TimedOut)
 }
 
-pub async fn enforce(
-    mut request: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
+/// Puts the request's body, if it has one, behind a deadline `limit` from now.
+pub(crate) fn bound(request: &mut ServiceRequest, limit: Duration) {
     use actix_web::http::header;
     let headers = request.headers();
     let has_body = headers.contains_key(header::TRANSFER_ENCODING)
@@ -32,11 +26,8 @@ pub async fn enforce(
             .is_some_and(|length| length.as_bytes() != b"0");
     if !has_body {
         // Reads (the hot path) carry no body: nothing to bound.
-        return next.call(request).await;
+        return;
     }
-    let limit = request
-        .app_data::<web::Data<AppState>>()
-        .map_or(Duration::from_secs(10), |state| state.body_timeout);
     let deadline = tokio::time::Instant::now() + limit;
     let payload = request.take_payload();
     let bounded = futures_util::stream::unfold(Some(payload), move |payload| async move {
@@ -57,5 +48,4 @@ pub async fn enforce(
         Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, PayloadError>>>,
     > = Box::pin(bounded);
     request.set_payload(Payload::from(boxed));
-    next.call(request).await
 }

@@ -4,11 +4,9 @@
 //! unified answers. Such a client gets a cohort cookie on its first answer and keeps its bucket
 //! with it — no frontend change needed.
 
-use actix_web::body::MessageBody;
 use actix_web::cookie::{Cookie, SameSite, time::Duration};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpRequest, web};
+use actix_web::{HttpMessage, HttpRequest};
 
 /// The cookie that carries an anonymous client's rollout key.
 pub const COOKIE: &str = "ua_cohort";
@@ -18,7 +16,7 @@ const MAX_KEY_LENGTH: usize = 64;
 
 /// The key given to this request when it arrived without one.
 #[derive(Debug, Clone)]
-struct AssignedKey(String);
+pub(crate) struct AssignedKey(String);
 
 /// The sticky rollout key a client sent: its token's subject (unverified: a bucket, never a
 /// permission), else the user id, else the session id, else its cohort cookie (else, during the canary, the one this answer assigns). `None`: the client cannot be
@@ -52,23 +50,24 @@ pub fn splitting(state: &crate::AppState) -> bool {
     flags.use_unified && (1..100).contains(&flags.unified_percent)
 }
 
-/// Middleware: while the rollout splits reads between the stores, a client without a key gets
-/// one, used for this request and set as a cookie for the next (30 days, `HttpOnly`, `Lax`;
-/// that answer is `Cache-Control: private`).
-pub async fn keep(
-    request: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
-    let splitting = request
-        .app_data::<web::Data<crate::AppState>>()
-        .is_some_and(|state| splitting(state));
-    if !splitting || rollout_key(request.request()).is_some() {
-        return next.call(request).await;
+/// While the rollout splits reads between the stores, a client without a key gets one, used
+/// for this request; [`keep`] sets it as a cookie on the answer.
+pub(crate) fn assign(request: &ServiceRequest, state: &crate::AppState) -> Option<AssignedKey> {
+    if !splitting(state) || rollout_key(request.request()).is_some() {
+        return None;
     }
-    let key = format!("{:016x}", rand::random::<u64>());
-    request.extensions_mut().insert(AssignedKey(key.clone()));
-    let mut response = next.call(request).await?;
-    let cookie = Cookie::build(COOKIE, key)
+    let key = AssignedKey(format!("{:016x}", rand::random::<u64>()));
+    request.extensions_mut().insert(key.clone());
+    Some(key)
+}
+
+/// The assigned key as a cookie for the client's next requests (30 days, `HttpOnly`, `Lax`;
+/// this answer is `Cache-Control: private`).
+pub(crate) fn keep<B>(
+    response: &mut ServiceResponse<B>,
+    key: AssignedKey,
+) -> Result<(), actix_web::Error> {
+    let cookie = Cookie::build(COOKIE, key.0)
         .path("/")
         .max_age(Duration::days(30))
         .same_site(SameSite::Lax)
@@ -80,5 +79,5 @@ pub async fn keep(
         actix_web::http::header::CACHE_CONTROL,
         actix_web::http::header::HeaderValue::from_static("private, no-cache"),
     );
-    Ok(response)
+    Ok(())
 }

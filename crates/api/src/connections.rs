@@ -17,9 +17,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Extensions, ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
+use actix_web::dev::{Extensions, ServiceRequest};
 
 /// A connection is idle, and may be closed for a new one, after this long without a request
 /// in flight (so an answer still being written is never cut).
@@ -179,22 +177,26 @@ impl Connections {
     }
 }
 
-/// Middleware: marks the connection busy while a request is in flight on it.
-pub async fn track(
-    request: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
-    let Some(activity) = request
-        .conn_data::<Ticket>()
-        .map(|t| Arc::clone(&t.activity))
-    else {
-        return next.call(request).await;
-    };
-    activity.in_flight.fetch_add(1, Ordering::AcqRel);
-    let response = next.call(request).await;
-    activity
-        .idle_since_ms
-        .store(activity.now_ms(), Ordering::Release);
-    activity.in_flight.fetch_sub(1, Ordering::AcqRel);
-    response
+/// The connection marked busy while a request is in flight on it: idle again when dropped
+/// (answered, or abandoned by a client that went away).
+#[derive(Debug)]
+pub(crate) struct Busy(Arc<Activity>);
+
+impl Busy {
+    /// `None` for a connection that is not registered (not TCP).
+    pub(crate) fn of(request: &ServiceRequest) -> Option<Self> {
+        let activity = Arc::clone(&request.conn_data::<Ticket>()?.activity);
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        Some(Self(activity))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        activity
+            .idle_since_ms
+            .store(activity.now_ms(), Ordering::Release);
+        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }

@@ -3,6 +3,7 @@
 //! listeners) and [`Application::run_until_stopped`] serves. The binary only loads settings
 //! and calls these.
 
+mod admission;
 pub mod auth;
 mod body_deadline;
 mod capture;

@@ -68,12 +68,8 @@ pub(crate) fn app(
     >,
 > {
     App::new()
-        .wrap(from_fn(url_guard::refuse_nul))
-        .wrap(from_fn(body_deadline::enforce))
-        .wrap(from_fn(cohort::keep))
-        .wrap(from_fn(shedding::admit))
-        .wrap(from_fn(metrics::track))
-        .wrap(from_fn(connections::track))
+        // Connections, metrics, shedding, cohorts, the body's deadline, the URL guard.
+        .wrap(from_fn(admission::guard))
         .wrap(TracingLogger::<telemetry::RequestSpan>::new())
         // Outermost: the id is known to the log span, every middleware's answer and the body
         // of every error.

@@ -16,25 +16,31 @@ use std::net::IpAddr;
 
 use std::sync::Mutex;
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::ServiceRequest;
 use actix_web::http::header::{AUTHORIZATION, COOKIE};
-use actix_web::middleware::Next;
-use actix_web::{ResponseError, web};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::AppState;
 use crate::error::ApiError;
 
-pub async fn admit(
-    request: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody + 'static>>, actix_web::Error> {
+/// What an admitted request holds until it is answered: its slots, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    _in_flight: Option<OwnedSemaphorePermit>,
+    _write: Option<ClientSlot>,
+    _client: Option<ClientSlot>,
+}
+
+/// Admits the request, or names its refusal (429 or 503, counted as shed). Probes and scrapes
+/// are always admitted.
+pub(crate) fn admit(request: &ServiceRequest, state: &AppState) -> Result<Admission, ApiError> {
     let exempt = request.path().starts_with("/health/") || request.path() == "/metrics";
-    let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
-        return Ok(next.call(request).await?.map_into_left_body());
-    };
     if exempt {
-        return Ok(next.call(request).await?.map_into_left_body());
+        return Ok(Admission {
+            _in_flight: None,
+            _write: None,
+            _client: None,
+        });
     }
     let writes_body = matches!(
         *request.method(),
@@ -42,30 +48,30 @@ pub async fn admit(
             | actix_web::http::Method::PUT
             | actix_web::http::Method::PATCH
     );
-    let client = client_of(&request, state.trust_forwarded_for);
-    let refuse = |request: ServiceRequest, error: ApiError| {
+    let client = client_of(request, state.trust_forwarded_for);
+    let refuse = |error: ApiError| {
         state.metrics.shed();
-        Ok(request
-            .into_response(error.error_response())
-            .map_into_right_body())
+        Err(error)
     };
     let Some(client_slot) = state.requests_per_client.enter(client.key()) else {
-        return refuse(request, ApiError::TooManyRequests);
+        return refuse(ApiError::TooManyRequests);
     };
     let write_slot = if writes_body {
         match state.writes_per_client.enter(client.key()) {
             Some(slot) => Some(slot),
-            None => return refuse(request, ApiError::TooManyRequests),
+            None => return refuse(ApiError::TooManyRequests),
         }
     } else {
         None
     };
     let Ok(permit) = state.in_flight.clone().try_acquire_owned() else {
-        return refuse(request, ApiError::Overloaded);
+        return refuse(ApiError::Overloaded);
     };
-    let response = next.call(request).await?;
-    drop((permit, write_slot, client_slot));
-    Ok(response.map_into_left_body())
+    Ok(Admission {
+        _in_flight: Some(permit),
+        _write: write_slot,
+        _client: Some(client_slot),
+    })
 }
 
 /// Who a request counts against: its credentials, or its address when it has none.

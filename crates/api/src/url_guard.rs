@@ -3,28 +3,21 @@
 //! parameter holding one with an error (22021) that was a 500 — on demand, unauthenticated,
 //! feeding every 5xx alert and the canary analysis.
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
+use actix_web::dev::ServiceRequest;
 
 use crate::error::ApiError;
 
-pub async fn refuse_nul(
-    request: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody + 'static>>, actix_web::Error> {
+/// The refusal of a URL that carries a NUL, if this one does.
+pub(crate) fn refusal(request: &ServiceRequest) -> Option<ApiError> {
     let carries_nul = request.uri().path_and_query().is_some_and(|url| {
         url.as_str()
             .as_bytes()
             .windows(3)
             .any(|w| w.eq_ignore_ascii_case(b"%00"))
     });
-    if carries_nul {
-        // Answered here, as every middleware's refusal is: inside `request_id`'s scope.
-        let refusal = ApiError::InvalidUrl(
+    carries_nul.then(|| {
+        ApiError::InvalidUrl(
             "the URL holds a NUL character (%00), which no parameter may contain".into(),
-        );
-        return Ok(request.error_response(refusal).map_into_right_body());
-    }
-    Ok(next.call(request).await?.map_into_left_body())
+        )
+    })
 }

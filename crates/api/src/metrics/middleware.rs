@@ -1,41 +1,27 @@
-//! The middleware that counts and times every user request under its route template.
+//! Every user request counted and timed under its route template.
 
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use actix_web::web;
+use actix_web::dev::ServiceResponse;
 
 /// Routes that only machines call to watch the service.
 const NOT_USER_TRAFFIC: [&str; 3] = ["/health/live", "/health/ready", "/metrics"];
 
-/// Middleware: counts and times every user request under its route template.
-pub async fn track(
-    request: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
-    let started = Instant::now();
-    let state = request.app_data::<web::Data<crate::AppState>>().cloned();
-    let response = next.call(request).await?;
-    if let Some(state) = state {
-        // Routing put the matched resource's template in the request's app data.
-        let route = response
-            .request()
-            .app_data::<crate::RouteTemplate>()
-            .map_or("unmatched", |t| t.0);
-        // Probes and scrapes are not user traffic: counted, they would let a canary gate pass
-        // on kubelet and Prometheus requests alone, and shape its latency at low weight.
-        if NOT_USER_TRAFFIC.contains(&route) {
-            return Ok(response);
-        }
-        let method = method_label(response.request().method());
-        let status = response.status().as_u16();
-        state
-            .metrics
-            .record_request(route, method, status, started.elapsed().as_secs_f64());
+/// Counts and times a user request, answered with `response`, that arrived at `started`.
+pub(crate) fn record<B>(metrics: &super::Metrics, response: &ServiceResponse<B>, started: Instant) {
+    // Routing put the matched resource's template in the request's app data.
+    let route = response
+        .request()
+        .app_data::<crate::RouteTemplate>()
+        .map_or("unmatched", |t| t.0);
+    // Probes and scrapes are not user traffic: counted, they would let a canary gate pass
+    // on kubelet and Prometheus requests alone, and shape its latency at low weight.
+    if NOT_USER_TRAFFIC.contains(&route) {
+        return;
     }
-    Ok(response)
+    let method = method_label(response.request().method());
+    let status = response.status().as_u16();
+    metrics.record_request(route, method, status, started.elapsed().as_secs_f64());
 }
 
 /// The method as a label from a closed set: a client inventing methods (`FOO1`, `FOO2`, …)

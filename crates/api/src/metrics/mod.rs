@@ -4,7 +4,8 @@
 //! `unified_attributes_errors_total`, `unified_attributes_cache_hits` and
 //! `unified_attributes_response_time` (seconds). Labels are route templates, never raw paths.
 //!
-//! `names` registers every series (names, help, labels); `middleware` times the requests;
+//! `names` registers every series (names, help, labels); `middleware` times the requests (for
+//! `admission`, the way in);
 //! `background` keeps the database's facts up to date; this module records and renders.
 
 mod background;
@@ -12,7 +13,7 @@ mod middleware;
 mod names;
 
 pub use background::refresh_operations;
-pub use middleware::track;
+pub(crate) use middleware::record;
 
 use std::sync::Mutex;
 
