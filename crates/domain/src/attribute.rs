@@ -239,6 +239,9 @@ mod tests {
             "",
             "ÉTAT",
             "body_type_",
+            "_",
+            "a_b_2",
+            "a_",
         ] {
             let mut code = name.to_owned();
             normalize_code_in_place(&mut code);

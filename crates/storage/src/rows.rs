@@ -659,17 +659,19 @@ pub(crate) fn entity_values_of_rows<'r>(
     if rows.len() == 0 {
         return Ok(None);
     }
-    let mut values = EntityValues::new();
+    let mut values = Vec::with_capacity(rows.len());
     for row in rows {
-        // A later row of the same code wins, as it did when the rows were collected.
         if let Some((mut code, typed)) = row?.typed_value() {
             if normalize_codes {
                 normalize_code_in_place(&mut code);
             }
-            values.insert(code, typed);
+            values.push((code, typed));
         }
     }
-    Ok(Some(values))
+    // Built at once from the rows, sorted, instead of one insert (a search, a shift) a row; of
+    // rows with the same code the last wins, as with inserts (`collect` sorts stably and keeps
+    // the last of equal keys).
+    Ok(Some(values.into_iter().collect()))
 }
 
 fn parse_bool(text: &str) -> Option<bool> {
