@@ -120,7 +120,8 @@ PY
 
 rm -f "$OUT/instructions-body.json"
 service_env=(NO_COLOR=1 DATABASE_URL="$DB_URL" APP__DATABASE__MAX_CONNECTIONS=8
-    APP__SERVER__WORKERS=2 APP__CACHE__ENABLED="$cache" APP__TELEMETRY__FILTER=warn)
+    APP__SERVER__WORKERS=2 APP__CACHE__ENABLED="$cache" APP__TELEMETRY__FILTER="${BENCH_LOG_FILTER:-warn}"
+    APP__TELEMETRY__FORMAT="${BENCH_LOG_FORMAT:-pretty}")
 first=$1
 # The floor first (its bytes are the first build's answer, fetched from a plain run of it),
 # so that every build's line can say how far above it the build is.
