@@ -6,6 +6,8 @@
 # Usage: benches/load/ab.sh BINARY_A BINARY_B (e.g. a release build of the commit before the
 # change, and this one). Loopback only; each load stops by itself after BENCH_DURATION (10)
 # seconds; BENCH_ROUNDS (5) of each; BENCH_LISTINGS (20,000) in the database ua_bench_ab.
+# Logging as the load benchmark has it (`warn`, readable lines), or as production does with
+# BENCH_LOG_FILTER=info BENCH_LOG_FORMAT=json (the root span of every request is then live).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ $# -eq 2 ] || { echo "usage: $0 BINARY_A BINARY_B" >&2; exit 2; }
@@ -41,7 +43,8 @@ trap stop EXIT
 start() { # $1 binary, $2 cache on/off
     stop
     env NO_COLOR=1 DATABASE_URL="$DB_URL" APP__DATABASE__MAX_CONNECTIONS=8 APP__SERVER__WORKERS=2 \
-        APP__CACHE__ENABLED="$2" APP__TELEMETRY__FILTER=warn \
+        APP__CACHE__ENABLED="$2" APP__TELEMETRY__FILTER="${BENCH_LOG_FILTER:-warn}" \
+        APP__TELEMETRY__FORMAT="${BENCH_LOG_FORMAT:-pretty}" \
         "$1" serve --bind "127.0.0.1:${PORT}" >"$OUT/ab-service.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 100); do curl -fs "$SERVICE/health/ready" >/dev/null 2>&1 && return; sleep 0.1; done

@@ -12,7 +12,7 @@
 # (BENCH_DURATION seconds per load, 10; BENCH_ROUNDS of each side of a ratio, alternating, 3;
 # BENCH_CONNECTIONS, 32; BENCH_POOL, 16; BENCH_RESEED=1; BENCH_CACHE_BYTES, the response
 # cache's memory bound, 64 MiB as the service's default; BENCH_ZIPF_WARMUP seconds, 60;
-# BENCH_OVERLOAD_WORKERS, 256.)
+# BENCH_OVERLOAD_WORKERS, 256; BENCH_BINARY, a release build to measure instead of this tree's.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -37,7 +37,12 @@ done
 say() { printf '\n== %s\n' "$*" >&2; }
 
 say "building (release)"
-cargo build --release --bin unified-attributes >&2
+if [ -n "${BENCH_BINARY:-}" ]; then
+    service_bin=$BENCH_BINARY # another build (the commit before a change), for a before/after
+else
+    cargo build --release --bin unified-attributes >&2
+    service_bin="${CARGO_TARGET_DIR:-target}/release/unified-attributes"
+fi
 baseline_bin=$(cargo bench --bench baseline --no-run --message-format=json 2>/dev/null |
     python3 -c 'import json,sys
 for line in sys.stdin:
@@ -55,7 +60,7 @@ have=$(psql "$DB_URL" -Atqc "SELECT COUNT(*) FROM marketplace_listings" 2>/dev/n
 # BENCH_RESEED=1 reloads the data (after the demo dataset changed).
 if [ "$have" != "$LISTINGS" ] || [ "${BENCH_RESEED:-0}" = 1 ]; then
     psql "$admin_url" -qc "DROP DATABASE ${db_name}" -c "CREATE DATABASE ${db_name}"
-    "${CARGO_TARGET_DIR:-target}/release/unified-attributes" seed-demo --database-url "$DB_URL" --listings "$LISTINGS" >&2
+    "$service_bin" seed-demo --database-url "$DB_URL" --listings "$LISTINGS" >&2
 fi
 values=$(psql "$DB_URL" -Atqc "SELECT COUNT(*) FROM listing_attribute_values")
 psql "$DB_URL" -qc "VACUUM ANALYZE" >&2
@@ -68,7 +73,7 @@ start_service() { # $1: cache on/off
     # The pool size is per worker thread: two workers share POOL connections, as many as pgbench gets.
     env NO_COLOR=1 DATABASE_URL="$DB_URL" APP__DATABASE__MAX_CONNECTIONS="$((POOL / 2))" APP__SERVER__WORKERS=2 \
         APP__CACHE__ENABLED="$1" APP__CACHE__MAX_BYTES="${BENCH_CACHE_BYTES:-$((64 * 1024 * 1024))}" APP__TELEMETRY__FILTER=warn \
-        "${CARGO_TARGET_DIR:-target}/release/unified-attributes" serve --bind "127.0.0.1:${SERVICE_PORT}" >"$OUT/service.log" 2>&1 &
+        "$service_bin" serve --bind "127.0.0.1:${SERVICE_PORT}" >"$OUT/service.log" 2>&1 &
     service_pid=$!
     for _ in $(seq 1 100); do curl -fs "$SERVICE/health/ready" >/dev/null 2>&1 && return; sleep 0.1; done
     echo "the service did not start" >&2; exit 1
