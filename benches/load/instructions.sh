@@ -50,12 +50,7 @@ trap stop EXIT
 # service's bytes (cached), or actix-web and sqlx running the read's SQL (uncached).
 floor_bin=""
 if [ "$FLOOR" = yes ]; then
-    floor_bin=$(cargo bench --bench baseline --no-run --message-format=json 2>/dev/null |
-        python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "baseline" and m.get("executable"):
-        print(m["executable"])')
+    floor_bin=$(benches/load/baseline_binary.sh)
     [ -x "$floor_bin" ] || { echo "the floor (benches/baseline.rs) did not build" >&2; exit 1; }
 fi
 

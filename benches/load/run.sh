@@ -43,12 +43,7 @@ else
     cargo build --release --bin unified-attributes >&2
     service_bin="${CARGO_TARGET_DIR:-target}/release/unified-attributes"
 fi
-baseline_bin=$(cargo bench --bench baseline --no-run --message-format=json 2>/dev/null |
-    python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "baseline" and m.get("executable"):
-        print(m["executable"])')
+baseline_bin=$(benches/load/baseline_binary.sh)
 
 say "database: ${LISTINGS} listings"
 db_name=${DB_URL##*/}
