@@ -511,14 +511,7 @@ impl ValueRow {
     /// coped with: numbers tagged 'text', multiselect kept as one comma-separated string,
     /// booleans as text. A row that holds no usable value gives `None`.
     pub fn typed_value(&self) -> Option<(String, TypedValue)> {
-        let value = self.value()?;
-        Some((
-            self.code.clone()?,
-            TypedValue {
-                value,
-                unit: self.unit.clone(),
-            },
-        ))
+        self.borrowed().typed_value()
     }
 
     /// The same, taking the row: its code and unit move instead of being copied (the reads').
@@ -595,7 +588,7 @@ impl<'r> ValueRowRef<'r> {
         })
     }
 
-    /// The row's code and typed value, as [`ValueRow::typed_value`] gives them.
+    /// The row's code and typed value (see [`ValueRow::typed_value`]).
     pub(crate) fn typed_value(&self) -> Option<(String, TypedValue)> {
         let value = self.value()?;
         Some((
