@@ -12,7 +12,8 @@
 # (BENCH_DURATION seconds per load, 10; BENCH_ROUNDS of each side of a ratio, alternating, 3;
 # BENCH_CONNECTIONS, 32; BENCH_POOL, 16; BENCH_RESEED=1; BENCH_CACHE_BYTES, the response
 # cache's memory bound, 64 MiB as the service's default; BENCH_ZIPF_WARMUP seconds, 60;
-# BENCH_OVERLOAD_WORKERS, 256; BENCH_BINARY, a release build to measure instead of this tree's.)
+# BENCH_OVERLOAD_WORKERS, 256; BENCH_BINARY, a release build to measure instead of this tree's;
+# BENCH_LOG_FILTER, warn, and BENCH_LOG_FORMAT, pretty: `info` and `json` log as production does.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -67,8 +68,8 @@ start_service() { # $1: cache on/off
     stop_service
     # The pool size is per worker thread: two workers share POOL connections, as many as pgbench gets.
     env NO_COLOR=1 DATABASE_URL="$DB_URL" APP__DATABASE__MAX_CONNECTIONS="$((POOL / 2))" APP__SERVER__WORKERS=2 \
-        APP__CACHE__ENABLED="$1" APP__CACHE__MAX_BYTES="${BENCH_CACHE_BYTES:-$((64 * 1024 * 1024))}" APP__TELEMETRY__FILTER=warn \
-        "$service_bin" serve --bind "127.0.0.1:${SERVICE_PORT}" >"$OUT/service.log" 2>&1 &
+        APP__CACHE__ENABLED="$1" APP__CACHE__MAX_BYTES="${BENCH_CACHE_BYTES:-$((64 * 1024 * 1024))}" APP__TELEMETRY__FILTER="${BENCH_LOG_FILTER:-warn}" \
+        APP__TELEMETRY__FORMAT="${BENCH_LOG_FORMAT:-pretty}" "$service_bin" serve --bind "127.0.0.1:${SERVICE_PORT}" >"$OUT/service.log" 2>&1 &
     service_pid=$!
     for _ in $(seq 1 100); do curl -fs "$SERVICE/health/ready" >/dev/null 2>&1 && return; sleep 0.1; done
     echo "the service did not start" >&2; exit 1
