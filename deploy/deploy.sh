@@ -19,7 +19,9 @@
 # Environment: DATABASE_URL (backup), PROMETHEUS_URL, ADMIN_API_TOKEN, SLACK_WEBHOOK_URL,
 #   KUBECTL (default kubectl), BACKUP_DIR (default .).
 # Exit codes: 0 deployed; 1 a gate failed and the rollback ran; 2 usage or a failed command;
-#   3 paused: a gate stayed inconclusive (no user traffic on green).
+#   3 paused: a gate stayed inconclusive (no user traffic on green); 4 a gate failed and the
+#   rollback could not change the flags (the message names what to set by hand).
+# ROLLBACK_FLAG_ATTEMPTS (5): how often a rollback tries each flag change, 2 s apart.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -96,6 +98,23 @@ in_green() {
 # second; a change that breaks a guardrail is refused).
 set_flags() {
     in_green flags --set "$1" --actor deploy.sh
+}
+
+# A rollback's flag change must land, and it is needed most when the database is slow: the
+# change waits for the writes in flight (up to the lock timeout) and can time out while a slow
+# colour still holds them. Tried again, 2 s apart, once the traffic has moved; returns 1 when
+# it never landed. A rollback never reports success over flags it did not change.
+rollback_flag_attempts=${ROLLBACK_FLAG_ATTEMPTS:-5}
+rollback_flags_unchanged=()
+set_flags_for_rollback() {
+    local attempt
+    for attempt in $(seq 1 "$rollback_flag_attempts"); do
+        set_flags "$1" && return 0
+        log "rollback: flags ${1} not changed (attempt ${attempt} of ${rollback_flag_attempts})"
+        [ "$attempt" -lt "$rollback_flag_attempts" ] && sleep 2
+    done
+    rollback_flags_unchanged+=("$1")
+    return 1
 }
 
 # A Prometheus query's single value ("" when there is none).
@@ -201,18 +220,26 @@ rollback() {
         4)
             # Unified-only writes may have happened: dual-write first, then bring legacy up to
             # date (the guardrails refuse legacy fallback until then), then fallback again.
-            set_flags '{"dual_write": true}' || true
-            in_green sync-legacy || true
-            set_flags '{"fallback": true}' || true
+            if set_flags_for_rollback '{"dual_write": true}'; then
+                in_green sync-legacy || true
+                set_flags_for_rollback '{"fallback": true}' || true
+            fi
             ;;
         3)
             set_weights 0 || true
-            set_flags '{"use_unified": false, "unified_percent": 0, "fallback": true, "dual_write": true}' || true
+            set_flags_for_rollback '{"use_unified": false, "unified_percent": 0, "fallback": true, "dual_write": true}' || true
             ;;
         2)
             run "$kubectl" -n "$namespace" scale deployment "$green" --replicas=0 || true
             ;;
     esac
+    if [ ${#rollback_flags_unchanged[@]} -gt 0 ]; then
+        local unchanged="${rollback_flags_unchanged[*]}"
+        notify "phase ${phase} rollback INCOMPLETE: the flags were not changed; set them by hand (unified-attributes flags --set '${rollback_flags_unchanged[0]}'), see RUNBOOK.md"
+        record "$phase" "rollback incomplete" "flags not changed: ${unchanged}"
+        write_report "rollback incomplete in phase ${phase}"
+        exit 4
+    fi
     notify "phase ${phase} rolled back"
     record "$phase" "rolled back" "see RUNBOOK.md"
     write_report "rolled back in phase ${phase}"

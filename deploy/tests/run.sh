@@ -4,6 +4,8 @@
 #   success   every gate passes: the recorded calls equal golden/success.calls, exit 0
 #   rollback  the green error ratio is 5 %: phase 3's first gate fails, the traffic and the
 #             flags go back; the calls equal golden/rollback.calls, exit 1
+#   rollback-incomplete  the flag change is refused every time: tried again, then exit 4,
+#             never reported as rolled back
 #   no-data   Prometheus has no error ratio or p95 for green's traffic: the gate fails
 #   no-traffic green serves no user request: the gate is inconclusive, soaks again, then the
 #             deploy pauses (exit 3) with nothing rolled back; golden/no-traffic.calls
@@ -107,6 +109,19 @@ expect_message rollback "phase 3 rolled back"
 grep -q "outcome: rolled back in phase 3" "$work/report.md" || fail "rollback: report outcome"
 grep -q "phase_4\|archive" "$work/calls" && fail "rollback: nothing after the failed phase runs"
 
+# rollback whose flag change never lands (the database refuses it, as a lock timeout does):
+# tried again, then reported incomplete with exit 4, never as rolled back
+start_server 0.05 0.020
+code=$(FAKE_KUBECTL_FAIL='"use_unified": false' ROLLBACK_FLAG_ATTEMPTS=3 deploy)
+[ "$code" = 4 ] || fail "rollback-incomplete: exit $code (expected 4)"
+[ "$(grep -cF '"use_unified": false' "$work/calls")" = 3 ] ||
+    fail "rollback-incomplete: the flag change is tried ROLLBACK_FLAG_ATTEMPTS times"
+grep -q "weight" "$work/calls" || fail "rollback-incomplete: the traffic still goes back"
+expect_message rollback-incomplete "phase 3 rollback INCOMPLETE: the flags were not changed"
+grep -q "phase 3 rolled back" "$work/messages" && fail "rollback-incomplete: reported as rolled back"
+grep -q "outcome: rollback incomplete in phase 3" "$work/report.md" ||
+    fail "rollback-incomplete: report outcome"
+
 # no data: the gate fails rather than passing on silence
 start_server none none
 code=$(deploy)
@@ -185,4 +200,4 @@ if [ "$failures" -gt 0 ]; then
     echo "deploy.sh tests: $failures failed" >&2
     exit 1
 fi
-echo "deploy.sh tests: success, rollback, no-data, no-traffic, phase-2 and phase-4 failures, dry-run, the rollback ladder L1–L4, usage — all passed"
+echo "deploy.sh tests: success, rollback, rollback-incomplete, no-data, no-traffic, phase-2 and phase-4 failures, dry-run, the rollback ladder L1–L4, usage — all passed"
