@@ -19,8 +19,8 @@
 # Environment: DATABASE_URL (backup), PROMETHEUS_URL, ADMIN_API_TOKEN, SLACK_WEBHOOK_URL,
 #   KUBECTL (default kubectl), BACKUP_DIR (default .).
 # Exit codes: 0 deployed; 1 a gate failed and the rollback ran; 2 usage or a failed command;
-#   3 paused: a gate stayed inconclusive (no user traffic on green); 4 a gate failed and the
-#   rollback could not change the flags (the message names what to set by hand).
+#   3 paused: a gate stayed inconclusive (no user traffic on green); 4 a gate failed and a step
+#   of the rollback failed (the message names what is left to do by hand, in order).
 # ROLLBACK_FLAG_ATTEMPTS (5): how often a rollback tries each flag change, 2 s apart.
 set -euo pipefail
 
@@ -100,12 +100,25 @@ set_flags() {
     in_green flags --set "$1" --actor deploy.sh
 }
 
+# What a rollback could not do, as commands to run by hand, in order: a rollback never reports
+# success over a step that failed.
+rollback_unfinished=()
+rollback_flags_unchanged=false
+
+# Runs one step of a rollback; $1 is what to run by hand when it fails.
+rollback_step() {
+    local by_hand=$1
+    shift
+    "$@" && return 0
+    rollback_unfinished+=("$by_hand")
+    return 1
+}
+
 # A rollback's flag change must land, and it is needed most when the database is slow: the
 # change waits for the writes in flight (up to the lock timeout) and can time out while a slow
 # colour still holds them. Tried again, 2 s apart, once the traffic has moved; returns 1 when
-# it never landed. A rollback never reports success over flags it did not change.
+# it never landed.
 rollback_flag_attempts=${ROLLBACK_FLAG_ATTEMPTS:-5}
-rollback_flags_unchanged=()
 set_flags_for_rollback() {
     local attempt
     for attempt in $(seq 1 "$rollback_flag_attempts"); do
@@ -113,7 +126,8 @@ set_flags_for_rollback() {
         log "rollback: flags ${1} not changed (attempt ${attempt} of ${rollback_flag_attempts})"
         [ "$attempt" -lt "$rollback_flag_attempts" ] && sleep 2
     done
-    rollback_flags_unchanged+=("$1")
+    rollback_unfinished+=("unified-attributes flags --set '$1'")
+    rollback_flags_unchanged=true
     return 1
 }
 
@@ -220,23 +234,31 @@ rollback() {
         4)
             # Unified-only writes may have happened: dual-write first, then bring legacy up to
             # date (the guardrails refuse legacy fallback until then), then fallback again.
-            if set_flags_for_rollback '{"dual_write": true}'; then
-                in_green sync-legacy || true
+            # A step that failed leaves the ones after it to the operator, in this order.
+            local fallback_by_hand="unified-attributes flags --set '{\"fallback\": true}'"
+            if ! set_flags_for_rollback '{"dual_write": true}'; then
+                rollback_unfinished+=("unified-attributes sync-legacy" "$fallback_by_hand")
+            elif ! rollback_step "unified-attributes sync-legacy" in_green sync-legacy; then
+                rollback_unfinished+=("$fallback_by_hand")
+            else
                 set_flags_for_rollback '{"fallback": true}' || true
             fi
             ;;
         3)
-            set_weights 0 || true
+            rollback_step "traffic back to blue: weight 0 on green (RUNBOOK.md, L2)" set_weights 0 || true
             set_flags_for_rollback '{"use_unified": false, "unified_percent": 0, "fallback": true, "dual_write": true}' || true
             ;;
         2)
-            run "$kubectl" -n "$namespace" scale deployment "$green" --replicas=0 || true
+            rollback_step "kubectl -n ${namespace} scale deployment ${green} --replicas=0" \
+                run "$kubectl" -n "$namespace" scale deployment "$green" --replicas=0 || true
             ;;
     esac
-    if [ ${#rollback_flags_unchanged[@]} -gt 0 ]; then
-        local unchanged="${rollback_flags_unchanged[*]}"
-        notify "phase ${phase} rollback INCOMPLETE: the flags were not changed; set them by hand (unified-attributes flags --set '${rollback_flags_unchanged[0]}'), see RUNBOOK.md"
-        record "$phase" "rollback incomplete" "flags not changed: ${unchanged}"
+    if [ ${#rollback_unfinished[@]} -gt 0 ]; then
+        local why="a step failed" left
+        $rollback_flags_unchanged && why="the flags were not changed"
+        left=$(printf '%s; ' "${rollback_unfinished[@]}")
+        notify "phase ${phase} rollback INCOMPLETE: ${why}; left to do by hand, in order: ${left%; }; see RUNBOOK.md"
+        record "$phase" "rollback incomplete" "left to do: ${left%; }"
         write_report "rollback incomplete in phase ${phase}"
         exit 4
     fi

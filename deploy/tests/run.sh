@@ -9,7 +9,8 @@
 #   no-data   Prometheus has no error ratio or p95 for green's traffic: the gate fails
 #   no-traffic green serves no user request: the gate is inconclusive, soaks again, then the
 #             deploy pauses (exit 3) with nothing rolled back; golden/no-traffic.calls
-#   phase-2/4 a failed rollout or validation rolls back what that phase changed
+#   phase-2/4 a failed rollout or validation rolls back what that phase changed; a failed
+#             sync-legacy leaves the rollback incomplete (exit 4), fallback not asked for
 #   dry-run   nothing runs; every command is printed
 #   ladder-*  rollback.sh, each level of the seed's ladder (L1 by flags and by `kubectl set env`,
 #             L2, L3, L4 with and without the archive): its calls equal golden/ladder-*.calls;
@@ -156,6 +157,15 @@ done
 grep -q "unified-attributes archive" "$work/calls" && fail "phase-4: no archive after a failed phase 4"
 expect_message phase-4 "phase 4 FAILED: validation in the unified phase failed"
 
+# the same, but sync-legacy fails: fallback is not asked for (the guardrails would refuse it),
+# and the rollback ends incomplete, naming what is left in order, never as rolled back
+start_server 0.001 0.020
+code=$(FAKE_KUBECTL_FAIL='--expect-phase unified|sync-legacy' deploy)
+[ "$code" = 4 ] || fail "phase-4-sync: exit $code (expected 4)"
+grep -qF 'flags --set {"fallback": true}' "$work/calls" && fail "phase-4-sync: no fallback before legacy is synced"
+expect_message phase-4-sync "phase 4 rollback INCOMPLETE: a step failed; left to do by hand, in order: unified-attributes sync-legacy; unified-attributes flags --set"
+grep -q "phase 4 rolled back" "$work/messages" && fail "phase-4-sync: reported as rolled back"
+
 # dry run: prints, runs nothing
 code=$(deploy --dry-run --to-phase 5)
 [ "$code" = 0 ] || fail "dry-run: exit $code"
@@ -200,4 +210,4 @@ if [ "$failures" -gt 0 ]; then
     echo "deploy.sh tests: $failures failed" >&2
     exit 1
 fi
-echo "deploy.sh tests: success, rollback, rollback-incomplete, no-data, no-traffic, phase-2 and phase-4 failures, dry-run, the rollback ladder L1–L4, usage — all passed"
+echo "deploy.sh tests: success, rollback, rollback-incomplete, no-data, no-traffic, phase-2 and phase-4 failures (and a failed sync-legacy), dry-run, the rollback ladder L1–L4, usage — all passed"
