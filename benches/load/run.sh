@@ -89,6 +89,15 @@ postgres_cpu() {
     done
     echo "$total"
 }
+# Waits (10 s at most each) until the processes are reaped: gone from /proc, a zombie included.
+wait_reaped() {
+    local pid
+    for pid in "$@"; do
+        for _ in $(seq 1 100); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
+        [ -e "/proc/$pid" ] && echo "backend $pid not reaped after 10 s: its CPU is not counted" >&2
+    done
+    return 0
+}
 current_rss_mb() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/${service_pid}/status"; }
 # Transactions PostgreSQL committed in the benchmark's database: each statement the service
 # sends outside a transaction is one. A backend flushes its statistics at most once a second,
@@ -176,11 +185,20 @@ for _ in $(seq 1 "$ROUNDS"); do
     nocache_misses=$(python3 -c "print($nocache_misses + $m1 - $m0)")
     nocache_commits=$((nocache_commits + c1 - c0))
     service_cpu=$((service_cpu + s1 - s0)) pg_cpu_service=$((pg_cpu_service + p1 - p0))
-    # PostgreSQL's CPU over the whole pgbench run (its backends' too, reaped at its end), per
-    # transaction pgbench counted.
+    # PostgreSQL's CPU over the whole pgbench run, per transaction pgbench counted. Its
+    # backends exit when it does, and their CPU moves into the postmaster's reaped-children
+    # counters only once the postmaster reaps them: read before that, a backend already gone
+    # from the children but not yet in the counters is lost (this line once read 19 µs in one
+    # run and 82 in the next). So the backends are named during the run and waited for.
     pg_before=$(postgres_cpu)
     pgbench -n -M prepared -c "$POOL" -j 2 -T "$DURATION" -f benches/load/listing_values.pgbench "$DB_URL" \
-        >"$OUT/pgbench.txt" 2>/dev/null
+        >"$OUT/pgbench.txt" 2>/dev/null &
+    pgbench_pid=$!
+    sleep 1
+    mapfile -t pgbench_backends < <(psql "$DB_URL" -Atqc \
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench'")
+    wait "$pgbench_pid"
+    wait_reaped "${pgbench_backends[@]}"
     pg_after=$(postgres_cpu)
     tps=$(awk '/^tps/ {print $3}' "$OUT/pgbench.txt")
     pg_cpu_pgbench=$((pg_cpu_pgbench + pg_after - pg_before))
@@ -237,7 +255,7 @@ rows = [
     ("listings / values", "$LISTINGS / $values", "200,000 / ~2,000,000"),
     ("cached category read, req/s (median)", f"{service:,.0f} ({rounds('$service_runs_text')})", ""),
     ("minimal actix-web, same bytes, req/s (median)", f"{baseline:,.0f} ({rounds('$baseline_runs_text')})", ""),
-    ("ratio of the medians", f"{r(service, baseline):.0%}", ">= 70%"),
+    ("ratio of the medians", f"{r(service, baseline):.0%}", ">= 75%"),
     ("DB queries during the cached-read run", f"{float('$queries_after') - float('$queries_before'):.0f}", "0"),
     ("p99 at half max, category read", "$category_p99 ms", "< 5 ms"),
     ("batch of 50 listings, req/s", f"{float('$batch_rps'):,.0f}", ""),
@@ -253,9 +271,9 @@ rows = [
     ("PostgreSQL transactions per miss (Zipf, pg_stat_database)", f"{r(float('$x1') - float('$x0'), misses):.3f}", "1"),
     ("listing values, cache off, req/s (median)", f"{nocache:,.0f} ({rounds('$nocache_runs_text')})", ""),
     ("pgbench, same SQL, tps (median)", f"{pg:,.0f} ({rounds('$pgbench_runs_text')})", ""),
-    ("ratio of the medians", f"{r(nocache, pg):.0%}", ">= 65%"),
-    ("CPU per uncached read: service / PostgreSQL (/proc)", f"{r(float('$service_cpu') * 1e6 / $TICKS, float('$nocache_misses')):.0f} / {r(float('$pg_cpu_service') * 1e6 / $TICKS, float('$nocache_misses')):.0f} us", ""),
-    ("CPU per pgbench transaction: PostgreSQL (/proc, the whole run, exited backends included)", f"{r(float('$pg_cpu_pgbench') * 1e6 / $TICKS, float('$pgbench_txns')):.0f} us", ""),
+    ("ratio of the medians", f"{r(nocache, pg):.0%}", ">= 70%"),
+    ("CPU per uncached read: service / PostgreSQL (/proc)", f"{r(float('$service_cpu') * 1e6 / $TICKS, float('$nocache_misses')):.0f} / {r(float('$pg_cpu_service') * 1e6 / $TICKS, float('$nocache_misses')):.0f} us", "service <= 30 us"),
+    ("CPU per pgbench transaction: PostgreSQL (/proc, the whole run, its backends reaped)", f"{r(float('$pg_cpu_pgbench') * 1e6 / $TICKS, float('$pgbench_txns')):.0f} us", ""),
     ("floor: actix-web + sqlx, same statement, rows undecoded, req/s (median)", f"{float('$floor_rps'):,.0f} ({rounds('$floor_runs_text')})", ""),
     ("service / floor", f"{r(nocache, float('$floor_rps')):.0%}", ""),
     ("CPU per request of the floor (/proc)", f"{r(float('$floor_cpu') * 1e6 / $TICKS, float('$floor_requests')):.0f} us", ""),
