@@ -47,17 +47,21 @@ pub async fn assign(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
-    let id: Arc<str> = request
-        .headers()
-        .get(HEADER)
-        .and_then(accepted)
-        .map_or_else(|| uuid::Uuid::new_v4().to_string().into(), Into::into);
-    let header = HeaderValue::from_str(&id).ok();
+    let (id, header): (Arc<str>, HeaderValue) = match request.headers().get(HEADER) {
+        // The caller's header is answered as it came: a handle on its bytes, not a copy.
+        Some(value) if let Some(text) = accepted(value) => (text.into(), value.clone()),
+        // Written into a buffer on the stack: `to_string` went through the formatter, and
+        // the header was then checked and copied from the text again.
+        _ => {
+            let mut buffer = uuid::Uuid::encode_buffer();
+            let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+            let header = HeaderValue::from_str(text).expect("a UUID is a valid header value");
+            (Arc::from(&*text), header)
+        }
+    };
     request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = CURRENT.scope(RequestId(id), next.call(request)).await?;
-    if let Some(header) = header {
-        response.headers_mut().insert(HEADER, header);
-    }
+    response.headers_mut().insert(HEADER, header);
     Ok(response)
 }
 
