@@ -127,8 +127,9 @@ fn client_of(request: &ServiceRequest, trust_forwarded_for: bool) -> Client<'_> 
 #[derive(Debug)]
 pub struct PerClient {
     limit: usize,
-    /// Keyed by a hash of the client's key (never the secret itself), with a per-process seed.
-    counts: Mutex<HashMap<u64, usize>>,
+    /// Keyed by a hash of the client's key (never the secret itself), with a per-process seed;
+    /// that hash is spread again by foldhash, not by a second SipHash.
+    counts: Mutex<HashMap<u64, usize, foldhash::fast::RandomState>>,
     seed: std::collections::hash_map::RandomState,
 }
 

@@ -87,7 +87,9 @@ pub trait StandIn {
 /// One moka cache with counters; built only through [`BoundedCache::new`], the one factory.
 #[derive(Clone)]
 pub struct BoundedCache<K, V> {
-    pub(crate) inner: Cache<K, V>,
+    /// Keys hashed with foldhash, seeded at random per process as std's SipHash is, at a
+    /// fraction of its instructions: every read hashes its key.
+    pub(crate) inner: Cache<K, V, foldhash::fast::RandomState>,
     pub(crate) stats: Arc<CacheStats>,
     pub(crate) enabled: bool,
 }
@@ -120,7 +122,7 @@ where
                     evictions.evictions.fetch_add(1, Ordering::Relaxed);
                 }
             })
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Self {
             inner,
             stats,

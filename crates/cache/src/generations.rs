@@ -1,6 +1,6 @@
 //! The generation counters that let a load tell it ran across a write.
 
-use std::hash::Hash;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::Scope;
@@ -25,10 +25,9 @@ impl Generations {
     }
 
     fn stripe(&self, scope: &Scope) -> &AtomicU64 {
-        use std::hash::Hasher;
-        let mut hasher = std::hash::DefaultHasher::new();
-        scope.hash(&mut hasher);
-        &self.stripes[(hasher.finish() % GENERATION_STRIPES as u64) as usize]
+        // A fixed seed: every handle of the caches must find a scope's stripe in one place.
+        let hash = foldhash::quality::FixedState::default().hash_one(scope);
+        &self.stripes[(hash % GENERATION_STRIPES as u64) as usize]
     }
 
     pub(crate) fn current(&self, scope: Option<&Scope>) -> (u64, u64) {

@@ -226,7 +226,7 @@ impl Page {
 /// The entity responses, paged; counts hits, misses and evictions per entity.
 #[derive(Clone)]
 pub(crate) struct EntityPages {
-    inner: Cache<PageKey, Arc<Page>>,
+    inner: Cache<PageKey, Arc<Page>, foldhash::fast::RandomState>,
     stats: Arc<CacheStats>,
     /// Entity responses resident now (moka counts pages).
     entities: Arc<AtomicU64>,
@@ -262,7 +262,7 @@ impl EntityPages {
                         .fetch_add(page.len(), Ordering::Relaxed);
                 }
             })
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Self {
             inner,
             stats,
