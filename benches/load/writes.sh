@@ -7,7 +7,8 @@
 # parameters as typed literals and the listing id made pgbench's variable, so the ceiling follows
 # the service's SQL as it changes. Reported: requests per second vs pgbench's transactions per
 # second (medians of alternating rounds), p50/p99 at half of the service's maximum (hey, fixed
-# rate), PostgreSQL transactions per write (its own counters) and statements per write.
+# rate) next to pgbench's at the same rate (alternating rounds, medians), PostgreSQL
+# transactions per write (its own counters) and statements per write.
 # Loopback only; every load stops by itself after BENCH_DURATION (10) seconds; BENCH_ROUNDS (3)
 # of each side; BENCH_LISTINGS (20,000) reseeded into the database ua_bench_writes each run;
 # BENCH_MODES ("legacy dual unified") and BENCH_WRITES ("PATCH PUT") choose what is measured;
@@ -249,7 +250,7 @@ pgbench_latency_at() { # $1 rate, $2 script
 import sys
 times = sorted(int(line.split()[2]) / 1000 for line in sys.stdin if line.strip())
 pick = lambda q: times[min(len(times) - 1, int(q * len(times)))] if times else float("nan")
-print(f"{pick(0.5):.2f} {pick(0.99):.2f}")'
+print(f"{pick(0.5):.2f} {pick(0.99):.2f} {len(times)}")'
     rm -f "$OUT"/writes-pgbench-log.*
 }
 
@@ -281,14 +282,25 @@ for mode in "${MODES[@]}"; do
             say "${mode} ${op}: service ${service_runs[*]} / pgbench ${pgbench_runs[*]}"
         done
         service_rps=$(median "${service_runs[@]}")
-        read -r p50 p99 < <(latency_at "$(python3 -c "print($service_rps / 2)")" "$op" "$body")
+        # Latency at half of that rate: the service and pgbench in alternating rounds too, the
+        # median of each one's p50s and p99s, so that neither side is always the one that runs
+        # straight after the full-rate rounds (their autovacuum, their checkpoint).
+        rate=$(python3 -c "print($service_rps / 2)")
+        p50s=() p99s=() floor50s=() floor99s=() paced_txns=0
+        for _ in $(seq 1 "$ROUNDS"); do
+            read -r p50 p99 < <(latency_at "$rate" "$op" "$body")
+            read -r floor50 floor99 count < <(pgbench_latency_at "$rate" "$script")
+            p50s+=("$p50") p99s+=("$p99") floor50s+=("$floor50") floor99s+=("$floor99")
+            paced_txns=$((paced_txns + count))
+        done
+        p50=$(median "${p50s[@]}") p99=$(median "${p99s[@]}")
+        floor50=$(median "${floor50s[@]}") floor99=$(median "${floor99s[@]}")
         # PostgreSQL's transactions per write: its counters over the service's rounds and the
-        # latency run, pgbench's transactions taken off.
+        # latency runs, pgbench's transactions taken off.
         n1=$(curl -fs "$SERVICE/metrics" | awk '$1 ~ /^unified_attributes_writes_total/ {n += $2} END {print n + 0}')
         c1=$(commits)
-        pgbench_txns=$(python3 -c "print(round(sum(float(t) for t in '${pgbench_runs[*]}'.split()) * $DURATION))")
+        pgbench_txns=$(python3 -c "print(round(sum(float(t) for t in '${pgbench_runs[*]}'.split()) * $DURATION) + $paced_txns)")
         stop
-        read -r floor50 floor99 < <(pgbench_latency_at "$(python3 -c "print($service_rps / 2)")" "$script")
         results+=("${mode}|${op}|${service_runs[*]}|${pgbench_runs[*]}|$(median "${cpu_runs[@]}")|${p50}|${p99}|${floor50}|${floor99}|$(python3 -c "print(round(($c1 - $c0 - $pgbench_txns) / max(1, $n1 - $n0), 2))")|${round_trips}")
     done
 done
@@ -303,7 +315,8 @@ for result in sys.argv[2:]:
     ms, mp = statistics.median(s), statistics.median(p)
     runs = lambda xs: " / ".join(f"{x:,.0f}" for x in xs)
     rows.append((f"{op} ({names[mode]})", f"{ms:,.0f} ({runs(s)})", f"{mp:,.0f} ({runs(p)})",
-                 f"{ms / mp:.0%}", f"{p50} / {p99}", f"{floor50} / {floor99}", cpu, txns, round_trips))
+                 f"{ms / mp:.0%}", f"{float(p50):.2f} / {float(p99):.2f}",
+                 f"{float(floor50):.2f} / {float(floor99):.2f}", cpu, txns, round_trips))
 text = ("| write | service req/s, median (rounds) | pgbench, same statements, tps (rounds) | ratio "
         "| p50 / p99 ms at half max | pgbench p50 / p99 ms, same rate | service CPU µs/write "
         "| PostgreSQL transactions/write | round trips/write |\n"
