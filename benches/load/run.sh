@@ -196,7 +196,7 @@ for _ in $(seq 1 "$ROUNDS"); do
     pgbench_pid=$!
     sleep 1
     mapfile -t pgbench_backends < <(psql "$DB_URL" -Atqc \
-        "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench'")
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' AND datname = current_database()")
     wait "$pgbench_pid"
     wait_reaped "${pgbench_backends[@]}"
     pg_after=$(postgres_cpu)
