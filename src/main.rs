@@ -17,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 
 // A request that misses the cache makes a few dozen small allocations (rows, strings, the JSON
 // body); glibc's malloc took a tenth of the service's CPU on that path (perf, load benchmark).
+// Its 2.x line (see Cargo.toml): 3.x took its slow path for a quarter of them, every time.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
