@@ -148,7 +148,10 @@ hits0=$(metric 'unified_attributes_cache_hits_total{cache="responses"}')
 misses0=$(metric 'unified_attributes_cache_misses_total{cache="responses"}')
 q0=$(metric unified_attributes_db_queries_total)
 x0=$(commits)
+# The CPU a mostly-cached read costs each side: deploy/CAPACITY.md sizes pods by it.
+zipf_cpu0=$(cpu_ticks "$service_pid") zipf_pg0=$(postgres_cpu)
 zipf_rps=$(ZIPF_N=$LISTINGS wrk_rps -s benches/load/zipf.lua "$SERVICE")
+zipf_cpu=$(($(cpu_ticks "$service_pid") - zipf_cpu0)) zipf_pg_cpu=$(($(postgres_cpu) - zipf_pg0))
 hits1=$(metric 'unified_attributes_cache_hits_total{cache="responses"}')
 misses1=$(metric 'unified_attributes_cache_misses_total{cache="responses"}')
 q1=$(metric unified_attributes_db_queries_total)
@@ -262,6 +265,7 @@ rows = [
     ("p99 at half max, batch of 50", "$batch_p99 ms", "< 10 ms"),
     ("Zipf(1.0) listing reads, req/s", f"{float('$zipf_rps'):,.0f}", ""),
     ("Zipf requests: warm-up / measured", f"{warm:,.0f} / {hits + misses:,.0f}", ""),
+    ("CPU per Zipf read: service / PostgreSQL (/proc)", f"{r(float('$zipf_cpu') * 1e6 / $TICKS, hits + misses):.1f} / {r(float('$zipf_pg_cpu') * 1e6 / $TICKS, hits + misses):.1f} us", ""),
     ("cache hit rate (Zipf, after warm-up)", f"{r(hits, hits + misses):.1%}", ">= 95%"),
     ("ceiling: a cache that never evicts, same requests", f"{ceiling:.1%}", ""),
     ("listings cached at the end (Zipf)", f"{entries:,.0f}", ""),
