@@ -12,7 +12,7 @@ use crate::AppState;
 use crate::auth::ValueWriter;
 use crate::error::ApiError;
 use crate::http_cache::{Freshness, cached, envelope, respond};
-use crate::routes::{Envelope, ReadContext, parse_id, refuse_nul_characters, to_bytes};
+use crate::routes::{Envelope, ReadContext, parse_id, refuse_nul_characters};
 use crate::views::{EntityValuesBody, EntityValuesView};
 
 /// Most listings one batch read may ask for (a results page shows 20–50).
@@ -57,7 +57,7 @@ pub async fn get(
                 state.canonical_legacy_values(&mut read.data).await?;
             }
             Ok::<_, ApiError>(cached(
-                to_bytes(&EntityValuesBody::of(entity, &read.data)),
+                EntityValuesBody::of(entity, &read.data).to_bytes(),
                 read.served_by,
             ))
         })
@@ -272,7 +272,7 @@ pub async fn batch(
                 not_found.push(id);
                 continue;
             };
-            let fragment = to_bytes(&EntityValuesBody::of(entity, values));
+            let fragment = EntityValuesBody::of(entity, values).to_bytes();
             state
                 .caches
                 .store_response(
