@@ -77,6 +77,8 @@ start_service() { # $1: cache on/off
 peak_rss_mb() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/${service_pid}/status"; }
 # User and system CPU (clock ticks) of processes, and the PostgreSQL backends of the database.
 cpu_ticks() { local total=0 pid; for pid in "$@"; do [ -r "/proc/$pid/stat" ] && total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done; echo "$total"; }
+# Of those, the system CPU of one process: its sockets' sends and receives, epoll and wake-ups.
+kernel_ticks() { awk '{print $15}' "/proc/$1/stat"; }
 # CPU ticks PostgreSQL has spent so far: the postmaster of the benchmark's cluster and its live
 # processes, plus the children it has reaped (cutime + cstime) — so a backend that exits inside a
 # window (pgbench's, at its end) still counts, and another cluster's processes never do.
@@ -166,6 +168,7 @@ start_service false
 curl -fs "$SERVICE/api/v2/marketplace/listings/1/attributes" >"$OUT/listing.json"
 nocache_runs=() pgbench_runs=() floor_runs=() nocache_misses=0 nocache_commits=0
 service_cpu=0 pg_cpu_service=0 pg_cpu_pgbench=0 pgbench_txns=0 floor_cpu=0 floor_requests=0
+service_kernel=0 floor_kernel=0
 for _ in $(seq 1 "$ROUNDS"); do
     # The floor: actix-web and sqlx alone, the same statement and connections per worker as
     # the service, the service's answer bytes (benches/baseline.rs).
@@ -174,20 +177,21 @@ for _ in $(seq 1 "$ROUNDS"); do
         BASELINE_CONNECTIONS="$((POOL / 2))" "$baseline_bin" &
     baseline_pid=$!
     for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:${BASELINE_PORT}/listings/1" >/dev/null 2>&1 && break; sleep 0.1; done
-    f0=$(cpu_ticks "$baseline_pid")
+    f0=$(cpu_ticks "$baseline_pid") fk0=$(kernel_ticks "$baseline_pid")
     floor_runs+=("$(UNIFORM_N=$LISTINGS wrk_rps -s benches/load/uniform.lua "http://127.0.0.1:${BASELINE_PORT}")")
-    f1=$(cpu_ticks "$baseline_pid")
+    f1=$(cpu_ticks "$baseline_pid") fk1=$(kernel_ticks "$baseline_pid")
     kill "$baseline_pid"; wait "$baseline_pid" 2>/dev/null || true; baseline_pid=""
-    floor_cpu=$((floor_cpu + f1 - f0))
+    floor_cpu=$((floor_cpu + f1 - f0)) floor_kernel=$((floor_kernel + fk1 - fk0))
     floor_requests=$(python3 -c "print($floor_requests + ${floor_runs[-1]} * $DURATION)")
     m0=$(metric 'unified_attributes_cache_misses_total{cache="responses"}') c0=$(commits)
-    s0=$(cpu_ticks "$service_pid") p0=$(postgres_cpu)
+    s0=$(cpu_ticks "$service_pid") sk0=$(kernel_ticks "$service_pid") p0=$(postgres_cpu)
     nocache_runs+=("$(UNIFORM_N=$LISTINGS wrk_rps -s benches/load/uniform.lua "$SERVICE")")
-    s1=$(cpu_ticks "$service_pid") p1=$(postgres_cpu)
+    s1=$(cpu_ticks "$service_pid") sk1=$(kernel_ticks "$service_pid") p1=$(postgres_cpu)
     m1=$(metric 'unified_attributes_cache_misses_total{cache="responses"}') c1=$(commits)
     nocache_misses=$(python3 -c "print($nocache_misses + $m1 - $m0)")
     nocache_commits=$((nocache_commits + c1 - c0))
     service_cpu=$((service_cpu + s1 - s0)) pg_cpu_service=$((pg_cpu_service + p1 - p0))
+    service_kernel=$((service_kernel + sk1 - sk0))
     # PostgreSQL's CPU over the whole pgbench run, per transaction pgbench counted. Its
     # backends exit when it does, and their CPU moves into the postmaster's reaped-children
     # counters only once the postmaster reaps them: read before that, a backend already gone
@@ -277,10 +281,12 @@ rows = [
     ("pgbench, same SQL, tps (median)", f"{pg:,.0f} ({rounds('$pgbench_runs_text')})", ""),
     ("ratio of the medians", f"{r(nocache, pg):.0%}", ">= 70%"),
     ("CPU per uncached read: service / PostgreSQL (/proc)", f"{r(float('$service_cpu') * 1e6 / $TICKS, float('$nocache_misses')):.0f} / {r(float('$pg_cpu_service') * 1e6 / $TICKS, float('$nocache_misses')):.0f} us", "service <= 30 us"),
+    ("the service's CPU per uncached read: user + kernel", f"{r(float('$service_cpu' ) - float('$service_kernel'), float('$nocache_misses')) * 1e6 / $TICKS:.0f} + {r(float('$service_kernel'), float('$nocache_misses')) * 1e6 / $TICKS:.0f} us", ""),
     ("CPU per pgbench transaction: PostgreSQL (/proc, the whole run, its backends reaped)", f"{r(float('$pg_cpu_pgbench') * 1e6 / $TICKS, float('$pgbench_txns')):.0f} us", ""),
     ("floor: actix-web + sqlx, same statement, rows undecoded, req/s (median)", f"{float('$floor_rps'):,.0f} ({rounds('$floor_runs_text')})", ""),
     ("service / floor", f"{r(nocache, float('$floor_rps')):.0%}", ""),
-    ("CPU per request of the floor (/proc)", f"{r(float('$floor_cpu') * 1e6 / $TICKS, float('$floor_requests')):.0f} us", ""),
+    ("CPU per request of the floor (/proc): user + kernel", f"{r(float('$floor_cpu') * 1e6 / $TICKS, float('$floor_requests')):.0f} us: {r(float('$floor_cpu') - float('$floor_kernel'), float('$floor_requests')) * 1e6 / $TICKS:.0f} + {r(float('$floor_kernel'), float('$floor_requests')) * 1e6 / $TICKS:.0f}", ""),
+    ("floor / pgbench: the most the stack allows", f"{r(float('$floor_rps'), pg):.0%}", ""),
     ("PostgreSQL transactions per read, cache off (pg_stat_database)", f"{r(float('$nocache_commits'), float('$nocache_misses')):.3f}", "1"),
     ("overload: offered 3x max / answered per s", f"{3 * nocache:,.0f} / {float('$overload_sent'):,.0f}", ""),
     ("overload: 200 per s, their p99", f"{float('$overload_ok_rps'):,.0f}, $overload_ok_p99 ms", "< 20 ms"),
