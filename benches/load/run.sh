@@ -281,7 +281,7 @@ rows = [
     ("pgbench, same SQL, tps (median)", f"{pg:,.0f} ({rounds('$pgbench_runs_text')})", ""),
     ("ratio of the medians", f"{r(nocache, pg):.0%}", ">= 70%"),
     ("CPU per uncached read: service / PostgreSQL (/proc)", f"{r(float('$service_cpu') * 1e6 / $TICKS, float('$nocache_misses')):.0f} / {r(float('$pg_cpu_service') * 1e6 / $TICKS, float('$nocache_misses')):.0f} us", "service <= 30 us"),
-    ("the service's CPU per uncached read: user + kernel", f"{r(float('$service_cpu' ) - float('$service_kernel'), float('$nocache_misses')) * 1e6 / $TICKS:.0f} + {r(float('$service_kernel'), float('$nocache_misses')) * 1e6 / $TICKS:.0f} us", ""),
+    ("the service's CPU per uncached read: user + kernel", f"{r(float('$service_cpu') - float('$service_kernel'), float('$nocache_misses')) * 1e6 / $TICKS:.0f} + {r(float('$service_kernel'), float('$nocache_misses')) * 1e6 / $TICKS:.0f} us", ""),
     ("CPU per pgbench transaction: PostgreSQL (/proc, the whole run, its backends reaped)", f"{r(float('$pg_cpu_pgbench') * 1e6 / $TICKS, float('$pgbench_txns')):.0f} us", ""),
     ("floor: actix-web + sqlx, same statement, rows undecoded, req/s (median)", f"{float('$floor_rps'):,.0f} ({rounds('$floor_runs_text')})", ""),
     ("service / floor", f"{r(nocache, float('$floor_rps')):.0%}", ""),

@@ -346,11 +346,7 @@ impl<'a> EntityValuesBody<'a> {
 
     /// The body's bytes; empty if a value cannot be encoded, as `routes::to_bytes`.
     pub fn to_bytes(&self) -> bytes::Bytes {
-        let mut body = Vec::with_capacity(512);
-        if self.write(&mut body).is_err() {
-            body.clear();
-        }
-        bytes::Bytes::from(body.into_boxed_slice())
+        crate::routes::written(|body| self.write(body))
     }
 
     fn write(&self, body: &mut Vec<u8>) -> serde_json::Result<()> {

@@ -114,13 +114,18 @@ pub fn refuse_nul_characters(body: &serde_json::Value) -> Result<(), ApiError> {
     }
 }
 
-/// Serializes a view; serialization of our own views cannot fail. The buffer starts at about
-/// a listing's answer (`to_vec` starts at 128 bytes and grew twice for one), and the bytes are
+/// Serializes a view; serialization of our own views cannot fail.
+pub fn to_bytes<T: Serialize>(value: &T) -> bytes::Bytes {
+    written(|bytes| serde_json::to_writer(bytes, value))
+}
+
+/// The bytes `write` puts in a buffer, empty if it fails. The buffer starts at about a
+/// listing's answer (`to_vec` starts at 128 bytes and grew twice for one), and the bytes are
 /// trimmed to their length (spare capacity would stay with a cached body; the allocator
 /// shrinks a block in place down to half its size).
-pub fn to_bytes<T: Serialize>(value: &T) -> bytes::Bytes {
+pub(crate) fn written(write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>) -> bytes::Bytes {
     let mut bytes = Vec::with_capacity(512);
-    if serde_json::to_writer(&mut bytes, value).is_err() {
+    if write(&mut bytes).is_err() {
         bytes.clear();
     }
     bytes::Bytes::from(bytes.into_boxed_slice())
